@@ -1,0 +1,171 @@
+//! Wiring: settings → store → classifier → intake → router + outbox worker. `Application`
+//! binds first (port 0 in tests) and exposes `port()`, then runs until a shutdown signal, after
+//! which in-flight requests and sends finish before the store closes.
+
+use crate::classify::Classifier;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Settings;
+use crate::domain::Channel;
+use crate::http::{AppState, Metrics, router};
+use crate::intake::{AckRenderer, Intake};
+use crate::outbound::retry::Backoff;
+use crate::outbound::{Worker, WorkerConfig};
+use crate::store::Store;
+use anyhow::Context;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    state: AppState,
+    worker: Option<Worker>,
+    store: Arc<dyn Store>,
+    grace: Duration,
+}
+
+impl Application {
+    /// # Errors
+    /// Configuration refused, database or rules that do not open, address in use.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// # Errors
+    /// As [`Application::build`].
+    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        let listen = settings.server.listen;
+        let unsecured = settings.unsecured_webhooks();
+        if !listen.ip().is_loopback() && !unsecured.is_empty() {
+            anyhow::bail!(
+                "server.listen is {listen}, not loopback, but these webhook secrets are unset: {}. \
+                 Set them (config or SWITCHBOARD__INBOUND__...) or listen on 127.0.0.1",
+                unsecured.join(", ")
+            );
+        }
+        let classifier = Arc::new(match &settings.classifier.rules {
+            Some(p) => Classifier::from_path(p)?,
+            None => Classifier::builtin(),
+        });
+        let store = crate::store::open(
+            settings.database.url.expose(),
+            settings.database.max_connections,
+            settings.database.group_commit_max,
+        )
+        .await?;
+        let acks = Arc::new(AckRenderer::new(&settings)?);
+        let notify = Arc::new(Notify::new());
+        let intake = Arc::new(Intake::new(
+            &settings,
+            store.clone(),
+            clock.clone(),
+            classifier,
+            acks,
+            notify.clone(),
+        ));
+        let metrics = Arc::new(Metrics::default());
+        let o = &settings.sms.outbound;
+        let worker = o.enabled.then(|| Worker {
+            store: store.clone(),
+            clock: clock.clone(),
+            sender: crate::outbound::sms::driver(&settings),
+            notify: notify.clone(),
+            metrics: metrics.clone(),
+            config: WorkerConfig {
+                channel: Channel::Sms,
+                concurrency: o.concurrency,
+                rate_per_sec: o.rate_per_sec,
+                max_attempts: o.max_attempts,
+                backoff: Backoff {
+                    base: Duration::from_millis(o.backoff_base_ms),
+                    max: Duration::from_millis(o.backoff_max_ms),
+                },
+                lease_ms: ((o.timeout_secs * 2 + 30) * 1000) as i64
+                    + (o.concurrency as f64 * 2.0 / o.rate_per_sec * 1000.0) as i64,
+                grace: Duration::from_secs(settings.server.shutdown_grace_secs),
+            },
+        });
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding server.listen {listen}"))?;
+        let port = listener.local_addr()?.port();
+        let grace = Duration::from_secs(settings.server.shutdown_grace_secs);
+        let state = AppState {
+            intake,
+            settings: Arc::new(settings),
+            metrics,
+        };
+        Ok(Application {
+            listener,
+            port,
+            state,
+            worker,
+            store,
+            grace,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, finishes in-flight requests and
+    /// sends (bounded by `server.shutdown_grace_secs`) and closes the store.
+    ///
+    /// # Errors
+    /// The server failed.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let worker = self.worker.map(|w| tokio::spawn(w.run(stop.clone())));
+        tracing::info!(port = self.port, "switchboard listening");
+        let stop2 = stop.clone();
+        let app = router(self.state.clone());
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutdown requested; finishing in-flight work");
+                stop2.cancel();
+            })
+            .await;
+        stop.cancel();
+        if let Some(w) = worker
+            && tokio::time::timeout(self.grace + Duration::from_secs(1), w).await.is_err()
+        {
+            tracing::warn!("outbox worker did not stop in time");
+        }
+        self.store.close().await;
+        served.context("HTTP server")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,382 @@
+//! Layered settings: `config/default.toml` (built into the binary) < `--config FILE` <
+//! `SWITCHBOARD__SECTION__KEY` environment variables. Every section denies unknown keys, so a
+//! typo fails start-up with the file, the key and the reason instead of being ignored.
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub time: TimeSettings,
+    pub phone: PhoneSettings,
+    pub intake: IntakeSettings,
+    pub sla: SlaSettings,
+    pub classifier: ClassifierSettings,
+    pub templates: TemplateSettings,
+    pub inbound: InboundSettings,
+    pub sms: SmsSettings,
+    pub email: EmailSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub shutdown_grace_secs: u64,
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: Secret,
+    pub max_connections: u32,
+    pub group_commit_max: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeSettings {
+    pub zone: chrono_tz::Tz,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneSettings {
+    #[serde(deserialize_with = "lossy_string")]
+    pub default_country: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeSettings {
+    pub dedupe_window_secs: u64,
+    pub reply_window_secs: u64,
+    pub ack_replies: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlaSettings {
+    pub ack_hours: f64,
+    pub resolve_hours: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierSettings {
+    pub rules: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSettings {
+    pub dir: Option<PathBuf>,
+    pub default_lang: crate::domain::Lang,
+    pub service_name: String,
+    pub service_name_en: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundSettings {
+    pub kannel_token: Option<Secret>,
+    pub jasmin_token: Option<Secret>,
+    pub generic_token: Option<Secret>,
+    pub dlr_token: Option<Secret>,
+    pub twilio_auth_token: Option<Secret>,
+    pub twilio_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsSettings {
+    pub outbound: SmsOutboundSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsDriver {
+    Kannel,
+    Jasmin,
+    Http,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsOutboundSettings {
+    pub enabled: bool,
+    pub driver: SmsDriver,
+    pub url: String,
+    #[serde(deserialize_with = "lossy_string")]
+    pub username: String,
+    pub password: Secret,
+    #[serde(deserialize_with = "lossy_string")]
+    pub from: String,
+    pub rate_per_sec: f64,
+    pub concurrency: usize,
+    pub timeout_secs: u64,
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub dlr_mask: u32,
+    pub dlr: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSettings {
+    pub from: String,
+    pub smtp: SmtpSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    #[serde(default, deserialize_with = "lossy_opt_string")]
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+/// A value that must never reach a log line: `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        lossy_string(d).map(Secret)
+    }
+}
+
+/// Environment values arrive typed ("10000" becomes a number); fields that are text accept
+/// numbers and booleans as their text.
+fn lossy_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Any {
+        S(String),
+        I(i64),
+        U(u64),
+        F(f64),
+        B(bool),
+    }
+    Ok(match Any::deserialize(d)? {
+        Any::S(s) => s,
+        Any::I(i) => i.to_string(),
+        Any::U(u) => u.to_string(),
+        Any::F(f) => f.to_string(),
+        Any::B(b) => b.to_string(),
+    })
+}
+
+fn lossy_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    lossy_string(d).map(Some)
+}
+
+impl Settings {
+    /// Loads the layers. `file` must exist when given.
+    ///
+    /// # Errors
+    /// A missing file, a TOML syntax error, an unknown key or a wrong type, naming the file and
+    /// the key.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// As [`Settings::load`] with an explicit environment (tests pass their own).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Settings> {
+        let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.is_file() {
+                bail!("config file {} does not exist or is not a file", path.display());
+            }
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            // Parse once ourselves so syntax errors carry line and column with the file name.
+            text.parse::<toml::Table>()
+                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+            fig = fig.merge(Toml::file(path));
+        }
+        let vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("SWITCHBOARD__"))
+            .collect();
+        for (k, v) in vars {
+            let key = k["SWITCHBOARD__".len()..].to_ascii_lowercase().replace("__", ".");
+            let value: figment::value::Value = v
+                .parse()
+                .unwrap_or_else(|_| figment::value::Value::from(v.clone()));
+            fig = fig.merge(Serialized::global(&key, value));
+        }
+        let settings: Settings = fig.extract().map_err(|e| {
+            let mut msg = String::from("invalid configuration");
+            for err in e {
+                msg.push_str(&format!("\n  - {err}"));
+            }
+            anyhow::anyhow!(msg)
+        })?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let o = &self.sms.outbound;
+        if !(o.rate_per_sec > 0.0) {
+            bail!("sms.outbound.rate_per_sec must be > 0 (got {})", o.rate_per_sec);
+        }
+        if o.concurrency == 0 {
+            bail!("sms.outbound.concurrency must be >= 1");
+        }
+        if o.max_attempts == 0 {
+            bail!("sms.outbound.max_attempts must be >= 1");
+        }
+        if self.database.group_commit_max == 0 {
+            bail!("database.group_commit_max must be >= 1");
+        }
+        if !(self.sla.ack_hours > 0.0 && self.sla.resolve_hours >= self.sla.ack_hours) {
+            bail!("sla: need 0 < ack_hours <= resolve_hours");
+        }
+        let url = self.database.url.expose();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            bail!("database.url must start with sqlite:// or postgres:// (got a different scheme)");
+        }
+        Ok(())
+    }
+
+    /// The webhook routes that have no secret. Start-up refuses a non-loopback listen address
+    /// while this list is not empty.
+    pub fn unsecured_webhooks(&self) -> Vec<&'static str> {
+        let i = &self.inbound;
+        let mut v = Vec::new();
+        if i.kannel_token.is_none() {
+            v.push("inbound.kannel_token");
+        }
+        if i.jasmin_token.is_none() {
+            v.push("inbound.jasmin_token");
+        }
+        if i.generic_token.is_none() {
+            v.push("inbound.generic_token");
+        }
+        if i.dlr_token.is_none() {
+            v.push("inbound.dlr_token");
+        }
+        if i.twilio_auth_token.is_none() {
+            v.push("inbound.twilio_auth_token");
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn built_in_defaults_load_and_match_the_contract() {
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.database.url.expose(), "sqlite://data/switchboard.db");
+        assert_eq!(s.time.zone, chrono_tz::Asia::Shanghai);
+        assert_eq!(s.sms.outbound.driver, SmsDriver::Kannel);
+    }
+
+    #[test]
+    fn env_overrides_nested_keys_and_keeps_numeric_text_as_text() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("SWITCHBOARD__SMS__OUTBOUND__URL", "http://127.0.0.1:9/x"),
+                ("SWITCHBOARD__SMS__OUTBOUND__PASSWORD", "12345"),
+                ("SWITCHBOARD__SMS__OUTBOUND__FROM", "10001"),
+                ("SWITCHBOARD__SERVER__LISTEN", "127.0.0.1:9999"),
+                ("OTHER", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.sms.outbound.url, "http://127.0.0.1:9/x");
+        assert_eq!(s.sms.outbound.password.expose(), "12345");
+        assert_eq!(s.sms.outbound.from, "10001");
+        assert_eq!(s.server.listen.port(), 9999);
+    }
+
+    #[test]
+    fn a_bad_file_names_the_file_the_key_and_the_reason() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "[server]\nlisten = \"nowhere\"").unwrap();
+        let err = Settings::load_with_env(Some(f.path()), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("server.listen"), "{err}");
+        assert!(err.contains(&f.path().display().to_string()), "{err}");
+
+        let mut g = tempfile::NamedTempFile::new().unwrap();
+        writeln!(g, "[server]\nlisten_port = 1").unwrap();
+        let err = Settings::load_with_env(Some(g.path()), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("listen_port"), "{err}");
+
+        let mut h = tempfile::NamedTempFile::new().unwrap();
+        writeln!(h, "[server\nlisten = 1").unwrap();
+        let err = Settings::load_with_env(Some(h.path()), env(&[])).unwrap_err().to_string();
+        assert!(err.contains(&h.path().display().to_string()), "{err}");
+
+        let err = Settings::load_with_env(Some(Path::new("/nonexistent/x.toml")), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/x.toml"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[("SWITCHBOARD__INBOUND__KANNEL_TOKEN", "hunter2")]),
+        )
+        .unwrap();
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("hunter2"));
+        assert!(!dbg.contains("switchboard.db"), "database url may hold a password");
+    }
+}

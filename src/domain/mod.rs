@@ -1,0 +1,249 @@
+//! Newtypes parsed at the edge. A value of these types exists only if it is valid, so the
+//! rest of the code never re-checks. No I/O here.
+
+mod phone;
+
+pub use phone::{PhoneError, PhoneNumber};
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// How a message reached us or leaves us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Sms,
+    Email,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Email => "email",
+        }
+    }
+}
+
+impl FromStr for Channel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sms" => Ok(Channel::Sms),
+            "email" => Ok(Channel::Email),
+            other => Err(format!("unknown channel {other:?}")),
+        }
+    }
+}
+
+/// The three case categories of the operator's process. Order matters: a higher rank wins a
+/// tie and a case never moves to a lower-ranked category when a reply is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    Inquiry,
+    Fault,
+    Complaint,
+}
+
+impl Category {
+    pub const ALL: [Category; 3] = [Category::Complaint, Category::Fault, Category::Inquiry];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Inquiry => "inquiry",
+            Category::Fault => "fault",
+            Category::Complaint => "complaint",
+        }
+    }
+
+    /// The word used in Chinese acknowledgements.
+    pub fn zh(self) -> &'static str {
+        match self {
+            Category::Inquiry => "咨询",
+            Category::Fault => "故障报修",
+            Category::Complaint => "投诉",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        match self {
+            Category::Complaint => 0,
+            Category::Fault => 1,
+            Category::Inquiry => 2,
+        }
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Category {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "inquiry" => Ok(Category::Inquiry),
+            "fault" => Ok(Category::Fault),
+            "complaint" => Ok(Category::Complaint),
+            other => Err(format!(
+                "unknown category {other:?} (expected complaint, fault or inquiry)"
+            )),
+        }
+    }
+}
+
+/// What the customer wants, recognised before the three categories. Only `Case` opens or
+/// updates a case; the others are handled by their own flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    Case,
+    OptOut,
+    OptIn,
+    Escalate,
+}
+
+impl Intent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Intent::Case => "case",
+            Intent::OptOut => "opt_out",
+            Intent::OptIn => "opt_in",
+            Intent::Escalate => "escalate",
+        }
+    }
+}
+
+/// A case's number as customers see it: `SB` followed by the zero-padded row id. The row id
+/// comes from the database sequence, so numbers are unique across instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CaseId(pub i64);
+
+impl fmt::Display for CaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SB{:08}", self.0)
+    }
+}
+
+impl FromStr for CaseId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let digits = t
+            .strip_prefix("SB")
+            .or_else(|| t.strip_prefix("sb"))
+            .unwrap_or(t);
+        match digits.parse::<i64>() {
+            Ok(n) if n > 0 && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(CaseId(n))
+            }
+            _ => Err(format!("not a case number: {s:?} (expected SB00000123)")),
+        }
+    }
+}
+
+/// Language of templates sent to a customer, chosen from the script of their message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Lang {
+    #[serde(rename = "zh-CN")]
+    ZhCn,
+    #[serde(rename = "en")]
+    En,
+}
+
+impl Lang {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lang::ZhCn => "zh-CN",
+            Lang::En => "en",
+        }
+    }
+
+    /// Any Han, kana or CJK punctuation makes the reply Chinese; otherwise English when the
+    /// text has Latin letters; otherwise the configured default.
+    pub fn detect(text: &str, default: Lang) -> Lang {
+        let mut latin = false;
+        for c in text.chars() {
+            let u = c as u32;
+            if (0x3000..=0x9FFF).contains(&u)
+                || (0xF900..=0xFAFF).contains(&u)
+                || (0xFF00..=0xFFEF).contains(&u)
+                || (0x20000..=0x2FA1F).contains(&u)
+            {
+                return Lang::ZhCn;
+            }
+            if c.is_ascii_alphabetic() {
+                latin = true;
+            }
+        }
+        if latin { Lang::En } else { default }
+    }
+}
+
+impl FromStr for Lang {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "zh-CN" | "zh" | "zh-cn" => Ok(Lang::ZhCn),
+            "en" => Ok(Lang::En),
+            other => Err(format!("unknown language {other:?} (expected zh-CN or en)")),
+        }
+    }
+}
+
+/// Masks an address for logs: 13800138000 → 138****8000, alice@example.com → a***@example.com.
+pub fn mask(addr: &str) -> String {
+    if let Some((user, domain)) = addr.split_once('@') {
+        let first: String = user.chars().take(1).collect();
+        return format!("{first}***@{domain}");
+    }
+    let chars: Vec<char> = addr.chars().collect();
+    if chars.len() <= 7 {
+        return "****".to_string();
+    }
+    let head: String = chars[..chars.len() - 8].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}****{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_id_round_trips_through_display() {
+        let id = CaseId(123);
+        assert_eq!(id.to_string(), "SB00000123");
+        assert_eq!("SB00000123".parse::<CaseId>().unwrap(), id);
+        assert_eq!("sb123".parse::<CaseId>().unwrap(), id);
+        assert!("SB".parse::<CaseId>().is_err());
+        assert!("SB-1".parse::<CaseId>().is_err());
+        assert!("SB0".parse::<CaseId>().is_err());
+    }
+
+    #[test]
+    fn lang_detects_chinese_script_and_falls_back() {
+        assert_eq!(Lang::detect("宽带坏了", Lang::En), Lang::ZhCn);
+        assert_eq!(Lang::detect("my line is dead", Lang::ZhCn), Lang::En);
+        assert_eq!(Lang::detect("wifi 冇信号", Lang::En), Lang::ZhCn);
+        assert_eq!(Lang::detect("12345", Lang::ZhCn), Lang::ZhCn);
+    }
+
+    #[test]
+    fn mask_hides_the_middle_of_numbers_and_mailboxes() {
+        assert_eq!(mask("+8613800138000"), "+86138****8000");
+        assert_eq!(mask("alice@example.com"), "a***@example.com");
+        assert_eq!(mask("10000"), "****");
+    }
+
+    #[test]
+    fn category_parse_rejects_unknown_names() {
+        assert_eq!("Complaint".parse::<Category>().unwrap(), Category::Complaint);
+        assert!("billing".parse::<Category>().is_err());
+        assert!(Category::Complaint > Category::Fault && Category::Fault > Category::Inquiry);
+    }
+}

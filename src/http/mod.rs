@@ -1,0 +1,150 @@
+//! The axum router: webhooks (`/inbound/*`), delivery reports (`/dlr/*`), health, metrics.
+//! Every inbound route answers only after the intake transaction committed; a database error
+//! answers 503 so the bridge retries, bad input a 4xx with a JSON error naming the field.
+//!
+//! Layout: `error.rs` the error shape; `inbound.rs` SMS webhooks; `dlr.rs` delivery reports.
+
+mod dlr;
+mod error;
+mod inbound;
+
+pub use error::AppError;
+
+use crate::config::{Secret, Settings};
+use crate::intake::Intake;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use subtle::ConstantTimeEq;
+
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Process counters exported on `/metrics` (Prometheus text format).
+#[derive(Default, Debug)]
+pub struct Metrics {
+    pub inbound_stored: Counter,
+    pub inbound_duplicate: Counter,
+    pub inbound_rejected: Counter,
+    pub inbound_unavailable: Counter,
+    pub sent: Counter,
+    pub send_retries: Counter,
+    pub send_failures: Counter,
+    pub dlr: Counter,
+}
+
+impl Metrics {
+    fn render(&self) -> String {
+        let rows = [
+            ("switchboard_inbound_total{outcome=\"stored\"}", self.inbound_stored.get()),
+            ("switchboard_inbound_total{outcome=\"duplicate\"}", self.inbound_duplicate.get()),
+            ("switchboard_inbound_total{outcome=\"rejected\"}", self.inbound_rejected.get()),
+            ("switchboard_inbound_total{outcome=\"unavailable\"}", self.inbound_unavailable.get()),
+            ("switchboard_outbound_total{outcome=\"sent\"}", self.sent.get()),
+            ("switchboard_outbound_total{outcome=\"retry\"}", self.send_retries.get()),
+            ("switchboard_outbound_total{outcome=\"failed\"}", self.send_failures.get()),
+            ("switchboard_dlr_total", self.dlr.get()),
+        ];
+        let mut out = String::from(
+            "# TYPE switchboard_inbound_total counter\n# TYPE switchboard_outbound_total counter\n# TYPE switchboard_dlr_total counter\n",
+        );
+        for (k, v) in rows {
+            out.push_str(&format!("{k} {v}\n"));
+        }
+        out
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub intake: Arc<Intake>,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.settings.server.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/inbound/sms/kannel", get(inbound::kannel_get).post(inbound::kannel_post))
+        .route("/inbound/sms/jasmin", get(inbound::jasmin_get).post(inbound::jasmin_post))
+        .route("/inbound/sms/twilio", post(inbound::twilio))
+        .route("/inbound/sms", post(inbound::generic))
+        .route("/dlr/kannel", get(dlr::kannel_get).post(dlr::kannel_post))
+        .route("/dlr/jasmin", get(dlr::jasmin_get).post(dlr::jasmin_post))
+        .route("/dlr/generic", post(dlr::generic))
+        .route("/api/v1/classify", post(classify))
+        .fallback(|| async { AppError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    match s.intake.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassifyRequest {
+    text: String,
+}
+
+/// Explains a classification (category, scores, matched terms with positions, rule ids).
+async fn classify(
+    State(s): State<AppState>,
+    body: error::AppJson<ClassifyRequest>,
+) -> Result<impl IntoResponse, AppError> {
+    Ok(axum::Json(s.intake.classifier().classify(&body.0.text)))
+}
+
+/// Checks a webhook's shared secret from `?token=` or `X-Switchboard-Token`, in constant time.
+/// Without a configured secret every request passes: start-up allows that only on loopback.
+pub(crate) fn check_token(expected: &Option<Secret>, query: &[u8], headers: &HeaderMap) -> Result<(), AppError> {
+    let Some(expected) = expected else { return Ok(()) };
+    let from_query = crate::inbound::form_pairs(query)
+        .into_iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v);
+    let given = from_query.or_else(|| {
+        headers
+            .get("x-switchboard-token")
+            .map(|v| v.as_bytes().to_vec())
+    });
+    match given {
+        Some(g) if bool::from(g.ct_eq(expected.expose().as_bytes())) => Ok(()),
+        Some(_) => Err(AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong token")),
+        None => Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing token (?token= or X-Switchboard-Token)",
+        )),
+    }
+}

@@ -1,0 +1,121 @@
+//! Webhook dialects, one file each. Each parses its peer's request into a [`NewInbound`]
+//! (phone numbers normalised to E.164, text decoded to UTF-8) or a [`BadInput`] that says what
+//! is wrong; nothing here touches the database.
+
+pub mod generic;
+pub mod jasmin;
+pub mod kannel;
+pub mod twilio;
+
+use crate::domain::PhoneNumber;
+pub use crate::store::NewInbound;
+
+/// Input we refuse with a 4xx; `field` names the parameter, `reason` what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct BadInput {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl BadInput {
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        BadInput {
+            field,
+            reason: reason.into(),
+        }
+    }
+    pub fn missing(field: &'static str) -> Self {
+        BadInput::new(field, "missing")
+    }
+}
+
+/// Parses a number or says which field is wrong.
+pub fn phone(field: &'static str, v: &str, country: &str) -> Result<String, BadInput> {
+    PhoneNumber::parse(v, country)
+        .map(|p| p.to_string())
+        .map_err(|e| BadInput::new(field, e.to_string()))
+}
+
+/// Splits an `application/x-www-form-urlencoded` string into raw byte values. Unlike a
+/// `String` decoder this keeps bytes that are not UTF-8 (Kannel's `%b` with UCS-2 text).
+pub fn form_pairs(input: &[u8]) -> Vec<(String, Vec<u8>)> {
+    input
+        .split(|&b| b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &[][..]),
+            };
+            (
+                String::from_utf8_lossy(&url_decode(k)).into_owned(),
+                url_decode(v),
+            )
+        })
+        .collect()
+}
+
+/// Percent-decoding with `+` as space (form encoding).
+pub fn url_decode(v: &[u8]) -> Vec<u8> {
+    let plus: Vec<u8> = v.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+    percent_encoding::percent_decode(&plus).collect()
+}
+
+/// Looks up the first value of `name`.
+pub fn get<'a>(pairs: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
+}
+
+/// A parameter as UTF-8 text, or an error naming it.
+pub fn text_param(pairs: &[(String, Vec<u8>)], name: &'static str) -> Result<Option<String>, BadInput> {
+    match get(pairs, name) {
+        None => Ok(None),
+        Some(v) => String::from_utf8(v.to_vec())
+            .map(Some)
+            .map_err(|_| BadInput::new(name, "not valid UTF-8")),
+    }
+}
+
+/// Removes secrets (our `token` parameter) before the raw payload is stored.
+pub fn redact_query(q: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(q.len());
+    for part in q.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        if part.starts_with(b"token=") || part == b"token" {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(b'&');
+        }
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// Rejects text we will not store as a message.
+pub fn check_text(field: &'static str, text: &str) -> Result<(), BadInput> {
+    if text.contains('\0') {
+        return Err(BadInput::new(field, "contains a NUL character"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_pairs_keep_non_utf8_bytes() {
+        let p = form_pairs(b"text=%4F%60%59%7D&from=%2B86138&x");
+        assert_eq!(get(&p, "text").unwrap(), &[0x4F, 0x60, 0x59, 0x7D]);
+        assert_eq!(get(&p, "from").unwrap(), b"+86138");
+        assert_eq!(get(&p, "x").unwrap(), b"");
+        assert_eq!(url_decode(b"a+b%20c"), b"a b c");
+    }
+
+    #[test]
+    fn redaction_drops_only_the_token() {
+        assert_eq!(redact_query(b"a=1&token=s3cret&b=2"), b"a=1&b=2");
+        assert_eq!(redact_query(b"token=x"), b"");
+    }
+}

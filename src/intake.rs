@@ -1,0 +1,235 @@
+//! Intake: the one path every inbound message takes. Dedupe key, intent, category and
+//! language are decided here (pure, no I/O); the store then applies dedupe, case, message,
+//! acknowledgement and outbox row in ONE transaction, committed before the webhook answers.
+
+use crate::classify::Classifier;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::domain::{Channel, Intent, Lang};
+use crate::outbound::segment::segment;
+use crate::store::{
+    AckBuilder, AckContext, IntakeOutcome, IntakeRequest, NewInbound, OutboundDraft, Store, StoreResult,
+};
+use crate::templates::{Templates, tier_en, tier_zh};
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, RwLock};
+use tokio::sync::Notify;
+
+/// Renders acknowledgements from templates once the store has settled the case.
+pub struct AckRenderer {
+    templates: Templates,
+    service_name: String,
+    service_name_en: String,
+    sms_from: String,
+    sms_driver: String,
+    ack_hours: f64,
+    resolve_hours: f64,
+    ack_replies: bool,
+    sms_enabled: bool,
+}
+
+impl AckRenderer {
+    /// # Errors
+    /// Templates that do not load.
+    pub fn new(settings: &Settings) -> anyhow::Result<AckRenderer> {
+        Ok(AckRenderer {
+            templates: Templates::load(settings.templates.dir.as_deref())?,
+            service_name: settings.templates.service_name.clone(),
+            service_name_en: settings.templates.service_name_en.clone(),
+            sms_from: settings.sms.outbound.from.clone(),
+            sms_driver: format!("{:?}", settings.sms.outbound.driver).to_lowercase(),
+            ack_hours: settings.sla.ack_hours,
+            resolve_hours: settings.sla.resolve_hours,
+            ack_replies: settings.intake.ack_replies,
+            sms_enabled: settings.sms.outbound.enabled,
+        })
+    }
+
+    /// The text of the acknowledgement for `ctx`, or `None` when nothing is to be sent.
+    pub fn text(&self, ctx: &AckContext) -> Option<String> {
+        let name = match (ctx.intent, ctx.new_case) {
+            (Intent::OptOut, _) => "opt_out",
+            (Intent::OptIn, _) => "opt_in",
+            (Intent::Escalate, _) => "escalate",
+            (Intent::Case, true) => "ack",
+            (Intent::Case, false) if self.ack_replies => "reply",
+            (Intent::Case, false) => return None,
+        };
+        let values = minijinja::context! {
+            service_name => self.service_name,
+            service_name_en => self.service_name_en,
+            case_no => ctx.case_id.map(|c| c.to_string()).unwrap_or_default(),
+            category => ctx.category.as_str(),
+            category_zh => ctx.category.zh(),
+            ack_hours => fmt_hours(self.ack_hours),
+            resolve_hours => fmt_hours(self.resolve_hours),
+            tier => ctx.tier,
+            tier_zh => tier_zh(ctx.tier),
+            tier_en => tier_en(ctx.tier),
+        };
+        match self.templates.render(name, ctx.lang, values) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(template = name, error = %e, "acknowledgement template failed; no ack queued");
+                None
+            }
+        }
+    }
+}
+
+fn fmt_hours(h: f64) -> String {
+    if h.fract() == 0.0 { format!("{h:.0}") } else { format!("{h}") }
+}
+
+impl AckBuilder for AckRenderer {
+    fn build(&self, ctx: &AckContext) -> Option<OutboundDraft> {
+        match ctx.channel {
+            Channel::Sms => {
+                if !self.sms_enabled {
+                    return None;
+                }
+                let text = self.text(ctx)?;
+                let seg = segment(&text);
+                // Reply from the number the customer wrote to (10000, 10001...); fall back to the
+                // configured sender.
+                let from = if ctx.service_addr.is_empty() {
+                    self.sms_from.clone()
+                } else {
+                    ctx.service_addr.clone()
+                };
+                Some(OutboundDraft {
+                    channel: Channel::Sms,
+                    driver: self.sms_driver.clone(),
+                    from,
+                    to: ctx.customer.clone(),
+                    subject: None,
+                    text,
+                    kind: "ack",
+                    encoding: seg.encoding.as_str(),
+                    segments: seg.segments as i64,
+                })
+            }
+            // Email acknowledgements arrive with the email channel (issue 3).
+            Channel::Email => None,
+        }
+    }
+}
+
+/// The intake service shared by every inbound route.
+pub struct Intake {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    classifier: RwLock<Arc<Classifier>>,
+    acks: Arc<AckRenderer>,
+    /// Wakes the outbound workers when an ack was queued.
+    pub outbox_notify: Arc<Notify>,
+    dedupe_window_ms: i64,
+    reply_window_ms: i64,
+    ack_ms: i64,
+    resolve_ms: i64,
+    default_lang: Lang,
+}
+
+impl Intake {
+    pub fn new(
+        settings: &Settings,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        classifier: Arc<Classifier>,
+        acks: Arc<AckRenderer>,
+        outbox_notify: Arc<Notify>,
+    ) -> Intake {
+        Intake {
+            store,
+            clock,
+            classifier: RwLock::new(classifier),
+            acks,
+            outbox_notify,
+            dedupe_window_ms: settings.intake.dedupe_window_secs as i64 * 1000,
+            reply_window_ms: settings.intake.reply_window_secs as i64 * 1000,
+            ack_ms: (settings.sla.ack_hours * 3_600_000.0) as i64,
+            resolve_ms: (settings.sla.resolve_hours * 3_600_000.0) as i64,
+            default_lang: settings.templates.default_lang,
+        }
+    }
+
+    pub fn classifier(&self) -> Arc<Classifier> {
+        self.classifier
+            .read()
+            .map(|c| Arc::clone(&c))
+            .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+
+    /// Replaces the live rule set (the old one keeps serving requests already running).
+    pub fn set_classifier(&self, c: Arc<Classifier>) {
+        match self.classifier.write() {
+            Ok(mut g) => *g = c,
+            Err(p) => *p.into_inner() = c,
+        }
+    }
+
+    /// Everything decided before the transaction.
+    pub fn plan(&self, msg: NewInbound) -> IntakeRequest {
+        let now_ms = self.clock.now_ms();
+        let classifier = self.classifier();
+        let text_for_rules = match &msg.subject {
+            Some(s) if !s.is_empty() => format!("{s}\n{}", msg.text),
+            _ => msg.text.clone(),
+        };
+        let c = classifier.classify(&text_for_rules);
+        let lang = Lang::detect(&msg.text, self.default_lang);
+        let dedupe_key = msg
+            .external_id
+            .as_ref()
+            .filter(|id| !id.is_empty())
+            .map(|id| format!("{}:{id}", msg.dialect));
+        let content_hash = content_hash(&msg);
+        IntakeRequest {
+            dedupe_key,
+            content_hash,
+            dedupe_window_ms: self.dedupe_window_ms,
+            category: c.category,
+            intent: c.intent,
+            rules_version: c.rules_version,
+            lang,
+            now_ms,
+            reply_window_ms: self.reply_window_ms,
+            ack_due_ms: now_ms + self.ack_ms,
+            resolve_due_ms: now_ms + self.resolve_ms,
+            ack: self.acks.clone(),
+            msg,
+        }
+    }
+
+    /// Stores and settles one inbound message; returns only after the commit.
+    ///
+    /// # Errors
+    /// The store's error; the caller answers 503 so the bridge retries.
+    #[tracing::instrument(skip_all, fields(dialect = msg.dialect, from = %crate::domain::mask(&msg.from)))]
+    pub async fn accept(&self, msg: NewInbound) -> StoreResult<IntakeOutcome> {
+        let req = self.plan(msg);
+        let category = req.category;
+        let outcome = self.store.intake(req).await?;
+        if let IntakeOutcome::Stored { ack_message_id: Some(_), .. } = outcome {
+            self.outbox_notify.notify_waiters();
+        }
+        tracing::debug!(?outcome, %category, "intake committed");
+        Ok(outcome)
+    }
+}
+
+/// Identity of an id-less message: same channel, sender, receiver and text.
+pub fn content_hash(msg: &NewInbound) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        msg.channel.as_str(),
+        msg.from.as_str(),
+        msg.to.as_str(),
+        msg.subject.as_deref().unwrap_or(""),
+        msg.text.as_str(),
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(&h.finalize()[..16])
+}

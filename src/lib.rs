@@ -1,0 +1,26 @@
+//! switchboard: the customer-service message gateway of a telecom operator.
+//!
+//! Module map (see DESIGN.md for the flow of a message):
+//! - [`domain`]: newtypes parsed at the edge (phone numbers, categories, case ids); no I/O.
+//! - [`config`]: layered settings (built-in defaults < `--config` file < env).
+//! - [`inbound`]: webhook dialects (Kannel, Jasmin, Twilio, generic JSON) → `NewInbound`.
+//! - [`intake`]: dedupe, intent, classification, case and ack in one transaction.
+//! - [`classify`]: the keyword/regex classifier and its rules file.
+//! - [`store`]: `trait Store`, SQLite and PostgreSQL engines, migrations.
+//! - [`outbound`]: outbox worker, SMS drivers, segmenting, retry policy.
+//! - [`http`]: the axum router, error shape, webhook authentication, metrics.
+//! - [`templates`]: minijinja message templates (zh-CN, en).
+//! - [`app`]: wiring and graceful shutdown; [`cli`]: subcommands.
+
+pub mod app;
+pub mod classify;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod inbound;
+pub mod intake;
+pub mod outbound;
+pub mod store;
+pub mod templates;

@@ -1,0 +1,177 @@
+//! Outbox workers: claim due sends with a lease, pace them per bridge, send, and record the
+//! result (sent, retry later with exponential backoff and jitter, or failed). On shutdown the
+//! worker stops claiming, lets in-flight sends finish and returns unsent leases.
+//!
+//! Layout: `segment` (GSM-7/UCS-2 maths), `sms/` (one driver per bridge), `retry` (policy).
+
+pub mod retry;
+pub mod segment;
+pub mod sms;
+
+use crate::clock::Clock;
+use crate::domain::Channel;
+use crate::store::{OutboxItem, Store};
+use retry::{Backoff, SendResult};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Sends one message through one bridge.
+#[async_trait::async_trait]
+pub trait Sender: Send + Sync + 'static {
+    async fn send(&self, item: &OutboxItem) -> SendResult;
+    fn name(&self) -> &'static str;
+}
+
+/// Spaces sends at `1/rate` seconds (a token bucket of depth one).
+pub struct Pacer {
+    interval: Duration,
+    next: Mutex<Instant>,
+}
+
+impl Pacer {
+    pub fn new(rate_per_sec: f64) -> Pacer {
+        Pacer {
+            interval: Duration::from_secs_f64(1.0 / rate_per_sec),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    pub async fn acquire(&self) {
+        let at = {
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            let at = (*next).max(now);
+            *next = at + self.interval;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub channel: Channel,
+    pub concurrency: usize,
+    pub rate_per_sec: f64,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub lease_ms: i64,
+    /// How long shutdown waits for in-flight sends.
+    pub grace: Duration,
+}
+
+pub struct Worker {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub sender: Arc<dyn Sender>,
+    pub notify: Arc<Notify>,
+    pub config: WorkerConfig,
+    pub metrics: Arc<crate::http::Metrics>,
+}
+
+impl Worker {
+    /// Runs until `stop` is cancelled, then drains.
+    pub async fn run(self, stop: CancellationToken) {
+        let cfg = self.config.clone();
+        let pacer = Arc::new(Pacer::new(cfg.rate_per_sec));
+        let permits = Arc::new(Semaphore::new(cfg.concurrency));
+        let mut inflight = JoinSet::new();
+        let batch = (cfg.concurrency * 2).max(1) as i64;
+        let this = Arc::new(self);
+        'outer: while !stop.is_cancelled() {
+            while inflight.try_join_next().is_some() {}
+            let now = this.clock.now_ms();
+            let items = match this.store.claim_outbox(cfg.channel, now, cfg.lease_ms, batch).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming the outbox failed; retrying in 1 s");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
+            if items.is_empty() {
+                let wait = match this.store.next_outbox_due(cfg.channel).await {
+                    Ok(Some(due)) => Duration::from_millis((due - this.clock.now_ms()).clamp(10, 1000) as u64),
+                    _ => Duration::from_secs(1),
+                };
+                tokio::select! {
+                    _ = this.notify.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.cancelled() => {}
+                }
+                continue;
+            }
+            let mut pending: std::collections::VecDeque<OutboxItem> = items.into();
+            while let Some(item) = pending.pop_front() {
+                let permit = tokio::select! {
+                    p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+                    _ = stop.cancelled() => { pending.push_front(item); break; }
+                };
+                tokio::select! {
+                    _ = pacer.acquire() => {}
+                    _ = stop.cancelled() => { pending.push_front(item); break; }
+                }
+                let w = this.clone();
+                inflight.spawn(async move {
+                    w.send_one(item).await;
+                    drop(permit);
+                });
+            }
+            if !pending.is_empty() {
+                let ids: Vec<i64> = pending.iter().map(|i| i.message_id).collect();
+                if let Err(e) = this.store.release_leases(&ids).await {
+                    tracing::warn!(error = %e, "releasing leases failed; they expire by themselves");
+                }
+                break 'outer;
+            }
+        }
+        // Graceful stop: let in-flight sends finish and record their results.
+        let drain = async { while inflight.join_next().await.is_some() {} };
+        if tokio::time::timeout(cfg.grace, drain).await.is_err() {
+            tracing::warn!("in-flight sends did not finish within the grace period; their leases expire");
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(message_id = item.message_id, to = %crate::domain::mask(&item.to), driver = self.sender.name()))]
+    async fn send_one(&self, item: OutboxItem) {
+        let result = self.sender.send(&item).await;
+        let now = self.clock.now_ms();
+        let attempt = item.attempts as u32 + 1;
+        let r = match result {
+            SendResult::Sent { provider_id } => {
+                self.metrics.sent.inc();
+                tracing::info!(attempt, "sent");
+                self.store.complete_send(item.message_id, provider_id.as_deref(), now).await
+            }
+            SendResult::Retry(reason) if attempt < self.config.max_attempts => {
+                self.metrics.send_retries.inc();
+                let delay = self.config.backoff.delay(attempt);
+                tracing::warn!(attempt, %reason, delay_ms = delay.as_millis() as u64, "send failed; will retry");
+                self.store
+                    .retry_send(item.message_id, now + delay.as_millis() as i64, &reason, now)
+                    .await
+            }
+            SendResult::Retry(reason) => {
+                self.metrics.send_failures.inc();
+                tracing::error!(attempt, %reason, "send failed; attempts exhausted");
+                let reason = format!("gave up after {attempt} attempts: {reason}");
+                self.store.fail_send(item.message_id, &reason, now).await
+            }
+            SendResult::Fail(reason) => {
+                self.metrics.send_failures.inc();
+                tracing::error!(attempt, %reason, "send refused by the bridge; not retried");
+                self.store.fail_send(item.message_id, &reason, now).await
+            }
+        };
+        if let Err(e) = r {
+            tracing::error!(error = %e, "recording the send result failed; the lease will expire and the send repeat");
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! SMS drivers, one per bridge: Kannel `sendsms`, Jasmin `/send`, and a generic JSON POST.
+
+pub mod http;
+pub mod jasmin;
+pub mod kannel;
+
+use super::Sender;
+use crate::config::{Settings, SmsDriver};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Shared HTTP client settings of the drivers.
+pub fn client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .pool_max_idle_per_host(16)
+        .build()
+        .expect("TLS backend initialises")
+}
+
+/// The `dlr-url` a bridge calls back, carrying our message id.
+pub fn dlr_url(settings: &Settings, route: &str, message_id: i64, extra: &str) -> String {
+    let base = settings.server.public_url.trim_end_matches('/');
+    let token = settings
+        .inbound
+        .dlr_token
+        .as_ref()
+        .map(|t| format!("&token={}", percent_encoding::utf8_percent_encode(t.expose(), percent_encoding::NON_ALPHANUMERIC)))
+        .unwrap_or_default();
+    format!("{base}/dlr/{route}?msg={message_id}{extra}{token}")
+}
+
+/// Builds the configured driver.
+pub fn driver(settings: &Settings) -> Arc<dyn Sender> {
+    let s = Arc::new(settings.clone());
+    match settings.sms.outbound.driver {
+        SmsDriver::Kannel => Arc::new(kannel::Kannel::new(s)),
+        SmsDriver::Jasmin => Arc::new(jasmin::Jasmin::new(s)),
+        SmsDriver::Http => Arc::new(http::HttpSms::new(s)),
+    }
+}

@@ -1,0 +1,315 @@
+//! Durable state behind one trait, [`Store`], with a SQLite implementation (embedded default,
+//! one writer task doing group commit) and a PostgreSQL one (several instances, leases with
+//! `FOR UPDATE SKIP LOCKED`). The backend is chosen by the URL scheme. Both pass the same
+//! conformance suite (`tests/store_conformance.rs`).
+//!
+//! Layout: `mod.rs` types and the trait; `sqlite.rs`, `postgres.rs` the engines;
+//! `migrations/{sqlite,postgres}/` their schemas.
+
+mod ops;
+mod postgres;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::domain::{CaseId, Category, Channel, Intent, Lang};
+use async_trait::async_trait;
+use serde::Serialize;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or failed; the caller answers 503 so the peer retries.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+            other => StoreError::Other(other.to_string()),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An inbound message as the edge parsed it.
+#[derive(Debug, Clone)]
+pub struct NewInbound {
+    pub channel: Channel,
+    pub dialect: &'static str,
+    /// The bridge's message id, when the dialect has one.
+    pub external_id: Option<String>,
+    pub from: String,
+    pub to: String,
+    pub subject: Option<String>,
+    pub text: String,
+    /// The payload as received (query string or body).
+    pub raw: Vec<u8>,
+}
+
+/// Everything intake decided before touching the database; the store applies it in one
+/// transaction.
+pub struct IntakeRequest {
+    pub msg: NewInbound,
+    /// `dialect:external_id`; `None` for id-less messages, which dedupe by `content_hash`.
+    pub dedupe_key: Option<String>,
+    pub content_hash: String,
+    pub dedupe_window_ms: i64,
+    pub category: Category,
+    pub intent: Intent,
+    pub rules_version: String,
+    pub lang: Lang,
+    pub now_ms: i64,
+    pub reply_window_ms: i64,
+    pub ack_due_ms: i64,
+    pub resolve_due_ms: i64,
+    pub ack: Arc<dyn AckBuilder>,
+}
+
+/// What the store knows once the case is settled; the ack is rendered from it.
+#[derive(Debug, Clone)]
+pub struct AckContext {
+    pub case_id: Option<CaseId>,
+    pub new_case: bool,
+    pub category: Category,
+    pub intent: Intent,
+    pub lang: Lang,
+    pub channel: Channel,
+    /// Customer address (reply goes here) and our address (reply comes from it).
+    pub customer: String,
+    pub service_addr: String,
+    pub tier: i64,
+}
+
+/// A message to queue in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboundDraft {
+    pub channel: Channel,
+    pub driver: String,
+    pub from: String,
+    pub to: String,
+    pub subject: Option<String>,
+    pub text: String,
+    pub kind: &'static str,
+    pub encoding: &'static str,
+    pub segments: i64,
+}
+
+/// Renders the acknowledgement for a settled intake; `None` sends nothing.
+pub trait AckBuilder: Send + Sync {
+    fn build(&self, ctx: &AckContext) -> Option<OutboundDraft>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum IntakeOutcome {
+    Duplicate {
+        message_id: i64,
+    },
+    Stored {
+        message_id: i64,
+        case_id: Option<i64>,
+        new_case: bool,
+        ack_message_id: Option<i64>,
+    },
+}
+
+/// A claimed send, leased to one worker until `lease_until`.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub message_id: i64,
+    pub channel: Channel,
+    pub from: String,
+    pub to: String,
+    pub subject: Option<String>,
+    pub text: String,
+    pub kind: String,
+    pub attempts: i64,
+}
+
+/// Delivery state of an outbound message as a bridge reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Accepted by the SMSC / queued there.
+    Accepted,
+    Delivered,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Accepted => "accepted",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+}
+
+/// How far an outbound status has come; a report never moves a message backwards, and the
+/// final states stay final.
+pub fn status_rank(s: &str) -> i32 {
+    match s {
+        "queued" => 0,
+        "sent" => 1,
+        "accepted" => 2,
+        "delivered" | "failed" => 3,
+        _ => 0,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DlrUpdate {
+    /// Our message id when the report carries it (we put it in the dlr-url).
+    pub message_id: Option<i64>,
+    /// The bridge's id (Jasmin's message uuid) as fallback.
+    pub provider_id: Option<String>,
+    pub status: DeliveryStatus,
+    pub detail: String,
+    pub now_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow)]
+pub struct MessageRecord {
+    pub id: i64,
+    pub direction: String,
+    pub channel: String,
+    pub dialect: String,
+    pub external_id: Option<String>,
+    pub from_addr: String,
+    pub to_addr: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub category: Option<String>,
+    pub intent: Option<String>,
+    pub rules_version: Option<String>,
+    pub case_id: Option<i64>,
+    pub kind: Option<String>,
+    pub status: String,
+    pub encoding: Option<String>,
+    pub segments: Option<i64>,
+    pub attempts: i64,
+    pub provider_id: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow)]
+pub struct CaseRecord {
+    pub id: i64,
+    pub channel: String,
+    pub customer: String,
+    pub category: String,
+    pub status: String,
+    pub tier: i64,
+    pub lang: String,
+    pub subject: Option<String>,
+    pub rules_version: String,
+    pub opened_at: i64,
+    pub last_message_at: i64,
+    pub ack_due_at: i64,
+    pub resolve_due_at: i64,
+    pub message_count: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub messages_in: i64,
+    pub messages_out: i64,
+    pub cases: i64,
+    pub outbox: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// A cheap round trip for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Dedupe, case, message, ack and outbox row in ONE transaction, committed on return.
+    async fn intake(&self, req: IntakeRequest) -> StoreResult<IntakeOutcome>;
+    /// Leases up to `limit` due sends of `channel` until `now + lease_ms`.
+    async fn claim_outbox(
+        &self,
+        channel: Channel,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxItem>>;
+    /// The earliest `not_before` of an unleased send, for the worker's wake-up timer.
+    async fn next_outbox_due(&self, channel: Channel) -> StoreResult<Option<i64>>;
+    async fn complete_send(
+        &self,
+        message_id: i64,
+        provider_id: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    async fn retry_send(
+        &self,
+        message_id: i64,
+        next_at_ms: i64,
+        error: &str,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    async fn fail_send(&self, message_id: i64, error: &str, now_ms: i64) -> StoreResult<()>;
+    /// Returns leased sends to the queue (shutdown).
+    async fn release_leases(&self, message_ids: &[i64]) -> StoreResult<()>;
+    /// Records a delivery report; returns the message it applied to, if any.
+    async fn apply_dlr(&self, dlr: &DlrUpdate) -> StoreResult<Option<i64>>;
+    async fn message(&self, id: i64) -> StoreResult<Option<MessageRecord>>;
+    async fn case(&self, id: i64) -> StoreResult<Option<CaseRecord>>;
+    async fn case_messages(&self, case_id: i64) -> StoreResult<Vec<MessageRecord>>;
+    /// Messages in one direction, newest first, for the API and tests.
+    async fn recent_messages(&self, direction: &str, limit: i64) -> StoreResult<Vec<MessageRecord>>;
+    async fn counts(&self) -> StoreResult<Counts>;
+    /// Whether a customer has opted out of commercial messages.
+    async fn opted_out(&self, channel: Channel, address: &str) -> StoreResult<bool>;
+    /// Flushes and closes connections.
+    async fn close(&self);
+}
+
+/// Opens the backend named by the URL scheme and migrates it.
+///
+/// # Errors
+/// Unknown scheme, unreachable database, failed migration.
+pub async fn open(url: &str, max_connections: u32, group_commit_max: usize) -> anyhow::Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::open(url, max_connections, group_commit_max).await?)
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Arc::new(PgStore::open(url, max_connections).await?)
+    } else {
+        anyhow::bail!("database.url: unsupported scheme (use sqlite:// or postgres://)");
+    };
+    store
+        .migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("migrating the database: {e}"))?;
+    Ok(store)
+}
+
+/// Category of a case after a message: never downgraded; an escalation request makes it a
+/// complaint.
+pub(crate) fn merged_category(existing: Category, incoming: Category, intent: Intent) -> Category {
+    let incoming = if intent == Intent::Escalate {
+        Category::Complaint
+    } else {
+        incoming
+    };
+    existing.max(incoming)
+}
+
+pub(crate) fn opens_case(intent: Intent) -> bool {
+    matches!(intent, Intent::Case | Intent::Escalate)
+}

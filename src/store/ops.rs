@@ -1,0 +1,468 @@
+//! SQL shared by both engines. The statements use `$N` placeholders, which sqlx accepts on
+//! SQLite and PostgreSQL alike; the macro instantiates them for each engine's concrete types,
+//! so there is one copy of the intake transaction and no `sqlx::Any`.
+
+macro_rules! common_ops {
+    ($DB:ty, $Conn:ty) => {
+        use crate::domain::{CaseId, Category, Intent};
+        use crate::store::{
+            AckContext, CaseRecord, Counts, DlrUpdate, IntakeOutcome, IntakeRequest,
+            MessageRecord, StoreResult, merged_category, opens_case, status_rank,
+        };
+        use sqlx::Pool;
+
+        const MESSAGE_COLUMNS: &str = "id, direction, channel, dialect, external_id, from_addr, to_addr, \
+            subject, body, category, intent, rules_version, case_id, kind, status, encoding, \
+            segments, attempts, provider_id, last_error, created_at, updated_at";
+
+        /// The intake of one message on a connection inside an open transaction.
+        pub async fn intake_one(conn: &mut $Conn, req: &IntakeRequest) -> StoreResult<IntakeOutcome> {
+            let m = &req.msg;
+            let dup: Option<i64> = match &req.dedupe_key {
+                Some(key) => {
+                    sqlx::query_scalar("SELECT id FROM messages WHERE dedupe_key = $1")
+                        .bind(key)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                }
+                None => {
+                    sqlx::query_scalar(
+                        "SELECT id FROM messages WHERE content_hash = $1 AND created_at >= $2 \
+                         ORDER BY id LIMIT 1",
+                    )
+                    .bind(&req.content_hash)
+                    .bind(req.now_ms - req.dedupe_window_ms)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                }
+            };
+            if let Some(message_id) = dup {
+                return Ok(IntakeOutcome::Duplicate { message_id });
+            }
+
+            let mut case: Option<(i64, bool, Category, i64)> = None;
+            if opens_case(req.intent) {
+                let found: Option<(i64, String, i64)> = sqlx::query_as(
+                    "SELECT id, category, tier FROM cases WHERE customer = $1 AND channel = $2 \
+                     AND status IN ('open', 'acknowledged') AND last_message_at >= $3 \
+                     ORDER BY last_message_at DESC LIMIT 1",
+                )
+                .bind(&m.from)
+                .bind(m.channel.as_str())
+                .bind(req.now_ms - req.reply_window_ms)
+                .fetch_optional(&mut *conn)
+                .await?;
+                case = Some(match found {
+                    Some((id, cat, tier)) => {
+                        let existing: Category = cat.parse().unwrap_or(Category::Inquiry);
+                        let merged = merged_category(existing, req.category, req.intent);
+                        let escalate = req.intent == Intent::Escalate;
+                        let tier = if escalate { (tier + 1).min(4) } else { tier };
+                        sqlx::query(
+                            "UPDATE cases SET last_message_at = $1, message_count = message_count + 1, \
+                             category = $2, tier = $3 WHERE id = $4",
+                        )
+                        .bind(req.now_ms)
+                        .bind(merged.as_str())
+                        .bind(tier)
+                        .bind(id)
+                        .execute(&mut *conn)
+                        .await?;
+                        sqlx::query(
+                            "INSERT INTO case_events (case_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(id)
+                        .bind(req.now_ms)
+                        .bind(if escalate { "escalated" } else { "reply" })
+                        .bind(format!("category {}, tier {tier}", merged.as_str()))
+                        .execute(&mut *conn)
+                        .await?;
+                        (id, false, merged, tier)
+                    }
+                    None => {
+                        let cat = merged_category(Category::Inquiry, req.category, req.intent);
+                        let tier: i64 = if req.intent == Intent::Escalate { 2 } else { 1 };
+                        let id: i64 = sqlx::query_scalar(
+                            "INSERT INTO cases (channel, customer, category, status, tier, lang, subject, \
+                             rules_version, opened_at, last_message_at, ack_due_at, resolve_due_at) \
+                             VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $8, $8, $9, $10) RETURNING id",
+                        )
+                        .bind(m.channel.as_str())
+                        .bind(&m.from)
+                        .bind(cat.as_str())
+                        .bind(tier)
+                        .bind(req.lang.as_str())
+                        .bind(&m.subject)
+                        .bind(&req.rules_version)
+                        .bind(req.now_ms)
+                        .bind(req.ack_due_ms)
+                        .bind(req.resolve_due_ms)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                        (id, true, cat, tier)
+                    }
+                });
+            }
+
+            let (dedupe_key, content_hash) = match &req.dedupe_key {
+                Some(k) => (Some(k.as_str()), None),
+                None => (None, Some(req.content_hash.as_str())),
+            };
+            let message_id: i64 = sqlx::query_scalar(
+                "INSERT INTO messages (direction, channel, dialect, external_id, dedupe_key, content_hash, \
+                 from_addr, to_addr, subject, body, raw, category, intent, rules_version, case_id, status, \
+                 created_at, updated_at) \
+                 VALUES ('in', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'received', $15, $15) \
+                 RETURNING id",
+            )
+            .bind(m.channel.as_str())
+            .bind(m.dialect)
+            .bind(&m.external_id)
+            .bind(dedupe_key)
+            .bind(content_hash)
+            .bind(&m.from)
+            .bind(&m.to)
+            .bind(&m.subject)
+            .bind(&m.text)
+            .bind(&m.raw)
+            .bind(req.category.as_str())
+            .bind(req.intent.as_str())
+            .bind(&req.rules_version)
+            .bind(case.map(|c| c.0))
+            .bind(req.now_ms)
+            .fetch_one(&mut *conn)
+            .await?;
+
+            if matches!(req.intent, Intent::OptOut | Intent::OptIn) {
+                let out = req.intent == Intent::OptOut;
+                sqlx::query(
+                    "INSERT INTO contacts (channel, address, opted_out_at, opted_in_at, source_message) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (channel, address) DO UPDATE SET \
+                     opted_out_at = excluded.opted_out_at, opted_in_at = excluded.opted_in_at, \
+                     source_message = excluded.source_message",
+                )
+                .bind(m.channel.as_str())
+                .bind(&m.from)
+                .bind(out.then_some(req.now_ms))
+                .bind((!out).then_some(req.now_ms))
+                .bind(message_id)
+                .execute(&mut *conn)
+                .await?;
+            }
+
+            let ctx = AckContext {
+                case_id: case.map(|c| CaseId(c.0)),
+                new_case: case.is_some_and(|c| c.1),
+                category: case.map(|c| c.2).unwrap_or(req.category),
+                intent: req.intent,
+                lang: req.lang,
+                channel: m.channel,
+                customer: m.from.clone(),
+                service_addr: m.to.clone(),
+                tier: case.map(|c| c.3).unwrap_or(1),
+            };
+            let mut ack_message_id = None;
+            if let Some(d) = req.ack.build(&ctx) {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO messages (direction, channel, dialect, from_addr, to_addr, subject, body, \
+                     case_id, kind, status, encoding, segments, created_at, updated_at) \
+                     VALUES ('out', $1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, $11, $11) RETURNING id",
+                )
+                .bind(d.channel.as_str())
+                .bind(&d.driver)
+                .bind(&d.from)
+                .bind(&d.to)
+                .bind(&d.subject)
+                .bind(&d.text)
+                .bind(case.map(|c| c.0))
+                .bind(d.kind)
+                .bind(d.encoding)
+                .bind(d.segments)
+                .bind(req.now_ms)
+                .fetch_one(&mut *conn)
+                .await?;
+                sqlx::query("INSERT INTO outbox (message_id, channel, not_before) VALUES ($1, $2, $3)")
+                    .bind(id)
+                    .bind(d.channel.as_str())
+                    .bind(req.now_ms)
+                    .execute(&mut *conn)
+                    .await?;
+                ack_message_id = Some(id);
+            }
+            Ok(IntakeOutcome::Stored {
+                message_id,
+                case_id: case.map(|c| c.0),
+                new_case: case.is_some_and(|c| c.1),
+                ack_message_id,
+            })
+        }
+
+        pub async fn next_outbox_due(pool: &Pool<$DB>, channel: &str) -> StoreResult<Option<i64>> {
+            Ok(sqlx::query_scalar(
+                "SELECT MIN(not_before) FROM outbox WHERE channel = $1 AND lease_until IS NULL",
+            )
+            .bind(channel)
+            .fetch_one(pool)
+            .await?)
+        }
+
+        pub async fn complete_send(
+            pool: &Pool<$DB>,
+            message_id: i64,
+            provider_id: Option<&str>,
+            now_ms: i64,
+        ) -> StoreResult<()> {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "UPDATE messages SET status = CASE WHEN status = 'queued' THEN 'sent' ELSE status END, \
+                 provider_id = COALESCE($1, provider_id), attempts = attempts + 1, last_error = NULL, \
+                 updated_at = $2 WHERE id = $3",
+            )
+            .bind(provider_id)
+            .bind(now_ms)
+            .bind(message_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM outbox WHERE message_id = $1")
+                .bind(message_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        pub async fn retry_send(
+            pool: &Pool<$DB>,
+            message_id: i64,
+            next_at_ms: i64,
+            error: &str,
+            now_ms: i64,
+        ) -> StoreResult<()> {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "UPDATE messages SET attempts = attempts + 1, last_error = $1, updated_at = $2 WHERE id = $3",
+            )
+            .bind(error)
+            .bind(now_ms)
+            .bind(message_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, not_before = $1, lease_until = NULL \
+                 WHERE message_id = $2",
+            )
+            .bind(next_at_ms)
+            .bind(message_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        pub async fn fail_send(pool: &Pool<$DB>, message_id: i64, error: &str, now_ms: i64) -> StoreResult<()> {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "UPDATE messages SET status = 'failed', attempts = attempts + 1, last_error = $1, \
+                 updated_at = $2 WHERE id = $3",
+            )
+            .bind(error)
+            .bind(now_ms)
+            .bind(message_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM outbox WHERE message_id = $1")
+                .bind(message_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        pub async fn release_leases(pool: &Pool<$DB>, ids: &[i64]) -> StoreResult<()> {
+            for id in ids {
+                sqlx::query("UPDATE outbox SET lease_until = NULL WHERE message_id = $1")
+                    .bind(id)
+                    .execute(pool)
+                    .await?;
+            }
+            Ok(())
+        }
+
+        pub async fn apply_dlr(pool: &Pool<$DB>, dlr: &DlrUpdate) -> StoreResult<Option<i64>> {
+            let mut tx = pool.begin().await?;
+            let found: Option<(i64, String)> = match (dlr.message_id, &dlr.provider_id) {
+                (Some(id), _) => {
+                    sqlx::query_as("SELECT id, status FROM messages WHERE id = $1 AND direction = 'out'")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
+                (None, Some(pid)) => {
+                    sqlx::query_as(
+                        "SELECT id, status FROM messages WHERE provider_id = $1 AND direction = 'out' \
+                         ORDER BY id DESC LIMIT 1",
+                    )
+                    .bind(pid)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+                (None, None) => None,
+            };
+            sqlx::query(
+                "INSERT INTO delivery_reports (message_id, received_at, status, detail) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(found.as_ref().map(|f| f.0))
+            .bind(dlr.now_ms)
+            .bind(dlr.status.as_str())
+            .bind(&dlr.detail)
+            .execute(&mut *tx)
+            .await?;
+            let Some((id, current)) = found else {
+                tx.commit().await?;
+                return Ok(None);
+            };
+            let new = dlr.status.as_str();
+            let cur_rank = status_rank(&current);
+            if cur_rank < 3 && status_rank(new) >= cur_rank {
+                let err = (dlr.status == crate::store::DeliveryStatus::Failed).then_some(dlr.detail.as_str());
+                sqlx::query(
+                    "UPDATE messages SET status = $1, last_error = COALESCE($2, last_error), updated_at = $3 \
+                     WHERE id = $4",
+                )
+                .bind(new)
+                .bind(err)
+                .bind(dlr.now_ms)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(Some(id))
+        }
+
+        pub async fn message(pool: &Pool<$DB>, id: i64) -> StoreResult<Option<MessageRecord>> {
+            let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1");
+            Ok(sqlx::query_as::<_, MessageRecord>(&sql).bind(id).fetch_optional(pool).await?)
+        }
+
+        pub async fn case_messages(pool: &Pool<$DB>, case_id: i64) -> StoreResult<Vec<MessageRecord>> {
+            let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE case_id = $1 ORDER BY id");
+            Ok(sqlx::query_as::<_, MessageRecord>(&sql).bind(case_id).fetch_all(pool).await?)
+        }
+
+        pub async fn recent_messages(pool: &Pool<$DB>, direction: &str, limit: i64) -> StoreResult<Vec<MessageRecord>> {
+            let sql = format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE direction = $1 ORDER BY id DESC LIMIT $2"
+            );
+            Ok(sqlx::query_as::<_, MessageRecord>(&sql)
+                .bind(direction)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?)
+        }
+
+        pub async fn case(pool: &Pool<$DB>, id: i64) -> StoreResult<Option<CaseRecord>> {
+            Ok(sqlx::query_as::<_, CaseRecord>(
+                "SELECT id, channel, customer, category, status, tier, lang, subject, rules_version, \
+                 opened_at, last_message_at, ack_due_at, resolve_due_at, message_count FROM cases WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?)
+        }
+
+        pub async fn counts(pool: &Pool<$DB>) -> StoreResult<Counts> {
+            let (messages_in, messages_out, cases, outbox): (i64, i64, i64, i64) = sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM messages WHERE direction = 'in'), \
+                 (SELECT COUNT(*) FROM messages WHERE direction = 'out'), \
+                 (SELECT COUNT(*) FROM cases), (SELECT COUNT(*) FROM outbox)",
+            )
+            .fetch_one(pool)
+            .await?;
+            Ok(Counts { messages_in, messages_out, cases, outbox })
+        }
+
+        pub async fn opted_out(pool: &Pool<$DB>, channel: &str, address: &str) -> StoreResult<bool> {
+            let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
+                "SELECT opted_out_at, opted_in_at FROM contacts WHERE channel = $1 AND address = $2",
+            )
+            .bind(channel)
+            .bind(address)
+            .fetch_optional(pool)
+            .await?;
+            Ok(matches!(row, Some((Some(out), inn)) if inn.is_none_or(|i| i < out)))
+        }
+    };
+}
+
+/// `impl Store` for an engine: the engine-specific methods are inherent `do_*` methods, the
+/// rest forwards to `ops` on the engine's pool. (A macro inside an `#[async_trait]` impl is
+/// not expanded by the attribute, so the whole impl is generated here.)
+macro_rules! impl_store {
+    ($T:ty) => {
+        #[async_trait::async_trait]
+        impl crate::store::Store for $T {
+            async fn migrate(&self) -> StoreResult<()> {
+                self.do_migrate().await
+            }
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+            async fn intake(&self, req: crate::store::IntakeRequest) -> StoreResult<crate::store::IntakeOutcome> {
+                self.do_intake(req).await
+            }
+            async fn claim_outbox(
+                &self,
+                channel: Channel,
+                now_ms: i64,
+                lease_ms: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<crate::store::OutboxItem>> {
+                self.do_claim(channel, now_ms, lease_ms, limit).await
+            }
+            async fn next_outbox_due(&self, channel: Channel) -> StoreResult<Option<i64>> {
+                ops::next_outbox_due(&self.pool, channel.as_str()).await
+            }
+            async fn complete_send(&self, id: i64, provider_id: Option<&str>, now_ms: i64) -> StoreResult<()> {
+                ops::complete_send(&self.pool, id, provider_id, now_ms).await
+            }
+            async fn retry_send(&self, id: i64, next_at_ms: i64, error: &str, now_ms: i64) -> StoreResult<()> {
+                ops::retry_send(&self.pool, id, next_at_ms, error, now_ms).await
+            }
+            async fn fail_send(&self, id: i64, error: &str, now_ms: i64) -> StoreResult<()> {
+                ops::fail_send(&self.pool, id, error, now_ms).await
+            }
+            async fn release_leases(&self, ids: &[i64]) -> StoreResult<()> {
+                ops::release_leases(&self.pool, ids).await
+            }
+            async fn apply_dlr(&self, dlr: &crate::store::DlrUpdate) -> StoreResult<Option<i64>> {
+                ops::apply_dlr(&self.pool, dlr).await
+            }
+            async fn message(&self, id: i64) -> StoreResult<Option<crate::store::MessageRecord>> {
+                ops::message(&self.pool, id).await
+            }
+            async fn case(&self, id: i64) -> StoreResult<Option<crate::store::CaseRecord>> {
+                ops::case(&self.pool, id).await
+            }
+            async fn case_messages(&self, case_id: i64) -> StoreResult<Vec<crate::store::MessageRecord>> {
+                ops::case_messages(&self.pool, case_id).await
+            }
+            async fn recent_messages(&self, direction: &str, limit: i64) -> StoreResult<Vec<crate::store::MessageRecord>> {
+                ops::recent_messages(&self.pool, direction, limit).await
+            }
+            async fn counts(&self) -> StoreResult<crate::store::Counts> {
+                ops::counts(&self.pool).await
+            }
+            async fn opted_out(&self, channel: Channel, address: &str) -> StoreResult<bool> {
+                ops::opted_out(&self.pool, channel.as_str(), address).await
+            }
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+        }
+    };
+}
+
+pub(crate) use common_ops;
+pub(crate) use impl_store;

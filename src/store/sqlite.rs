@@ -1,0 +1,180 @@
+//! SQLite engine: WAL, `synchronous = FULL`, and one writer task that commits the intake of
+//! many concurrent requests in one transaction (group commit), so one fsync serves a batch.
+//! Other writes (outbox leases, send results, delivery reports) are short autocommit or
+//! `BEGIN IMMEDIATE`-free transactions on the pool; SQLite serialises them behind the writer
+//! with `busy_timeout`.
+
+use super::{
+    IntakeOutcome, IntakeRequest, OutboxItem, StoreError, StoreResult,
+};
+use crate::domain::Channel;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, SqliteConnection, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+mod ops {
+    super::super::ops::common_ops!(sqlx::Sqlite, sqlx::SqliteConnection);
+}
+
+type Reply = oneshot::Sender<StoreResult<IntakeOutcome>>;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    writer: mpsc::Sender<(IntakeRequest, Reply)>,
+}
+
+impl SqliteStore {
+    /// Opens (creating file and directory) a SQLite database.
+    ///
+    /// # Errors
+    /// Bad URL, unwritable directory, unopenable file.
+    pub async fn open(url: &str, max_connections: u32, group_commit_max: usize) -> anyhow::Result<SqliteStore> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| anyhow::anyhow!("database.url: {e}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let path = opts.get_filename().to_path_buf();
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+            && path.as_os_str() != ":memory:"
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("creating database directory {}: {e}", dir.display()))?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("opening SQLite database {}: {e}", path.display()))?;
+        let conn = SqliteConnection::connect_with(&opts)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening SQLite writer connection {}: {e}", path.display()))?;
+        let (tx, rx) = mpsc::channel(group_commit_max * 4);
+        tokio::spawn(writer(conn, rx, group_commit_max));
+        Ok(SqliteStore { pool, writer: tx })
+    }
+}
+
+/// The single writer: takes every queued intake (up to `max`), runs them in one transaction
+/// and answers each only after COMMIT returned. If the batch fails, each request is retried
+/// alone so one bad message cannot fail its neighbours.
+async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<(IntakeRequest, Reply)>, max: usize) {
+    let mut batch: Vec<(IntakeRequest, Reply)> = Vec::with_capacity(max);
+    while rx.recv_many(&mut batch, max).await > 0 {
+        match run_batch(&mut conn, &batch).await {
+            Ok(outcomes) => {
+                for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                let (_, reply) = batch.pop().expect("one");
+                let _ = reply.send(Err(e));
+            }
+            Err(_) => {
+                for (req, reply) in batch.drain(..) {
+                    let r = run_batch(&mut conn, std::slice::from_ref(&(req, dummy_reply())))
+                        .await
+                        .map(|mut v| v.remove(0));
+                    let _ = reply.send(r);
+                }
+            }
+        }
+    }
+}
+
+fn dummy_reply() -> Reply {
+    oneshot::channel().0
+}
+
+async fn run_batch(
+    conn: &mut SqliteConnection,
+    batch: &[(IntakeRequest, Reply)],
+) -> StoreResult<Vec<IntakeOutcome>> {
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let mut out = Vec::with_capacity(batch.len());
+    for (req, _) in batch {
+        match ops::intake_one(conn, req).await {
+            Ok(o) => out.push(o),
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                return Err(e);
+            }
+        }
+    }
+    if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        return Err(e.into());
+    }
+    Ok(out)
+}
+
+impl SqliteStore {
+    pub(crate) async fn do_migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("src/store/migrations/sqlite")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Other(e.to_string()))
+    }
+
+    pub(crate) async fn do_intake(&self, req: IntakeRequest) -> StoreResult<IntakeOutcome> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send((req, tx))
+            .await
+            .map_err(|_| StoreError::Unavailable("SQLite writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("SQLite writer dropped the request".into()))?
+    }
+
+    pub(crate) async fn do_claim(
+        &self,
+        channel: Channel,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxItem>> {
+        let claimed: Vec<(i64, i64)> = sqlx::query_as(
+            "UPDATE outbox SET lease_until = $1 WHERE message_id IN (SELECT message_id FROM outbox \
+             WHERE channel = $2 AND not_before <= $3 AND (lease_until IS NULL OR lease_until < $3) \
+             ORDER BY not_before, message_id LIMIT $4) RETURNING message_id, attempts",
+        )
+        .bind(now_ms + lease_ms)
+        .bind(channel.as_str())
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = Vec::with_capacity(claimed.len());
+        for (id, attempts) in claimed {
+            let row: Option<(String, String, Option<String>, String, Option<String>)> = sqlx::query_as(
+                "SELECT from_addr, to_addr, subject, body, kind FROM messages WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some((from, to, subject, text, kind)) = row {
+                items.push(OutboxItem {
+                    message_id: id,
+                    channel,
+                    from,
+                    to,
+                    subject,
+                    text,
+                    kind: kind.unwrap_or_default(),
+                    attempts,
+                });
+            }
+        }
+        items.sort_by_key(|i| i.message_id);
+        Ok(items)
+    }
+}
+
+super::ops::impl_store!(SqliteStore);

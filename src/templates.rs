@@ -1,0 +1,81 @@
+//! Message templates (minijinja), one file per `<name>.<lang>.txt`. The built-in set is
+//! compiled into the binary; `templates.dir` overrides any of them by file name.
+
+use crate::domain::Lang;
+use minijinja::Environment;
+use std::path::Path;
+
+const BUILTIN: &[(&str, &str)] = &[
+    ("ack.zh-CN.txt", include_str!("../templates/ack.zh-CN.txt")),
+    ("ack.en.txt", include_str!("../templates/ack.en.txt")),
+    ("reply.zh-CN.txt", include_str!("../templates/reply.zh-CN.txt")),
+    ("reply.en.txt", include_str!("../templates/reply.en.txt")),
+    ("escalate.zh-CN.txt", include_str!("../templates/escalate.zh-CN.txt")),
+    ("escalate.en.txt", include_str!("../templates/escalate.en.txt")),
+    ("opt_out.zh-CN.txt", include_str!("../templates/opt_out.zh-CN.txt")),
+    ("opt_out.en.txt", include_str!("../templates/opt_out.en.txt")),
+    ("opt_in.zh-CN.txt", include_str!("../templates/opt_in.zh-CN.txt")),
+    ("opt_in.en.txt", include_str!("../templates/opt_in.en.txt")),
+];
+
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Templates")
+    }
+}
+
+impl Templates {
+    /// Loads the built-in templates and the overrides in `dir`.
+    ///
+    /// # Errors
+    /// An unreadable override or a template with a syntax error, naming the file.
+    pub fn load(dir: Option<&Path>) -> anyhow::Result<Templates> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        for (name, src) in BUILTIN {
+            let mut text = src.to_string();
+            if let Some(d) = dir {
+                let p = d.join(name);
+                if p.is_file() {
+                    text = std::fs::read_to_string(&p)
+                        .map_err(|e| anyhow::anyhow!("template {}: {e}", p.display()))?;
+                }
+            }
+            let text = text.trim_end_matches('\n').to_string();
+            env.add_template_owned(name.to_string(), text)
+                .map_err(|e| anyhow::anyhow!("template {name}: {e}"))?;
+        }
+        Ok(Templates { env })
+    }
+
+    /// Renders `<name>.<lang>.txt`.
+    ///
+    /// # Errors
+    /// Unknown template or a variable the context lacks.
+    pub fn render(&self, name: &str, lang: Lang, ctx: minijinja::Value) -> Result<String, minijinja::Error> {
+        let t = self.env.get_template(&format!("{name}.{}.txt", lang.as_str()))?;
+        t.render(ctx)
+    }
+}
+
+pub fn tier_zh(tier: i64) -> &'static str {
+    match tier {
+        1 => "营业厅服务窗口",
+        2 => "地市分公司后台",
+        3 => "省公司运营中心",
+        _ => "全国集中运营中心",
+    }
+}
+
+pub fn tier_en(tier: i64) -> &'static str {
+    match tier {
+        1 => "service window",
+        2 => "city branch back office",
+        3 => "provincial operations centre",
+        _ => "national operations centre",
+    }
+}
