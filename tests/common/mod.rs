@@ -103,13 +103,15 @@ pub async fn spawn_app(customize: impl FnOnce(&mut Settings, &std::path::Path)) 
 }
 
 impl TestApp {
-    pub async fn shutdown(mut self) {
+    /// Stops like SIGTERM does and returns the data directory (kept until dropped).
+    pub async fn shutdown(mut self) -> tempfile::TempDir {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(h) = self.handle.take() {
             h.await.expect("join").expect("clean stop");
         }
+        self.dir
     }
 
     pub fn store(&self) -> Arc<dyn switchboard::store::Store> {
@@ -237,10 +239,6 @@ async fn stub_handler(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> (StatusCode, String) {
-    let delay = *s.delay.lock().unwrap();
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
     s.requests.lock().unwrap().push(Recorded {
         method: method.to_string(),
         path: uri.path().to_string(),
@@ -248,6 +246,10 @@ async fn stub_handler(
         body: body.to_vec(),
         at: Instant::now(),
     });
+    let delay = *s.delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let (st, b) = s
         .script
         .lock()

@@ -22,7 +22,8 @@
 //!    * 8-bit (`data`) MO: `coding=1&charset=8-BIT`. Concatenated (UDH) MO parts are
 //!      re-assembled by bearerbox: one webhook call, `udh=` empty, `ts` of first part.
 //!    * Webhook status/body are ignored (`max-messages = 0`); no retry on 500 with
-//!      `http-request-retry = 0`. Webhook latency after injection: ~1-3 ms.
+//!      `http-request-retry = 0`; webhook unreachable -> MO is dropped (smsbox logs
+//!      `Couldn't fetch`), never retried, no error SMS. Webhook latency after injection: ~1-3 ms.
 //! 2. `post-url`: `POST` with body = raw message bytes; `Content-Type: text/plain; charset="UTF-8"`
 //!    (coding 0), `text/plain; charset="UTF-16BE"` (coding 2), `application/octet-stream`
 //!    (coding 1); headers `X-Kannel-To`, `X-Kannel-Time: 2026-11-25 22:32:58` (local time,
@@ -66,7 +67,10 @@
 //! Usage: one `Kannel` per test, created and dropped in the test; `Drop` stops all
 //! processes (SIGTERM, then SIGKILL after 5 s). Set `KANNEL_KEEP_LOGS=1` to keep the
 //! temp dir (config + logs) after the test; [`Kannel::logs`] returns their tails.
-//! Startup is blocking (~1.2 s).
+//! Everything here is blocking (startup ~1.2 s; `inject_*` waits for fakesmsc's ack;
+//! `wait_for_mts` polls with `thread::sleep`). In async tests where the gateway runs in
+//! the same runtime use `#[tokio::test(flavor = "multi_thread")]` or `spawn_blocking`
+//! (`Kannel` is `Send + Sync`, share it via `Arc`), or a current-thread runtime deadlocks.
 
 #![allow(dead_code)]
 
