@@ -1,9 +1,11 @@
 //! SQL shared by both engines. The statements use `$N` placeholders, which sqlx accepts on
 //! SQLite and PostgreSQL alike; the macro instantiates them for each engine's concrete types,
-//! so there is one copy of the intake transaction and no `sqlx::Any`.
+//! so there is one copy of the intake transaction and no `sqlx::Any`. `$begin` is how a write
+//! transaction starts: SQLite needs `BEGIN IMMEDIATE`, or a transaction that reads first fails
+//! with SQLITE_BUSY when it upgrades to write while the group-commit writer holds the lock.
 
 macro_rules! common_ops {
-    ($DB:ty, $Conn:ty) => {
+    ($DB:ty, $Conn:ty, $begin:expr) => {
         use crate::domain::{CaseId, Category, Intent};
         use crate::store::{
             AckContext, CaseRecord, Counts, DlrUpdate, IntakeOutcome, IntakeRequest,
@@ -212,7 +214,7 @@ macro_rules! common_ops {
             provider_id: Option<&str>,
             now_ms: i64,
         ) -> StoreResult<()> {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with($begin).await?;
             sqlx::query(
                 "UPDATE messages SET status = CASE WHEN status = 'queued' THEN 'sent' ELSE status END, \
                  provider_id = COALESCE($1, provider_id), attempts = attempts + 1, last_error = NULL, \
@@ -238,7 +240,7 @@ macro_rules! common_ops {
             error: &str,
             now_ms: i64,
         ) -> StoreResult<()> {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with($begin).await?;
             sqlx::query(
                 "UPDATE messages SET attempts = attempts + 1, last_error = $1, updated_at = $2 WHERE id = $3",
             )
@@ -260,7 +262,7 @@ macro_rules! common_ops {
         }
 
         pub async fn fail_send(pool: &Pool<$DB>, message_id: i64, error: &str, now_ms: i64) -> StoreResult<()> {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with($begin).await?;
             sqlx::query(
                 "UPDATE messages SET status = 'failed', attempts = attempts + 1, last_error = $1, \
                  updated_at = $2 WHERE id = $3",
@@ -289,7 +291,7 @@ macro_rules! common_ops {
         }
 
         pub async fn apply_dlr(pool: &Pool<$DB>, dlr: &DlrUpdate) -> StoreResult<Option<i64>> {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with($begin).await?;
             let found: Option<(i64, String)> = match (dlr.message_id, &dlr.provider_id) {
                 (Some(id), _) => {
                     sqlx::query_as("SELECT id, status FROM messages WHERE id = $1 AND direction = 'out'")

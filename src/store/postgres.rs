@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 mod ops {
-    super::super::ops::common_ops!(sqlx::Postgres, sqlx::PgConnection);
+    super::super::ops::common_ops!(sqlx::Postgres, sqlx::PgConnection, "BEGIN");
 }
 
 pub struct PgStore {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 mod ops {
-    super::super::ops::common_ops!(sqlx::Sqlite, sqlx::SqliteConnection);
+    super::super::ops::common_ops!(sqlx::Sqlite, sqlx::SqliteConnection, "BEGIN IMMEDIATE");
 }
 
 type Reply = oneshot::Sender<StoreResult<IntakeOutcome>>;
