@@ -69,7 +69,7 @@ impl Application {
         ));
         let metrics = Arc::new(Metrics::default());
         let o = &settings.sms.outbound;
-        let worker = o.enabled.then(|| Worker {
+        let worker = (o.enabled && !o.paused).then(|| Worker {
             store: store.clone(),
             clock: clock.clone(),
             sender: crate::outbound::sms::driver(&settings),

@@ -117,6 +117,7 @@ pub enum SmsDriver {
 #[serde(deny_unknown_fields)]
 pub struct SmsOutboundSettings {
     pub enabled: bool,
+    pub paused: bool,
     pub driver: SmsDriver,
     pub url: String,
     #[serde(deserialize_with = "lossy_string")]
