@@ -443,10 +443,12 @@ impl Classifier {
             for idx in set.matches(&folded.text).iter() {
                 let (rule, pi, re) = &self.regexes[idx];
                 let r = &self.source.rules[*rule];
-                if let Some(m) = re.find(&folded.text) {
-                    let is_negated = neg_spans.iter().any(|&(c, _, ns, ne)| {
-                        c == r.category && ns <= m.start() && m.end() <= ne
-                    });
+                // The first match outside a negation counts; negated ones are reported.
+                let mut negated_hit = None;
+                for m in re.find_iter(&folded.text) {
+                    let is_negated = neg_spans
+                        .iter()
+                        .any(|&(c, _, ns, ne)| c == r.category && ns <= m.start() && m.end() <= ne);
                     let hit = Hit {
                         rule_id: r.id.clone(),
                         category: r.category,
@@ -456,11 +458,16 @@ impl Classifier {
                         end: folded.char_end(m.end()),
                     };
                     if is_negated {
-                        negated.push(hit);
+                        negated_hit.get_or_insert(hit);
                     } else {
                         scores[r.category.index()] += r.weight;
                         hits.push(hit);
+                        negated_hit = None;
+                        break;
                     }
+                }
+                if let Some(h) = negated_hit {
+                    negated.push(h);
                 }
             }
         }

@@ -9,6 +9,7 @@
 mod ops;
 mod postgres;
 mod sqlite;
+mod sqlite_writer;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

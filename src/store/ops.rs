@@ -17,7 +17,9 @@ macro_rules! common_ops {
             subject, body, category, intent, rules_version, case_id, kind, status, encoding, \
             segments, attempts, provider_id, last_error, created_at, updated_at";
 
-        /// The intake of one message on a connection inside an open transaction.
+        /// The intake of one message on a connection inside an open transaction. (SQLite's
+        /// hot path uses the synchronous copy in `sqlite_writer.rs`.)
+        #[allow(dead_code)]
         pub async fn intake_one(conn: &mut $Conn, req: &IntakeRequest) -> StoreResult<IntakeOutcome> {
             let m = &req.msg;
             let dup: Option<i64> = match &req.dedupe_key {

@@ -1,7 +1,7 @@
-//! SQLite engine: WAL, `synchronous = FULL`, and one writer task that commits the intake of
-//! many concurrent requests in one transaction (group commit), so one fsync serves a batch.
-//! Other writes (outbox leases, send results, delivery reports) are short autocommit or
-//! `BEGIN IMMEDIATE`-free transactions on the pool; SQLite serialises them behind the writer
+//! SQLite engine: WAL, `synchronous = FULL`, and one writer thread that commits the intake of
+//! many concurrent requests in one transaction (group commit, `sqlite_writer.rs`), so one
+//! fsync serves a batch. Other writes (outbox leases, send results, delivery reports) are short
+//! `BEGIN IMMEDIATE` transactions on the sqlx pool; SQLite serialises them behind the writer
 //! with `busy_timeout`.
 
 use super::{
@@ -9,7 +9,7 @@ use super::{
 };
 use crate::domain::Channel;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, SqliteConnection, SqlitePool};
+use sqlx::SqlitePool;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -18,7 +18,7 @@ mod ops {
     super::super::ops::common_ops!(sqlx::Sqlite, sqlx::SqliteConnection, "BEGIN IMMEDIATE");
 }
 
-type Reply = oneshot::Sender<StoreResult<IntakeOutcome>>;
+use super::sqlite_writer::Reply;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -52,67 +52,9 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await
             .map_err(|e| anyhow::anyhow!("opening SQLite database {}: {e}", path.display()))?;
-        let conn = SqliteConnection::connect_with(&opts)
-            .await
-            .map_err(|e| anyhow::anyhow!("opening SQLite writer connection {}: {e}", path.display()))?;
-        let (tx, rx) = mpsc::channel(group_commit_max * 4);
-        tokio::spawn(writer(conn, rx, group_commit_max));
-        Ok(SqliteStore { pool, writer: tx })
+        let writer = super::sqlite_writer::start(&path, group_commit_max)?;
+        Ok(SqliteStore { pool, writer })
     }
-}
-
-/// The single writer: takes every queued intake (up to `max`), runs them in one transaction
-/// and answers each only after COMMIT returned. If the batch fails, each request is retried
-/// alone so one bad message cannot fail its neighbours.
-async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<(IntakeRequest, Reply)>, max: usize) {
-    let mut batch: Vec<(IntakeRequest, Reply)> = Vec::with_capacity(max);
-    while rx.recv_many(&mut batch, max).await > 0 {
-        match run_batch(&mut conn, &batch).await {
-            Ok(outcomes) => {
-                for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-            }
-            Err(e) if batch.len() == 1 => {
-                let (_, reply) = batch.pop().expect("one");
-                let _ = reply.send(Err(e));
-            }
-            Err(_) => {
-                for (req, reply) in batch.drain(..) {
-                    let r = run_batch(&mut conn, std::slice::from_ref(&(req, dummy_reply())))
-                        .await
-                        .map(|mut v| v.remove(0));
-                    let _ = reply.send(r);
-                }
-            }
-        }
-    }
-}
-
-fn dummy_reply() -> Reply {
-    oneshot::channel().0
-}
-
-async fn run_batch(
-    conn: &mut SqliteConnection,
-    batch: &[(IntakeRequest, Reply)],
-) -> StoreResult<Vec<IntakeOutcome>> {
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-    let mut out = Vec::with_capacity(batch.len());
-    for (req, _) in batch {
-        match ops::intake_one(conn, req).await {
-            Ok(o) => out.push(o),
-            Err(e) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                return Err(e);
-            }
-        }
-    }
-    if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
-        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-        return Err(e.into());
-    }
-    Ok(out)
 }
 
 impl SqliteStore {

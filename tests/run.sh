@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite, with the real peers it needs: installs Kannel (+ fakesmsc) from
+# Debian when missing, makes sure PostgreSQL answers on 127.0.0.1:5432 (starting or
+# installing it), then runs every test. A missing peer fails the run; nothing is skipped.
+#
+#   bash tests/run.sh            (as root on Debian, or with the peers already installed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+[ -x /usr/sbin/bearerbox ] || need_apt+=(kannel)
+[ -x /usr/lib/kannel/test/fakesmsc ] || need_apt+=(kannel-extras)
+command -v pg_isready >/dev/null || need_apt+=(postgresql)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing ${need_apt[*]}"
+  if [ "$(id -u)" != 0 ]; then
+    echo "tests/run.sh: need root to apt-get install ${need_apt[*]}" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# PostgreSQL for the conformance suite: postgres://postgres@127.0.0.1:5432/test (trust).
+PG_URL="${SWITCHBOARD_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
+export SWITCHBOARD_TEST_PG_URL="$PG_URL"
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  echo "== starting PostgreSQL"
+  ver=$(ls /etc/postgresql | sort -V | tail -1)
+  hba="/etc/postgresql/$ver/main/pg_hba.conf"
+  if ! grep -q "^host all postgres 127.0.0.1/32 trust" "$hba"; then
+    # A machine set up by this script: let the tests connect without a password on loopback.
+    sed -i '1i host all postgres 127.0.0.1/32 trust' "$hba"
+  fi
+  pg_ctlcluster --skip-systemctl-redirect "$ver" main start
+  for _ in $(seq 1 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+fi
+pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL does not answer on 127.0.0.1:5432" >&2; exit 1; }
+if ! psql "$PG_URL" -Atc 'select 1' >/dev/null 2>&1; then
+  psql -h 127.0.0.1 -U postgres -Atc 'create database test' postgres >/dev/null 2>&1 || true
+  psql "$PG_URL" -Atc 'select 1' >/dev/null || { echo "cannot connect to $PG_URL" >&2; exit 1; }
+fi
+
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --no-fail-fast --test-threads 4
+else
+  cargo test --no-fail-fast
+fi
