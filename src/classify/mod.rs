@@ -296,6 +296,7 @@ impl Classifier {
             }
             folded_keywords.push(fk);
             for (pi, pat) in rule.patterns.iter().enumerate() {
+                let pat = &ascii_word_boundaries(pat);
                 let re = RegexBuilder::new(pat)
                     .size_limit(REGEX_SIZE_LIMIT)
                     .dfa_size_limit(REGEX_SIZE_LIMIT * 4)
@@ -533,6 +534,34 @@ impl Classifier {
     }
 }
 
+/// Makes `\b`/`\B` ASCII word boundaries. Unicode boundaries force the regex engine off
+/// its DFA onto the much slower PikeVM for non-ASCII text (most of ours); for the English
+/// words patterns anchor on, ASCII boundaries mean the same (a Han character is not an ASCII
+/// word character, so `\bfee` matches in `话费fee`).
+fn ascii_word_boundaries(pat: &str) -> String {
+    let mut out = String::with_capacity(pat.len() + 16);
+    let mut chars = pat.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some(b @ ('b' | 'B')) => {
+                    out.push_str("(?-u:\\");
+                    out.push(b);
+                    out.push(')');
+                }
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push('\\'),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A whole-message intent word with spaces and punctuation removed ("T D!" → "td").
 fn intent_key(folded: &str) -> String {
     folded
@@ -663,6 +692,17 @@ phrases = ["不是投诉", "not a complaint"]
         let dup = RULES.replace("id = \"inquiry.zh\"", "id = \"fault.zh\"");
         let e = Classifier::from_toml(&dup, None).unwrap_err().to_string();
         assert!(e.contains("duplicate"), "{e}");
+    }
+
+    #[test]
+    fn word_boundaries_become_ascii_and_still_anchor_english_words() {
+        assert_eq!(ascii_word_boundaries(r"\bfee\b"), r"(?-u:\b)fee(?-u:\b)");
+        assert_eq!(ascii_word_boundaries(r"a\\b\Bc"), r"a\\b(?-u:\B)c");
+        let rules = RULES.replace("'网络?(很|太)?慢'", r"'\bslow\b'");
+        let c = Classifier::from_toml(&rules, None).unwrap();
+        assert_eq!(c.category("网络slow了"), Category::Fault);
+        assert_eq!(c.category("so slow"), Category::Fault);
+        assert_eq!(c.category("slowly"), Category::Inquiry);
     }
 
     #[test]

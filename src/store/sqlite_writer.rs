@@ -51,6 +51,9 @@ pub fn start(path: &Path, max: usize) -> anyhow::Result<mpsc::Sender<(IntakeRequ
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // A larger page cache and mmap keep the index pages in memory.
+    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "mmap_size", 268_435_456)?;
     conn.set_prepared_statement_cache_capacity(64);
     let (tx, rx) = mpsc::channel(max * 4);
     std::thread::Builder::new()

@@ -39,7 +39,7 @@ CREATE TABLE messages (
     channel       TEXT    NOT NULL,              -- sms | email
     dialect       TEXT    NOT NULL,              -- kannel | jasmin | twilio | generic | email; out: driver
     external_id   TEXT,                          -- the bridge's id of an inbound message
-    dedupe_key    TEXT UNIQUE,                   -- dialect:external_id
+    dedupe_key    TEXT,                          -- dialect:external_id (unique, below)
     content_hash  TEXT,                          -- id-less dialects: sha256(channel|from|to|text)
     from_addr     TEXT    NOT NULL,
     to_addr       TEXT    NOT NULL,
@@ -60,6 +60,7 @@ CREATE TABLE messages (
     created_at    BIGINT NOT NULL,
     updated_at    BIGINT NOT NULL
 );
+CREATE UNIQUE INDEX messages_dedupe ON messages (dedupe_key) WHERE dedupe_key IS NOT NULL;
 CREATE INDEX messages_content_hash ON messages (content_hash, created_at) WHERE content_hash IS NOT NULL;
 CREATE INDEX messages_case ON messages (case_id);
 CREATE INDEX messages_provider ON messages (provider_id) WHERE provider_id IS NOT NULL;
