@@ -34,7 +34,10 @@ async fn main() -> anyhow::Result<()> {
             let ok = async {
                 sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
                 for (body, _) in &batch {
-                    sqlx::query("INSERT INTO rows (body) VALUES ($1)").bind(body).execute(&mut conn).await?;
+                    sqlx::query("INSERT INTO rows (body) VALUES ($1)")
+                        .bind(body)
+                        .execute(&mut conn)
+                        .await?;
                 }
                 sqlx::query("COMMIT").execute(&mut conn).await?;
                 Ok::<_, sqlx::Error>(())
@@ -49,16 +52,18 @@ async fn main() -> anyhow::Result<()> {
     let app = axum::Router::new()
         .route(
             "/inbound/sms/kannel",
-            get(|State(tx): State<mpsc::Sender<Job>>, RawQuery(q): RawQuery| async move {
-                let (rtx, rrx) = oneshot::channel();
-                if tx.send((q.unwrap_or_default(), rtx)).await.is_err() {
-                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
-                }
-                match rrx.await {
-                    Ok(true) => axum::http::StatusCode::OK,
-                    _ => axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                }
-            }),
+            get(
+                |State(tx): State<mpsc::Sender<Job>>, RawQuery(q): RawQuery| async move {
+                    let (rtx, rrx) = oneshot::channel();
+                    if tx.send((q.unwrap_or_default(), rtx)).await.is_err() {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    match rrx.await {
+                        Ok(true) => axum::http::StatusCode::OK,
+                        _ => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    }
+                },
+            ),
         )
         .with_state(tx);
     let listener = tokio::net::TcpListener::bind(&listen).await?;

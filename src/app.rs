@@ -37,7 +37,10 @@ impl Application {
 
     /// # Errors
     /// As [`Application::build`].
-    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
         let listen = settings.server.listen;
         let unsecured = settings.unsecured_webhooks();
         if !listen.ip().is_loopback() && !unsecured.is_empty() {
@@ -122,7 +125,10 @@ impl Application {
     ///
     /// # Errors
     /// The server failed.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let worker = self.worker.map(|w| tokio::spawn(w.run(stop.clone())));
         tracing::info!(port = self.port, "switchboard listening");
@@ -137,7 +143,9 @@ impl Application {
             .await;
         stop.cancel();
         if let Some(w) = worker
-            && tokio::time::timeout(self.grace + Duration::from_secs(1), w).await.is_err()
+            && tokio::time::timeout(self.grace + Duration::from_secs(1), w)
+                .await
+                .is_err()
         {
             tracing::warn!("outbox worker did not stop in time");
         }

@@ -229,7 +229,10 @@ impl Settings {
         let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
         if let Some(path) = file {
             if !path.is_file() {
-                bail!("config file {} does not exist or is not a file", path.display());
+                bail!(
+                    "config file {} does not exist or is not a file",
+                    path.display()
+                );
             }
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading config file {}", path.display()))?;
@@ -243,7 +246,9 @@ impl Settings {
             .filter(|(k, _)| k.starts_with("SWITCHBOARD__"))
             .collect();
         for (k, v) in vars {
-            let key = k["SWITCHBOARD__".len()..].to_ascii_lowercase().replace("__", ".");
+            let key = k["SWITCHBOARD__".len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
             let value: figment::value::Value = v
                 .parse()
                 .unwrap_or_else(|_| figment::value::Value::from(v.clone()));
@@ -262,8 +267,11 @@ impl Settings {
 
     fn check(&self) -> anyhow::Result<()> {
         let o = &self.sms.outbound;
-        if !(o.rate_per_sec > 0.0) {
-            bail!("sms.outbound.rate_per_sec must be > 0 (got {})", o.rate_per_sec);
+        if o.rate_per_sec.is_nan() || o.rate_per_sec <= 0.0 {
+            bail!(
+                "sms.outbound.rate_per_sec must be > 0 (got {})",
+                o.rate_per_sec
+            );
         }
         if o.concurrency == 0 {
             bail!("sms.outbound.concurrency must be >= 1");
@@ -278,7 +286,10 @@ impl Settings {
             bail!("sla: need 0 < ack_hours <= resolve_hours");
         }
         let url = self.database.url.expose();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
+        {
             bail!("database.url must start with sqlite:// or postgres:// (got a different scheme)");
         }
         Ok(())
@@ -314,7 +325,10 @@ mod tests {
     use std::io::Write;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -349,18 +363,24 @@ mod tests {
     fn a_bad_file_names_the_file_the_key_and_the_reason() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         writeln!(f, "[server]\nlisten = \"nowhere\"").unwrap();
-        let err = Settings::load_with_env(Some(f.path()), env(&[])).unwrap_err().to_string();
+        let err = Settings::load_with_env(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("server.listen"), "{err}");
         assert!(err.contains(&f.path().display().to_string()), "{err}");
 
         let mut g = tempfile::NamedTempFile::new().unwrap();
         writeln!(g, "[server]\nlisten_port = 1").unwrap();
-        let err = Settings::load_with_env(Some(g.path()), env(&[])).unwrap_err().to_string();
+        let err = Settings::load_with_env(Some(g.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listen_port"), "{err}");
 
         let mut h = tempfile::NamedTempFile::new().unwrap();
         writeln!(h, "[server\nlisten = 1").unwrap();
-        let err = Settings::load_with_env(Some(h.path()), env(&[])).unwrap_err().to_string();
+        let err = Settings::load_with_env(Some(h.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&h.path().display().to_string()), "{err}");
 
         let err = Settings::load_with_env(Some(Path::new("/nonexistent/x.toml")), env(&[]))
@@ -378,6 +398,9 @@ mod tests {
         .unwrap();
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("hunter2"));
-        assert!(!dbg.contains("switchboard.db"), "database url may hold a password");
+        assert!(
+            !dbg.contains("switchboard.db"),
+            "database url may hold a password"
+        );
     }
 }

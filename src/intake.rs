@@ -8,7 +8,8 @@ use crate::config::Settings;
 use crate::domain::{Channel, Intent, Lang};
 use crate::outbound::segment::segment;
 use crate::store::{
-    AckBuilder, AckContext, IntakeOutcome, IntakeRequest, NewInbound, OutboundDraft, Store, StoreResult,
+    AckBuilder, AckContext, IntakeOutcome, IntakeRequest, NewInbound, OutboundDraft, Store,
+    StoreResult,
 };
 use crate::templates::{Templates, tier_en, tier_zh};
 use sha2::{Digest, Sha256};
@@ -78,7 +79,11 @@ impl AckRenderer {
 }
 
 fn fmt_hours(h: f64) -> String {
-    if h.fract() == 0.0 { format!("{h:.0}") } else { format!("{h}") }
+    if h.fract() == 0.0 {
+        format!("{h:.0}")
+    } else {
+        format!("{h}")
+    }
 }
 
 impl AckBuilder for AckRenderer {
@@ -210,7 +215,11 @@ impl Intake {
         let req = self.plan(msg);
         let category = req.category;
         let outcome = self.store.intake(req).await?;
-        if let IntakeOutcome::Stored { ack_message_id: Some(_), .. } = outcome {
+        if let IntakeOutcome::Stored {
+            ack_message_id: Some(_),
+            ..
+        } = outcome
+        {
             self.outbox_notify.notify_waiters();
         }
         tracing::debug!(?outcome, %category, "intake committed");

@@ -8,13 +8,31 @@ use std::path::Path;
 const BUILTIN: &[(&str, &str)] = &[
     ("ack.zh-CN.txt", include_str!("../templates/ack.zh-CN.txt")),
     ("ack.en.txt", include_str!("../templates/ack.en.txt")),
-    ("reply.zh-CN.txt", include_str!("../templates/reply.zh-CN.txt")),
+    (
+        "reply.zh-CN.txt",
+        include_str!("../templates/reply.zh-CN.txt"),
+    ),
     ("reply.en.txt", include_str!("../templates/reply.en.txt")),
-    ("escalate.zh-CN.txt", include_str!("../templates/escalate.zh-CN.txt")),
-    ("escalate.en.txt", include_str!("../templates/escalate.en.txt")),
-    ("opt_out.zh-CN.txt", include_str!("../templates/opt_out.zh-CN.txt")),
-    ("opt_out.en.txt", include_str!("../templates/opt_out.en.txt")),
-    ("opt_in.zh-CN.txt", include_str!("../templates/opt_in.zh-CN.txt")),
+    (
+        "escalate.zh-CN.txt",
+        include_str!("../templates/escalate.zh-CN.txt"),
+    ),
+    (
+        "escalate.en.txt",
+        include_str!("../templates/escalate.en.txt"),
+    ),
+    (
+        "opt_out.zh-CN.txt",
+        include_str!("../templates/opt_out.zh-CN.txt"),
+    ),
+    (
+        "opt_out.en.txt",
+        include_str!("../templates/opt_out.en.txt"),
+    ),
+    (
+        "opt_in.zh-CN.txt",
+        include_str!("../templates/opt_in.zh-CN.txt"),
+    ),
     ("opt_in.en.txt", include_str!("../templates/opt_in.en.txt")),
 ];
 
@@ -56,8 +74,15 @@ impl Templates {
     ///
     /// # Errors
     /// Unknown template or a variable the context lacks.
-    pub fn render(&self, name: &str, lang: Lang, ctx: minijinja::Value) -> Result<String, minijinja::Error> {
-        let t = self.env.get_template(&format!("{name}.{}.txt", lang.as_str()))?;
+    pub fn render(
+        &self,
+        name: &str,
+        lang: Lang,
+        ctx: minijinja::Value,
+    ) -> Result<String, minijinja::Error> {
+        let t = self
+            .env
+            .get_template(&format!("{name}.{}.txt", lang.as_str()))?;
         t.render(ctx)
     }
 }

@@ -11,14 +11,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn spawn_gateway(port: u16, db: &str, extra: &[(&str, String)]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
     cmd.arg("serve")
         .env("SWITCHBOARD__SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("SWITCHBOARD__SERVER__PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .env(
+            "SWITCHBOARD__SERVER__PUBLIC_URL",
+            format!("http://127.0.0.1:{port}"),
+        )
         .env("SWITCHBOARD__DATABASE__URL", db)
         .env("SWITCHBOARD_LOG", "warn")
         .stdout(Stdio::null())
@@ -34,7 +41,11 @@ async fn wait_ready(port: u16) {
     eventually(Duration::from_secs(20), || {
         let c = c.clone();
         async move {
-            let r = c.get(format!("http://127.0.0.1:{port}/readyz")).send().await.ok()?;
+            let r = c
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .ok()?;
             r.status().is_success().then_some(())
         }
     })
@@ -47,12 +58,19 @@ async fn sigkill_under_load_loses_nothing_answered_2xx_and_acks_go_out_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/crash.db", dir.path().display());
     let port = free_port();
-    let mut child = spawn_gateway(port, &db, &[("SWITCHBOARD__SMS__OUTBOUND__PAUSED", "true".into())]);
+    let mut child = spawn_gateway(
+        port,
+        &db,
+        &[("SWITCHBOARD__SMS__OUTBOUND__PAUSED", "true".into())],
+    );
     wait_ready(port).await;
 
     // 16 clients post unique MOs (each from its own customer) until the server dies.
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let mut clients = tokio::task::JoinSet::new();
     for c in 0..16 {
         let acked = acked.clone();
@@ -72,9 +90,11 @@ async fn sigkill_under_load_loses_nothing_answered_2xx_and_acks_go_out_once() {
         });
     }
     // Kill once a good number of messages are in, while requests are in flight.
-    eventually(Duration::from_secs(60), || async { (acked.lock().unwrap().len() >= 1500).then_some(()) })
-        .await
-        .expect("load reached 1500 messages");
+    eventually(Duration::from_secs(60), || async {
+        (acked.lock().unwrap().len() >= 1500).then_some(())
+    })
+    .await
+    .expect("load reached 1500 messages");
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
     while clients.join_next().await.is_some() {}
@@ -84,20 +104,30 @@ async fn sigkill_under_load_loses_nothing_answered_2xx_and_acks_go_out_once() {
     // Every 2xx message is there with its case and a queued ack.
     let store = switchboard::store::open(&db, 2, 8).await.unwrap();
     let ins = store.recent_messages("in", 1_000_000).await.unwrap();
-    let by_id: HashMap<String, &switchboard::store::MessageRecord> =
-        ins.iter().filter_map(|m| m.external_id.clone().map(|e| (e, m))).collect();
+    let by_id: HashMap<String, &switchboard::store::MessageRecord> = ins
+        .iter()
+        .filter_map(|m| m.external_id.clone().map(|e| (e, m)))
+        .collect();
     let mut ack_ids = HashSet::new();
     for id in &acked {
-        let m = by_id.get(id).unwrap_or_else(|| panic!("message {id} answered 200 but not stored"));
+        let m = by_id
+            .get(id)
+            .unwrap_or_else(|| panic!("message {id} answered 200 but not stored"));
         let case = m.case_id.unwrap_or_else(|| panic!("{id} has no case"));
         let msgs = store.case_messages(case).await.unwrap();
-        let acks: Vec<_> = msgs.iter().filter(|x| x.direction == "out" && x.kind.as_deref() == Some("ack")).collect();
+        let acks: Vec<_> = msgs
+            .iter()
+            .filter(|x| x.direction == "out" && x.kind.as_deref() == Some("ack"))
+            .collect();
         assert_eq!(acks.len(), 1, "{id}: exactly one ack queued");
         assert_eq!(acks[0].status, "queued");
         ack_ids.insert(acks[0].id);
     }
     let counts = store.counts().await.unwrap();
-    assert_eq!(counts.outbox as usize, counts.messages_out as usize, "every stored ack is in the outbox");
+    assert_eq!(
+        counts.outbox as usize, counts.messages_out as usize,
+        "every stored ack is in the outbox"
+    );
     assert!(counts.messages_in as usize >= acked.len());
     store.close().await;
 
@@ -107,7 +137,10 @@ async fn sigkill_under_load_loses_nothing_answered_2xx_and_acks_go_out_once() {
         port,
         &db,
         &[
-            ("SWITCHBOARD__SMS__OUTBOUND__URL", format!("{}/cgi-bin/sendsms", bridge.url)),
+            (
+                "SWITCHBOARD__SMS__OUTBOUND__URL",
+                format!("{}/cgi-bin/sendsms", bridge.url),
+            ),
             ("SWITCHBOARD__SMS__OUTBOUND__RATE_PER_SEC", "2000".into()),
             ("SWITCHBOARD__SMS__OUTBOUND__CONCURRENCY", "16".into()),
         ],
@@ -116,26 +149,46 @@ async fn sigkill_under_load_loses_nothing_answered_2xx_and_acks_go_out_once() {
     let total = counts.messages_out as usize;
     bridge.wait_for(total, Duration::from_secs(120)).await;
     let store = switchboard::store::open(&db, 2, 8).await.unwrap();
-    eventually(Duration::from_secs(30), || async { (store.counts().await.unwrap().outbox == 0).then_some(()) })
-        .await
-        .expect("outbox drained");
+    eventually(Duration::from_secs(30), || async {
+        (store.counts().await.unwrap().outbox == 0).then_some(())
+    })
+    .await
+    .expect("outbox drained");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let reqs = bridge.requests();
     let mut per_msg: HashMap<i64, usize> = HashMap::new();
     for r in &reqs {
         let dlr = r.param("dlr-url").expect("dlr-url");
-        let msg: i64 = dlr.split("msg=").nth(1).unwrap().split('&').next().unwrap().parse().unwrap();
+        let msg: i64 = dlr
+            .split("msg=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         *per_msg.entry(msg).or_default() += 1;
     }
     assert_eq!(reqs.len(), total, "one request per ack");
     assert!(per_msg.values().all(|&n| n == 1), "no ack sent twice");
-    assert!(ack_ids.iter().all(|id| per_msg.contains_key(id)), "every 2xx message's ack was sent");
+    assert!(
+        ack_ids.iter().all(|id| per_msg.contains_key(id)),
+        "every 2xx message's ack was sent"
+    );
     sigterm(&child);
     let status = child.wait().unwrap();
-    assert!(status.success(), "SIGTERM stops the gateway cleanly: {status:?}");
+    assert!(
+        status.success(),
+        "SIGTERM stops the gateway cleanly: {status:?}"
+    );
     store.close().await;
 }
 
 fn sigterm(child: &Child) {
-    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
 }

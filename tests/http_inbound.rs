@@ -23,12 +23,23 @@ async fn kannel_get_utf8_stores_classifies_opens_case_and_queues_chinese_ack() {
         enc("我要投诉，宽带三天没修好")
     );
     let (st, body) = app.get(&q).await;
-    assert_eq!((st, body.as_str()), (200, ""), "Kannel gets an empty body (it would send it as SMS)");
+    assert_eq!(
+        (st, body.as_str()),
+        (200, ""),
+        "Kannel gets an empty body (it would send it as SMS)"
+    );
     let store = app.store();
     let msgs = store.recent_messages("in", 10).await.unwrap();
     assert_eq!(msgs.len(), 1);
     let m = &msgs[0];
-    assert_eq!((m.from_addr.as_str(), m.to_addr.as_str(), m.category.as_deref()), ("+8613800138000", "10000", Some("complaint")));
+    assert_eq!(
+        (
+            m.from_addr.as_str(),
+            m.to_addr.as_str(),
+            m.category.as_deref()
+        ),
+        ("+8613800138000", "10000", Some("complaint"))
+    );
     let case = store.case(m.case_id.unwrap()).await.unwrap().unwrap();
     assert_eq!(case.category, "complaint");
     assert_eq!(case.ack_due_at - case.opened_at, 3 * 3_600_000);
@@ -37,9 +48,16 @@ async fn kannel_get_utf8_stores_classifies_opens_case_and_queues_chinese_ack() {
     assert_eq!(acks.len(), 1);
     let a = &acks[0];
     assert!(a.body.contains(&format!("SB{:08}", case.id)), "{}", a.body);
-    assert!(a.body.contains("投诉") && a.body.starts_with('【'), "{}", a.body);
+    assert!(
+        a.body.contains("投诉") && a.body.starts_with('【'),
+        "{}",
+        a.body
+    );
     assert_eq!((a.encoding.as_deref(), a.segments), (Some("ucs2"), Some(1)));
-    assert_eq!((a.from_addr.as_str(), a.to_addr.as_str()), ("10000", "+8613800138000"));
+    assert_eq!(
+        (a.from_addr.as_str(), a.to_addr.as_str()),
+        ("10000", "+8613800138000")
+    );
     app.shutdown().await;
 }
 
@@ -54,7 +72,10 @@ async fn kannel_ucs2_without_mo_recode_and_post_url_are_decoded() {
     // post-url: text in the body, no %I.
     let r = app
         .client
-        .post(format!("{}/inbound/sms/kannel?from=13800138002&to=10000&coding=0&charset=UTF-8", app.base))
+        .post(format!(
+            "{}/inbound/sms/kannel?from=13800138002&to=10000&coding=0&charset=UTF-8",
+            app.base
+        ))
         .header("content-type", "text/plain; charset=\"UTF-8\"")
         .header("X-Kannel-To", "10000")
         .body("my broadband is down")
@@ -64,11 +85,30 @@ async fn kannel_ucs2_without_mo_recode_and_post_url_are_decoded() {
     assert_eq!(r.status(), 200);
     let store = app.store();
     let msgs = store.recent_messages("in", 10).await.unwrap();
-    let texts: Vec<_> = msgs.iter().map(|m| (m.from_addr.as_str(), m.body.as_str())).collect();
-    assert!(texts.contains(&("+8613800138001", "手机没信号 😀")), "{texts:?}");
-    assert!(texts.contains(&("+8613800138002", "my broadband is down")), "{texts:?}");
-    let en = store.recent_messages("out", 10).await.unwrap().into_iter().find(|m| m.to_addr == "+8613800138002").unwrap();
-    assert!(en.body.contains("case SB"), "English message gets the English ack: {}", en.body);
+    let texts: Vec<_> = msgs
+        .iter()
+        .map(|m| (m.from_addr.as_str(), m.body.as_str()))
+        .collect();
+    assert!(
+        texts.contains(&("+8613800138001", "手机没信号 😀")),
+        "{texts:?}"
+    );
+    assert!(
+        texts.contains(&("+8613800138002", "my broadband is down")),
+        "{texts:?}"
+    );
+    let en = store
+        .recent_messages("out", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.to_addr == "+8613800138002")
+        .unwrap();
+    assert!(
+        en.body.contains("case SB"),
+        "English message gets the English ack: {}",
+        en.body
+    );
     assert_eq!(en.encoding.as_deref(), Some("gsm7"));
     app.shutdown().await;
 }
@@ -76,7 +116,10 @@ async fn kannel_ucs2_without_mo_recode_and_post_url_are_decoded() {
 #[tokio::test]
 async fn repeated_mo_is_acknowledged_but_makes_no_second_case() {
     let app = spawn_app(|s, _| outbox_off(s)).await;
-    let q = format!("/inbound/sms/kannel?id=same&from=13800138003&to=10000&text={}", enc("停机了"));
+    let q = format!(
+        "/inbound/sms/kannel?id=same&from=13800138003&to=10000&text={}",
+        enc("停机了")
+    );
     for _ in 0..3 {
         assert_eq!(app.get(&q).await.0, 200);
     }
@@ -87,12 +130,25 @@ async fn repeated_mo_is_acknowledged_but_makes_no_second_case() {
         assert_eq!((st, body.as_str()), (200, "ACK/Jasmin"));
     }
     for _ in 0..2 {
-        let (st, _) = app.post("/inbound/sms", "application/json", r#"{"from":"13800138005","to":"10000","text":"how much is the plan"}"#).await;
+        let (st, _) = app
+            .post(
+                "/inbound/sms",
+                "application/json",
+                r#"{"from":"13800138005","to":"10000","text":"how much is the plan"}"#,
+            )
+            .await;
         assert_eq!(st, 200);
     }
     let c = app.store().counts().await.unwrap();
     assert_eq!((c.messages_in, c.cases, c.messages_out), (3, 3, 3));
-    let jm = app.store().recent_messages("in", 10).await.unwrap().into_iter().find(|m| m.dialect == "jasmin").unwrap();
+    let jm = app
+        .store()
+        .recent_messages("in", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.dialect == "jasmin")
+        .unwrap();
     assert_eq!(jm.body, "手机没信号");
     app.shutdown().await;
 }
@@ -100,7 +156,13 @@ async fn repeated_mo_is_acknowledged_but_makes_no_second_case() {
 #[tokio::test]
 async fn generic_json_reports_the_case_and_twilio_answers_twiml() {
     let app = spawn_app(|s, _| outbox_off(s)).await;
-    let (st, body) = app.post("/inbound/sms", "application/json", r#"{"id":"g-1","from":"+8613800138006","to":"10000","text":"网络太慢了"}"#).await;
+    let (st, body) = app
+        .post(
+            "/inbound/sms",
+            "application/json",
+            r#"{"id":"g-1","from":"+8613800138006","to":"10000","text":"网络太慢了"}"#,
+        )
+        .await;
     assert_eq!(st, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], "stored");
@@ -121,28 +183,86 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_stores_nothing() {
     })
     .await;
     let cases: Vec<(&str, String, u16, &str)> = vec![
-        ("GET", "/inbound/sms/kannel?to=10000&text=hi".into(), 400, "from"),
-        ("GET", "/inbound/sms/kannel?from=13800138000&to=10000".into(), 400, "text"),
-        ("GET", "/inbound/sms/kannel?from=not-a-number&to=10000&text=hi".into(), 400, "from"),
-        ("GET", "/inbound/sms/kannel?from=13800138000&to=10000&coding=9&text=hi".into(), 400, "coding"),
-        ("GET", "/inbound/sms/kannel?from=13800138000&to=10000&coding=2&text=%4F".into(), 400, "odd number"),
-        ("GET", "/inbound/sms/kannel?from=13800138000&to=10000&text=%FF%FE".into(), 400, "UTF-8"),
-        ("GET", "/inbound/sms/jasmin?from=13800138000&to=10000&coding=8&binary=XYZ".into(), 400, "binary"),
-        ("GET", "/inbound/sms/jasmin?from=13800138000&to=10000&coding=4&binary=00".into(), 400, "coding"),
+        (
+            "GET",
+            "/inbound/sms/kannel?to=10000&text=hi".into(),
+            400,
+            "from",
+        ),
+        (
+            "GET",
+            "/inbound/sms/kannel?from=13800138000&to=10000".into(),
+            400,
+            "text",
+        ),
+        (
+            "GET",
+            "/inbound/sms/kannel?from=not-a-number&to=10000&text=hi".into(),
+            400,
+            "from",
+        ),
+        (
+            "GET",
+            "/inbound/sms/kannel?from=13800138000&to=10000&coding=9&text=hi".into(),
+            400,
+            "coding",
+        ),
+        (
+            "GET",
+            "/inbound/sms/kannel?from=13800138000&to=10000&coding=2&text=%4F".into(),
+            400,
+            "odd number",
+        ),
+        (
+            "GET",
+            "/inbound/sms/kannel?from=13800138000&to=10000&text=%FF%FE".into(),
+            400,
+            "UTF-8",
+        ),
+        (
+            "GET",
+            "/inbound/sms/jasmin?from=13800138000&to=10000&coding=8&binary=XYZ".into(),
+            400,
+            "binary",
+        ),
+        (
+            "GET",
+            "/inbound/sms/jasmin?from=13800138000&to=10000&coding=4&binary=00".into(),
+            400,
+            "coding",
+        ),
     ];
     for (_, path, want, needle) in &cases {
         let (st, body) = app.get(path).await;
         assert_eq!(st, *want, "{path}: {body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("JSON error body for {path}: {body}"));
+        let v: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|_| panic!("JSON error body for {path}: {body}"));
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(msg.contains(needle), "{path}: {msg}");
     }
-    let (st, body) = app.post("/inbound/sms", "application/json", "{\"from\": 1").await;
+    let (st, body) = app
+        .post("/inbound/sms", "application/json", "{\"from\": 1")
+        .await;
     assert_eq!(st, 400, "{body}");
     assert!(body.contains("error"));
-    let (st, body) = app.post("/inbound/sms", "application/json", r#"{"from":"13800138000","to":"10000","text":"a\u0000b"}"#).await;
+    let (st, body) = app
+        .post(
+            "/inbound/sms",
+            "application/json",
+            r#"{"from":"13800138000","to":"10000","text":"a\u0000b"}"#,
+        )
+        .await;
     assert_eq!(st, 400, "{body}");
-    let (st, body) = app.post("/inbound/sms", "application/json", format!(r#"{{"from":"13800138000","to":"10000","text":"{}"}}"#, "x".repeat(10_000))).await;
+    let (st, body) = app
+        .post(
+            "/inbound/sms",
+            "application/json",
+            format!(
+                r#"{{"from":"13800138000","to":"10000","text":"{}"}}"#,
+                "x".repeat(10_000)
+            ),
+        )
+        .await;
     assert_eq!(st, 413, "{body}");
     assert!(body.contains("payload_too_large"), "{body}");
     let (st, _) = app.get("/nope").await;
@@ -165,19 +285,31 @@ async fn webhook_secrets_are_enforced_per_route() {
     assert_eq!(st, 401, "{body}");
     assert_eq!(app.get(&format!("{base}&token=wrong")).await.0, 401);
     assert_eq!(app.get(&format!("{base}&token=k-secret")).await.0, 200);
-    let r = app.client.post(format!("{}/inbound/sms", app.base))
+    let r = app
+        .client
+        .post(format!("{}/inbound/sms", app.base))
         .header("X-Switchboard-Token", "g-secret")
         .body(r#"{"from":"13800138009","to":"10000","text":"hi"}"#)
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // The Kannel secret does not open the generic route.
-    let r = app.client.post(format!("{}/inbound/sms?token=k-secret", app.base))
+    let r = app
+        .client
+        .post(format!("{}/inbound/sms?token=k-secret", app.base))
         .body(r#"{"from":"13800138008","to":"10000","text":"hi"}"#)
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let stored = app.store().recent_messages("in", 10).await.unwrap();
     assert_eq!(stored.len(), 2);
-    assert!(stored.iter().all(|m| !String::from_utf8_lossy(m.body.as_bytes()).contains("secret")));
+    assert!(
+        stored
+            .iter()
+            .all(|m| !String::from_utf8_lossy(m.body.as_bytes()).contains("secret"))
+    );
     app.shutdown().await;
 }
 
@@ -193,7 +325,9 @@ async fn twilio_signature_is_checked_when_a_token_is_set() {
     let form = "MessageSid=SM9&From=%2B8613800138010&To=10000&Body=hello";
     let sig = switchboard::inbound::twilio::signature("tw-token", url, form.as_bytes());
     let send = |sig: Option<String>| {
-        let mut r = app.client.post(format!("{}/inbound/sms/twilio", app.base))
+        let mut r = app
+            .client
+            .post(format!("{}/inbound/sms/twilio", app.base))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(form);
         if let Some(s) = sig {
@@ -214,7 +348,11 @@ async fn non_loopback_listen_without_secrets_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     s.database.url = Secret::new(format!("sqlite://{}/x.db", dir.path().display()));
     s.server.listen = "0.0.0.0:0".parse().unwrap();
-    let err = switchboard::app::Application::build(s).await.err().expect("refused").to_string();
+    let err = switchboard::app::Application::build(s)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("inbound.kannel_token"), "{err}");
 }
 
@@ -228,22 +366,38 @@ async fn database_failure_answers_503_and_health_reports_it() {
     })
     .await;
     assert_eq!(app.get("/readyz").await.0, 200);
-    assert_eq!(app.get("/inbound/sms/kannel?id=x1&from=13800138000&to=10000&text=hi").await.0, 200);
+    assert_eq!(
+        app.get("/inbound/sms/kannel?id=x1&from=13800138000&to=10000&text=hi")
+            .await
+            .0,
+        200
+    );
     common::drop_pg_database(&url).await;
-    let (st, body) = app.get("/inbound/sms/kannel?id=x2&from=13800138000&to=10000&text=hi").await;
+    let (st, body) = app
+        .get("/inbound/sms/kannel?id=x2&from=13800138000&to=10000&text=hi")
+        .await;
     assert_eq!(st, 503, "{body}");
     assert!(body.contains("unavailable"), "{body}");
     assert_eq!(app.get("/readyz").await.0, 503);
     assert_eq!(app.get("/healthz").await.0, 200);
     let (_, metrics) = app.get("/metrics").await;
-    assert!(metrics.contains("switchboard_inbound_total{outcome=\"unavailable\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("switchboard_inbound_total{outcome=\"unavailable\"} 1"),
+        "{metrics}"
+    );
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn classify_api_explains_the_category() {
     let app = spawn_app(|s, _| outbox_off(s)).await;
-    let r = app.client.post(format!("{}/api/v1/classify", app.base)).json(&serde_json::json!({"text": "我要投诉"})).send().await.unwrap();
+    let r = app
+        .client
+        .post(format!("{}/api/v1/classify", app.base))
+        .json(&serde_json::json!({"text": "我要投诉"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["category"], "complaint");

@@ -10,12 +10,20 @@ use switchboard::config::SmsDriver;
 use switchboard::outbound::segment::from_utf16be;
 
 async fn post_mo(app: &common::TestApp, id: &str, from: &str, text: &str) {
-    let q = format!("/inbound/sms/kannel?id={id}&from={from}&to=10000&coding=0&charset=UTF-8&text={}", enc(text));
+    let q = format!(
+        "/inbound/sms/kannel?id={id}&from={from}&to=10000&coding=0&charset=UTF-8&text={}",
+        enc(text)
+    );
     assert_eq!(app.get(&q).await.0, 200);
 }
 
 async fn ack_status(app: &common::TestApp, to: &str) -> Option<switchboard::store::MessageRecord> {
-    app.store().recent_messages("out", 100).await.unwrap().into_iter().find(|m| m.to_addr == to)
+    app.store()
+        .recent_messages("out", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.to_addr == to)
 }
 
 #[tokio::test]
@@ -30,7 +38,10 @@ async fn kannel_driver_sends_ucs2_with_coding_2_and_a_dlr_url_carrying_our_id() 
     post_mo(&app, "o-1", "13800138000", "宽带坏了").await;
     post_mo(&app, "o-2", "13800138001", "no signal in my flat").await;
     let reqs = bridge.wait_for(2, Duration::from_secs(10)).await;
-    let zh = reqs.iter().find(|r| r.param("to").as_deref() == Some("8613800138000")).expect("zh ack");
+    let zh = reqs
+        .iter()
+        .find(|r| r.param("to").as_deref() == Some("8613800138000"))
+        .expect("zh ack");
     assert_eq!(zh.path, "/cgi-bin/sendsms");
     assert_eq!(zh.param("coding").as_deref(), Some("2"));
     assert_eq!(zh.param("charset").as_deref(), Some("UTF-16BE"));
@@ -40,23 +51,37 @@ async fn kannel_driver_sends_ucs2_with_coding_2_and_a_dlr_url_carrying_our_id() 
     assert!(text.contains("故障报修") && text.contains("SB"), "{text}");
     let ack = ack_status(&app, "+8613800138000").await.unwrap();
     let dlr = zh.param("dlr-url").unwrap();
-    assert!(dlr.contains(&format!("/dlr/kannel?msg={}&type=%d", ack.id)), "{dlr}");
+    assert!(
+        dlr.contains(&format!("/dlr/kannel?msg={}&type=%d", ack.id)),
+        "{dlr}"
+    );
     assert!(zh.param("dlr-mask").is_some());
-    let en = reqs.iter().find(|r| r.param("to").as_deref() == Some("8613800138001")).expect("en ack");
+    let en = reqs
+        .iter()
+        .find(|r| r.param("to").as_deref() == Some("8613800138001"))
+        .expect("en ack");
     assert_eq!(en.param("coding").as_deref(), Some("0"));
     assert!(en.param("text").unwrap().contains("case SB"));
     // The send is recorded, then Kannel's delivery report moves it to delivered.
     let sent = eventually(Duration::from_secs(5), || async {
-        ack_status(&app, "+8613800138000").await.filter(|m| m.status == "sent")
+        ack_status(&app, "+8613800138000")
+            .await
+            .filter(|m| m.status == "sent")
     })
     .await
     .expect("marked sent");
     assert_eq!(sent.attempts, 1);
     let (st, _) = app.get(&format!("/dlr/kannel?msg={}&type=8", ack.id)).await;
     assert_eq!(st, 200);
-    assert_eq!(ack_status(&app, "+8613800138000").await.unwrap().status, "accepted");
+    assert_eq!(
+        ack_status(&app, "+8613800138000").await.unwrap().status,
+        "accepted"
+    );
     app.get(&format!("/dlr/kannel?msg={}&type=1", ack.id)).await;
-    assert_eq!(ack_status(&app, "+8613800138000").await.unwrap().status, "delivered");
+    assert_eq!(
+        ack_status(&app, "+8613800138000").await.unwrap().status,
+        "delivered"
+    );
     let (st, body) = app.get("/dlr/kannel?msg=abc&type=1").await;
     assert_eq!(st, 400, "{body}");
     app.shutdown().await;
@@ -70,11 +95,18 @@ async fn server_errors_are_retried_with_backoff_then_sent_once() {
     let app = spawn_app(move |s, _| s.sms.outbound.url = url).await;
     post_mo(&app, "r-1", "13800138002", "我要投诉").await;
     let reqs = bridge.wait_for(3, Duration::from_secs(10)).await;
-    let m = eventually(Duration::from_secs(5), || async { ack_status(&app, "+8613800138002").await.filter(|m| m.status == "sent") })
-        .await
-        .expect("sent after retries");
+    let m = eventually(Duration::from_secs(5), || async {
+        ack_status(&app, "+8613800138002")
+            .await
+            .filter(|m| m.status == "sent")
+    })
+    .await
+    .expect("sent after retries");
     assert_eq!(m.attempts, 3);
-    assert!(reqs[1].at - reqs[0].at >= Duration::from_millis(20), "backoff between attempts");
+    assert!(
+        reqs[1].at - reqs[0].at >= Duration::from_millis(20),
+        "backoff between attempts"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(bridge.requests().len(), 3, "no send after success");
     app.shutdown().await;
@@ -90,16 +122,24 @@ async fn client_errors_fail_without_retry_and_exhausted_retries_fail() {
     })
     .await;
     post_mo(&app, "f-1", "13800138003", "hello").await;
-    let m = eventually(Duration::from_secs(5), || async { ack_status(&app, "+8613800138003").await.filter(|m| m.status == "failed") })
-        .await
-        .expect("failed");
+    let m = eventually(Duration::from_secs(5), || async {
+        ack_status(&app, "+8613800138003")
+            .await
+            .filter(|m| m.status == "failed")
+    })
+    .await
+    .expect("failed");
     assert!(m.last_error.unwrap().contains("400"));
     assert_eq!(bridge.requests().len(), 1);
     bridge.set_default(503, "down");
     post_mo(&app, "f-2", "13800138004", "hello").await;
-    let m = eventually(Duration::from_secs(10), || async { ack_status(&app, "+8613800138004").await.filter(|m| m.status == "failed") })
-        .await
-        .expect("gave up");
+    let m = eventually(Duration::from_secs(10), || async {
+        ack_status(&app, "+8613800138004")
+            .await
+            .filter(|m| m.status == "failed")
+    })
+    .await
+    .expect("gave up");
     assert_eq!(m.attempts, 3);
     assert!(m.last_error.unwrap().contains("gave up after 3 attempts"));
     assert_eq!(app.store().counts().await.unwrap().outbox, 0);
@@ -122,15 +162,29 @@ async fn jasmin_driver_posts_hex_content_and_its_dlr_maps_back_by_uuid() {
     let text = from_utf16be(&hex::decode(r.param("hex-content").unwrap()).unwrap()).unwrap();
     assert!(text.contains("SB"), "{text}");
     assert_eq!(r.param("dlr").as_deref(), Some("yes"));
-    let m = eventually(Duration::from_secs(5), || async { ack_status(&app, "+8613800138005").await.filter(|m| m.status == "sent") })
-        .await
-        .unwrap();
-    assert_eq!(m.provider_id.as_deref(), Some("3f8d0a52-7c2b-4bc1-9b1f-0a0e3c4b5d6e"));
+    let m = eventually(Duration::from_secs(5), || async {
+        ack_status(&app, "+8613800138005")
+            .await
+            .filter(|m| m.status == "sent")
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        m.provider_id.as_deref(),
+        Some("3f8d0a52-7c2b-4bc1-9b1f-0a0e3c4b5d6e")
+    );
     let (st, body) = app
-        .post("/dlr/jasmin", "application/x-www-form-urlencoded", "id=3f8d0a52-7c2b-4bc1-9b1f-0a0e3c4b5d6e&message_status=DELIVRD&level=3&connector=smpp")
+        .post(
+            "/dlr/jasmin",
+            "application/x-www-form-urlencoded",
+            "id=3f8d0a52-7c2b-4bc1-9b1f-0a0e3c4b5d6e&message_status=DELIVRD&level=3&connector=smpp",
+        )
         .await;
     assert_eq!((st, body.as_str()), (200, "ACK/Jasmin"));
-    assert_eq!(ack_status(&app, "+8613800138005").await.unwrap().status, "delivered");
+    assert_eq!(
+        ack_status(&app, "+8613800138005").await.unwrap().status,
+        "delivered"
+    );
     app.shutdown().await;
 }
 
@@ -155,7 +209,10 @@ async fn generic_http_driver_posts_json_and_sends_are_paced() {
     let mut at: Vec<_> = reqs.iter().map(|r| r.at).collect();
     at.sort();
     let span = at[5] - at[0];
-    assert!(span >= Duration::from_millis(450), "6 sends at 10/s span at least 0.5 s, got {span:?}");
+    assert!(
+        span >= Duration::from_millis(450),
+        "6 sends at 10/s span at least 0.5 s, got {span:?}"
+    );
     app.shutdown().await;
 }
 
@@ -170,10 +227,18 @@ async fn shutdown_lets_in_flight_sends_finish_and_records_them() {
     bridge.wait_for(1, Duration::from_secs(5)).await;
     let started = std::time::Instant::now();
     let dir = app.shutdown().await;
-    assert!(started.elapsed() >= Duration::from_millis(300), "shutdown waited for the send");
-    let store = switchboard::store::open(&format!("sqlite://{}/sb.db", dir.path().display()), 2, 8).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "shutdown waited for the send"
+    );
+    let store = switchboard::store::open(&format!("sqlite://{}/sb.db", dir.path().display()), 2, 8)
+        .await
+        .unwrap();
     let m = store.recent_messages("out", 10).await.unwrap().remove(0);
-    assert_eq!(m.status, "sent", "the in-flight send's result was recorded before exit");
+    assert_eq!(
+        m.status, "sent",
+        "the in-flight send's result was recorded before exit"
+    );
     assert_eq!(store.counts().await.unwrap().outbox, 0);
     assert_eq!(bridge.requests().len(), 1);
 }

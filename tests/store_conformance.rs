@@ -37,7 +37,14 @@ impl AckBuilder for TestAck {
     }
 }
 
-fn req(from: &str, text: &str, id: Option<&str>, cat: Category, intent: Intent, now: i64) -> IntakeRequest {
+fn req(
+    from: &str,
+    text: &str,
+    id: Option<&str>,
+    cat: Category,
+    intent: Intent,
+    now: i64,
+) -> IntakeRequest {
     let msg = NewInbound {
         channel: Channel::Sms,
         dialect: "kannel",
@@ -67,13 +74,28 @@ fn req(from: &str, text: &str, id: Option<&str>, cat: Category, intent: Intent, 
 
 fn stored(o: &IntakeOutcome) -> (i64, Option<i64>, bool, Option<i64>) {
     match o {
-        IntakeOutcome::Stored { message_id, case_id, new_case, ack_message_id } => (*message_id, *case_id, *new_case, *ack_message_id),
+        IntakeOutcome::Stored {
+            message_id,
+            case_id,
+            new_case,
+            ack_message_id,
+        } => (*message_id, *case_id, *new_case, *ack_message_id),
         other => panic!("expected Stored, got {other:?}"),
     }
 }
 
 async fn intake_opens_a_case_with_deadlines_and_queues_one_ack(s: Arc<dyn Store>) {
-    let o = s.intake(req("+8613800000001", "宽带断了", Some("a1"), Category::Fault, Intent::Case, T0)).await.unwrap();
+    let o = s
+        .intake(req(
+            "+8613800000001",
+            "宽带断了",
+            Some("a1"),
+            Category::Fault,
+            Intent::Case,
+            T0,
+        ))
+        .await
+        .unwrap();
     let (mid, case, new_case, ack) = stored(&o);
     assert!(new_case);
     let case = s.case(case.unwrap()).await.unwrap().unwrap();
@@ -84,70 +106,268 @@ async fn intake_opens_a_case_with_deadlines_and_queues_one_ack(s: Arc<dyn Store>
     assert_eq!(case.resolve_due_at, T0 + 72 * HOUR);
     assert_eq!(case.rules_version, "v-test");
     let m = s.message(mid).await.unwrap().unwrap();
-    assert_eq!((m.direction.as_str(), m.body.as_str(), m.case_id), ("in", "宽带断了", Some(case.id)));
+    assert_eq!(
+        (m.direction.as_str(), m.body.as_str(), m.case_id),
+        ("in", "宽带断了", Some(case.id))
+    );
     let a = s.message(ack.unwrap()).await.unwrap().unwrap();
-    assert_eq!((a.direction.as_str(), a.status.as_str(), a.to_addr.as_str()), ("out", "queued", "+8613800000001"));
+    assert_eq!(
+        (a.direction.as_str(), a.status.as_str(), a.to_addr.as_str()),
+        ("out", "queued", "+8613800000001")
+    );
     assert!(a.body.contains(&format!("SB{:08}", case.id)), "{}", a.body);
     let c = s.counts().await.unwrap();
-    assert_eq!((c.messages_in, c.messages_out, c.cases, c.outbox), (1, 1, 1, 1));
+    assert_eq!(
+        (c.messages_in, c.messages_out, c.cases, c.outbox),
+        (1, 1, 1, 1)
+    );
 }
 
 async fn a_repeated_bridge_id_is_a_duplicate_and_changes_nothing(s: Arc<dyn Store>) {
-    let first = s.intake(req("+8613800000002", "投诉", Some("dup"), Category::Complaint, Intent::Case, T0)).await.unwrap();
+    let first = s
+        .intake(req(
+            "+8613800000002",
+            "投诉",
+            Some("dup"),
+            Category::Complaint,
+            Intent::Case,
+            T0,
+        ))
+        .await
+        .unwrap();
     let (mid, ..) = stored(&first);
-    let again = s.intake(req("+8613800000002", "投诉", Some("dup"), Category::Complaint, Intent::Case, T0 + 1000)).await.unwrap();
+    let again = s
+        .intake(req(
+            "+8613800000002",
+            "投诉",
+            Some("dup"),
+            Category::Complaint,
+            Intent::Case,
+            T0 + 1000,
+        ))
+        .await
+        .unwrap();
     assert_eq!(again, IntakeOutcome::Duplicate { message_id: mid });
     let c = s.counts().await.unwrap();
     assert_eq!((c.messages_in, c.cases, c.outbox), (1, 1, 1));
 }
 
 async fn id_less_messages_dedupe_by_content_within_the_window_only(s: Arc<dyn Store>) {
-    let a = s.intake(req("+8613800000003", "hello", None, Category::Inquiry, Intent::Case, T0)).await.unwrap();
+    let a = s
+        .intake(req(
+            "+8613800000003",
+            "hello",
+            None,
+            Category::Inquiry,
+            Intent::Case,
+            T0,
+        ))
+        .await
+        .unwrap();
     let (mid, ..) = stored(&a);
-    let b = s.intake(req("+8613800000003", "hello", None, Category::Inquiry, Intent::Case, T0 + 60_000)).await.unwrap();
+    let b = s
+        .intake(req(
+            "+8613800000003",
+            "hello",
+            None,
+            Category::Inquiry,
+            Intent::Case,
+            T0 + 60_000,
+        ))
+        .await
+        .unwrap();
     assert_eq!(b, IntakeOutcome::Duplicate { message_id: mid });
-    let c = s.intake(req("+8613800000003", "hello", None, Category::Inquiry, Intent::Case, T0 + 700_000)).await.unwrap();
-    assert!(matches!(c, IntakeOutcome::Stored { .. }), "outside the window it is a new message");
-    let d = s.intake(req("+8613800000003", "hello!", None, Category::Inquiry, Intent::Case, T0 + 60_000)).await.unwrap();
-    assert!(matches!(d, IntakeOutcome::Stored { .. }), "other text is another message");
+    let c = s
+        .intake(req(
+            "+8613800000003",
+            "hello",
+            None,
+            Category::Inquiry,
+            Intent::Case,
+            T0 + 700_000,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(c, IntakeOutcome::Stored { .. }),
+        "outside the window it is a new message"
+    );
+    let d = s
+        .intake(req(
+            "+8613800000003",
+            "hello!",
+            None,
+            Category::Inquiry,
+            Intent::Case,
+            T0 + 60_000,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(d, IntakeOutcome::Stored { .. }),
+        "other text is another message"
+    );
 }
 
 async fn a_reply_within_the_window_attaches_and_never_downgrades(s: Arc<dyn Store>) {
-    let (_, case1, ..) = stored(&s.intake(req("+8613800000004", "我要投诉", Some("r1"), Category::Complaint, Intent::Case, T0)).await.unwrap());
-    let (m2, case2, new2, ack2) = stored(&s.intake(req("+8613800000004", "套餐多少钱", Some("r2"), Category::Inquiry, Intent::Case, T0 + HOUR)).await.unwrap());
+    let (_, case1, ..) = stored(
+        &s.intake(req(
+            "+8613800000004",
+            "我要投诉",
+            Some("r1"),
+            Category::Complaint,
+            Intent::Case,
+            T0,
+        ))
+        .await
+        .unwrap(),
+    );
+    let (m2, case2, new2, ack2) = stored(
+        &s.intake(req(
+            "+8613800000004",
+            "套餐多少钱",
+            Some("r2"),
+            Category::Inquiry,
+            Intent::Case,
+            T0 + HOUR,
+        ))
+        .await
+        .unwrap(),
+    );
     assert_eq!(case1, case2);
     assert!(!new2);
     let case = s.case(case1.unwrap()).await.unwrap().unwrap();
-    assert_eq!(case.category, "complaint", "a reply never lowers the category");
+    assert_eq!(
+        case.category, "complaint",
+        "a reply never lowers the category"
+    );
     assert_eq!(case.message_count, 2);
     assert_eq!(case.last_message_at, T0 + HOUR);
-    assert!(s.message(ack2.unwrap()).await.unwrap().unwrap().body.contains("new=false"));
-    assert_eq!(s.case_messages(case.id).await.unwrap().iter().filter(|m| m.direction == "in").count(), 2);
+    assert!(
+        s.message(ack2.unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .body
+            .contains("new=false")
+    );
+    assert_eq!(
+        s.case_messages(case.id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|m| m.direction == "in")
+            .count(),
+        2
+    );
     assert_eq!(s.message(m2).await.unwrap().unwrap().case_id, case1);
     // Another customer, or the same after the window, opens a new case.
-    let (_, other, new_other, _) = stored(&s.intake(req("+8613800000005", "套餐多少钱", Some("r3"), Category::Inquiry, Intent::Case, T0 + HOUR)).await.unwrap());
+    let (_, other, new_other, _) = stored(
+        &s.intake(req(
+            "+8613800000005",
+            "套餐多少钱",
+            Some("r3"),
+            Category::Inquiry,
+            Intent::Case,
+            T0 + HOUR,
+        ))
+        .await
+        .unwrap(),
+    );
     assert!(new_other && other != case1);
-    let (_, late, new_late, _) = stored(&s.intake(req("+8613800000004", "again", Some("r4"), Category::Inquiry, Intent::Case, T0 + 200 * HOUR)).await.unwrap());
+    let (_, late, new_late, _) = stored(
+        &s.intake(req(
+            "+8613800000004",
+            "again",
+            Some("r4"),
+            Category::Inquiry,
+            Intent::Case,
+            T0 + 200 * HOUR,
+        ))
+        .await
+        .unwrap(),
+    );
     assert!(new_late && late != case1);
 }
 
 async fn a_reply_upgrades_the_category_and_escalation_climbs_tiers(s: Arc<dyn Store>) {
-    let (_, c, ..) = stored(&s.intake(req("+8613800000006", "网速慢", Some("e1"), Category::Fault, Intent::Case, T0)).await.unwrap());
-    stored(&s.intake(req("+8613800000006", "太差了我要投诉", Some("e2"), Category::Complaint, Intent::Case, T0 + 1)).await.unwrap());
-    assert_eq!(s.case(c.unwrap()).await.unwrap().unwrap().category, "complaint");
+    let (_, c, ..) = stored(
+        &s.intake(req(
+            "+8613800000006",
+            "网速慢",
+            Some("e1"),
+            Category::Fault,
+            Intent::Case,
+            T0,
+        ))
+        .await
+        .unwrap(),
+    );
+    stored(
+        &s.intake(req(
+            "+8613800000006",
+            "太差了我要投诉",
+            Some("e2"),
+            Category::Complaint,
+            Intent::Case,
+            T0 + 1,
+        ))
+        .await
+        .unwrap(),
+    );
+    assert_eq!(
+        s.case(c.unwrap()).await.unwrap().unwrap().category,
+        "complaint"
+    );
     for (i, want) in [(3, 2), (4, 3), (5, 4), (6, 4)] {
-        stored(&s.intake(req("+8613800000006", "升级处理", Some(&format!("e{i}")), Category::Inquiry, Intent::Escalate, T0 + i)).await.unwrap());
+        stored(
+            &s.intake(req(
+                "+8613800000006",
+                "升级处理",
+                Some(&format!("e{i}")),
+                Category::Inquiry,
+                Intent::Escalate,
+                T0 + i,
+            ))
+            .await
+            .unwrap(),
+        );
         assert_eq!(s.case(c.unwrap()).await.unwrap().unwrap().tier, want);
     }
 }
 
 async fn opt_out_records_consent_and_opens_no_case(s: Arc<dyn Store>) {
-    let (m, case, _, ack) = stored(&s.intake(req("+8613800000007", "TD", Some("o1"), Category::Inquiry, Intent::OptOut, T0)).await.unwrap());
+    let (m, case, _, ack) = stored(
+        &s.intake(req(
+            "+8613800000007",
+            "TD",
+            Some("o1"),
+            Category::Inquiry,
+            Intent::OptOut,
+            T0,
+        ))
+        .await
+        .unwrap(),
+    );
     assert_eq!(case, None);
     assert!(ack.is_some(), "the opt-out is confirmed");
-    assert_eq!(s.message(m).await.unwrap().unwrap().intent.as_deref(), Some("opt_out"));
+    assert_eq!(
+        s.message(m).await.unwrap().unwrap().intent.as_deref(),
+        Some("opt_out")
+    );
     assert!(s.opted_out(Channel::Sms, "+8613800000007").await.unwrap());
-    stored(&s.intake(req("+8613800000007", "START", Some("o2"), Category::Inquiry, Intent::OptIn, T0 + 1)).await.unwrap());
+    stored(
+        &s.intake(req(
+            "+8613800000007",
+            "START",
+            Some("o2"),
+            Category::Inquiry,
+            Intent::OptIn,
+            T0 + 1,
+        ))
+        .await
+        .unwrap(),
+    );
     assert!(!s.opted_out(Channel::Sms, "+8613800000007").await.unwrap());
     assert!(!s.opted_out(Channel::Sms, "+8613800000099").await.unwrap());
     assert_eq!(s.counts().await.unwrap().cases, 0);
@@ -156,29 +376,82 @@ async fn opt_out_records_consent_and_opens_no_case(s: Arc<dyn Store>) {
 async fn outbox_leases_retries_completes_and_fails(s: Arc<dyn Store>) {
     let mut acks = Vec::new();
     for i in 0..3 {
-        let (_, _, _, a) = stored(&s.intake(req(&format!("+861380000010{i}"), "hi", Some(&format!("q{i}")), Category::Inquiry, Intent::Case, T0)).await.unwrap());
+        let (_, _, _, a) = stored(
+            &s.intake(req(
+                &format!("+861380000010{i}"),
+                "hi",
+                Some(&format!("q{i}")),
+                Category::Inquiry,
+                Intent::Case,
+                T0,
+            ))
+            .await
+            .unwrap(),
+        );
         acks.push(a.unwrap());
     }
     assert_eq!(s.next_outbox_due(Channel::Sms).await.unwrap(), Some(T0));
-    assert!(s.claim_outbox(Channel::Email, T0, 1000, 10).await.unwrap().is_empty());
+    assert!(
+        s.claim_outbox(Channel::Email, T0, 1000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let got = s.claim_outbox(Channel::Sms, T0, 10_000, 2).await.unwrap();
-    assert_eq!(got.iter().map(|i| i.message_id).collect::<Vec<_>>(), acks[..2].to_vec());
+    assert_eq!(
+        got.iter().map(|i| i.message_id).collect::<Vec<_>>(),
+        acks[..2].to_vec()
+    );
     let rest = s.claim_outbox(Channel::Sms, T0, 10_000, 10).await.unwrap();
     assert_eq!(rest.len(), 1, "leased rows are not claimed twice");
-    assert!(s.claim_outbox(Channel::Sms, T0 + 5_000, 10_000, 10).await.unwrap().is_empty());
+    assert!(
+        s.claim_outbox(Channel::Sms, T0 + 5_000, 10_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // A lease that expires makes the row claimable again.
-    assert_eq!(s.claim_outbox(Channel::Sms, T0 + 10_001, 10_000, 10).await.unwrap().len(), 3);
+    assert_eq!(
+        s.claim_outbox(Channel::Sms, T0 + 10_001, 10_000, 10)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 
-    s.complete_send(acks[0], Some("prov-0"), T0 + 1).await.unwrap();
+    s.complete_send(acks[0], Some("prov-0"), T0 + 1)
+        .await
+        .unwrap();
     let m = s.message(acks[0]).await.unwrap().unwrap();
-    assert_eq!((m.status.as_str(), m.provider_id.as_deref(), m.attempts), ("sent", Some("prov-0"), 1));
+    assert_eq!(
+        (m.status.as_str(), m.provider_id.as_deref(), m.attempts),
+        ("sent", Some("prov-0"), 1)
+    );
 
-    s.retry_send(acks[1], T0 + 50_000, "HTTP 503", T0 + 2).await.unwrap();
+    s.retry_send(acks[1], T0 + 50_000, "HTTP 503", T0 + 2)
+        .await
+        .unwrap();
     let m = s.message(acks[1]).await.unwrap().unwrap();
-    assert_eq!((m.status.as_str(), m.last_error.as_deref(), m.attempts), ("queued", Some("HTTP 503"), 1));
-    assert!(s.claim_outbox(Channel::Sms, T0 + 40_000, 1000, 10).await.unwrap().iter().all(|i| i.message_id != acks[1]));
-    let again = s.claim_outbox(Channel::Sms, T0 + 50_000, 1000, 10).await.unwrap();
-    assert!(again.iter().any(|i| i.message_id == acks[1] && i.attempts == 1));
+    assert_eq!(
+        (m.status.as_str(), m.last_error.as_deref(), m.attempts),
+        ("queued", Some("HTTP 503"), 1)
+    );
+    assert!(
+        s.claim_outbox(Channel::Sms, T0 + 40_000, 1000, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|i| i.message_id != acks[1])
+    );
+    let again = s
+        .claim_outbox(Channel::Sms, T0 + 50_000, 1000, 10)
+        .await
+        .unwrap();
+    assert!(
+        again
+            .iter()
+            .any(|i| i.message_id == acks[1] && i.attempts == 1)
+    );
 
     s.fail_send(acks[2], "HTTP 400: bad", T0 + 3).await.unwrap();
     assert_eq!(s.message(acks[2]).await.unwrap().unwrap().status, "failed");
@@ -188,7 +461,18 @@ async fn outbox_leases_retries_completes_and_fails(s: Arc<dyn Store>) {
 }
 
 async fn delivery_reports_move_status_forward_only(s: Arc<dyn Store>) {
-    let (_, _, _, a) = stored(&s.intake(req("+8613800000020", "hi", Some("d1"), Category::Inquiry, Intent::Case, T0)).await.unwrap());
+    let (_, _, _, a) = stored(
+        &s.intake(req(
+            "+8613800000020",
+            "hi",
+            Some("d1"),
+            Category::Inquiry,
+            Intent::Case,
+            T0,
+        ))
+        .await
+        .unwrap(),
+    );
     let a = a.unwrap();
     s.claim_outbox(Channel::Sms, T0, 1000, 10).await.unwrap();
     s.complete_send(a, Some("jas-uuid"), T0).await.unwrap();
@@ -199,18 +483,54 @@ async fn delivery_reports_move_status_forward_only(s: Arc<dyn Store>) {
         detail: "t".into(),
         now_ms: T0 + 5,
     };
-    assert_eq!(s.apply_dlr(&dlr(DeliveryStatus::Accepted, Some(a), None)).await.unwrap(), Some(a));
+    assert_eq!(
+        s.apply_dlr(&dlr(DeliveryStatus::Accepted, Some(a), None))
+            .await
+            .unwrap(),
+        Some(a)
+    );
     assert_eq!(s.message(a).await.unwrap().unwrap().status, "accepted");
-    assert_eq!(s.apply_dlr(&dlr(DeliveryStatus::Delivered, None, Some("jas-uuid"))).await.unwrap(), Some(a));
+    assert_eq!(
+        s.apply_dlr(&dlr(DeliveryStatus::Delivered, None, Some("jas-uuid")))
+            .await
+            .unwrap(),
+        Some(a)
+    );
     assert_eq!(s.message(a).await.unwrap().unwrap().status, "delivered");
-    s.apply_dlr(&dlr(DeliveryStatus::Accepted, Some(a), None)).await.unwrap();
-    s.apply_dlr(&dlr(DeliveryStatus::Failed, Some(a), None)).await.unwrap();
-    assert_eq!(s.message(a).await.unwrap().unwrap().status, "delivered", "final states stay");
-    assert_eq!(s.apply_dlr(&dlr(DeliveryStatus::Delivered, Some(999_999), None)).await.unwrap(), None);
+    s.apply_dlr(&dlr(DeliveryStatus::Accepted, Some(a), None))
+        .await
+        .unwrap();
+    s.apply_dlr(&dlr(DeliveryStatus::Failed, Some(a), None))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.message(a).await.unwrap().unwrap().status,
+        "delivered",
+        "final states stay"
+    );
+    assert_eq!(
+        s.apply_dlr(&dlr(DeliveryStatus::Delivered, Some(999_999), None))
+            .await
+            .unwrap(),
+        None
+    );
     // A report that beats the send result is not overwritten by "sent".
-    let (_, _, _, b) = stored(&s.intake(req("+8613800000021", "hi", Some("d2"), Category::Inquiry, Intent::Case, T0)).await.unwrap());
+    let (_, _, _, b) = stored(
+        &s.intake(req(
+            "+8613800000021",
+            "hi",
+            Some("d2"),
+            Category::Inquiry,
+            Intent::Case,
+            T0,
+        ))
+        .await
+        .unwrap(),
+    );
     let b = b.unwrap();
-    s.apply_dlr(&dlr(DeliveryStatus::Delivered, Some(b), None)).await.unwrap();
+    s.apply_dlr(&dlr(DeliveryStatus::Delivered, Some(b), None))
+        .await
+        .unwrap();
     s.complete_send(b, None, T0 + 6).await.unwrap();
     assert_eq!(s.message(b).await.unwrap().unwrap().status, "delivered");
 }
@@ -223,9 +543,16 @@ async fn concurrent_intake_stores_each_message_once(s: Arc<dyn Store>) {
             for _ in 0..2 {
                 let s = s.clone();
                 tasks.spawn(async move {
-                    s.intake(req(&format!("+86139000{c:05}"), &format!("msg {m}"), Some(&format!("c{c}m{m}")), Category::Fault, Intent::Case, T0 + m))
-                        .await
-                        .unwrap()
+                    s.intake(req(
+                        &format!("+86139000{c:05}"),
+                        &format!("msg {m}"),
+                        Some(&format!("c{c}m{m}")),
+                        Category::Fault,
+                        Intent::Case,
+                        T0 + m,
+                    ))
+                    .await
+                    .unwrap()
                 });
             }
         }
@@ -238,13 +565,16 @@ async fn concurrent_intake_stores_each_message_once(s: Arc<dyn Store>) {
     }
     assert_eq!(dups, 200);
     let c = s.counts().await.unwrap();
-    assert_eq!((c.messages_in, c.cases, c.outbox), (200, 40, 200), "one case per customer, one ack per message");
+    assert_eq!(
+        (c.messages_in, c.cases, c.outbox),
+        (200, 40, 200),
+        "one case per customer, one ack per message"
+    );
 }
 
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
-            use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {

@@ -105,7 +105,17 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 fn default_opt_out() -> Vec<String> {
-    strings(&["TD", "T", "R", "N", "退订", "退定", "STOP", "UNSUBSCRIBE", "取消订阅"])
+    strings(&[
+        "TD",
+        "T",
+        "R",
+        "N",
+        "退订",
+        "退定",
+        "STOP",
+        "UNSUBSCRIBE",
+        "取消订阅",
+    ])
 }
 fn default_opt_in() -> Vec<String> {
     strings(&["START", "恢复", "UNSTOP"])
@@ -362,7 +372,9 @@ impl Classifier {
             }
         }
         let word_set = |v: &[String]| -> HashSet<String> {
-            v.iter().map(|w| intent_key(&Folded::new(w, &variants).text)).collect()
+            v.iter()
+                .map(|w| intent_key(&Folded::new(w, &variants).text))
+                .collect()
         };
         Ok(Classifier {
             opt_out: word_set(&file.intents.opt_out),
@@ -408,9 +420,12 @@ impl Classifier {
             for m in ac.find_overlapping_iter(&folded.text) {
                 match self.terms[m.pattern().as_usize()] {
                     Term::Keyword { rule, kw } => kw_hits.push((rule, kw, m.start(), m.end())),
-                    Term::Negation { neg } => {
-                        neg_spans.push((self.source.negations[neg].category, neg, m.start(), m.end()))
-                    }
+                    Term::Negation { neg } => neg_spans.push((
+                        self.source.negations[neg].category,
+                        neg,
+                        m.start(),
+                        m.end(),
+                    )),
                 }
             }
         }
@@ -477,7 +492,10 @@ impl Classifier {
         Classification {
             category,
             intent,
-            scores: Category::ALL.iter().map(|c| (*c, scores[c.index()])).collect(),
+            scores: Category::ALL
+                .iter()
+                .map(|c| (*c, scores[c.index()]))
+                .collect(),
             hits,
             negated,
             rules_version: self.version.clone(),
@@ -564,10 +582,7 @@ fn ascii_word_boundaries(pat: &str) -> String {
 
 /// A whole-message intent word with spaces and punctuation removed ("T D!" → "td").
 fn intent_key(folded: &str) -> String {
-    folded
-        .chars()
-        .filter(|c| c.is_alphanumeric())
-        .collect()
+    folded.chars().filter(|c| c.is_alphanumeric()).collect()
 }
 
 #[cfg(test)]
@@ -655,7 +670,10 @@ phrases = ["不是投诉", "not a complaint"]
         assert_eq!(r.category, Category::Inquiry);
         assert_eq!(r.negated.len(), 1);
         assert_eq!(c.category("This is not a complaint"), Category::Inquiry);
-        assert_eq!(c.category("不是投诉，但我要投诉客服态度"), Category::Complaint);
+        assert_eq!(
+            c.category("不是投诉，但我要投诉客服态度"),
+            Category::Complaint
+        );
     }
 
     #[test]
@@ -687,7 +705,9 @@ phrases = ["不是投诉", "not a complaint"]
         let e = Classifier::from_toml(&huge, None).unwrap_err().to_string();
         assert!(e.contains("fault.zh"), "{e}");
         let unknown = format!("{RULES}\nsurprise = 1\n");
-        let e = Classifier::from_toml(&unknown, None).unwrap_err().to_string();
+        let e = Classifier::from_toml(&unknown, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("surprise"), "{e}");
         let dup = RULES.replace("id = \"inquiry.zh\"", "id = \"fault.zh\"");
         let e = Classifier::from_toml(&dup, None).unwrap_err().to_string();

@@ -72,7 +72,11 @@ impl Folded {
 
     /// Character index one past the original character of folded byte `e - 1` (a match end).
     pub fn char_end(&self, e: usize) -> usize {
-        if e == 0 { 0 } else { self.pos[e - 1] as usize + 1 }
+        if e == 0 {
+            0
+        } else {
+            self.pos[e - 1] as usize + 1
+        }
     }
 
     /// The original text behind folded bytes `s..e`.

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version, about = "SMS and email gateway for customer service")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "SMS and email gateway for customer service"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -63,7 +67,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("database migrated");
             Ok(())
         }
-        Command::Classify { rules, config, json, text } => {
+        Command::Classify {
+            rules,
+            config,
+            json,
+            text,
+        } => {
             let settings = Settings::load(config.as_deref())?;
             let path = rules.or(settings.classifier.rules);
             let c = match path {
@@ -76,14 +85,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 println!("category: {}", r.category);
                 println!("intent:   {}", r.intent.as_str());
-                let scores: Vec<String> = r.scores.iter().rev().map(|(k, v)| format!("{k}={v}")).collect();
+                let scores: Vec<String> = r
+                    .scores
+                    .iter()
+                    .rev()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
                 println!("scores:   {}", scores.join(" "));
                 println!("rules:    version {}", r.rules_version);
                 for h in &r.hits {
-                    println!("  + {:<10} {:<28} {:?} at {}..{} (term {:?})", h.category.as_str(), h.rule_id, h.matched, h.start, h.end, h.term);
+                    println!(
+                        "  + {:<10} {:<28} {:?} at {}..{} (term {:?})",
+                        h.category.as_str(),
+                        h.rule_id,
+                        h.matched,
+                        h.start,
+                        h.end,
+                        h.term
+                    );
                 }
                 for h in &r.negated {
-                    println!("  - {:<10} {:<28} {:?} at {}..{} (negated)", h.category.as_str(), h.rule_id, h.matched, h.start, h.end);
+                    println!(
+                        "  - {:<10} {:<28} {:?} at {}..{} (negated)",
+                        h.category.as_str(),
+                        h.rule_id,
+                        h.matched,
+                        h.start,
+                        h.end
+                    );
                 }
             }
             Ok(())

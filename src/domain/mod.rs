@@ -242,7 +242,10 @@ mod tests {
 
     #[test]
     fn category_parse_rejects_unknown_names() {
-        assert_eq!("Complaint".parse::<Category>().unwrap(), Category::Complaint);
+        assert_eq!(
+            "Complaint".parse::<Category>().unwrap(),
+            Category::Complaint
+        );
         assert!("billing".parse::<Category>().is_err());
         assert!(Category::Complaint > Category::Fault && Category::Fault > Category::Inquiry);
     }

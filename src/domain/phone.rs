@@ -13,9 +13,13 @@ pub struct PhoneNumber(String);
 pub enum PhoneError {
     #[error("phone number is empty")]
     Empty,
-    #[error("phone number {0:?} contains characters other than digits, spaces, dashes, dots, parentheses and a leading +")]
+    #[error(
+        "phone number {0:?} contains characters other than digits, spaces, dashes, dots, parentheses and a leading +"
+    )]
     BadCharacters(String),
-    #[error("phone number {0:?} has {1} digits; E.164 allows 3 to 15 (service numbers like 10000 are kept as short codes)")]
+    #[error(
+        "phone number {0:?} has {1} digits; E.164 allows 3 to 15 (service numbers like 10000 are kept as short codes)"
+    )]
     BadLength(String, usize),
 }
 

@@ -41,7 +41,11 @@ async fn record(s: &AppState, dlr: DlrUpdate) -> Result<(), AppError> {
 }
 
 fn bad(field: &'static str, reason: &str) -> AppError {
-    AppError::new(StatusCode::BAD_REQUEST, "bad_request", format!("{field}: {reason}"))
+    AppError::new(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        format!("{field}: {reason}"),
+    )
 }
 
 async fn kannel(s: AppState, query: &[u8], headers: &HeaderMap) -> Result<Response, AppError> {
@@ -58,24 +62,50 @@ async fn kannel(s: AppState, query: &[u8], headers: &HeaderMap) -> Result<Respon
         "kannel type={t} reply={}",
         text_param(&p, "reply")?.unwrap_or_default()
     );
-    record(&s, DlrUpdate { message_id: Some(message_id), provider_id: text_param(&p, "smsc_id")?, status, detail, now_ms: s.intake.clock.now_ms() }).await?;
+    record(
+        &s,
+        DlrUpdate {
+            message_id: Some(message_id),
+            provider_id: text_param(&p, "smsc_id")?,
+            status,
+            detail,
+            now_ms: s.intake.clock.now_ms(),
+        },
+    )
+    .await?;
     Ok((StatusCode::OK, "").into_response())
 }
 
-pub async fn kannel_get(State(s): State<AppState>, RawQuery(raw): RawQuery, headers: HeaderMap) -> Result<Response, AppError> {
+pub async fn kannel_get(
+    State(s): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
     kannel(s, raw.as_deref().unwrap_or_default().as_bytes(), &headers).await
 }
 
-pub async fn kannel_post(State(s): State<AppState>, RawQuery(raw): RawQuery, headers: HeaderMap) -> Result<Response, AppError> {
+pub async fn kannel_post(
+    State(s): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
     kannel(s, raw.as_deref().unwrap_or_default().as_bytes(), &headers).await
 }
 
-async fn jasmin(s: AppState, query: &[u8], form: &[u8], headers: &HeaderMap) -> Result<Response, AppError> {
+async fn jasmin(
+    s: AppState,
+    query: &[u8],
+    form: &[u8],
+    headers: &HeaderMap,
+) -> Result<Response, AppError> {
     check_token(&s.settings.inbound.dlr_token, query, headers)?;
     let mut p = form_pairs(query);
     p.extend(form_pairs(form));
     let message_id = match text_param(&p, "msg")? {
-        Some(m) => Some(m.parse::<i64>().map_err(|_| bad("msg", "not a message id"))?),
+        Some(m) => Some(
+            m.parse::<i64>()
+                .map_err(|_| bad("msg", "not a message id"))?,
+        ),
         None => None,
     };
     let provider_id = text_param(&p, "id")?;
@@ -84,13 +114,41 @@ async fn jasmin(s: AppState, query: &[u8], form: &[u8], headers: &HeaderMap) -> 
     }
     let st = text_param(&p, "message_status")?.ok_or_else(|| bad("message_status", "missing"))?;
     let status = jasmin_status(&st).ok_or_else(|| bad("message_status", "unknown status"))?;
-    let detail = format!("jasmin {st} err={}", text_param(&p, "err")?.unwrap_or_default());
-    record(&s, DlrUpdate { message_id, provider_id, status, detail, now_ms: s.intake.clock.now_ms() }).await?;
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ACK/Jasmin").into_response())
+    let detail = format!(
+        "jasmin {st} err={}",
+        text_param(&p, "err")?.unwrap_or_default()
+    );
+    record(
+        &s,
+        DlrUpdate {
+            message_id,
+            provider_id,
+            status,
+            detail,
+            now_ms: s.intake.clock.now_ms(),
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain")],
+        "ACK/Jasmin",
+    )
+        .into_response())
 }
 
-pub async fn jasmin_get(State(s): State<AppState>, RawQuery(raw): RawQuery, headers: HeaderMap) -> Result<Response, AppError> {
-    jasmin(s, raw.as_deref().unwrap_or_default().as_bytes(), b"", &headers).await
+pub async fn jasmin_get(
+    State(s): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    jasmin(
+        s,
+        raw.as_deref().unwrap_or_default().as_bytes(),
+        b"",
+        &headers,
+    )
+    .await
 }
 
 pub async fn jasmin_post(
@@ -99,7 +157,13 @@ pub async fn jasmin_post(
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, AppError> {
-    jasmin(s, raw.as_deref().unwrap_or_default().as_bytes(), &body, &headers).await
+    jasmin(
+        s,
+        raw.as_deref().unwrap_or_default().as_bytes(),
+        &body,
+        &headers,
+    )
+    .await
 }
 
 #[derive(serde::Deserialize)]
@@ -124,13 +188,31 @@ pub async fn generic(
     headers: HeaderMap,
     body: super::error::AppJson<GenericDlr>,
 ) -> Result<Response, AppError> {
-    check_token(&s.settings.inbound.dlr_token, raw.as_deref().unwrap_or_default().as_bytes(), &headers)?;
+    check_token(
+        &s.settings.inbound.dlr_token,
+        raw.as_deref().unwrap_or_default().as_bytes(),
+        &headers,
+    )?;
     let d = body.0;
     let status = match d.status {
         DeliveryStatusIn::Accepted => DeliveryStatus::Accepted,
         DeliveryStatusIn::Delivered => DeliveryStatus::Delivered,
         DeliveryStatusIn::Failed => DeliveryStatus::Failed,
     };
-    record(&s, DlrUpdate { message_id: Some(d.id), provider_id: None, status, detail: d.detail.unwrap_or_default(), now_ms: s.intake.clock.now_ms() }).await?;
-    Ok((StatusCode::OK, axum::Json(serde_json::json!({"status": "recorded"}))).into_response())
+    record(
+        &s,
+        DlrUpdate {
+            message_id: Some(d.id),
+            provider_id: None,
+            status,
+            detail: d.detail.unwrap_or_default(),
+            now_ms: s.intake.clock.now_ms(),
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"status": "recorded"})),
+    )
+        .into_response())
 }

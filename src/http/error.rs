@@ -53,7 +53,11 @@ impl From<BytesRejection> for AppError {
     fn from(r: BytesRejection) -> Self {
         let status = r.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            AppError::new(status, "payload_too_large", "request body exceeds server.max_body_bytes")
+            AppError::new(
+                status,
+                "payload_too_large",
+                "request body exceeds server.max_body_bytes",
+            )
         } else {
             AppError::new(status, "bad_request", r.body_text())
         }

@@ -8,7 +8,10 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-async fn accept(s: &AppState, parsed: Result<NewInbound, BadInput>) -> Result<IntakeOutcome, AppError> {
+async fn accept(
+    s: &AppState,
+    parsed: Result<NewInbound, BadInput>,
+) -> Result<IntakeOutcome, AppError> {
     let msg = match parsed {
         Ok(m) => m,
         Err(e) => {
@@ -41,7 +44,11 @@ fn kannel_ok() -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "").into_response()
 }
 
-pub async fn kannel_get(State(s): State<AppState>, RawQuery(raw): RawQuery, headers: HeaderMap) -> Result<Response, AppError> {
+pub async fn kannel_get(
+    State(s): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
     check_token(&s.settings.inbound.kannel_token, q(&raw), &headers)?;
     let country = &s.settings.phone.default_country;
     accept(&s, kannel::parse(q(&raw), &headers, None, country)).await?;
@@ -62,12 +69,25 @@ pub async fn kannel_post(
 
 /// Jasmin counts a delivery only for status < 400 with exactly this body.
 fn jasmin_ack() -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ACK/Jasmin").into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain")],
+        "ACK/Jasmin",
+    )
+        .into_response()
 }
 
-pub async fn jasmin_get(State(s): State<AppState>, RawQuery(raw): RawQuery, headers: HeaderMap) -> Result<Response, AppError> {
+pub async fn jasmin_get(
+    State(s): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
     check_token(&s.settings.inbound.jasmin_token, q(&raw), &headers)?;
-    accept(&s, jasmin::parse(q(&raw), &s.settings.phone.default_country)).await?;
+    accept(
+        &s,
+        jasmin::parse(q(&raw), &s.settings.phone.default_country),
+    )
+    .await?;
     Ok(jasmin_ack())
 }
 
@@ -92,7 +112,10 @@ pub async fn twilio(
         let url = match &s.settings.inbound.twilio_url {
             Some(u) => u.clone(),
             None => {
-                let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+                let host = headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("");
                 let query = raw.as_deref().map(|r| format!("?{r}")).unwrap_or_default();
                 format!("http://{host}/inbound/sms/twilio{query}")
             }
@@ -100,9 +123,19 @@ pub async fn twilio(
         let sig = headers
             .get("x-twilio-signature")
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing X-Twilio-Signature"))?;
+            .ok_or_else(|| {
+                AppError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "missing X-Twilio-Signature",
+                )
+            })?;
         if !twilio::verify(token.expose(), &url, &body, sig) {
-            return Err(AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "X-Twilio-Signature does not match"));
+            return Err(AppError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "X-Twilio-Signature does not match",
+            ));
         }
     }
     accept(&s, twilio::parse(&body, &s.settings.phone.default_country)).await?;
@@ -123,8 +156,15 @@ pub async fn generic(
     check_token(&s.settings.inbound.generic_token, q(&raw), &headers)?;
     let outcome = accept(&s, generic::parse(&body, &s.settings.phone.default_country)).await?;
     let json = match outcome {
-        IntakeOutcome::Duplicate { message_id } => serde_json::json!({"status": "duplicate", "message_id": message_id}),
-        IntakeOutcome::Stored { message_id, case_id, new_case, .. } => serde_json::json!({
+        IntakeOutcome::Duplicate { message_id } => {
+            serde_json::json!({"status": "duplicate", "message_id": message_id})
+        }
+        IntakeOutcome::Stored {
+            message_id,
+            case_id,
+            new_case,
+            ..
+        } => serde_json::json!({
             "status": "stored",
             "message_id": message_id,
             "case": case_id.map(|c| crate::domain::CaseId(c).to_string()),

@@ -12,11 +12,11 @@ pub use error::AppError;
 
 use crate::config::{Secret, Settings};
 use crate::intake::Intake;
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::Router;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use subtle::ConstantTimeEq;
@@ -49,13 +49,34 @@ pub struct Metrics {
 impl Metrics {
     fn render(&self) -> String {
         let rows = [
-            ("switchboard_inbound_total{outcome=\"stored\"}", self.inbound_stored.get()),
-            ("switchboard_inbound_total{outcome=\"duplicate\"}", self.inbound_duplicate.get()),
-            ("switchboard_inbound_total{outcome=\"rejected\"}", self.inbound_rejected.get()),
-            ("switchboard_inbound_total{outcome=\"unavailable\"}", self.inbound_unavailable.get()),
-            ("switchboard_outbound_total{outcome=\"sent\"}", self.sent.get()),
-            ("switchboard_outbound_total{outcome=\"retry\"}", self.send_retries.get()),
-            ("switchboard_outbound_total{outcome=\"failed\"}", self.send_failures.get()),
+            (
+                "switchboard_inbound_total{outcome=\"stored\"}",
+                self.inbound_stored.get(),
+            ),
+            (
+                "switchboard_inbound_total{outcome=\"duplicate\"}",
+                self.inbound_duplicate.get(),
+            ),
+            (
+                "switchboard_inbound_total{outcome=\"rejected\"}",
+                self.inbound_rejected.get(),
+            ),
+            (
+                "switchboard_inbound_total{outcome=\"unavailable\"}",
+                self.inbound_unavailable.get(),
+            ),
+            (
+                "switchboard_outbound_total{outcome=\"sent\"}",
+                self.sent.get(),
+            ),
+            (
+                "switchboard_outbound_total{outcome=\"retry\"}",
+                self.send_retries.get(),
+            ),
+            (
+                "switchboard_outbound_total{outcome=\"failed\"}",
+                self.send_failures.get(),
+            ),
             ("switchboard_dlr_total", self.dlr.get()),
         ];
         let mut out = String::from(
@@ -81,8 +102,14 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/inbound/sms/kannel", get(inbound::kannel_get).post(inbound::kannel_post))
-        .route("/inbound/sms/jasmin", get(inbound::jasmin_get).post(inbound::jasmin_post))
+        .route(
+            "/inbound/sms/kannel",
+            get(inbound::kannel_get).post(inbound::kannel_post),
+        )
+        .route(
+            "/inbound/sms/jasmin",
+            get(inbound::jasmin_get).post(inbound::jasmin_post),
+        )
         .route("/inbound/sms/twilio", post(inbound::twilio))
         .route("/inbound/sms", post(inbound::generic))
         .route("/dlr/kannel", get(dlr::kannel_get).post(dlr::kannel_post))
@@ -106,7 +133,10 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         s.metrics.render(),
     )
 }
@@ -127,8 +157,14 @@ async fn classify(
 
 /// Checks a webhook's shared secret from `?token=` or `X-Switchboard-Token`, in constant time.
 /// Without a configured secret every request passes: start-up allows that only on loopback.
-pub(crate) fn check_token(expected: &Option<Secret>, query: &[u8], headers: &HeaderMap) -> Result<(), AppError> {
-    let Some(expected) = expected else { return Ok(()) };
+pub(crate) fn check_token(
+    expected: &Option<Secret>,
+    query: &[u8],
+    headers: &HeaderMap,
+) -> Result<(), AppError> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
     let from_query = crate::inbound::form_pairs(query)
         .into_iter()
         .find(|(k, _)| k == "token")
@@ -140,7 +176,11 @@ pub(crate) fn check_token(expected: &Option<Secret>, query: &[u8], headers: &Hea
     });
     match given {
         Some(g) if bool::from(g.ct_eq(expected.expose().as_bytes())) => Ok(()),
-        Some(_) => Err(AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong token")),
+        Some(_) => Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "wrong token",
+        )),
         None => Err(AppError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -19,7 +19,8 @@ struct Payload {
 /// # Errors
 /// Invalid JSON (with line and column), missing or unknown fields, bad numbers.
 pub fn parse(body: &[u8], country: &str) -> Result<NewInbound, BadInput> {
-    let p: Payload = serde_json::from_slice(body).map_err(|e| BadInput::new("body", e.to_string()))?;
+    let p: Payload =
+        serde_json::from_slice(body).map_err(|e| BadInput::new("body", e.to_string()))?;
     check_text("text", &p.text)?;
     Ok(NewInbound {
         channel: Channel::Sms,
@@ -39,11 +40,19 @@ mod tests {
 
     #[test]
     fn parses_and_refuses() {
-        let m = parse(br#"{"id":"g1","from":"13800138000","to":"10000","text":"hi"}"#, "86").unwrap();
+        let m = parse(
+            br#"{"id":"g1","from":"13800138000","to":"10000","text":"hi"}"#,
+            "86",
+        )
+        .unwrap();
         assert_eq!(m.from, "+8613800138000");
         let e = parse(br#"{"from":"13800138000","to":"10000"}"#, "86").unwrap_err();
         assert!(e.reason.contains("text"), "{e}");
-        let e = parse(br#"{"from":"13800138000","to":"10000","text":"x","bogus":1}"#, "86").unwrap_err();
+        let e = parse(
+            br#"{"from":"13800138000","to":"10000","text":"x","bogus":1}"#,
+            "86",
+        )
+        .unwrap_err();
         assert!(e.reason.contains("bogus"), "{e}");
         assert_eq!(parse(b"not json", "86").unwrap_err().field, "body");
     }

@@ -15,8 +15,12 @@ pub fn parse(form: &[u8], country: &str) -> Result<NewInbound, BadInput> {
     let to = text_param(&q, "to")?.ok_or_else(|| BadInput::missing("to"))?;
     let coding = text_param(&q, "coding")?.unwrap_or_else(|| "0".into());
     let bytes = match text_param(&q, "binary")? {
-        Some(h) if !h.is_empty() => hex::decode(h.trim()).map_err(|e| BadInput::new("binary", format!("not hex: {e}")))?,
-        _ => get(&q, "content").ok_or_else(|| BadInput::missing("content"))?.to_vec(),
+        Some(h) if !h.is_empty() => {
+            hex::decode(h.trim()).map_err(|e| BadInput::new("binary", format!("not hex: {e}")))?
+        }
+        _ => get(&q, "content")
+            .ok_or_else(|| BadInput::missing("content"))?
+            .to_vec(),
     };
     let bytes = strip_concat_udh(&bytes, coding.trim());
     let text = decode(bytes, coding.trim())?;
@@ -48,7 +52,8 @@ pub fn decode(bytes: &[u8], coding: &str) -> Result<String, BadInput> {
         "0" => decode_gsm7_unpacked(bytes)
             .or_else(|_| String::from_utf8(bytes.to_vec()).map_err(|_| ()))
             .map_err(|_| BadInput::new("binary", "neither GSM 03.38 codes nor UTF-8 (coding 0)")),
-        "1" => String::from_utf8(bytes.to_vec()).map_err(|_| BadInput::new("binary", "not ASCII (coding 1)")),
+        "1" => String::from_utf8(bytes.to_vec())
+            .map_err(|_| BadInput::new("binary", "not ASCII (coding 1)")),
         "3" => Ok(bytes.iter().map(|&b| b as char).collect()),
         "8" => from_utf16be(bytes).map_err(|e| BadInput::new("binary", e)),
         other => Err(BadInput::new(
@@ -73,22 +78,46 @@ mod tests {
     #[test]
     fn gsm_codes_are_mapped_not_taken_as_latin1() {
         // é is 0x05 in GSM 03.38.
-        let m = parse(b"id=2&from=13800138000&to=10000&coding=0&content=caf%05&binary=63616605", "86");
+        let m = parse(
+            b"id=2&from=13800138000&to=10000&coding=0&content=caf%05&binary=63616605",
+            "86",
+        );
         assert_eq!(m.unwrap().text, "café");
     }
 
     #[test]
     fn content_without_binary_and_concat_udh() {
-        let m = parse(b"id=3&from=13800138000&to=10000&coding=0&content=hello", "86").unwrap();
+        let m = parse(
+            b"id=3&from=13800138000&to=10000&coding=0&content=hello",
+            "86",
+        )
+        .unwrap();
         assert_eq!(m.text, "hello");
-        let m = parse(b"id=4&from=13800138000&to=10000&coding=8&binary=060804000102014F60", "86").unwrap();
+        let m = parse(
+            b"id=4&from=13800138000&to=10000&coding=8&binary=060804000102014F60",
+            "86",
+        )
+        .unwrap();
         assert_eq!(m.text, "你");
     }
 
     #[test]
     fn bad_jasmin_input_is_named() {
-        assert_eq!(parse(b"from=1&to=2&coding=8&binary=zz", "86").unwrap_err().field, "binary");
-        assert_eq!(parse(b"from=13800138000&to=10000&coding=5&binary=41", "86").unwrap_err().field, "coding");
-        assert_eq!(parse(b"to=10000&content=x", "86").unwrap_err().field, "from");
+        assert_eq!(
+            parse(b"from=1&to=2&coding=8&binary=zz", "86")
+                .unwrap_err()
+                .field,
+            "binary"
+        );
+        assert_eq!(
+            parse(b"from=13800138000&to=10000&coding=5&binary=41", "86")
+                .unwrap_err()
+                .field,
+            "coding"
+        );
+        assert_eq!(
+            parse(b"to=10000&content=x", "86").unwrap_err().field,
+            "from"
+        );
     }
 }

@@ -14,9 +14,19 @@ use axum::http::HeaderMap;
 ///
 /// # Errors
 /// Missing or invalid `from`/`to`/`text`, unknown coding or charset, undecodable text.
-pub fn parse(query: &[u8], headers: &HeaderMap, body: Option<&[u8]>, country: &str) -> Result<NewInbound, BadInput> {
+pub fn parse(
+    query: &[u8],
+    headers: &HeaderMap,
+    body: Option<&[u8]>,
+    country: &str,
+) -> Result<NewInbound, BadInput> {
     let q = form_pairs(query);
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let from = text_param(&q, "from")?
         .or_else(|| header("x-kannel-from"))
         .filter(|s| !s.trim().is_empty())
@@ -79,13 +89,25 @@ pub fn decode(bytes: &[u8], coding: &str, charset: &str) -> Result<String, BadIn
         return from_utf16be(bytes).map_err(|e| BadInput::new("text", e));
     }
     match cs.as_str() {
-        "" | "UTF-8" | "UTF8" | "US-ASCII" | "ASCII" => String::from_utf8(bytes.to_vec())
-            .map_err(|_| BadInput::new("text", format!("not valid UTF-8 (charset {charset:?}, coding {coding:?})"))),
+        "" | "UTF-8" | "UTF8" | "US-ASCII" | "ASCII" => {
+            String::from_utf8(bytes.to_vec()).map_err(|_| {
+                BadInput::new(
+                    "text",
+                    format!("not valid UTF-8 (charset {charset:?}, coding {coding:?})"),
+                )
+            })
+        }
         "ISO-8859-1" | "LATIN1" | "WINDOWS-1252" => Ok(bytes.iter().map(|&b| b as char).collect()),
         "8-BIT" | "BINARY" => String::from_utf8(bytes.to_vec()).map_err(|_| {
-            BadInput::new("text", "8-bit binary message (charset 8-BIT) that is not text")
+            BadInput::new(
+                "text",
+                "8-bit binary message (charset 8-BIT) that is not text",
+            )
         }),
-        other => Err(BadInput::new("charset", format!("unsupported charset {other:?}"))),
+        other => Err(BadInput::new(
+            "charset",
+            format!("unsupported charset {other:?}"),
+        )),
     }
 }
 
@@ -116,7 +138,13 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-kannel-from", "+8613800138000".parse().unwrap());
         h.insert("x-kannel-to", "10000".parse().unwrap());
-        let m = parse(b"coding=0&charset=UTF-8", &h, Some("no signal".as_bytes()), "86").unwrap();
+        let m = parse(
+            b"coding=0&charset=UTF-8",
+            &h,
+            Some("no signal".as_bytes()),
+            "86",
+        )
+        .unwrap();
         assert_eq!(m.text, "no signal");
         assert_eq!(m.from, "+8613800138000");
     }
@@ -124,18 +152,67 @@ mod tests {
     #[test]
     fn bad_input_names_the_field() {
         let h = HeaderMap::new();
-        assert_eq!(parse(b"to=1&text=x", &h, None, "86").unwrap_err().field, "from");
-        assert_eq!(parse(b"from=13800138000&to=10000&coding=7&text=x", &h, None, "86").unwrap_err().field, "coding");
-        assert_eq!(parse(b"from=13800138000&to=10000&coding=2&text=%4F", &h, None, "86").unwrap_err().field, "text");
-        assert_eq!(parse(b"from=abc&to=10000&text=x", &h, None, "86").unwrap_err().field, "from");
-        assert_eq!(parse(b"from=13800138000&to=10000&text=%FF", &h, None, "86").unwrap_err().field, "text");
-        assert_eq!(parse(b"from=13800138000&to=10000&charset=KOI8&text=x", &h, None, "86").unwrap_err().field, "charset");
-        assert_eq!(parse(b"from=13800138000&to=10000&text=a%00b", &h, None, "86").unwrap_err().field, "text");
+        assert_eq!(
+            parse(b"to=1&text=x", &h, None, "86").unwrap_err().field,
+            "from"
+        );
+        assert_eq!(
+            parse(b"from=13800138000&to=10000&coding=7&text=x", &h, None, "86")
+                .unwrap_err()
+                .field,
+            "coding"
+        );
+        assert_eq!(
+            parse(
+                b"from=13800138000&to=10000&coding=2&text=%4F",
+                &h,
+                None,
+                "86"
+            )
+            .unwrap_err()
+            .field,
+            "text"
+        );
+        assert_eq!(
+            parse(b"from=abc&to=10000&text=x", &h, None, "86")
+                .unwrap_err()
+                .field,
+            "from"
+        );
+        assert_eq!(
+            parse(b"from=13800138000&to=10000&text=%FF", &h, None, "86")
+                .unwrap_err()
+                .field,
+            "text"
+        );
+        assert_eq!(
+            parse(
+                b"from=13800138000&to=10000&charset=KOI8&text=x",
+                &h,
+                None,
+                "86"
+            )
+            .unwrap_err()
+            .field,
+            "charset"
+        );
+        assert_eq!(
+            parse(b"from=13800138000&to=10000&text=a%00b", &h, None, "86")
+                .unwrap_err()
+                .field,
+            "text"
+        );
     }
 
     #[test]
     fn the_token_is_not_kept_in_raw() {
-        let m = parse(b"token=s3cret&from=13800138000&to=10000&text=hi", &HeaderMap::new(), None, "86").unwrap();
+        let m = parse(
+            b"token=s3cret&from=13800138000&to=10000&text=hi",
+            &HeaderMap::new(),
+            None,
+            "86",
+        )
+        .unwrap();
         assert!(!String::from_utf8_lossy(&m.raw).contains("s3cret"));
     }
 }

@@ -58,17 +58,26 @@ pub fn form_pairs(input: &[u8]) -> Vec<(String, Vec<u8>)> {
 
 /// Percent-decoding with `+` as space (form encoding).
 pub fn url_decode(v: &[u8]) -> Vec<u8> {
-    let plus: Vec<u8> = v.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+    let plus: Vec<u8> = v
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
     percent_encoding::percent_decode(&plus).collect()
 }
 
 /// Looks up the first value of `name`.
 pub fn get<'a>(pairs: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
-    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_slice())
 }
 
 /// A parameter as UTF-8 text, or an error naming it.
-pub fn text_param(pairs: &[(String, Vec<u8>)], name: &'static str) -> Result<Option<String>, BadInput> {
+pub fn text_param(
+    pairs: &[(String, Vec<u8>)],
+    name: &'static str,
+) -> Result<Option<String>, BadInput> {
     match get(pairs, name) {
         None => Ok(None),
         Some(v) => String::from_utf8(v.to_vec())

@@ -61,16 +61,26 @@ mod tests {
         // The example from Twilio's security documentation.
         let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
         let form = b"CallSid=CA1234567890ABCDE&Caller=%2B12349013030&Digits=1234&From=%2B12349013030&To=%2B18005551212";
-        assert_eq!(signature("12345", url, form), "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
+        assert_eq!(
+            signature("12345", url, form),
+            "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+        );
         assert!(verify("12345", url, form, "0/KCTR6DLpKmkAf8muzZqo1nDgQ="));
         assert!(!verify("12345", url, form, "0/KCTR6DLpKmkAf8muzZqo1nDgQ"));
     }
 
     #[test]
     fn fields_are_parsed() {
-        let m = parse(b"MessageSid=SM1&From=%2B8613800138000&To=%2B8610000&Body=hello", "86").unwrap();
+        let m = parse(
+            b"MessageSid=SM1&From=%2B8613800138000&To=%2B8610000&Body=hello",
+            "86",
+        )
+        .unwrap();
         assert_eq!(m.external_id.as_deref(), Some("SM1"));
         assert_eq!(m.text, "hello");
-        assert_eq!(parse(b"From=x&To=1&Body=h", "86").unwrap_err().field, "From");
+        assert_eq!(
+            parse(b"From=x&To=1&Body=h", "86").unwrap_err().field,
+            "From"
+        );
     }
 }

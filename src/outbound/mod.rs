@@ -85,7 +85,11 @@ impl Worker {
         'outer: while !stop.is_cancelled() {
             while inflight.try_join_next().is_some() {}
             let now = this.clock.now_ms();
-            let items = match this.store.claim_outbox(cfg.channel, now, cfg.lease_ms, batch).await {
+            let items = match this
+                .store
+                .claim_outbox(cfg.channel, now, cfg.lease_ms, batch)
+                .await
+            {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming the outbox failed; retrying in 1 s");
@@ -98,7 +102,9 @@ impl Worker {
             };
             if items.is_empty() {
                 let wait = match this.store.next_outbox_due(cfg.channel).await {
-                    Ok(Some(due)) => Duration::from_millis((due - this.clock.now_ms()).clamp(10, 1000) as u64),
+                    Ok(Some(due)) => {
+                        Duration::from_millis((due - this.clock.now_ms()).clamp(10, 1000) as u64)
+                    }
                     _ => Duration::from_secs(1),
                 };
                 tokio::select! {
@@ -135,7 +141,9 @@ impl Worker {
         // Graceful stop: let in-flight sends finish and record their results.
         let drain = async { while inflight.join_next().await.is_some() {} };
         if tokio::time::timeout(cfg.grace, drain).await.is_err() {
-            tracing::warn!("in-flight sends did not finish within the grace period; their leases expire");
+            tracing::warn!(
+                "in-flight sends did not finish within the grace period; their leases expire"
+            );
         }
     }
 
@@ -148,14 +156,21 @@ impl Worker {
             SendResult::Sent { provider_id } => {
                 self.metrics.sent.inc();
                 tracing::info!(attempt, "sent");
-                self.store.complete_send(item.message_id, provider_id.as_deref(), now).await
+                self.store
+                    .complete_send(item.message_id, provider_id.as_deref(), now)
+                    .await
             }
             SendResult::Retry(reason) if attempt < self.config.max_attempts => {
                 self.metrics.send_retries.inc();
                 let delay = self.config.backoff.delay(attempt);
                 tracing::warn!(attempt, %reason, delay_ms = delay.as_millis() as u64, "send failed; will retry");
                 self.store
-                    .retry_send(item.message_id, now + delay.as_millis() as i64, &reason, now)
+                    .retry_send(
+                        item.message_id,
+                        now + delay.as_millis() as i64,
+                        &reason,
+                        now,
+                    )
                     .await
             }
             SendResult::Retry(reason) => {

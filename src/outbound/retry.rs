@@ -62,7 +62,10 @@ mod tests {
 
     #[test]
     fn statuses_map_to_retry_or_fail() {
-        assert!(matches!(classify_status(202, "0: Accepted"), SendResult::Sent { .. }));
+        assert!(matches!(
+            classify_status(202, "0: Accepted"),
+            SendResult::Sent { .. }
+        ));
         assert!(matches!(classify_status(503, ""), SendResult::Retry(_)));
         assert!(matches!(classify_status(429, ""), SendResult::Retry(_)));
         assert!(matches!(classify_status(400, "bad"), SendResult::Fail(_)));
@@ -78,9 +81,13 @@ mod tests {
         for attempt in 1..=10 {
             let nominal = (1000u64 << (attempt - 1).min(20)).min(8000);
             let d = b.delay(attempt).as_millis() as u64;
-            assert!(d >= nominal / 2 && d <= nominal, "attempt {attempt}: {d} vs {nominal}");
+            assert!(
+                d >= nominal / 2 && d <= nominal,
+                "attempt {attempt}: {d} vs {nominal}"
+            );
         }
-        let samples: std::collections::HashSet<u128> = (0..50).map(|_| b.delay(4).as_millis()).collect();
+        let samples: std::collections::HashSet<u128> =
+            (0..50).map(|_| b.delay(4).as_millis()).collect();
         assert!(samples.len() > 5, "jitter spreads delays");
     }
 }

@@ -169,8 +169,11 @@ pub fn utf16be(text: &str) -> Vec<u8> {
 
 /// Decodes UTF-16BE bytes; an odd length or a lone surrogate is an error.
 pub fn from_utf16be(bytes: &[u8]) -> Result<String, String> {
-    if bytes.len() % 2 != 0 {
-        return Err(format!("UTF-16BE text has an odd number of bytes ({})", bytes.len()));
+    if !bytes.len().is_multiple_of(2) {
+        return Err(format!(
+            "UTF-16BE text has an odd number of bytes ({})",
+            bytes.len()
+        ));
     }
     let units: Vec<u16> = bytes
         .chunks_exact(2)

@@ -138,6 +138,33 @@ pub struct OutboxItem {
     pub attempts: i64,
 }
 
+/// The row behind an [`OutboxItem`], as both engines select it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct OutboxRow {
+    pub message_id: i64,
+    pub attempts: i64,
+    pub from_addr: String,
+    pub to_addr: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub kind: Option<String>,
+}
+
+impl OutboxRow {
+    pub fn into_item(self, channel: Channel) -> OutboxItem {
+        OutboxItem {
+            message_id: self.message_id,
+            channel,
+            from: self.from_addr,
+            to: self.to_addr,
+            subject: self.subject,
+            text: self.body,
+            kind: self.kind.unwrap_or_default(),
+            attempts: self.attempts,
+        }
+    }
+}
+
 /// Delivery state of an outbound message as a bridge reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -273,7 +300,8 @@ pub trait Store: Send + Sync + 'static {
     async fn case(&self, id: i64) -> StoreResult<Option<CaseRecord>>;
     async fn case_messages(&self, case_id: i64) -> StoreResult<Vec<MessageRecord>>;
     /// Messages in one direction, newest first, for the API and tests.
-    async fn recent_messages(&self, direction: &str, limit: i64) -> StoreResult<Vec<MessageRecord>>;
+    async fn recent_messages(&self, direction: &str, limit: i64)
+    -> StoreResult<Vec<MessageRecord>>;
     async fn counts(&self) -> StoreResult<Counts>;
     /// Whether a customer has opted out of commercial messages.
     async fn opted_out(&self, channel: Channel, address: &str) -> StoreResult<bool>;
@@ -285,7 +313,11 @@ pub trait Store: Send + Sync + 'static {
 ///
 /// # Errors
 /// Unknown scheme, unreachable database, failed migration.
-pub async fn open(url: &str, max_connections: u32, group_commit_max: usize) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open(
+    url: &str,
+    max_connections: u32,
+    group_commit_max: usize,
+) -> anyhow::Result<Arc<dyn Store>> {
     let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
         Arc::new(SqliteStore::open(url, max_connections, group_commit_max).await?)
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {

@@ -413,7 +413,10 @@ macro_rules! impl_store {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
             }
-            async fn intake(&self, req: crate::store::IntakeRequest) -> StoreResult<crate::store::IntakeOutcome> {
+            async fn intake(
+                &self,
+                req: crate::store::IntakeRequest,
+            ) -> StoreResult<crate::store::IntakeOutcome> {
                 self.do_intake(req).await
             }
             async fn claim_outbox(
@@ -428,10 +431,21 @@ macro_rules! impl_store {
             async fn next_outbox_due(&self, channel: Channel) -> StoreResult<Option<i64>> {
                 ops::next_outbox_due(&self.pool, channel.as_str()).await
             }
-            async fn complete_send(&self, id: i64, provider_id: Option<&str>, now_ms: i64) -> StoreResult<()> {
+            async fn complete_send(
+                &self,
+                id: i64,
+                provider_id: Option<&str>,
+                now_ms: i64,
+            ) -> StoreResult<()> {
                 ops::complete_send(&self.pool, id, provider_id, now_ms).await
             }
-            async fn retry_send(&self, id: i64, next_at_ms: i64, error: &str, now_ms: i64) -> StoreResult<()> {
+            async fn retry_send(
+                &self,
+                id: i64,
+                next_at_ms: i64,
+                error: &str,
+                now_ms: i64,
+            ) -> StoreResult<()> {
                 ops::retry_send(&self.pool, id, next_at_ms, error, now_ms).await
             }
             async fn fail_send(&self, id: i64, error: &str, now_ms: i64) -> StoreResult<()> {
@@ -449,10 +463,17 @@ macro_rules! impl_store {
             async fn case(&self, id: i64) -> StoreResult<Option<crate::store::CaseRecord>> {
                 ops::case(&self.pool, id).await
             }
-            async fn case_messages(&self, case_id: i64) -> StoreResult<Vec<crate::store::MessageRecord>> {
+            async fn case_messages(
+                &self,
+                case_id: i64,
+            ) -> StoreResult<Vec<crate::store::MessageRecord>> {
                 ops::case_messages(&self.pool, case_id).await
             }
-            async fn recent_messages(&self, direction: &str, limit: i64) -> StoreResult<Vec<crate::store::MessageRecord>> {
+            async fn recent_messages(
+                &self,
+                direction: &str,
+                limit: i64,
+            ) -> StoreResult<Vec<crate::store::MessageRecord>> {
                 ops::recent_messages(&self.pool, direction, limit).await
             }
             async fn counts(&self) -> StoreResult<crate::store::Counts> {

@@ -24,7 +24,8 @@ impl PgStore {
     /// # Errors
     /// Bad URL or unreachable server (the message names neither user nor password).
     pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<PgStore> {
-        let opts = PgConnectOptions::from_str(url).map_err(|e| anyhow::anyhow!("database.url: {e}"))?;
+        let opts =
+            PgConnectOptions::from_str(url).map_err(|e| anyhow::anyhow!("database.url: {e}"))?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
@@ -61,7 +62,7 @@ impl PgStore {
         lease_ms: i64,
         limit: i64,
     ) -> StoreResult<Vec<OutboxItem>> {
-        let rows: Vec<(i64, i64, String, String, Option<String>, String, Option<String>)> = sqlx::query_as(
+        let rows: Vec<super::OutboxRow> = sqlx::query_as(
             "WITH due AS (SELECT message_id FROM outbox WHERE channel = $1 AND not_before <= $2 \
                AND (lease_until IS NULL OR lease_until < $2) ORDER BY not_before, message_id LIMIT $3 \
                FOR UPDATE SKIP LOCKED), \
@@ -76,19 +77,7 @@ impl PgStore {
         .bind(now_ms + lease_ms)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(message_id, attempts, from, to, subject, text, kind)| OutboxItem {
-                message_id,
-                channel,
-                from,
-                to,
-                subject,
-                text,
-                kind: kind.unwrap_or_default(),
-                attempts,
-            })
-            .collect())
+        Ok(rows.into_iter().map(|r| r.into_item(channel)).collect())
     }
 }
 

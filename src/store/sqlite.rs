@@ -4,12 +4,10 @@
 //! `BEGIN IMMEDIATE` transactions on the sqlx pool; SQLite serialises them behind the writer
 //! with `busy_timeout`.
 
-use super::{
-    IntakeOutcome, IntakeRequest, OutboxItem, StoreError, StoreResult,
-};
+use super::{IntakeOutcome, IntakeRequest, OutboxItem, StoreError, StoreResult};
 use crate::domain::Channel;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -30,7 +28,11 @@ impl SqliteStore {
     ///
     /// # Errors
     /// Bad URL, unwritable directory, unopenable file.
-    pub async fn open(url: &str, max_connections: u32, group_commit_max: usize) -> anyhow::Result<SqliteStore> {
+    pub async fn open(
+        url: &str,
+        max_connections: u32,
+        group_commit_max: usize,
+    ) -> anyhow::Result<SqliteStore> {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| anyhow::anyhow!("database.url: {e}"))?
             .create_if_missing(true)
@@ -43,8 +45,9 @@ impl SqliteStore {
             && !dir.as_os_str().is_empty()
             && path.as_os_str() != ":memory:"
         {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| anyhow::anyhow!("creating database directory {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!("creating database directory {}: {e}", dir.display())
+            })?;
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(2))
@@ -95,24 +98,15 @@ impl SqliteStore {
         .await?;
         let mut items = Vec::with_capacity(claimed.len());
         for (id, attempts) in claimed {
-            let row: Option<(String, String, Option<String>, String, Option<String>)> = sqlx::query_as(
-                "SELECT from_addr, to_addr, subject, body, kind FROM messages WHERE id = $1",
+            let row: Option<super::OutboxRow> = sqlx::query_as(
+                "SELECT id AS message_id, $2 AS attempts, from_addr, to_addr, subject, body, kind \
+                 FROM messages WHERE id = $1",
             )
             .bind(id)
+            .bind(attempts)
             .fetch_optional(&self.pool)
             .await?;
-            if let Some((from, to, subject, text, kind)) = row {
-                items.push(OutboxItem {
-                    message_id: id,
-                    channel,
-                    from,
-                    to,
-                    subject,
-                    text,
-                    kind: kind.unwrap_or_default(),
-                    attempts,
-                });
-            }
+            items.extend(row.map(|r| r.into_item(channel)));
         }
         items.sort_by_key(|i| i.message_id);
         Ok(items)

@@ -127,9 +127,10 @@ fn intake_one(c: &Connection, req: &IntakeRequest) -> StoreResult<IntakeOutcome>
                  AND status IN ('open', 'acknowledged') AND last_message_at >= ?3 \
                  ORDER BY last_message_at DESC LIMIT 1",
             )?
-            .query_row(params![m.from, m.channel.as_str(), req.now_ms - req.reply_window_ms], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row(
+                params![m.from, m.channel.as_str(), req.now_ms - req.reply_window_ms],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()?;
         case = Some(match found {
             Some((id, cat, tier)) => {
@@ -142,13 +143,15 @@ fn intake_one(c: &Connection, req: &IntakeRequest) -> StoreResult<IntakeOutcome>
                      category = ?2, tier = ?3 WHERE id = ?4",
                 )?
                 .execute(params![req.now_ms, merged.as_str(), tier, id])?;
-                c.prepare_cached("INSERT INTO case_events (case_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4)")?
-                    .execute(params![
-                        id,
-                        req.now_ms,
-                        if escalate { "escalated" } else { "reply" },
-                        format!("category {}, tier {tier}", merged.as_str())
-                    ])?;
+                c.prepare_cached(
+                    "INSERT INTO case_events (case_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    id,
+                    req.now_ms,
+                    if escalate { "escalated" } else { "reply" },
+                    format!("category {}, tier {tier}", merged.as_str())
+                ])?;
                 (id, false, merged, tier)
             }
             None => {
@@ -265,8 +268,10 @@ fn intake_one(c: &Connection, req: &IntakeRequest) -> StoreResult<IntakeOutcome>
                 ],
                 |r| r.get(0),
             )?;
-        c.prepare_cached("INSERT INTO outbox (message_id, channel, not_before) VALUES (?1, ?2, ?3)")?
-            .execute(params![id, d.channel.as_str(), req.now_ms])?;
+        c.prepare_cached(
+            "INSERT INTO outbox (message_id, channel, not_before) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![id, d.channel.as_str(), req.now_ms])?;
         ack_message_id = Some(id);
     }
     Ok(IntakeOutcome::Stored {

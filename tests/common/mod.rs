@@ -34,7 +34,10 @@ pub async fn fresh_pg_database() -> String {
         .execute(&mut conn)
         .await
         .expect("create test database");
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .unwrap_or(admin.clone());
     format!("{base}/{name}")
 }
 
@@ -56,7 +59,8 @@ pub fn rand_suffix() -> String {
 }
 
 pub fn base_settings() -> Settings {
-    let mut s = Settings::load_with_env(None, Vec::<(String, String)>::new()).expect("defaults load");
+    let mut s =
+        Settings::load_with_env(None, Vec::<(String, String)>::new()).expect("defaults load");
     s.server.listen = "127.0.0.1:0".parse().unwrap();
     s.server.shutdown_grace_secs = 5;
     s.sms.outbound.backoff_base_ms = 50;
@@ -119,12 +123,22 @@ impl TestApp {
     }
 
     pub async fn get(&self, path_and_query: &str) -> (u16, String) {
-        let r = self.client.get(format!("{}{path_and_query}", self.base)).send().await.unwrap();
+        let r = self
+            .client
+            .get(format!("{}{path_and_query}", self.base))
+            .send()
+            .await
+            .unwrap();
         let s = r.status().as_u16();
         (s, r.text().await.unwrap())
     }
 
-    pub async fn post(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+    pub async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, String) {
         let r = self
             .client
             .post(format!("{}{path}", self.base))
@@ -160,7 +174,8 @@ impl Recorded {
     pub fn param_bytes(&self, name: &str) -> Option<Vec<u8>> {
         self.query.split('&').find_map(|p| {
             let (k, v) = p.split_once('=')?;
-            (k == name).then(|| percent_encoding::percent_decode_str(&v.replace('+', " ")).collect())
+            (k == name)
+                .then(|| percent_encoding::percent_decode_str(&v.replace('+', " ")).collect())
         })
     }
 }
@@ -189,7 +204,9 @@ impl StubBridge {
             default: Arc::new(Mutex::new((default_status, default_body.to_string()))),
             delay: Arc::new(Mutex::new(Duration::ZERO)),
         };
-        let app = axum::Router::new().fallback(stub_handler).with_state(state.clone());
+        let app = axum::Router::new()
+            .fallback(stub_handler)
+            .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
@@ -228,7 +245,12 @@ impl StubBridge {
             (r.len() >= n).then_some(r)
         })
         .await
-        .unwrap_or_else(|| panic!("stub bridge: expected {n} requests, got {}", self.requests().len()))
+        .unwrap_or_else(|| {
+            panic!(
+                "stub bridge: expected {n} requests, got {}",
+                self.requests().len()
+            )
+        })
     }
 }
 

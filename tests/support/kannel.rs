@@ -143,7 +143,11 @@ pub fn join_parts(parts: &[ReceivedMt], ucs2: bool) -> String {
     let mut v: Vec<&ReceivedMt> = parts.iter().collect();
     v.sort_by_key(|m| m.concat_info().map(|c| c.2).unwrap_or(0));
     let bytes: Vec<u8> = v.iter().flat_map(|m| m.bytes.iter().copied()).collect();
-    if ucs2 { decode_utf16be(&bytes) } else { String::from_utf8_lossy(&bytes).into_owned() }
+    if ucs2 {
+        decode_utf16be(&bytes)
+    } else {
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
 }
 
 pub struct Kannel {
@@ -170,7 +174,10 @@ impl Kannel {
     pub fn start(gateway_get_url: &str, mo_recode: bool) -> io::Result<Kannel> {
         let bins = Bins::find()?;
         if gateway_get_url.contains('"') || gateway_get_url.contains('\n') {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "gateway URL must not contain '\"' or newline"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "gateway URL must not contain '\"' or newline",
+            ));
         }
         // Free ports are picked by bind+drop, so another process may grab one before
         // Kannel binds it: retry the whole startup a few times.
@@ -185,7 +192,9 @@ impl Kannel {
     }
 
     fn try_start(bins: &Bins, url: &str, mo_recode: bool) -> io::Result<Kannel> {
-        let dir = tempfile::Builder::new().prefix("switchboard-kannel-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("switchboard-kannel-")
+            .tempdir()?;
         let ports = free_ports(4)?;
         let password = format!("sbpw{}x{}", std::process::id(), ports[0]);
         let mut k = Kannel {
@@ -227,10 +236,18 @@ impl Kannel {
             .spawn()
             .map_err(|e| spawn_error(&bins.fakesmsc, e))?;
         let stdin = child.stdin.take();
-        for out in [child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-                    child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>)]
-            .into_iter()
-            .flatten()
+        for out in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
         {
             let lines = Arc::clone(&k.lines);
             k.readers.push(thread::spawn(move || {
@@ -244,7 +261,10 @@ impl Kannel {
                             while buf.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
                                 buf.pop();
                             }
-                            lines.lock().unwrap().push(String::from_utf8_lossy(&buf).into_owned());
+                            lines
+                                .lock()
+                                .unwrap()
+                                .push(String::from_utf8_lossy(&buf).into_owned());
                         }
                     }
                 }
@@ -253,7 +273,9 @@ impl Kannel {
         k.fakesmsc = Some(child);
         k.injector.lock().unwrap().0 = stdin;
         let online = format!("FAKE:{} (online", k.smsc_port);
-        k.wait_ready("fakesmsc", |k| Ok(k.status()?.is_some_and(|s| s.contains(&online))))?;
+        k.wait_ready("fakesmsc", |k| {
+            Ok(k.status()?.is_some_and(|s| s.contains(&online)))
+        })?;
         Ok(k)
     }
 
@@ -299,7 +321,10 @@ impl Kannel {
     /// Send one raw fakesmsc line (`FROM TO TYPE ...`, e.g. `udh %05%00%03%01%02%01 part+one`)
     /// and wait until fakesmsc reports it sent. Panics on failure.
     pub fn inject_line(&self, line: &str) {
-        assert!(!line.contains(['\n', '\r']), "fakesmsc line must not contain newlines: {line:?}");
+        assert!(
+            !line.contains(['\n', '\r']),
+            "fakesmsc line must not contain newlines: {line:?}"
+        );
         assert!(
             line.len() <= MAX_INJECT_LINE,
             "fakesmsc stdin lines are limited to {MAX_INJECT_LINE} bytes, got {}: {line:?}",
@@ -316,7 +341,10 @@ impl Kannel {
         let deadline = Instant::now() + INJECT_ACK_TIMEOUT;
         while !self.lines.lock().unwrap().iter().any(|l| l.ends_with(&ack)) {
             if Instant::now() > deadline {
-                panic!("fakesmsc did not acknowledge MO line {line:?}\n{}", self.logs());
+                panic!(
+                    "fakesmsc did not acknowledge MO line {line:?}\n{}",
+                    self.logs()
+                );
             }
             thread::sleep(Duration::from_millis(5));
         }
@@ -348,7 +376,10 @@ impl Kannel {
 
     /// bearerbox `/status.txt` (None if not reachable / not 200).
     pub fn status(&self) -> io::Result<Option<String>> {
-        match http_get(self.admin_port, &format!("/status.txt?password={}", self.password)) {
+        match http_get(
+            self.admin_port,
+            &format!("/status.txt?password={}", self.password),
+        ) {
             Ok((200, body)) => Ok(Some(body)),
             Ok(_) => Ok(None),
             Err(_) => Ok(None),
@@ -358,8 +389,16 @@ impl Kannel {
     /// Tails of all logs, for assertion messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
-        for name in ["bearerbox.stderr", "bearerbox.log", "smsbox.stderr", "smsbox.log", "smsbox-access.log"] {
-            let text = std::fs::read(self.dir().join(name)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        for name in [
+            "bearerbox.stderr",
+            "bearerbox.log",
+            "smsbox.stderr",
+            "smsbox.log",
+            "smsbox-access.log",
+        ] {
+            let text = std::fs::read(self.dir().join(name))
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             out.push_str(&format!("==== {name} (last 40 lines) ====\n"));
             for l in &lines[lines.len().saturating_sub(40)..] {
@@ -386,7 +425,10 @@ impl Kannel {
             ("{LOG_DIR}", log_dir),
             ("{SENDSMS_USER}", self.username.clone()),
             ("{SENDSMS_PASS}", self.password.clone()),
-            ("{MO_RECODE}", if mo_recode { "true" } else { "false" }.to_string()),
+            (
+                "{MO_RECODE}",
+                if mo_recode { "true" } else { "false" }.to_string(),
+            ),
             ("{GATEWAY_URL_GET}", url.to_string()), // last: the URL is not re-scanned
         ] {
             t = t.replace(k, &v);
@@ -408,11 +450,19 @@ impl Kannel {
             .map_err(|e| spawn_error(bin, e))
     }
 
-    fn wait_ready(&mut self, what: &str, mut ready: impl FnMut(&Kannel) -> io::Result<bool>) -> io::Result<()> {
+    fn wait_ready(
+        &mut self,
+        what: &str,
+        mut ready: impl FnMut(&Kannel) -> io::Result<bool>,
+    ) -> io::Result<()> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             let mut exited = None;
-            for (name, child) in [("bearerbox", &mut self.bearerbox), ("smsbox", &mut self.smsbox), ("fakesmsc", &mut self.fakesmsc)] {
+            for (name, child) in [
+                ("bearerbox", &mut self.bearerbox),
+                ("smsbox", &mut self.smsbox),
+                ("fakesmsc", &mut self.fakesmsc),
+            ] {
                 if let Some(st) = child.as_mut().map(Child::try_wait).transpose()?.flatten() {
                     *child = None;
                     exited = Some(format!("{name} exited during startup ({st})"));
@@ -427,7 +477,10 @@ impl Kannel {
             if Instant::now() > deadline {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("{what} not ready after {STARTUP_TIMEOUT:?}\n{}", self.logs()),
+                    format!(
+                        "{what} not ready after {STARTUP_TIMEOUT:?}\n{}",
+                        self.logs()
+                    ),
                 ));
             }
             thread::sleep(POLL);
@@ -442,17 +495,24 @@ impl Drop for Kannel {
         if let Ok(mut inj) = self.injector.lock() {
             inj.0 = None;
         }
-        for child in [self.fakesmsc.take(), self.smsbox.take(), self.bearerbox.take()].into_iter().flatten() {
+        for child in [
+            self.fakesmsc.take(),
+            self.smsbox.take(),
+            self.bearerbox.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             stop(child);
         }
         for r in self.readers.drain(..) {
             let _ = r.join();
         }
-        if std::env::var_os("KANNEL_KEEP_LOGS").is_some() {
-            if let Some(dir) = self.dir.take() {
-                eprintln!("KANNEL_KEEP_LOGS: kept {}", dir.path().display());
-                std::mem::forget(dir); // skip TempDir's cleanup
-            }
+        if std::env::var_os("KANNEL_KEEP_LOGS").is_some()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("KANNEL_KEEP_LOGS: kept {}", dir.path().display());
+            std::mem::forget(dir); // skip TempDir's cleanup
         }
     }
 }
@@ -485,9 +545,15 @@ impl Bins {
     fn find() -> io::Result<Bins> {
         let fakesmsc = PathBuf::from(FAKESMSC);
         if !is_executable(&fakesmsc) {
-            return Err(missing(&format!("fakesmsc ({FAKESMSC}, package kannel-extras)")));
+            return Err(missing(&format!(
+                "fakesmsc ({FAKESMSC}, package kannel-extras)"
+            )));
         }
-        Ok(Bins { bearerbox: find_sbin("bearerbox")?, smsbox: find_sbin("smsbox")?, fakesmsc })
+        Ok(Bins {
+            bearerbox: find_sbin("bearerbox")?,
+            smsbox: find_sbin("smsbox")?,
+            fakesmsc,
+        })
     }
 }
 
@@ -497,7 +563,11 @@ fn find_sbin(name: &str) -> io::Result<PathBuf> {
         .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
         .map(|d| d.join(name))
         .find(|p| is_executable(p))
-        .ok_or_else(|| missing(&format!("{name} (package kannel, usually /usr/sbin/{name})")))
+        .ok_or_else(|| {
+            missing(&format!(
+                "{name} (package kannel, usually /usr/sbin/{name})"
+            ))
+        })
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -506,17 +576,27 @@ fn is_executable(p: &Path) -> bool {
 }
 
 fn missing(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("Kannel test harness: missing binary {what}; {INSTALL_HINT}"))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("Kannel test harness: missing binary {what}; {INSTALL_HINT}"),
+    )
 }
 
 fn spawn_error(bin: &Path, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("failed to spawn {}: {e}; {INSTALL_HINT}", bin.display()))
+    io::Error::new(
+        e.kind(),
+        format!("failed to spawn {}: {e}; {INSTALL_HINT}", bin.display()),
+    )
 }
 
 fn free_ports(n: usize) -> io::Result<Vec<u16>> {
     // Hold all listeners at once so the ports are distinct, then drop them.
-    let ls = (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<io::Result<Vec<_>>>()?;
-    ls.iter().map(|l| l.local_addr().map(|a| a.port())).collect()
+    let ls = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<io::Result<Vec<_>>>()?;
+    ls.iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect()
 }
 
 fn port_open(port: u16) -> bool {
@@ -525,7 +605,8 @@ fn port_open(port: u16) -> bool {
 
 /// Minimal HTTP/1.0 GET on 127.0.0.1 (std only): (status, body).
 fn http_get(port: u16, path: &str) -> io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500))?;
+    let mut s =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500))?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
     s.set_write_timeout(Some(Duration::from_secs(2)))?;
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes())?;
@@ -567,7 +648,10 @@ pub fn url_decode_bytes(s: &str) -> Vec<u8> {
                 i += 1;
             }
             b'%' if i + 3 <= b.len() => {
-                match std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                match std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
                     Some(v) => {
                         out.push(v);
                         i += 3;
@@ -588,7 +672,10 @@ pub fn url_decode_bytes(s: &str) -> Vec<u8> {
 }
 
 pub fn decode_utf16be(bytes: &[u8]) -> String {
-    let units: Vec<u16> = bytes.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])).collect();
+    let units: Vec<u16> = bytes
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
+        .collect();
     String::from_utf16_lossy(&units)
 }
 
@@ -596,7 +683,9 @@ pub fn decode_utf16be(bytes: &[u8]) -> String {
 pub fn parse_mts(lines: &[String]) -> Vec<ReceivedMt> {
     let mut mts: Vec<ReceivedMt> = Vec::new();
     for line in lines {
-        let Some(content) = got_message_content(line) else { continue };
+        let Some(content) = got_message_content(line) else {
+            continue;
+        };
         match parse_mt(content) {
             Some(mt) => mts.push(mt),
             // A '\n' inside a 7-bit MT splits it into several "Got message" lines.
@@ -653,5 +742,13 @@ fn parse_mt(content: &str) -> Option<ReceivedMt> {
         }
         _ => return None,
     };
-    Some(ReceivedMt { from: from.into(), to: to.into(), kind: kind.into(), udh, bytes, text, raw: content.into() })
+    Some(ReceivedMt {
+        from: from.into(),
+        to: to.into(),
+        kind: kind.into(),
+        udh,
+        bytes,
+        text,
+        raw: content.into(),
+    })
 }

@@ -25,7 +25,11 @@ impl HttpSms {
 impl Sender for HttpSms {
     async fn send(&self, item: &OutboxItem) -> SendResult {
         let o = &self.settings.sms.outbound;
-        let from = if item.from.is_empty() { o.from.as_str() } else { item.from.as_str() };
+        let from = if item.from.is_empty() {
+            o.from.as_str()
+        } else {
+            item.from.as_str()
+        };
         let body = serde_json::json!({
             "id": item.message_id,
             "from": from,
@@ -46,7 +50,10 @@ impl Sender for HttpSms {
                     SendResult::Sent { .. } => SendResult::Sent {
                         provider_id: serde_json::from_str::<serde_json::Value>(&text)
                             .ok()
-                            .and_then(|v| v.get("id").map(|i| i.to_string().trim_matches('"').to_string())),
+                            .and_then(|v| {
+                                v.get("id")
+                                    .map(|i| i.to_string().trim_matches('"').to_string())
+                            }),
                     },
                     other => other,
                 }

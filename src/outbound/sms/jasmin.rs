@@ -24,7 +24,11 @@ impl Jasmin {
     /// The form fields of one message.
     pub fn form(&self, item: &OutboxItem) -> Vec<(&'static str, String)> {
         let o = &self.settings.sms.outbound;
-        let from = if item.from.is_empty() { o.from.clone() } else { item.from.clone() };
+        let from = if item.from.is_empty() {
+            o.from.clone()
+        } else {
+            item.from.clone()
+        };
         let mut f = vec![
             ("username", o.username.clone()),
             ("password", o.password.expose().to_string()),
@@ -40,7 +44,10 @@ impl Jasmin {
         }
         if o.dlr {
             f.push(("dlr", "yes".into()));
-            f.push(("dlr-url", super::dlr_url(&self.settings, "jasmin", item.message_id, "")));
+            f.push((
+                "dlr-url",
+                super::dlr_url(&self.settings, "jasmin", item.message_id, ""),
+            ));
             f.push(("dlr-level", "3".into()));
             f.push(("dlr-method", "POST".into()));
         }
@@ -64,8 +71,12 @@ impl Sender for Jasmin {
                 let body = resp.text().await.unwrap_or_default();
                 match status {
                     200..=299 => match parse_success(&body) {
-                        Some(id) => SendResult::Sent { provider_id: Some(id) },
-                        None => SendResult::Retry(format!("HTTP {status} without Success: {body:?}")),
+                        Some(id) => SendResult::Sent {
+                            provider_id: Some(id),
+                        },
+                        None => {
+                            SendResult::Retry(format!("HTTP {status} without Success: {body:?}"))
+                        }
                     },
                     _ => crate::outbound::retry::classify_status(status, &body),
                 }

@@ -30,9 +30,17 @@ impl Kannel {
         let (text, coding, charset) = if is_gsm7(&item.text) {
             (enc(&item.text), 0, "UTF-8")
         } else {
-            (percent_encode(&utf16be(&item.text), NON_ALPHANUMERIC).to_string(), 2, "UTF-16BE")
+            (
+                percent_encode(&utf16be(&item.text), NON_ALPHANUMERIC).to_string(),
+                2,
+                "UTF-16BE",
+            )
         };
-        let from = if item.from.is_empty() { o.from.as_str() } else { item.from.as_str() };
+        let from = if item.from.is_empty() {
+            o.from.as_str()
+        } else {
+            item.from.as_str()
+        };
         let mut url = format!(
             "{}?username={}&password={}&from={}&to={}&text={text}&coding={coding}&charset={charset}",
             o.url,
@@ -42,7 +50,12 @@ impl Kannel {
             enc(item.to.trim_start_matches('+')),
         );
         if o.dlr {
-            let dlr = super::dlr_url(&self.settings, "kannel", item.message_id, "&type=%d&reply=%A&smsc_id=%F");
+            let dlr = super::dlr_url(
+                &self.settings,
+                "kannel",
+                item.message_id,
+                "&type=%d&reply=%A&smsc_id=%F",
+            );
             url.push_str(&format!("&dlr-mask={}&dlr-url={}", o.dlr_mask, enc(&dlr)));
         }
         url
@@ -58,10 +71,17 @@ impl Sender for Kannel {
                 let body = resp.text().await.unwrap_or_default();
                 match classify_status(status, &body) {
                     // Kannel's own refusals come with 2xx on some versions: "Sending failed".
-                    SendResult::Sent { .. } if body.starts_with("0:") || body.starts_with("3:") || body.is_empty() || body.starts_with("Sent") => {
+                    SendResult::Sent { .. }
+                        if body.starts_with("0:")
+                            || body.starts_with("3:")
+                            || body.is_empty()
+                            || body.starts_with("Sent") =>
+                    {
                         SendResult::Sent { provider_id: None }
                     }
-                    SendResult::Sent { .. } => SendResult::Retry(format!("HTTP {status} but body says {body:?}")),
+                    SendResult::Sent { .. } => {
+                        SendResult::Retry(format!("HTTP {status} but body says {body:?}"))
+                    }
                     other => other,
                 }
             }

@@ -26,7 +26,15 @@ pub fn dlr_url(settings: &Settings, route: &str, message_id: i64, extra: &str) -
         .inbound
         .dlr_token
         .as_ref()
-        .map(|t| format!("&token={}", percent_encoding::utf8_percent_encode(t.expose(), percent_encoding::NON_ALPHANUMERIC)))
+        .map(|t| {
+            format!(
+                "&token={}",
+                percent_encoding::utf8_percent_encode(
+                    t.expose(),
+                    percent_encoding::NON_ALPHANUMERIC
+                )
+            )
+        })
         .unwrap_or_default();
     format!("{base}/dlr/{route}?msg={message_id}{extra}{token}")
 }
