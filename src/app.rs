@@ -70,6 +70,14 @@ impl Application {
             acks,
             notify.clone(),
         ));
+        let rules = crate::classify::live::LiveRules::init(
+            store.clone(),
+            intake.clone(),
+            settings.classifier.rules.clone(),
+            settings.classifier.labeled_set.clone(),
+            settings.classifier.min_macro_f1,
+        )
+        .await?;
         let metrics = Arc::new(Metrics::default());
         let o = &settings.sms.outbound;
         let worker = (o.enabled && !o.paused).then(|| Worker {
@@ -99,6 +107,7 @@ impl Application {
         let grace = Duration::from_secs(settings.server.shutdown_grace_secs);
         let state = AppState {
             intake,
+            rules,
             settings: Arc::new(settings),
             metrics,
         };
@@ -131,6 +140,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let worker = self.worker.map(|w| tokio::spawn(w.run(stop.clone())));
+        tokio::spawn(reload_on_sighup(self.state.rules.clone(), stop.clone()));
         tracing::info!(port = self.port, "switchboard listening");
         let stop2 = stop.clone();
         let app = router(self.state.clone());
@@ -153,6 +163,37 @@ impl Application {
         served.context("HTTP server")?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// SIGHUP re-reads `classifier.rules`; a refused file is logged and the live rules stay.
+async fn reload_on_sighup(rules: Arc<crate::classify::live::LiveRules>, stop: CancellationToken) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {}
+                _ = stop.cancelled() => return,
+            }
+            match rules.reload_file("SIGHUP").await {
+                Ok(a) => tracing::info!(
+                    version = a.version,
+                    macro_f1 = a.macro_f1,
+                    "rules file reloaded"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "rules file refused on SIGHUP; the live rules stay")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (rules, stop);
     }
 }
 

@@ -77,6 +77,10 @@ pub struct SlaSettings {
 #[serde(deny_unknown_fields)]
 pub struct ClassifierSettings {
     pub rules: Option<PathBuf>,
+    /// Labeled CSV a new rule set is scored on; unset = the built-in fixtures/classify set.
+    pub labeled_set: Option<PathBuf>,
+    /// A rule set scoring below this macro-F1 on the labeled set is refused.
+    pub min_macro_f1: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

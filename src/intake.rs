@@ -181,7 +181,8 @@ impl Intake {
             Some(s) if !s.is_empty() => format!("{s}\n{}", msg.text),
             _ => msg.text.clone(),
         };
-        let c = classifier.classify(&text_for_rules);
+        let category = classifier.category(&text_for_rules);
+        let intent = classifier.intent_of(&msg.text);
         let lang = Lang::detect(&msg.text, self.default_lang);
         let dedupe_key = msg
             .external_id
@@ -193,9 +194,9 @@ impl Intake {
             dedupe_key,
             content_hash,
             dedupe_window_ms: self.dedupe_window_ms,
-            category: c.category,
-            intent: c.intent,
-            rules_version: c.rules_version,
+            category,
+            intent,
+            rules_version: classifier.version().to_string(),
             lang,
             now_ms,
             reply_window_ms: self.reply_window_ms,

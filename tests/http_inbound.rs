@@ -391,10 +391,16 @@ async fn database_failure_answers_503_and_health_reports_it() {
 #[tokio::test]
 async fn classify_api_explains_the_category() {
     let app = spawn_app(|s, _| outbox_off(s)).await;
+    let url = format!("{}/api/v1/classify", app.base);
+    let body = serde_json::json!({"text": "我要投诉"});
+    let r = app.client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the admin API needs a token");
+    let token = app.token("agent").await;
     let r = app
         .client
-        .post(format!("{}/api/v1/classify", app.base))
-        .json(&serde_json::json!({"text": "我要投诉"}))
+        .post(&url)
+        .bearer_auth(&token)
+        .json(&body)
         .send()
         .await
         .unwrap();

@@ -6,9 +6,14 @@
 //! Layout: `normalize` folds text (full-width → half-width, case, listed Traditional →
 //! Simplified variants, whitespace) keeping a map back to the original character positions.
 
+mod backtest;
+pub mod eval;
+pub mod live;
+
+pub use backtest::{BacktestReport, backtest};
 mod normalize;
 
-pub use normalize::Folded;
+pub use normalize::{FoldTable, Folded};
 
 use crate::domain::{Category, Intent};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -170,7 +175,7 @@ enum Term {
 pub struct Classifier {
     source: RulesFile,
     version: String,
-    variants: std::collections::HashMap<char, char>,
+    fold: FoldTable,
     ac: Option<AhoCorasick>,
     terms: Vec<Term>,
     folded_keywords: Vec<Vec<String>>,
@@ -238,7 +243,20 @@ impl Classifier {
             let digest = Sha256::digest(text.as_bytes());
             hex::encode(&digest[..6])
         };
-        Classifier::compile(file, version)
+        Classifier::compile(file, version).map_err(|e| match e {
+            RulesError::Rule { rule_id, reason } => {
+                let line = text
+                    .lines()
+                    .position(|l| l.contains(&format!("\"{rule_id}\"")))
+                    .map(|i| format!(" (line {})", i + 1))
+                    .unwrap_or_default();
+                RulesError::Rule {
+                    rule_id: format!("{rule_id}{line}"),
+                    reason,
+                }
+            }
+            other => other,
+        })
     }
 
     /// Compiles a parsed rules file.
@@ -264,7 +282,8 @@ impl Classifier {
                 }
             }
         }
-        let fold = |s: &str| Folded::new(s, &variants).text;
+        let table = FoldTable::new(&variants);
+        let fold = |s: &str| Folded::new(s, &table).text;
 
         let mut ids = HashSet::new();
         let mut patterns_ac: Vec<String> = Vec::new();
@@ -371,23 +390,15 @@ impl Classifier {
                 tie_rank[c.index()] = i;
             }
         }
-        let word_set = |v: &[String]| -> HashSet<String> {
-            v.iter()
-                .map(|w| intent_key(&Folded::new(w, &variants).text))
-                .collect()
-        };
+        let word_set =
+            |v: &[String]| -> HashSet<String> { v.iter().map(|w| intent_key(&fold(w))).collect() };
         Ok(Classifier {
             opt_out: word_set(&file.intents.opt_out),
             opt_in: word_set(&file.intents.opt_in),
-            escalate: file
-                .intents
-                .escalate
-                .iter()
-                .map(|w| Folded::new(w, &variants).text)
-                .collect(),
+            escalate: file.intents.escalate.iter().map(|w| fold(w)).collect(),
             source: file,
             version,
-            variants,
+            fold: table,
             ac,
             terms,
             folded_keywords,
@@ -401,6 +412,11 @@ impl Classifier {
         &self.version
     }
 
+    /// Names this rule set by its stored version (`v3`) instead of its content hash.
+    pub fn set_version(&mut self, v: String) {
+        self.version = v;
+    }
+
     pub fn rules(&self) -> &RulesFile {
         &self.source
     }
@@ -411,7 +427,7 @@ impl Classifier {
             Some((b, _)) => &text[..b],
             None => text,
         };
-        let folded = Folded::new(clipped, &self.variants);
+        let folded = Folded::new(clipped, &self.fold);
         let intent = self.intent(&folded.text);
 
         let mut kw_hits: Vec<(usize, usize, usize, usize)> = Vec::new(); // rule, kw, start, end (bytes in folded)
@@ -502,9 +518,81 @@ impl Classifier {
         }
     }
 
-    /// Category only, for bulk work (eval, backtest, benchmarks).
+    /// Category only, for bulk work (intake, eval, backtest, benchmarks): the same decision as
+    /// [`Classifier::classify`] without building the explanation, on reused buffers.
     pub fn category(&self, text: &str) -> Category {
-        self.classify(text).category
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+        }
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            let s = &mut *s;
+            let clipped: &str = match text.char_indices().nth(MAX_CLASSIFY_CHARS) {
+                Some((b, _)) => &text[..b],
+                None => text,
+            };
+            self.fold.fold_into(clipped, &mut s.text);
+            s.terms.clear();
+            s.negs.clear();
+            if let Some(ac) = &self.ac {
+                for m in ac.find_overlapping_iter(&s.text) {
+                    match self.terms[m.pattern().as_usize()] {
+                        Term::Keyword { .. } => {
+                            s.terms
+                                .push((m.pattern().as_u32(), m.start() as u32, m.end() as u32))
+                        }
+                        Term::Negation { neg } => s.negs.push((
+                            self.source.negations[neg].category,
+                            m.start() as u32,
+                            m.end() as u32,
+                        )),
+                    }
+                }
+            }
+            let mut scores = [0.0f64; 3];
+            // Distinct keywords count once: sort by term, skip negated occurrences.
+            s.terms.sort_unstable();
+            let mut last_counted = u32::MAX;
+            for &(t, st, en) in &s.terms {
+                if t == last_counted {
+                    continue;
+                }
+                let Term::Keyword { rule, .. } = self.terms[t as usize] else {
+                    continue;
+                };
+                let r = &self.source.rules[rule];
+                if s.negs
+                    .iter()
+                    .any(|&(c, ns, ne)| c == r.category && ns <= st && en <= ne)
+                {
+                    continue;
+                }
+                scores[r.category.index()] += r.weight;
+                last_counted = t;
+            }
+            if let Some(set) = &self.set {
+                let matches = set.matches(&s.text);
+                for idx in matches.iter() {
+                    let (rule, _, re) = &self.regexes[idx];
+                    let r = &self.source.rules[*rule];
+                    let counts = if s.negs.iter().any(|&(c, _, _)| c == r.category) {
+                        re.find_iter(&s.text).any(|m| {
+                            !s.negs.iter().any(|&(c, ns, ne)| {
+                                c == r.category
+                                    && ns as usize <= m.start()
+                                    && m.end() <= ne as usize
+                            })
+                        })
+                    } else {
+                        true
+                    };
+                    if counts {
+                        scores[r.category.index()] += r.weight;
+                    }
+                }
+            }
+            self.decide(&scores)
+        })
     }
 
     fn decide(&self, scores: &[f64; 3]) -> Category {
@@ -527,6 +615,17 @@ impl Classifier {
             };
         }
         best.unwrap_or(self.source.fallback)
+    }
+
+    /// The intent of a text (opt-out, opt-in, escalation, or a case).
+    pub fn intent_of(&self, text: &str) -> Intent {
+        let mut buf = String::with_capacity(text.len().min(4 * MAX_CLASSIFY_CHARS));
+        let clipped: &str = match text.char_indices().nth(MAX_CLASSIFY_CHARS) {
+            Some((b, _)) => &text[..b],
+            None => text,
+        };
+        self.fold.fold_into(clipped, &mut buf);
+        self.intent(&buf)
     }
 
     fn intent(&self, folded: &str) -> Intent {
@@ -578,6 +677,16 @@ fn ascii_word_boundaries(pat: &str) -> String {
         }
     }
     out
+}
+
+/// Buffers reused by [`Classifier::category`] on each thread.
+#[derive(Default)]
+struct Scratch {
+    text: String,
+    /// (term id, start, end) of keyword hits in the folded text.
+    terms: Vec<(u32, u32, u32)>,
+    /// (category, start, end) of negation phrases.
+    negs: Vec<(Category, u32, u32)>,
 }
 
 /// A whole-message intent word with spaces and punctuation removed ("T D!" → "td").
@@ -723,6 +832,21 @@ phrases = ["不是投诉", "not a complaint"]
         assert_eq!(c.category("网络slow了"), Category::Fault);
         assert_eq!(c.category("so slow"), Category::Fault);
         assert_eq!(c.category("slowly"), Category::Inquiry);
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_explained_path_on_the_labeled_set() {
+        let c = Classifier::builtin();
+        let rows = eval::parse_csv(include_bytes!("../../fixtures/classify/labeled.csv")).unwrap();
+        for r in &rows {
+            assert_eq!(
+                c.category(&r.text),
+                c.classify(&r.text).category,
+                "line {}: {}",
+                r.line,
+                r.text
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,86 @@
-//! Text folding before matching. Keeps, for every byte of the folded text, the character
-//! index in the original so explanations point at what the customer wrote.
+//! Text folding before matching: full-width → half-width, case, the rules' character variants
+//! (Traditional → Simplified), whitespace runs → one space. `FoldTable` precomputes the
+//! mapping for the Basic Multilingual Plane so the hot path is one table lookup per character;
+//! `Folded` also keeps, for every byte of the folded text, the character index in the original
+//! so explanations point at what the customer wrote.
 
 use std::collections::HashMap;
+
+/// Marks whitespace in the table.
+const SPACE: char = '\u{0}';
+
+pub struct FoldTable {
+    bmp: Box<[char]>,
+    variants: HashMap<char, char>,
+}
+
+impl FoldTable {
+    pub fn new(variants: &HashMap<char, char>) -> FoldTable {
+        let mut bmp = Vec::with_capacity(0x10000);
+        for u in 0u32..0x10000 {
+            let c = char::from_u32(u).unwrap_or('\u{FFFD}');
+            bmp.push(fold_slow(c, variants));
+        }
+        FoldTable {
+            bmp: bmp.into_boxed_slice(),
+            variants: variants.clone(),
+        }
+    }
+
+    /// The folded character, or `None` for whitespace.
+    #[inline]
+    pub fn fold(&self, c: char) -> Option<char> {
+        let f = if (c as u32) < 0x10000 {
+            self.bmp[c as usize]
+        } else {
+            fold_slow(c, &self.variants)
+        };
+        (f != SPACE).then_some(f)
+    }
+
+    /// Folds `input` into `out` (cleared first), without position tracking.
+    pub fn fold_into(&self, input: &str, out: &mut String) {
+        out.clear();
+        let mut last_space = true;
+        for c in input.chars() {
+            match self.fold(c) {
+                None => {
+                    if !last_space {
+                        out.push(' ');
+                        last_space = true;
+                    }
+                }
+                Some(f) => {
+                    out.push(f);
+                    last_space = false;
+                }
+            }
+        }
+        if out.ends_with(' ') {
+            out.pop();
+        }
+    }
+}
+
+fn fold_slow(c: char, variants: &HashMap<char, char>) -> char {
+    let mut c = match c as u32 {
+        0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        0x3000 => ' ',
+        _ => c,
+    };
+    if c.is_whitespace() || c == '\u{0}' {
+        return SPACE;
+    }
+    if c.is_ascii_uppercase() {
+        c = c.to_ascii_lowercase();
+    } else if !c.is_ascii() && c.is_uppercase() {
+        let mut l = c.to_lowercase();
+        if let (Some(one), None) = (l.next(), l.next()) {
+            c = one;
+        }
+    }
+    variants.get(&c).copied().unwrap_or(c)
+}
 
 pub struct Folded {
     pub text: String,
@@ -12,43 +91,29 @@ pub struct Folded {
 }
 
 impl Folded {
-    pub fn new(input: &str, variants: &HashMap<char, char>) -> Folded {
+    pub fn new(input: &str, table: &FoldTable) -> Folded {
         let mut text = String::with_capacity(input.len());
         let mut pos = Vec::with_capacity(input.len() + 1);
         let mut orig_bytes = Vec::with_capacity(input.len() + 1);
-        let mut last_space = false;
+        let mut last_space = true;
         for (ci, (bi, c)) in input.char_indices().enumerate() {
             orig_bytes.push(bi as u32);
-            let mut c = match c as u32 {
-                0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-                0x3000 => ' ',
-                _ => c,
-            };
-            if c.is_whitespace() {
-                if last_space || text.is_empty() {
-                    continue;
+            match table.fold(c) {
+                None => {
+                    if !last_space {
+                        last_space = true;
+                        text.push(' ');
+                        pos.push(ci as u32);
+                    }
                 }
-                last_space = true;
-                text.push(' ');
-                pos.push(ci as u32);
-                continue;
-            }
-            last_space = false;
-            if c.is_ascii_uppercase() {
-                c = c.to_ascii_lowercase();
-            } else if !c.is_ascii() && c.is_uppercase() {
-                let mut l = c.to_lowercase();
-                if let (Some(one), None) = (l.next(), l.next()) {
-                    c = one;
+                Some(f) => {
+                    last_space = false;
+                    let before = text.len();
+                    text.push(f);
+                    for _ in before..text.len() {
+                        pos.push(ci as u32);
+                    }
                 }
-            }
-            if let Some(&v) = variants.get(&c) {
-                c = v;
-            }
-            let before = text.len();
-            text.push(c);
-            for _ in before..text.len() {
-                pos.push(ci as u32);
             }
         }
         let nchars = orig_bytes.len();

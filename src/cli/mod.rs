@@ -42,6 +42,90 @@ pub enum Command {
         json: bool,
         text: String,
     },
+    /// Admin API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Measure and compare classifier rule sets.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it once (only its hash is stored).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// agent | marketing | ops | admin
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Evaluate rules on a labeled CSV (header `label,text`): accuracy, per-class
+    /// precision/recall/F1, macro-F1, confusion matrix, misclassified rows.
+    Eval {
+        file: PathBuf,
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print one JSON object (n, accuracy, macro_f1, classes, confusion, misclassified).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay stored inbound messages through CANDIDATE rules and list every message whose
+    /// category would change, with a count per (old -> new).
+    Backtest {
+        #[arg(long)]
+        rules: PathBuf,
+        /// How far back to replay: 30m, 24h, 7d, 2w.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        #[arg(long, default_value_t = 100_000)]
+        limit: i64,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses `30m`, `24h`, `7d`, `2w`, `90s` into milliseconds.
+///
+/// # Errors
+/// Anything else, with the accepted forms.
+pub fn parse_duration_ms(s: &str) -> anyhow::Result<i64> {
+    let t = s.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: i64 = num.parse().map_err(|_| {
+        anyhow::anyhow!("--since {s:?}: expected a number and a unit, like 30m, 24h, 7d, 2w")
+    })?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => anyhow::bail!("--since {s:?}: unit must be s, m, h, d or w"),
+    };
+    n.checked_mul(unit_ms)
+        .ok_or_else(|| anyhow::anyhow!("--since {s:?} is too large"))
+}
+
+fn load_classifier(rules: Option<PathBuf>, settings: &Settings) -> anyhow::Result<Classifier> {
+    Ok(match rules.or_else(|| settings.classifier.rules.clone()) {
+        Some(p) => Classifier::from_path(&p)?,
+        None => Classifier::builtin(),
+    })
 }
 
 /// Runs a parsed command.
@@ -74,11 +158,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             text,
         } => {
             let settings = Settings::load(config.as_deref())?;
-            let path = rules.or(settings.classifier.rules);
-            let c = match path {
-                Some(p) => Classifier::from_path(&p)?,
-                None => Classifier::builtin(),
-            };
+            let c = load_classifier(rules, &settings)?;
             let r = c.classify(&text);
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
@@ -117,5 +197,96 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Rules { command } => rules(command).await,
+        Command::Token {
+            command: TokenCommand::Create { name, role, config },
+        } => {
+            role.parse::<crate::http::api::Role>()
+                .map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+            let settings = Settings::load(config.as_deref())?;
+            let store = crate::store::open(
+                settings.database.url.expose(),
+                settings.database.max_connections,
+                settings.database.group_commit_max,
+            )
+            .await?;
+            let token = {
+                use rand::Rng;
+                let bytes: [u8; 24] = rand::thread_rng().r#gen();
+                format!("sb_{}", hex::encode(bytes))
+            };
+            store
+                .insert_api_token(
+                    &name,
+                    &role,
+                    &crate::http::api::hash_token(&token),
+                    chrono::Utc::now().timestamp_millis(),
+                )
+                .await?;
+            store.close().await;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+async fn rules(cmd: RulesCommand) -> anyhow::Result<()> {
+    match cmd {
+        RulesCommand::Eval {
+            file,
+            rules,
+            config,
+            json,
+        } => {
+            let settings = Settings::load(config.as_deref())?;
+            let c = load_classifier(rules, &settings)?;
+            let rows = crate::classify::eval::read_csv(&file)?;
+            let report = crate::classify::eval::evaluate(&c, &rows);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render(true));
+            }
+            Ok(())
+        }
+        RulesCommand::Backtest {
+            rules,
+            since,
+            limit,
+            config,
+            json,
+        } => {
+            let settings = Settings::load(config.as_deref())?;
+            let window = parse_duration_ms(&since)?;
+            let candidate = Classifier::from_path(&rules)?;
+            let store = crate::store::open(
+                settings.database.url.expose(),
+                settings.database.max_connections,
+                settings.database.group_commit_max,
+            )
+            .await?;
+            let now = chrono::Utc::now().timestamp_millis();
+            let msgs = store.inbound_since(now - window, limit).await?;
+            store.close().await;
+            let report = crate::classify::backtest(&candidate, &msgs);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render());
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_parse_with_units_and_refuse_garbage() {
+        assert_eq!(super::parse_duration_ms("30m").unwrap(), 1_800_000);
+        assert_eq!(super::parse_duration_ms("7d").unwrap(), 604_800_000);
+        assert!(super::parse_duration_ms("7").is_err());
+        assert!(super::parse_duration_ms("d").is_err());
+        assert!(super::parse_duration_ms("3y").is_err());
     }
 }

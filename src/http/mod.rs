@@ -4,6 +4,7 @@
 //!
 //! Layout: `error.rs` the error shape; `inbound.rs` SMS webhooks; `dlr.rs` delivery reports.
 
+pub mod api;
 mod dlr;
 mod error;
 mod inbound;
@@ -92,6 +93,7 @@ impl Metrics {
 #[derive(Clone)]
 pub struct AppState {
     pub intake: Arc<Intake>,
+    pub rules: Arc<crate::classify::live::LiveRules>,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
 }
@@ -115,7 +117,13 @@ pub fn router(state: AppState) -> Router {
         .route("/dlr/kannel", get(dlr::kannel_get).post(dlr::kannel_post))
         .route("/dlr/jasmin", get(dlr::jasmin_get).post(dlr::jasmin_post))
         .route("/dlr/generic", post(dlr::generic))
-        .route("/api/v1/classify", post(classify))
+        .route("/api/v1/classify", post(api::classify))
+        .route(
+            "/api/v1/rules",
+            get(api::list_rules).post(api::propose_rules),
+        )
+        .route("/api/v1/rules/{id}", get(api::get_rules))
+        .route("/api/v1/rules/{id}/activate", post(api::activate_rules))
         .fallback(|| async { AppError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -139,20 +147,6 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         )],
         s.metrics.render(),
     )
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClassifyRequest {
-    text: String,
-}
-
-/// Explains a classification (category, scores, matched terms with positions, rule ids).
-async fn classify(
-    State(s): State<AppState>,
-    body: error::AppJson<ClassifyRequest>,
-) -> Result<impl IntoResponse, AppError> {
-    Ok(axum::Json(s.intake.classifier().classify(&body.0.text)))
 }
 
 /// Checks a webhook's shared secret from `?token=` or `X-Switchboard-Token`, in constant time.

@@ -252,6 +252,53 @@ pub struct CaseRecord {
     pub message_count: i64,
 }
 
+#[derive(Debug, Clone)]
+pub struct NewRuleVersion {
+    pub created_at: i64,
+    pub created_by: String,
+    pub sha: String,
+    pub source: String,
+    pub note: Option<String>,
+    pub diff: Option<String>,
+    pub macro_f1: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RuleVersion {
+    pub id: i64,
+    pub created_at: i64,
+    pub created_by: String,
+    pub sha: String,
+    pub source: String,
+    pub note: Option<String>,
+    pub diff: Option<String>,
+    pub macro_f1: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RuleVersionSummary {
+    pub id: i64,
+    pub created_at: i64,
+    pub created_by: String,
+    pub sha: String,
+    pub note: Option<String>,
+    pub macro_f1: Option<f64>,
+    /// Last time it was activated, if ever.
+    pub activated_at: Option<i64>,
+    pub active: bool,
+}
+
+/// A stored inbound message as the classifier saw it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct StoredText {
+    pub id: i64,
+    pub subject: Option<String>,
+    pub body: String,
+    pub category: Option<String>,
+    pub rules_version: Option<String>,
+    pub created_at: i64,
+}
+
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Counts {
     pub messages_in: i64,
@@ -303,8 +350,28 @@ pub trait Store: Send + Sync + 'static {
     async fn recent_messages(&self, direction: &str, limit: i64)
     -> StoreResult<Vec<MessageRecord>>;
     async fn counts(&self) -> StoreResult<Counts>;
+    /// Inbound messages received since `since_ms`, oldest first (rules backtest).
+    async fn inbound_since(&self, since_ms: i64, limit: i64) -> StoreResult<Vec<StoredText>>;
     /// Whether a customer has opted out of commercial messages.
     async fn opted_out(&self, channel: Channel, address: &str) -> StoreResult<bool>;
+    /// Stores a rule set (or returns the id of an identical one) without activating it.
+    async fn insert_rule_version(&self, v: &NewRuleVersion) -> StoreResult<i64>;
+    /// Makes a stored version the active one, recording who and when.
+    async fn activate_rule_version(&self, id: i64, by: &str, now_ms: i64) -> StoreResult<()>;
+    /// The active version (latest activation) with its source.
+    async fn active_rule_version(&self) -> StoreResult<Option<RuleVersion>>;
+    async fn rule_version(&self, id: i64) -> StoreResult<Option<RuleVersion>>;
+    /// All versions, newest first, without sources.
+    async fn rule_versions(&self) -> StoreResult<Vec<RuleVersionSummary>>;
+    async fn insert_api_token(
+        &self,
+        name: &str,
+        role: &str,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<i64>;
+    /// (name, role) of a live token.
+    async fn api_token(&self, token_hash: &str) -> StoreResult<Option<(String, String)>>;
     /// Flushes and closes connections.
     async fn close(&self);
 }

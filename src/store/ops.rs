@@ -386,6 +386,110 @@ macro_rules! common_ops {
             Ok(Counts { messages_in, messages_out, cases, outbox })
         }
 
+        pub async fn inbound_since(pool: &Pool<$DB>, since_ms: i64, limit: i64) -> StoreResult<Vec<crate::store::StoredText>> {
+            Ok(sqlx::query_as::<_, crate::store::StoredText>(
+                "SELECT id, subject, body, category, rules_version, created_at FROM messages \
+                 WHERE direction = 'in' AND created_at >= $1 ORDER BY id LIMIT $2",
+            )
+            .bind(since_ms)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?)
+        }
+
+        pub async fn insert_rule_version(pool: &Pool<$DB>, v: &crate::store::NewRuleVersion) -> StoreResult<i64> {
+            if let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM rule_versions WHERE sha = $1 ORDER BY id LIMIT 1")
+                .bind(&v.sha)
+                .fetch_optional(pool)
+                .await?
+            {
+                return Ok(id);
+            }
+            Ok(sqlx::query_scalar(
+                "INSERT INTO rule_versions (created_at, created_by, sha, source, note, diff, macro_f1) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .bind(v.created_at)
+            .bind(&v.created_by)
+            .bind(&v.sha)
+            .bind(&v.source)
+            .bind(&v.note)
+            .bind(&v.diff)
+            .bind(v.macro_f1)
+            .fetch_one(pool)
+            .await?)
+        }
+
+        pub async fn activate_rule_version(pool: &Pool<$DB>, id: i64, by: &str, now_ms: i64) -> StoreResult<()> {
+            sqlx::query("INSERT INTO rule_activations (version_id, at, by_whom) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(now_ms)
+                .bind(by)
+                .execute(pool)
+                .await?;
+            Ok(())
+        }
+
+        const RULE_COLUMNS: &str = "v.id, v.created_at, v.created_by, v.sha, v.source, v.note, v.diff, v.macro_f1";
+
+        pub async fn active_rule_version(pool: &Pool<$DB>) -> StoreResult<Option<crate::store::RuleVersion>> {
+            let sql = format!(
+                "SELECT {RULE_COLUMNS} FROM rule_versions v JOIN rule_activations a ON a.version_id = v.id \
+                 ORDER BY a.id DESC LIMIT 1"
+            );
+            Ok(sqlx::query_as(&sql).fetch_optional(pool).await?)
+        }
+
+        pub async fn rule_version(pool: &Pool<$DB>, id: i64) -> StoreResult<Option<crate::store::RuleVersion>> {
+            let sql = format!("SELECT {RULE_COLUMNS} FROM rule_versions v WHERE v.id = $1");
+            Ok(sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?)
+        }
+
+        pub async fn rule_versions(pool: &Pool<$DB>) -> StoreResult<Vec<crate::store::RuleVersionSummary>> {
+            let active: Option<i64> = sqlx::query_scalar("SELECT version_id FROM rule_activations ORDER BY id DESC LIMIT 1")
+                .fetch_optional(pool)
+                .await?;
+            let rows: Vec<(i64, i64, String, String, Option<String>, Option<f64>, Option<i64>)> = sqlx::query_as(
+                "SELECT v.id, v.created_at, v.created_by, v.sha, v.note, v.macro_f1, \
+                 (SELECT MAX(a.at) FROM rule_activations a WHERE a.version_id = v.id) \
+                 FROM rule_versions v ORDER BY v.id DESC",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, created_at, created_by, sha, note, macro_f1, activated_at)| crate::store::RuleVersionSummary {
+                    id,
+                    created_at,
+                    created_by,
+                    sha,
+                    note,
+                    macro_f1,
+                    activated_at,
+                    active: active == Some(id),
+                })
+                .collect())
+        }
+
+        pub async fn insert_api_token(pool: &Pool<$DB>, name: &str, role: &str, hash: &str, now_ms: i64) -> StoreResult<i64> {
+            Ok(sqlx::query_scalar(
+                "INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            )
+            .bind(name)
+            .bind(role)
+            .bind(hash)
+            .bind(now_ms)
+            .fetch_one(pool)
+            .await?)
+        }
+
+        pub async fn api_token(pool: &Pool<$DB>, hash: &str) -> StoreResult<Option<(String, String)>> {
+            Ok(sqlx::query_as("SELECT name, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+                .bind(hash)
+                .fetch_optional(pool)
+                .await?)
+        }
+
         pub async fn opted_out(pool: &Pool<$DB>, channel: &str, address: &str) -> StoreResult<bool> {
             let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
                 "SELECT opted_out_at, opted_in_at FROM contacts WHERE channel = $1 AND address = $2",
@@ -479,8 +583,53 @@ macro_rules! impl_store {
             async fn counts(&self) -> StoreResult<crate::store::Counts> {
                 ops::counts(&self.pool).await
             }
+            async fn inbound_since(
+                &self,
+                since_ms: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<crate::store::StoredText>> {
+                ops::inbound_since(&self.pool, since_ms, limit).await
+            }
             async fn opted_out(&self, channel: Channel, address: &str) -> StoreResult<bool> {
                 ops::opted_out(&self.pool, channel.as_str(), address).await
+            }
+            async fn insert_rule_version(
+                &self,
+                v: &crate::store::NewRuleVersion,
+            ) -> StoreResult<i64> {
+                ops::insert_rule_version(&self.pool, v).await
+            }
+            async fn activate_rule_version(
+                &self,
+                id: i64,
+                by: &str,
+                now_ms: i64,
+            ) -> StoreResult<()> {
+                ops::activate_rule_version(&self.pool, id, by, now_ms).await
+            }
+            async fn active_rule_version(&self) -> StoreResult<Option<crate::store::RuleVersion>> {
+                ops::active_rule_version(&self.pool).await
+            }
+            async fn rule_version(
+                &self,
+                id: i64,
+            ) -> StoreResult<Option<crate::store::RuleVersion>> {
+                ops::rule_version(&self.pool, id).await
+            }
+            async fn rule_versions(&self) -> StoreResult<Vec<crate::store::RuleVersionSummary>> {
+                ops::rule_versions(&self.pool).await
+            }
+            async fn insert_api_token(
+                &self,
+                name: &str,
+                role: &str,
+                hash: &str,
+                now_ms: i64,
+            ) -> StoreResult<i64> {
+                ops::insert_api_token(&self.pool, name, role, hash, now_ms).await
+            }
+            async fn api_token(&self, hash: &str) -> StoreResult<Option<(String, String)>> {
+                ops::api_token(&self.pool, hash).await
             }
             async fn close(&self) {
                 self.pool.close().await;

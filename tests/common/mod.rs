@@ -122,6 +122,16 @@ impl TestApp {
         self.state.intake.store.clone()
     }
 
+    /// Creates an admin API token with `role` and returns it.
+    pub async fn token(&self, role: &str) -> String {
+        let token = format!("test-{role}-{}", rand_suffix());
+        self.store()
+            .insert_api_token(role, role, &switchboard::http::api::hash_token(&token), 0)
+            .await
+            .unwrap();
+        token
+    }
+
     pub async fn get(&self, path_and_query: &str) -> (u16, String) {
         let r = self
             .client

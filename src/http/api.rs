@@ -1,0 +1,193 @@
+//! Admin API under `/api/v1` (JSON, `Authorization: Bearer <token>`, roles agent < marketing <
+//! ops < admin). Tokens are created with `switchboard token create` and stored as SHA-256.
+
+use super::error::AppJson;
+use super::{AppError, AppState};
+use crate::classify::live::RulesChangeError;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Agent,
+    Marketing,
+    Ops,
+    Admin,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "agent" => Ok(Role::Agent),
+            "marketing" => Ok(Role::Marketing),
+            "ops" => Ok(Role::Ops),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "unknown role {other:?} (agent, marketing, ops, admin)"
+            )),
+        }
+    }
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The authenticated caller of an admin route.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Caller {
+    fn require(&self, allowed: &[Role]) -> Result<(), AppError> {
+        if allowed.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(AppError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this route needs another role",
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                AppError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "missing Authorization: Bearer token",
+                )
+            })?;
+        let found = state
+            .intake
+            .store
+            .api_token(&hash_token(token.trim()))
+            .await?;
+        let (name, role) = found.ok_or_else(|| {
+            AppError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "unknown or revoked token",
+            )
+        })?;
+        let role = role
+            .parse()
+            .map_err(|e: String| AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", e))?;
+        Ok(Caller { name, role })
+    }
+}
+
+impl From<RulesChangeError> for AppError {
+    fn from(e: RulesChangeError) -> Self {
+        match e {
+            RulesChangeError::Store(s) => s.into(),
+            RulesChangeError::NotFound(_) => {
+                AppError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            other => AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "rules_refused",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifyRequest {
+    text: String,
+}
+
+/// Explains a classification with the live rules.
+pub async fn classify(
+    State(s): State<AppState>,
+    _caller: Caller,
+    body: AppJson<ClassifyRequest>,
+) -> Result<impl IntoResponse, AppError> {
+    Ok(axum::Json(s.intake.classifier().classify(&body.0.text)))
+}
+
+pub async fn list_rules(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(&[Role::Ops, Role::Admin])?;
+    let versions = s.intake.store.rule_versions().await?;
+    Ok(axum::Json(
+        serde_json::json!({ "live": s.intake.classifier().version(), "versions": versions }),
+    ))
+}
+
+pub async fn get_rules(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(&[Role::Ops, Role::Admin])?;
+    let v = s.intake.store.rule_version(id).await?.ok_or_else(|| {
+        AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no rule version {id}"),
+        )
+    })?;
+    Ok(axum::Json(v))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProposeRules {
+    /// The rules file (TOML).
+    source: String,
+    note: Option<String>,
+    /// Make it live at once (default true).
+    activate: Option<bool>,
+}
+
+pub async fn propose_rules(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: AppJson<ProposeRules>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(&[Role::Ops, Role::Admin])?;
+    let p = body.0;
+    let a = s
+        .rules
+        .propose(
+            &p.source,
+            &caller.name,
+            p.note.as_deref(),
+            p.activate.unwrap_or(true),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(a)))
+}
+
+pub async fn activate_rules(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(&[Role::Ops, Role::Admin])?;
+    Ok(axum::Json(s.rules.activate(id, &caller.name).await?))
+}
