@@ -5,7 +5,7 @@
 use crate::classify::Classifier;
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::{Channel, Intent, Lang};
+use crate::domain::{Channel, Intent, Lang, Query};
 use crate::outbound::segment::segment;
 use crate::store::{
     AckBuilder, AckContext, IntakeOutcome, IntakeRequest, NewInbound, OutboundDraft, Store,
@@ -27,6 +27,7 @@ pub struct AckRenderer {
     resolve_hours: f64,
     ack_replies: bool,
     sms_enabled: bool,
+    zone: chrono_tz::Tz,
 }
 
 impl AckRenderer {
@@ -43,7 +44,17 @@ impl AckRenderer {
             resolve_hours: settings.sla.resolve_hours,
             ack_replies: settings.intake.ack_replies,
             sms_enabled: settings.sms.outbound.enabled,
+            zone: settings.time.zone,
         })
+    }
+
+    /// An instant as customers read it, in the configured zone.
+    fn local_time(&self, ms: i64) -> String {
+        use chrono::TimeZone;
+        match self.zone.timestamp_millis_opt(ms).single() {
+            Some(t) => t.format("%Y-%m-%d %H:%M").to_string(),
+            None => String::new(),
+        }
     }
 
     /// The text of the acknowledgement for `ctx`, or `None` when nothing is to be sent.
@@ -52,10 +63,18 @@ impl AckRenderer {
             (Intent::OptOut, _) => "opt_out",
             (Intent::OptIn, _) => "opt_in",
             (Intent::Escalate, _) => "escalate",
+            (Intent::SurveyAnswer, _) => "survey_thanks",
+            (Intent::SelfService, _) => match (ctx.query, &ctx.progress) {
+                (Some(Query::Fees), _) => "fees",
+                (Some(Query::Points), _) => "points",
+                (Some(Query::CaseProgress(_)), Some(_)) => "progress",
+                _ => "progress_unknown",
+            },
             (Intent::Case, true) => "ack",
             (Intent::Case, false) if self.ack_replies => "reply",
             (Intent::Case, false) => return None,
         };
+        let tier = ctx.progress.as_ref().map(|p| p.tier).unwrap_or(ctx.tier);
         let values = minijinja::context! {
             service_name => self.service_name,
             service_name_en => self.service_name_en,
@@ -64,9 +83,16 @@ impl AckRenderer {
             category_zh => ctx.category.zh(),
             ack_hours => fmt_hours(self.ack_hours),
             resolve_hours => fmt_hours(self.resolve_hours),
-            tier => ctx.tier,
-            tier_zh => tier_zh(ctx.tier),
-            tier_en => tier_en(ctx.tier),
+            tier => tier,
+            tier_zh => tier_zh(tier),
+            tier_en => tier_en(tier),
+            asked_case => match ctx.query {
+                Some(Query::CaseProgress(id)) => id.to_string(),
+                _ => String::new(),
+            },
+            status_zh => ctx.progress.as_ref().map(|p| status_zh(&p.status)).unwrap_or_default(),
+            status => ctx.progress.as_ref().map(|p| p.status.clone()).unwrap_or_default(),
+            resolve_by => ctx.progress.as_ref().map(|p| self.local_time(p.resolve_due_at)).unwrap_or_default(),
         };
         match self.templates.render(name, ctx.lang, values) {
             Ok(t) => Some(t),
@@ -75,6 +101,15 @@ impl AckRenderer {
                 None
             }
         }
+    }
+}
+
+fn status_zh(s: &str) -> &'static str {
+    match s {
+        "open" => "已受理，等待处理",
+        "acknowledged" => "处理中",
+        "resolved" => "已处理完毕",
+        _ => "已关闭",
     }
 }
 
@@ -183,6 +218,12 @@ impl Intake {
         };
         let category = classifier.category(&text_for_rules);
         let intent = classifier.intent_of(&msg.text);
+        let query = (intent == Intent::SelfService)
+            .then(|| classifier.query_of(&msg.text))
+            .flatten();
+        let survey_answer = (intent == Intent::Case)
+            .then(|| crate::classify::survey_answer(&msg.text))
+            .flatten();
         let lang = Lang::detect(&msg.text, self.default_lang);
         let dedupe_key = msg
             .external_id
@@ -196,6 +237,8 @@ impl Intake {
             dedupe_window_ms: self.dedupe_window_ms,
             category,
             intent,
+            query,
+            survey_answer,
             rules_version: classifier.version().to_string(),
             lang,
             now_ms,

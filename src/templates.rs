@@ -34,6 +34,40 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../templates/opt_in.zh-CN.txt"),
     ),
     ("opt_in.en.txt", include_str!("../templates/opt_in.en.txt")),
+    (
+        "survey_thanks.zh-CN.txt",
+        include_str!("../templates/survey_thanks.zh-CN.txt"),
+    ),
+    (
+        "survey_thanks.en.txt",
+        include_str!("../templates/survey_thanks.en.txt"),
+    ),
+    (
+        "fees.zh-CN.txt",
+        include_str!("../templates/fees.zh-CN.txt"),
+    ),
+    ("fees.en.txt", include_str!("../templates/fees.en.txt")),
+    (
+        "points.zh-CN.txt",
+        include_str!("../templates/points.zh-CN.txt"),
+    ),
+    ("points.en.txt", include_str!("../templates/points.en.txt")),
+    (
+        "progress.zh-CN.txt",
+        include_str!("../templates/progress.zh-CN.txt"),
+    ),
+    (
+        "progress.en.txt",
+        include_str!("../templates/progress.en.txt"),
+    ),
+    (
+        "progress_unknown.zh-CN.txt",
+        include_str!("../templates/progress_unknown.zh-CN.txt"),
+    ),
+    (
+        "progress_unknown.en.txt",
+        include_str!("../templates/progress_unknown.en.txt"),
+    ),
 ];
 
 pub struct Templates {

@@ -85,3 +85,198 @@ fn a_bad_config_file_stops_start_up_naming_file_and_key() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("inbound.kannel_token"));
 }
+
+#[test]
+fn rules_eval_reports_macro_f1_on_the_project_labeled_set() {
+    let csv = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/classify/labeled.csv");
+    let out = bin()
+        .args(["rules", "eval", csv, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["n"].as_u64().unwrap() >= 300);
+    assert!(v["macro_f1"].as_f64().unwrap() >= 0.90, "{}", v["macro_f1"]);
+    assert!(v["accuracy"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["confusion"].as_array().unwrap().len(), 3);
+    let out = bin().args(["rules", "eval", csv]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("macro-F1") && text.contains("confusion") && text.contains("misclassified"),
+        "{text}"
+    );
+    // Bad input names the problem.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "label,text\ncomplaint,ok\nrefund,x\n").unwrap();
+    let out = bin().args(["rules", "eval"]).arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 3"));
+    let rules = dir.path().join("r.toml");
+    std::fs::write(&rules, b"fallback = \"inquiry\"\n# \xff\n").unwrap();
+    let out = bin()
+        .args(["rules", "eval", csv, "--rules"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid UTF-8 at line 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn rules_backtest_lists_messages_whose_category_would_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/bt.db", dir.path().display());
+    // Store three messages through the real intake path.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut s = switchboard::config::Settings::load_with_env(None, Vec::<(String, String)>::new()).unwrap();
+        s.server.listen = "127.0.0.1:0".parse().unwrap();
+        s.database.url = switchboard::config::Secret::new(db.clone());
+        s.sms.outbound.enabled = false;
+        let app = switchboard::app::Application::build(s).await.unwrap();
+        let port = app.port();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let h = tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        let c = reqwest::Client::new();
+        for (i, t) in ["zzqq please", "hello there", "zzqq again"].iter().enumerate() {
+            let url = format!("http://127.0.0.1:{port}/inbound/sms/kannel?id=b{i}&from=1380000000{i}&to=10000&text={}", t.replace(' ', "+"));
+            assert_eq!(c.get(url).send().await.unwrap().status(), 200);
+        }
+        let _ = tx.send(());
+        h.await.unwrap().unwrap();
+    });
+    let candidate = dir.path().join("candidate.toml");
+    std::fs::write(
+        &candidate,
+        format!("{}\n[[rules]]\nid = \"complaint.extra\"\ncategory = \"complaint\"\nweight = 10.0\nkeywords = [\"zzqq\"]\n", switchboard::classify::DEFAULT_RULES),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["rules", "backtest", "--since", "1d", "--rules"])
+        .arg(&candidate)
+        .env("SWITCHBOARD__DATABASE__URL", &db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("replayed 3 messages"), "{text}");
+    assert!(text.contains("2 would change"), "{text}");
+    assert!(text.contains("inquiry -> complaint: 2"), "{text}");
+    assert!(
+        text.contains("zzqq please") && !text.contains("hello there"),
+        "{text}"
+    );
+    let out = bin()
+        .args(["rules", "backtest", "--since", "1y", "--rules"])
+        .arg(&candidate)
+        .env("SWITCHBOARD__DATABASE__URL", &db)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn sighup_reloads_the_rules_file_and_refuses_a_broken_one() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, switchboard::classify::DEFAULT_RULES).unwrap();
+    let db = format!("sqlite://{}/hup.db", dir.path().display());
+    let token = {
+        let out = bin()
+            .args(["token", "create", "--name", "ops1", "--role", "ops"])
+            .env("SWITCHBOARD__DATABASE__URL", &db)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = bin()
+        .arg("serve")
+        .env("SWITCHBOARD__DATABASE__URL", &db)
+        .env("SWITCHBOARD__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("SWITCHBOARD__CLASSIFIER__RULES", &rules)
+        .env("SWITCHBOARD__SMS__OUTBOUND__ENABLED", "false")
+        .spawn()
+        .unwrap();
+    let client = reqwest::blocking::Client::new();
+    let live = |client: &reqwest::blocking::Client| -> Option<String> {
+        let r = client
+            .get(format!("http://127.0.0.1:{port}/api/v1/rules"))
+            .bearer_auth(&token)
+            .send()
+            .ok()?;
+        let v: serde_json::Value = r.json().ok()?;
+        v["live"].as_str().map(str::to_string)
+    };
+    let wait_live = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if live(&client).as_deref() == Some(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "live rules never became {want}: {:?}",
+                live(&client)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_live("v1");
+    let hup = |pid: u32| {
+        Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+    };
+    std::fs::write(
+        &rules,
+        format!(
+            "{}\n[[rules]]\nid = \"x\"\ncategory = \"complaint\"\nkeywords = [\"zzqq\"]\n",
+            switchboard::classify::DEFAULT_RULES
+        ),
+    )
+    .unwrap();
+    hup(child.id());
+    wait_live("v2");
+    // A broken file is refused and v2 stays.
+    std::fs::write(
+        &rules,
+        "fallback = \"inquiry\"\n[[rules]]\nid = \"y\"\ncategory = \"fault\"\npatterns = ['(']\n",
+    )
+    .unwrap();
+    hup(child.id());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(live(&client).as_deref(), Some("v2"));
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}

@@ -410,3 +410,83 @@ async fn classify_api_explains_the_category() {
     assert!(!v["hits"].as_array().unwrap().is_empty());
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn self_service_and_survey_answers_get_their_own_replies_and_no_case() {
+    let app = spawn_app(|s, _| outbox_off(s)).await;
+    let send = |id: &str, from: &str, text: &str| {
+        format!(
+            "/inbound/sms/kannel?id={id}&from={from}&to=10000&text={}",
+            enc(text)
+        )
+    };
+    assert_eq!(
+        app.get(&send("q1", "13800138030", "我要投诉，宽带断了"))
+            .await
+            .0,
+        200
+    );
+    let case = app.store().recent_messages("in", 1).await.unwrap()[0]
+        .case_id
+        .unwrap();
+    let last_out = || async {
+        app.store()
+            .recent_messages("out", 1)
+            .await
+            .unwrap()
+            .remove(0)
+    };
+    assert_eq!(
+        app.get(&send(
+            "q2",
+            "13800138030",
+            &format!("查询工单SB{case:08}进度")
+        ))
+        .await
+        .0,
+        200
+    );
+    let r = last_out().await;
+    assert!(
+        r.body.contains(&format!("SB{case:08}")) && r.body.contains("当前状态"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        app.get(&send("q3", "13800138031", &format!("SB{case:08} progress")))
+            .await
+            .0,
+        200
+    );
+    let r = last_out().await;
+    assert!(
+        r.body.contains("found no case"),
+        "another customer learns nothing: {}",
+        r.body
+    );
+    assert_eq!(app.get(&send("q4", "13800138032", "查话费")).await.0, 200);
+    assert!(last_out().await.body.contains("10001"));
+    app.store()
+        .await_survey(
+            switchboard::domain::Channel::Sms,
+            "+8613800138033",
+            "revisit",
+            Some(case),
+            0,
+            i64::MAX / 2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(app.get(&send("q5", "13800138033", "满意")).await.0, 200);
+    assert!(last_out().await.body.contains("感谢您的评价"));
+    assert_eq!(
+        app.store().survey_answers("revisit").await.unwrap(),
+        vec![("+8613800138033".to_string(), "4".to_string())]
+    );
+    assert_eq!(
+        app.store().counts().await.unwrap().cases,
+        1,
+        "only the complaint opened a case"
+    );
+    app.shutdown().await;
+}

@@ -61,6 +61,8 @@ fn req(
         dedupe_window_ms: 600_000,
         category: cat,
         intent,
+        query: None,
+        survey_answer: switchboard::classify::survey_answer(text),
         rules_version: "v-test".into(),
         lang: Lang::ZhCn,
         now_ms: now,
@@ -572,6 +574,247 @@ async fn concurrent_intake_stores_each_message_once(s: Arc<dyn Store>) {
     );
 }
 
+async fn rule_versions_and_tokens_round_trip(s: Arc<dyn Store>) {
+    use switchboard::store::NewRuleVersion;
+    assert!(s.active_rule_version().await.unwrap().is_none());
+    let v = |sha: &str, src: &str| NewRuleVersion {
+        created_at: T0,
+        created_by: "ops-alice".into(),
+        sha: sha.into(),
+        source: src.into(),
+        note: Some("n".into()),
+        diff: None,
+        macro_f1: Some(0.95),
+    };
+    let a = s
+        .insert_rule_version(&v("aaa", "fallback = \"inquiry\""))
+        .await
+        .unwrap();
+    let b = s.insert_rule_version(&v("bbb", "x")).await.unwrap();
+    assert_eq!(
+        s.insert_rule_version(&v("aaa", "fallback = \"inquiry\""))
+            .await
+            .unwrap(),
+        a,
+        "same content, same version"
+    );
+    s.activate_rule_version(a, "ops-alice", T0 + 1)
+        .await
+        .unwrap();
+    s.activate_rule_version(b, "ops-bob", T0 + 2).await.unwrap();
+    assert_eq!(s.active_rule_version().await.unwrap().unwrap().id, b);
+    s.activate_rule_version(a, "ops-bob", T0 + 3).await.unwrap();
+    let active = s.active_rule_version().await.unwrap().unwrap();
+    assert_eq!(
+        (active.id, active.source.as_str(), active.macro_f1),
+        (a, "fallback = \"inquiry\"", Some(0.95))
+    );
+    let list = s.rule_versions().await.unwrap();
+    assert_eq!(
+        list.iter().map(|v| (v.id, v.active)).collect::<Vec<_>>(),
+        vec![(b, false), (a, true)]
+    );
+    assert_eq!(list[1].activated_at, Some(T0 + 3));
+    assert!(s.rule_version(9999).await.unwrap().is_none());
+
+    s.insert_api_token("alice", "ops", "hash-1", T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.api_token("hash-1").await.unwrap(),
+        Some(("alice".into(), "ops".into()))
+    );
+    assert_eq!(s.api_token("hash-2").await.unwrap(), None);
+    assert!(
+        s.insert_api_token("mallory", "admin", "hash-1", T0)
+            .await
+            .is_err(),
+        "token hashes are unique"
+    );
+}
+
+async fn inbound_since_returns_the_window_oldest_first(s: Arc<dyn Store>) {
+    for (i, t) in [(0, T0 - 10 * HOUR), (1, T0 - HOUR), (2, T0)] {
+        stored(
+            &s.intake(req(
+                &format!("+861370000000{i}"),
+                &format!("text {i}"),
+                Some(&format!("w{i}")),
+                Category::Fault,
+                Intent::Case,
+                t,
+            ))
+            .await
+            .unwrap(),
+        );
+    }
+    let got = s.inbound_since(T0 - 2 * HOUR, 10).await.unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        vec!["text 1", "text 2"]
+    );
+    assert_eq!(got[0].category.as_deref(), Some("fault"));
+    assert_eq!(s.inbound_since(T0 - 20 * HOUR, 1).await.unwrap().len(), 1);
+}
+
+async fn survey_answers_count_only_while_a_survey_waits(s: Arc<dyn Store>) {
+    // Without a waiting survey "5" is an ordinary message (a case).
+    let (_, case, ..) = stored(
+        &s.intake(req(
+            "+8613600000001",
+            "5",
+            Some("s1"),
+            Category::Inquiry,
+            Intent::Case,
+            T0,
+        ))
+        .await
+        .unwrap(),
+    );
+    assert!(case.is_some());
+    s.await_survey(
+        Channel::Sms,
+        "+8613600000002",
+        "revisit-2026-11",
+        Some(7),
+        T0,
+        T0 + HOUR,
+    )
+    .await
+    .unwrap();
+    let (m, case, _, ack) = stored(
+        &s.intake(req(
+            "+8613600000002",
+            "非常满意",
+            Some("s2"),
+            Category::Inquiry,
+            Intent::Case,
+            T0 + 1,
+        ))
+        .await
+        .unwrap(),
+    );
+    assert_eq!(case, None, "an answer opens no case");
+    assert!(ack.is_some());
+    assert_eq!(
+        s.message(m).await.unwrap().unwrap().intent.as_deref(),
+        Some("survey_answer")
+    );
+    assert!(
+        s.message(ack.unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .body
+            .contains("intent=survey_answer")
+    );
+    assert_eq!(
+        s.survey_answers("revisit-2026-11").await.unwrap(),
+        vec![("+8613600000002".to_string(), "5".to_string())]
+    );
+    // Answered: the next "5" is a message again. An expired wait does not count either.
+    let (_, case, ..) = stored(
+        &s.intake(req(
+            "+8613600000002",
+            "5",
+            Some("s3"),
+            Category::Inquiry,
+            Intent::Case,
+            T0 + 2,
+        ))
+        .await
+        .unwrap(),
+    );
+    assert!(case.is_some());
+    s.await_survey(
+        Channel::Sms,
+        "+8613600000003",
+        "revisit-2026-11",
+        None,
+        T0,
+        T0 + 10,
+    )
+    .await
+    .unwrap();
+    let (_, case, ..) = stored(
+        &s.intake(req(
+            "+8613600000003",
+            "4",
+            Some("s4"),
+            Category::Inquiry,
+            Intent::Case,
+            T0 + 20,
+        ))
+        .await
+        .unwrap(),
+    );
+    assert!(case.is_some());
+    assert_eq!(s.survey_answers("revisit-2026-11").await.unwrap().len(), 1);
+}
+
+async fn case_progress_is_answered_only_to_the_case_owner(s: Arc<dyn Store>) {
+    struct ProgressAck;
+    impl AckBuilder for ProgressAck {
+        fn build(&self, ctx: &AckContext) -> Option<OutboundDraft> {
+            let text = match &ctx.progress {
+                Some(p) => format!("progress {} {} tier {}", p.id, p.status, p.tier),
+                None => "unknown".into(),
+            };
+            Some(OutboundDraft {
+                channel: ctx.channel,
+                driver: "kannel".into(),
+                from: "10000".into(),
+                to: ctx.customer.clone(),
+                subject: None,
+                text,
+                kind: "ack",
+                encoding: "gsm7",
+                segments: 1,
+            })
+        }
+    }
+    let (_, case, ..) = stored(
+        &s.intake(req(
+            "+8613600000010",
+            "断网了",
+            Some("p1"),
+            Category::Fault,
+            Intent::Case,
+            T0,
+        ))
+        .await
+        .unwrap(),
+    );
+    let case = case.unwrap();
+    let ask = |from: &str, id: &str| {
+        let mut r = req(
+            from,
+            "进度",
+            Some(id),
+            Category::Inquiry,
+            Intent::SelfService,
+            T0 + 5,
+        );
+        r.query = Some(switchboard::domain::Query::CaseProgress(
+            switchboard::domain::CaseId(case),
+        ));
+        r.ack = Arc::new(ProgressAck);
+        r
+    };
+    let (_, c, _, ack) = stored(&s.intake(ask("+8613600000010", "p2")).await.unwrap());
+    assert_eq!(c, None, "a query opens no case");
+    assert_eq!(
+        s.message(ack.unwrap()).await.unwrap().unwrap().body,
+        format!("progress {case} open tier 1")
+    );
+    let (_, _, _, ack) = stored(&s.intake(ask("+8613600000011", "p3")).await.unwrap());
+    assert_eq!(
+        s.message(ack.unwrap()).await.unwrap().unwrap().body,
+        "unknown",
+        "another customer's case is not disclosed"
+    );
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -612,4 +855,8 @@ suite!(
     outbox_leases_retries_completes_and_fails,
     delivery_reports_move_status_forward_only,
     concurrent_intake_stores_each_message_once,
+    rule_versions_and_tokens_round_trip,
+    inbound_since_returns_the_window_oldest_first,
+    survey_answers_count_only_while_a_survey_waits,
+    case_progress_is_answered_only_to_the_case_owner,
 );

@@ -15,7 +15,7 @@ mod normalize;
 
 pub use normalize::{FoldTable, Folded};
 
-use crate::domain::{Category, Intent};
+use crate::domain::{CaseId, Category, Intent, Query};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use serde::{Deserialize, Serialize};
@@ -94,6 +94,15 @@ pub struct IntentDefs {
     /// Phrases anywhere in the message asking for escalation.
     #[serde(default = "default_escalate")]
     pub escalate: Vec<String>,
+    /// Whole-message self-service queries for fees / balance.
+    #[serde(default = "default_fees")]
+    pub fees: Vec<String>,
+    /// Whole-message self-service queries for loyalty points.
+    #[serde(default = "default_points")]
+    pub points: Vec<String>,
+    /// Words that, next to a case number (SB00000042), ask for its progress.
+    #[serde(default = "default_progress")]
+    pub progress: Vec<String>,
 }
 
 impl Default for IntentDefs {
@@ -102,6 +111,9 @@ impl Default for IntentDefs {
             opt_out: default_opt_out(),
             opt_in: default_opt_in(),
             escalate: default_escalate(),
+            fees: default_fees(),
+            points: default_points(),
+            progress: default_progress(),
         }
     }
 }
@@ -124,6 +136,49 @@ fn default_opt_out() -> Vec<String> {
 }
 fn default_opt_in() -> Vec<String> {
     strings(&["START", "恢复", "UNSTOP"])
+}
+fn default_fees() -> Vec<String> {
+    strings(&[
+        "话费",
+        "查话费",
+        "话费查询",
+        "查询话费",
+        "余额",
+        "查余额",
+        "余额查询",
+        "查询余额",
+        "账单",
+        "查账单",
+        "本月话费",
+        "cxye",
+        "cxhf",
+        "balance",
+        "bill",
+        "my bill",
+        "fees",
+    ])
+}
+fn default_points() -> Vec<String> {
+    strings(&[
+        "积分",
+        "查积分",
+        "积分查询",
+        "查询积分",
+        "我的积分",
+        "points",
+        "my points",
+    ])
+}
+fn default_progress() -> Vec<String> {
+    strings(&[
+        "进度",
+        "查询",
+        "状态",
+        "怎么样了",
+        "進度",
+        "progress",
+        "status",
+    ])
 }
 fn default_escalate() -> Vec<String> {
     strings(&["升级处理", "要求升级", "越级投诉", "escalate"])
@@ -183,6 +238,9 @@ pub struct Classifier {
     /// (rule index, pattern index) per regex in `set`, and the regex itself for positions.
     regexes: Vec<(usize, usize, Regex)>,
     tie_rank: [usize; 3],
+    fees: HashSet<String>,
+    points: HashSet<String>,
+    progress: Vec<String>,
     opt_out: HashSet<String>,
     opt_in: HashSet<String>,
     escalate: Vec<String>,
@@ -393,6 +451,9 @@ impl Classifier {
         let word_set =
             |v: &[String]| -> HashSet<String> { v.iter().map(|w| intent_key(&fold(w))).collect() };
         Ok(Classifier {
+            fees: word_set(&file.intents.fees),
+            points: word_set(&file.intents.points),
+            progress: file.intents.progress.iter().map(|w| fold(w)).collect(),
             opt_out: word_set(&file.intents.opt_out),
             opt_in: word_set(&file.intents.opt_in),
             escalate: file.intents.escalate.iter().map(|w| fold(w)).collect(),
@@ -642,7 +703,42 @@ impl Classifier {
         if self.escalate.iter().any(|p| folded.contains(p.as_str())) {
             return Intent::Escalate;
         }
+        if self.query_folded(folded).is_some() {
+            return Intent::SelfService;
+        }
         Intent::Case
+    }
+
+    /// The self-service query of a text, if it is one.
+    pub fn query_of(&self, text: &str) -> Option<Query> {
+        let mut buf = String::new();
+        let clipped: &str = match text.char_indices().nth(MAX_CLASSIFY_CHARS) {
+            Some((b, _)) => &text[..b],
+            None => text,
+        };
+        self.fold.fold_into(clipped, &mut buf);
+        self.query_folded(&buf)
+    }
+
+    fn query_folded(&self, folded: &str) -> Option<Query> {
+        static CASE_NO: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+            Regex::new(r"(?-u:\b)sb\s*0*([1-9][0-9]{0,11})(?-u:\b)").expect("valid")
+        });
+        let key = intent_key(folded);
+        if let Some(c) = CASE_NO.captures(folded) {
+            let n: i64 = c[1].parse().ok()?;
+            let bare = key.trim_start_matches("sb").trim_start_matches('0') == &c[1];
+            if bare || self.progress.iter().any(|w| folded.contains(w.as_str())) {
+                return Some(Query::CaseProgress(CaseId(n)));
+            }
+        }
+        if self.fees.contains(&key) {
+            return Some(Query::Fees);
+        }
+        if self.points.contains(&key) {
+            return Some(Query::Points);
+        }
+        None
     }
 
     /// The folded keywords of each rule (for eval reports and benchmarks).
@@ -677,6 +773,33 @@ fn ascii_word_boundaries(pat: &str) -> String {
         }
     }
     out
+}
+
+/// A whole-message answer to a survey, normalised: `1`..`5` (digits or satisfaction words,
+/// 5 = very satisfied), `yes`, `no`. Counted as an answer only while a survey waits for the
+/// sender (the store decides).
+pub fn survey_answer(text: &str) -> Option<String> {
+    let t: String = text
+        .chars()
+        .map(|c| match c as u32 {
+            0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            _ => c,
+        })
+        .filter(|c| c.is_alphanumeric())
+        .collect::<String>()
+        .to_lowercase();
+    let v = match t.as_str() {
+        "1" | "2" | "3" | "4" | "5" => t.as_str(),
+        "非常满意" | "很满意" | "verysatisfied" => "5",
+        "满意" | "滿意" | "satisfied" | "good" => "4",
+        "一般" | "还行" | "neutral" | "ok" | "okay" => "3",
+        "不满意" | "不滿意" | "dissatisfied" | "unsatisfied" | "bad" => "2",
+        "非常不满意" | "很不满意" | "verydissatisfied" => "1",
+        "是" | "是的" | "yes" | "y" => "yes",
+        "否" | "不是" | "no" => "no",
+        _ => return None,
+    };
+    Some(v.to_string())
 }
 
 /// Buffers reused by [`Classifier::category`] on each thread.
@@ -847,6 +970,44 @@ phrases = ["不是投诉", "not a complaint"]
                 r.text
             );
         }
+    }
+
+    #[test]
+    fn self_service_queries_and_survey_answers_are_recognised() {
+        let c = c();
+        assert_eq!(c.query_of("查话费"), Some(Query::Fees));
+        assert_eq!(c.query_of("余额？"), Some(Query::Fees));
+        assert_eq!(c.query_of("积分"), Some(Query::Points));
+        assert_eq!(
+            c.query_of("查询工单SB00000042的进度"),
+            Some(Query::CaseProgress(CaseId(42)))
+        );
+        assert_eq!(
+            c.query_of("ＳＢ００００００４２"),
+            Some(Query::CaseProgress(CaseId(42)))
+        );
+        assert_eq!(
+            c.query_of("status of sb42 please"),
+            Some(Query::CaseProgress(CaseId(42)))
+        );
+        assert_eq!(
+            c.query_of("乱扣话费，我要投诉"),
+            None,
+            "a complaint about fees is not a query"
+        );
+        assert_eq!(
+            c.query_of("SB00000042 还是没修好"),
+            None,
+            "a case number alone in a complaint is a reply"
+        );
+        assert_eq!(c.classify("积分").intent, Intent::SelfService);
+        assert_eq!(survey_answer("5"), Some("5".into()));
+        assert_eq!(survey_answer("５"), Some("5".into()));
+        assert_eq!(survey_answer("非常满意！"), Some("5".into()));
+        assert_eq!(survey_answer("不满意"), Some("2".into()));
+        assert_eq!(survey_answer("Yes"), Some("yes".into()));
+        assert_eq!(survey_answer("6"), None);
+        assert_eq!(survey_answer("宽带坏了"), None);
     }
 
     #[test]

@@ -105,6 +105,19 @@ pub enum Intent {
     OptOut,
     OptIn,
     Escalate,
+    /// An answer to a survey that waits for this customer (decided in the transaction).
+    SurveyAnswer,
+    /// A self-service query: fees, points, or a case's progress.
+    SelfService,
+}
+
+/// What a self-service message asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "case")]
+pub enum Query {
+    Fees,
+    Points,
+    CaseProgress(CaseId),
 }
 
 impl Intent {
@@ -114,6 +127,8 @@ impl Intent {
             Intent::OptOut => "opt_out",
             Intent::OptIn => "opt_in",
             Intent::Escalate => "escalate",
+            Intent::SurveyAnswer => "survey_answer",
+            Intent::SelfService => "self_service",
         }
     }
 }

@@ -14,7 +14,7 @@ mod sqlite_writer;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::domain::{CaseId, Category, Channel, Intent, Lang};
+use crate::domain::{CaseId, Category, Channel, Intent, Lang, Query};
 use async_trait::async_trait;
 use serde::Serialize;
 use std::sync::Arc;
@@ -68,6 +68,10 @@ pub struct IntakeRequest {
     pub dedupe_window_ms: i64,
     pub category: Category,
     pub intent: Intent,
+    /// The self-service query when `intent` is `SelfService`.
+    pub query: Option<Query>,
+    /// A normalised survey answer candidate; it becomes one only if a survey waits.
+    pub survey_answer: Option<String>,
     pub rules_version: String,
     pub lang: Lang,
     pub now_ms: i64,
@@ -90,6 +94,19 @@ pub struct AckContext {
     pub customer: String,
     pub service_addr: String,
     pub tier: i64,
+    pub query: Option<Query>,
+    /// The asked-for case when it exists and belongs to the customer.
+    pub progress: Option<CaseProgress>,
+}
+
+/// What a customer may learn about their own case by self-service.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CaseProgress {
+    pub id: i64,
+    pub status: String,
+    pub category: String,
+    pub tier: i64,
+    pub resolve_due_at: i64,
 }
 
 /// A message to queue in the outbox.
@@ -372,6 +389,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<i64>;
     /// (name, role) of a live token.
     async fn api_token(&self, token_hash: &str) -> StoreResult<Option<(String, String)>>;
+    /// Records that a survey waits for this customer's answer until `expires_ms`.
+    async fn await_survey(
+        &self,
+        channel: Channel,
+        address: &str,
+        survey: &str,
+        case_id: Option<i64>,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> StoreResult<()>;
+    /// Answers received for a survey: (address, answer).
+    async fn survey_answers(&self, survey: &str) -> StoreResult<Vec<(String, String)>>;
     /// Flushes and closes connections.
     async fn close(&self);
 }
@@ -410,6 +439,7 @@ pub(crate) fn merged_category(existing: Category, incoming: Category, intent: In
     existing.max(incoming)
 }
 
+/// Whether a message with this intent opens or joins a case.
 pub(crate) fn opens_case(intent: Intent) -> bool {
     matches!(intent, Intent::Case | Intent::Escalate)
 }

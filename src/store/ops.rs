@@ -44,8 +44,37 @@ macro_rules! common_ops {
                 return Ok(IntakeOutcome::Duplicate { message_id });
             }
 
+            // A survey answer only counts while a survey waits for this customer.
+            let mut intent = req.intent;
+            let mut survey: Option<(String, Option<i64>)> = None;
+            if intent == Intent::Case && req.survey_answer.is_some() {
+                survey = sqlx::query_as(
+                    "SELECT survey, case_id FROM survey_waits WHERE channel = $1 AND address = $2 AND expires_at > $3",
+                )
+                .bind(m.channel.as_str())
+                .bind(&m.from)
+                .bind(req.now_ms)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if survey.is_some() {
+                    intent = Intent::SurveyAnswer;
+                }
+            }
+            let progress: Option<crate::store::CaseProgress> = match req.query {
+                Some(crate::domain::Query::CaseProgress(id)) => {
+                    sqlx::query_as(
+                        "SELECT id, status, category, tier, resolve_due_at FROM cases WHERE id = $1 AND customer = $2",
+                    )
+                    .bind(id.0)
+                    .bind(&m.from)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                }
+                _ => None,
+            };
+
             let mut case: Option<(i64, bool, Category, i64)> = None;
-            if opens_case(req.intent) {
+            if opens_case(intent) {
                 let found: Option<(i64, String, i64)> = sqlx::query_as(
                     "SELECT id, category, tier FROM cases WHERE customer = $1 AND channel = $2 \
                      AND status IN ('open', 'acknowledged') AND last_message_at >= $3 \
@@ -130,15 +159,36 @@ macro_rules! common_ops {
             .bind(&m.text)
             .bind(&m.raw)
             .bind(req.category.as_str())
-            .bind(req.intent.as_str())
+            .bind(intent.as_str())
             .bind(&req.rules_version)
             .bind(case.map(|c| c.0))
             .bind(req.now_ms)
             .fetch_one(&mut *conn)
             .await?;
 
-            if matches!(req.intent, Intent::OptOut | Intent::OptIn) {
-                let out = req.intent == Intent::OptOut;
+            if let (Some((name, survey_case)), Some(answer)) = (&survey, &req.survey_answer) {
+                sqlx::query(
+                    "INSERT INTO survey_answers (survey, channel, address, case_id, answer, message_id, at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(name)
+                .bind(m.channel.as_str())
+                .bind(&m.from)
+                .bind(survey_case)
+                .bind(answer)
+                .bind(message_id)
+                .bind(req.now_ms)
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query("DELETE FROM survey_waits WHERE channel = $1 AND address = $2")
+                    .bind(m.channel.as_str())
+                    .bind(&m.from)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+
+            if matches!(intent, Intent::OptOut | Intent::OptIn) {
+                let out = intent == Intent::OptOut;
                 sqlx::query(
                     "INSERT INTO contacts (channel, address, opted_out_at, opted_in_at, source_message) \
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (channel, address) DO UPDATE SET \
@@ -158,12 +208,14 @@ macro_rules! common_ops {
                 case_id: case.map(|c| CaseId(c.0)),
                 new_case: case.is_some_and(|c| c.1),
                 category: case.map(|c| c.2).unwrap_or(req.category),
-                intent: req.intent,
+                intent,
                 lang: req.lang,
                 channel: m.channel,
                 customer: m.from.clone(),
                 service_addr: m.to.clone(),
                 tier: case.map(|c| c.3).unwrap_or(1),
+                query: req.query,
+                progress,
             };
             let mut ack_message_id = None;
             if let Some(d) = req.ack.build(&ctx) {
@@ -490,6 +542,30 @@ macro_rules! common_ops {
                 .await?)
         }
 
+        pub async fn await_survey(pool: &Pool<$DB>, channel: &str, address: &str, survey: &str, case_id: Option<i64>, now_ms: i64, expires_ms: i64) -> StoreResult<()> {
+            sqlx::query(
+                "INSERT INTO survey_waits (channel, address, survey, case_id, sent_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (channel, address) DO UPDATE SET survey = excluded.survey, case_id = excluded.case_id, \
+                 sent_at = excluded.sent_at, expires_at = excluded.expires_at",
+            )
+            .bind(channel)
+            .bind(address)
+            .bind(survey)
+            .bind(case_id)
+            .bind(now_ms)
+            .bind(expires_ms)
+            .execute(pool)
+            .await?;
+            Ok(())
+        }
+
+        pub async fn survey_answers(pool: &Pool<$DB>, survey: &str) -> StoreResult<Vec<(String, String)>> {
+            Ok(sqlx::query_as("SELECT address, answer FROM survey_answers WHERE survey = $1 ORDER BY id")
+                .bind(survey)
+                .fetch_all(pool)
+                .await?)
+        }
+
         pub async fn opted_out(pool: &Pool<$DB>, channel: &str, address: &str) -> StoreResult<bool> {
             let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
                 "SELECT opted_out_at, opted_in_at FROM contacts WHERE channel = $1 AND address = $2",
@@ -630,6 +706,29 @@ macro_rules! impl_store {
             }
             async fn api_token(&self, hash: &str) -> StoreResult<Option<(String, String)>> {
                 ops::api_token(&self.pool, hash).await
+            }
+            async fn await_survey(
+                &self,
+                channel: Channel,
+                address: &str,
+                survey: &str,
+                case_id: Option<i64>,
+                now_ms: i64,
+                expires_ms: i64,
+            ) -> StoreResult<()> {
+                ops::await_survey(
+                    &self.pool,
+                    channel.as_str(),
+                    address,
+                    survey,
+                    case_id,
+                    now_ms,
+                    expires_ms,
+                )
+                .await
+            }
+            async fn survey_answers(&self, survey: &str) -> StoreResult<Vec<(String, String)>> {
+                ops::survey_answers(&self.pool, survey).await
             }
             async fn close(&self) {
                 self.pool.close().await;

@@ -119,8 +119,36 @@ fn intake_one(c: &Connection, req: &IntakeRequest) -> StoreResult<IntakeOutcome>
         return Ok(IntakeOutcome::Duplicate { message_id });
     }
 
+    // A survey answer only counts while a survey waits for this customer.
+    let mut intent = req.intent;
+    let mut survey: Option<(String, Option<i64>)> = None;
+    if intent == Intent::Case && req.survey_answer.is_some() {
+        survey = c
+            .prepare_cached("SELECT survey, case_id FROM survey_waits WHERE channel = ?1 AND address = ?2 AND expires_at > ?3")?
+            .query_row(params![m.channel.as_str(), m.from, req.now_ms], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if survey.is_some() {
+            intent = Intent::SurveyAnswer;
+        }
+    }
+    let progress = match req.query {
+        Some(crate::domain::Query::CaseProgress(id)) => c
+            .prepare_cached("SELECT id, status, category, tier, resolve_due_at FROM cases WHERE id = ?1 AND customer = ?2")?
+            .query_row(params![id.0, m.from], |r| {
+                Ok(crate::store::CaseProgress {
+                    id: r.get(0)?,
+                    status: r.get(1)?,
+                    category: r.get(2)?,
+                    tier: r.get(3)?,
+                    resolve_due_at: r.get(4)?,
+                })
+            })
+            .optional()?,
+        _ => None,
+    };
+
     let mut case: Option<(i64, bool, Category, i64)> = None;
-    if opens_case(req.intent) {
+    if opens_case(intent) {
         let found: Option<(i64, String, i64)> = c
             .prepare_cached(
                 "SELECT id, category, tier FROM cases WHERE customer = ?1 AND channel = ?2 \
@@ -208,7 +236,7 @@ fn intake_one(c: &Connection, req: &IntakeRequest) -> StoreResult<IntakeOutcome>
                 m.text,
                 m.raw,
                 req.category.as_str(),
-                req.intent.as_str(),
+                intent.as_str(),
                 req.rules_version,
                 case.map(|c| c.0),
                 req.now_ms
@@ -216,8 +244,18 @@ fn intake_one(c: &Connection, req: &IntakeRequest) -> StoreResult<IntakeOutcome>
             |r| r.get(0),
         )?;
 
-    if matches!(req.intent, Intent::OptOut | Intent::OptIn) {
-        let out = req.intent == Intent::OptOut;
+    if let (Some((name, survey_case)), Some(answer)) = (&survey, &req.survey_answer) {
+        c.prepare_cached(
+            "INSERT INTO survey_answers (survey, channel, address, case_id, answer, message_id, at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![name, m.channel.as_str(), m.from, survey_case, answer, message_id, req.now_ms])?;
+        c.prepare_cached("DELETE FROM survey_waits WHERE channel = ?1 AND address = ?2")?
+            .execute(params![m.channel.as_str(), m.from])?;
+    }
+
+    if matches!(intent, Intent::OptOut | Intent::OptIn) {
+        let out = intent == Intent::OptOut;
         c.prepare_cached(
             "INSERT INTO contacts (channel, address, opted_out_at, opted_in_at, source_message) \
              VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (channel, address) DO UPDATE SET \
@@ -237,12 +275,14 @@ fn intake_one(c: &Connection, req: &IntakeRequest) -> StoreResult<IntakeOutcome>
         case_id: case.map(|c| CaseId(c.0)),
         new_case: case.is_some_and(|c| c.1),
         category: case.map(|c| c.2).unwrap_or(req.category),
-        intent: req.intent,
+        intent,
         lang: req.lang,
         channel: m.channel,
         customer: m.from.clone(),
         service_addr: m.to.clone(),
         tier: case.map(|c| c.3).unwrap_or(1),
+        query: req.query,
+        progress,
     };
     let mut ack_message_id = None;
     if let Some(d) = req.ack.build(&ctx) {
