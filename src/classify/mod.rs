@@ -16,7 +16,7 @@ mod normalize;
 pub use normalize::{FoldTable, Folded};
 
 use crate::domain::{CaseId, Category, Intent, Query};
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -421,6 +421,12 @@ impl Classifier {
             Some(
                 AhoCorasickBuilder::new()
                     .match_kind(MatchKind::Standard)
+                    // A full DFA is the fastest overlapping search; past ~50k pattern bytes its
+                    // memory grows large, so big rule sets let the crate choose.
+                    .kind(
+                        (patterns_ac.iter().map(String::len).sum::<usize>() < 50_000)
+                            .then_some(AhoCorasickKind::DFA),
+                    )
                     .build(&patterns_ac)
                     .map_err(|e| RulesError::Rule {
                         rule_id: "(keywords)".into(),
