@@ -24,6 +24,7 @@ pub struct Application {
     port: u16,
     state: AppState,
     worker: Option<Worker>,
+    email_worker: Option<Worker>,
     store: Arc<dyn Store>,
     grace: Duration,
 }
@@ -50,34 +51,8 @@ impl Application {
                 unsecured.join(", ")
             );
         }
-        let classifier = Arc::new(match &settings.classifier.rules {
-            Some(p) => Classifier::from_path(p)?,
-            None => Classifier::builtin(),
-        });
-        let store = crate::store::open(
-            settings.database.url.expose(),
-            settings.database.max_connections,
-            settings.database.group_commit_max,
-        )
-        .await?;
-        let acks = Arc::new(AckRenderer::new(&settings)?);
-        let notify = Arc::new(Notify::new());
-        let intake = Arc::new(Intake::new(
-            &settings,
-            store.clone(),
-            clock.clone(),
-            classifier,
-            acks,
-            notify.clone(),
-        ));
-        let rules = crate::classify::live::LiveRules::init(
-            store.clone(),
-            intake.clone(),
-            settings.classifier.rules.clone(),
-            settings.classifier.labeled_set.clone(),
-            settings.classifier.min_macro_f1,
-        )
-        .await?;
+        let (store, intake, rules) = build_intake(&settings, clock.clone()).await?;
+        let notify = intake.outbox_notify.clone();
         let metrics = Arc::new(Metrics::default());
         let o = &settings.sms.outbound;
         let worker = (o.enabled && !o.paused).then(|| Worker {
@@ -100,6 +75,31 @@ impl Application {
                 grace: Duration::from_secs(settings.server.shutdown_grace_secs),
             },
         });
+        let e = &settings.email.smtp;
+        let email_worker = if e.enabled {
+            Some(Worker {
+                store: store.clone(),
+                clock: clock.clone(),
+                sender: Arc::new(crate::outbound::email::SmtpSender::new(&settings)?),
+                notify: intake.email_notify.clone(),
+                metrics: metrics.clone(),
+                config: WorkerConfig {
+                    channel: Channel::Email,
+                    concurrency: e.concurrency.max(1),
+                    rate_per_sec: e.rate_per_sec,
+                    max_attempts: e.max_attempts.max(1),
+                    backoff: Backoff {
+                        base: Duration::from_millis(e.backoff_base_ms),
+                        max: Duration::from_millis(e.backoff_max_ms),
+                    },
+                    lease_ms: ((e.timeout_secs * 2 + 30) * 1000) as i64
+                        + (e.concurrency as f64 * 2.0 / e.rate_per_sec * 1000.0) as i64,
+                    grace: Duration::from_secs(settings.server.shutdown_grace_secs),
+                },
+            })
+        } else {
+            None
+        };
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding server.listen {listen}"))?;
@@ -116,6 +116,7 @@ impl Application {
             port,
             state,
             worker,
+            email_worker,
             store,
             grace,
         })
@@ -140,6 +141,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let worker = self.worker.map(|w| tokio::spawn(w.run(stop.clone())));
+        let email_worker = self.email_worker.map(|w| tokio::spawn(w.run(stop.clone())));
         tokio::spawn(reload_on_sighup(self.state.rules.clone(), stop.clone()));
         tracing::info!(port = self.port, "switchboard listening");
         let stop2 = stop.clone();
@@ -152,18 +154,58 @@ impl Application {
             })
             .await;
         stop.cancel();
-        if let Some(w) = worker
-            && tokio::time::timeout(self.grace + Duration::from_secs(1), w)
+        for w in [worker, email_worker].into_iter().flatten() {
+            if tokio::time::timeout(self.grace + Duration::from_secs(1), w)
                 .await
                 .is_err()
-        {
-            tracing::warn!("outbox worker did not stop in time");
+            {
+                tracing::warn!("outbox worker did not stop in time");
+            }
         }
         self.store.close().await;
         served.context("HTTP server")?;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Store, intake and live rules: everything that takes a message in, without the HTTP server
+/// or the senders (`ingest-email` uses this alone).
+///
+/// # Errors
+/// Database, templates or rules that do not open.
+pub async fn build_intake(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(
+    Arc<dyn Store>,
+    Arc<Intake>,
+    Arc<crate::classify::live::LiveRules>,
+)> {
+    let store = crate::store::open(
+        settings.database.url.expose(),
+        settings.database.max_connections,
+        settings.database.group_commit_max,
+    )
+    .await?;
+    let acks = Arc::new(AckRenderer::new(settings)?);
+    let intake = Arc::new(Intake::new(
+        settings,
+        store.clone(),
+        clock,
+        Arc::new(Classifier::builtin()),
+        acks,
+        Arc::new(Notify::new()),
+    ));
+    let rules = crate::classify::live::LiveRules::init(
+        store.clone(),
+        intake.clone(),
+        settings.classifier.rules.clone(),
+        settings.classifier.labeled_set.clone(),
+        settings.classifier.min_macro_f1,
+    )
+    .await?;
+    Ok((store, intake, rules))
 }
 
 /// SIGHUP re-reads `classifier.rules`; a refused file is logged and the live rules stay.

@@ -101,6 +101,9 @@ pub struct InboundSettings {
     pub dlr_token: Option<Secret>,
     pub twilio_auth_token: Option<Secret>,
     pub twilio_url: Option<String>,
+    pub email_token: Option<Secret>,
+    /// Mailgun webhook signing key: `signature` = HMAC-SHA256(key, timestamp + token).
+    pub mailgun_signing_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,7 +145,13 @@ pub struct SmsOutboundSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmailSettings {
+    /// Our address: From of every outbound mail; its domain names our Message-IDs.
     pub from: String,
+    /// Largest inbound message accepted (bytes); larger ones get 413 / exit 65.
+    pub max_bytes: usize,
+    /// At most this many acknowledgements per sender within `ack_window_secs`.
+    pub ack_limit: u32,
+    pub ack_window_secs: u64,
     pub smtp: SmtpSettings,
 }
 
@@ -163,6 +172,14 @@ pub struct SmtpSettings {
     #[serde(default, deserialize_with = "lossy_opt_string")]
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// false: no email is queued (acks included).
+    pub enabled: bool,
+    pub rate_per_sec: f64,
+    pub concurrency: usize,
+    pub timeout_secs: u64,
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
 }
 
 /// A value that must never reach a log line: `Debug` and `Display` print `***`.
@@ -318,6 +335,9 @@ impl Settings {
         }
         if i.twilio_auth_token.is_none() {
             v.push("inbound.twilio_auth_token");
+        }
+        if i.email_token.is_none() && i.mailgun_signing_key.is_none() {
+            v.push("inbound.email_token");
         }
         v
     }

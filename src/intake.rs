@@ -27,6 +27,8 @@ pub struct AckRenderer {
     resolve_hours: f64,
     ack_replies: bool,
     sms_enabled: bool,
+    email_enabled: bool,
+    email_from: String,
     zone: chrono_tz::Tz,
 }
 
@@ -44,6 +46,8 @@ impl AckRenderer {
             resolve_hours: settings.sla.resolve_hours,
             ack_replies: settings.intake.ack_replies,
             sms_enabled: settings.sms.outbound.enabled,
+            email_enabled: settings.email.smtp.enabled,
+            email_from: settings.email.from.clone(),
             zone: settings.time.zone,
         })
     }
@@ -60,6 +64,7 @@ impl AckRenderer {
     /// The text of the acknowledgement for `ctx`, or `None` when nothing is to be sent.
     pub fn text(&self, ctx: &AckContext) -> Option<String> {
         let name = match (ctx.intent, ctx.new_case) {
+            (Intent::Automated, _) => return None,
             (Intent::OptOut, _) => "opt_out",
             (Intent::OptIn, _) => "opt_in",
             (Intent::Escalate, _) => "escalate",
@@ -104,6 +109,24 @@ impl AckRenderer {
     }
 }
 
+/// The domain of our address, which names our Message-IDs (`<sb-42@domain>`).
+pub fn email_domain(from: &str) -> String {
+    from.rsplit_once('@')
+        .map(|(_, d)| d.trim_end_matches('>').trim().to_ascii_lowercase())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "switchboard.local".into())
+}
+
+/// Our outbound message id from a Message-ID we generated (`sb-42@domain`).
+pub fn our_message_id(id: &str, domain: &str) -> Option<i64> {
+    let id = id.trim().trim_start_matches('<').trim_end_matches('>');
+    let (local, d) = id.rsplit_once('@')?;
+    if !d.eq_ignore_ascii_case(domain) {
+        return None;
+    }
+    local.strip_prefix("sb-")?.parse().ok()
+}
+
 fn status_zh(s: &str) -> &'static str {
     match s {
         "open" => "已受理，等待处理",
@@ -144,13 +167,56 @@ impl AckBuilder for AckRenderer {
                     to: ctx.customer.clone(),
                     subject: None,
                     text,
+                    html: None,
+                    headers: None,
                     kind: "ack",
                     encoding: seg.encoding.as_str(),
                     segments: seg.segments as i64,
                 })
             }
-            // Email acknowledgements arrive with the email channel (issue 3).
-            Channel::Email => None,
+            Channel::Email => {
+                if !self.email_enabled {
+                    return None;
+                }
+                // RFC 3834: only to a real return path; never to machines.
+                let to = ctx.reply_to.clone().filter(|r| !r.is_empty())?;
+                let text = self.text(ctx)?;
+                let case_no = ctx.case_id.map(|c| c.to_string()).unwrap_or_default();
+                let values = minijinja::context! {
+                    case_no => case_no,
+                    subject => ctx.subject.clone().unwrap_or_default(),
+                    body => text,
+                    service_name => self.service_name,
+                    service_name_en => self.service_name_en,
+                };
+                let rendered = self
+                    .templates
+                    .render("email_subject", ctx.lang, values.clone())
+                    .and_then(|s| Ok((s, self.templates.render_html("email", ctx.lang, values)?)));
+                let (subject, html) = match rendered {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::error!(error = %e, "email acknowledgement template failed; no ack queued");
+                        return None;
+                    }
+                };
+                let headers = ctx.in_reply_to.as_ref().map(|id| {
+                    serde_json::json!({ "in_reply_to": id, "references": [id] }).to_string()
+                });
+                Some(OutboundDraft {
+                    channel: Channel::Email,
+                    driver: "smtp".into(),
+                    from: self.email_from.clone(),
+                    to,
+                    subject: Some(subject),
+                    text,
+                    html: Some(html),
+                    headers,
+                    kind: "ack",
+                    encoding: "utf-8",
+                    segments: 1,
+                })
+            }
         }
     }
 }
@@ -168,6 +234,10 @@ pub struct Intake {
     ack_ms: i64,
     resolve_ms: i64,
     default_lang: Lang,
+    email_domain: String,
+    email_ack_limit: (i64, i64),
+    /// Wakes the email worker (the SMS worker uses `outbox_notify`).
+    pub email_notify: Arc<Notify>,
 }
 
 impl Intake {
@@ -190,6 +260,12 @@ impl Intake {
             ack_ms: (settings.sla.ack_hours * 3_600_000.0) as i64,
             resolve_ms: (settings.sla.resolve_hours * 3_600_000.0) as i64,
             default_lang: settings.templates.default_lang,
+            email_domain: email_domain(&settings.email.from),
+            email_ack_limit: (
+                settings.email.ack_limit as i64,
+                settings.email.ack_window_secs as i64 * 1000,
+            ),
+            email_notify: Arc::new(Notify::new()),
         }
     }
 
@@ -212,17 +288,39 @@ impl Intake {
     pub fn plan(&self, msg: NewInbound) -> IntakeRequest {
         let now_ms = self.clock.now_ms();
         let classifier = self.classifier();
+        let body_for_rules = msg
+            .email
+            .as_ref()
+            .map(|e| e.text_for_rules.as_str())
+            .unwrap_or(msg.text.as_str());
         let text_for_rules = match &msg.subject {
-            Some(s) if !s.is_empty() => format!("{s}\n{}", msg.text),
-            _ => msg.text.clone(),
+            Some(s) if !s.is_empty() => format!("{s}\n{body_for_rules}"),
+            _ => body_for_rules.to_string(),
         };
         let category = classifier.category(&text_for_rules);
-        let intent = classifier.intent_of(&msg.text);
+        let automated = msg.email.as_ref().and_then(|e| e.automated).is_some();
+        let intent = if automated {
+            Intent::Automated
+        } else {
+            classifier.intent_of(body_for_rules)
+        };
+        let thread_message_ids: Vec<i64> = msg
+            .email
+            .as_ref()
+            .map(|e| {
+                e.refs
+                    .iter()
+                    .filter_map(|r| our_message_id(r, &self.email_domain))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let case_ref = msg.email.as_ref().and_then(|e| e.case_ref);
+        let ack_limit = msg.email.as_ref().map(|_| self.email_ack_limit);
         let query = (intent == Intent::SelfService)
-            .then(|| classifier.query_of(&msg.text))
+            .then(|| classifier.query_of(body_for_rules))
             .flatten();
         let survey_answer = (intent == Intent::Case)
-            .then(|| crate::classify::survey_answer(&msg.text))
+            .then(|| crate::classify::survey_answer(body_for_rules))
             .flatten();
         let lang = Lang::detect(&msg.text, self.default_lang);
         let dedupe_key = msg
@@ -245,6 +343,9 @@ impl Intake {
             reply_window_ms: self.reply_window_ms,
             ack_due_ms: now_ms + self.ack_ms,
             resolve_due_ms: now_ms + self.resolve_ms,
+            thread_message_ids,
+            case_ref,
+            ack_limit,
             ack: self.acks.clone(),
             msg,
         }
@@ -271,6 +372,100 @@ impl Intake {
     }
 }
 
+/// Why an email was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum EmailRefused {
+    /// Not an email, empty, over the size cap: a retry cannot help.
+    #[error("{0}")]
+    Bad(#[from] crate::inbound::BadInput),
+    /// The database failed: a retry can help.
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl Intake {
+    /// Parses a raw RFC 5322 message (off the async threads, a parser panic contained), applies
+    /// a delivery-status report to the outbound message it names, and runs intake. Machine
+    /// mail (auto-replies, lists, bulk, bounces) is stored but opens no case and gets no ack.
+    ///
+    /// # Errors
+    /// [`EmailRefused::Bad`] for input that is not an acceptable email, `Store` for database errors.
+    pub async fn accept_email(
+        &self,
+        raw: Vec<u8>,
+        max_bytes: usize,
+    ) -> Result<IntakeOutcome, EmailRefused> {
+        let (parsed, raw) = tokio::task::spawn_blocking(move || {
+            let p = crate::inbound::email::parse(&raw, max_bytes);
+            (p, raw)
+        })
+        .await
+        .map_err(|_| crate::inbound::BadInput::new("email", "the message could not be parsed"))?;
+        let p = parsed?;
+        if let Some(dsn) = &p.dsn
+            && let Some(orig) = dsn.original_message_id.as_deref()
+            && let Some(id) = our_message_id(orig, &self.email_domain)
+        {
+            for r in &dsn.recipients {
+                let status = if r.status.starts_with('5') || r.action.eq_ignore_ascii_case("failed")
+                {
+                    crate::store::DeliveryStatus::Failed
+                } else if r.status.starts_with('4') || r.action.eq_ignore_ascii_case("delayed") {
+                    crate::store::DeliveryStatus::Delayed
+                } else if r.action.eq_ignore_ascii_case("delivered") {
+                    crate::store::DeliveryStatus::Delivered
+                } else {
+                    continue;
+                };
+                let detail = format!(
+                    "DSN {} {} for {}{}",
+                    r.action,
+                    r.status,
+                    r.final_recipient,
+                    r.diagnostic
+                        .as_deref()
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
+                );
+                self.store
+                    .apply_dlr(&crate::store::DlrUpdate {
+                        message_id: Some(id),
+                        provider_id: None,
+                        status,
+                        detail,
+                        now_ms: self.clock.now_ms(),
+                    })
+                    .await?;
+            }
+        }
+        let reply_to = match &p.return_path {
+            Some(rp) if rp.is_empty() => None,
+            Some(rp) => Some(rp.clone()),
+            None => Some(p.from.clone()),
+        };
+        let mut refs = p.in_reply_to.clone();
+        refs.extend(p.references.iter().cloned());
+        let msg = NewInbound {
+            channel: Channel::Email,
+            dialect: "email",
+            external_id: p.message_id.clone(),
+            from: p.from.clone(),
+            to: p.to.clone(),
+            subject: Some(p.subject.clone()).filter(|s| !s.is_empty()),
+            text: p.text.clone(),
+            raw,
+            email: Some(crate::store::EmailMeta {
+                text_for_rules: p.text_for_classification.clone(),
+                reply_to,
+                refs,
+                case_ref: p.case_ref,
+                automated: p.auto,
+            }),
+        };
+        Ok(self.accept(msg).await?)
+    }
+}
+
 /// Identity of an id-less message: same channel, sender, receiver and text.
 pub fn content_hash(msg: &NewInbound) -> String {
     let mut h = Sha256::new();
@@ -285,4 +480,19 @@ pub fn content_hash(msg: &NewInbound) -> String {
         h.update(part.as_bytes());
     }
     hex::encode(&h.finalize()[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn our_message_ids_are_recognised_only_for_our_domain() {
+        assert_eq!(
+            super::our_message_id("<sb-42@gw.test>", "gw.test"),
+            Some(42)
+        );
+        assert_eq!(super::our_message_id("sb-42@GW.test", "gw.test"), Some(42));
+        assert_eq!(super::our_message_id("sb-42@other.test", "gw.test"), None);
+        assert_eq!(super::our_message_id("abc@gw.test", "gw.test"), None);
+        assert_eq!(super::email_domain("Service <service@gw.test>"), "gw.test");
+    }
 }

@@ -12,21 +12,33 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
-            return std::process::ExitCode::from(70);
-        }
+    // For the MTA pipe every failure a retry could fix, a panic included, must be 75 so the
+    // customer's mail is deferred, never bounced.
+    let mta = matches!(cli.command, switchboard::cli::Command::IngestEmail { .. });
+    let failure = if mta {
+        switchboard::cli::EX_TEMPFAIL
+    } else {
+        1
     };
-    match rt.block_on(switchboard::cli::run(cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::from(1)
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| anyhow::anyhow!("starting the runtime: {e}"))?;
+        rt.block_on(switchboard::cli::run(cli))
+    }));
+    match outcome {
+        Ok(Ok(())) => std::process::ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("switchboard: error: {e:#}");
+            match e.downcast_ref::<switchboard::cli::ExitWith>() {
+                Some(x) => std::process::ExitCode::from(x.code),
+                None => std::process::ExitCode::from(failure),
+            }
+        }
+        Err(_) => {
+            eprintln!("switchboard: internal error (panic)");
+            std::process::ExitCode::from(failure)
         }
     }
 }

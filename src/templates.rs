@@ -68,6 +68,19 @@ const BUILTIN: &[(&str, &str)] = &[
         "progress_unknown.en.txt",
         include_str!("../templates/progress_unknown.en.txt"),
     ),
+    (
+        "email_subject.zh-CN.txt",
+        include_str!("../templates/email_subject.zh-CN.txt"),
+    ),
+    (
+        "email_subject.en.txt",
+        include_str!("../templates/email_subject.en.txt"),
+    ),
+    (
+        "email.zh-CN.html",
+        include_str!("../templates/email.zh-CN.html"),
+    ),
+    ("email.en.html", include_str!("../templates/email.en.html")),
 ];
 
 pub struct Templates {
@@ -87,6 +100,14 @@ impl Templates {
     /// An unreadable override or a template with a syntax error, naming the file.
     pub fn load(dir: Option<&Path>) -> anyhow::Result<Templates> {
         let mut env = Environment::new();
+        // `.html` templates escape what they insert; `.txt` ones do not.
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         for (name, src) in BUILTIN {
             let mut text = src.to_string();
@@ -117,6 +138,24 @@ impl Templates {
         let t = self
             .env
             .get_template(&format!("{name}.{}.txt", lang.as_str()))?;
+        t.render(ctx)
+    }
+}
+
+impl Templates {
+    /// Renders `<name>.<lang>.html` (auto-escaped).
+    ///
+    /// # Errors
+    /// As [`Templates::render`].
+    pub fn render_html(
+        &self,
+        name: &str,
+        lang: Lang,
+        ctx: minijinja::Value,
+    ) -> Result<String, minijinja::Error> {
+        let t = self
+            .env
+            .get_template(&format!("{name}.{}.html", lang.as_str()))?;
         t.render(ctx)
     }
 }

@@ -11,6 +11,9 @@ need_apt=()
 [ -x /usr/sbin/bearerbox ] || need_apt+=(kannel)
 [ -x /usr/lib/kannel/test/fakesmsc ] || need_apt+=(kannel-extras)
 command -v pg_isready >/dev/null || need_apt+=(postgresql)
+command -v swaks >/dev/null || need_apt+=(swaks)
+[ -x /usr/sbin/postfix ] || need_apt+=(postfix)
+/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || need_apt+=(python3-aiosmtpd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   if [ "$(id -u)" != 0 ]; then
@@ -18,6 +21,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     exit 1
   fi
   apt-get update -qq
+  # Postfix without questions and without a system instance (tests run their own).
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 

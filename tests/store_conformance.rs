@@ -16,6 +16,9 @@ const T0: i64 = 1_790_000_000_000;
 struct TestAck;
 impl AckBuilder for TestAck {
     fn build(&self, ctx: &AckContext) -> Option<OutboundDraft> {
+        if ctx.intent == Intent::Automated {
+            return None;
+        }
         Some(OutboundDraft {
             channel: ctx.channel,
             driver: "kannel".into(),
@@ -30,6 +33,8 @@ impl AckBuilder for TestAck {
                 ctx.intent.as_str(),
                 ctx.tier
             ),
+            html: None,
+            headers: None,
             kind: "ack",
             encoding: "gsm7",
             segments: 1,
@@ -54,6 +59,7 @@ fn req(
         subject: None,
         text: text.into(),
         raw: b"raw".to_vec(),
+        email: None,
     };
     IntakeRequest {
         dedupe_key: id.map(|i| format!("kannel:{i}")),
@@ -69,6 +75,9 @@ fn req(
         reply_window_ms: 72 * HOUR,
         ack_due_ms: now + 3 * HOUR,
         resolve_due_ms: now + 72 * HOUR,
+        thread_message_ids: Vec::new(),
+        case_ref: None,
+        ack_limit: None,
         ack: Arc::new(TestAck),
         msg,
     }
@@ -767,6 +776,8 @@ async fn case_progress_is_answered_only_to_the_case_owner(s: Arc<dyn Store>) {
                 to: ctx.customer.clone(),
                 subject: None,
                 text,
+                html: None,
+                headers: None,
                 kind: "ack",
                 encoding: "gsm7",
                 segments: 1,
@@ -815,6 +826,87 @@ async fn case_progress_is_answered_only_to_the_case_owner(s: Arc<dyn Store>) {
     );
 }
 
+async fn email_threads_by_reference_or_case_number_and_acks_are_capped(s: Arc<dyn Store>) {
+    let (_, case, _, ack) = stored(
+        &s.intake(req(
+            "alice@example.com",
+            "broadband down",
+            Some("e-1"),
+            Category::Fault,
+            Intent::Case,
+            T0,
+        ))
+        .await
+        .unwrap(),
+    );
+    let (case, ack) = (case.unwrap(), ack.unwrap());
+    // Outside the reply window, a reference to our ack still finds the case.
+    let mut r = req(
+        "alice@example.com",
+        "still down",
+        Some("e-2"),
+        Category::Fault,
+        Intent::Case,
+        T0 + 500 * HOUR,
+    );
+    r.thread_message_ids = vec![ack];
+    let (_, c, new_case, _) = stored(&s.intake(r).await.unwrap());
+    assert_eq!((c, new_case), (Some(case), false));
+    // A quoted case number works for its owner only.
+    let mut r = req(
+        "alice@example.com",
+        "any news?",
+        Some("e-3"),
+        Category::Inquiry,
+        Intent::Case,
+        T0 + 1000 * HOUR,
+    );
+    r.case_ref = Some(case);
+    assert_eq!(stored(&s.intake(r).await.unwrap()).1, Some(case));
+    let mut r = req(
+        "mallory@example.com",
+        "any news?",
+        Some("e-4"),
+        Category::Inquiry,
+        Intent::Case,
+        T0 + 1000 * HOUR,
+    );
+    r.case_ref = Some(case);
+    assert_ne!(stored(&s.intake(r).await.unwrap()).1, Some(case));
+    // At most 2 acks per sender per window.
+    for i in 0..3 {
+        let mut r = req(
+            "bob@example.com",
+            &format!("m{i}"),
+            Some(&format!("b-{i}")),
+            Category::Fault,
+            Intent::Case,
+            T0 + i,
+        );
+        r.ack_limit = Some((2, HOUR));
+        let (_, _, _, ack) = stored(&s.intake(r).await.unwrap());
+        assert_eq!(ack.is_some(), i < 2, "message {i}");
+    }
+    // Machine mail is stored without case or ack.
+    let (m, c, _, a) = stored(
+        &s.intake(req(
+            "bot@example.com",
+            "out of office",
+            Some("a-1"),
+            Category::Inquiry,
+            Intent::Automated,
+            T0,
+        ))
+        .await
+        .unwrap(),
+    );
+    assert_eq!((c, a), (None, None));
+    assert_eq!(
+        s.message(m).await.unwrap().unwrap().intent.as_deref(),
+        Some("automated")
+    );
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -859,4 +951,5 @@ suite!(
     inbound_since_returns_the_window_oldest_first,
     survey_answers_count_only_while_a_survey_waits,
     case_progress_is_answered_only_to_the_case_owner,
+    email_threads_by_reference_or_case_number_and_acks_are_capped,
 );

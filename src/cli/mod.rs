@@ -42,6 +42,13 @@ pub enum Command {
         json: bool,
         text: String,
     },
+    /// Store one RFC 5322 message from stdin (Postfix pipe(8)). Exit 0 once stored, 65 when it
+    /// is not an acceptable email, 75 (EX_TEMPFAIL) on anything a retry could fix, panics
+    /// included, so the MTA defers instead of bouncing customer mail.
+    IngestEmail {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Admin API tokens.
     Token {
         #[command(subcommand)]
@@ -52,6 +59,51 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+}
+
+/// An error that must end the process with a specific exit code (sysexits.h).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ExitWith {
+    pub code: u8,
+    pub message: String,
+}
+
+pub const EX_DATAERR: u8 = 65;
+pub const EX_TEMPFAIL: u8 = 75;
+
+async fn ingest_email(config: Option<PathBuf>) -> anyhow::Result<()> {
+    use std::io::Read;
+    let temp = |m: String| ExitWith {
+        code: EX_TEMPFAIL,
+        message: m,
+    };
+    let settings =
+        Settings::load(config.as_deref()).map_err(|e| temp(format!("configuration: {e:#}")))?;
+    let max = settings.email.max_bytes;
+    let mut raw = Vec::new();
+    std::io::stdin()
+        .take(max as u64 + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| temp(format!("reading stdin: {e}")))?;
+    let (store, intake, _rules) =
+        crate::app::build_intake(&settings, std::sync::Arc::new(crate::clock::SystemClock))
+            .await
+            .map_err(|e| temp(format!("opening the gateway: {e:#}")))?;
+    let r = intake.accept_email(raw, max).await;
+    store.close().await;
+    match r {
+        Ok(o) => {
+            tracing::info!(?o, "email stored");
+            Ok(())
+        }
+        Err(crate::intake::EmailRefused::Bad(b)) => Err(ExitWith {
+            code: EX_DATAERR,
+            message: format!("refused: {b}"),
+        }
+        .into()),
+        Err(crate::intake::EmailRefused::Store(e)) => Err(temp(format!("storing: {e}")).into()),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,6 +250,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rules { command } => rules(command).await,
+        Command::IngestEmail { config } => ingest_email(config).await,
         Command::Token {
             command: TokenCommand::Create { name, role, config },
         } => {

@@ -109,6 +109,8 @@ pub enum Intent {
     SurveyAnswer,
     /// A self-service query: fees, points, or a case's progress.
     SelfService,
+    /// Machine-sent mail (auto-reply, bounce, list, bulk): stored, never answered.
+    Automated,
 }
 
 /// What a self-service message asks for.
@@ -129,6 +131,7 @@ impl Intent {
             Intent::Escalate => "escalate",
             Intent::SurveyAnswer => "survey_answer",
             Intent::SelfService => "self_service",
+            Intent::Automated => "automated",
         }
     }
 }

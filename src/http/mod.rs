@@ -6,6 +6,7 @@
 
 pub mod api;
 mod dlr;
+mod email;
 mod error;
 mod inbound;
 
@@ -100,6 +101,8 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     let limit = state.settings.server.max_body_bytes;
+    // Room for the multipart envelope around a message of email.max_bytes.
+    let email_limit = state.settings.email.max_bytes + 1024 * 1024;
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -114,6 +117,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/inbound/sms/twilio", post(inbound::twilio))
         .route("/inbound/sms", post(inbound::generic))
+        .route(
+            "/inbound/email",
+            post(email::inbound_email).layer(DefaultBodyLimit::max(email_limit)),
+        )
         .route("/dlr/kannel", get(dlr::kannel_get).post(dlr::kannel_post))
         .route("/dlr/jasmin", get(dlr::jasmin_get).post(dlr::jasmin_post))
         .route("/dlr/generic", post(dlr::generic))

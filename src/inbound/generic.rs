@@ -31,6 +31,7 @@ pub fn parse(body: &[u8], country: &str) -> Result<NewInbound, BadInput> {
         subject: None,
         text: p.text,
         raw: body.to_vec(),
+        email: None,
     })
 }
 

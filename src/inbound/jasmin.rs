@@ -35,6 +35,7 @@ pub fn parse(form: &[u8], country: &str) -> Result<NewInbound, BadInput> {
         subject: None,
         text,
         raw: redact_query(form),
+        email: None,
     })
 }
 

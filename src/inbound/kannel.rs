@@ -69,6 +69,7 @@ pub fn parse(
         subject: None,
         text,
         raw,
+        email: None,
     })
 }
 

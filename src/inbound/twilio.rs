@@ -26,6 +26,7 @@ pub fn parse(form: &[u8], country: &str) -> Result<NewInbound, BadInput> {
         subject: None,
         text: body,
         raw: form.to_vec(),
+        email: None,
     })
 }
 

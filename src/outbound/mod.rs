@@ -4,6 +4,7 @@
 //!
 //! Layout: `segment` (GSM-7/UCS-2 maths), `sms/` (one driver per bridge), `retry` (policy).
 
+pub mod email;
 pub mod retry;
 pub mod segment;
 pub mod sms;

@@ -56,6 +56,23 @@ pub struct NewInbound {
     pub text: String,
     /// The payload as received (query string or body).
     pub raw: Vec<u8>,
+    /// Email only: threading and loop information.
+    pub email: Option<EmailMeta>,
+}
+
+/// What intake needs to know about an email beyond its text.
+#[derive(Debug, Clone, Default)]
+pub struct EmailMeta {
+    /// The text with quoted history removed: what the classifier sees.
+    pub text_for_rules: String,
+    /// Where an acknowledgement goes (Return-Path, else From); None: never acknowledge.
+    pub reply_to: Option<String>,
+    /// Message-IDs from In-Reply-To and References (without <>).
+    pub refs: Vec<String>,
+    /// A case number found in the subject.
+    pub case_ref: Option<i64>,
+    /// Why no automatic reply may be sent (RFC 3834: auto-submitted, list, bulk, bounce...).
+    pub automated: Option<&'static str>,
 }
 
 /// Everything intake decided before touching the database; the store applies it in one
@@ -78,6 +95,12 @@ pub struct IntakeRequest {
     pub reply_window_ms: i64,
     pub ack_due_ms: i64,
     pub resolve_due_ms: i64,
+    /// Our outbound message ids this message refers to (email threading: `<sb-42@domain>`).
+    pub thread_message_ids: Vec<i64>,
+    /// A case number the customer quoted (email subject).
+    pub case_ref: Option<i64>,
+    /// (limit, window ms): no ack when the customer already got `limit` acks in the window.
+    pub ack_limit: Option<(i64, i64)>,
     pub ack: Arc<dyn AckBuilder>,
 }
 
@@ -97,6 +120,10 @@ pub struct AckContext {
     pub query: Option<Query>,
     /// The asked-for case when it exists and belongs to the customer.
     pub progress: Option<CaseProgress>,
+    /// Email: the address acks go to and the customer's Message-ID we reply to.
+    pub reply_to: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub subject: Option<String>,
 }
 
 /// What a customer may learn about their own case by self-service.
@@ -118,6 +145,9 @@ pub struct OutboundDraft {
     pub to: String,
     pub subject: Option<String>,
     pub text: String,
+    /// Email: the HTML alternative and threading headers (JSON).
+    pub html: Option<String>,
+    pub headers: Option<String>,
     pub kind: &'static str,
     pub encoding: &'static str,
     pub segments: i64,
@@ -151,6 +181,9 @@ pub struct OutboxItem {
     pub to: String,
     pub subject: Option<String>,
     pub text: String,
+    pub html: Option<String>,
+    /// JSON: {"in_reply_to": "...", "references": ["..."]}.
+    pub headers: Option<String>,
     pub kind: String,
     pub attempts: i64,
 }
@@ -164,6 +197,8 @@ pub(crate) struct OutboxRow {
     pub to_addr: String,
     pub subject: Option<String>,
     pub body: String,
+    pub body_html: Option<String>,
+    pub headers: Option<String>,
     pub kind: Option<String>,
 }
 
@@ -176,6 +211,8 @@ impl OutboxRow {
             to: self.to_addr,
             subject: self.subject,
             text: self.body,
+            html: self.body_html,
+            headers: self.headers,
             kind: self.kind.unwrap_or_default(),
             attempts: self.attempts,
         }
@@ -188,6 +225,8 @@ impl OutboxRow {
 pub enum DeliveryStatus {
     /// Accepted by the SMSC / queued there.
     Accepted,
+    /// A transient bounce (DSN 4.x.x): still trying somewhere.
+    Delayed,
     Delivered,
     Failed,
 }
@@ -196,6 +235,7 @@ impl DeliveryStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             DeliveryStatus::Accepted => "accepted",
+            DeliveryStatus::Delayed => "delayed",
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Failed => "failed",
         }
@@ -208,7 +248,7 @@ pub fn status_rank(s: &str) -> i32 {
     match s {
         "queued" => 0,
         "sent" => 1,
-        "accepted" => 2,
+        "accepted" | "delayed" => 2,
         "delivered" | "failed" => 3,
         _ => 0,
     }

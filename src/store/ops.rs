@@ -75,16 +75,45 @@ macro_rules! common_ops {
 
             let mut case: Option<(i64, bool, Category, i64)> = None;
             if opens_case(intent) {
-                let found: Option<(i64, String, i64)> = sqlx::query_as(
-                    "SELECT id, category, tier FROM cases WHERE customer = $1 AND channel = $2 \
-                     AND status IN ('open', 'acknowledged') AND last_message_at >= $3 \
-                     ORDER BY last_message_at DESC LIMIT 1",
-                )
-                .bind(&m.from)
-                .bind(m.channel.as_str())
-                .bind(req.now_ms - req.reply_window_ms)
-                .fetch_optional(&mut *conn)
-                .await?;
+                // Threading first: a reference to one of our messages, then a quoted case
+                // number of this customer, then the customer's recent open case.
+                let mut found: Option<(i64, String, i64)> = None;
+                for mid in &req.thread_message_ids {
+                    found = sqlx::query_as(
+                        "SELECT c.id, c.category, c.tier FROM messages m JOIN cases c ON c.id = m.case_id \
+                         WHERE m.id = $1 AND m.direction = 'out' AND c.status IN ('open', 'acknowledged')",
+                    )
+                    .bind(mid)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if found.is_some() {
+                        break;
+                    }
+                }
+                if found.is_none()
+                    && let Some(cid) = req.case_ref
+                {
+                    found = sqlx::query_as(
+                        "SELECT id, category, tier FROM cases WHERE id = $1 AND customer = $2 \
+                         AND status IN ('open', 'acknowledged')",
+                    )
+                    .bind(cid)
+                    .bind(&m.from)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                }
+                if found.is_none() {
+                    found = sqlx::query_as(
+                        "SELECT id, category, tier FROM cases WHERE customer = $1 AND channel = $2 \
+                         AND status IN ('open', 'acknowledged') AND last_message_at >= $3 \
+                         ORDER BY last_message_at DESC LIMIT 1",
+                    )
+                    .bind(&m.from)
+                    .bind(m.channel.as_str())
+                    .bind(req.now_ms - req.reply_window_ms)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                }
                 case = Some(match found {
                     Some((id, cat, tier)) => {
                         let existing: Category = cat.parse().unwrap_or(Category::Inquiry);
@@ -216,13 +245,29 @@ macro_rules! common_ops {
                 tier: case.map(|c| c.3).unwrap_or(1),
                 query: req.query,
                 progress,
+                reply_to: m.email.as_ref().and_then(|e| e.reply_to.clone()),
+                in_reply_to: m.external_id.clone().filter(|_| m.email.is_some()),
+                subject: m.subject.clone(),
             };
+            let mut ack_allowed = true;
+            if let Some((limit, window)) = req.ack_limit {
+                let to = ctx.reply_to.clone().unwrap_or_else(|| m.from.clone());
+                let sent: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM messages WHERE direction = 'out' AND kind = 'ack' AND to_addr = $1 \
+                     AND created_at >= $2",
+                )
+                .bind(&to)
+                .bind(req.now_ms - window)
+                .fetch_one(&mut *conn)
+                .await?;
+                ack_allowed = sent < limit;
+            }
             let mut ack_message_id = None;
-            if let Some(d) = req.ack.build(&ctx) {
+            if let Some(d) = req.ack.build(&ctx).filter(|_| ack_allowed) {
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO messages (direction, channel, dialect, from_addr, to_addr, subject, body, \
-                     case_id, kind, status, encoding, segments, created_at, updated_at) \
-                     VALUES ('out', $1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, $11, $11) RETURNING id",
+                     case_id, kind, status, encoding, segments, created_at, updated_at, body_html, headers) \
+                     VALUES ('out', $1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, $11, $11, $12, $13) RETURNING id",
                 )
                 .bind(d.channel.as_str())
                 .bind(&d.driver)
@@ -235,6 +280,8 @@ macro_rules! common_ops {
                 .bind(d.encoding)
                 .bind(d.segments)
                 .bind(req.now_ms)
+                .bind(&d.html)
+                .bind(&d.headers)
                 .fetch_one(&mut *conn)
                 .await?;
                 sqlx::query("INSERT INTO outbox (message_id, channel, not_before) VALUES ($1, $2, $3)")

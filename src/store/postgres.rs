@@ -68,7 +68,7 @@ impl PgStore {
                FOR UPDATE SKIP LOCKED), \
              claimed AS (UPDATE outbox o SET lease_until = $4 FROM due WHERE o.message_id = due.message_id \
                RETURNING o.message_id, o.attempts) \
-             SELECT c.message_id, c.attempts, m.from_addr, m.to_addr, m.subject, m.body, m.kind \
+             SELECT c.message_id, c.attempts, m.from_addr, m.to_addr, m.subject, m.body, m.body_html, m.headers, m.kind \
              FROM claimed c JOIN messages m ON m.id = c.message_id ORDER BY c.message_id",
         )
         .bind(channel.as_str())

@@ -99,7 +99,7 @@ impl SqliteStore {
         let mut items = Vec::with_capacity(claimed.len());
         for (id, attempts) in claimed {
             let row: Option<super::OutboxRow> = sqlx::query_as(
-                "SELECT id AS message_id, $2 AS attempts, from_addr, to_addr, subject, body, kind \
+                "SELECT id AS message_id, $2 AS attempts, from_addr, to_addr, subject, body, body_html, headers, kind \
                  FROM messages WHERE id = $1",
             )
             .bind(id)

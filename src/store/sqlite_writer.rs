@@ -149,17 +149,47 @@ fn intake_one(c: &Connection, req: &IntakeRequest) -> StoreResult<IntakeOutcome>
 
     let mut case: Option<(i64, bool, Category, i64)> = None;
     if opens_case(intent) {
-        let found: Option<(i64, String, i64)> = c
-            .prepare_cached(
-                "SELECT id, category, tier FROM cases WHERE customer = ?1 AND channel = ?2 \
-                 AND status IN ('open', 'acknowledged') AND last_message_at >= ?3 \
-                 ORDER BY last_message_at DESC LIMIT 1",
-            )?
-            .query_row(
-                params![m.from, m.channel.as_str(), req.now_ms - req.reply_window_ms],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
+        // Threading first: a reference to one of our messages, then a quoted case number of
+        // this customer, then the customer's recent open case.
+        let mut found: Option<(i64, String, i64)> = None;
+        for mid in &req.thread_message_ids {
+            found = c
+                .prepare_cached(
+                    "SELECT c.id, c.category, c.tier FROM messages m JOIN cases c ON c.id = m.case_id \
+                     WHERE m.id = ?1 AND m.direction = 'out' AND c.status IN ('open', 'acknowledged')",
+                )?
+                .query_row(params![mid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            if found.is_some() {
+                break;
+            }
+        }
+        if found.is_none()
+            && let Some(cid) = req.case_ref
+        {
+            found = c
+                .prepare_cached(
+                    "SELECT id, category, tier FROM cases WHERE id = ?1 AND customer = ?2 \
+                     AND status IN ('open', 'acknowledged')",
+                )?
+                .query_row(params![cid, m.from], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+        }
+        if found.is_none() {
+            found = c
+                .prepare_cached(
+                    "SELECT id, category, tier FROM cases WHERE customer = ?1 AND channel = ?2 \
+                     AND status IN ('open', 'acknowledged') AND last_message_at >= ?3 \
+                     ORDER BY last_message_at DESC LIMIT 1",
+                )?
+                .query_row(
+                    params![m.from, m.channel.as_str(), req.now_ms - req.reply_window_ms],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+        }
         case = Some(match found {
             Some((id, cat, tier)) => {
                 let existing: Category = cat.parse().unwrap_or(Category::Inquiry);
@@ -283,14 +313,28 @@ fn intake_one(c: &Connection, req: &IntakeRequest) -> StoreResult<IntakeOutcome>
         tier: case.map(|c| c.3).unwrap_or(1),
         query: req.query,
         progress,
+        reply_to: m.email.as_ref().and_then(|e| e.reply_to.clone()),
+        in_reply_to: m.external_id.clone().filter(|_| m.email.is_some()),
+        subject: m.subject.clone(),
     };
+    let mut ack_allowed = true;
+    if let Some((limit, window)) = req.ack_limit {
+        let to = ctx.reply_to.clone().unwrap_or_else(|| m.from.clone());
+        let sent: i64 = c
+            .prepare_cached(
+                "SELECT COUNT(*) FROM messages WHERE direction = 'out' AND kind = 'ack' AND to_addr = ?1 \
+                 AND created_at >= ?2",
+            )?
+            .query_row(params![to, req.now_ms - window], |r| r.get(0))?;
+        ack_allowed = sent < limit;
+    }
     let mut ack_message_id = None;
-    if let Some(d) = req.ack.build(&ctx) {
+    if let Some(d) = req.ack.build(&ctx).filter(|_| ack_allowed) {
         let id: i64 = c
             .prepare_cached(
                 "INSERT INTO messages (direction, channel, dialect, from_addr, to_addr, subject, body, \
-                 case_id, kind, status, encoding, segments, created_at, updated_at) \
-                 VALUES ('out', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?11) RETURNING id",
+                 case_id, kind, status, encoding, segments, created_at, updated_at, body_html, headers) \
+                 VALUES ('out', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?11, ?12, ?13) RETURNING id",
             )?
             .query_row(
                 params![
@@ -304,7 +348,9 @@ fn intake_one(c: &Connection, req: &IntakeRequest) -> StoreResult<IntakeOutcome>
                     d.kind,
                     d.encoding,
                     d.segments,
-                    req.now_ms
+                    req.now_ms,
+                    d.html,
+                    d.headers
                 ],
                 |r| r.get(0),
             )?;
