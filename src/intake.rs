@@ -484,6 +484,77 @@ pub fn content_hash(msg: &NewInbound) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::domain::{CaseId, Category};
+    use crate::store::{AckContext, CaseProgress};
+
+    #[test]
+    fn every_acknowledgement_renders_in_both_languages_and_both_channels() {
+        let settings = Settings::load_with_env(None, Vec::<(String, String)>::new()).unwrap();
+        let r = AckRenderer::new(&settings).unwrap();
+        let progress = CaseProgress {
+            id: 42,
+            status: "open".into(),
+            category: "fault".into(),
+            tier: 2,
+            resolve_due_at: 1_790_000_000_000,
+        };
+        let cases: Vec<(Intent, bool, Option<Query>, Option<CaseProgress>)> = vec![
+            (Intent::Case, true, None, None),
+            (Intent::Case, false, None, None),
+            (Intent::Escalate, false, None, None),
+            (Intent::OptOut, false, None, None),
+            (Intent::OptIn, false, None, None),
+            (Intent::SurveyAnswer, false, None, None),
+            (Intent::SelfService, false, Some(Query::Fees), None),
+            (Intent::SelfService, false, Some(Query::Points), None),
+            (
+                Intent::SelfService,
+                false,
+                Some(Query::CaseProgress(CaseId(42))),
+                Some(progress.clone()),
+            ),
+            (
+                Intent::SelfService,
+                false,
+                Some(Query::CaseProgress(CaseId(43))),
+                None,
+            ),
+        ];
+        for lang in [Lang::ZhCn, Lang::En] {
+            for channel in [Channel::Sms, Channel::Email] {
+                for (intent, new_case, query, progress) in &cases {
+                    let ctx = AckContext {
+                        case_id: Some(CaseId(42)),
+                        new_case: *new_case,
+                        category: Category::Fault,
+                        intent: *intent,
+                        lang,
+                        channel,
+                        customer: "c@example.com".into(),
+                        service_addr: "10000".into(),
+                        tier: 1,
+                        query: *query,
+                        progress: progress.clone(),
+                        reply_to: Some("c@example.com".into()),
+                        in_reply_to: Some("m1@example.com".into()),
+                        subject: Some("宽带断了".into()),
+                    };
+                    let d = r
+                        .build(&ctx)
+                        .unwrap_or_else(|| panic!("{intent:?} {lang:?} {channel:?}"));
+                    assert!(!d.text.is_empty());
+                    if channel == Channel::Email {
+                        let html = d.html.unwrap();
+                        assert!(html.contains("SB00000042"));
+                        assert!(html.contains("<p>") && !html.contains("{{"), "{html}");
+                        assert!(d.subject.unwrap().contains("SB00000042"));
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn our_message_ids_are_recognised_only_for_our_domain() {
         assert_eq!(

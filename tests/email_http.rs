@@ -9,7 +9,11 @@ use std::process::{Command, Stdio};
 use switchboard::config::Secret;
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/fixtures/email/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/fixtures/email/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 fn no_smtp(s: &mut switchboard::config::Settings) {
@@ -30,7 +34,10 @@ async fn post_raw(app: &common::TestApp, body: Vec<u8>) -> (u16, serde_json::Val
         .unwrap();
     let st = r.status().as_u16();
     let t = r.text().await.unwrap();
-    (st, serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
+    (
+        st,
+        serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)),
+    )
 }
 
 #[tokio::test]
@@ -41,12 +48,20 @@ async fn a_gbk_complaint_opens_a_case_and_a_reply_to_our_ack_joins_it() {
     assert_eq!(v["new_case"], true);
     let store = app.store();
     let m = store.recent_messages("in", 1).await.unwrap().remove(0);
-    assert_eq!((m.channel.as_str(), m.category.as_deref()), ("email", Some("complaint")));
+    assert_eq!(
+        (m.channel.as_str(), m.category.as_deref()),
+        ("email", Some("complaint"))
+    );
     assert!(m.subject.as_deref().unwrap().contains("投诉"));
     let case = m.case_id.unwrap();
     let ack = store.recent_messages("out", 1).await.unwrap().remove(0);
     assert_eq!(ack.to_addr, m.from_addr);
-    assert!(ack.subject.as_deref().unwrap().contains(&format!("SB{case:08}")));
+    assert!(
+        ack.subject
+            .as_deref()
+            .unwrap()
+            .contains(&format!("SB{case:08}"))
+    );
     // The customer answers our ack days later, from the same thread.
     let reply = format!(
         "From: Zhang San <{}>\nTo: customer-service@gw.test\nSubject: Re: {}\nMessage-ID: <r1@example.cn>\nIn-Reply-To: <sb-{}@gw.test>\nReferences: <sb-{}@gw.test>\nContent-Type: text/plain; charset=utf-8\n\n还是没有修好。\n\n> 您的投诉已受理\n",
@@ -75,8 +90,18 @@ async fn a_dsn_fails_our_outbound_message_and_opens_no_case() {
     // Outbound message 2 will be the ack of this first mail.
     let (st, _) = post_raw(&app, fixture("big5_inquiry.eml")).await;
     assert_eq!(st, 200);
-    let ack = app.store().recent_messages("out", 1).await.unwrap().remove(0);
-    let dsn = String::from_utf8(fixture("dsn_failed_5xx.eml")).unwrap().replace("out-7@switchboard.local", &format!("sb-{}@switchboard.local", ack.id));
+    let ack = app
+        .store()
+        .recent_messages("out", 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let dsn = String::from_utf8(fixture("dsn_failed_5xx.eml"))
+        .unwrap()
+        .replace(
+            "out-7@switchboard.local",
+            &format!("sb-{}@switchboard.local", ack.id),
+        );
     let (st, v) = post_raw(&app, dsn.into_bytes()).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["case"], serde_json::Value::Null);
@@ -96,8 +121,14 @@ async fn sendgrid_and_mailgun_multipart_with_signature() {
     .await;
     let url = format!("{}/inbound/email", app.base);
     let form = reqwest::multipart::Form::new()
-        .text("envelope", r#"{"to":["customer-service@gw.test"],"from":"li@example.com"}"#)
-        .part("email", reqwest::multipart::Part::bytes(fixture("gb18030_fault.eml")));
+        .text(
+            "envelope",
+            r#"{"to":["customer-service@gw.test"],"from":"li@example.com"}"#,
+        )
+        .part(
+            "email",
+            reqwest::multipart::Part::bytes(fixture("gb18030_fault.eml")),
+        );
     let r = app.client.post(&url).multipart(form).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let sig = switchboard_mailgun_sig("mg-key", "1700000000", "tok");
@@ -106,16 +137,50 @@ async fn sendgrid_and_mailgun_multipart_with_signature() {
             .text("timestamp", "1700000000")
             .text("token", "tok")
             .text("signature", sig)
-            .part("body-mime", reqwest::multipart::Part::bytes(fixture("multipart_alternative_utf8.eml")))
+            .part(
+                "body-mime",
+                reqwest::multipart::Part::bytes(fixture("multipart_alternative_utf8.eml")),
+            )
     };
-    assert_eq!(app.client.post(&url).multipart(mg("00".repeat(32))).send().await.unwrap().status(), 401);
-    assert_eq!(app.client.post(&url).multipart(mg(sig.clone())).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.client
+            .post(&url)
+            .multipart(mg("00".repeat(32)))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.client
+            .post(&url)
+            .multipart(mg(sig.clone()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let not_email = reqwest::multipart::Form::new()
         .text("timestamp", "1700000000")
         .text("token", "tok")
         .text("signature", sig)
-        .part("body-mime", reqwest::multipart::Part::bytes(fixture("not_an_email.eml")));
-    assert_eq!(app.client.post(&url).multipart(not_email).send().await.unwrap().status(), 406, "Mailgun must not retry garbage");
+        .part(
+            "body-mime",
+            reqwest::multipart::Part::bytes(fixture("not_an_email.eml")),
+        );
+    assert_eq!(
+        app.client
+            .post(&url)
+            .multipart(not_email)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        406,
+        "Mailgun must not retry garbage"
+    );
     assert_eq!(app.store().counts().await.unwrap().messages_in, 2);
     app.shutdown().await;
 }
@@ -137,7 +202,10 @@ async fn bad_email_input_gets_a_clear_4xx_and_malformed_mail_is_kept() {
     .await;
     let (st, v) = post_raw(&app, Vec::new()).await;
     assert_eq!(st, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("empty"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("empty"),
+        "{v}"
+    );
     let (st, v) = post_raw(&app, fixture("not_an_email.eml")).await;
     assert_eq!(st, 400, "{v}");
     let mut big = fixture("gbk_complaint.eml");
@@ -145,7 +213,13 @@ async fn bad_email_input_gets_a_clear_4xx_and_malformed_mail_is_kept() {
     let (st, v) = post_raw(&app, big).await;
     assert_eq!(st, 413, "{v}");
     assert_eq!(app.store().counts().await.unwrap().messages_in, 0);
-    for f in ["broken_boundary.eml", "bad_base64.eml", "bad_encoded_word.eml", "nul_bytes.eml", "many_headers.eml"] {
+    for f in [
+        "broken_boundary.eml",
+        "bad_base64.eml",
+        "bad_encoded_word.eml",
+        "nul_bytes.eml",
+        "many_headers.eml",
+    ] {
         let (st, v) = post_raw(&app, fixture(f)).await;
         assert_eq!(st, 200, "{f}: {v}");
     }
@@ -166,7 +240,10 @@ fn ingest(db: &str, input: &[u8]) -> (i32, String) {
         .unwrap();
     child.stdin.take().unwrap().write_all(input).unwrap();
     let out = child.wait_with_output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -174,14 +251,24 @@ fn ingest_email_exits_0_stored_65_not_an_email_75_database_down() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/ingest.db", dir.path().display());
     assert_eq!(ingest(&db, &fixture("gbk_complaint.eml")).0, 0);
-    assert_eq!(ingest(&db, &fixture("gbk_complaint.eml")).0, 0, "a redelivery is a duplicate, still 0");
+    assert_eq!(
+        ingest(&db, &fixture("gbk_complaint.eml")).0,
+        0,
+        "a redelivery is a duplicate, still 0"
+    );
     let (code, err) = ingest(&db, &fixture("not_an_email.eml"));
     assert_eq!(code, 65, "{err}");
     assert_eq!(ingest(&db, b"").0, 65);
     // An unreachable database must defer (75), never bounce.
-    let (code, err) = ingest("postgres://postgres@127.0.0.1:1/none", &fixture("gbk_complaint.eml"));
+    let (code, err) = ingest(
+        "postgres://postgres@127.0.0.1:1/none",
+        &fixture("gbk_complaint.eml"),
+    );
     assert_eq!(code, 75, "{err}");
-    assert!(!err.trim_start().starts_with(|c: char| c.is_ascii_digit()), "Postfix would read a leading status code: {err}");
+    assert!(
+        !err.trim_start().starts_with(|c: char| c.is_ascii_digit()),
+        "Postfix would read a leading status code: {err}"
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let s = switchboard::store::open(&db, 2, 8).await.unwrap();
