@@ -328,7 +328,12 @@ impl Intake {
             .as_ref()
             .filter(|id| !id.is_empty())
             .map(|id| format!("{}:{id}", msg.dialect));
-        let content_hash = content_hash(&msg);
+        // Only id-less messages dedupe by content; hashing a 20 KB email for nothing costs.
+        let content_hash = if dedupe_key.is_none() {
+            content_hash(&msg)
+        } else {
+            String::new()
+        };
         IntakeRequest {
             dedupe_key,
             content_hash,

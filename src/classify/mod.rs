@@ -26,6 +26,8 @@ use std::path::Path;
 /// Largest compiled size of one regex and of the whole set; larger patterns are refused.
 const REGEX_SIZE_LIMIT: usize = 256 * 1024;
 const REGEX_SET_SIZE_LIMIT: usize = 8 * 1024 * 1024;
+/// Whole-message intent words (opt-out, survey answers, fees...) are at most this long.
+const MAX_WORD_BYTES: usize = 256;
 /// Text beyond this many characters is not classified (the message is still stored whole).
 pub const MAX_CLASSIFY_CHARS: usize = 4096;
 
@@ -696,8 +698,14 @@ impl Classifier {
     }
 
     fn intent(&self, folded: &str) -> Intent {
-        let key = intent_key(folded);
-        if key.is_empty() {
+        // Whole-message words are short; a long text cannot be one (and folding it into a key
+        // would cost more than classifying it).
+        let key = if folded.len() <= MAX_WORD_BYTES {
+            intent_key(folded)
+        } else {
+            String::new()
+        };
+        if folded.trim().is_empty() {
             return Intent::Case;
         }
         if self.opt_out.contains(&key) {
@@ -730,7 +738,11 @@ impl Classifier {
         static CASE_NO: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
             Regex::new(r"(?-u:\b)sb\s*0*([1-9][0-9]{0,11})(?-u:\b)").expect("valid")
         });
-        let key = intent_key(folded);
+        let key = if folded.len() <= MAX_WORD_BYTES {
+            intent_key(folded)
+        } else {
+            String::new()
+        };
         if let Some(c) = CASE_NO.captures(folded) {
             let n: i64 = c[1].parse().ok()?;
             let bare = key.trim_start_matches("sb").trim_start_matches('0') == &c[1];
@@ -785,6 +797,9 @@ fn ascii_word_boundaries(pat: &str) -> String {
 /// 5 = very satisfied), `yes`, `no`. Counted as an answer only while a survey waits for the
 /// sender (the store decides).
 pub fn survey_answer(text: &str) -> Option<String> {
+    if text.len() > MAX_WORD_BYTES {
+        return None;
+    }
     let t: String = text
         .chars()
         .map(|c| match c as u32 {
