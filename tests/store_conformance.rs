@@ -615,7 +615,7 @@ async fn rule_versions_and_tokens_round_trip(s: Arc<dyn Store>) {
     s.activate_rule_version(a, "ops-bob", T0 + 3).await.unwrap();
     let active = s.active_rule_version().await.unwrap().unwrap();
     assert_eq!(
-        (active.id, active.source.as_str(), active.macro_f1),
+        (active.id, active.v.source.as_str(), active.v.macro_f1),
         (a, "fallback = \"inquiry\"", Some(0.95))
     );
     let list = s.rule_versions().await.unwrap();

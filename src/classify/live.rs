@@ -82,7 +82,7 @@ impl LiveRules {
         });
         match live.store.active_rule_version().await? {
             Some(v) => {
-                let c = compile(&v.source, Some(&format!("stored version {}", v.id)), v.id)?;
+                let c = compile(&v.v.source, Some(&format!("stored version {}", v.id)), v.id)?;
                 live.intake.set_classifier(Arc::new(c));
                 tracing::info!(version = v.id, "classifier rules loaded from the database");
             }
@@ -151,7 +151,7 @@ impl LiveRules {
         let _g = self.lock.lock().await;
         let active = self.store.active_rule_version().await?;
         let diff = active.as_ref().map(|a| {
-            similar::TextDiff::from_lines(a.source.as_str(), source)
+            similar::TextDiff::from_lines(a.v.source.as_str(), source)
                 .unified_diff()
                 .context_radius(2)
                 .header(&format!("version {}", a.id), "candidate")
@@ -190,9 +190,9 @@ impl LiveRules {
             .rule_version(id)
             .await?
             .ok_or(RulesChangeError::NotFound(id))?;
-        let (_, macro_f1) = self.check(&v.source)?;
+        let (_, macro_f1) = self.check(&v.v.source)?;
         let _g = self.lock.lock().await;
-        self.activate_locked(id, &v.source, by).await?;
+        self.activate_locked(id, &v.v.source, by).await?;
         Ok(Accepted {
             version: id,
             macro_f1,
@@ -222,11 +222,11 @@ impl LiveRules {
     pub async fn reload_file(&self, by: &str) -> Result<Accepted, RulesChangeError> {
         let source = self.file_source()?.ok_or(RulesChangeError::NoFile)?;
         if let Some(active) = self.store.active_rule_version().await?
-            && active.sha == sha(&source)
+            && active.v.sha == sha(&source)
         {
             return Ok(Accepted {
                 version: active.id,
-                macro_f1: active.macro_f1.unwrap_or(0.0),
+                macro_f1: active.v.macro_f1.unwrap_or(0.0),
                 active: true,
             });
         }

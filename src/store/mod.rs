@@ -309,7 +309,8 @@ pub struct CaseRecord {
     pub message_count: i64,
 }
 
-#[derive(Debug, Clone)]
+/// A rule set as stored (without its id).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct NewRuleVersion {
     pub created_at: i64,
     pub created_by: String,
@@ -323,13 +324,9 @@ pub struct NewRuleVersion {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct RuleVersion {
     pub id: i64,
-    pub created_at: i64,
-    pub created_by: String,
-    pub sha: String,
-    pub source: String,
-    pub note: Option<String>,
-    pub diff: Option<String>,
-    pub macro_f1: Option<f64>,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub v: NewRuleVersion,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
