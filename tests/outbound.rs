@@ -242,3 +242,25 @@ async fn shutdown_lets_in_flight_sends_finish_and_records_them() {
     assert_eq!(store.counts().await.unwrap().outbox, 0);
     assert_eq!(bridge.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn transport_errors_are_retried_and_never_record_the_bridge_password() {
+    let app = spawn_app(|s, _| {
+        s.sms.outbound.url = "http://127.0.0.1:9/cgi-bin/sendsms".into();
+        s.sms.outbound.password = switchboard::config::Secret::new("s3cr3t-pw");
+    })
+    .await;
+    post_mo(&app, "pw-1", "13800138040", "hello").await;
+    let m = eventually(Duration::from_secs(5), || async {
+        ack_status(&app, "+8613800138040")
+            .await
+            .filter(|m| m.attempts >= 1)
+    })
+    .await
+    .expect("attempted");
+    assert_eq!(m.status, "queued", "a refused connection is retried");
+    let err = m.last_error.unwrap();
+    assert!(err.contains("connection"), "{err}");
+    assert!(!err.contains("s3cr3t-pw"), "{err}");
+    app.shutdown().await;
+}

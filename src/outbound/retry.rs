@@ -24,7 +24,9 @@ pub fn classify_status(status: u16, body: &str) -> SendResult {
 }
 
 /// Maps a transport error: everything is worth retrying (the request may not have arrived).
-pub fn classify_error(e: &reqwest::Error) -> SendResult {
+/// The URL is dropped from the message: Kannel's carries the sendsms password.
+pub fn classify_error(e: reqwest::Error) -> SendResult {
+    let e = e.without_url();
     let kind = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {

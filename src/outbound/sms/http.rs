@@ -58,7 +58,7 @@ impl Sender for HttpSms {
                     other => other,
                 }
             }
-            Err(e) => classify_error(&e),
+            Err(e) => classify_error(e),
         }
     }
 

@@ -81,7 +81,7 @@ impl Sender for Jasmin {
                     _ => crate::outbound::retry::classify_status(status, &body),
                 }
             }
-            Err(e) => classify_error(&e),
+            Err(e) => classify_error(e),
         }
     }
 

@@ -85,7 +85,7 @@ impl Sender for Kannel {
                     other => other,
                 }
             }
-            Err(e) => classify_error(&e),
+            Err(e) => classify_error(e),
         }
     }
 
