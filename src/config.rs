@@ -169,6 +169,10 @@ pub struct SmtpSettings {
     pub host: String,
     pub port: u16,
     pub tls: SmtpTls,
+    /// PEM file of CA certificates trusted for the relay in addition to the built-in web
+    /// roots (a private relay's own CA).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     #[serde(default, deserialize_with = "lossy_opt_string")]
     pub username: Option<String>,
     pub password: Option<Secret>,

@@ -1040,3 +1040,203 @@ async fn auto_replies_dsns_and_list_mail_get_no_ack() {
     );
     app.shutdown().await;
 }
+
+/// A throw-away CA and a certificate for 127.0.0.1 signed by it (Debian `openssl`):
+/// (ca.pem, cert.pem, key.pem) under `dir`.
+fn make_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    const OPENSSL: &str = "/usr/bin/openssl";
+    assert!(
+        Path::new(OPENSSL).exists(),
+        "{OPENSSL} is missing: apt-get install openssl (tests/run.sh does it)"
+    );
+    let p = |n: &str| dir.join(n);
+    std::fs::write(
+        p("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new(OPENSSL)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "openssl {args:?}: {}", output_text(&o));
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=switchboard test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "key.pem",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    (p("ca.pem"), p("cert.pem"), p("key.pem"))
+}
+
+/// `email.smtp.tls = starttls` and `tls` (implicit, SMTPS) against the sink speaking each, its
+/// certificate trusted through `email.smtp.ca_file`: the ack arrives over TLS. Then the relay
+/// is not trusted (no ca_file), and one that offers no STARTTLS while it is required: nothing
+/// goes out in clear, the message stays queued and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_starttls_and_implicit_tls_deliver_encrypted_and_never_fall_back_to_clear() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_pki(tmp.path());
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    for (mode, tls) in [("starttls", SmtpTls::Starttls), ("implicit", SmtpTls::Tls)] {
+        let sink = tokio::task::block_in_place(|| {
+            Sink::start(
+                tmp.path(),
+                mode,
+                0,
+                &["--tls", mode, "--tls-cert", cert, "--tls-key", key],
+            )
+        });
+        let (port, ca) = (sink.port, ca.clone());
+        let app = spawn_app(move |s, _| {
+            email_settings(s, port);
+            s.email.smtp.tls = tls;
+            s.email.smtp.ca_file = Some(ca);
+        })
+        .await;
+        let store = app.store();
+        let customer = format!("{mode}@example.com");
+        post_email(
+            &app,
+            customer_mail(&customer, &format!("{mode}-1@example.com")),
+            mode,
+        )
+        .await;
+        let mails = sink.wait_messages(1, Duration::from_secs(20), &store).await;
+        let h = raw_headers(&mails[0]);
+        assert!(
+            one_header(&h, "X-Sink-TLS").starts_with("TLSv1."),
+            "{mode}: the ack came over TLS\n{}",
+            sink.diagnostics()
+        );
+        assert_eq!(sink_rcpt(&mails[0]), format!("<{customer}>"));
+        assert_eq!(
+            one_header(&h, "In-Reply-To"),
+            format!("<{mode}-1@example.com>")
+        );
+        let out = wait_outbound(&store, &customer, Duration::from_secs(10), "sent", |o| {
+            o.status == "sent"
+        })
+        .await;
+        assert_eq!(out.attempts, 1, "{out:?}");
+        app.shutdown().await;
+    }
+
+    // Implicit TLS to a relay whose CA we were not told about: refused, retried, never sent.
+    let sink = tokio::task::block_in_place(|| {
+        Sink::start(
+            tmp.path(),
+            "untrusted",
+            0,
+            &["--tls", "implicit", "--tls-cert", cert, "--tls-key", key],
+        )
+    });
+    let port = sink.port;
+    let app = spawn_app(move |s, _| {
+        email_settings(s, port);
+        s.email.smtp.tls = SmtpTls::Tls;
+    })
+    .await;
+    let store = app.store();
+    post_email(
+        &app,
+        customer_mail("untrusted@example.com", "u-1@example.com"),
+        "untrusted",
+    )
+    .await;
+    let out = wait_outbound(
+        &store,
+        "untrusted@example.com",
+        Duration::from_secs(10),
+        "queued with attempts >= 2",
+        |o| o.status == "queued" && o.attempts >= 2,
+    )
+    .await;
+    let err = out.last_error.clone().unwrap_or_default().to_lowercase();
+    assert!(err.contains("certificate"), "{out:?}");
+    assert!(sink.messages().is_empty(), "{}", sink.diagnostics());
+    app.shutdown().await;
+    drop(sink);
+
+    // STARTTLS required, the relay does not offer it: no mail in clear.
+    let sink = tokio::task::block_in_place(|| Sink::start(tmp.path(), "plain", 0, &[]));
+    let (port, ca2) = (sink.port, ca.clone());
+    let app = spawn_app(move |s, _| {
+        email_settings(s, port);
+        s.email.smtp.tls = SmtpTls::Starttls;
+        s.email.smtp.ca_file = Some(ca2);
+    })
+    .await;
+    let store = app.store();
+    post_email(
+        &app,
+        customer_mail("plain@example.com", "p-1@example.com"),
+        "plain",
+    )
+    .await;
+    let out = wait_outbound(
+        &store,
+        "plain@example.com",
+        Duration::from_secs(10),
+        "queued with attempts >= 2",
+        |o| o.status == "queued" && o.attempts >= 2,
+    )
+    .await;
+    let err = out.last_error.clone().unwrap_or_default().to_lowercase();
+    assert!(err.contains("starttls"), "{out:?}");
+    assert!(sink.messages().is_empty(), "{}", sink.diagnostics());
+    app.shutdown().await;
+}

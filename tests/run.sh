@@ -14,6 +14,7 @@ command -v pg_isready >/dev/null || need_apt+=(postgresql)
 command -v swaks >/dev/null || need_apt+=(swaks)
 [ -x /usr/sbin/postfix ] || need_apt+=(postfix)
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || need_apt+=(python3-aiosmtpd)
+[ -x /usr/bin/openssl ] || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   if [ "$(id -u)" != 0 ]; then

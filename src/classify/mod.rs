@@ -16,8 +16,10 @@ mod normalize;
 pub use normalize::{FoldTable, Folded};
 
 use crate::domain::{CaseId, Category, Intent, Query};
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
-use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use aho_corasick::automaton::Automaton;
+use aho_corasick::{Anchored as AcAnchored, MatchKind, dfa, nfa};
+use regex::{Regex, RegexSet, RegexSetBuilder};
+use regex_automata::{Anchored, Input, meta};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
@@ -224,8 +226,68 @@ pub enum RulesError {
 
 #[derive(Debug, Clone, Copy)]
 enum Term {
-    Keyword { rule: usize, kw: usize },
-    Negation { neg: usize },
+    Keyword {
+        rule: usize,
+        kw: usize,
+    },
+    Negation {
+        neg: usize,
+    },
+    /// A literal every match of some patterns begins with: `trigger_lists[first..first+len]`
+    /// are those patterns (indices into `regexes`).
+    Trigger {
+        first: u32,
+        len: u32,
+    },
+}
+
+/// The Aho-Corasick automaton over keywords, negation phrases and pattern triggers.
+enum Scanner {
+    Dfa(dfa::DFA),
+    Nfa(nfa::contiguous::NFA),
+}
+
+impl Scanner {
+    /// Calls `found(pattern, start, end)` for every occurrence of every pattern, overlapping
+    /// ones included, in order of their end.
+    fn scan(&self, text: &str, found: impl FnMut(usize, usize, usize)) {
+        match self {
+            Scanner::Dfa(a) => scan_overlapping(a, text.as_bytes(), found),
+            Scanner::Nfa(a) => scan_overlapping(a, text.as_bytes(), found),
+        }
+    }
+}
+
+/// The overlapping search as one tight loop over the automaton's transitions (the crate's
+/// iterator re-enters its search once per match and keeps its position in memory). No pattern
+/// is empty (compile refuses them), so the start state never matches.
+#[inline(always)]
+fn scan_overlapping<A: Automaton>(aut: &A, hay: &[u8], mut found: impl FnMut(usize, usize, usize)) {
+    let Ok(mut sid) = aut.start_state(AcAnchored::No) else {
+        return;
+    };
+    for (i, &b) in hay.iter().enumerate() {
+        sid = aut.next_state(AcAnchored::No, sid, b);
+        if aut.is_special(sid) && aut.is_match(sid) {
+            let end = i + 1;
+            for k in 0..aut.match_len(sid) {
+                let pid = aut.match_pattern(sid, k);
+                found(pid.as_usize(), end - aut.pattern_len(pid), end);
+            }
+        }
+    }
+}
+
+/// One compiled pattern. When every match of it starts with one of a few literals (its
+/// triggers), the Aho-Corasick scan finds the only places worth an anchored search; the
+/// others go into the `RegexSet` run over the whole text.
+struct Pattern {
+    rule: usize,
+    /// Index in the rule's `patterns`.
+    index: usize,
+    re: meta::Regex,
+    /// Its triggers are whole matches: a trigger hit is a match, no search needed.
+    exact: bool,
 }
 
 /// The compiled rule set. Cheap to share (`Arc`), immutable; a new version is a new value.
@@ -233,12 +295,15 @@ pub struct Classifier {
     source: RulesFile,
     version: String,
     fold: FoldTable,
-    ac: Option<AhoCorasick>,
+    ac: Option<Scanner>,
     terms: Vec<Term>,
     folded_keywords: Vec<Vec<String>>,
+    /// The patterns that have no trigger literals, searched together when there are many.
     set: Option<RegexSet>,
-    /// (rule index, pattern index) per regex in `set`, and the regex itself for positions.
-    regexes: Vec<(usize, usize, Regex)>,
+    /// Index in `patterns` of each regex in `set`.
+    set_patterns: Vec<usize>,
+    patterns: Vec<Pattern>,
+    trigger_lists: Vec<u32>,
     tie_rank: [usize; 3],
     fees: HashSet<String>,
     points: HashSet<String>,
@@ -346,11 +411,13 @@ impl Classifier {
         let fold = |s: &str| Folded::new(s, &table).text;
 
         let mut ids = HashSet::new();
-        let mut patterns_ac: Vec<String> = Vec::new();
+        let mut patterns_ac: Vec<Vec<u8>> = Vec::new();
         let mut terms = Vec::new();
         let mut folded_keywords = Vec::new();
         let mut regex_sources = Vec::new();
-        let mut regexes = Vec::new();
+        let mut set_patterns = Vec::new();
+        let mut patterns = Vec::new();
+        let mut trigger_map: BTreeMap<Vec<u8>, Vec<u32>> = BTreeMap::new();
         for (ri, rule) in file.rules.iter().enumerate() {
             if !ids.insert(rule.id.clone()) {
                 return Err(RulesError::Rule {
@@ -379,23 +446,43 @@ impl Classifier {
                         reason: format!("keyword #{} is empty", ki + 1),
                     });
                 }
-                patterns_ac.push(f.clone());
+                patterns_ac.push(f.clone().into_bytes());
                 terms.push(Term::Keyword { rule: ri, kw: ki });
                 fk.push(f);
             }
             folded_keywords.push(fk);
             for (pi, pat) in rule.patterns.iter().enumerate() {
                 let pat = &ascii_word_boundaries(pat);
-                let re = RegexBuilder::new(pat)
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .dfa_size_limit(REGEX_SIZE_LIMIT * 4)
-                    .build()
+                let re = meta::Regex::builder()
+                    .configure(
+                        meta::Config::new()
+                            .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                            .onepass_size_limit(Some(REGEX_SIZE_LIMIT))
+                            .hybrid_cache_capacity(REGEX_SIZE_LIMIT * 4),
+                    )
+                    .build(pat)
                     .map_err(|e| RulesError::Rule {
                         rule_id: rule.id.clone(),
-                        reason: format!("pattern #{} {pat:?}: {e}", pi + 1),
+                        reason: format!("pattern #{} {pat:?}: {}", pi + 1, regex_error(&e)),
                     })?;
-                regex_sources.push(pat.clone());
-                regexes.push((ri, pi, re));
+                let triggers = trigger_literals(pat);
+                if let Some((lits, _)) = &triggers {
+                    for lit in lits {
+                        trigger_map
+                            .entry(lit.clone())
+                            .or_default()
+                            .push(patterns.len() as u32);
+                    }
+                } else {
+                    set_patterns.push(patterns.len());
+                    regex_sources.push(pat.clone());
+                }
+                patterns.push(Pattern {
+                    rule: ri,
+                    index: pi,
+                    re,
+                    exact: triggers.is_some_and(|(_, exact)| exact),
+                });
             }
         }
         for (ni, neg) in file.negations.iter().enumerate() {
@@ -413,30 +500,51 @@ impl Classifier {
                         reason: "empty negation phrase".into(),
                     });
                 }
-                patterns_ac.push(f);
+                patterns_ac.push(f.into_bytes());
                 terms.push(Term::Negation { neg: ni });
             }
+        }
+        let mut trigger_lists = Vec::new();
+        for (lit, list) in trigger_map {
+            terms.push(Term::Trigger {
+                first: trigger_lists.len() as u32,
+                len: list.len() as u32,
+            });
+            trigger_lists.extend(list);
+            patterns_ac.push(lit);
         }
         let ac = if patterns_ac.is_empty() {
             None
         } else {
+            let err = |e: aho_corasick::BuildError| RulesError::Rule {
+                rule_id: "(keywords)".into(),
+                reason: e.to_string(),
+            };
+            // A full DFA is the fastest overlapping search; past ~50k pattern bytes its memory
+            // grows large, so big rule sets get the compact NFA.
             Some(
-                AhoCorasickBuilder::new()
-                    .match_kind(MatchKind::Standard)
-                    // A full DFA is the fastest overlapping search; past ~50k pattern bytes its
-                    // memory grows large, so big rule sets let the crate choose.
-                    .kind(
-                        (patterns_ac.iter().map(String::len).sum::<usize>() < 50_000)
-                            .then_some(AhoCorasickKind::DFA),
+                if patterns_ac.iter().map(Vec::len).sum::<usize>() < 50_000 {
+                    Scanner::Dfa(
+                        dfa::Builder::new()
+                            .match_kind(MatchKind::Standard)
+                            .prefilter(false)
+                            .build(&patterns_ac)
+                            .map_err(err)?,
                     )
-                    .build(&patterns_ac)
-                    .map_err(|e| RulesError::Rule {
-                        rule_id: "(keywords)".into(),
-                        reason: e.to_string(),
-                    })?,
+                } else {
+                    Scanner::Nfa(
+                        nfa::contiguous::Builder::new()
+                            .match_kind(MatchKind::Standard)
+                            .prefilter(false)
+                            .build(&patterns_ac)
+                            .map_err(err)?,
+                    )
+                },
             )
         };
-        let set = if regex_sources.is_empty() {
+        // A few ungated patterns are searched one by one: each regex alone can use its own
+        // literal prefilter (an inner literal such as "time"), which a set cannot.
+        let set = if regex_sources.len() <= MAX_SINGLY_SEARCHED {
             None
         } else {
             Some(
@@ -472,7 +580,9 @@ impl Classifier {
             terms,
             folded_keywords,
             set,
-            regexes,
+            set_patterns,
+            patterns,
+            trigger_lists,
             tie_rank,
         })
     }
@@ -501,18 +611,19 @@ impl Classifier {
 
         let mut kw_hits: Vec<(usize, usize, usize, usize)> = Vec::new(); // rule, kw, start, end (bytes in folded)
         let mut neg_spans: Vec<(Category, usize, usize, usize)> = Vec::new();
+        let mut triggers: Vec<(u32, u32, u32)> = Vec::new();
         if let Some(ac) = &self.ac {
-            for m in ac.find_overlapping_iter(&folded.text) {
-                match self.terms[m.pattern().as_usize()] {
-                    Term::Keyword { rule, kw } => kw_hits.push((rule, kw, m.start(), m.end())),
-                    Term::Negation { neg } => neg_spans.push((
-                        self.source.negations[neg].category,
-                        neg,
-                        m.start(),
-                        m.end(),
-                    )),
+            ac.scan(&folded.text, |pid, start, end| match self.terms[pid] {
+                Term::Keyword { rule, kw } => kw_hits.push((rule, kw, start, end)),
+                Term::Trigger { first, len } => triggers.extend(
+                    self.trigger_lists[first as usize..(first + len) as usize]
+                        .iter()
+                        .map(|&p| (p, start as u32, end as u32)),
+                ),
+                Term::Negation { neg } => {
+                    neg_spans.push((self.source.negations[neg].category, neg, start, end))
                 }
-            }
+            });
         }
         let mut scores = [0.0f64; 3];
         let mut hits = Vec::new();
@@ -540,38 +651,39 @@ impl Classifier {
             }
             hits.push(hit);
         }
-        if let Some(set) = &self.set {
-            for idx in set.matches(&folded.text).iter() {
-                let (rule, pi, re) = &self.regexes[idx];
-                let r = &self.source.rules[*rule];
-                // The first match outside a negation counts; negated ones are reported.
-                let mut negated_hit = None;
-                for m in re.find_iter(&folded.text) {
-                    let is_negated = neg_spans
-                        .iter()
-                        .any(|&(c, _, ns, ne)| c == r.category && ns <= m.start() && m.end() <= ne);
-                    let hit = Hit {
-                        rule_id: r.id.clone(),
-                        category: r.category,
-                        term: r.patterns[*pi].clone(),
-                        matched: folded.original(clipped, m.start(), m.end()).to_string(),
-                        start: folded.char_pos(m.start()),
-                        end: folded.char_end(m.end()),
-                    };
-                    if is_negated {
-                        negated_hit.get_or_insert(hit);
-                    } else {
-                        scores[r.category.index()] += r.weight;
-                        hits.push(hit);
-                        negated_hit = None;
-                        break;
-                    }
+        let negs: Vec<(Category, u32, u32)> = neg_spans
+            .iter()
+            .map(|&(c, _, s, e)| (c, s as u32, e as u32))
+            .collect();
+        // Leftmost first, so the explanation shows the first match of each pattern.
+        triggers.sort_unstable_by_key(|&(p, s, e)| (s, e, p));
+        let mut done = vec![0; self.patterns.len()];
+        self.run_patterns(
+            &folded.text,
+            &triggers,
+            &negs,
+            true,
+            &mut done,
+            1,
+            |p, s, e, counts| {
+                let pat = &self.patterns[p];
+                let r = &self.source.rules[pat.rule];
+                let hit = Hit {
+                    rule_id: r.id.clone(),
+                    category: r.category,
+                    term: r.patterns[pat.index].clone(),
+                    matched: folded.original(clipped, s, e).to_string(),
+                    start: folded.char_pos(s),
+                    end: folded.char_end(e),
+                };
+                if counts {
+                    scores[r.category.index()] += r.weight;
+                    hits.push(hit);
+                } else {
+                    negated.push(hit);
                 }
-                if let Some(h) = negated_hit {
-                    negated.push(h);
-                }
-            }
-        }
+            },
+        );
         let category = self.decide(&scores);
         hits.sort_by_key(|h| (h.start, h.end));
         Classification {
@@ -603,27 +715,39 @@ impl Classifier {
             self.fold.fold_into(clipped, &mut s.text);
             s.terms.clear();
             s.negs.clear();
+            s.trig.clear();
             if let Some(ac) = &self.ac {
-                for m in ac.find_overlapping_iter(&s.text) {
-                    match self.terms[m.pattern().as_usize()] {
-                        Term::Keyword { .. } => {
-                            s.terms
-                                .push((m.pattern().as_u32(), m.start() as u32, m.end() as u32))
+                let (terms, negs, trig) = (&mut s.terms, &mut s.negs, &mut s.trig);
+                ac.scan(&s.text, |pid, start, end| {
+                    let (start, end) = (start as u32, end as u32);
+                    match self.terms[pid] {
+                        Term::Keyword { .. } => terms.push((pid as u32, start, end)),
+                        Term::Negation { neg } => {
+                            negs.push((self.source.negations[neg].category, start, end))
                         }
-                        Term::Negation { neg } => s.negs.push((
-                            self.source.negations[neg].category,
-                            m.start() as u32,
-                            m.end() as u32,
-                        )),
+                        Term::Trigger { first, len } => trig.extend(
+                            self.trigger_lists[first as usize..(first + len) as usize]
+                                .iter()
+                                .map(|&p| (p, start, end)),
+                        ),
                     }
-                }
+                });
             }
             let mut scores = [0.0f64; 3];
-            // Distinct keywords count once: sort by term, skip negated occurrences.
-            s.terms.sort_unstable();
-            let mut last_counted = u32::MAX;
+            // A new stamp marks what this call has counted (distinct keywords, patterns).
+            s.stamp = s.stamp.wrapping_add(1);
+            if s.stamp == 0 {
+                s.seen.fill(0);
+                s.stamp = 1;
+            }
+            let stamp = s.stamp;
+            let need = self.terms.len().max(self.patterns.len());
+            if s.seen.len() < need {
+                s.seen.resize(need, 0);
+            }
+            // Distinct keywords count once; negated occurrences do not count.
             for &(t, st, en) in &s.terms {
-                if t == last_counted {
+                if s.seen[t as usize] == stamp {
                     continue;
                 }
                 let Term::Keyword { rule, .. } = self.terms[t as usize] else {
@@ -637,31 +761,121 @@ impl Classifier {
                     continue;
                 }
                 scores[r.category.index()] += r.weight;
-                last_counted = t;
+                s.seen[t as usize] = stamp;
             }
-            if let Some(set) = &self.set {
-                let matches = set.matches(&s.text);
-                for idx in matches.iter() {
-                    let (rule, _, re) = &self.regexes[idx];
-                    let r = &self.source.rules[*rule];
-                    let counts = if s.negs.iter().any(|&(c, _, _)| c == r.category) {
-                        re.find_iter(&s.text).any(|m| {
-                            !s.negs.iter().any(|&(c, ns, ne)| {
-                                c == r.category
-                                    && ns as usize <= m.start()
-                                    && m.end() <= ne as usize
-                            })
-                        })
-                    } else {
-                        true
-                    };
+            // Patterns: a fresh stamp, as pattern and term indices share `seen`.
+            s.stamp = s.stamp.wrapping_add(1);
+            if s.stamp == 0 {
+                s.seen.fill(0);
+                s.stamp = 1;
+            }
+            let stamp = s.stamp;
+            self.run_patterns(
+                &s.text,
+                &s.trig,
+                &s.negs,
+                false,
+                &mut s.seen,
+                stamp,
+                |p, _, _, counts| {
                     if counts {
+                        let r = &self.source.rules[self.patterns[p].rule];
                         scores[r.category.index()] += r.weight;
                     }
-                }
-            }
+                },
+            );
             self.decide(&scores)
         })
+    }
+
+    /// Runs the patterns over the folded `text`: a gated pattern anchored at each place one of
+    /// its trigger literals starts (`triggers`: (pattern, start, end) in the order tried; for
+    /// an exact pattern the trigger is the match), the others through the set. Calls
+    /// `found(pattern, start, end, counts)` once per pattern that matches: with the first match
+    /// tried outside a negation phrase of the rule's category (`counts`), or, when every match
+    /// is negated, with the first negated one. `done[p] == stamp` marks counted patterns
+    /// (`done` is as long as `patterns`). Without `positions`, a set match that no negation
+    /// could cover reports (0, 0).
+    #[allow(clippy::too_many_arguments)]
+    fn run_patterns(
+        &self,
+        text: &str,
+        triggers: &[(u32, u32, u32)],
+        negs: &[(Category, u32, u32)],
+        positions: bool,
+        done: &mut [u32],
+        stamp: u32,
+        mut found: impl FnMut(usize, usize, usize, bool),
+    ) {
+        let negated = |c: Category, s: usize, e: usize| {
+            negs.iter()
+                .any(|&(nc, ns, ne)| nc == c && ns as usize <= s && e <= ne as usize)
+        };
+        // (pattern, start, end) of negated matches, reported for patterns that never count.
+        let mut negated_first: Vec<(usize, usize, usize)> = Vec::new();
+        for &(p, start, end) in triggers {
+            let p = p as usize;
+            if done[p] == stamp {
+                continue;
+            }
+            let pat = &self.patterns[p];
+            let m = if pat.exact {
+                Some((start as usize, end as usize))
+            } else {
+                let input = Input::new(text)
+                    .range(start as usize..)
+                    .anchored(Anchored::Yes);
+                pat.re.search(&input).map(|m| (m.start(), m.end()))
+            };
+            let Some((s, e)) = m else { continue };
+            if negated(self.source.rules[pat.rule].category, s, e) {
+                if !negated_first.iter().any(|n| n.0 == p) {
+                    negated_first.push((p, s, e));
+                }
+            } else {
+                done[p] = stamp;
+                found(p, s, e, true);
+            }
+        }
+        for (p, s, e) in negated_first {
+            if done[p] != stamp {
+                found(p, s, e, false);
+            }
+        }
+        let set_matches;
+        let matched: &mut dyn Iterator<Item = usize> = match &self.set {
+            Some(set) => {
+                set_matches = set.matches(text);
+                &mut set_matches.iter().map(|i| self.set_patterns[i])
+            }
+            None => &mut self
+                .set_patterns
+                .iter()
+                .copied()
+                .filter(|&p| self.patterns[p].re.is_match(text)),
+        };
+        for p in matched {
+            let pat = &self.patterns[p];
+            let category = self.source.rules[pat.rule].category;
+            if !positions && !negs.iter().any(|&(c, _, _)| c == category) {
+                found(p, 0, 0, true);
+                continue;
+            }
+            let mut first_negated = None;
+            let mut counted = false;
+            for m in pat.re.find_iter(text) {
+                if negated(category, m.start(), m.end()) {
+                    first_negated.get_or_insert((m.start(), m.end()));
+                } else {
+                    found(p, m.start(), m.end(), true);
+                    counted = true;
+                    break;
+                }
+            }
+            if let (false, Some((s, e))) = (counted, first_negated) {
+                found(p, s, e, false);
+            }
+        }
     }
 
     fn decide(&self, scores: &[f64; 3]) -> Category {
@@ -765,6 +979,50 @@ impl Classifier {
     }
 }
 
+/// Up to this many patterns without triggers are searched one by one, more by a `RegexSet`.
+const MAX_SINGLY_SEARCHED: usize = 16;
+
+/// Most trigger literals one pattern may have; a pattern with more is searched by the set.
+const MAX_TRIGGERS: usize = 256;
+
+/// The literals every match of `pat` starts with, the shortest where one is a prefix of
+/// another, and whether they are exact (each literal is itself a whole match, so no regex
+/// search is needed: a finite pattern without look-around assertions, which the literal
+/// extractor would count as empty). `None` when there are none, too many, or one shorter than
+/// two bytes (it would fire on most texts), so the pattern goes into the set.
+fn trigger_literals(pat: &str) -> Option<(Vec<Vec<u8>>, bool)> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::ParserBuilder::new().build().parse(pat).ok()?;
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let exact = seq.is_exact() && hir.properties().look_set().is_empty();
+    let lits = seq.literals()?;
+    if lits.is_empty() || lits.len() > MAX_TRIGGERS || lits.iter().any(|l| l.as_bytes().len() < 2) {
+        return None;
+    }
+    let mut all: Vec<&[u8]> = lits.iter().map(|l| l.as_bytes()).collect();
+    all.sort_unstable();
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for lit in all {
+        // Sorted, so a kept prefix of `lit` is the last one kept.
+        if out.last().is_some_and(|k| lit.starts_with(k)) {
+            continue;
+        }
+        out.push(lit.to_vec());
+    }
+    Some((out, exact))
+}
+
+/// A pattern's compile error in words: the size limit, or the syntax error.
+fn regex_error(e: &meta::BuildError) -> String {
+    if let Some(limit) = e.size_limit() {
+        format!("compiled pattern exceeds the size limit of {limit} bytes")
+    } else if let Some(se) = e.syntax_error() {
+        se.to_string()
+    } else {
+        e.to_string()
+    }
+}
+
 /// Makes `\b`/`\B` ASCII word boundaries. Unicode boundaries force the regex engine off
 /// its DFA onto the much slower PikeVM for non-ASCII text (most of ours); for the English
 /// words patterns anchor on, ASCII boundaries mean the same (a Han character is not an ASCII
@@ -831,6 +1089,11 @@ struct Scratch {
     terms: Vec<(u32, u32, u32)>,
     /// (category, start, end) of negation phrases.
     negs: Vec<(Category, u32, u32)>,
+    /// (pattern, start, end) of a pattern's trigger literal.
+    trig: Vec<(u32, u32, u32)>,
+    /// `seen[i] == stamp`: term or pattern `i` already counted in this call.
+    seen: Vec<u32>,
+    stamp: u32,
 }
 
 /// A whole-message intent word with spaces and punctuation removed ("T D!" → "td").
@@ -991,6 +1254,92 @@ phrases = ["不是投诉", "not a complaint"]
                 r.text
             );
         }
+    }
+
+    /// Gating a pattern behind its trigger literals must not lose a match: on every labeled
+    /// text, and on every suffix of it (so matches start at odd places), the patterns reported
+    /// are exactly those whose regex matches somewhere.
+    #[test]
+    fn trigger_gated_patterns_find_every_match_the_regex_finds() {
+        let c = Classifier::builtin();
+        let gated = c.patterns.len() - c.set_patterns.len();
+        assert!(
+            gated * 10 >= c.patterns.len() * 8,
+            "only {gated} of {} default patterns have trigger literals",
+            c.patterns.len()
+        );
+        let rows = eval::parse_csv(include_bytes!("../../fixtures/classify/labeled.csv")).unwrap();
+        let mut checked = 0;
+        for r in &rows {
+            let mut folded = String::new();
+            c.fold.fold_into(&r.text, &mut folded);
+            for (start, _) in folded.char_indices().step_by(7) {
+                let text = &folded[start..];
+                let mut triggers = Vec::new();
+                c.ac.as_ref().unwrap().scan(text, |pid, start, end| {
+                    if let Term::Trigger { first, len } = c.terms[pid] {
+                        for &p in &c.trigger_lists[first as usize..(first + len) as usize] {
+                            triggers.push((p, start as u32, end as u32));
+                        }
+                    }
+                });
+                let mut reported = Vec::new();
+                let mut done = vec![0; c.patterns.len()];
+                c.run_patterns(
+                    text,
+                    &triggers,
+                    &[],
+                    true,
+                    &mut done,
+                    1,
+                    |p, _, _, counts| {
+                        assert!(counts);
+                        reported.push(p);
+                    },
+                );
+                reported.sort_unstable();
+                let expected: Vec<usize> = (0..c.patterns.len())
+                    .filter(|&p| c.patterns[p].re.is_match(text))
+                    .collect();
+                assert_eq!(reported, expected, "line {}: {text}", r.line);
+                checked += expected.len();
+            }
+        }
+        assert!(checked > 500, "only {checked} pattern matches checked");
+    }
+
+    #[test]
+    fn trigger_literals_are_prefixes_or_none() {
+        let lits = |p: &str| {
+            trigger_literals(p).map(|(v, _)| {
+                v.into_iter()
+                    .map(|l| String::from_utf8(l).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let exact = |p: &str| trigger_literals(p).unwrap().1;
+        assert!(exact("态度(太|很)?(差|恶劣)"));
+        assert!(!exact("(还没|还没有)处+"));
+        assert!(!exact(&ascii_word_boundaries(r"\blied\b")));
+        assert_eq!(
+            lits("态度(太|很)?(差|恶劣)").unwrap(),
+            [
+                "态度太差",
+                "态度太恶劣",
+                "态度差",
+                "态度很差",
+                "态度很恶劣",
+                "态度恶劣"
+            ]
+        );
+        // A prefix covers its extensions.
+        assert_eq!(lits("(还没|还没有)处").unwrap(), ["还没处", "还没有处"]);
+        assert_eq!(lits("ab(c)?").unwrap(), ["ab"]);
+        // Anything may start a match, or a one-byte start: searched by the set.
+        assert_eq!(lits("[^，。]{0,4}不符"), None);
+        assert_eq!(lits(r"\d+次"), None);
+        assert_eq!(lits("x?y"), None);
+        assert_eq!(lits(&ascii_word_boundaries(r"\blied\b")).unwrap(), ["lied"]);
     }
 
     #[test]

@@ -10,6 +10,9 @@ use std::collections::HashMap;
 const SPACE: char = '\u{0}';
 
 pub struct FoldTable {
+    /// Bit `c` set: BMP character `c` folds to itself (most Han text), checked in an 8 KB
+    /// bitmap that stays in cache instead of the 256 KB table.
+    same: Box<[u64]>,
     bmp: Box<[char]>,
     variants: HashMap<char, char>,
 }
@@ -21,7 +24,14 @@ impl FoldTable {
             let c = char::from_u32(u).unwrap_or('\u{FFFD}');
             bmp.push(fold_slow(c, variants));
         }
+        let mut same = vec![0u64; 0x10000 / 64];
+        for (u, &f) in bmp.iter().enumerate() {
+            if f as usize == u && f != SPACE && char::from_u32(u as u32).is_some() {
+                same[u / 64] |= 1 << (u % 64);
+            }
+        }
         FoldTable {
+            same: same.into_boxed_slice(),
             bmp: bmp.into_boxed_slice(),
             variants: variants.clone(),
         }
@@ -43,6 +53,12 @@ impl FoldTable {
         out.clear();
         let mut last_space = true;
         for c in input.chars() {
+            let u = c as u32;
+            if u < 0x10000 && (self.same[(u / 64) as usize] >> (u % 64)) & 1 == 1 {
+                out.push(c);
+                last_space = false;
+                continue;
+            }
             match self.fold(c) {
                 None => {
                     if !last_space {

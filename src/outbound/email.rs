@@ -12,6 +12,7 @@ use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::time::Duration;
 
@@ -42,16 +43,28 @@ impl SmtpSender {
     /// An invalid `email.from` or TLS relay name.
     pub fn new(settings: &Settings) -> anyhow::Result<SmtpSender> {
         let s = &settings.email.smtp;
-        let mut b = match s.tls {
-            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host),
-            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host)
-                .map_err(|e| anyhow::anyhow!("email.smtp.host: {e}"))?,
-            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&s.host)
-                .map_err(|e| anyhow::anyhow!("email.smtp.host: {e}"))?,
-        }
-        .port(s.port)
-        .timeout(Some(Duration::from_secs(s.timeout_secs)))
-        .pool_config(PoolConfig::new().max_size(s.concurrency.max(1) as u32));
+        let tls_parameters = || -> anyhow::Result<TlsParameters> {
+            let mut p = TlsParameters::builder(s.host.clone());
+            if let Some(path) = &s.ca_file {
+                let pem = std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("email.smtp.ca_file {}: {e}", path.display()))?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| anyhow::anyhow!("email.smtp.ca_file {}: {e}", path.display()))?;
+                p = p.add_root_certificate(cert);
+            }
+            p.build_rustls()
+                .map_err(|e| anyhow::anyhow!("email.smtp TLS settings for {:?}: {e}", s.host))
+        };
+        let tls = match s.tls {
+            SmtpTls::None => Tls::None,
+            SmtpTls::Starttls => Tls::Required(tls_parameters()?),
+            SmtpTls::Tls => Tls::Wrapper(tls_parameters()?),
+        };
+        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
+            .tls(tls)
+            .port(s.port)
+            .timeout(Some(Duration::from_secs(s.timeout_secs)))
+            .pool_config(PoolConfig::new().max_size(s.concurrency.max(1) as u32));
         if let (Some(u), Some(p)) = (&s.username, &s.password) {
             b = b.credentials(Credentials::new(u.clone(), p.expose().to_string()));
         }

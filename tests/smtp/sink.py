@@ -3,17 +3,21 @@
 
     python3 tests/smtp/sink.py --port N --maildir DIR [--host 127.0.0.1]
                                [--tempfail RCPT ...] [--permfail RCPT ...]
+                               [--tls starttls|implicit --tls-cert PEM --tls-key PEM]
 
 * Accepts every recipient except:
     --tempfail addresses -> RCPT answered "451 4.3.0 try again later"
     --permfail addresses -> RCPT answered "550 5.1.1 no such user"
   (address match is case-insensitive; the flags take one or more addresses and may repeat).
+* --tls starttls: offers STARTTLS and refuses MAIL before it (530); --tls implicit: TLS from the
+  first byte (SMTPS, as on port 465). Certificate and key from --tls-cert / --tls-key.
 * Each accepted message (one per DATA, whatever the number of recipients) is written to the
   Maildir DIR (mailbox.Maildir, created if missing) as the exact DATA bytes received (CRLF line
   endings, dot-unstuffed), preceded by three added header lines:
       X-Sink-Mail-From: <sender>          (<> for the null sender)
       X-Sink-Rcpt-To: <a@x>, <b@y>        (accepted recipients only)
       X-Sink-Peer: 127.0.0.1:54321
+      X-Sink-TLS: TLSv1.3                 (the TLS version of the session, or "none")
 * Prints "READY <port>" (flushed) once listening; --port 0 picks a free port and prints it.
 * Logs one line per transaction to stdout:
       TXN peer=... from=<...> accepted=<...>,<...> rejected=<...>:451,<...>:550 result=delivered size=N key=...
@@ -39,6 +43,7 @@ import argparse
 import asyncio
 import mailbox
 import signal
+import ssl
 import time
 
 
@@ -96,9 +101,12 @@ class Handler:
     async def handle_DATA(self, server, session, envelope):
         peer = "%s:%s" % tuple(session.peer[:2]) if session.peer else "?"
         sender = "" if envelope.mail_from == "<>" else envelope.mail_from
-        head = ("X-Sink-Mail-From: <%s>\r\nX-Sink-Rcpt-To: %s\r\nX-Sink-Peer: %s\r\n" % (
-            sender, ", ".join("<%s>" % r for r in envelope.rcpt_tos), peer)
-        ).encode("utf-8", "surrogateescape")
+        ssl_object = server.transport.get_extra_info("ssl_object") if server.transport else None
+        tls = ssl_object.version() if ssl_object is not None else "none"
+        head = ("X-Sink-Mail-From: <%s>\r\nX-Sink-Rcpt-To: %s\r\nX-Sink-Peer: %s\r\n"
+                "X-Sink-TLS: %s\r\n" % (
+                    sender, ", ".join("<%s>" % r for r in envelope.rcpt_tos), peer, tls)
+                ).encode("utf-8", "surrogateescape")
         data = envelope.original_content
         key = self.maildir.add(head + data)
         self.finish(session, "delivered", " size=%d key=%s" % (len(data), key))
@@ -126,15 +134,25 @@ async def main():
     ap.add_argument("--maildir", required=True)
     ap.add_argument("--tempfail", nargs="+", action="extend", default=[], metavar="RCPT")
     ap.add_argument("--permfail", nargs="+", action="extend", default=[], metavar="RCPT")
+    ap.add_argument("--tls", choices=["starttls", "implicit"])
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     args = ap.parse_args()
+    ctx = None
+    if args.tls:
+        if not (args.tls_cert and args.tls_key):
+            ap.error("--tls needs --tls-cert and --tls-key")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    starttls = {"tls_context": ctx, "require_starttls": True} if args.tls == "starttls" else {}
 
     md = mailbox.Maildir(args.maildir, create=True)
     handler = Handler(md, args.tempfail, args.permfail)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SinkSMTP(handler, enable_SMTPUTF8=True, decode_data=False,
-                         hostname="sink.test", ident="switchboard test sink"),
-        host=args.host, port=args.port)
+                         hostname="sink.test", ident="switchboard test sink", **starttls),
+        host=args.host, port=args.port, ssl=ctx if args.tls == "implicit" else None)
     port = server.sockets[0].getsockname()[1]
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
