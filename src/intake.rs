@@ -221,6 +221,134 @@ impl AckBuilder for AckRenderer {
     }
 }
 
+/// Longest agent reply: SMS are cut into at most 10 concatenated parts by most SMSCs; an email
+/// reply is a letter, not an attachment.
+const MAX_SMS_REPLY_CHARS: usize = 670;
+const MAX_EMAIL_REPLY_CHARS: usize = 100_000;
+
+/// Why an agent reply was not queued.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyError {
+    #[error("case {0} does not exist")]
+    NoCase(i64),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Disabled(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl AckRenderer {
+    /// An agent's reply on a case, on the case's channel: an SMS from the number the customer
+    /// wrote to, or an email threaded onto the customer's messages (In-Reply-To the latest,
+    /// References up to ten), subject `Re: [SB00000042] …`, plain text and HTML. A person's
+    /// reply, so no `Auto-Submitted`.
+    pub fn reply_draft(
+        &self,
+        case: &crate::store::CaseRecord,
+        thread: &[crate::store::MessageRecord],
+        text: &str,
+    ) -> Result<OutboundDraft, ReplyError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(ReplyError::Invalid("text is empty".into()));
+        }
+        if text.contains('\0') {
+            return Err(ReplyError::Invalid("text contains a NUL character".into()));
+        }
+        let inbound: Vec<&crate::store::MessageRecord> =
+            thread.iter().filter(|m| m.direction == "in").collect();
+        let chars = text.chars().count();
+        match case.channel.as_str() {
+            "sms" => {
+                if !self.sms_enabled {
+                    return Err(ReplyError::Disabled("sms.outbound.enabled is false".into()));
+                }
+                if chars > MAX_SMS_REPLY_CHARS {
+                    return Err(ReplyError::Invalid(format!(
+                        "an SMS reply is at most {MAX_SMS_REPLY_CHARS} characters, got {chars}"
+                    )));
+                }
+                let seg = segment(text);
+                let from = inbound
+                    .last()
+                    .map(|m| m.to_addr.clone())
+                    .filter(|a| !a.is_empty())
+                    .unwrap_or_else(|| self.sms_from.clone());
+                Ok(OutboundDraft {
+                    channel: Channel::Sms,
+                    driver: self.sms_driver.clone(),
+                    from,
+                    to: case.customer.clone(),
+                    subject: None,
+                    text: text.to_string(),
+                    html: None,
+                    headers: None,
+                    kind: "reply",
+                    encoding: seg.encoding.as_str(),
+                    segments: seg.segments as i64,
+                })
+            }
+            "email" => {
+                if !self.email_enabled {
+                    return Err(ReplyError::Disabled("email.smtp.enabled is false".into()));
+                }
+                if chars > MAX_EMAIL_REPLY_CHARS {
+                    return Err(ReplyError::Invalid(format!(
+                        "an email reply is at most {MAX_EMAIL_REPLY_CHARS} characters, got {chars}"
+                    )));
+                }
+                let lang = if case.lang == Lang::En.as_str() {
+                    Lang::En
+                } else {
+                    Lang::ZhCn
+                };
+                let values = minijinja::context! {
+                    case_no => crate::domain::CaseId(case.id).to_string(),
+                    subject => case.subject.clone().unwrap_or_default(),
+                    body => text,
+                    service_name => self.service_name,
+                    service_name_en => self.service_name_en,
+                };
+                let subject = self
+                    .templates
+                    .render("reply_subject", lang, values.clone())
+                    .map_err(|e| ReplyError::Invalid(format!("template reply_subject: {e}")))?;
+                let html = self
+                    .templates
+                    .render_html("email", lang, values)
+                    .map_err(|e| ReplyError::Invalid(format!("template email: {e}")))?;
+                let ids: Vec<&str> = inbound
+                    .iter()
+                    .filter_map(|m| m.external_id.as_deref())
+                    .collect();
+                let headers = ids.last().map(|last| {
+                    let refs = &ids[ids.len().saturating_sub(10)..];
+                    serde_json::json!({ "in_reply_to": last, "references": refs }).to_string()
+                });
+                Ok(OutboundDraft {
+                    channel: Channel::Email,
+                    driver: "smtp".into(),
+                    from: self.email_from.clone(),
+                    to: case.customer.clone(),
+                    subject: Some(subject.trim().to_string()),
+                    text: text.to_string(),
+                    html: Some(html),
+                    headers,
+                    kind: "reply",
+                    encoding: "utf-8",
+                    segments: 1,
+                })
+            }
+            other => Err(ReplyError::Invalid(format!(
+                "case {} has channel {other:?}, which cannot be answered",
+                case.id
+            ))),
+        }
+    }
+}
+
 /// The intake service shared by every inbound route.
 pub struct Intake {
     pub store: Arc<dyn Store>,
@@ -282,6 +410,31 @@ impl Intake {
             Ok(mut g) => *g = c,
             Err(p) => *p.into_inner() = c,
         }
+    }
+
+    /// Queues an agent's reply on case `case_id` (see [`AckRenderer::reply_draft`]) and wakes
+    /// the worker of its channel. Returns the outbound message id.
+    ///
+    /// # Errors
+    /// No such case, an empty or oversize text, the channel's sending disabled, the store.
+    pub async fn reply(&self, case_id: i64, text: &str, by: &str) -> Result<i64, ReplyError> {
+        let case = self
+            .store
+            .case(case_id)
+            .await?
+            .ok_or(ReplyError::NoCase(case_id))?;
+        let thread = self.store.case_messages(case_id).await?;
+        let draft = self.acks.reply_draft(&case, &thread, text)?;
+        let id = self
+            .store
+            .queue_reply(case_id, &draft, by, self.clock.now_ms())
+            .await?
+            .ok_or(ReplyError::NoCase(case_id))?;
+        match draft.channel {
+            Channel::Email => self.email_notify.notify_one(),
+            Channel::Sms => self.outbox_notify.notify_one(),
+        }
+        Ok(id)
     }
 
     /// Everything decided before the transaction.

@@ -14,6 +14,14 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
     ("reply.en.txt", include_str!("../templates/reply.en.txt")),
     (
+        "reply_subject.zh-CN.txt",
+        include_str!("../templates/reply_subject.zh-CN.txt"),
+    ),
+    (
+        "reply_subject.en.txt",
+        include_str!("../templates/reply_subject.en.txt"),
+    ),
+    (
         "escalate.zh-CN.txt",
         include_str!("../templates/escalate.zh-CN.txt"),
     ),

@@ -1240,3 +1240,92 @@ async fn smtp_starttls_and_implicit_tls_deliver_encrypted_and_never_fall_back_to
     assert!(sink.messages().is_empty(), "{}", sink.diagnostics());
     app.shutdown().await;
 }
+
+/// An agent answers an email case over the API: the real SMTP sink receives a person's reply
+/// (no Auto-Submitted) threaded onto both customer mails (In-Reply-To the latest, References
+/// both), subject `Re: [SB…] …`, the agent's text in both parts, on the case as kind `reply`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_reply_on_an_email_case_is_threaded_and_not_auto_submitted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = tokio::task::block_in_place(|| Sink::start(tmp.path(), "sink", 0, &[]));
+    let port = sink.port;
+    let app = spawn_app(move |s, _| email_settings(s, port)).await;
+    let store = app.store();
+    let customer = "wang@example.com";
+    post_email(&app, customer_mail(customer, "first@example.com"), "first").await;
+    sink.wait_messages(1, Duration::from_secs(20), &store).await;
+    let case_id = store.recent_messages("in", 1).await.unwrap()[0]
+        .case_id
+        .expect("a case");
+    let case_no = format!("SB{case_id:08}");
+    // The customer answers our ack: same case, second Message-ID in the thread.
+    let follow_up = String::from_utf8(customer_mail(customer, "second@example.com"))
+        .unwrap()
+        .replace(
+            "Subject: Broadband down since Monday",
+            &format!("Subject: Re: [{case_no}] Broadband down\nIn-Reply-To: <first@example.com>"),
+        );
+    post_email(&app, follow_up.into_bytes(), "follow-up").await;
+    eventually(Duration::from_secs(10), || async {
+        (store.case(case_id).await.unwrap()?.message_count >= 2).then_some(())
+    })
+    .await
+    .expect("the follow-up joins the case");
+
+    let agent = app.token("agent").await;
+    let text = "Hello, an engineer will visit tomorrow between 9 and 12.";
+    let r = app
+        .client
+        .post(format!("{}/api/v1/cases/{case_id}/replies", app.base))
+        .bearer_auth(&agent)
+        .json(&serde_json::json!({ "text": text }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let reply_id = body["message_id"].as_i64().unwrap();
+    assert_eq!(body["channel"], "email");
+
+    let reply = eventually(Duration::from_secs(20), || async {
+        sink.messages().into_iter().find(|m| {
+            raw_headers(m).iter().any(|(n, v)| {
+                n.eq_ignore_ascii_case("Message-ID") && v.contains(&format!("sb-{reply_id}@"))
+            })
+        })
+    })
+    .await
+    .unwrap_or_else(|| panic!("the reply reaches the sink\n{}", sink.diagnostics()));
+    let h = raw_headers(&reply);
+    assert_eq!(sink_rcpt(&reply), format!("<{customer}>"));
+    assert_eq!(one_header(&h, "In-Reply-To"), "<second@example.com>");
+    assert_eq!(
+        one_header(&h, "References"),
+        "<first@example.com> <second@example.com>"
+    );
+    let subject = one_header(&h, "Subject");
+    assert!(
+        subject.starts_with(&format!("Re: [{case_no}]")),
+        "{subject}"
+    );
+    assert!(
+        header_values(&h, "Auto-Submitted").is_empty(),
+        "a person's reply is not auto-submitted"
+    );
+    let parsed = mail_parser::MessageParser::default().parse(&reply).unwrap();
+    assert!(parsed.body_text(0).unwrap().contains(text));
+    assert!(parsed.body_html(0).unwrap().contains(text));
+    let rec = wait_outbound(
+        &store,
+        customer,
+        Duration::from_secs(10),
+        "reply sent",
+        |o| o.id == reply_id && o.status == "sent",
+    )
+    .await;
+    assert_eq!(
+        (rec.kind.as_deref(), rec.case_id),
+        (Some("reply"), Some(case_id))
+    );
+    app.shutdown().await;
+}

@@ -264,3 +264,138 @@ async fn transport_errors_are_retried_and_never_record_the_bridge_password() {
     assert!(!err.contains("s3cr3t-pw"), "{err}");
     app.shutdown().await;
 }
+
+/// POSTs JSON to an admin route with a bearer token.
+async fn api_post(
+    app: &common::TestApp,
+    path: &str,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let mut r = app.client.post(format!("{}{path}", app.base)).json(&body);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+/// An agent answers an SMS case through `POST /api/v1/cases/{id}/replies`: the reply goes out
+/// through the bridge from the number the customer wrote to, is recorded on the case (kind
+/// `reply`, case acknowledged) and shows in `GET /api/v1/cases/{id}`. Bad requests are refused
+/// with the reason and queue nothing.
+#[tokio::test]
+async fn an_agent_reply_on_an_sms_case_goes_out_through_the_bridge() {
+    let bridge = StubBridge::start(202, "0: Accepted for delivery").await;
+    let url = format!("{}/cgi-bin/sendsms", bridge.url);
+    let app = spawn_app(move |s, _| s.sms.outbound.url = url).await;
+    let q = format!(
+        "/inbound/sms/kannel?id=r-1&from=13800138000&to=10001&coding=0&charset=UTF-8&text={}",
+        enc("宽带三天没修好，我要投诉")
+    );
+    assert_eq!(app.get(&q).await.0, 200);
+    bridge.wait_for(1, Duration::from_secs(10)).await;
+    let case_id = app.store().recent_messages("in", 1).await.unwrap()[0]
+        .case_id
+        .expect("a case");
+    let agent = app.token("agent").await;
+    let path = format!("/api/v1/cases/{case_id}/replies");
+    let text = "您好，维修师傅今天下午三点上门，请保持电话畅通。";
+    let (status, body) = api_post(
+        &app,
+        &path,
+        Some(&agent),
+        serde_json::json!({ "text": text }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["channel"], "sms");
+    assert_eq!(body["to"], "+8613800138000");
+    let reply_id = body["message_id"].as_i64().unwrap();
+
+    let reqs = bridge.wait_for(2, Duration::from_secs(10)).await;
+    let sent = from_utf16be(&reqs[1].param_bytes("text").unwrap()).unwrap();
+    assert_eq!(sent, text);
+    assert_eq!(reqs[1].param("from").as_deref(), Some("10001"));
+    assert_eq!(reqs[1].param("to").as_deref(), Some("8613800138000"));
+    let rec = app.store().message(reply_id).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.kind.as_deref(), rec.case_id, rec.direction.as_str()),
+        (Some("reply"), Some(case_id), "out")
+    );
+    let case = app.store().case(case_id).await.unwrap().unwrap();
+    assert_eq!(case.status, "acknowledged");
+
+    let r = app
+        .client
+        .get(format!("{}/api/v1/cases/{case_id}", app.base))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let shown: serde_json::Value = r.json().await.unwrap();
+    let kinds: Vec<&str> = shown["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap_or("in"))
+        .collect();
+    assert_eq!(kinds, ["in", "ack", "reply"], "{shown}");
+
+    // Refused, nothing queued: no token, a role that does not answer cases, an unknown case,
+    // an empty text, an SMS too long, unknown fields.
+    let before = app.store().recent_messages("out", 100).await.unwrap().len();
+    let marketing = app.token("marketing").await;
+    let cases: [(Option<&str>, String, serde_json::Value, u16); 6] = [
+        (None, path.clone(), serde_json::json!({ "text": "hi" }), 401),
+        (
+            Some(&marketing),
+            path.clone(),
+            serde_json::json!({ "text": "hi" }),
+            403,
+        ),
+        (
+            Some(&agent),
+            "/api/v1/cases/999999/replies".into(),
+            serde_json::json!({ "text": "hi" }),
+            404,
+        ),
+        (
+            Some(&agent),
+            path.clone(),
+            serde_json::json!({ "text": "  " }),
+            422,
+        ),
+        (
+            Some(&agent),
+            path.clone(),
+            serde_json::json!({ "text": "长".repeat(671) }),
+            422,
+        ),
+        (
+            Some(&agent),
+            path.clone(),
+            serde_json::json!({ "text": "hi", "cc": "x" }),
+            400,
+        ),
+    ];
+    for (token, p, body, want) in cases {
+        let (status, got) = api_post(&app, &p, token, body.clone()).await;
+        assert_eq!(status, want, "{p} {body}: {got}");
+        assert!(
+            got["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{got}"
+        );
+    }
+    let after = app.store().recent_messages("out", 100).await.unwrap().len();
+    assert_eq!(before, after, "refused replies queue nothing");
+    app.shutdown().await;
+}

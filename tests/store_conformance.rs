@@ -907,6 +907,74 @@ async fn email_threads_by_reference_or_case_number_and_acks_are_capped(s: Arc<dy
     );
 }
 
+async fn an_agent_reply_is_queued_on_its_case_or_refused_whole(s: Arc<dyn Store>) {
+    let o = s
+        .intake(req(
+            "+8613800000077",
+            "宽带坏了",
+            Some("ar-1"),
+            Category::Fault,
+            Intent::Case,
+            T0,
+        ))
+        .await
+        .unwrap();
+    let (_, case, _, _) = stored(&o);
+    let case = case.unwrap();
+    let draft = OutboundDraft {
+        channel: Channel::Sms,
+        driver: "kannel".into(),
+        from: "10000".into(),
+        to: "+8613800000077".into(),
+        subject: None,
+        text: "师傅下午上门".into(),
+        html: None,
+        headers: None,
+        kind: "reply",
+        encoding: "ucs2",
+        segments: 1,
+    };
+    let before = s.counts().await.unwrap();
+    assert_eq!(
+        s.queue_reply(case + 1000, &draft, "agent-1", T0 + 60_000)
+            .await
+            .unwrap(),
+        None,
+        "no such case: nothing written"
+    );
+    assert_eq!(s.counts().await.unwrap(), before);
+
+    let id = s
+        .queue_reply(case, &draft, "agent-1", T0 + 60_000)
+        .await
+        .unwrap()
+        .expect("queued");
+    let m = s.message(id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            m.direction.as_str(),
+            m.kind.as_deref(),
+            m.case_id,
+            m.status.as_str()
+        ),
+        ("out", Some("reply"), Some(case), "queued")
+    );
+    assert_eq!(m.body, "师傅下午上门");
+    assert_eq!(s.case(case).await.unwrap().unwrap().status, "acknowledged");
+    let claimed = s
+        .claim_outbox(Channel::Sms, T0 + 60_000, 30_000, 10)
+        .await
+        .unwrap();
+    assert!(
+        claimed
+            .iter()
+            .any(|c| c.message_id == id && c.kind == "reply"),
+        "{claimed:?}"
+    );
+    let after = s.counts().await.unwrap();
+    assert_eq!(after.messages_out, before.messages_out + 1);
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -952,4 +1020,5 @@ suite!(
     survey_answers_count_only_while_a_survey_waits,
     case_progress_is_answered_only_to_the_case_owner,
     email_threads_by_reference_or_case_number_and_acks_are_capped,
+    an_agent_reply_is_queued_on_its_case_or_refused_whole,
 );

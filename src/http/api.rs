@@ -191,3 +191,70 @@ pub async fn activate_rules(
     caller.require(&[Role::Ops, Role::Admin])?;
     Ok(axum::Json(s.rules.activate(id, &caller.name).await?))
 }
+
+impl From<crate::intake::ReplyError> for AppError {
+    fn from(e: crate::intake::ReplyError) -> Self {
+        use crate::intake::ReplyError;
+        match e {
+            ReplyError::Store(s) => s.into(),
+            ReplyError::NoCase(_) => {
+                AppError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            ReplyError::Invalid(m) => {
+                AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_reply", m)
+            }
+            ReplyError::Disabled(m) => AppError::new(StatusCode::CONFLICT, "channel_disabled", m),
+        }
+    }
+}
+
+/// A case with its messages, oldest first.
+pub async fn get_case(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
+    let case = s.intake.store.case(id).await?.ok_or_else(|| {
+        AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("case {id} does not exist"),
+        )
+    })?;
+    let messages = s.intake.store.case_messages(id).await?;
+    Ok(axum::Json(serde_json::json!({
+        "case": case,
+        "case_no": crate::domain::CaseId(id).to_string(),
+        "messages": messages,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyRequest {
+    text: String,
+}
+
+/// An agent answers a case: queued on the case's channel (SMS or threaded email), 201 with
+/// the outbound message id once stored.
+pub async fn reply(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    body: AppJson<ReplyRequest>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
+    let message_id = s.intake.reply(id, &body.0.text, &caller.name).await?;
+    let out = s.intake.store.message(message_id).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({
+            "message_id": message_id,
+            "case_id": id,
+            "channel": out.as_ref().map(|m| m.channel.clone()),
+            "to": out.as_ref().map(|m| m.to_addr.clone()),
+            "status": out.as_ref().map(|m| m.status.clone()),
+        })),
+    ))
+}

@@ -400,6 +400,16 @@ pub trait Store: Send + Sync + 'static {
     async fn message(&self, id: i64) -> StoreResult<Option<MessageRecord>>;
     async fn case(&self, id: i64) -> StoreResult<Option<CaseRecord>>;
     async fn case_messages(&self, case_id: i64) -> StoreResult<Vec<MessageRecord>>;
+    /// Queues an agent's reply on a case in one transaction: the outbound message, its outbox
+    /// row, a `reply` case event naming `by`, and the case's first answer (`acked_at`, status
+    /// `acknowledged` when it was `open`). `None` when the case does not exist.
+    async fn queue_reply(
+        &self,
+        case_id: i64,
+        draft: &OutboundDraft,
+        by: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<i64>>;
     /// Messages in one direction, newest first, for the API and tests.
     async fn recent_messages(&self, direction: &str, limit: i64)
     -> StoreResult<Vec<MessageRecord>>;

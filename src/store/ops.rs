@@ -496,6 +496,61 @@ macro_rules! common_ops {
             .await?)
         }
 
+        pub async fn queue_reply(
+            pool: &Pool<$DB>,
+            case_id: i64,
+            d: &crate::store::OutboundDraft,
+            by: &str,
+            now_ms: i64,
+        ) -> StoreResult<Option<i64>> {
+            let mut tx = pool.begin_with($begin).await?;
+            let updated = sqlx::query(
+                "UPDATE cases SET acked_at = COALESCE(acked_at, $1), \
+                 status = CASE WHEN status = 'open' THEN 'acknowledged' ELSE status END WHERE id = $2",
+            )
+            .bind(now_ms)
+            .bind(case_id)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 0 {
+                return Ok(None);
+            }
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO messages (direction, channel, dialect, from_addr, to_addr, subject, body, \
+                 case_id, kind, status, encoding, segments, created_at, updated_at, body_html, headers) \
+                 VALUES ('out', $1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, $11, $11, $12, $13) RETURNING id",
+            )
+            .bind(d.channel.as_str())
+            .bind(&d.driver)
+            .bind(&d.from)
+            .bind(&d.to)
+            .bind(&d.subject)
+            .bind(&d.text)
+            .bind(case_id)
+            .bind(d.kind)
+            .bind(d.encoding)
+            .bind(d.segments)
+            .bind(now_ms)
+            .bind(&d.html)
+            .bind(&d.headers)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO outbox (message_id, channel, not_before) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(d.channel.as_str())
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO case_events (case_id, at, kind, detail) VALUES ($1, $2, 'reply', $3)")
+                .bind(case_id)
+                .bind(now_ms)
+                .bind(format!("message {id} by {by}"))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(id))
+        }
+
         pub async fn insert_rule_version(pool: &Pool<$DB>, v: &crate::store::NewRuleVersion) -> StoreResult<i64> {
             if let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM rule_versions WHERE sha = $1 ORDER BY id LIMIT 1")
                 .bind(&v.sha)
@@ -686,6 +741,15 @@ macro_rules! impl_store {
             }
             async fn message(&self, id: i64) -> StoreResult<Option<crate::store::MessageRecord>> {
                 ops::message(&self.pool, id).await
+            }
+            async fn queue_reply(
+                &self,
+                case_id: i64,
+                draft: &crate::store::OutboundDraft,
+                by: &str,
+                now_ms: i64,
+            ) -> StoreResult<Option<i64>> {
+                ops::queue_reply(&self.pool, case_id, draft, by, now_ms).await
             }
             async fn case(&self, id: i64) -> StoreResult<Option<crate::store::CaseRecord>> {
                 ops::case(&self.pool, id).await
