@@ -264,33 +264,7 @@ macro_rules! common_ops {
             }
             let mut ack_message_id = None;
             if let Some(d) = req.ack.build(&ctx).filter(|_| ack_allowed) {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO messages (direction, channel, dialect, from_addr, to_addr, subject, body, \
-                     case_id, kind, status, encoding, segments, created_at, updated_at, body_html, headers) \
-                     VALUES ('out', $1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, $11, $11, $12, $13) RETURNING id",
-                )
-                .bind(d.channel.as_str())
-                .bind(&d.driver)
-                .bind(&d.from)
-                .bind(&d.to)
-                .bind(&d.subject)
-                .bind(&d.text)
-                .bind(case.map(|c| c.0))
-                .bind(d.kind)
-                .bind(d.encoding)
-                .bind(d.segments)
-                .bind(req.now_ms)
-                .bind(&d.html)
-                .bind(&d.headers)
-                .fetch_one(&mut *conn)
-                .await?;
-                sqlx::query("INSERT INTO outbox (message_id, channel, not_before) VALUES ($1, $2, $3)")
-                    .bind(id)
-                    .bind(d.channel.as_str())
-                    .bind(req.now_ms)
-                    .execute(&mut *conn)
-                    .await?;
-                ack_message_id = Some(id);
+                ack_message_id = Some(queue_outbound(conn, &d, case.map(|c| c.0), req.now_ms).await?);
             }
             Ok(IntakeOutcome::Stored {
                 message_id,
@@ -496,6 +470,42 @@ macro_rules! common_ops {
             .await?)
         }
 
+        /// An outbound message and its outbox row, inside the caller's transaction.
+        async fn queue_outbound(
+            conn: &mut $Conn,
+            d: &crate::store::OutboundDraft,
+            case_id: Option<i64>,
+            now_ms: i64,
+        ) -> StoreResult<i64> {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO messages (direction, channel, dialect, from_addr, to_addr, subject, body, \
+                 case_id, kind, status, encoding, segments, created_at, updated_at, body_html, headers) \
+                 VALUES ('out', $1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, $11, $11, $12, $13) RETURNING id",
+            )
+            .bind(d.channel.as_str())
+            .bind(&d.driver)
+            .bind(&d.from)
+            .bind(&d.to)
+            .bind(&d.subject)
+            .bind(&d.text)
+            .bind(case_id)
+            .bind(d.kind)
+            .bind(d.encoding)
+            .bind(d.segments)
+            .bind(now_ms)
+            .bind(&d.html)
+            .bind(&d.headers)
+            .fetch_one(&mut *conn)
+            .await?;
+            sqlx::query("INSERT INTO outbox (message_id, channel, not_before) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(d.channel.as_str())
+                .bind(now_ms)
+                .execute(&mut *conn)
+                .await?;
+            Ok(id)
+        }
+
         pub async fn queue_reply(
             pool: &Pool<$DB>,
             case_id: i64,
@@ -515,32 +525,7 @@ macro_rules! common_ops {
             if updated.rows_affected() == 0 {
                 return Ok(None);
             }
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO messages (direction, channel, dialect, from_addr, to_addr, subject, body, \
-                 case_id, kind, status, encoding, segments, created_at, updated_at, body_html, headers) \
-                 VALUES ('out', $1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, $11, $11, $12, $13) RETURNING id",
-            )
-            .bind(d.channel.as_str())
-            .bind(&d.driver)
-            .bind(&d.from)
-            .bind(&d.to)
-            .bind(&d.subject)
-            .bind(&d.text)
-            .bind(case_id)
-            .bind(d.kind)
-            .bind(d.encoding)
-            .bind(d.segments)
-            .bind(now_ms)
-            .bind(&d.html)
-            .bind(&d.headers)
-            .fetch_one(&mut *tx)
-            .await?;
-            sqlx::query("INSERT INTO outbox (message_id, channel, not_before) VALUES ($1, $2, $3)")
-                .bind(id)
-                .bind(d.channel.as_str())
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
+            let id = queue_outbound(&mut *tx, d, Some(case_id), now_ms).await?;
             sqlx::query("INSERT INTO case_events (case_id, at, kind, detail) VALUES ($1, $2, 'reply', $3)")
                 .bind(case_id)
                 .bind(now_ms)
