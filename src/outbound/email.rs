@@ -1,4 +1,4 @@
-//! SMTP sending (lettre, async, pooled connections). Every mail carries our own stable
+//! SMTP sending (lettre on our own pooled `TCP_NODELAY` connections, `smtp_pool.rs`). Every mail carries our own stable
 //! Message-ID `<sb-{message id}@{domain}>`, the same on every retry, so a delivery hidden by a
 //! network error after DATA is recognisable; acks carry `Auto-Submitted: auto-replied` and
 //! In-Reply-To/References. One message per recipient. 4xx and connection errors are retried,
@@ -7,13 +7,14 @@
 use crate::config::{Settings, SmtpTls};
 use crate::outbound::Sender;
 use crate::outbound::retry::SendResult;
+use crate::outbound::smtp_pool::{self, SmtpError, SmtpPool, SmtpTarget};
 use crate::store::OutboxItem;
+use lettre::Message;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
-use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `Auto-Submitted` (RFC 3834), which lettre does not define.
@@ -33,48 +34,66 @@ impl Header for AutoSubmitted {
 }
 
 pub struct SmtpSender {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    pool: Arc<SmtpPool>,
     from: Mailbox,
     domain: String,
 }
 
 impl SmtpSender {
     /// # Errors
-    /// An invalid `email.from` or TLS relay name.
+    /// An invalid `email.from`, TLS settings or CA file.
     pub fn new(settings: &Settings) -> anyhow::Result<SmtpSender> {
         let s = &settings.email.smtp;
-        let tls_parameters = || -> anyhow::Result<TlsParameters> {
-            let mut p = TlsParameters::builder(s.host.clone());
-            if let Some(path) = &s.ca_file {
-                let pem = std::fs::read(path)
-                    .map_err(|e| anyhow::anyhow!("email.smtp.ca_file {}: {e}", path.display()))?;
-                let cert = Certificate::from_pem(&pem)
-                    .map_err(|e| anyhow::anyhow!("email.smtp.ca_file {}: {e}", path.display()))?;
-                p = p.add_root_certificate(cert);
+        let ca_pem = match &s.ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("email.smtp.ca_file {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let starttls = match s.tls {
+            SmtpTls::Starttls => {
+                let mut p = TlsParameters::builder(s.host.clone());
+                if let (Some(pem), Some(path)) = (&ca_pem, &s.ca_file) {
+                    let cert = Certificate::from_pem(pem).map_err(|e| {
+                        anyhow::anyhow!("email.smtp.ca_file {}: {e}", path.display())
+                    })?;
+                    p = p.add_root_certificate(cert);
+                }
+                Some(p.build_rustls().map_err(|e| {
+                    anyhow::anyhow!("email.smtp TLS settings for {:?}: {e}", s.host)
+                })?)
             }
-            p.build_rustls()
-                .map_err(|e| anyhow::anyhow!("email.smtp TLS settings for {:?}: {e}", s.host))
+            _ => None,
         };
-        let tls = match s.tls {
-            SmtpTls::None => Tls::None,
-            SmtpTls::Starttls => Tls::Required(tls_parameters()?),
-            SmtpTls::Tls => Tls::Wrapper(tls_parameters()?),
+        let implicit = match s.tls {
+            SmtpTls::Tls => Some(
+                smtp_pool::implicit_tls_connector(ca_pem.as_deref()).map_err(|e| {
+                    anyhow::anyhow!("email.smtp TLS settings (ca_file {:?}): {e}", s.ca_file)
+                })?,
+            ),
+            _ => None,
         };
-        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
-            .tls(tls)
-            .port(s.port)
-            .timeout(Some(Duration::from_secs(s.timeout_secs)))
-            .pool_config(PoolConfig::new().max_size(s.concurrency.max(1) as u32));
-        if let (Some(u), Some(p)) = (&s.username, &s.password) {
-            b = b.credentials(Credentials::new(u.clone(), p.expose().to_string()));
-        }
+        let credentials = match (&s.username, &s.password) {
+            (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.expose().to_string())),
+            _ => None,
+        };
         let from: Mailbox = settings
             .email
             .from
             .parse()
             .map_err(|e| anyhow::anyhow!("email.from {:?}: {e}", settings.email.from))?;
         Ok(SmtpSender {
-            transport: b.build(),
+            pool: SmtpPool::new(SmtpTarget {
+                host: s.host.clone(),
+                port: s.port,
+                tls: s.tls,
+                starttls,
+                implicit,
+                credentials,
+                timeout: Duration::from_secs(s.timeout_secs),
+                max_idle: s.concurrency.max(1),
+            }),
             domain: crate::intake::email_domain(&settings.email.from),
             from,
         })
@@ -134,13 +153,13 @@ impl Sender for SmtpSender {
             Ok(m) => m,
             Err(e) => return SendResult::Fail(e),
         };
-        match self.transport.send(msg).await {
+        match self.pool.send(msg.envelope(), &msg.formatted()).await {
             Ok(resp) => SendResult::Sent {
                 provider_id: resp.message().next().map(|l| l.chars().take(200).collect()),
             },
-            Err(e) if e.is_permanent() => SendResult::Fail(format!("SMTP {e}")),
+            Err(SmtpError::Permanent(e)) => SendResult::Fail(e),
             // 4xx, timeouts and connection errors: the mail may be deliverable later.
-            Err(e) => SendResult::Retry(format!("SMTP {e}")),
+            Err(SmtpError::Transient(e)) => SendResult::Retry(e),
         }
     }
 

@@ -8,6 +8,7 @@ pub mod email;
 pub mod retry;
 pub mod segment;
 pub mod sms;
+pub mod smtp_pool;
 
 use crate::clock::Clock;
 use crate::domain::Channel;

@@ -219,6 +219,30 @@ impl OutboxRow {
     }
 }
 
+/// The result of one send attempt, as the outbox records it.
+#[derive(Debug, Clone)]
+pub(crate) enum SendUpdate {
+    /// Sent: status `sent`, outbox row gone.
+    Complete {
+        message_id: i64,
+        provider_id: Option<String>,
+        now_ms: i64,
+    },
+    /// Try again at `next_at_ms`.
+    Retry {
+        message_id: i64,
+        next_at_ms: i64,
+        error: String,
+        now_ms: i64,
+    },
+    /// Given up: status `failed`, outbox row gone.
+    Fail {
+        message_id: i64,
+        error: String,
+        now_ms: i64,
+    },
+}
+
 /// Delivery state of an outbound message as a bridge reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -283,6 +283,8 @@ macro_rules! common_ops {
             .await?)
         }
 
+        /// (SQLite runs the same statements in its writer thread.)
+        #[allow(dead_code)]
         pub async fn complete_send(
             pool: &Pool<$DB>,
             message_id: i64,
@@ -308,6 +310,8 @@ macro_rules! common_ops {
             Ok(())
         }
 
+        /// (SQLite runs the same statements in its writer thread.)
+        #[allow(dead_code)]
         pub async fn retry_send(
             pool: &Pool<$DB>,
             message_id: i64,
@@ -336,6 +340,8 @@ macro_rules! common_ops {
             Ok(())
         }
 
+        /// (SQLite runs the same statements in its writer thread.)
+        #[allow(dead_code)]
         pub async fn fail_send(pool: &Pool<$DB>, message_id: i64, error: &str, now_ms: i64) -> StoreResult<()> {
             let mut tx = pool.begin_with($begin).await?;
             sqlx::query(
@@ -700,23 +706,44 @@ macro_rules! impl_store {
             }
             async fn complete_send(
                 &self,
-                id: i64,
+                message_id: i64,
                 provider_id: Option<&str>,
                 now_ms: i64,
             ) -> StoreResult<()> {
-                ops::complete_send(&self.pool, id, provider_id, now_ms).await
+                self.do_send_update(crate::store::SendUpdate::Complete {
+                    message_id,
+                    provider_id: provider_id.map(str::to_string),
+                    now_ms,
+                })
+                .await
             }
             async fn retry_send(
                 &self,
-                id: i64,
+                message_id: i64,
                 next_at_ms: i64,
                 error: &str,
                 now_ms: i64,
             ) -> StoreResult<()> {
-                ops::retry_send(&self.pool, id, next_at_ms, error, now_ms).await
+                self.do_send_update(crate::store::SendUpdate::Retry {
+                    message_id,
+                    next_at_ms,
+                    error: error.to_string(),
+                    now_ms,
+                })
+                .await
             }
-            async fn fail_send(&self, id: i64, error: &str, now_ms: i64) -> StoreResult<()> {
-                ops::fail_send(&self.pool, id, error, now_ms).await
+            async fn fail_send(
+                &self,
+                message_id: i64,
+                error: &str,
+                now_ms: i64,
+            ) -> StoreResult<()> {
+                self.do_send_update(crate::store::SendUpdate::Fail {
+                    message_id,
+                    error: error.to_string(),
+                    now_ms,
+                })
+                .await
             }
             async fn release_leases(&self, ids: &[i64]) -> StoreResult<()> {
                 ops::release_leases(&self.pool, ids).await

@@ -55,6 +55,28 @@ impl PgStore {
         Ok(outcome)
     }
 
+    pub(crate) async fn do_send_update(&self, u: crate::store::SendUpdate) -> StoreResult<()> {
+        use crate::store::SendUpdate;
+        match u {
+            SendUpdate::Complete {
+                message_id,
+                provider_id,
+                now_ms,
+            } => ops::complete_send(&self.pool, message_id, provider_id.as_deref(), now_ms).await,
+            SendUpdate::Retry {
+                message_id,
+                next_at_ms,
+                error,
+                now_ms,
+            } => ops::retry_send(&self.pool, message_id, next_at_ms, &error, now_ms).await,
+            SendUpdate::Fail {
+                message_id,
+                error,
+                now_ms,
+            } => ops::fail_send(&self.pool, message_id, &error, now_ms).await,
+        }
+    }
+
     pub(crate) async fn do_claim(
         &self,
         channel: Channel,

@@ -16,11 +16,11 @@ mod ops {
     super::super::ops::common_ops!(sqlx::Sqlite, sqlx::SqliteConnection, "BEGIN IMMEDIATE");
 }
 
-use super::sqlite_writer::Reply;
+use super::sqlite_writer::Job;
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    writer: mpsc::Sender<(IntakeRequest, Reply)>,
+    writer: mpsc::Sender<Job>,
 }
 
 impl SqliteStore {
@@ -70,12 +70,25 @@ impl SqliteStore {
 
     pub(crate) async fn do_intake(&self, req: IntakeRequest) -> StoreResult<IntakeOutcome> {
         let (tx, rx) = oneshot::channel();
-        self.writer
-            .send((req, tx))
-            .await
-            .map_err(|_| StoreError::Unavailable("SQLite writer stopped".into()))?;
+        self.send_job(Job::Intake(Box::new(req), tx)).await?;
         rx.await
             .map_err(|_| StoreError::Unavailable("SQLite writer dropped the request".into()))?
+    }
+
+    /// Send results go through the writer too, so they share its group commit (one fsync for
+    /// many) instead of one `BEGIN IMMEDIATE` transaction each.
+    pub(crate) async fn do_send_update(&self, u: crate::store::SendUpdate) -> StoreResult<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send_job(Job::Send(u, tx)).await?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("SQLite writer dropped the request".into()))?
+    }
+
+    async fn send_job(&self, job: Job) -> StoreResult<()> {
+        self.writer
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable("SQLite writer stopped".into()))
     }
 
     pub(crate) async fn do_claim(

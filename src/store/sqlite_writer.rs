@@ -1,7 +1,7 @@
-//! The SQLite intake writer: one OS thread, one rusqlite connection, group commit. It takes
-//! every queued intake (up to `max`), runs them in one `BEGIN IMMEDIATE` transaction and
-//! answers each request only after COMMIT returned. If the batch fails, each request is
-//! retried alone so one bad message cannot fail its neighbours.
+//! The SQLite writer: one OS thread, one rusqlite connection, group commit. It takes every
+//! queued job (up to `max`: intakes, and the outbox's send results), runs them in one
+//! `BEGIN IMMEDIATE` transaction and answers each only after COMMIT returned. If the batch
+//! fails, each job is retried alone so one bad message cannot fail its neighbours.
 //!
 //! Why rusqlite here and sqlx elsewhere: sqlx hands every statement to its own worker thread
 //! and back, which on this path (six statements per message) cost more than the statements;
@@ -9,7 +9,9 @@
 //! Performance). The SQL is the same as `ops::intake_one`, and the conformance suite runs the
 //! same scenarios against this writer and against PostgreSQL.
 
-use super::{IntakeOutcome, IntakeRequest, StoreError, StoreResult, merged_category, opens_case};
+use super::{
+    IntakeOutcome, IntakeRequest, SendUpdate, StoreError, StoreResult, merged_category, opens_case,
+};
 use crate::domain::{CaseId, Category, Intent};
 use crate::store::AckContext;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -17,7 +19,43 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-pub type Reply = oneshot::Sender<StoreResult<IntakeOutcome>>;
+/// One unit of work for the writer, with where its answer goes.
+pub enum Job {
+    Intake(
+        Box<IntakeRequest>,
+        oneshot::Sender<StoreResult<IntakeOutcome>>,
+    ),
+    Send(SendUpdate, oneshot::Sender<StoreResult<()>>),
+}
+
+enum Done {
+    Intake(IntakeOutcome),
+    Send,
+}
+
+impl Job {
+    fn answer(self, r: StoreResult<Done>) {
+        match (self, r) {
+            (Job::Intake(_, tx), Ok(Done::Intake(o))) => {
+                let _ = tx.send(Ok(o));
+            }
+            (Job::Intake(_, tx), Err(e)) => {
+                let _ = tx.send(Err(e));
+            }
+            (Job::Send(_, tx), Ok(_)) => {
+                let _ = tx.send(Ok(()));
+            }
+            (Job::Send(_, tx), Err(e)) => {
+                let _ = tx.send(Err(e));
+            }
+            (Job::Intake(_, tx), Ok(Done::Send)) => {
+                let _ = tx.send(Err(StoreError::Other(
+                    "writer answered the wrong job".into(),
+                )));
+            }
+        }
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -44,7 +82,7 @@ impl From<rusqlite::Error> for StoreError {
 ///
 /// # Errors
 /// The database cannot be opened.
-pub fn start(path: &Path, max: usize) -> anyhow::Result<mpsc::Sender<(IntakeRequest, Reply)>> {
+pub fn start(path: &Path, max: usize) -> anyhow::Result<mpsc::Sender<Job>> {
     let conn = Connection::open(path)
         .map_err(|e| anyhow::anyhow!("opening SQLite writer connection {}: {e}", path.display()))?;
     conn.busy_timeout(Duration::from_secs(10))?;
@@ -62,8 +100,8 @@ pub fn start(path: &Path, max: usize) -> anyhow::Result<mpsc::Sender<(IntakeRequ
     Ok(tx)
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<(IntakeRequest, Reply)>, max: usize) {
-    let mut batch: Vec<(IntakeRequest, Reply)> = Vec::with_capacity(max);
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max: usize) {
+    let mut batch: Vec<Job> = Vec::with_capacity(max);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < max {
@@ -72,35 +110,88 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<(IntakeRequest, Reply)>, max
                 Err(_) => break,
             }
         }
-        let reqs: Vec<&IntakeRequest> = batch.iter().map(|(r, _)| r).collect();
-        match run_batch(&mut conn, &reqs) {
-            Ok(outcomes) => {
-                for ((_, reply), o) in batch.drain(..).zip(outcomes) {
-                    let _ = reply.send(Ok(o));
+        let jobs: Vec<&Job> = batch.iter().collect();
+        match run_batch(&mut conn, &jobs) {
+            Ok(done) => {
+                for (job, d) in batch.drain(..).zip(done) {
+                    job.answer(Ok(d));
                 }
             }
-            Err(e) if batch.len() == 1 => {
-                let (_, reply) = batch.pop().expect("one");
-                let _ = reply.send(Err(e));
-            }
+            Err(e) if batch.len() == 1 => batch.pop().expect("one").answer(Err(e)),
             Err(_) => {
-                for (req, reply) in batch.drain(..) {
-                    let r = run_batch(&mut conn, &[&req]).map(|mut v| v.remove(0));
-                    let _ = reply.send(r);
+                for job in batch.drain(..) {
+                    let r = run_batch(&mut conn, &[&job]).map(|mut v| v.remove(0));
+                    job.answer(r);
                 }
             }
         }
     }
 }
 
-fn run_batch(conn: &mut Connection, reqs: &[&IntakeRequest]) -> StoreResult<Vec<IntakeOutcome>> {
+fn run_batch(conn: &mut Connection, jobs: &[&Job]) -> StoreResult<Vec<Done>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut out = Vec::with_capacity(reqs.len());
-    for req in reqs {
-        out.push(intake_one(&tx, req)?);
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        out.push(match job {
+            Job::Intake(req, _) => Done::Intake(intake_one(&tx, req)?),
+            Job::Send(u, _) => {
+                send_update(&tx, u)?;
+                Done::Send
+            }
+        });
     }
     tx.commit()?;
     Ok(out)
+}
+
+/// The same statements as `ops::{complete_send, retry_send, fail_send}`.
+fn send_update(c: &Connection, u: &SendUpdate) -> StoreResult<()> {
+    match u {
+        SendUpdate::Complete {
+            message_id,
+            provider_id,
+            now_ms,
+        } => {
+            c.prepare_cached(
+                "UPDATE messages SET status = CASE WHEN status = 'queued' THEN 'sent' ELSE status END, \
+                 provider_id = COALESCE(?1, provider_id), attempts = attempts + 1, last_error = NULL, \
+                 updated_at = ?2 WHERE id = ?3",
+            )?
+            .execute(params![provider_id, now_ms, message_id])?;
+            c.prepare_cached("DELETE FROM outbox WHERE message_id = ?1")?
+                .execute(params![message_id])?;
+        }
+        SendUpdate::Retry {
+            message_id,
+            next_at_ms,
+            error,
+            now_ms,
+        } => {
+            c.prepare_cached(
+                "UPDATE messages SET attempts = attempts + 1, last_error = ?1, updated_at = ?2 WHERE id = ?3",
+            )?
+            .execute(params![error, now_ms, message_id])?;
+            c.prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, not_before = ?1, lease_until = NULL \
+                 WHERE message_id = ?2",
+            )?
+            .execute(params![next_at_ms, message_id])?;
+        }
+        SendUpdate::Fail {
+            message_id,
+            error,
+            now_ms,
+        } => {
+            c.prepare_cached(
+                "UPDATE messages SET status = 'failed', attempts = attempts + 1, last_error = ?1, \
+                 updated_at = ?2 WHERE id = ?3",
+            )?
+            .execute(params![error, now_ms, message_id])?;
+            c.prepare_cached("DELETE FROM outbox WHERE message_id = ?1")?
+                .execute(params![message_id])?;
+        }
+    }
+    Ok(())
 }
 
 fn intake_one(c: &Connection, req: &IntakeRequest) -> StoreResult<IntakeOutcome> {
