@@ -1329,3 +1329,45 @@ async fn an_agent_reply_on_an_email_case_is_threaded_and_not_auto_submitted() {
     );
     app.shutdown().await;
 }
+
+/// The SMTP pool reuses its connections: 24 acks reach the sink over at most
+/// `email.smtp.concurrency` (4) TCP connections, each mail its own transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_share_a_few_pooled_smtp_connections() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = tokio::task::block_in_place(|| Sink::start(tmp.path(), "pool", 0, &[]));
+    let port = sink.port;
+    let app = spawn_app(move |s, _| {
+        email_settings(s, port);
+        s.email.smtp.concurrency = 4;
+    })
+    .await;
+    let store = app.store();
+    for i in 0..24 {
+        let from = format!("pool{i}@example.com");
+        post_email(
+            &app,
+            customer_mail(&from, &format!("pool-{i}@example.com")),
+            &from,
+        )
+        .await;
+    }
+    let mails = sink
+        .wait_messages(24, Duration::from_secs(30), &store)
+        .await;
+    assert_eq!(mails.len(), 24);
+    let peers: std::collections::HashSet<String> = sink
+        .log()
+        .iter()
+        .filter(|l| l.contains("result=delivered"))
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("peer=")))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        !peers.is_empty() && peers.len() <= 4,
+        "24 mails over {} connections: {peers:?}\n{}",
+        peers.len(),
+        sink.diagnostics()
+    );
+    app.shutdown().await;
+}
