@@ -310,6 +310,30 @@ impl Settings {
         if !(self.sla.ack_hours > 0.0 && self.sla.resolve_hours >= self.sla.ack_hours) {
             bail!("sla: need 0 < ack_hours <= resolve_hours");
         }
+        let m = &self.email.smtp;
+        if m.rate_per_sec.is_nan() || m.rate_per_sec <= 0.0 {
+            bail!(
+                "email.smtp.rate_per_sec must be > 0 (got {})",
+                m.rate_per_sec
+            );
+        }
+        if m.concurrency == 0 || m.max_attempts == 0 {
+            bail!("email.smtp.concurrency and email.smtp.max_attempts must be >= 1");
+        }
+        if m.username.is_some() != m.password.is_some() {
+            bail!("email.smtp.username and email.smtp.password go together: set both or neither");
+        }
+        let loopback_relay = m.host == "localhost"
+            || m.host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if m.password.is_some() && m.tls == SmtpTls::None && !loopback_relay {
+            bail!(
+                "email.smtp.password would cross the network in clear to {:?}: set email.smtp.tls \
+                 to starttls or tls (credentials without TLS are allowed only to a loopback relay)",
+                m.host
+            );
+        }
         let url = self.database.url.expose();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres:")
@@ -415,6 +439,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("/nonexistent/x.toml"), "{err}");
+    }
+
+    #[test]
+    fn smtp_credentials_never_travel_in_clear_beyond_loopback() {
+        let load = |pairs: &[(&str, &str)]| Settings::load_with_env(None, env(pairs));
+        let creds = [
+            ("SWITCHBOARD__EMAIL__SMTP__USERNAME", "gw"),
+            ("SWITCHBOARD__EMAIL__SMTP__PASSWORD", "s3cret"),
+        ];
+        let remote = [
+            &creds[..],
+            &[("SWITCHBOARD__EMAIL__SMTP__HOST", "relay.example.net")],
+        ]
+        .concat();
+        let err = load(&remote).unwrap_err().to_string();
+        assert!(
+            err.contains("email.smtp.tls") && err.contains("relay.example.net"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+        let tls = [
+            &remote[..],
+            &[("SWITCHBOARD__EMAIL__SMTP__TLS", "starttls")],
+        ]
+        .concat();
+        assert!(load(&tls).is_ok());
+        assert!(load(&creds).is_ok(), "127.0.0.1 is a loopback relay");
+        let half = load(&creds[..1]).unwrap_err().to_string();
+        assert!(half.contains("go together"), "{half}");
     }
 
     #[test]
