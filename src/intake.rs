@@ -241,7 +241,8 @@ pub enum ReplyError {
 
 impl AckRenderer {
     /// An agent's reply on a case, on the case's channel: an SMS from the number the customer
-    /// wrote to, or an email threaded onto the customer's messages (In-Reply-To the latest,
+    /// wrote to, or an email (to where our last mail on the case went) threaded onto the
+    /// customer's messages (In-Reply-To the latest,
     /// References up to ten), subject `Re: [SB00000042] …`, plain text and HTML. A person's
     /// reply, so no `Auto-Submitted`.
     pub fn reply_draft(
@@ -327,11 +328,19 @@ impl AckRenderer {
                     let refs = &ids[ids.len().saturating_sub(10)..];
                     serde_json::json!({ "in_reply_to": last, "references": refs }).to_string()
                 });
+                // Where our last mail on this case went (the ack honoured Reply-To and the
+                // return path), else the customer's address.
+                let to = thread
+                    .iter()
+                    .rev()
+                    .find(|m| m.direction == "out" && m.channel == "email")
+                    .map(|m| m.to_addr.clone())
+                    .unwrap_or_else(|| case.customer.clone());
                 Ok(OutboundDraft {
                     channel: Channel::Email,
                     driver: "smtp".into(),
                     from: self.email_from.clone(),
-                    to: case.customer.clone(),
+                    to,
                     subject: Some(subject.trim().to_string()),
                     text: text.to_string(),
                     html: Some(html),

@@ -1242,7 +1242,7 @@ async fn smtp_starttls_and_implicit_tls_deliver_encrypted_and_never_fall_back_to
 }
 
 /// An agent answers an email case over the API: the real SMTP sink receives a person's reply
-/// (no Auto-Submitted) threaded onto both customer mails (In-Reply-To the latest, References
+/// (no Auto-Submitted), sent where the ack went (the return path), threaded onto both customer mails (In-Reply-To the latest, References
 /// both), subject `Re: [SB…] …`, the agent's text in both parts, on the case as kind `reply`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_reply_on_an_email_case_is_threaded_and_not_auto_submitted() {
@@ -1258,13 +1258,17 @@ async fn an_agent_reply_on_an_email_case_is_threaded_and_not_auto_submitted() {
         .case_id
         .expect("a case");
     let case_no = format!("SB{case_id:08}");
-    // The customer answers our ack: same case, second Message-ID in the thread.
-    let follow_up = String::from_utf8(customer_mail(customer, "second@example.com"))
-        .unwrap()
-        .replace(
-            "Subject: Broadband down since Monday",
-            &format!("Subject: Re: [{case_no}] Broadband down\nIn-Reply-To: <first@example.com>"),
-        );
+    // The customer answers our ack: same case, second Message-ID in the thread, and an
+    // envelope sender that differs from From, so our answers go to that return path.
+    let return_path = "wang+bounces@example.com";
+    let follow_up = format!(
+        "Return-Path: <{return_path}>\n{}",
+        String::from_utf8(customer_mail(customer, "second@example.com")).unwrap()
+    )
+    .replace(
+        "Subject: Broadband down since Monday",
+        &format!("Subject: Re: [{case_no}] Broadband down\nIn-Reply-To: <first@example.com>"),
+    );
     post_email(&app, follow_up.into_bytes(), "follow-up").await;
     eventually(Duration::from_secs(10), || async {
         (store.case(case_id).await.unwrap()?.message_count >= 2).then_some(())
@@ -1297,7 +1301,7 @@ async fn an_agent_reply_on_an_email_case_is_threaded_and_not_auto_submitted() {
     .await
     .unwrap_or_else(|| panic!("the reply reaches the sink\n{}", sink.diagnostics()));
     let h = raw_headers(&reply);
-    assert_eq!(sink_rcpt(&reply), format!("<{customer}>"));
+    assert_eq!(sink_rcpt(&reply), format!("<{return_path}>"));
     assert_eq!(one_header(&h, "In-Reply-To"), "<second@example.com>");
     assert_eq!(
         one_header(&h, "References"),
@@ -1317,7 +1321,7 @@ async fn an_agent_reply_on_an_email_case_is_threaded_and_not_auto_submitted() {
     assert!(parsed.body_html(0).unwrap().contains(text));
     let rec = wait_outbound(
         &store,
-        customer,
+        return_path,
         Duration::from_secs(10),
         "reply sent",
         |o| o.id == reply_id && o.status == "sent",
