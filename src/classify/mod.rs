@@ -1,7 +1,13 @@
 //! The keyword classifier: the rules file model (`config/rules.toml`, serde with
-//! `deny_unknown_fields`), its compiled form (one Aho-Corasick automaton for every keyword and
-//! negation phrase, one `RegexSet` for every pattern) and [`Classifier::classify`], a pure
-//! function from text to a category with the evidence for it.
+//! `deny_unknown_fields`), its compiled form and [`Classifier::classify`], a pure function from
+//! text to a category with the evidence for it.
+//!
+//! Compiled form: one Aho-Corasick automaton over every keyword, negation phrase and pattern
+//! *trigger* (the literals every match of a pattern starts with, extracted by `regex-syntax`).
+//! One scan finds them all; a pattern is then searched only where one of its triggers starts,
+//! anchored there, and a pattern that is a finite set of literals is matched by the scan alone.
+//! Patterns without usable triggers are searched one by one, or by a `RegexSet` when there are
+//! many.
 //!
 //! Layout: `normalize` folds text (full-width → half-width, case, listed Traditional →
 //! Simplified variants, whitespace) keeping a map back to the original character positions.
@@ -234,7 +240,7 @@ enum Term {
         neg: usize,
     },
     /// A literal every match of some patterns begins with: `trigger_lists[first..first+len]`
-    /// are those patterns (indices into `regexes`).
+    /// are those patterns (indices into `patterns`).
     Trigger {
         first: u32,
         len: u32,
