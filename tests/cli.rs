@@ -280,3 +280,67 @@ fn sighup_reloads_the_rules_file_and_refuses_a_broken_one() {
         .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// `classify --live` uses the version active in the database, not the file; without one it
+/// says so.
+#[test]
+fn classify_live_uses_the_database_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/live.db", dir.path().display());
+    let out = bin()
+        .args(["classify", "--live", "zzqq please"])
+        .env("SWITCHBOARD__DATABASE__URL", &db)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no rules version is live"), "{err}");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = switchboard::store::open(&db, 2, 8).await.unwrap();
+        let source = format!(
+            "{}\n[[rules]]\nid = \"complaint.extra\"\ncategory = \"complaint\"\nweight = 10.0\nkeywords = [\"zzqq\"]\n",
+            switchboard::classify::DEFAULT_RULES
+        );
+        let id = s
+            .insert_rule_version(&switchboard::store::NewRuleVersion {
+                created_at: 0,
+                created_by: "test".into(),
+                sha: "x".into(),
+                source,
+                note: None,
+                diff: None,
+                macro_f1: None,
+            })
+            .await
+            .unwrap();
+        s.activate_rule_version(id, "test", 0).await.unwrap();
+        s.close().await;
+    });
+    let live = bin()
+        .args(["classify", "--live", "--json", "zzqq please"])
+        .env("SWITCHBOARD__DATABASE__URL", &db)
+        .output()
+        .unwrap();
+    assert!(
+        live.status.success(),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&live.stdout).unwrap();
+    assert_eq!(v["category"], "complaint");
+    assert_eq!(v["rules_version"], "v1");
+    let file = bin()
+        .args(["classify", "--json", "zzqq please"])
+        .env("SWITCHBOARD__DATABASE__URL", &db)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&file.stdout).unwrap();
+    assert_eq!(v["category"], "inquiry");
+    let both = bin()
+        .args(["classify", "--live", "--rules", "x.toml", "hi"])
+        .output()
+        .unwrap();
+    assert!(!both.status.success());
+}

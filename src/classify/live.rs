@@ -235,7 +235,11 @@ impl LiveRules {
     }
 }
 
-fn compile(source: &str, origin: Option<&str>, id: i64) -> Result<Classifier, RulesError> {
+/// A stored version's rules, compiled and named `v{id}`.
+///
+/// # Errors
+/// Rules that no longer compile.
+pub fn compile(source: &str, origin: Option<&str>, id: i64) -> Result<Classifier, RulesError> {
     let mut c = Classifier::from_toml(source, origin)?;
     c.set_version(format!("v{id}"));
     Ok(c)

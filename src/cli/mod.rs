@@ -35,6 +35,10 @@ pub enum Command {
         /// Rules file (default: classifier.rules from the config, else the built-in rules).
         #[arg(long)]
         rules: Option<PathBuf>,
+        /// Use the rules version live in the database instead: what the server classifies
+        /// incoming messages with.
+        #[arg(long, conflicts_with = "rules")]
+        live: bool,
         #[arg(long)]
         config: Option<PathBuf>,
         /// Print one JSON object.
@@ -180,6 +184,28 @@ fn load_classifier(rules: Option<PathBuf>, settings: &Settings) -> anyhow::Resul
     })
 }
 
+/// The rules version active in the configured database.
+async fn live_classifier(settings: &Settings) -> anyhow::Result<Classifier> {
+    let store = crate::store::open(
+        settings.database.url.expose(),
+        settings.database.max_connections,
+        settings.database.group_commit_max,
+    )
+    .await?;
+    let active = store.active_rule_version().await;
+    store.close().await;
+    let v = active?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no rules version is live in the database yet (the server stores one when it first starts)"
+        )
+    })?;
+    Ok(crate::classify::live::compile(
+        &v.v.source,
+        Some(&format!("stored version {}", v.id)),
+        v.id,
+    )?)
+}
+
 /// Runs a parsed command.
 ///
 /// # Errors
@@ -205,12 +231,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Classify {
             rules,
+            live,
             config,
             json,
             text,
         } => {
             let settings = Settings::load(config.as_deref())?;
-            let c = load_classifier(rules, &settings)?;
+            let c = if live {
+                live_classifier(&settings).await?
+            } else {
+                load_classifier(rules, &settings)?
+            };
             let r = c.classify(&text);
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
