@@ -873,7 +873,7 @@ async fn email_threads_by_reference_or_case_number_and_acks_are_capped(s: Arc<dy
     );
     r.case_ref = Some(case);
     assert_ne!(stored(&s.intake(r).await.unwrap()).1, Some(case));
-    // At most 2 acks per sender per window.
+    // At most 2 email acks per sender per window.
     for i in 0..3 {
         let mut r = req(
             "bob@example.com",
@@ -883,6 +883,7 @@ async fn email_threads_by_reference_or_case_number_and_acks_are_capped(s: Arc<dy
             Intent::Case,
             T0 + i,
         );
+        r.msg.channel = Channel::Email;
         r.ack_limit = Some((2, HOUR));
         let (_, _, _, ack) = stored(&s.intake(r).await.unwrap());
         assert_eq!(ack.is_some(), i < 2, "message {i}");

@@ -99,7 +99,8 @@ pub struct IntakeRequest {
     pub thread_message_ids: Vec<i64>,
     /// A case number the customer quoted (email subject).
     pub case_ref: Option<i64>,
-    /// (limit, window ms): no ack when the customer already got `limit` acks in the window.
+    /// (limit, window ms), email only: no ack when the sender already got `limit` email acks in
+    /// the window.
     pub ack_limit: Option<(i64, i64)>,
     pub ack: Arc<dyn AckBuilder>,
 }

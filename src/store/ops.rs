@@ -253,7 +253,7 @@ macro_rules! common_ops {
             if let Some((limit, window)) = req.ack_limit {
                 let to = ctx.reply_to.clone().unwrap_or_else(|| m.from.clone());
                 let sent: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM messages WHERE direction = 'out' AND kind = 'ack' AND to_addr = $1 \
+                    "SELECT COUNT(*) FROM messages WHERE direction = 'out' AND channel = 'email' AND kind = 'ack' AND to_addr = $1 \
                      AND created_at >= $2",
                 )
                 .bind(&to)

@@ -415,7 +415,7 @@ fn intake_one(c: &Connection, req: &IntakeRequest) -> StoreResult<IntakeOutcome>
         let to = ctx.reply_to.clone().unwrap_or_else(|| m.from.clone());
         let sent: i64 = c
             .prepare_cached(
-                "SELECT COUNT(*) FROM messages WHERE direction = 'out' AND kind = 'ack' AND to_addr = ?1 \
+                "SELECT COUNT(*) FROM messages WHERE direction = 'out' AND channel = 'email' AND kind = 'ack' AND to_addr = ?1 \
                  AND created_at >= ?2",
             )?
             .query_row(params![to, req.now_ms - window], |r| r.get(0))?;
