@@ -349,10 +349,10 @@ async fn an_agent_reply_on_an_sms_case_goes_out_through_the_bridge() {
     assert_eq!(kinds, ["in", "ack", "reply"], "{shown}");
 
     // Refused, nothing queued: no token, a role that does not answer cases, an unknown case,
-    // an empty text, an SMS too long, unknown fields.
+    // an empty text, an SMS too long, unknown fields, a case id that is not a number.
     let before = app.store().recent_messages("out", 100).await.unwrap().len();
     let marketing = app.token("marketing").await;
-    let cases: [(Option<&str>, String, serde_json::Value, u16); 6] = [
+    let cases: [(Option<&str>, String, serde_json::Value, u16); 7] = [
         (None, path.clone(), serde_json::json!({ "text": "hi" }), 401),
         (
             Some(&marketing),
@@ -382,6 +382,12 @@ async fn an_agent_reply_on_an_sms_case_goes_out_through_the_bridge() {
             Some(&agent),
             path.clone(),
             serde_json::json!({ "text": "hi", "cc": "x" }),
+            400,
+        ),
+        (
+            Some(&agent),
+            "/api/v1/cases/abc/replies".into(),
+            serde_json::json!({ "text": "hi" }),
             400,
         ),
     ];

@@ -1,10 +1,10 @@
 //! Admin API under `/api/v1` (JSON, `Authorization: Bearer <token>`, roles agent < marketing <
 //! ops < admin). Tokens are created with `switchboard token create` and stored as SHA-256.
 
-use super::error::AppJson;
+use super::error::{AppJson, AppPath};
 use super::{AppError, AppState};
 use crate::classify::live::RulesChangeError;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
@@ -141,7 +141,7 @@ pub async fn list_rules(
 pub async fn get_rules(
     State(s): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    AppPath(id): AppPath<i64>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Ops, Role::Admin])?;
     let v = s.intake.store.rule_version(id).await?.ok_or_else(|| {
@@ -186,7 +186,7 @@ pub async fn propose_rules(
 pub async fn activate_rules(
     State(s): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    AppPath(id): AppPath<i64>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Ops, Role::Admin])?;
     Ok(axum::Json(s.rules.activate(id, &caller.name).await?))
@@ -212,7 +212,7 @@ impl From<crate::intake::ReplyError> for AppError {
 pub async fn get_case(
     State(s): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    AppPath(id): AppPath<i64>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
     let case = s.intake.store.case(id).await?.ok_or_else(|| {
@@ -241,7 +241,7 @@ pub struct ReplyRequest {
 pub async fn reply(
     State(s): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    AppPath(id): AppPath<i64>,
     body: AppJson<ReplyRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;

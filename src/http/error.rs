@@ -95,3 +95,25 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for AppJson<
         Ok(AppJson(v))
     }
 }
+
+/// A path parameter with our error shape on failure (`/api/v1/cases/abc` → 400 JSON).
+pub struct AppPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for AppPath<T>
+{
+    type Rejection = AppError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(AppPath(v)),
+            Err(r) => Err(AppError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                r.body_text(),
+            )),
+        }
+    }
+}
