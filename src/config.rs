@@ -470,6 +470,19 @@ mod tests {
         assert!(half.contains("go together"), "{half}");
     }
 
+    /// config/examples/switchboard.toml loads, passes the non-loopback secret check, and the
+    /// SMTP sender accepts its settings.
+    #[test]
+    fn the_production_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/switchboard.toml");
+        let s = Settings::load_with_env(Some(&path), env(&[])).unwrap();
+        assert!(!s.server.listen.ip().is_loopback());
+        assert_eq!(s.unsecured_webhooks(), Vec::<&str>::new());
+        assert_eq!(s.email.smtp.tls, SmtpTls::Starttls);
+        assert!(s.database.url.expose().starts_with("postgres://"));
+        crate::outbound::email::SmtpSender::new(&s).unwrap();
+    }
+
     #[test]
     fn secrets_never_print() {
         let s = Settings::load_with_env(
