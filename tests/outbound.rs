@@ -330,6 +330,18 @@ async fn an_agent_reply_on_an_sms_case_goes_out_through_the_bridge() {
     );
     let case = app.store().case(case_id).await.unwrap().unwrap();
     assert_eq!(case.status, "acknowledged");
+    // Both sends (the ack and the reply) are counted for the SMS channel, none for email.
+    let metrics = eventually(Duration::from_secs(5), || async {
+        let (_, m) = app.get("/metrics").await;
+        m.contains("switchboard_outbound_total{channel=\"sms\",outcome=\"sent\"} 2")
+            .then_some(m)
+    })
+    .await
+    .expect("/metrics counts two SMS sends");
+    assert!(
+        metrics.contains("switchboard_outbound_total{channel=\"email\",outcome=\"sent\"} 0"),
+        "{metrics}"
+    );
 
     let r = app
         .client

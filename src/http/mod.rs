@@ -13,6 +13,7 @@ mod inbound;
 pub use error::AppError;
 
 use crate::config::{Secret, Settings};
+use crate::domain::Channel;
 use crate::intake::Intake;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -42,13 +43,22 @@ pub struct Metrics {
     pub inbound_duplicate: Counter,
     pub inbound_rejected: Counter,
     pub inbound_unavailable: Counter,
-    pub sent: Counter,
-    pub send_retries: Counter,
-    pub send_failures: Counter,
+    /// Send outcomes per channel, indexed by [`Metrics::channel`].
+    pub sent: [Counter; 2],
+    pub send_retries: [Counter; 2],
+    pub send_failures: [Counter; 2],
     pub dlr: Counter,
 }
 
 impl Metrics {
+    /// Index of a channel in the per-channel counters.
+    pub fn channel(c: Channel) -> usize {
+        match c {
+            Channel::Sms => 0,
+            Channel::Email => 1,
+        }
+    }
+
     fn render(&self) -> String {
         let rows = [
             (
@@ -67,18 +77,6 @@ impl Metrics {
                 "switchboard_inbound_total{outcome=\"unavailable\"}",
                 self.inbound_unavailable.get(),
             ),
-            (
-                "switchboard_outbound_total{outcome=\"sent\"}",
-                self.sent.get(),
-            ),
-            (
-                "switchboard_outbound_total{outcome=\"retry\"}",
-                self.send_retries.get(),
-            ),
-            (
-                "switchboard_outbound_total{outcome=\"failed\"}",
-                self.send_failures.get(),
-            ),
             ("switchboard_dlr_total", self.dlr.get()),
         ];
         let mut out = String::from(
@@ -86,6 +84,20 @@ impl Metrics {
         );
         for (k, v) in rows {
             out.push_str(&format!("{k} {v}\n"));
+        }
+        for channel in [Channel::Sms, Channel::Email] {
+            let i = Metrics::channel(channel);
+            for (outcome, c) in [
+                ("sent", &self.sent[i]),
+                ("retry", &self.send_retries[i]),
+                ("failed", &self.send_failures[i]),
+            ] {
+                out.push_str(&format!(
+                    "switchboard_outbound_total{{channel=\"{}\",outcome=\"{outcome}\"}} {}\n",
+                    channel.as_str(),
+                    c.get()
+                ));
+            }
         }
         out
     }

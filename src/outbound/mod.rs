@@ -156,14 +156,14 @@ impl Worker {
         let attempt = item.attempts as u32 + 1;
         let r = match result {
             SendResult::Sent { provider_id } => {
-                self.metrics.sent.inc();
+                self.metrics.sent[crate::http::Metrics::channel(self.config.channel)].inc();
                 tracing::info!(attempt, "sent");
                 self.store
                     .complete_send(item.message_id, provider_id.as_deref(), now)
                     .await
             }
             SendResult::Retry(reason) if attempt < self.config.max_attempts => {
-                self.metrics.send_retries.inc();
+                self.metrics.send_retries[crate::http::Metrics::channel(self.config.channel)].inc();
                 let delay = self.config.backoff.delay(attempt);
                 tracing::warn!(attempt, %reason, delay_ms = delay.as_millis() as u64, "send failed; will retry");
                 self.store
@@ -176,13 +176,15 @@ impl Worker {
                     .await
             }
             SendResult::Retry(reason) => {
-                self.metrics.send_failures.inc();
+                self.metrics.send_failures[crate::http::Metrics::channel(self.config.channel)]
+                    .inc();
                 tracing::error!(attempt, %reason, "send failed; attempts exhausted");
                 let reason = format!("gave up after {attempt} attempts: {reason}");
                 self.store.fail_send(item.message_id, &reason, now).await
             }
             SendResult::Fail(reason) => {
-                self.metrics.send_failures.inc();
+                self.metrics.send_failures[crate::http::Metrics::channel(self.config.channel)]
+                    .inc();
                 tracing::error!(attempt, %reason, "send refused by the bridge; not retried");
                 self.store.fail_send(item.message_id, &reason, now).await
             }
