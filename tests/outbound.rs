@@ -417,3 +417,91 @@ async fn an_agent_reply_on_an_sms_case_goes_out_through_the_bridge() {
     assert_eq!(before, after, "refused replies queue nothing");
     app.shutdown().await;
 }
+
+/// The agents' work queue over the API: open cases listed most urgent first, a case resolved
+/// with a note (idempotent), filters and bad queries refused with the reason.
+#[tokio::test]
+async fn agents_list_open_cases_and_resolve_them() {
+    let bridge = StubBridge::start(202, "0: Accepted for delivery").await;
+    let url = format!("{}/cgi-bin/sendsms", bridge.url);
+    let app = spawn_app(move |s, _| s.sms.outbound.url = url).await;
+    post_mo(&app, "q-1", "13800138010", "宽带坏了").await;
+    post_mo(&app, "q-2", "13800138011", "我要投诉，三天没人修").await;
+    let agent = app.token("agent").await;
+    let get = |path: String, token: String| {
+        let c = app.client.clone();
+        let base = app.base.clone();
+        async move {
+            let r = c
+                .get(format!("{base}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) = get("/api/v1/cases".into(), agent.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let cases = body["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2, "{body}");
+    let due: Vec<i64> = cases
+        .iter()
+        .map(|c| c["resolve_due_at"].as_i64().unwrap())
+        .collect();
+    assert!(due[0] <= due[1], "most urgent first: {due:?}");
+    let id = cases[0]["id"].as_i64().unwrap();
+
+    let path = format!("/api/v1/cases/{id}/resolve");
+    let (status, body) = api_post(
+        &app,
+        &path,
+        Some(&agent),
+        serde_json::json!({ "note": "line repaired" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["case"]["status"], "resolved");
+    let resolved_at = body["case"]["resolved_at"].as_i64().expect("resolved_at");
+    let (status, again) = api_post(&app, &path, Some(&agent), serde_json::json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["case"]["resolved_at"].as_i64(), Some(resolved_at));
+
+    let (_, open) = get("/api/v1/cases?status=open".into(), agent.clone()).await;
+    assert_eq!(open["cases"].as_array().unwrap().len(), 1, "{open}");
+    let (_, done) = get(
+        "/api/v1/cases?status=resolved&limit=5".into(),
+        agent.clone(),
+    )
+    .await;
+    assert_eq!(done["cases"][0]["id"].as_i64(), Some(id), "{done}");
+
+    for bad in [
+        "/api/v1/cases?status=lost",
+        "/api/v1/cases?limit=0",
+        "/api/v1/cases?limit=x",
+        "/api/v1/cases?sort=id",
+    ] {
+        let (status, body) = get(bad.into(), agent.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    }
+    let (status, _) = api_post(
+        &app,
+        "/api/v1/cases/999999/resolve",
+        Some(&agent),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let marketing = app.token("marketing").await;
+    let (status, _) = api_post(&app, &path, Some(&marketing), serde_json::json!({})).await;
+    assert_eq!(status, 403);
+    app.shutdown().await;
+}

@@ -976,6 +976,79 @@ async fn an_agent_reply_is_queued_on_its_case_or_refused_whole(s: Arc<dyn Store>
     assert_eq!(after.messages_out, before.messages_out + 1);
 }
 
+async fn cases_list_by_urgency_and_resolve_once(s: Arc<dyn Store>) {
+    let o1 = s
+        .intake(req(
+            "+8613800000091",
+            "宽带坏了",
+            Some("rc-1"),
+            Category::Fault,
+            Intent::Case,
+            T0,
+        ))
+        .await
+        .unwrap();
+    let o2 = s
+        .intake(req(
+            "+8613800000092",
+            "我要投诉",
+            Some("rc-2"),
+            Category::Complaint,
+            Intent::Case,
+            T0 + HOUR,
+        ))
+        .await
+        .unwrap();
+    let (a, b) = (stored(&o1).1.unwrap(), stored(&o2).1.unwrap());
+    let open = ["open".to_string()];
+    let ids =
+        |v: Vec<switchboard::store::CaseRecord>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.cases(&open, 10).await.unwrap()),
+        vec![a, b],
+        "earliest deadline first"
+    );
+    assert_eq!(ids(s.cases(&open, 1).await.unwrap()), vec![a]);
+
+    let r = s
+        .resolve_case(a, "agent-1", Some("line repaired"), T0 + 2 * HOUR)
+        .await
+        .unwrap()
+        .expect("the case");
+    assert_eq!(
+        (r.status.as_str(), r.resolved_at),
+        ("resolved", Some(T0 + 2 * HOUR))
+    );
+    // Again: nothing changes.
+    let again = s
+        .resolve_case(a, "agent-2", None, T0 + 3 * HOUR)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.resolved_at, Some(T0 + 2 * HOUR));
+    assert_eq!(s.resolve_case(b + 1000, "x", None, T0).await.unwrap(), None);
+    assert_eq!(ids(s.cases(&open, 10).await.unwrap()), vec![b]);
+    assert_eq!(
+        ids(s.cases(&["resolved".to_string()], 10).await.unwrap()),
+        vec![a]
+    );
+    assert_eq!(s.cases(&[], 10).await.unwrap().len(), 2);
+    // The customer writes again: a resolved case is not reopened, a new one starts.
+    let o3 = s
+        .intake(req(
+            "+8613800000091",
+            "又断网了",
+            Some("rc-3"),
+            Category::Fault,
+            Intent::Case,
+            T0 + 4 * HOUR,
+        ))
+        .await
+        .unwrap();
+    let c = stored(&o3).1.unwrap();
+    assert_ne!(c, a);
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1022,4 +1095,5 @@ suite!(
     case_progress_is_answered_only_to_the_case_owner,
     email_threads_by_reference_or_case_number_and_acks_are_capped,
     an_agent_reply_is_queued_on_its_case_or_refused_whole,
+    cases_list_by_urgency_and_resolve_once,
 );

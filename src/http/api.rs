@@ -258,3 +258,93 @@ pub async fn reply(
         })),
     ))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CasesQuery {
+    /// Comma-separated: open, acknowledged, resolved, closed (default: open,acknowledged).
+    status: Option<String>,
+    /// 1..=500, default 50.
+    limit: Option<i64>,
+}
+
+/// The work queue: cases by status, the earliest resolve deadline first.
+pub async fn list_cases(
+    State(s): State<AppState>,
+    caller: Caller,
+    query: Result<axum::extract::Query<CasesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
+    let axum::extract::Query(q) =
+        query.map_err(|e| AppError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let statuses: Vec<String> = q
+        .status
+        .as_deref()
+        .unwrap_or("open,acknowledged")
+        .split(',')
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if let Some(bad) = statuses
+        .iter()
+        .find(|p| !["open", "acknowledged", "resolved", "closed"].contains(&p.as_str()))
+    {
+        return Err(AppError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("status {bad:?}: expected open, acknowledged, resolved or closed"),
+        ));
+    }
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(AppError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("limit {limit}: expected 1 to 500"),
+        ));
+    }
+    let cases = s.intake.store.cases(&statuses, limit).await?;
+    Ok(axum::Json(serde_json::json!({ "cases": cases })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    note: Option<String>,
+}
+
+/// An agent marks a case resolved (idempotent); the case event names the agent.
+pub async fn resolve_case(
+    State(s): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<i64>,
+    body: AppJson<ResolveRequest>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
+    let note = body
+        .0
+        .note
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
+    if note.is_some_and(|n| n.chars().count() > 2000) {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_note",
+            "note is at most 2000 characters",
+        ));
+    }
+    let case = s
+        .intake
+        .store
+        .resolve_case(id, &caller.name, note, s.intake.clock.now_ms())
+        .await?
+        .ok_or_else(|| {
+            AppError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("case {id} does not exist"),
+            )
+        })?;
+    Ok(axum::Json(serde_json::json!({ "case": case })))
+}

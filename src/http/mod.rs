@@ -142,7 +142,9 @@ pub fn router(state: AppState) -> Router {
             get(api::list_rules).post(api::propose_rules),
         )
         .route("/api/v1/rules/{id}", get(api::get_rules))
+        .route("/api/v1/cases", get(api::list_cases))
         .route("/api/v1/cases/{id}", get(api::get_case))
+        .route("/api/v1/cases/{id}/resolve", post(api::resolve_case))
         .route("/api/v1/cases/{id}/replies", post(api::reply))
         .route("/api/v1/rules/{id}/activate", post(api::activate_rules))
         .fallback(|| async { AppError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })

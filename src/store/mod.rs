@@ -332,6 +332,9 @@ pub struct CaseRecord {
     pub ack_due_at: i64,
     pub resolve_due_at: i64,
     pub message_count: i64,
+    /// First answer by a person (an agent's reply).
+    pub acked_at: Option<i64>,
+    pub resolved_at: Option<i64>,
 }
 
 /// A rule set as stored (without its id).
@@ -425,6 +428,17 @@ pub trait Store: Send + Sync + 'static {
     async fn message(&self, id: i64) -> StoreResult<Option<MessageRecord>>;
     async fn case(&self, id: i64) -> StoreResult<Option<CaseRecord>>;
     async fn case_messages(&self, case_id: i64) -> StoreResult<Vec<MessageRecord>>;
+    /// Cases in `statuses` (all when empty), the most urgent first (earliest resolve deadline).
+    async fn cases(&self, statuses: &[String], limit: i64) -> StoreResult<Vec<CaseRecord>>;
+    /// Marks a case resolved by `by` (a `resolved` case event with the note); `None` when it
+    /// does not exist. Resolving a resolved case changes nothing and records nothing.
+    async fn resolve_case(
+        &self,
+        case_id: i64,
+        by: &str,
+        note: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<Option<CaseRecord>>;
     /// Queues an agent's reply on a case in one transaction: the outbound message, its outbox
     /// row, a `reply` case event naming `by`, and the case's first answer (`acked_at`, status
     /// `acknowledged` when it was `open`). `None` when the case does not exist.

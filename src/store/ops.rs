@@ -444,14 +444,71 @@ macro_rules! common_ops {
                 .await?)
         }
 
+        const CASE_COLUMNS: &str = "id, channel, customer, category, status, tier, lang, subject, \
+            rules_version, opened_at, last_message_at, ack_due_at, resolve_due_at, message_count, \
+            acked_at, resolved_at";
+
         pub async fn case(pool: &Pool<$DB>, id: i64) -> StoreResult<Option<CaseRecord>> {
-            Ok(sqlx::query_as::<_, CaseRecord>(
-                "SELECT id, channel, customer, category, status, tier, lang, subject, rules_version, \
-                 opened_at, last_message_at, ack_due_at, resolve_due_at, message_count FROM cases WHERE id = $1",
+            let sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1");
+            Ok(sqlx::query_as::<_, CaseRecord>(&sql)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?)
+        }
+
+        pub async fn cases(pool: &Pool<$DB>, statuses: &[String], limit: i64) -> StoreResult<Vec<CaseRecord>> {
+            // Placeholders for the status list ($2..), never the values themselves.
+            let filter = if statuses.is_empty() {
+                String::new()
+            } else {
+                let ph: Vec<String> = (0..statuses.len()).map(|i| format!("${}", i + 2)).collect();
+                format!("WHERE status IN ({})", ph.join(", "))
+            };
+            let sql = format!(
+                "SELECT {CASE_COLUMNS} FROM cases {filter} ORDER BY resolve_due_at, id LIMIT $1"
+            );
+            let mut q = sqlx::query_as::<_, CaseRecord>(&sql).bind(limit);
+            for st in statuses {
+                q = q.bind(st);
+            }
+            Ok(q.fetch_all(pool).await?)
+        }
+
+        pub async fn resolve_case(
+            pool: &Pool<$DB>,
+            case_id: i64,
+            by: &str,
+            note: Option<&str>,
+            now_ms: i64,
+        ) -> StoreResult<Option<CaseRecord>> {
+            let mut tx = pool.begin_with($begin).await?;
+            let changed = sqlx::query(
+                "UPDATE cases SET status = 'resolved', resolved_at = $1 WHERE id = $2 AND status <> 'resolved'",
             )
-            .bind(id)
-            .fetch_optional(pool)
-            .await?)
+            .bind(now_ms)
+            .bind(case_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed > 0 {
+                let detail = match note {
+                    Some(n) => format!("by {by}: {n}"),
+                    None => format!("by {by}"),
+                };
+                sqlx::query("INSERT INTO case_events (case_id, at, kind, detail) VALUES ($1, $2, 'resolved', $3)")
+                    .bind(case_id)
+                    .bind(now_ms)
+                    .bind(detail)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1");
+            let case = sqlx::query_as::<_, CaseRecord>(&sql)
+                .bind(case_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(case)
         }
 
         pub async fn counts(pool: &Pool<$DB>) -> StoreResult<Counts> {
@@ -762,6 +819,22 @@ macro_rules! impl_store {
                 now_ms: i64,
             ) -> StoreResult<Option<i64>> {
                 ops::queue_reply(&self.pool, case_id, draft, by, now_ms).await
+            }
+            async fn cases(
+                &self,
+                statuses: &[String],
+                limit: i64,
+            ) -> StoreResult<Vec<crate::store::CaseRecord>> {
+                ops::cases(&self.pool, statuses, limit).await
+            }
+            async fn resolve_case(
+                &self,
+                case_id: i64,
+                by: &str,
+                note: Option<&str>,
+                now_ms: i64,
+            ) -> StoreResult<Option<crate::store::CaseRecord>> {
+                ops::resolve_case(&self.pool, case_id, by, note, now_ms).await
             }
             async fn case(&self, id: i64) -> StoreResult<Option<crate::store::CaseRecord>> {
                 ops::case(&self.pool, id).await
