@@ -92,9 +92,45 @@ pub struct TemplateSettings {
     pub service_name_en: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A group of webhook routes that can be switched off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookRoute {
+    /// `/inbound/sms/kannel`
+    Kannel,
+    /// `/inbound/sms/jasmin`
+    Jasmin,
+    /// `/inbound/sms/twilio`
+    Twilio,
+    /// `/inbound/sms`
+    Generic,
+    /// `/inbound/email`
+    Email,
+    /// `/dlr/kannel`, `/dlr/jasmin`, `/dlr/generic`
+    Dlr,
+}
+
+impl WebhookRoute {
+    pub const ALL: [WebhookRoute; 6] = [
+        WebhookRoute::Kannel,
+        WebhookRoute::Jasmin,
+        WebhookRoute::Twilio,
+        WebhookRoute::Generic,
+        WebhookRoute::Email,
+        WebhookRoute::Dlr,
+    ];
+}
+
+fn all_routes() -> Vec<WebhookRoute> {
+    WebhookRoute::ALL.to_vec()
+}
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InboundSettings {
+    /// The webhook route groups served; the others answer 404 and need no secret.
+    #[serde(default = "all_routes")]
+    pub routes: Vec<WebhookRoute>,
     pub kannel_token: Option<Secret>,
     pub jasmin_token: Option<Secret>,
     pub generic_token: Option<Secret>,
@@ -349,25 +385,30 @@ impl Settings {
     pub fn unsecured_webhooks(&self) -> Vec<&'static str> {
         let i = &self.inbound;
         let mut v = Vec::new();
-        if i.kannel_token.is_none() {
-            v.push("inbound.kannel_token");
-        }
-        if i.jasmin_token.is_none() {
-            v.push("inbound.jasmin_token");
-        }
-        if i.generic_token.is_none() {
-            v.push("inbound.generic_token");
-        }
-        if i.dlr_token.is_none() {
-            v.push("inbound.dlr_token");
-        }
-        if i.twilio_auth_token.is_none() {
-            v.push("inbound.twilio_auth_token");
-        }
-        if i.email_token.is_none() && i.mailgun_signing_key.is_none() {
-            v.push("inbound.email_token");
+        for route in &i.routes {
+            let (unset, key) = match route {
+                WebhookRoute::Kannel => (i.kannel_token.is_none(), "inbound.kannel_token"),
+                WebhookRoute::Jasmin => (i.jasmin_token.is_none(), "inbound.jasmin_token"),
+                WebhookRoute::Generic => (i.generic_token.is_none(), "inbound.generic_token"),
+                WebhookRoute::Dlr => (i.dlr_token.is_none(), "inbound.dlr_token"),
+                WebhookRoute::Twilio => {
+                    (i.twilio_auth_token.is_none(), "inbound.twilio_auth_token")
+                }
+                WebhookRoute::Email => (
+                    i.email_token.is_none() && i.mailgun_signing_key.is_none(),
+                    "inbound.email_token",
+                ),
+            };
+            if unset && !v.contains(&key) {
+                v.push(key);
+            }
         }
         v
+    }
+
+    /// Whether a webhook route group is served.
+    pub fn serves(&self, route: WebhookRoute) -> bool {
+        self.inbound.routes.contains(&route)
     }
 }
 
@@ -478,9 +519,34 @@ mod tests {
         let s = Settings::load_with_env(Some(&path), env(&[])).unwrap();
         assert!(!s.server.listen.ip().is_loopback());
         assert_eq!(s.unsecured_webhooks(), Vec::<&str>::new());
+        assert!(s.serves(WebhookRoute::Kannel) && !s.serves(WebhookRoute::Twilio));
         assert_eq!(s.email.smtp.tls, SmtpTls::Starttls);
         assert!(s.database.url.expose().starts_with("postgres://"));
         crate::outbound::email::SmtpSender::new(&s).unwrap();
+    }
+
+    #[test]
+    fn only_served_routes_need_secrets() {
+        let all = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(
+            all.unsecured_webhooks().len(),
+            6,
+            "every route is served by default"
+        );
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            f,
+            "[inbound]\nroutes = [\"kannel\", \"email\"]\nkannel_token = \"k\""
+        )
+        .unwrap();
+        let s = Settings::load_with_env(Some(f.path()), env(&[])).unwrap();
+        assert_eq!(s.unsecured_webhooks(), vec!["inbound.email_token"]);
+        let mut g = tempfile::NamedTempFile::new().unwrap();
+        writeln!(g, "[inbound]\nroutes = [\"kannel\", \"smpp\"]").unwrap();
+        let err = Settings::load_with_env(Some(g.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("smpp"), "{err}");
     }
 
     #[test]

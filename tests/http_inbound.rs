@@ -356,6 +356,43 @@ async fn non_loopback_listen_without_secrets_is_refused() {
     assert!(err.contains("inbound.kannel_token"), "{err}");
 }
 
+/// `inbound.routes` switches route groups off: they answer 404 (JSON) and need no secret, so a
+/// deployment that serves only Kannel starts on a public address with just the Kannel secret.
+#[tokio::test]
+async fn switched_off_routes_answer_404_and_need_no_secret() {
+    use switchboard::config::WebhookRoute;
+    let app = spawn_app(|s, _| {
+        outbox_off(s);
+        s.inbound.routes = vec![WebhookRoute::Kannel];
+    })
+    .await;
+    let q = format!(
+        "/inbound/sms/kannel?id=r-1&from=13800138000&to=10000&text={}",
+        enc("宽带坏了")
+    );
+    assert_eq!(app.get(&q).await.0, 200);
+    for path in [
+        "/inbound/sms",
+        "/inbound/email",
+        "/dlr/generic",
+        "/inbound/sms/twilio",
+    ] {
+        let (status, body) = app.post(path, "application/json", "{}").await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body.contains("no such route"), "{path}: {body}");
+    }
+    app.shutdown().await;
+
+    let mut s = common::base_settings();
+    let dir = tempfile::tempdir().unwrap();
+    s.database.url = Secret::new(format!("sqlite://{}/x.db", dir.path().display()));
+    s.server.listen = "0.0.0.0:0".parse().unwrap();
+    s.inbound.routes = vec![WebhookRoute::Kannel];
+    s.inbound.kannel_token = Some(Secret::new("k"));
+    let built = switchboard::app::Application::build(s).await;
+    assert!(built.is_ok(), "{:?}", built.err());
+}
+
 #[tokio::test]
 async fn database_failure_answers_503_and_health_reports_it() {
     let url = common::fresh_pg_database().await;

@@ -115,28 +115,44 @@ pub fn router(state: AppState) -> Router {
     let limit = state.settings.server.max_body_bytes;
     // Room for the multipart envelope around a message of email.max_bytes.
     let email_limit = state.settings.email.max_bytes + 1024 * 1024;
-    Router::new()
+    use crate::config::WebhookRoute as W;
+    let on = |r: W| state.settings.serves(r);
+    let mut app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route(
+        .route("/metrics", get(metrics));
+    // Route groups switched off in `inbound.routes` are not served (404, no secret needed).
+    if on(W::Kannel) {
+        app = app.route(
             "/inbound/sms/kannel",
             get(inbound::kannel_get).post(inbound::kannel_post),
-        )
-        .route(
+        );
+    }
+    if on(W::Jasmin) {
+        app = app.route(
             "/inbound/sms/jasmin",
             get(inbound::jasmin_get).post(inbound::jasmin_post),
-        )
-        .route("/inbound/sms/twilio", post(inbound::twilio))
-        .route("/inbound/sms", post(inbound::generic))
-        .route(
+        );
+    }
+    if on(W::Twilio) {
+        app = app.route("/inbound/sms/twilio", post(inbound::twilio));
+    }
+    if on(W::Generic) {
+        app = app.route("/inbound/sms", post(inbound::generic));
+    }
+    if on(W::Email) {
+        app = app.route(
             "/inbound/email",
             post(email::inbound_email).layer(DefaultBodyLimit::max(email_limit)),
-        )
-        .route("/dlr/kannel", get(dlr::kannel_get).post(dlr::kannel_post))
-        .route("/dlr/jasmin", get(dlr::jasmin_get).post(dlr::jasmin_post))
-        .route("/dlr/generic", post(dlr::generic))
-        .route("/api/v1/classify", post(api::classify))
+        );
+    }
+    if on(W::Dlr) {
+        app = app
+            .route("/dlr/kannel", get(dlr::kannel_get).post(dlr::kannel_post))
+            .route("/dlr/jasmin", get(dlr::jasmin_get).post(dlr::jasmin_post))
+            .route("/dlr/generic", post(dlr::generic));
+    }
+    app.route("/api/v1/classify", post(api::classify))
         .route(
             "/api/v1/rules",
             get(api::list_rules).post(api::propose_rules),
