@@ -11,6 +11,8 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in journald, files or pipes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // For the MTA pipe every failure a retry could fix, a panic included, must be 75 so the
     // customer's mail is deferred, never bounced.
