@@ -8,7 +8,6 @@ use crate::config::Settings;
 use crate::domain::Channel;
 use crate::http::{AppState, Metrics, router};
 use crate::intake::{AckRenderer, Intake};
-use crate::outbound::retry::Backoff;
 use crate::outbound::{Worker, WorkerConfig};
 use crate::store::Store;
 use anyhow::Context;
@@ -54,6 +53,7 @@ impl Application {
         let (store, intake, rules) = build_intake(&settings, clock.clone()).await?;
         let notify = intake.outbox_notify.clone();
         let metrics = Arc::new(Metrics::default());
+        let grace = Duration::from_secs(settings.server.shutdown_grace_secs);
         let o = &settings.sms.outbound;
         let worker = (o.enabled && !o.paused).then(|| Worker {
             store: store.clone(),
@@ -61,19 +61,7 @@ impl Application {
             sender: crate::outbound::sms::driver(&settings),
             notify: notify.clone(),
             metrics: metrics.clone(),
-            config: WorkerConfig {
-                channel: Channel::Sms,
-                concurrency: o.concurrency,
-                rate_per_sec: o.rate_per_sec,
-                max_attempts: o.max_attempts,
-                backoff: Backoff {
-                    base: Duration::from_millis(o.backoff_base_ms),
-                    max: Duration::from_millis(o.backoff_max_ms),
-                },
-                lease_ms: ((o.timeout_secs * 2 + 30) * 1000) as i64
-                    + (o.concurrency as f64 * 2.0 / o.rate_per_sec * 1000.0) as i64,
-                grace: Duration::from_secs(settings.server.shutdown_grace_secs),
-            },
+            config: WorkerConfig::new(Channel::Sms, &o.pacing(), grace),
         });
         let e = &settings.email.smtp;
         let email_worker = if e.enabled {
@@ -83,19 +71,7 @@ impl Application {
                 sender: Arc::new(crate::outbound::email::SmtpSender::new(&settings)?),
                 notify: intake.email_notify.clone(),
                 metrics: metrics.clone(),
-                config: WorkerConfig {
-                    channel: Channel::Email,
-                    concurrency: e.concurrency.max(1),
-                    rate_per_sec: e.rate_per_sec,
-                    max_attempts: e.max_attempts.max(1),
-                    backoff: Backoff {
-                        base: Duration::from_millis(e.backoff_base_ms),
-                        max: Duration::from_millis(e.backoff_max_ms),
-                    },
-                    lease_ms: ((e.timeout_secs * 2 + 30) * 1000) as i64
-                        + (e.concurrency as f64 * 2.0 / e.rate_per_sec * 1000.0) as i64,
-                    grace: Duration::from_secs(settings.server.shutdown_grace_secs),
-                },
+                config: WorkerConfig::new(Channel::Email, &e.pacing(), grace),
             })
         } else {
             None

@@ -222,6 +222,62 @@ pub struct SmtpSettings {
     pub backoff_max_ms: u64,
 }
 
+/// How one channel's outbox is worked: the keys `sms.outbound` and `email.smtp` share.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    pub rate_per_sec: f64,
+    pub concurrency: usize,
+    pub timeout_secs: u64,
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+impl Pacing {
+    /// `section` names the keys in the error (`sms.outbound`, `email.smtp`).
+    fn check(&self, section: &str) -> anyhow::Result<()> {
+        if self.rate_per_sec.is_nan() || self.rate_per_sec <= 0.0 {
+            bail!(
+                "{section}.rate_per_sec must be > 0 (got {})",
+                self.rate_per_sec
+            );
+        }
+        if self.concurrency == 0 {
+            bail!("{section}.concurrency must be >= 1");
+        }
+        if self.max_attempts == 0 {
+            bail!("{section}.max_attempts must be >= 1");
+        }
+        Ok(())
+    }
+}
+
+impl SmsOutboundSettings {
+    pub fn pacing(&self) -> Pacing {
+        Pacing {
+            rate_per_sec: self.rate_per_sec,
+            concurrency: self.concurrency,
+            timeout_secs: self.timeout_secs,
+            max_attempts: self.max_attempts,
+            backoff_base_ms: self.backoff_base_ms,
+            backoff_max_ms: self.backoff_max_ms,
+        }
+    }
+}
+
+impl SmtpSettings {
+    pub fn pacing(&self) -> Pacing {
+        Pacing {
+            rate_per_sec: self.rate_per_sec,
+            concurrency: self.concurrency,
+            timeout_secs: self.timeout_secs,
+            max_attempts: self.max_attempts,
+            backoff_base_ms: self.backoff_base_ms,
+            backoff_max_ms: self.backoff_max_ms,
+        }
+    }
+}
+
 /// A value that must never reach a log line: `Debug` and `Display` print `***`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -327,19 +383,8 @@ impl Settings {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        let o = &self.sms.outbound;
-        if o.rate_per_sec.is_nan() || o.rate_per_sec <= 0.0 {
-            bail!(
-                "sms.outbound.rate_per_sec must be > 0 (got {})",
-                o.rate_per_sec
-            );
-        }
-        if o.concurrency == 0 {
-            bail!("sms.outbound.concurrency must be >= 1");
-        }
-        if o.max_attempts == 0 {
-            bail!("sms.outbound.max_attempts must be >= 1");
-        }
+        self.sms.outbound.pacing().check("sms.outbound")?;
+        self.email.smtp.pacing().check("email.smtp")?;
         if self.database.group_commit_max == 0 {
             bail!("database.group_commit_max must be >= 1");
         }
@@ -347,15 +392,6 @@ impl Settings {
             bail!("sla: need 0 < ack_hours <= resolve_hours");
         }
         let m = &self.email.smtp;
-        if m.rate_per_sec.is_nan() || m.rate_per_sec <= 0.0 {
-            bail!(
-                "email.smtp.rate_per_sec must be > 0 (got {})",
-                m.rate_per_sec
-            );
-        }
-        if m.concurrency == 0 || m.max_attempts == 0 {
-            bail!("email.smtp.concurrency and email.smtp.max_attempts must be >= 1");
-        }
         if m.username.is_some() != m.password.is_some() {
             bail!("email.smtp.username and email.smtp.password go together: set both or neither");
         }

@@ -66,6 +66,26 @@ pub struct WorkerConfig {
     pub grace: Duration,
 }
 
+impl WorkerConfig {
+    /// The worker of `channel` paced by `p`. A lease outlives a send's timeout (twice, plus
+    /// 30 s) and the time a claimed batch waits for its turn under the rate limit.
+    pub fn new(channel: Channel, p: &crate::config::Pacing, grace: Duration) -> WorkerConfig {
+        WorkerConfig {
+            channel,
+            concurrency: p.concurrency,
+            rate_per_sec: p.rate_per_sec,
+            max_attempts: p.max_attempts,
+            backoff: Backoff {
+                base: Duration::from_millis(p.backoff_base_ms),
+                max: Duration::from_millis(p.backoff_max_ms),
+            },
+            lease_ms: ((p.timeout_secs * 2 + 30) * 1000) as i64
+                + (p.concurrency as f64 * 2.0 / p.rate_per_sec * 1000.0) as i64,
+            grace,
+        }
+    }
+}
+
 pub struct Worker {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
