@@ -52,6 +52,30 @@ impl AckRenderer {
         })
     }
 
+    /// An outbound mail's subject (template `subject_template`) and HTML part (`email`), the
+    /// body text wrapped in the letter with the case number.
+    fn email_parts(
+        &self,
+        subject_template: &str,
+        lang: Lang,
+        case_no: &str,
+        subject: &str,
+        body: &str,
+    ) -> Result<(String, String), minijinja::Error> {
+        let values = minijinja::context! {
+            case_no => case_no,
+            subject => subject,
+            body => body,
+            service_name => self.service_name,
+            service_name_en => self.service_name_en,
+        };
+        let subject = self
+            .templates
+            .render(subject_template, lang, values.clone())?;
+        let html = self.templates.render_html("email", lang, values)?;
+        Ok((subject, html))
+    }
+
     /// An instant as customers read it, in the configured zone.
     fn local_time(&self, ms: i64) -> String {
         use chrono::TimeZone;
@@ -182,17 +206,9 @@ impl AckBuilder for AckRenderer {
                 let to = ctx.reply_to.clone().filter(|r| !r.is_empty())?;
                 let text = self.text(ctx)?;
                 let case_no = ctx.case_id.map(|c| c.to_string()).unwrap_or_default();
-                let values = minijinja::context! {
-                    case_no => case_no,
-                    subject => ctx.subject.clone().unwrap_or_default(),
-                    body => text,
-                    service_name => self.service_name,
-                    service_name_en => self.service_name_en,
-                };
-                let rendered = self
-                    .templates
-                    .render("email_subject", ctx.lang, values.clone())
-                    .and_then(|s| Ok((s, self.templates.render_html("email", ctx.lang, values)?)));
+                let subject = ctx.subject.as_deref().unwrap_or_default();
+                let rendered =
+                    self.email_parts("email_subject", ctx.lang, &case_no, subject, &text);
                 let (subject, html) = match rendered {
                     Ok(v) => v,
                     Err(e) => {
@@ -305,21 +321,15 @@ impl AckRenderer {
                 } else {
                     Lang::ZhCn
                 };
-                let values = minijinja::context! {
-                    case_no => crate::domain::CaseId(case.id).to_string(),
-                    subject => case.subject.clone().unwrap_or_default(),
-                    body => text,
-                    service_name => self.service_name,
-                    service_name_en => self.service_name_en,
-                };
-                let subject = self
-                    .templates
-                    .render("reply_subject", lang, values.clone())
-                    .map_err(|e| ReplyError::Invalid(format!("template reply_subject: {e}")))?;
-                let html = self
-                    .templates
-                    .render_html("email", lang, values)
-                    .map_err(|e| ReplyError::Invalid(format!("template email: {e}")))?;
+                let (subject, html) = self
+                    .email_parts(
+                        "reply_subject",
+                        lang,
+                        &crate::domain::CaseId(case.id).to_string(),
+                        case.subject.as_deref().unwrap_or_default(),
+                        text,
+                    )
+                    .map_err(|e| ReplyError::Invalid(format!("email templates: {e}")))?;
                 let ids: Vec<&str> = inbound
                     .iter()
                     .filter_map(|m| m.external_id.as_deref())

@@ -143,14 +143,9 @@ impl Templates {
         lang: Lang,
         ctx: minijinja::Value,
     ) -> Result<String, minijinja::Error> {
-        let t = self
-            .env
-            .get_template(&format!("{name}.{}.txt", lang.as_str()))?;
-        t.render(ctx)
+        self.render_file(&format!("{name}.{}.txt", lang.as_str()), ctx)
     }
-}
 
-impl Templates {
     /// Renders `<name>.<lang>.html` (auto-escaped).
     ///
     /// # Errors
@@ -161,10 +156,11 @@ impl Templates {
         lang: Lang,
         ctx: minijinja::Value,
     ) -> Result<String, minijinja::Error> {
-        let t = self
-            .env
-            .get_template(&format!("{name}.{}.html", lang.as_str()))?;
-        t.render(ctx)
+        self.render_file(&format!("{name}.{}.html", lang.as_str()), ctx)
+    }
+
+    fn render_file(&self, file: &str, ctx: minijinja::Value) -> Result<String, minijinja::Error> {
+        self.env.get_template(file)?.render(ctx)
     }
 }
 

@@ -197,15 +197,21 @@ impl From<crate::intake::ReplyError> for AppError {
         use crate::intake::ReplyError;
         match e {
             ReplyError::Store(s) => s.into(),
-            ReplyError::NoCase(_) => {
-                AppError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
-            }
+            ReplyError::NoCase(id) => no_case(id),
             ReplyError::Invalid(m) => {
                 AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_reply", m)
             }
             ReplyError::Disabled(m) => AppError::new(StatusCode::CONFLICT, "channel_disabled", m),
         }
     }
+}
+
+fn no_case(id: i64) -> AppError {
+    AppError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("case {id} does not exist"),
+    )
 }
 
 /// A case with its messages, oldest first.
@@ -215,13 +221,7 @@ pub async fn get_case(
     AppPath(id): AppPath<i64>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
-    let case = s.intake.store.case(id).await?.ok_or_else(|| {
-        AppError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("case {id} does not exist"),
-        )
-    })?;
+    let case = s.intake.store.case(id).await?.ok_or_else(|| no_case(id))?;
     let messages = s.intake.store.case_messages(id).await?;
     Ok(axum::Json(serde_json::json!({
         "case": case,
@@ -339,12 +339,6 @@ pub async fn resolve_case(
         .store
         .resolve_case(id, &caller.name, note, s.intake.clock.now_ms())
         .await?
-        .ok_or_else(|| {
-            AppError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("case {id} does not exist"),
-            )
-        })?;
+        .ok_or_else(|| no_case(id))?;
     Ok(axum::Json(serde_json::json!({ "case": case })))
 }
