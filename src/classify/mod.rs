@@ -743,17 +743,18 @@ impl Classifier {
             // A new stamp marks what this call has counted (distinct keywords, patterns).
             s.stamp = s.stamp.wrapping_add(1);
             if s.stamp == 0 {
-                s.seen.fill(0);
+                s.term_seen.fill(0);
+                s.pattern_done.fill(0);
                 s.stamp = 1;
             }
             let stamp = s.stamp;
-            let need = self.terms.len().max(self.patterns.len());
-            if s.seen.len() < need {
-                s.seen.resize(need, 0);
-            }
+            s.term_seen
+                .resize(s.term_seen.len().max(self.terms.len()), 0);
+            s.pattern_done
+                .resize(s.pattern_done.len().max(self.patterns.len()), 0);
             // Distinct keywords count once; negated occurrences do not count.
             for &(t, st, en) in &s.terms {
-                if s.seen[t as usize] == stamp {
+                if s.term_seen[t as usize] == stamp {
                     continue;
                 }
                 let Term::Keyword { rule, .. } = self.terms[t as usize] else {
@@ -767,21 +768,14 @@ impl Classifier {
                     continue;
                 }
                 scores[r.category.index()] += r.weight;
-                s.seen[t as usize] = stamp;
+                s.term_seen[t as usize] = stamp;
             }
-            // Patterns: a fresh stamp, as pattern and term indices share `seen`.
-            s.stamp = s.stamp.wrapping_add(1);
-            if s.stamp == 0 {
-                s.seen.fill(0);
-                s.stamp = 1;
-            }
-            let stamp = s.stamp;
             self.run_patterns(
                 &s.text,
                 &s.trig,
                 &s.negs,
                 false,
-                &mut s.seen,
+                &mut s.pattern_done,
                 stamp,
                 |p, _, _, counts| {
                     if counts {
@@ -1097,8 +1091,10 @@ struct Scratch {
     negs: Vec<(Category, u32, u32)>,
     /// (pattern, start, end) of a pattern's trigger literal.
     trig: Vec<(u32, u32, u32)>,
-    /// `seen[i] == stamp`: term or pattern `i` already counted in this call.
-    seen: Vec<u32>,
+    /// `term_seen[t] == stamp`: keyword term `t` already counted in this call;
+    /// `pattern_done[p] == stamp`: pattern `p` likewise.
+    term_seen: Vec<u32>,
+    pattern_done: Vec<u32>,
     stamp: u32,
 }
 
