@@ -1176,67 +1176,64 @@ async fn smtp_starttls_and_implicit_tls_deliver_encrypted_and_never_fall_back_to
     }
 
     // Implicit TLS to a relay whose CA we were not told about: refused, retried, never sent.
-    let sink = tokio::task::block_in_place(|| {
-        Sink::start(
-            tmp.path(),
-            "untrusted",
-            0,
-            &["--tls", "implicit", "--tls-cert", cert, "--tls-key", key],
-        )
-    });
+    let untrusted = ["--tls", "implicit", "--tls-cert", cert, "--tls-key", key];
+    never_sent_in_clear(
+        tmp.path(),
+        "untrusted",
+        &untrusted,
+        SmtpTls::Tls,
+        None,
+        "certificate",
+    )
+    .await;
+    // STARTTLS required, the relay does not offer it: no mail in clear.
+    never_sent_in_clear(
+        tmp.path(),
+        "plain",
+        &[],
+        SmtpTls::Starttls,
+        Some(ca),
+        "starttls",
+    )
+    .await;
+}
+
+/// A sink started with `sink_args`, the gateway sending with `tls` (and `ca_file`): the ack
+/// to `{name}@example.com` stays queued, retried, with `why` in its error; the sink gets nothing.
+async fn never_sent_in_clear(
+    dir: &Path,
+    name: &str,
+    sink_args: &[&str],
+    tls: SmtpTls,
+    ca_file: Option<PathBuf>,
+    why: &str,
+) {
+    let sink = tokio::task::block_in_place(|| Sink::start(dir, name, 0, sink_args));
     let port = sink.port;
     let app = spawn_app(move |s, _| {
         email_settings(s, port);
-        s.email.smtp.tls = SmtpTls::Tls;
+        s.email.smtp.tls = tls;
+        s.email.smtp.ca_file = ca_file;
     })
     .await;
     let store = app.store();
+    let customer = format!("{name}@example.com");
     post_email(
         &app,
-        customer_mail("untrusted@example.com", "u-1@example.com"),
-        "untrusted",
+        customer_mail(&customer, &format!("{name}-1@example.com")),
+        name,
     )
     .await;
     let out = wait_outbound(
         &store,
-        "untrusted@example.com",
+        &customer,
         Duration::from_secs(10),
         "queued with attempts >= 2",
         |o| o.status == "queued" && o.attempts >= 2,
     )
     .await;
     let err = out.last_error.clone().unwrap_or_default().to_lowercase();
-    assert!(err.contains("certificate"), "{out:?}");
-    assert!(sink.messages().is_empty(), "{}", sink.diagnostics());
-    app.shutdown().await;
-    drop(sink);
-
-    // STARTTLS required, the relay does not offer it: no mail in clear.
-    let sink = tokio::task::block_in_place(|| Sink::start(tmp.path(), "plain", 0, &[]));
-    let (port, ca2) = (sink.port, ca.clone());
-    let app = spawn_app(move |s, _| {
-        email_settings(s, port);
-        s.email.smtp.tls = SmtpTls::Starttls;
-        s.email.smtp.ca_file = Some(ca2);
-    })
-    .await;
-    let store = app.store();
-    post_email(
-        &app,
-        customer_mail("plain@example.com", "p-1@example.com"),
-        "plain",
-    )
-    .await;
-    let out = wait_outbound(
-        &store,
-        "plain@example.com",
-        Duration::from_secs(10),
-        "queued with attempts >= 2",
-        |o| o.status == "queued" && o.attempts >= 2,
-    )
-    .await;
-    let err = out.last_error.clone().unwrap_or_default().to_lowercase();
-    assert!(err.contains("starttls"), "{out:?}");
+    assert!(err.contains(why), "{name}: {out:?}");
     assert!(sink.messages().is_empty(), "{}", sink.diagnostics());
     app.shutdown().await;
 }
