@@ -1239,8 +1239,9 @@ async fn never_sent_in_clear(
 }
 
 /// An agent answers an email case over the API: the real SMTP sink receives a person's reply
-/// (no Auto-Submitted), sent where the ack went (the return path), threaded onto both customer mails (In-Reply-To the latest, References
-/// both), subject `Re: [SB…] …`, the agent's text in both parts, on the case as kind `reply`.
+/// (no Auto-Submitted), sent where the ack went (the return path), threaded onto both customer
+/// mails (In-Reply-To the latest, References both), subject `Re: [SB…] …`, the agent's text in
+/// both parts, on the case as kind `reply`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_reply_on_an_email_case_is_threaded_and_not_auto_submitted() {
     let tmp = tempfile::tempdir().unwrap();
