@@ -61,7 +61,8 @@ impl Application {
             sender: crate::outbound::sms::driver(&settings),
             notify: notify.clone(),
             metrics: metrics.clone(),
-            config: WorkerConfig::new(Channel::Sms, &o.pacing(), grace),
+            config: WorkerConfig::new(Channel::Sms, &o.pacing(), grace).with_part_cap(o.part_cap()),
+            unrecorded: Default::default(),
         });
         let e = &settings.email.smtp;
         let email_worker = if e.enabled {
@@ -72,6 +73,7 @@ impl Application {
                 notify: intake.email_notify.clone(),
                 metrics: metrics.clone(),
                 config: WorkerConfig::new(Channel::Email, &e.pacing(), grace),
+                unrecorded: Default::default(),
             })
         } else {
             None

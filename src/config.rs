@@ -176,6 +176,22 @@ pub struct SmsOutboundSettings {
     pub backoff_max_ms: u64,
     pub dlr_mask: u32,
     pub dlr: bool,
+    /// Most concatenated parts the bridge sends for one message; beyond it a bridge cuts the
+    /// text silently. 0: the bridge's own default (Kannel `max-messages` 1, Jasmin
+    /// `long_content_max_parts` 5, http 10).
+    pub max_parts: u32,
+}
+
+impl SmsOutboundSettings {
+    /// The part cap in force: `max_parts`, or the driver's default when it is 0.
+    pub fn part_cap(&self) -> u32 {
+        match (self.max_parts, self.driver) {
+            (0, SmsDriver::Kannel) => 1,
+            (0, SmsDriver::Jasmin) => 5,
+            (0, SmsDriver::Http) => 10,
+            (n, _) => n.min(255),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

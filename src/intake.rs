@@ -27,6 +27,8 @@ pub struct AckRenderer {
     resolve_hours: f64,
     ack_replies: bool,
     sms_enabled: bool,
+    /// The bridge's part cap (`sms.outbound.max_parts`).
+    sms_part_cap: u32,
     email_enabled: bool,
     email_from: String,
     zone: chrono_tz::Tz,
@@ -46,6 +48,7 @@ impl AckRenderer {
             resolve_hours: settings.sla.resolve_hours,
             ack_replies: settings.intake.ack_replies,
             sms_enabled: settings.sms.outbound.enabled,
+            sms_part_cap: settings.sms.outbound.part_cap(),
             email_enabled: settings.email.smtp.enabled,
             email_from: settings.email.from.clone(),
             zone: settings.time.zone,
@@ -175,7 +178,8 @@ impl AckBuilder for AckRenderer {
                 if !self.sms_enabled {
                     return None;
                 }
-                let text = self.text(ctx)?;
+                // Never more parts than the bridge sends: it would cut the text silently.
+                let text = crate::outbound::segment::fit(&self.text(ctx)?, self.sms_part_cap);
                 let seg = segment(&text);
                 // Reply from the number the customer wrote to (10000, 10001...); fall back to the
                 // configured sender.
@@ -288,6 +292,17 @@ impl AckRenderer {
                     )));
                 }
                 let seg = segment(text);
+                if seg.segments > self.sms_part_cap as usize {
+                    return Err(ReplyError::Invalid(format!(
+                        "this reply needs {} SMS parts ({} {}); the bridge ({}) sends at most {} \
+                         (sms.outbound.max_parts): shorten it",
+                        seg.segments,
+                        chars,
+                        seg.encoding.as_str(),
+                        self.sms_driver,
+                        self.sms_part_cap
+                    )));
+                }
                 let from = inbound
                     .last()
                     .map(|m| m.to_addr.clone())
@@ -638,6 +653,7 @@ impl Intake {
                 case_ref: p.case_ref,
                 automated: p.auto,
             }),
+            part: None,
         };
         Ok(self.accept(msg).await?)
     }

@@ -60,6 +60,7 @@ fn req(
         text: text.into(),
         raw: b"raw".to_vec(),
         email: None,
+        part: None,
     };
     IntakeRequest {
         dedupe_key: id.map(|i| format!("kannel:{i}")),

@@ -32,6 +32,7 @@ pub fn parse(body: &[u8], country: &str) -> Result<NewInbound, BadInput> {
         text: p.text,
         raw: body.to_vec(),
         email: None,
+        part: None,
     })
 }
 

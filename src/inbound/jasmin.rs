@@ -1,29 +1,56 @@
-//! Jasmin HTTP connector (GET or form POST): `id`, `from`, `to`, `origin-connector`,
-//! `content`, `binary` (hex of the same bytes), `coding`. `binary` is decoded by `coding`:
-//! 0 unpacked GSM 03.38 codes, 1 ASCII, 3 Latin-1, 8 UTF-16BE. Jasmin retries anything but
-//! status < 400 with body `ACK/Jasmin`, so duplicates by `id` are expected.
+//! Jasmin HTTP connector (GET or form POST), as Jasmin 0.11's `deliverSmThrower` builds it
+//! (`jasmin/routing/throwers.py`, captured in `fixtures/jasmin/`): `id`, `from`, `to`,
+//! `origin-connector`, `content` (the raw short message bytes), `binary` (their hex),
+//! `coding` and optional `priority`, `validity`. `coding` is `DataCodingEncoder().encode(...)`:
+//! the `data_coding` octet itself, one raw byte (`coding=%08` for UCS-2, `%00` for the default
+//! alphabet); a decimal (`coding=8`) is taken too. The bytes are decoded by that octet (every
+//! value SMPP allows: see [`super::smpp`]). Jasmin reassembles SAR and 8-bit-reference UDH
+//! parts itself; a 16-bit-reference part (`06 08 04 …`) arrives with its header in the content
+//! and becomes a [`super::smpp::Part`]. Jasmin retries anything but status < 400 with body
+//! `ACK/Jasmin` (404 excepted), so duplicates by `id` are expected.
 
+use super::smpp::{self, Part};
 use super::{BadInput, NewInbound, check_text, form_pairs, get, phone, redact_query, text_param};
 use crate::domain::Channel;
-use crate::outbound::segment::{decode_gsm7_unpacked, from_utf16be};
 
 /// # Errors
-/// Missing fields, bad numbers, unsupported coding, undecodable content.
+/// Missing fields, bad numbers, refused `data_coding`, undecodable or contradictory content.
 pub fn parse(form: &[u8], country: &str) -> Result<NewInbound, BadInput> {
     let q = form_pairs(form);
     let from = text_param(&q, "from")?.ok_or_else(|| BadInput::missing("from"))?;
     let to = text_param(&q, "to")?.ok_or_else(|| BadInput::missing("to"))?;
-    let coding = text_param(&q, "coding")?.unwrap_or_else(|| "0".into());
+    let dcs = coding(get(&q, "coding"))?;
+    let content = get(&q, "content");
     let bytes = match text_param(&q, "binary")? {
-        Some(h) if !h.is_empty() => {
-            hex::decode(h.trim()).map_err(|e| BadInput::new("binary", format!("not hex: {e}")))?
+        Some(h) if !h.trim().is_empty() => {
+            let b = hex::decode(h.trim())
+                .map_err(|e| BadInput::new("binary", format!("not hex: {e}")))?;
+            if let Some(c) = content
+                && !c.is_empty()
+                && c != b.as_slice()
+            {
+                return Err(BadInput::new(
+                    "binary",
+                    "binary and content disagree (binary must be the hex of content)",
+                ));
+            }
+            b
         }
-        _ => get(&q, "content")
+        _ => content
             .ok_or_else(|| BadInput::missing("content"))?
             .to_vec(),
     };
-    let bytes = strip_concat_udh(&bytes, coding.trim());
-    let text = decode(bytes, coding.trim())?;
+    let (part, body) = match smpp::leading_concat_udh(&bytes)? {
+        Some((p, n)) => (Some(p), &bytes[n..]),
+        None => (None, &bytes[..]),
+    };
+    let sar = smpp::sar(
+        text_param(&q, "sar_msg_ref_num")?.as_deref(),
+        text_param(&q, "sar_total_segments")?.as_deref(),
+        text_param(&q, "sar_segment_seqnum")?.as_deref(),
+    )?;
+    let part: Option<Part> = part.or(sar);
+    let text = smpp::decode(body, dcs)?;
     check_text("content", &text)?;
     let id = text_param(&q, "id")?.filter(|s| !s.is_empty());
     Ok(NewInbound {
@@ -36,31 +63,29 @@ pub fn parse(form: &[u8], country: &str) -> Result<NewInbound, BadInput> {
         text,
         raw: redact_query(form),
         email: None,
+        part,
     })
 }
 
-/// Jasmin leaves a 16-bit concatenation UDH (`06 08 04 ref ref total seq`) inside the content;
-/// in UCS-2 its odd length gives it away. The part is kept as its own message.
-fn strip_concat_udh<'a>(b: &'a [u8], coding: &str) -> &'a [u8] {
-    if coding == "8" && b.len() >= 7 && b.len() % 2 == 1 && b[..3] == [0x06, 0x08, 0x04] {
-        return &b[7..];
-    }
-    b
-}
-
-pub fn decode(bytes: &[u8], coding: &str) -> Result<String, BadInput> {
-    match coding {
-        "0" => decode_gsm7_unpacked(bytes)
-            .or_else(|_| String::from_utf8(bytes.to_vec()).map_err(|_| ()))
-            .map_err(|_| BadInput::new("binary", "neither GSM 03.38 codes nor UTF-8 (coding 0)")),
-        "1" => String::from_utf8(bytes.to_vec())
-            .map_err(|_| BadInput::new("binary", "not ASCII (coding 1)")),
-        "3" => Ok(bytes.iter().map(|&b| b as char).collect()),
-        "8" => from_utf16be(bytes).map_err(|e| BadInput::new("binary", e)),
-        other => Err(BadInput::new(
-            "coding",
-            format!("unsupported coding {other:?} (0 GSM, 1 ASCII, 3 Latin-1, 8 UCS-2)"),
-        )),
+/// The `data_coding` octet from Jasmin's `coding`: one raw byte, or a decimal 0–255.
+fn coding(v: Option<&[u8]>) -> Result<u8, BadInput> {
+    match v {
+        None | Some([]) => Ok(0),
+        // A lone ASCII digit is a decimal; as a raw octet (0x30–0x39) it would be compressed
+        // text, which no bridge delivers.
+        Some([b]) if !b.is_ascii_digit() => Ok(*b),
+        Some(d) => std::str::from_utf8(d)
+            .ok()
+            .and_then(|s| s.trim().parse::<u8>().ok())
+            .ok_or_else(|| {
+                BadInput::new(
+                    "coding",
+                    format!(
+                        "{:?} is neither a data_coding octet nor a number 0-255",
+                        String::from_utf8_lossy(d)
+                    ),
+                )
+            }),
     }
 }
 
@@ -69,56 +94,87 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ucs2_binary_is_decoded() {
-        let m = parse(b"id=u-1&from=8613800138000&to=10000&origin-connector=smpp&coding=8&content=x&binary=4F60597D", "86").unwrap();
-        assert_eq!(m.text, "你好");
-        assert_eq!(m.external_id.as_deref(), Some("u-1"));
-        assert_eq!(m.dialect, "jasmin");
-    }
-
-    #[test]
-    fn gsm_codes_are_mapped_not_taken_as_latin1() {
-        // é is 0x05 in GSM 03.38.
+    fn coding_is_the_raw_octet_jasmin_sends_or_a_decimal() {
+        // What Jasmin 0.11 puts on the wire: coding=%08, content the raw UCS-2 bytes.
         let m = parse(
-            b"id=2&from=13800138000&to=10000&coding=0&content=caf%05&binary=63616605",
-            "86",
-        );
-        assert_eq!(m.unwrap().text, "café");
-    }
-
-    #[test]
-    fn content_without_binary_and_concat_udh() {
-        let m = parse(
-            b"id=3&from=13800138000&to=10000&coding=0&content=hello",
+            b"id=u-1&from=8613800138000&to=10000&origin-connector=smpp&coding=%08&content=O%60Y%7D&binary=4f60597d",
             "86",
         )
         .unwrap();
-        assert_eq!(m.text, "hello");
+        assert_eq!(m.text, "你好");
+        assert_eq!(m.external_id.as_deref(), Some("u-1"));
+        assert_eq!(m.dialect, "jasmin");
         let m = parse(
-            b"id=4&from=13800138000&to=10000&coding=8&binary=060804000102014F60",
+            b"id=2&from=13800138000&to=10000&coding=%00&content=caf%05&binary=63616605",
+            "86",
+        );
+        assert_eq!(m.unwrap().text, "café");
+        let m = parse(
+            b"id=2&from=13800138000&to=10000&coding=8&binary=4F60597D",
+            "86",
+        );
+        assert_eq!(m.unwrap().text, "你好");
+        let m = parse(
+            b"id=2&from=13800138000&to=10000&coding=%18&binary=4F60597D",
+            "86",
+        );
+        assert_eq!(m.unwrap().text, "你好");
+    }
+
+    #[test]
+    fn content_without_binary_and_a_16_bit_concat_part() {
+        let m = parse(
+            b"id=3&from=13800138000&to=10000&coding=%00&content=hello",
+            "86",
+        )
+        .unwrap();
+        assert_eq!((m.text.as_str(), m.part), ("hello", None));
+        let m = parse(
+            b"id=4&from=13800138000&to=10000&coding=%08&binary=060804000102014F60",
             "86",
         )
         .unwrap();
         assert_eq!(m.text, "你");
+        assert_eq!(
+            m.part,
+            Some(Part {
+                reference: 0x1_0001,
+                total: 2,
+                seq: 1
+            })
+        );
     }
 
     #[test]
     fn bad_jasmin_input_is_named() {
+        let field = |q: &[u8]| parse(q, "86").unwrap_err().field;
+        assert_eq!(field(b"from=1&to=2&coding=8&binary=zz"), "binary");
         assert_eq!(
-            parse(b"from=1&to=2&coding=8&binary=zz", "86")
-                .unwrap_err()
-                .field,
-            "binary"
-        );
-        assert_eq!(
-            parse(b"from=13800138000&to=10000&coding=5&binary=41", "86")
-                .unwrap_err()
-                .field,
+            field(b"from=13800138000&to=10000&coding=%09&binary=41"),
             "coding"
         );
         assert_eq!(
-            parse(b"to=10000&content=x", "86").unwrap_err().field,
-            "from"
+            field(b"from=13800138000&to=10000&coding=300&binary=41"),
+            "coding"
+        );
+        assert_eq!(field(b"to=10000&content=x"), "from");
+        // hex and raw content that disagree
+        assert_eq!(
+            field(b"from=13800138000&to=10000&coding=%00&content=x&binary=41"),
+            "binary"
+        );
+        // a part number beyond the total, a UDH too short
+        assert_eq!(
+            field(b"from=13800138000&to=10000&coding=%08&binary=06080400010203"),
+            "udh"
+        );
+        assert_eq!(
+            field(b"from=13800138000&to=10000&coding=%08&binary=060804"),
+            "udh"
+        );
+        assert_eq!(
+            field(b"from=13800138000&to=10000&content=x&sar_msg_ref_num=1&sar_total_segments=2"),
+            "sar_msg_ref_num"
         );
     }
 }

@@ -5,7 +5,9 @@
 //! With post-url the text is the body and the metadata arrives in the query string and the
 //! `X-Kannel-*` headers.
 
-use super::{BadInput, NewInbound, check_text, form_pairs, get, phone, redact_query, text_param};
+use super::{
+    BadInput, NewInbound, check_text, form_pairs, get, phone, redact_query, smpp, text_param,
+};
 use crate::domain::Channel;
 use crate::outbound::segment::from_utf16be;
 use axum::http::HeaderMap;
@@ -55,6 +57,17 @@ pub fn parse(
     let text = decode(bytes, coding.trim(), charset.trim())?;
     check_text("text", &text)?;
     let id = text_param(&q, "id")?.filter(|s| !s.is_empty() && !s.starts_with('%'));
+    // `%u`: the UDH of a part bearerbox did not reassemble (`sms-combine-concatenated-mo = false`
+    // or a part it gave up on); SAR fields if a meta-data mapping passes them.
+    let udh_part = match get(&q, "udh") {
+        Some(u) if !u.is_empty() && !u.starts_with(b"%") => smpp::parse_udh(u)?.0,
+        _ => None,
+    };
+    let sar = smpp::sar(
+        text_param(&q, "sar_msg_ref_num")?.as_deref(),
+        text_param(&q, "sar_total_segments")?.as_deref(),
+        text_param(&q, "sar_segment_seqnum")?.as_deref(),
+    )?;
     let mut raw = redact_query(query);
     if let Some(b) = body {
         raw.extend_from_slice(b"\n\n");
@@ -70,6 +83,7 @@ pub fn parse(
         text,
         raw,
         email: None,
+        part: udh_part.or(sar),
     })
 }
 

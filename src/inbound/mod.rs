@@ -6,6 +6,7 @@ pub mod email;
 pub mod generic;
 pub mod jasmin;
 pub mod kannel;
+pub mod smpp;
 pub mod twilio;
 
 use crate::domain::PhoneNumber;
@@ -91,7 +92,8 @@ pub fn text_param(
 pub fn redact_query(q: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(q.len());
     for part in q.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
-        if part.starts_with(b"token=") || part == b"token" {
+        let key = part.split(|&b| b == b'=').next().unwrap_or_default();
+        if url_decode(key) == b"token" {
             continue;
         }
         if !out.is_empty() {
@@ -127,5 +129,10 @@ mod tests {
     fn redaction_drops_only_the_token() {
         assert_eq!(redact_query(b"a=1&token=s3cret&b=2"), b"a=1&b=2");
         assert_eq!(redact_query(b"token=x"), b"");
+        // However the key is encoded: %74oken, t%6Fken, tok%65n.
+        assert_eq!(
+            redact_query(b"a=1&%74oken=s3cret&t%6Fken=s&tok%65n&b=2"),
+            b"a=1&b=2"
+        );
     }
 }

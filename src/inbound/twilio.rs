@@ -27,6 +27,7 @@ pub fn parse(form: &[u8], country: &str) -> Result<NewInbound, BadInput> {
         text: body,
         raw: form.to_vec(),
         email: None,
+        part: None,
     })
 }
 

@@ -64,6 +64,8 @@ pub struct WorkerConfig {
     pub lease_ms: i64,
     /// How long shutdown waits for in-flight sends.
     pub grace: Duration,
+    /// SMS: the bridge's part cap; a longer message is failed, never handed over to be cut.
+    pub max_parts: Option<usize>,
 }
 
 impl WorkerConfig {
@@ -82,7 +84,14 @@ impl WorkerConfig {
             lease_ms: ((p.timeout_secs * 2 + 30) * 1000) as i64
                 + (p.concurrency as f64 * 2.0 / p.rate_per_sec * 1000.0) as i64,
             grace,
+            max_parts: None,
         }
+    }
+
+    /// With the bridge's part cap (`sms.outbound.max_parts`).
+    pub fn with_part_cap(mut self, parts: u32) -> WorkerConfig {
+        self.max_parts = Some(parts as usize);
+        self
     }
 }
 
@@ -93,6 +102,9 @@ pub struct Worker {
     pub notify: Arc<Notify>,
     pub config: WorkerConfig,
     pub metrics: Arc<crate::http::Metrics>,
+    /// Sends whose result is not yet recorded (the database failed): never claimed again by
+    /// this worker while their result is being retried.
+    pub unrecorded: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
 }
 
 impl Worker {
@@ -112,7 +124,14 @@ impl Worker {
                 .claim_outbox(cfg.channel, now, cfg.lease_ms, batch)
                 .await
             {
-                Ok(v) => v,
+                Ok(mut v) => {
+                    // A send whose result is still being recorded was sent: not again.
+                    let unrecorded = this.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
+                    if !unrecorded.is_empty() {
+                        v.retain(|i| !unrecorded.contains(&i.message_id));
+                    }
+                    v
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming the outbox failed; retrying in 1 s");
                     tokio::select! {
@@ -171,21 +190,69 @@ impl Worker {
 
     #[tracing::instrument(skip_all, fields(message_id = item.message_id, to = %crate::domain::mask(&item.to), driver = self.sender.name()))]
     async fn send_one(&self, item: OutboxItem) {
-        let result = self.sender.send(&item).await;
-        let now = self.clock.now_ms();
+        let result = match self.config.max_parts {
+            Some(cap) if segment::segment(&item.text).segments > cap => SendResult::Fail(format!(
+                "needs {} SMS parts; the bridge sends at most {cap} (sms.outbound.max_parts) and \
+                 would cut the text",
+                segment::segment(&item.text).segments
+            )),
+            _ => self.sender.send(&item).await,
+        };
         let attempt = item.attempts as u32 + 1;
-        let r = match result {
+        // A result that cannot be recorded is retried until it is: the send happened, and
+        // letting the lease expire would send it again.
+        let mut wait = Duration::from_millis(100);
+        let mut first = true;
+        loop {
+            match self.record(&item, &result, attempt, first).await {
+                Ok(()) => break,
+                Err(e) => {
+                    if first {
+                        self.unrecorded
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(item.message_id);
+                    }
+                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "recording the send result failed; retrying");
+                    first = false;
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        if !first {
+            self.unrecorded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&item.message_id);
+        }
+    }
+
+    async fn record(
+        &self,
+        item: &OutboxItem,
+        result: &SendResult,
+        attempt: u32,
+        count: bool,
+    ) -> crate::store::StoreResult<()> {
+        let now = self.clock.now_ms();
+        let ch = crate::http::Metrics::channel(self.config.channel);
+        match result.clone() {
             SendResult::Sent { provider_id } => {
-                self.metrics.sent[crate::http::Metrics::channel(self.config.channel)].inc();
-                tracing::info!(attempt, "sent");
+                if count {
+                    self.metrics.sent[ch].inc();
+                    tracing::info!(attempt, "sent");
+                }
                 self.store
                     .complete_send(item.message_id, provider_id.as_deref(), now)
                     .await
             }
             SendResult::Retry(reason) if attempt < self.config.max_attempts => {
-                self.metrics.send_retries[crate::http::Metrics::channel(self.config.channel)].inc();
                 let delay = self.config.backoff.delay(attempt);
-                tracing::warn!(attempt, %reason, delay_ms = delay.as_millis() as u64, "send failed; will retry");
+                if count {
+                    self.metrics.send_retries[ch].inc();
+                    tracing::warn!(attempt, %reason, delay_ms = delay.as_millis() as u64, "send failed; will retry");
+                }
                 self.store
                     .retry_send(
                         item.message_id,
@@ -196,21 +263,20 @@ impl Worker {
                     .await
             }
             SendResult::Retry(reason) => {
-                self.metrics.send_failures[crate::http::Metrics::channel(self.config.channel)]
-                    .inc();
-                tracing::error!(attempt, %reason, "send failed; attempts exhausted");
+                if count {
+                    self.metrics.send_failures[ch].inc();
+                    tracing::error!(attempt, %reason, "send failed; attempts exhausted");
+                }
                 let reason = format!("gave up after {attempt} attempts: {reason}");
                 self.store.fail_send(item.message_id, &reason, now).await
             }
             SendResult::Fail(reason) => {
-                self.metrics.send_failures[crate::http::Metrics::channel(self.config.channel)]
-                    .inc();
-                tracing::error!(attempt, %reason, "send refused by the bridge; not retried");
+                if count {
+                    self.metrics.send_failures[ch].inc();
+                    tracing::error!(attempt, %reason, "send refused by the bridge; not retried");
+                }
                 self.store.fail_send(item.message_id, &reason, now).await
             }
-        };
-        if let Err(e) = r {
-            tracing::error!(error = %e, "recording the send result failed; the lease will expire and the send repeat");
         }
     }
 }

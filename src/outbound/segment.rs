@@ -136,6 +136,29 @@ fn pack(costs: &[usize], part: usize) -> usize {
     n
 }
 
+/// `text`, or its longest prefix that with an ellipsis fits in `parts` SMS parts (at least
+/// one): what a bridge that cuts at `parts` would otherwise do without saying so.
+pub fn fit(text: &str, parts: u32) -> String {
+    let parts = parts.max(1) as usize;
+    if segment(text).segments <= parts {
+        return text.to_string();
+    }
+    // "..." keeps a GSM-7 text GSM-7; "…" would turn it into UCS-2.
+    let ellipsis = if is_gsm7(text) { "..." } else { "…" };
+    let ends: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+    let (mut lo, mut hi) = (0usize, ends.len());
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        let candidate = format!("{}{ellipsis}", text[..ends[mid]].trim_end());
+        if segment(&candidate).segments <= parts {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    format!("{}{ellipsis}", text[..ends[lo]].trim_end())
+}
+
 /// Decodes unpacked GSM 03.38 codes (one byte per septet, as Jasmin delivers coding 0).
 pub fn decode_gsm7_unpacked(bytes: &[u8]) -> Result<String, String> {
     let mut out = String::with_capacity(bytes.len());
@@ -228,6 +251,24 @@ mod tests {
         assert_eq!(parts.len(), 2);
         assert!(parts[1].starts_with('😀'));
         assert!(parts.iter().all(|p| p.encode_utf16().count() <= 67));
+    }
+
+    #[test]
+    fn fit_cuts_to_the_part_cap_with_an_ellipsis() {
+        assert_eq!(fit("short", 1), "short");
+        let zh = "你".repeat(300);
+        for cap in 1..=4u32 {
+            let f = fit(&zh, cap);
+            assert!(f.ends_with('…'));
+            assert!(segment(&f).segments <= cap as usize, "{cap}");
+            // The longest such prefix: one more character would not fit.
+            let more = format!("{}你…", f.trim_end_matches('…'));
+            assert!(segment(&more).segments > cap as usize);
+        }
+        let en = "a".repeat(400);
+        let f = fit(&en, 2);
+        assert!(f.ends_with("...") && segment(&f).encoding == Encoding::Gsm7);
+        assert_eq!(segment(&f).segments, 2);
     }
 
     #[test]

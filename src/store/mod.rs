@@ -58,6 +58,8 @@ pub struct NewInbound {
     pub raw: Vec<u8>,
     /// Email only: threading and loop information.
     pub email: Option<EmailMeta>,
+    /// SMS: one part of a concatenated message the bridge did not reassemble.
+    pub part: Option<crate::inbound::smpp::Part>,
 }
 
 /// What intake needs to know about an email beyond its text.

@@ -55,6 +55,18 @@ impl Jasmin {
     }
 }
 
+/// Jasmin's refusals (`jasmin/protocols/http/endpoints/send.py`, `errors.py`): `403 Error
+/// "User throughput exceeded"` is its quota's way of saying "slow down" and is retried with
+/// backoff, like a 429; `Error "Authentication failure…"` and other 4xx (no route, bad
+/// parameters, no balance) stay permanent; 5xx are retried.
+pub fn classify_refusal(status: u16, body: &str) -> SendResult {
+    if status == 403 && body.to_ascii_lowercase().contains("throughput exceeded") {
+        let snippet: String = body.chars().take(200).collect();
+        return SendResult::Retry(format!("HTTP 403 (Jasmin throughput quota): {snippet}"));
+    }
+    crate::outbound::retry::classify_status(status, body)
+}
+
 /// Jasmin's id from `Success "<uuid>"`.
 pub fn parse_success(body: &str) -> Option<String> {
     let rest = body.trim().strip_prefix("Success")?.trim();
@@ -78,7 +90,7 @@ impl Sender for Jasmin {
                             SendResult::Retry(format!("HTTP {status} without Success: {body:?}"))
                         }
                     },
-                    _ => crate::outbound::retry::classify_status(status, &body),
+                    _ => classify_refusal(status, &body),
                 }
             }
             Err(e) => classify_error(e),
@@ -99,5 +111,20 @@ mod tests {
             Some("07033084-5cfd-4812-90a4-e4d24ffb6e3d")
         );
         assert_eq!(super::parse_success("Error \"No route found\""), None);
+    }
+
+    #[test]
+    fn throughput_quota_is_retried_and_auth_failure_is_final() {
+        use crate::outbound::retry::SendResult;
+        let r = super::classify_refusal(403, "Error \"User throughput exceeded\"");
+        assert!(matches!(r, SendResult::Retry(_)), "{r:?}");
+        let r = super::classify_refusal(403, "Error \"Authentication failure for username:x\"");
+        assert!(matches!(r, SendResult::Fail(_)), "{r:?}");
+        let r = super::classify_refusal(412, "Error \"No route found\"");
+        assert!(matches!(r, SendResult::Fail(_)), "{r:?}");
+        assert!(matches!(
+            super::classify_refusal(503, ""),
+            SendResult::Retry(_)
+        ));
     }
 }
