@@ -121,6 +121,7 @@ impl Application {
         let worker = self.worker.map(|w| tokio::spawn(w.run(stop.clone())));
         let email_worker = self.email_worker.map(|w| tokio::spawn(w.run(stop.clone())));
         tokio::spawn(reload_on_sighup(self.state.rules.clone(), stop.clone()));
+        tokio::spawn(join_overdue_parts(self.state.intake.clone(), stop.clone()));
         tracing::info!(port = self.port, "switchboard listening");
         let stop2 = stop.clone();
         let app = router(self.state.clone());
@@ -236,5 +237,19 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+/// Every few seconds, joins concatenated SMS whose missing parts never came
+/// (`intake.concat_timeout_secs`), so what arrived is stored and acknowledged once.
+async fn join_overdue_parts(intake: Arc<crate::intake::Intake>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.cancelled() => return,
+        }
+        if let Err(e) = intake.join_overdue_parts().await {
+            tracing::warn!(error = %e, "joining overdue SMS parts failed; trying again shortly");
+        }
     }
 }

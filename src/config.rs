@@ -64,6 +64,8 @@ pub struct IntakeSettings {
     pub dedupe_window_secs: u64,
     pub reply_window_secs: u64,
     pub ack_replies: bool,
+    /// Parts of a concatenated SMS wait this long for the rest; then what arrived is stored.
+    pub concat_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

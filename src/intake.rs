@@ -393,6 +393,7 @@ pub struct Intake {
     pub outbox_notify: Arc<Notify>,
     dedupe_window_ms: i64,
     reply_window_ms: i64,
+    concat_timeout_ms: i64,
     ack_ms: i64,
     resolve_ms: i64,
     default_lang: Lang,
@@ -419,6 +420,7 @@ impl Intake {
             outbox_notify,
             dedupe_window_ms: settings.intake.dedupe_window_secs as i64 * 1000,
             reply_window_ms: settings.intake.reply_window_secs as i64 * 1000,
+            concat_timeout_ms: settings.intake.concat_timeout_secs as i64 * 1000,
             ack_ms: (settings.sla.ack_hours * 3_600_000.0) as i64,
             resolve_ms: (settings.sla.resolve_hours * 3_600_000.0) as i64,
             default_lang: settings.templates.default_lang,
@@ -514,7 +516,7 @@ impl Intake {
             .external_id
             .as_ref()
             .filter(|id| !id.is_empty())
-            .map(|id| format!("{}:{id}", msg.dialect));
+            .map(|id| dedupe_key(msg.dialect, &msg.from, id));
         // Only id-less messages dedupe by content; hashing a 20 KB email for nothing costs.
         let content_hash = if dedupe_key.is_none() {
             content_hash(&msg)
@@ -549,6 +551,9 @@ impl Intake {
     /// The store's error; the caller answers 503 so the bridge retries.
     #[tracing::instrument(skip_all, fields(dialect = msg.dialect, from = %crate::domain::mask(&msg.from)))]
     pub async fn accept(&self, msg: NewInbound) -> StoreResult<IntakeOutcome> {
+        if let Some(part) = msg.part {
+            return self.accept_part(msg, part).await;
+        }
         let req = self.plan(msg);
         let category = req.category;
         let outcome = self.store.intake(req).await?;
@@ -562,6 +567,137 @@ impl Intake {
         tracing::debug!(?outcome, %category, "intake committed");
         Ok(outcome)
     }
+}
+
+impl Intake {
+    /// Keeps one part of a concatenated SMS; the part that completes its group runs intake on
+    /// the joined text (so the customer is acknowledged once) and answers with that outcome.
+    async fn accept_part(
+        &self,
+        msg: NewInbound,
+        part: crate::inbound::smpp::Part,
+    ) -> StoreResult<IntakeOutcome> {
+        let np = crate::store::NewPart {
+            group_key: format!(
+                "{}:{}:{}:{}:{}",
+                msg.dialect, msg.from, msg.to, part.reference, part.total
+            ),
+            seq: i64::from(part.seq),
+            total: i64::from(part.total),
+            dialect: msg.dialect.to_string(),
+            dedupe_key: msg
+                .external_id
+                .as_deref()
+                .filter(|id| !id.is_empty())
+                .map(|id| dedupe_key(msg.dialect, &msg.from, id)),
+            external_id: msg.external_id.clone(),
+            from: msg.from,
+            to: msg.to,
+            body: msg.text,
+            raw: msg.raw,
+            received_at: self.clock.now_ms(),
+        };
+        match self.store.store_part(&np).await? {
+            crate::store::PartOutcome::Duplicate => Ok(IntakeOutcome::Duplicate { message_id: 0 }),
+            crate::store::PartOutcome::Stored { part_id, group } => {
+                if group.len() as i64 >= np.total {
+                    return self.join_parts(group).await;
+                }
+                Ok(IntakeOutcome::Part {
+                    part_id,
+                    received: group.len() as i64,
+                    total: np.total,
+                })
+            }
+        }
+    }
+
+    /// Runs intake once on a group's parts (complete, or what arrived by the timeout: missing
+    /// parts marked `[…]`), then marks them done. Idempotent: the joined message's id is
+    /// derived from its first part, so a crash between the two steps repeats nothing.
+    async fn join_parts(&self, group: Vec<crate::store::StoredPart>) -> StoreResult<IntakeOutcome> {
+        let Some(first) = group.first().cloned() else {
+            return Ok(IntakeOutcome::Duplicate { message_id: 0 });
+        };
+        let mut text = String::new();
+        let mut raw = Vec::new();
+        let mut next = 1;
+        for p in &group {
+            if p.seq > next {
+                text.push_str("[…]");
+            }
+            text.push_str(&p.body);
+            if !raw.is_empty() {
+                raw.extend_from_slice(b"\n\n");
+            }
+            raw.extend_from_slice(p.raw.as_deref().unwrap_or_default());
+            next = p.seq + 1;
+        }
+        if next <= first.total {
+            text.push_str("[…]");
+        }
+        let dialect = match first.dialect.as_str() {
+            "jasmin" => "jasmin",
+            "kannel" => "kannel",
+            _ => "generic",
+        };
+        let min_id = group.iter().map(|p| p.id).min().unwrap_or(first.id);
+        let joined = NewInbound {
+            channel: Channel::Sms,
+            dialect,
+            external_id: Some(format!("parts-{min_id}")),
+            from: first.from_addr.clone(),
+            to: first.to_addr.clone(),
+            subject: None,
+            text,
+            raw,
+            email: None,
+            part: None,
+        };
+        let outcome = Box::pin(self.accept(joined)).await?;
+        let ids: Vec<i64> = group.iter().map(|p| p.id).collect();
+        self.store
+            .close_parts(&ids, self.clock.now_ms() - 86_400_000)
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Joins the groups whose first part waited longer than `intake.concat_timeout_secs`.
+    /// Returns how many were joined.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn join_overdue_parts(&self) -> StoreResult<usize> {
+        let before = self.clock.now_ms() - self.concat_timeout_ms;
+        let keys = self.store.overdue_part_groups(before, 100).await?;
+        let mut n = 0;
+        for key in keys {
+            let group = self.store.part_group(&key).await?;
+            if !group.is_empty() {
+                tracing::info!(
+                    parts = group.len(),
+                    total = group[0].total,
+                    "concatenated SMS timed out; storing the parts that arrived"
+                );
+                self.join_parts(group).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The dedupe key of a message with a bridge id: the same id from another sender is another
+/// message. Long keys are hashed (an index row has a size limit on PostgreSQL).
+pub fn dedupe_key(dialect: &str, from: &str, id: &str) -> String {
+    let key = format!("{dialect}:{from}:{id}");
+    if key.len() <= 200 {
+        return key;
+    }
+    format!(
+        "{dialect}:sha256:{}",
+        hex::encode(Sha256::digest(key.as_bytes()))
+    )
 }
 
 /// Why an email was not stored.

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{enc, enc_bytes, spawn_app};
+use std::time::Duration;
 use switchboard::config::Secret;
 use switchboard::outbound::segment::utf16be;
 
@@ -126,7 +127,7 @@ async fn repeated_mo_is_acknowledged_but_makes_no_second_case() {
     // Jasmin retries the same id; the generic JSON without id dedupes by content.
     for _ in 0..2 {
         let (st, body) = app.post("/inbound/sms/jasmin", "application/x-www-form-urlencoded",
-            "id=j-1&from=8613800138004&to=10000&origin-connector=smpp&coding=8&content=x&binary=624B673A6CA14FE153F7").await;
+            "id=j-1&from=8613800138004&to=10000&origin-connector=smpp&coding=%08&binary=624B673A6CA14FE153F7").await;
         assert_eq!((st, body.as_str()), (200, "ACK/Jasmin"));
     }
     for _ in 0..2 {
@@ -227,7 +228,7 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_stores_nothing() {
         ),
         (
             "GET",
-            "/inbound/sms/jasmin?from=13800138000&to=10000&coding=4&binary=00".into(),
+            "/inbound/sms/jasmin?from=13800138000&to=10000&coding=%09&binary=00".into(),
             400,
             "coding",
         ),
@@ -525,5 +526,129 @@ async fn self_service_and_survey_answers_get_their_own_replies_and_no_case() {
         1,
         "only the complaint opened a case"
     );
+    app.shutdown().await;
+}
+
+/// A Jasmin MO part with a 16-bit reference UDH (`06 08 04 ref ref total seq`): Jasmin passes
+/// these through, as captured in fixtures/jasmin/.
+fn jasmin_part(id: &str, from: &str, reference: u16, total: u8, seq: u8, text: &str) -> String {
+    let mut b = vec![0x06, 0x08, 0x04];
+    b.extend_from_slice(&reference.to_be_bytes());
+    b.extend_from_slice(&[total, seq]);
+    b.extend(text.encode_utf16().flat_map(u16::to_be_bytes));
+    format!(
+        "id={id}&from={from}&to=10000&origin-connector=smsc&coding=%08&binary={}",
+        hex::encode(&b)
+    )
+}
+
+#[tokio::test]
+async fn concatenated_parts_out_of_order_and_repeated_make_one_message_and_one_ack() {
+    for pg in [false, true] {
+        let pg_url = if pg {
+            Some(common::fresh_pg_database().await)
+        } else {
+            None
+        };
+        let url = pg_url.clone();
+        let app = spawn_app(move |s, _| {
+            outbox_off(s);
+            if let Some(u) = url {
+                s.database.url = Secret::new(u);
+            }
+        })
+        .await;
+        let parts = [
+            jasmin_part("p3", "8613800138021", 0x1234, 3, 3, "三天了。"),
+            jasmin_part("p1", "8613800138021", 0x1234, 3, 1, "我要投诉，"),
+            jasmin_part("p1", "8613800138021", 0x1234, 3, 1, "我要投诉，"),
+            jasmin_part("p2", "8613800138021", 0x1234, 3, 2, "宽带断网"),
+            jasmin_part("p2", "8613800138021", 0x1234, 3, 2, "宽带断网"),
+        ];
+        for p in &parts {
+            let (st, body) = app
+                .post(
+                    "/inbound/sms/jasmin",
+                    "application/x-www-form-urlencoded",
+                    p.clone(),
+                )
+                .await;
+            assert_eq!((st, body.as_str()), (200, "ACK/Jasmin"), "{p}");
+        }
+        let c = app.store().counts().await.unwrap();
+        assert_eq!(
+            (c.messages_in, c.cases, c.messages_out),
+            (1, 1, 1),
+            "pg={pg}"
+        );
+        let m = &app.store().recent_messages("in", 10).await.unwrap()[0];
+        assert_eq!(m.body, "我要投诉，宽带断网三天了。");
+        assert_eq!(m.category.as_deref(), Some("complaint"));
+        app.shutdown().await;
+        if let Some(u) = pg_url {
+            common::drop_pg_database(&u).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_concatenated_message_missing_a_part_is_stored_after_the_timeout_and_acked_once() {
+    let app = spawn_app(|s, _| {
+        outbox_off(s);
+        s.intake.concat_timeout_secs = 1;
+    })
+    .await;
+    for p in [
+        jasmin_part("q1", "8613800138022", 7, 3, 1, "网速太慢"),
+        jasmin_part("q3", "8613800138022", 7, 3, 3, "请尽快处理"),
+    ] {
+        let (st, _) = app
+            .post(
+                "/inbound/sms/jasmin",
+                "application/x-www-form-urlencoded",
+                p,
+            )
+            .await;
+        assert_eq!(st, 200);
+    }
+    assert_eq!(app.store().counts().await.unwrap().messages_in, 0);
+    let store = app.store();
+    common::eventually(Duration::from_secs(10), || {
+        let store = store.clone();
+        async move { (store.counts().await.unwrap().messages_in == 1).then_some(()) }
+    })
+    .await
+    .expect("the parts that arrived are stored after the timeout");
+    let m = &app.store().recent_messages("in", 10).await.unwrap()[0];
+    assert_eq!(m.body, "网速太慢[…]请尽快处理");
+    // The late part after the join opens nothing new while its id is remembered.
+    let (st, _) = app
+        .post(
+            "/inbound/sms/jasmin",
+            "application/x-www-form-urlencoded",
+            jasmin_part("q1", "8613800138022", 7, 3, 1, "网速太慢"),
+        )
+        .await;
+    assert_eq!(st, 200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let c = app.store().counts().await.unwrap();
+    assert_eq!((c.messages_in, c.messages_out), (1, 1));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_same_bridge_id_from_another_sender_is_another_message() {
+    let app = spawn_app(|s, _| outbox_off(s)).await;
+    for from in ["8613800138031", "8613800138032"] {
+        let (st, _) = app
+            .post(
+                "/inbound/sms/jasmin",
+                "application/x-www-form-urlencoded",
+                format!("id=shared-1&from={from}&to=10000&coding=%00&content=hello"),
+            )
+            .await;
+        assert_eq!(st, 200);
+    }
+    assert_eq!(app.store().counts().await.unwrap().messages_in, 2);
     app.shutdown().await;
 }

@@ -1050,6 +1050,105 @@ async fn cases_list_by_urgency_and_resolve_once(s: Arc<dyn Store>) {
     assert_ne!(c, a);
 }
 
+fn part(
+    group: &str,
+    seq: i64,
+    id: Option<&str>,
+    body: &str,
+    at: i64,
+) -> switchboard::store::NewPart {
+    switchboard::store::NewPart {
+        group_key: group.into(),
+        seq,
+        total: 3,
+        dialect: "jasmin".into(),
+        dedupe_key: id.map(|i| format!("jasmin:+8613800138000:{i}")),
+        external_id: id.map(str::to_string),
+        from: "+8613800138000".into(),
+        to: "10000".into(),
+        body: body.into(),
+        raw: format!("raw {body}").into_bytes(),
+        received_at: at,
+    }
+}
+
+async fn sms_parts_group_dedupe_and_close(s: Arc<dyn Store>) {
+    use switchboard::store::PartOutcome;
+    let g = "jasmin:+8613800138000:10000:65537:3";
+    // Out of order: 3 then 1.
+    let PartOutcome::Stored { group, .. } = s
+        .store_part(&part(g, 3, Some("p3"), "C", T0))
+        .await
+        .unwrap()
+    else {
+        panic!("first part not stored")
+    };
+    assert_eq!(group.len(), 1);
+    let PartOutcome::Stored { group, .. } = s
+        .store_part(&part(g, 1, Some("p1"), "A", T0 + 1))
+        .await
+        .unwrap()
+    else {
+        panic!("second part not stored")
+    };
+    assert_eq!(group.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![1, 3]);
+    assert_eq!(group[0].body, "A");
+    assert_eq!(group[0].raw.as_deref(), Some(&b"raw A"[..]));
+    // The same bridge id again, and the same place without an id: duplicates.
+    assert!(matches!(
+        s.store_part(&part(g, 1, Some("p1"), "A", T0 + 2))
+            .await
+            .unwrap(),
+        PartOutcome::Duplicate
+    ));
+    assert!(matches!(
+        s.store_part(&part(g, 3, None, "C", T0 + 2)).await.unwrap(),
+        PartOutcome::Duplicate
+    ));
+    // Overdue by the first part's arrival.
+    assert_eq!(
+        s.overdue_part_groups(T0 + 1, 10).await.unwrap(),
+        vec![g.to_string()]
+    );
+    assert!(s.overdue_part_groups(T0, 10).await.unwrap().is_empty());
+    let ids: Vec<i64> = s
+        .part_group(g)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    s.close_parts(&ids, T0 - 1).await.unwrap();
+    assert!(s.part_group(g).await.unwrap().is_empty());
+    assert!(s.overdue_part_groups(T0 + 10, 10).await.unwrap().is_empty());
+    // A late retry of a joined part is still a duplicate; a new message reusing the reference
+    // starts a new group.
+    assert!(matches!(
+        s.store_part(&part(g, 1, Some("p1"), "A", T0 + 5))
+            .await
+            .unwrap(),
+        PartOutcome::Duplicate
+    ));
+    let PartOutcome::Stored { group, .. } = s
+        .store_part(&part(g, 1, Some("q1"), "X", T0 + 6))
+        .await
+        .unwrap()
+    else {
+        panic!("reused reference not stored")
+    };
+    assert_eq!(group.len(), 1);
+    // Done parts are purged after the retention.
+    s.close_parts(&[group[0].id], T0 + 100).await.unwrap();
+    let PartOutcome::Stored { .. } = s
+        .store_part(&part(g, 1, Some("p1"), "A", T0 + 7))
+        .await
+        .unwrap()
+    else {
+        panic!("purged part id not reusable")
+    };
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1097,4 +1196,5 @@ suite!(
     email_threads_by_reference_or_case_number_and_acks_are_capped,
     an_agent_reply_is_queued_on_its_case_or_refused_whole,
     cases_list_by_urgency_and_resolve_once,
+    sms_parts_group_dedupe_and_close,
 );

@@ -124,6 +124,10 @@ pub async fn inbound_email(
                         "new_case": new_case,
                     })
                 }
+                // Email has no SMS parts.
+                IntakeOutcome::Part { part_id, .. } => {
+                    serde_json::json!({"status": "part_stored", "part_id": part_id})
+                }
             };
             Ok((StatusCode::OK, axum::Json(json)).into_response())
         }

@@ -24,7 +24,9 @@ async fn accept(
         Ok(o) => {
             match o {
                 IntakeOutcome::Duplicate { .. } => s.metrics.inbound_duplicate.inc(),
-                IntakeOutcome::Stored { .. } => s.metrics.inbound_stored.inc(),
+                IntakeOutcome::Stored { .. } | IntakeOutcome::Part { .. } => {
+                    s.metrics.inbound_stored.inc()
+                }
             }
             Ok(o)
         }
@@ -169,6 +171,13 @@ pub async fn generic(
             "message_id": message_id,
             "case": case_id.map(|c| crate::domain::CaseId(c).to_string()),
             "new_case": new_case,
+        }),
+        IntakeOutcome::Part {
+            part_id,
+            received,
+            total,
+        } => serde_json::json!({
+            "status": "part_stored", "part_id": part_id, "parts_received": received, "parts_total": total,
         }),
     };
     Ok((StatusCode::OK, axum::Json(json)).into_response())

@@ -173,6 +173,12 @@ pub enum IntakeOutcome {
         new_case: bool,
         ack_message_id: Option<i64>,
     },
+    /// One part of a concatenated SMS kept until the rest arrives.
+    Part {
+        part_id: i64,
+        received: i64,
+        total: i64,
+    },
 }
 
 /// A claimed send, leased to one worker until `lease_until`.
@@ -279,6 +285,49 @@ pub fn status_rank(s: &str) -> i32 {
         "delivered" | "failed" => 3,
         _ => 0,
     }
+}
+
+/// One part of a concatenated SMS, to be kept until its group is complete.
+#[derive(Debug, Clone)]
+pub struct NewPart {
+    pub group_key: String,
+    pub seq: i64,
+    pub total: i64,
+    pub dialect: String,
+    pub dedupe_key: Option<String>,
+    pub external_id: Option<String>,
+    pub from: String,
+    pub to: String,
+    pub body: String,
+    pub raw: Vec<u8>,
+    pub received_at: i64,
+}
+
+/// A stored part of an open group.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredPart {
+    pub id: i64,
+    pub seq: i64,
+    pub total: i64,
+    pub dialect: String,
+    pub external_id: Option<String>,
+    pub from_addr: String,
+    pub to_addr: String,
+    pub body: String,
+    pub raw: Option<Vec<u8>>,
+    pub received_at: i64,
+}
+
+/// What storing a part did.
+#[derive(Debug, Clone)]
+pub enum PartOutcome {
+    /// The bridge sent this part before (same id, or same place in the open group).
+    Duplicate,
+    /// Stored; the open group's parts so far, in order.
+    Stored {
+        part_id: i64,
+        group: Vec<StoredPart>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -427,6 +476,18 @@ pub trait Store: Send + Sync + 'static {
     async fn release_leases(&self, message_ids: &[i64]) -> StoreResult<()>;
     /// Records a delivery report; returns the message it applied to, if any.
     async fn apply_dlr(&self, dlr: &DlrUpdate) -> StoreResult<Option<i64>>;
+    /// Stores one part of a concatenated SMS (committed before it returns).
+    async fn store_part(&self, part: &NewPart) -> StoreResult<PartOutcome>;
+    /// The open parts of a group, in order.
+    async fn part_group(&self, group_key: &str) -> StoreResult<Vec<StoredPart>>;
+    /// Groups whose first part arrived before `received_before`.
+    async fn overdue_part_groups(
+        &self,
+        received_before: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<String>>;
+    /// Marks parts as joined into a message; forgets done parts older than `purge_before`.
+    async fn close_parts(&self, ids: &[i64], purge_before: i64) -> StoreResult<()>;
     async fn message(&self, id: i64) -> StoreResult<Option<MessageRecord>>;
     async fn case(&self, id: i64) -> StoreResult<Option<CaseRecord>>;
     async fn case_messages(&self, case_id: i64) -> StoreResult<Vec<MessageRecord>>;

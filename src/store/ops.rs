@@ -361,6 +361,86 @@ macro_rules! common_ops {
             Ok(())
         }
 
+        const PART_COLUMNS: &str = "id, seq, total, dialect, external_id, from_addr, to_addr, body, raw, received_at";
+
+        pub async fn store_part(pool: &Pool<$DB>, p: &crate::store::NewPart) -> StoreResult<crate::store::PartOutcome> {
+            let mut tx = pool.begin_with($begin).await?;
+            if let Some(key) = &p.dedupe_key {
+                let seen: Option<i64> = sqlx::query_scalar("SELECT id FROM sms_parts WHERE dedupe_key = $1")
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if seen.is_some() {
+                    return Ok(crate::store::PartOutcome::Duplicate);
+                }
+            }
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO sms_parts (group_key, seq, total, dialect, dedupe_key, external_id, from_addr, to_addr, body, raw, received_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (group_key, seq) WHERE done = 0 DO NOTHING RETURNING id",
+            )
+            .bind(&p.group_key)
+            .bind(p.seq)
+            .bind(p.total)
+            .bind(&p.dialect)
+            .bind(&p.dedupe_key)
+            .bind(&p.external_id)
+            .bind(&p.from)
+            .bind(&p.to)
+            .bind(&p.body)
+            .bind(&p.raw)
+            .bind(p.received_at)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(part_id) = id else {
+                return Ok(crate::store::PartOutcome::Duplicate);
+            };
+            let group: Vec<crate::store::StoredPart> = sqlx::query_as(&format!(
+                "SELECT {PART_COLUMNS} FROM sms_parts WHERE group_key = $1 AND done = 0 ORDER BY seq"
+            ))
+            .bind(&p.group_key)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(crate::store::PartOutcome::Stored { part_id, group })
+        }
+
+        pub async fn part_group(pool: &Pool<$DB>, group_key: &str) -> StoreResult<Vec<crate::store::StoredPart>> {
+            Ok(sqlx::query_as(&format!(
+                "SELECT {PART_COLUMNS} FROM sms_parts WHERE group_key = $1 AND done = 0 ORDER BY seq"
+            ))
+            .bind(group_key)
+            .fetch_all(pool)
+            .await?)
+        }
+
+        pub async fn overdue_part_groups(pool: &Pool<$DB>, before: i64, limit: i64) -> StoreResult<Vec<String>> {
+            Ok(sqlx::query_scalar(
+                "SELECT group_key FROM sms_parts WHERE done = 0 GROUP BY group_key \
+                 HAVING MIN(received_at) < $1 ORDER BY MIN(received_at) LIMIT $2",
+            )
+            .bind(before)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?)
+        }
+
+        pub async fn close_parts(pool: &Pool<$DB>, ids: &[i64], purge_before: i64) -> StoreResult<()> {
+            let mut tx = pool.begin_with($begin).await?;
+            for id in ids {
+                sqlx::query("UPDATE sms_parts SET done = 1 WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM sms_parts WHERE done = 1 AND received_at < $1")
+                .bind(purge_before)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
         pub async fn release_leases(pool: &Pool<$DB>, ids: &[i64]) -> StoreResult<()> {
             for id in ids {
                 sqlx::query("UPDATE outbox SET lease_until = NULL WHERE message_id = $1")
@@ -925,6 +1005,28 @@ macro_rules! impl_store {
             }
             async fn survey_answers(&self, survey: &str) -> StoreResult<Vec<(String, String)>> {
                 ops::survey_answers(&self.pool, survey).await
+            }
+            async fn store_part(
+                &self,
+                p: &crate::store::NewPart,
+            ) -> StoreResult<crate::store::PartOutcome> {
+                ops::store_part(&self.pool, p).await
+            }
+            async fn part_group(
+                &self,
+                group_key: &str,
+            ) -> StoreResult<Vec<crate::store::StoredPart>> {
+                ops::part_group(&self.pool, group_key).await
+            }
+            async fn overdue_part_groups(
+                &self,
+                before: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<String>> {
+                ops::overdue_part_groups(&self.pool, before, limit).await
+            }
+            async fn close_parts(&self, ids: &[i64], purge_before: i64) -> StoreResult<()> {
+                ops::close_parts(&self.pool, ids, purge_before).await
             }
             async fn close(&self) {
                 self.pool.close().await;
