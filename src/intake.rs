@@ -687,6 +687,30 @@ impl Intake {
     }
 }
 
+/// RFC 5321: a path is at most 256 octets; 320 leaves room for display forms.
+const MAX_ADDRESS_BYTES: usize = 320;
+
+/// Text without NUL characters (no database keeps them in text).
+fn no_nul(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "")
+    } else {
+        s.to_string()
+    }
+}
+
+/// At most `max` bytes, cut at a character boundary.
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
 /// The dedupe key of a message with a bridge id: the same id from another sender is another
 /// message. Long keys are hashed (an index row has a size limit on PostgreSQL).
 pub fn dedupe_key(dialect: &str, from: &str, id: &str) -> String {
@@ -745,7 +769,7 @@ impl Intake {
                 } else {
                     continue;
                 };
-                let detail = format!(
+                let detail = no_nul(&format!(
                     "DSN {} {} for {}{}",
                     r.action,
                     r.status,
@@ -754,7 +778,7 @@ impl Intake {
                         .as_deref()
                         .map(|d| format!(": {d}"))
                         .unwrap_or_default()
-                );
+                ));
                 self.store
                     .apply_dlr(&crate::store::DlrUpdate {
                         message_id: Some(id),
@@ -766,24 +790,39 @@ impl Intake {
                     .await?;
             }
         }
+        // Stored safely whatever the mail holds: NULs removed (the raw bytes keep them), a
+        // sender longer than any mail server accepts refused, an unusable return path gets no
+        // ack, a recipient list cut to its first 320 bytes.
+        let from = no_nul(&p.from);
+        if from.len() > MAX_ADDRESS_BYTES {
+            return Err(crate::inbound::BadInput::new(
+                "from",
+                format!(
+                    "sender address of {} bytes is over {MAX_ADDRESS_BYTES}",
+                    from.len()
+                ),
+            )
+            .into());
+        }
         let reply_to = match &p.return_path {
             Some(rp) if rp.is_empty() => None,
-            Some(rp) => Some(rp.clone()),
-            None => Some(p.from.clone()),
-        };
-        let mut refs = p.in_reply_to.clone();
-        refs.extend(p.references.iter().cloned());
+            Some(rp) => Some(no_nul(rp)),
+            None => Some(from.clone()),
+        }
+        .filter(|r| r.len() <= MAX_ADDRESS_BYTES);
+        let mut refs: Vec<String> = p.in_reply_to.iter().map(|r| no_nul(r)).collect();
+        refs.extend(p.references.iter().map(|r| no_nul(r)));
         let msg = NewInbound {
             channel: Channel::Email,
             dialect: "email",
-            external_id: p.message_id.clone(),
-            from: p.from.clone(),
-            to: p.to.clone(),
-            subject: Some(p.subject.clone()).filter(|s| !s.is_empty()),
-            text: p.text.clone(),
+            external_id: p.message_id.as_deref().map(no_nul),
+            from,
+            to: cut(&no_nul(&p.to), MAX_ADDRESS_BYTES),
+            subject: Some(no_nul(&p.subject)).filter(|s| !s.is_empty()),
+            text: no_nul(&p.text),
             raw,
             email: Some(crate::store::EmailMeta {
-                text_for_rules: p.text_for_classification.clone(),
+                text_for_rules: no_nul(&p.text_for_classification),
                 reply_to,
                 refs,
                 case_ref: p.case_ref,

@@ -117,9 +117,11 @@ async fn sendgrid_and_mailgun_multipart_with_signature() {
     let app = spawn_app(|s, _| {
         no_smtp(s);
         s.inbound.mailgun_signing_key = Some(Secret::new("mg-key"));
+        s.inbound.email_token = Some(Secret::new("em-tok"));
     })
     .await;
     let url = format!("{}/inbound/email", app.base);
+    let sendgrid_url = format!("{url}?token=em-tok");
     let form = reqwest::multipart::Form::new()
         .text(
             "envelope",
@@ -129,7 +131,13 @@ async fn sendgrid_and_mailgun_multipart_with_signature() {
             "email",
             reqwest::multipart::Part::bytes(fixture("gb18030_fault.eml")),
         );
-    let r = app.client.post(&url).multipart(form).send().await.unwrap();
+    let r = app
+        .client
+        .post(&sendgrid_url)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let sig = switchboard_mailgun_sig("mg-key", "1700000000", "tok");
     let mg = |sig: String| {
@@ -275,4 +283,47 @@ fn ingest_email_exits_0_stored_65_not_an_email_75_database_down() {
         let c = s.counts().await.unwrap();
         assert_eq!((c.messages_in, c.cases, c.outbox), (1, 1, 1));
     });
+}
+
+#[tokio::test]
+async fn a_mailgun_key_alone_takes_only_signed_mailgun_posts() {
+    let app = spawn_app(|s, _| {
+        no_smtp(s);
+        s.inbound.mailgun_signing_key = Some(Secret::new("mg-key"));
+        s.inbound.email_token = None;
+    })
+    .await;
+    let url = format!("{}/inbound/email", app.base);
+    // Raw and SendGrid posts have no signature to check: refused, nothing stored.
+    let r = app
+        .client
+        .post(&url)
+        .header("content-type", "message/rfc822")
+        .body(fixture("gb18030_fault.eml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let form = reqwest::multipart::Form::new().part(
+        "email",
+        reqwest::multipart::Part::bytes(fixture("gb18030_fault.eml")),
+    );
+    let r = app.client.post(&url).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("inbound.email_token"));
+    assert_eq!(app.store().counts().await.unwrap().messages_in, 0);
+    // A signed Mailgun post is taken.
+    let sig = switchboard_mailgun_sig("mg-key", "1700000000", "tok");
+    let form = reqwest::multipart::Form::new()
+        .text("timestamp", "1700000000")
+        .text("token", "tok")
+        .text("signature", sig)
+        .part(
+            "body-mime",
+            reqwest::multipart::Part::bytes(fixture("gb18030_fault.eml")),
+        );
+    let r = app.client.post(&url).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.store().counts().await.unwrap().messages_in, 1);
+    app.shutdown().await;
 }

@@ -652,3 +652,87 @@ async fn the_same_bridge_id_from_another_sender_is_another_message() {
     assert_eq!(app.store().counts().await.unwrap().messages_in, 2);
     app.shutdown().await;
 }
+
+/// Input no database can hold answers the same 4xx on both engines (it used to be a 503
+/// forever on PostgreSQL), and long keys are stored (hashed), not refused by an index.
+#[tokio::test]
+async fn poison_input_is_a_4xx_on_both_engines_and_long_keys_are_stored() {
+    for pg in [false, true] {
+        let pg_url = if pg {
+            Some(common::fresh_pg_database().await)
+        } else {
+            None
+        };
+        let url = pg_url.clone();
+        let app = spawn_app(move |s, _| {
+            outbox_off(s);
+            if let Some(u) = url {
+                s.database.url = Secret::new(u);
+            }
+        })
+        .await;
+        let form = "application/x-www-form-urlencoded";
+        // NUL in an id, in a DLR field.
+        let (st, body) = app
+            .post(
+                "/inbound/sms/jasmin",
+                form,
+                "id=a%00b&from=8613800138041&to=10000&coding=%00&content=hi",
+            )
+            .await;
+        assert_eq!(st, 400, "pg={pg}: {body}");
+        assert!(body.contains("NUL"), "{body}");
+        let (st, body) = app
+            .post(
+                "/dlr/jasmin",
+                form,
+                "id=x%00y&message_status=DELIVRD&level=1",
+            )
+            .await;
+        assert_eq!(st, 400, "pg={pg}: {body}");
+        let (st, _) = app
+            .post(
+                "/inbound/sms",
+                "application/json",
+                r#"{"id":"a\u0000b","from":"13800138041","to":"10000","text":"hi"}"#,
+            )
+            .await;
+        assert_eq!(st, 400);
+        // A 3,000-byte id: stored once, then a duplicate.
+        let long = "i".repeat(3000);
+        for _ in 0..2 {
+            let (st, body) = app
+                .post(
+                    "/inbound/sms/jasmin",
+                    form,
+                    format!("id={long}&from=8613800138042&to=10000&coding=%00&content=hello"),
+                )
+                .await;
+            assert_eq!((st, body.as_str()), (200, "ACK/Jasmin"), "pg={pg}");
+        }
+        // An email with NULs in To and Subject and a 3,000-byte Message-ID is stored.
+        let mail = format!(
+            "From: li@example.com\r\nTo: svc\0@example.com\r\nSubject: bro\0ken\r\nMessage-ID: <{}@example.com>\r\n\r\n我要投诉\r\n",
+            "m".repeat(3000)
+        );
+        let (st, body) = app
+            .post("/inbound/email", "message/rfc822", mail.into_bytes())
+            .await;
+        assert_eq!(st, 200, "pg={pg}: {body}");
+        // A sender address no mail server would accept is refused.
+        let mail = format!(
+            "From: {}@example.com\r\nTo: svc@example.com\r\n\r\nhi\r\n",
+            "l".repeat(3000)
+        );
+        let (st, body) = app
+            .post("/inbound/email", "message/rfc822", mail.into_bytes())
+            .await;
+        assert_eq!(st, 400, "pg={pg}: {body}");
+        let c = app.store().counts().await.unwrap();
+        assert_eq!(c.messages_in, 2, "pg={pg}");
+        app.shutdown().await;
+        if let Some(u) = pg_url {
+            common::drop_pg_database(&u).await;
+        }
+    }
+}

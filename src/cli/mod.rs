@@ -106,6 +106,13 @@ async fn ingest_email(config: Option<PathBuf>) -> anyhow::Result<()> {
             message: format!("refused: {b}"),
         }
         .into()),
+        Err(crate::intake::EmailRefused::Store(e @ crate::store::StoreError::Rejected(_))) => {
+            Err(ExitWith {
+                code: EX_DATAERR,
+                message: format!("refused: {e}"),
+            }
+            .into())
+        }
         Err(crate::intake::EmailRefused::Store(e)) => Err(temp(format!("storing: {e}")).into()),
     }
 }

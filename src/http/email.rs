@@ -14,6 +14,25 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+/// Raw and SendGrid posts carry no signature: they need `inbound.email_token`. A deployment
+/// that set only `inbound.mailgun_signing_key` takes Mailgun's signed posts and nothing else,
+/// so the route is secured by exactly the secrets it checks.
+fn check_raw_email_secret(
+    s: &AppState,
+    query: &[u8],
+    headers: &axum::http::HeaderMap,
+) -> Result<(), AppError> {
+    if s.settings.inbound.email_token.is_none() && s.settings.inbound.mailgun_signing_key.is_some()
+    {
+        return Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "raw and SendGrid posts need inbound.email_token; only signed Mailgun posts are taken",
+        ));
+    }
+    check_token(&s.settings.inbound.email_token, query, headers)
+}
+
 /// The Mailgun signature of `timestamp` + `token`.
 pub fn mailgun_signature(key: &str, timestamp: &str, token: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key");
@@ -79,7 +98,7 @@ pub async fn inbound_email(
             }
             (m.to_vec(), true)
         } else if let Some(e) = email {
-            check_token(&s.settings.inbound.email_token, query, &headers)?;
+            check_raw_email_secret(&s, query, &headers)?;
             (e.to_vec(), false)
         } else {
             return Err(AppError::new(
@@ -89,7 +108,7 @@ pub async fn inbound_email(
             ));
         }
     } else {
-        check_token(&s.settings.inbound.email_token, query, &headers)?;
+        check_raw_email_secret(&s, query, &headers)?;
         let body = axum::body::Bytes::from_request(req, &s).await?;
         (body.to_vec(), false)
     };

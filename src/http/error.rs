@@ -40,6 +40,14 @@ impl From<BadInput> for AppError {
 
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::Rejected(why) = &e {
+            tracing::warn!(error = %e, "input the database refuses; answering 400");
+            return AppError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("the database cannot store this input: {why}"),
+            );
+        }
         tracing::error!(error = %e, "database error; answering 503 so the sender retries");
         AppError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -22,6 +22,9 @@ pub fn parse(body: &[u8], country: &str) -> Result<NewInbound, BadInput> {
     let p: Payload =
         serde_json::from_slice(body).map_err(|e| BadInput::new("body", e.to_string()))?;
     check_text("text", &p.text)?;
+    if let Some(id) = &p.id {
+        check_text("id", id)?;
+    }
     Ok(NewInbound {
         channel: Channel::Sms,
         dialect: "generic",

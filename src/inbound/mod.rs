@@ -82,6 +82,9 @@ pub fn text_param(
 ) -> Result<Option<String>, BadInput> {
     match get(pairs, name) {
         None => Ok(None),
+        // No database stores a NUL in text (PostgreSQL refuses it): refused here, the same
+        // on both engines, instead of a 503 the bridge would retry forever.
+        Some(v) if v.contains(&0) => Err(BadInput::new(name, "contains a NUL byte")),
         Some(v) => String::from_utf8(v.to_vec())
             .map(Some)
             .map_err(|_| BadInput::new(name, "not valid UTF-8")),

@@ -24,6 +24,10 @@ pub enum StoreError {
     /// The database could not be reached or failed; the caller answers 503 so the peer retries.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database refuses this input and always will (a value it cannot hold, a row over a
+    /// size limit): a 4xx, never a 503 the peer would retry forever.
+    #[error("the database cannot store this input: {0}")]
+    Rejected(String),
     #[error("database error: {0}")]
     Other(String),
 }
@@ -36,8 +40,23 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(ref db) if is_poison(db.code().as_deref()) => {
+                StoreError::Rejected(db.message().to_string())
+            }
+            sqlx::Error::Encode(_) => StoreError::Rejected(e.to_string()),
             other => StoreError::Other(other.to_string()),
         }
+    }
+}
+
+/// Database error codes that mean "this input can never be stored": PostgreSQL SQLSTATE class
+/// 22 (data exception: a NUL in text, a value out of range) and 54 (program limit exceeded: an
+/// index row over its size limit); SQLite SQLITE_TOOBIG (18) and SQLITE_MISMATCH (20).
+fn is_poison(code: Option<&str>) -> bool {
+    match code {
+        Some(c) if c.len() == 5 => c.starts_with("22") || c.starts_with("54"),
+        Some("18") | Some("20") => true,
+        _ => false,
     }
 }
 

@@ -73,6 +73,14 @@ impl From<rusqlite::Error> for StoreError {
             {
                 StoreError::Unavailable(e.to_string())
             }
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::TooBig | rusqlite::ErrorCode::TypeMismatch
+                ) =>
+            {
+                StoreError::Rejected(e.to_string())
+            }
             _ => StoreError::Other(e.to_string()),
         }
     }
