@@ -21,9 +21,10 @@ struct Payload {
 pub fn parse(body: &[u8], country: &str) -> Result<NewInbound, BadInput> {
     let p: Payload =
         serde_json::from_slice(body).map_err(|e| BadInput::new("body", e.to_string()))?;
-    check_text("text", &p.text)?;
-    if let Some(id) = &p.id {
-        check_text("id", id)?;
+    let mut p = p;
+    check_text("text", &mut p.text)?;
+    if p.id.as_deref().is_some_and(|id| id.contains('\0')) {
+        return Err(BadInput::new("id", "contains a NUL character"));
     }
     Ok(NewInbound {
         channel: Channel::Sms,

@@ -50,8 +50,8 @@ pub fn parse(form: &[u8], country: &str) -> Result<NewInbound, BadInput> {
         text_param(&q, "sar_segment_seqnum")?.as_deref(),
     )?;
     let part: Option<Part> = part.or(sar);
-    let text = smpp::decode(body, dcs)?;
-    check_text("content", &text)?;
+    let mut text = smpp::decode(body, dcs)?;
+    check_text("content", &mut text)?;
     let id = text_param(&q, "id")?.filter(|s| !s.is_empty());
     Ok(NewInbound {
         channel: Channel::Sms,

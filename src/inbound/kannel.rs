@@ -54,8 +54,8 @@ pub fn parse(
         Some(b) => b,
         None => get(&q, "text").ok_or_else(|| BadInput::missing("text"))?,
     };
-    let text = decode(bytes, coding.trim(), charset.trim())?;
-    check_text("text", &text)?;
+    let mut text = decode(bytes, coding.trim(), charset.trim())?;
+    check_text("text", &mut text)?;
     let id = text_param(&q, "id")?.filter(|s| !s.is_empty() && !s.starts_with('%'));
     // `%u`: the UDH of a part bearerbox did not reassemble (`sms-combine-concatenated-mo = false`
     // or a part it gave up on); SAR fields if a meta-data mapping passes them.

@@ -33,10 +33,21 @@ impl BadInput {
 }
 
 /// Parses a number or says which field is wrong.
+/// A sender of only zeros (`0`, `000`) or of fewer than three digits is no one we could answer:
+/// refused, so no ack goes to a number that does not exist.
 pub fn phone(field: &'static str, v: &str, country: &str) -> Result<String, BadInput> {
-    PhoneNumber::parse(v, country)
+    let p = PhoneNumber::parse(v, country)
         .map(|p| p.to_string())
-        .map_err(|e| BadInput::new(field, e.to_string()))
+        .map_err(|e| BadInput::new(field, e.to_string()))?;
+    let digits = p.trim_start_matches('+');
+    if field.eq_ignore_ascii_case("from") && (digits.len() < 3 || digits.bytes().all(|b| b == b'0'))
+    {
+        return Err(BadInput::new(
+            field,
+            format!("{v:?} is not a number that can be answered"),
+        ));
+    }
+    Ok(p)
 }
 
 /// Splits an `application/x-www-form-urlencoded` string into raw byte values. Unlike a
@@ -107,10 +118,20 @@ pub fn redact_query(q: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Rejects text we will not store as a message.
-pub fn check_text(field: &'static str, text: &str) -> Result<(), BadInput> {
+/// The text of an SMS as we store it, or why not: an empty (or blank) message is refused,
+/// since there is nothing to classify or answer; NUL is refused (no database keeps it in text);
+/// other control characters (C0 but tab, line feed and carriage return; DEL; C1) are removed
+/// from the text, the raw payload keeps them.
+pub fn check_text(field: &'static str, text: &mut String) -> Result<(), BadInput> {
     if text.contains('\0') {
         return Err(BadInput::new(field, "contains a NUL character"));
+    }
+    let is_control = |c: char| c.is_control() && !matches!(c, '\t' | '\n' | '\r');
+    if text.chars().any(is_control) {
+        text.retain(|c| !is_control(c));
+    }
+    if text.trim().is_empty() {
+        return Err(BadInput::new(field, "empty message"));
     }
     Ok(())
 }
@@ -126,6 +147,20 @@ mod tests {
         assert_eq!(get(&p, "from").unwrap(), b"+86138");
         assert_eq!(get(&p, "x").unwrap(), b"");
         assert_eq!(url_decode(b"a+b%20c"), b"a b c");
+    }
+
+    #[test]
+    fn empty_messages_zero_senders_and_control_characters() {
+        let mut t = String::from("  \u{7} ");
+        assert_eq!(check_text("text", &mut t).unwrap_err().reason, "empty message");
+        let mut t = String::from("bell\u{7} and\u{1b}[0m escape\u{85}\tkept\r\n");
+        check_text("text", &mut t).unwrap();
+        assert_eq!(t, "bell and[0m escape\tkept\r\n");
+        for sender in ["0", "000", "00000000000", "12"] {
+            assert_eq!(phone("from", sender, "86").unwrap_err().field, "from", "{sender}");
+        }
+        assert_eq!(phone("to", "10000", "86").unwrap(), "10000");
+        assert_eq!(phone("from", "10086", "86").unwrap(), "10086");
     }
 
     #[test]

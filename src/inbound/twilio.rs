@@ -15,8 +15,8 @@ pub fn parse(form: &[u8], country: &str) -> Result<NewInbound, BadInput> {
     let q = form_pairs(form);
     let from = text_param(&q, "From")?.ok_or_else(|| BadInput::missing("From"))?;
     let to = text_param(&q, "To")?.ok_or_else(|| BadInput::missing("To"))?;
-    let body = text_param(&q, "Body")?.ok_or_else(|| BadInput::missing("Body"))?;
-    check_text("Body", &body)?;
+    let mut body = text_param(&q, "Body")?.ok_or_else(|| BadInput::missing("Body"))?;
+    check_text("Body", &mut body)?;
     Ok(NewInbound {
         channel: Channel::Sms,
         dialect: "twilio",
