@@ -505,3 +505,96 @@ async fn agents_list_open_cases_and_resolve_them() {
     assert_eq!(status, 403);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn replies_longer_than_the_bridge_sends_are_refused_and_acks_are_cut_to_fit() {
+    let bridge = StubBridge::start(202, "0: Accepted for delivery").await;
+    let url = format!("{}/cgi-bin/sendsms", bridge.url);
+    // Kannel's own default: max-messages = 1, so the part cap is 1.
+    let app = spawn_app(move |s, _| {
+        s.sms.outbound.url = url;
+        s.templates.service_name = "中国电信客户服务中心网上营业厅与客户服务热线联合受理部".into();
+    })
+    .await;
+    let q = format!(
+        "/inbound/sms/kannel?id=cap-1&from=13800138050&to=10000&coding=0&charset=UTF-8&text={}",
+        enc("宽带三天没修好，我要投诉")
+    );
+    assert_eq!(app.get(&q).await.0, 200);
+    let reqs = bridge.wait_for(1, Duration::from_secs(10)).await;
+    let ack = from_utf16be(&reqs[0].param_bytes("text").unwrap()).unwrap();
+    assert!(ack.ends_with('…'), "{ack}");
+    assert!(ack.encode_utf16().count() <= 70, "{ack}");
+    let case_id = app.store().recent_messages("in", 1).await.unwrap()[0]
+        .case_id
+        .unwrap();
+    let agent = app.token("agent").await;
+    let path = format!("/api/v1/cases/{case_id}/replies");
+    let long = "您好，".repeat(30);
+    let (status, body) = api_post(
+        &app,
+        &path,
+        Some(&agent),
+        serde_json::json!({ "text": long }),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("sms.outbound.max_parts") && msg.contains("at most 1"),
+        "{msg}"
+    );
+    let (status, _) = api_post(
+        &app,
+        &path,
+        Some(&agent),
+        serde_json::json!({ "text": "维修师傅今天下午上门。" }),
+    )
+    .await;
+    assert_eq!(status, 201);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_send_result_that_cannot_be_recorded_is_retried_and_nothing_is_sent_twice() {
+    use sqlx::Connection;
+    let db = common::fresh_pg_database().await;
+    let bridge = StubBridge::start(202, "0: Accepted for delivery").await;
+    bridge.set_delay(Duration::from_millis(1500));
+    let url = format!("{}/cgi-bin/sendsms", bridge.url);
+    let db2 = db.clone();
+    let app = spawn_app(move |s, _| {
+        s.sms.outbound.url = url;
+        s.database.url = switchboard::config::Secret::new(db2);
+    })
+    .await;
+    post_mo(&app, "rec-1", "13800138060", "宽带坏了").await;
+    // The bridge has the send; before it answers, the database loses the outbox.
+    bridge.wait_for(1, Duration::from_secs(10)).await;
+    let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+    sqlx::query("ALTER TABLE outbox RENAME TO outbox_away")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sqlx::query("ALTER TABLE outbox_away RENAME TO outbox")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    // The result is recorded once the database is back, long before the lease would expire.
+    let m = eventually(Duration::from_secs(10), || async {
+        ack_status(&app, "+8613800138060")
+            .await
+            .filter(|m| m.status == "sent")
+    })
+    .await;
+    assert!(
+        m.is_some(),
+        "the send result was not recorded after the outage"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(bridge.requests().len(), 1, "the ack was sent twice");
+    app.shutdown().await;
+    drop(c);
+    common::drop_pg_database(&db).await;
+}
