@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, with the real peers it needs: installs Kannel (+ fakesmsc) from
 # Debian when missing, makes sure PostgreSQL answers on 127.0.0.1:5432 (starting or
-# installing it), then runs every test. A missing peer fails the run; nothing is skipped.
+# installing it), sets up a real Jasmin 0.11.0 (tests/jasmin/setup.sh: a venv, Redis,
+# RabbitMQ), then runs every test. A missing peer fails the run; nothing is skipped.
 #
 #   bash tests/run.sh            (as root on Debian, or with the peers already installed)
 set -euo pipefail
@@ -46,6 +47,10 @@ if ! psql "$PG_URL" -Atc 'select 1' >/dev/null 2>&1; then
   psql -h 127.0.0.1 -U postgres -Atc 'create database test' postgres >/dev/null 2>&1 || true
   psql "$PG_URL" -Atc 'select 1' >/dev/null || { echo "cannot connect to $PG_URL" >&2; exit 1; }
 fi
+
+# A real Jasmin 0.11.0 for tests/jasmin_e2e.rs: venv outside the repo, Redis, RabbitMQ vhosts.
+export JASMIN_VENV="${JASMIN_VENV:-/var/tmp/switchboard-jasmin-venv}"
+bash tests/jasmin/setup.sh
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -135,7 +135,7 @@ pub fn decode(bytes: &[u8], dcs: u8) -> Result<String, BadInput> {
             legacy(encoding_rs::EUC_JP, &euc)
         }
         Alphabet::Korean => {
-            let euc: Vec<u8> = if bytes.iter().all(|&b| b < 0x80) && bytes.len() % 2 == 0 {
+            let euc: Vec<u8> = if bytes.iter().all(|&b| b < 0x80) && bytes.len().is_multiple_of(2) {
                 bytes.iter().map(|&b| b | 0x80).collect()
             } else {
                 bytes.to_vec()
