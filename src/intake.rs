@@ -554,6 +554,7 @@ impl Intake {
         if let Some(part) = msg.part {
             return self.accept_part(msg, part).await;
         }
+        let channel = msg.channel;
         let req = self.plan(msg);
         let category = req.category;
         let outcome = self.store.intake(req).await?;
@@ -562,7 +563,12 @@ impl Intake {
             ..
         } = outcome
         {
-            self.outbox_notify.notify_waiters();
+            // Only the worker of the ack's channel; a stored permit, so a worker between its
+            // claim and its wait does not miss it.
+            match channel {
+                Channel::Email => self.email_notify.notify_one(),
+                Channel::Sms => self.outbox_notify.notify_one(),
+            }
         }
         tracing::debug!(?outcome, %category, "intake committed");
         Ok(outcome)

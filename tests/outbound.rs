@@ -598,3 +598,50 @@ async fn a_send_result_that_cannot_be_recorded_is_retried_and_nothing_is_sent_tw
     drop(c);
     common::drop_pg_database(&db).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complaint_ack_leaves_ahead_of_100000_queued_marketing_messages() {
+    let bridge = StubBridge::start(202, "0: Accepted for delivery").await;
+    let url = format!("{}/cgi-bin/sendsms", bridge.url);
+    let app = spawn_app(move |s, _| {
+        s.sms.outbound.url = url;
+        s.sms.outbound.rate_per_sec = 200.0;
+    })
+    .await;
+    let drafts: Vec<switchboard::store::OutboundDraft> = (0..100_000)
+        .map(|i| switchboard::store::OutboundDraft {
+            channel: switchboard::domain::Channel::Sms,
+            driver: "kannel".into(),
+            from: "10000".into(),
+            to: format!("+86139{i:08}"),
+            subject: None,
+            text: "【客服中心】本月流量包八折，回复TD退订".into(),
+            html: None,
+            headers: None,
+            kind: "marketing",
+            encoding: "ucs2",
+            segments: 1,
+        })
+        .collect();
+    let now = app.state.intake.clock.now_ms();
+    app.store().queue_outbound_bulk(&drafts, now).await.unwrap();
+    // Marketing is flowing; then a complaint arrives.
+    bridge.wait_for(20, Duration::from_secs(20)).await;
+    let sent_before_post = bridge.requests().len();
+    post_mo(&app, "lane-1", "13800138070", "我要投诉，宽带断网三天了").await;
+    let ack_at = eventually(Duration::from_secs(10), || async {
+        bridge
+            .requests()
+            .iter()
+            .position(|r| r.param("to").as_deref() == Some("8613800138070"))
+    })
+    .await
+    .expect("the complaint's ack was sent");
+    let before = bridge.requests().len();
+    // Sent with the next claimed batch (2 × concurrency = 8), not after 100,000 others.
+    assert!(
+        ack_at < sent_before_post + 40,
+        "the ack left as send number {ack_at} of {before}"
+    );
+    app.shutdown().await;
+}

@@ -1149,6 +1149,71 @@ async fn sms_parts_group_dedupe_and_close(s: Arc<dyn Store>) {
     };
 }
 
+fn draft(kind: &'static str, to: &str) -> OutboundDraft {
+    OutboundDraft {
+        channel: Channel::Sms,
+        driver: "kannel".into(),
+        from: "10000".into(),
+        to: to.into(),
+        subject: None,
+        text: kind.into(),
+        html: None,
+        headers: None,
+        kind,
+        encoding: "gsm7",
+        segments: 1,
+    }
+}
+
+async fn outbox_lanes_claim_urgent_first_and_never_starve_bulk(s: Arc<dyn Store>) {
+    let bulk: Vec<OutboundDraft> = (0..20)
+        .map(|i| draft("marketing", &format!("+8613900000{i:03}")))
+        .collect();
+    s.queue_outbound_bulk(&bulk, T0).await.unwrap();
+    let service: Vec<OutboundDraft> = (0..3)
+        .map(|i| draft("payment_reminder", &format!("+8613800000{i:03}")))
+        .collect();
+    s.queue_outbound_bulk(&service, T0 + 1).await.unwrap();
+    let urgent: Vec<OutboundDraft> = (0..2)
+        .map(|i| draft("ack", &format!("+8613700000{i:03}")))
+        .collect();
+    s.queue_outbound_bulk(&urgent, T0 + 2).await.unwrap();
+    let got = s
+        .claim_outbox(Channel::Sms, T0 + 10, 60_000, 8)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = got.iter().map(|i| i.kind.as_str()).collect();
+    // Urgent first (though queued last), then service, then bulk with what is left.
+    assert_eq!(
+        &kinds[..5],
+        &[
+            "ack",
+            "ack",
+            "payment_reminder",
+            "payment_reminder",
+            "payment_reminder"
+        ]
+    );
+    assert_eq!(kinds.len(), 8);
+    assert!(kinds[5..].iter().all(|k| *k == "marketing"));
+    // A flood of urgent work still leaves each lower lane its share.
+    let urgent: Vec<OutboundDraft> = (0..20)
+        .map(|i| draft("reply", &format!("+8613600000{i:03}")))
+        .collect();
+    s.queue_outbound_bulk(&urgent, T0 + 20).await.unwrap();
+    let got = s
+        .claim_outbox(Channel::Sms, T0 + 30, 60_000, 8)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = got.iter().map(|i| i.kind.as_str()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "reply").count(), 8);
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "marketing").count(),
+        1,
+        "{kinds:?}"
+    );
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1197,4 +1262,5 @@ suite!(
     an_agent_reply_is_queued_on_its_case_or_refused_whole,
     cases_list_by_urgency_and_resolve_once,
     sms_parts_group_dedupe_and_close,
+    outbox_lanes_claim_urgent_first_and_never_starve_bulk,
 );

@@ -268,3 +268,32 @@ mod tests {
         assert!(Category::Complaint > Category::Fault && Category::Fault > Category::Inquiry);
     }
 }
+
+/// The outbox lane of a queued message: workers claim lane 0 first and give the others a
+/// share of every batch (see `store::lane_quotas`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Lane {
+    /// Replies, acknowledgements, deadline notices: a person or a promise waits on them.
+    Urgent = 0,
+    /// Service messages: payment reminders, return visits, business notices.
+    Service = 1,
+    /// Marketing and research bulk.
+    Bulk = 2,
+}
+
+impl Lane {
+    pub const ALL: [Lane; 3] = [Lane::Urgent, Lane::Service, Lane::Bulk];
+
+    /// The lane of a message kind (`messages.kind`).
+    pub fn of_kind(kind: &str) -> Lane {
+        match kind {
+            "payment_reminder" | "notice" | "survey" | "return_visit" => Lane::Service,
+            "marketing" | "research" => Lane::Bulk,
+            _ => Lane::Urgent,
+        }
+    }
+
+    pub fn as_i64(self) -> i64 {
+        self as i64
+    }
+}

@@ -28,6 +28,9 @@ pub trait Sender: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 }
 
+/// Longest idle sleep of a worker with nothing due.
+const MAX_IDLE_MS: i64 = 5_000;
+
 /// Spaces sends at `1/rate` seconds (a token bucket of depth one).
 pub struct Pacer {
     interval: Duration,
@@ -142,11 +145,15 @@ impl Worker {
                 }
             };
             if items.is_empty() {
+                // Sleep until the next retry falls due or a new message wakes us; the cap only
+                // bounds how late a message queued by another instance on the same database is
+                // seen.
                 let wait = match this.store.next_outbox_due(cfg.channel).await {
-                    Ok(Some(due)) => {
-                        Duration::from_millis((due - this.clock.now_ms()).clamp(10, 1000) as u64)
-                    }
-                    _ => Duration::from_secs(1),
+                    Ok(Some(due)) => Duration::from_millis(
+                        (due - this.clock.now_ms()).clamp(10, MAX_IDLE_MS) as u64,
+                    ),
+                    Ok(None) => Duration::from_millis(MAX_IDLE_MS as u64),
+                    Err(_) => Duration::from_secs(1),
                 };
                 tokio::select! {
                     _ = this.notify.notified() => {}

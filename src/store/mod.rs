@@ -62,6 +62,17 @@ fn is_poison(code: Option<&str>) -> bool {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// How many of a claim of `limit` each lane may take, lowest lane first: the urgent lane may
+/// fill the whole batch, and each lower lane still gets an eighth of it (at least one) when it
+/// has due work, so nothing starves; capacity a lane leaves unused passes down.
+pub fn lane_quota(lane: crate::domain::Lane, limit: i64, claimed_so_far: i64) -> i64 {
+    let share = (limit / 8).max(1);
+    match lane {
+        crate::domain::Lane::Urgent => limit,
+        _ => (limit - claimed_so_far).max(share),
+    }
+}
+
 /// An inbound message as the edge parsed it.
 #[derive(Debug, Clone)]
 pub struct NewInbound {
@@ -495,6 +506,12 @@ pub trait Store: Send + Sync + 'static {
     async fn release_leases(&self, message_ids: &[i64]) -> StoreResult<()>;
     /// Records a delivery report; returns the message it applied to, if any.
     async fn apply_dlr(&self, dlr: &DlrUpdate) -> StoreResult<Option<i64>>;
+    /// Queues outbound messages (each in the lane of its kind) in one transaction.
+    async fn queue_outbound_bulk(
+        &self,
+        drafts: &[OutboundDraft],
+        now_ms: i64,
+    ) -> StoreResult<Vec<i64>>;
     /// Stores one part of a concatenated SMS (committed before it returns).
     async fn store_part(&self, part: &NewPart) -> StoreResult<PartOutcome>;
     /// The open parts of a group, in order.

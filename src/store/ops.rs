@@ -640,13 +640,29 @@ macro_rules! common_ops {
             .bind(&d.headers)
             .fetch_one(&mut *conn)
             .await?;
-            sqlx::query("INSERT INTO outbox (message_id, channel, not_before) VALUES ($1, $2, $3)")
+            sqlx::query("INSERT INTO outbox (message_id, channel, not_before, lane) VALUES ($1, $2, $3, $4)")
                 .bind(id)
                 .bind(d.channel.as_str())
                 .bind(now_ms)
+                .bind(crate::domain::Lane::of_kind(d.kind).as_i64())
                 .execute(&mut *conn)
                 .await?;
             Ok(id)
+        }
+
+        /// Queues many outbound messages in one transaction (batches, tests).
+        pub async fn queue_outbound_bulk(
+            pool: &Pool<$DB>,
+            drafts: &[crate::store::OutboundDraft],
+            now_ms: i64,
+        ) -> StoreResult<Vec<i64>> {
+            let mut tx = pool.begin_with($begin).await?;
+            let mut ids = Vec::with_capacity(drafts.len());
+            for d in drafts {
+                ids.push(queue_outbound(&mut tx, d, None, now_ms).await?);
+            }
+            tx.commit().await?;
+            Ok(ids)
         }
 
         pub async fn queue_reply(
@@ -1005,6 +1021,13 @@ macro_rules! impl_store {
             }
             async fn survey_answers(&self, survey: &str) -> StoreResult<Vec<(String, String)>> {
                 ops::survey_answers(&self.pool, survey).await
+            }
+            async fn queue_outbound_bulk(
+                &self,
+                drafts: &[crate::store::OutboundDraft],
+                now_ms: i64,
+            ) -> StoreResult<Vec<i64>> {
+                ops::queue_outbound_bulk(&self.pool, drafts, now_ms).await
             }
             async fn store_part(
                 &self,

@@ -84,22 +84,28 @@ impl PgStore {
         lease_ms: i64,
         limit: i64,
     ) -> StoreResult<Vec<OutboxItem>> {
-        let rows: Vec<super::OutboxRow> = sqlx::query_as(
-            "WITH due AS (SELECT message_id FROM outbox WHERE channel = $1 AND not_before <= $2 \
-               AND (lease_until IS NULL OR lease_until < $2) ORDER BY not_before, message_id LIMIT $3 \
-               FOR UPDATE SKIP LOCKED), \
-             claimed AS (UPDATE outbox o SET lease_until = $4 FROM due WHERE o.message_id = due.message_id \
-               RETURNING o.message_id, o.attempts) \
-             SELECT c.message_id, c.attempts, m.from_addr, m.to_addr, m.subject, m.body, m.body_html, m.headers, m.kind \
-             FROM claimed c JOIN messages m ON m.id = c.message_id ORDER BY c.message_id",
-        )
-        .bind(channel.as_str())
-        .bind(now_ms)
-        .bind(limit)
-        .bind(now_ms + lease_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|r| r.into_item(channel)).collect())
+        let mut items = Vec::new();
+        for lane in crate::domain::Lane::ALL {
+            let quota = super::lane_quota(lane, limit, items.len() as i64);
+            let rows: Vec<super::OutboxRow> = sqlx::query_as(
+                "WITH due AS (SELECT message_id FROM outbox WHERE channel = $1 AND lane = $5 AND not_before <= $2 \
+                   AND (lease_until IS NULL OR lease_until < $2) ORDER BY not_before, message_id LIMIT $3 \
+                   FOR UPDATE SKIP LOCKED), \
+                 claimed AS (UPDATE outbox o SET lease_until = $4 FROM due WHERE o.message_id = due.message_id \
+                   RETURNING o.message_id, o.attempts) \
+                 SELECT c.message_id, c.attempts, m.from_addr, m.to_addr, m.subject, m.body, m.body_html, m.headers, m.kind \
+                 FROM claimed c JOIN messages m ON m.id = c.message_id ORDER BY c.message_id",
+            )
+            .bind(channel.as_str())
+            .bind(now_ms)
+            .bind(quota)
+            .bind(now_ms + lease_ms)
+            .bind(lane.as_i64())
+            .fetch_all(&self.pool)
+            .await?;
+            items.extend(rows.into_iter().map(|r| r.into_item(channel)));
+        }
+        Ok(items)
     }
 }
 

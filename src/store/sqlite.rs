@@ -98,17 +98,25 @@ impl SqliteStore {
         lease_ms: i64,
         limit: i64,
     ) -> StoreResult<Vec<OutboxItem>> {
-        let claimed: Vec<(i64, i64)> = sqlx::query_as(
-            "UPDATE outbox SET lease_until = $1 WHERE message_id IN (SELECT message_id FROM outbox \
-             WHERE channel = $2 AND not_before <= $3 AND (lease_until IS NULL OR lease_until < $3) \
-             ORDER BY not_before, message_id LIMIT $4) RETURNING message_id, attempts",
-        )
-        .bind(now_ms + lease_ms)
-        .bind(channel.as_str())
-        .bind(now_ms)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let mut claimed: Vec<(i64, i64)> = Vec::new();
+        for lane in crate::domain::Lane::ALL {
+            let quota = super::lane_quota(lane, limit, claimed.len() as i64);
+            let mut rows: Vec<(i64, i64)> = sqlx::query_as(
+                "UPDATE outbox SET lease_until = $1 WHERE message_id IN (SELECT message_id FROM outbox \
+                 WHERE channel = $2 AND lane = $5 AND not_before <= $3 \
+                 AND (lease_until IS NULL OR lease_until < $3) \
+                 ORDER BY not_before, message_id LIMIT $4) RETURNING message_id, attempts",
+            )
+            .bind(now_ms + lease_ms)
+            .bind(channel.as_str())
+            .bind(now_ms)
+            .bind(quota)
+            .bind(lane.as_i64())
+            .fetch_all(&self.pool)
+            .await?;
+            rows.sort_unstable();
+            claimed.extend(rows);
+        }
         let mut items = Vec::with_capacity(claimed.len());
         for (id, attempts) in claimed {
             let row: Option<super::OutboxRow> = sqlx::query_as(
@@ -121,7 +129,7 @@ impl SqliteStore {
             .await?;
             items.extend(row.map(|r| r.into_item(channel)));
         }
-        items.sort_by_key(|i| i.message_id);
+        // Claim order: lane by lane, oldest first within a lane.
         Ok(items)
     }
 }

@@ -456,9 +456,14 @@ fn intake_one(c: &Connection, req: &IntakeRequest) -> StoreResult<IntakeOutcome>
                 |r| r.get(0),
             )?;
         c.prepare_cached(
-            "INSERT INTO outbox (message_id, channel, not_before) VALUES (?1, ?2, ?3)",
+            "INSERT INTO outbox (message_id, channel, not_before, lane) VALUES (?1, ?2, ?3, ?4)",
         )?
-        .execute(params![id, d.channel.as_str(), req.now_ms])?;
+        .execute(params![
+            id,
+            d.channel.as_str(),
+            req.now_ms,
+            crate::domain::Lane::of_kind(d.kind).as_i64()
+        ])?;
         ack_message_id = Some(id);
     }
     Ok(IntakeOutcome::Stored {
