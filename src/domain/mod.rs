@@ -228,9 +228,38 @@ pub fn mask(addr: &str) -> String {
     format!("{head}****{tail}")
 }
 
+/// `text` (a bridge's answer, an error) with every phone number (a run of 7 or more digits)
+/// and email address in it masked, for logs: a bridge that quotes the receiver back must not
+/// put the number in our logs.
+pub fn scrub(text: &str) -> String {
+    static ADDR: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"[^\s<>"'(),;:]+@[^\s<>"'(),;:]+|\+?[0-9][0-9x\-]{5,}[0-9]"#)
+            .expect("scrub pattern compiles")
+    });
+    if !text.bytes().any(|b| b == b'@' || b.is_ascii_digit()) {
+        return text.to_string();
+    }
+    ADDR.replace_all(text, |c: &regex::Captures| mask(&c[0]))
+        .into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrub_masks_numbers_and_addresses_in_free_text() {
+        assert_eq!(
+            scrub("Error: receiver 8613812345678 is barred"),
+            "Error: receiver 86138****5678 is barred"
+        );
+        assert_eq!(
+            scrub("to <li.wei@example.cn> failed"),
+            "to <l***@example.cn> failed"
+        );
+        assert_eq!(scrub("HTTP 503: try in 30 s"), "HTTP 503: try in 30 s");
+        assert!(!scrub("from: \"1381234567x8\" bad").contains("1381234567x8"));
+    }
 
     #[test]
     fn case_id_round_trips_through_display() {

@@ -16,7 +16,7 @@ async fn accept(
         Ok(m) => m,
         Err(e) => {
             s.metrics.inbound_rejected.inc();
-            tracing::info!(error = %e, "inbound rejected");
+            tracing::info!(error = %crate::domain::scrub(&e.to_string()), "inbound rejected");
             return Err(e.into());
         }
     };

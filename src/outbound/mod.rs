@@ -220,7 +220,7 @@ impl Worker {
                             .unwrap_or_else(|p| p.into_inner())
                             .insert(item.message_id);
                     }
-                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "recording the send result failed; retrying");
+                    tracing::error!(error = %crate::domain::scrub(&e.to_string()), retry_in_ms = wait.as_millis() as u64, "recording the send result failed; retrying");
                     first = false;
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
@@ -258,7 +258,7 @@ impl Worker {
                 let delay = self.config.backoff.delay(attempt);
                 if count {
                     self.metrics.send_retries[ch].inc();
-                    tracing::warn!(attempt, %reason, delay_ms = delay.as_millis() as u64, "send failed; will retry");
+                    tracing::warn!(attempt, reason = %crate::domain::scrub(&reason), delay_ms = delay.as_millis() as u64, "send failed; will retry");
                 }
                 self.store
                     .retry_send(
@@ -272,7 +272,7 @@ impl Worker {
             SendResult::Retry(reason) => {
                 if count {
                     self.metrics.send_failures[ch].inc();
-                    tracing::error!(attempt, %reason, "send failed; attempts exhausted");
+                    tracing::error!(attempt, reason = %crate::domain::scrub(&reason), "send failed; attempts exhausted");
                 }
                 let reason = format!("gave up after {attempt} attempts: {reason}");
                 self.store.fail_send(item.message_id, &reason, now).await
@@ -280,7 +280,7 @@ impl Worker {
             SendResult::Fail(reason) => {
                 if count {
                     self.metrics.send_failures[ch].inc();
-                    tracing::error!(attempt, %reason, "send refused by the bridge; not retried");
+                    tracing::error!(attempt, reason = %crate::domain::scrub(&reason), "send refused by the bridge; not retried");
                 }
                 self.store.fail_send(item.message_id, &reason, now).await
             }
