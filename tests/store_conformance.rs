@@ -1264,3 +1264,50 @@ suite!(
     sms_parts_group_dedupe_and_close,
     outbox_lanes_claim_urgent_first_and_never_starve_bulk,
 );
+
+/// A panic while the SQLite writer runs a batch (here: the ack renderer) rolls that batch back
+/// and is answered as an error; the writer thread lives on and takes the next message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writer_survives_a_panic_in_a_batch() {
+    struct PanickyAck;
+    impl AckBuilder for PanickyAck {
+        fn build(&self, ctx: &AckContext) -> Option<OutboundDraft> {
+            if ctx.customer.ends_with("666") {
+                panic!("renderer bug");
+            }
+            TestAck.build(ctx)
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/panic.db", dir.path().display());
+    let s = switchboard::store::open(&url, 4, 64).await.unwrap();
+    let mut bad = req(
+        "+8613800138666",
+        "宽带坏了",
+        Some("x-1"),
+        Category::Fault,
+        Intent::Case,
+        T0,
+    );
+    bad.ack = Arc::new(PanickyAck);
+    assert!(s.intake(bad).await.is_err());
+    assert_eq!(
+        s.counts().await.unwrap().messages_in,
+        0,
+        "the batch was rolled back"
+    );
+    s.ping().await.expect("the writer is still there");
+    let good = req(
+        "+8613800138001",
+        "宽带坏了",
+        Some("x-2"),
+        Category::Fault,
+        Intent::Case,
+        T0,
+    );
+    assert!(matches!(
+        s.intake(good).await.unwrap(),
+        IntakeOutcome::Stored { .. }
+    ));
+    s.close().await;
+}

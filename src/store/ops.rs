@@ -837,7 +837,7 @@ macro_rules! impl_store {
             }
             async fn ping(&self) -> StoreResult<()> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
-                Ok(())
+                self.engine_ready()
             }
             async fn intake(
                 &self,

@@ -55,6 +55,10 @@ impl PgStore {
         Ok(outcome)
     }
 
+    pub(crate) fn engine_ready(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     pub(crate) async fn do_send_update(&self, u: crate::store::SendUpdate) -> StoreResult<()> {
         use crate::store::SendUpdate;
         match u {

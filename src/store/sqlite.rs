@@ -84,6 +84,16 @@ impl SqliteStore {
             .map_err(|_| StoreError::Unavailable("SQLite writer dropped the request".into()))?
     }
 
+    /// `/readyz`: the writer thread must be there to take intakes.
+    pub(crate) fn engine_ready(&self) -> StoreResult<()> {
+        if self.writer.is_closed() {
+            return Err(StoreError::Unavailable(
+                "the SQLite writer thread stopped".into(),
+            ));
+        }
+        Ok(())
+    }
+
     async fn send_job(&self, job: Job) -> StoreResult<()> {
         self.writer
             .send(job)

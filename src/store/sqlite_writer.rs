@@ -121,7 +121,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max: usize) {
             }
         }
         let jobs: Vec<&Job> = batch.iter().collect();
-        match run_batch(&mut conn, &jobs) {
+        match guarded(&mut conn, &jobs) {
             Ok(done) => {
                 for (job, d) in batch.drain(..).zip(done) {
                     job.answer(Ok(d));
@@ -130,10 +130,30 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max: usize) {
             Err(e) if batch.len() == 1 => batch.pop().expect("one").answer(Err(e)),
             Err(_) => {
                 for job in batch.drain(..) {
-                    let r = run_batch(&mut conn, &[&job]).map(|mut v| v.remove(0));
+                    let r = guarded(&mut conn, &[&job]).map(|mut v| v.remove(0));
                     job.answer(r);
                 }
             }
+        }
+    }
+}
+
+/// Supervision: a panic inside a batch (a bug) rolls the transaction back (the transaction is
+/// dropped while unwinding), is answered as an error (503: the peer retries) and leaves the
+/// writer thread running, so one bad message never stops every intake.
+fn guarded(conn: &mut Connection, jobs: &[&Job]) -> StoreResult<Vec<Done>> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_batch(conn, jobs))) {
+        Ok(r) => r,
+        Err(p) => {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %crate::domain::scrub(&what), "SQLite writer caught a panic; batch rolled back");
+            Err(StoreError::Other(format!(
+                "the SQLite writer failed: {what}"
+            )))
         }
     }
 }
