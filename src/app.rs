@@ -125,13 +125,13 @@ impl Application {
         tracing::info!(port = self.port, "switchboard listening");
         let stop2 = stop.clone();
         let app = router(self.state.clone());
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutdown requested; finishing in-flight work");
-                stop2.cancel();
-            })
-            .await;
+        let config = crate::http::serve::ServeConfig::from_settings(&self.state.settings.server);
+        let served = crate::http::serve::serve(self.listener, app, config, async move {
+            shutdown.await;
+            tracing::info!("shutdown requested; finishing in-flight work");
+            stop2.cancel();
+        })
+        .await;
         stop.cancel();
         for w in [worker, email_worker].into_iter().flatten() {
             if tokio::time::timeout(self.grace + Duration::from_secs(1), w)
@@ -149,7 +149,8 @@ impl Application {
 }
 
 /// Store, intake and live rules: everything that takes a message in, without the HTTP server
-/// or the senders (`ingest-email` uses this alone).
+/// or the senders (`ingest-email` uses this alone). Also sets the email parser's structural
+/// limits (`email.max_mime_depth`, `max_parts`, `max_headers`) for this process.
 ///
 /// # Errors
 /// Database, templates or rules that do not open.
@@ -161,6 +162,7 @@ pub async fn build_intake(
     Arc<Intake>,
     Arc<crate::classify::live::LiveRules>,
 )> {
+    crate::inbound::email::configure(&settings.email.limits());
     let store = crate::store::open(
         settings.database.url.expose(),
         settings.database.max_connections,

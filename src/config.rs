@@ -35,6 +35,13 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     pub shutdown_grace_secs: u64,
     pub public_url: String,
+    /// A request head not complete within this long closes the connection (also the idle
+    /// time after which a keep-alive connection is closed).
+    pub header_read_timeout_secs: u64,
+    /// A request body that sends nothing for this long gets 408.
+    pub body_read_timeout_secs: u64,
+    /// Deadline of a whole request: past it the handler is dropped and the answer is 503.
+    pub request_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -206,7 +213,25 @@ pub struct EmailSettings {
     /// At most this many acknowledgements per sender within `ack_window_secs`.
     pub ack_limit: u32,
     pub ack_window_secs: u64,
+    /// Deepest nesting of multipart / message parts accepted (400 / exit 65 beyond).
+    pub max_mime_depth: usize,
+    /// Most MIME parts (header blocks) accepted.
+    pub max_parts: usize,
+    /// Most header fields, all parts together.
+    pub max_headers: usize,
     pub smtp: SmtpSettings,
+}
+
+impl EmailSettings {
+    /// The inbound parser's limits.
+    pub fn limits(&self) -> crate::inbound::email::Limits {
+        crate::inbound::email::Limits {
+            max_bytes: self.max_bytes,
+            max_depth: self.max_mime_depth,
+            max_parts: self.max_parts,
+            max_headers: self.max_headers,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -405,6 +430,19 @@ impl Settings {
         self.email.smtp.pacing().check("email.smtp")?;
         if self.database.group_commit_max == 0 {
             bail!("database.group_commit_max must be >= 1");
+        }
+        let sv = &self.server;
+        for (key, v) in [
+            ("header_read_timeout_secs", sv.header_read_timeout_secs),
+            ("body_read_timeout_secs", sv.body_read_timeout_secs),
+            ("request_timeout_secs", sv.request_timeout_secs),
+        ] {
+            if v == 0 {
+                bail!("server.{key} must be >= 1");
+            }
+        }
+        if self.email.max_parts == 0 || self.email.max_headers == 0 {
+            bail!("email.max_parts and email.max_headers must be >= 1");
         }
         if !(self.sla.ack_hours > 0.0 && self.sla.resolve_hours >= self.sla.ack_hours) {
             bail!("sla: need 0 < ack_hours <= resolve_hours");

@@ -4,7 +4,15 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
-    let cli = switchboard::cli::Cli::parse();
+    let cli = match switchboard::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // `ingest-email` must not exit 2 on a bad command line either: Postfix would bounce.
+        Err(e) if e.use_stderr() && std::env::args().nth(1).as_deref() == Some("ingest-email") => {
+            let _ = e.print();
+            return std::process::ExitCode::from(switchboard::cli::EX_TEMPFAIL);
+        }
+        Err(e) => e.exit(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("SWITCHBOARD_LOG")

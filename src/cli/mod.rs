@@ -47,11 +47,16 @@ pub enum Command {
         text: String,
     },
     /// Store one RFC 5322 message from stdin (Postfix pipe(8)). Exit 0 once stored, 65 when it
-    /// is not an acceptable email, 75 (EX_TEMPFAIL) on anything a retry could fix, panics
-    /// included, so the MTA defers instead of bouncing customer mail.
+    /// is not an acceptable email (over a limit included), 75 (EX_TEMPFAIL) on anything a retry
+    /// could fix, so the MTA defers instead of bouncing customer mail. Never any other code:
+    /// the parse and store run in a child process of this one, and a child that crashes
+    /// (panic, abort, a signal) makes this exit 75.
     IngestEmail {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Internal: do the work in this process (the parent starts itself with this flag).
+        #[arg(long, hide = true)]
+        in_child: bool,
     },
     /// Admin API tokens.
     Token {
@@ -76,12 +81,61 @@ pub struct ExitWith {
 pub const EX_DATAERR: u8 = 65;
 pub const EX_TEMPFAIL: u8 = 75;
 
-async fn ingest_email(config: Option<PathBuf>) -> anyhow::Result<()> {
-    use std::io::Read;
-    let temp = |m: String| ExitWith {
+/// Test hook (environment, not configuration): `SWITCHBOARD_TEST_ABORT_INGEST=1` makes the
+/// `ingest-email` child abort after reading its input, before storing anything, as a parser
+/// crash would; the parent then exits 75 and the MTA keeps the mail. Postfix's pipe(8) passes
+/// no environment, so a deployment cannot set it by accident.
+pub const TEST_ABORT_INGEST: &str = "SWITCHBOARD_TEST_ABORT_INGEST";
+
+fn tempfail(message: String) -> ExitWith {
+    ExitWith {
         code: EX_TEMPFAIL,
-        message: m,
-    };
+        message,
+    }
+}
+
+/// `ingest-email`: runs [`ingest_email_here`] in a child process (this binary with
+/// `--in-child`, stdin, stdout and stderr inherited) and passes its 0 / 65 / 75 on; any other
+/// end of the child (a crash, a signal, an exit code from something else) is 75. A crash, even
+/// one that cannot be caught (stack overflow, abort), thus defers the mail instead of bouncing
+/// it. The parent reads nothing and parses nothing itself.
+async fn ingest_email(config: Option<PathBuf>, in_child: bool) -> anyhow::Result<()> {
+    if in_child {
+        return ingest_email_here(config).await;
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| tempfail(format!("finding our own executable: {e}")))?;
+    let mut child = std::process::Command::new(exe);
+    child.arg("ingest-email").arg("--in-child");
+    if let Some(c) = &config {
+        child.arg("--config").arg(c);
+    }
+    let status = tokio::task::spawn_blocking(move || child.status())
+        .await
+        .map_err(|e| tempfail(format!("waiting for the ingest child: {e}")))?
+        .map_err(|e| tempfail(format!("starting the ingest child: {e}")))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        // The child said why on stderr already.
+        Some(code @ (65 | 75)) => std::process::exit(code),
+        Some(code) => Err(tempfail(format!("the ingest child exited with {code}")).into()),
+        None => {
+            #[cfg(unix)]
+            let how = {
+                use std::os::unix::process::ExitStatusExt;
+                format!("was killed by signal {}", status.signal().unwrap_or(0))
+            };
+            #[cfg(not(unix))]
+            let how = "ended without an exit code".to_string();
+            Err(tempfail(format!("the ingest child {how}")).into())
+        }
+    }
+}
+
+/// The work of `ingest-email`: read stdin, parse, store.
+async fn ingest_email_here(config: Option<PathBuf>) -> anyhow::Result<()> {
+    use std::io::Read;
+    let temp = tempfail;
     let settings =
         Settings::load(config.as_deref()).map_err(|e| temp(format!("configuration: {e:#}")))?;
     let max = settings.email.max_bytes;
@@ -90,6 +144,10 @@ async fn ingest_email(config: Option<PathBuf>) -> anyhow::Result<()> {
         .take(max as u64 + 1)
         .read_to_end(&mut raw)
         .map_err(|e| temp(format!("reading stdin: {e}")))?;
+    if std::env::var_os(TEST_ABORT_INGEST).is_some_and(|v| v == "1") {
+        eprintln!("switchboard: {TEST_ABORT_INGEST}=1: aborting the ingest child");
+        std::process::abort();
+    }
     let (store, intake, _rules) =
         crate::app::build_intake(&settings, std::sync::Arc::new(crate::clock::SystemClock))
             .await
@@ -288,7 +346,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rules { command } => rules(command).await,
-        Command::IngestEmail { config } => ingest_email(config).await,
+        Command::IngestEmail { config, in_child } => ingest_email(config, in_child).await,
         Command::Token {
             command: TokenCommand::Create { name, role, config },
         } => {

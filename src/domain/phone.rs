@@ -53,7 +53,10 @@ impl PhoneNumber {
         } else if let Some(rest) = digits.strip_prefix("00") {
             rest.to_string()
         } else if digits.len() <= 6 {
-            // Short code: no country, no plus.
+            // Short code: no country, no plus. Fewer than 3 digits is no number at all.
+            if digits.len() < 3 {
+                return Err(PhoneError::BadLength(input.to_string(), digits.len()));
+            }
             return Ok(PhoneNumber(digits));
         } else if default_country == "86" {
             // Chinese numbering: mobiles are 11 digits starting with 1; a leading 0 is the
@@ -131,6 +134,16 @@ mod tests {
     fn short_codes_stay_short_codes() {
         assert_eq!(p("10000"), "10000");
         assert_eq!(p("10001"), "10001");
+        assert_eq!(p("110"), "110");
+        for s in ["1", "11", "0", "00"] {
+            assert!(
+                matches!(
+                    PhoneNumber::parse(s, "86"),
+                    Err(PhoneError::BadLength(_, _))
+                ),
+                "{s}"
+            );
+        }
     }
 
     #[test]

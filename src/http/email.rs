@@ -55,18 +55,18 @@ pub async fn inbound_email(
     let (raw, mailgun) = if is_multipart {
         let mut form = axum::extract::Multipart::from_request(req, &s)
             .await
-            .map_err(|e| AppError::new(e.status(), "bad_request", e.body_text()))?;
+            .map_err(|e| AppError::rejection(&e, e.status(), "bad_request", e.body_text()))?;
         let (mut email, mut mime, mut ts, mut token, mut sig) = (None, None, None, None, None);
         while let Some(field) = form
             .next_field()
             .await
-            .map_err(|e| AppError::new(e.status(), "bad_request", e.body_text()))?
+            .map_err(|e| AppError::rejection(&e, e.status(), "bad_request", e.body_text()))?
         {
             let name = field.name().unwrap_or_default().to_string();
             let data = field
                 .bytes()
                 .await
-                .map_err(|e| AppError::new(e.status(), "bad_request", e.body_text()))?;
+                .map_err(|e| AppError::rejection(&e, e.status(), "bad_request", e.body_text()))?;
             match name.as_str() {
                 "email" => email = Some(data),
                 "body-mime" => mime = Some(data),

@@ -1,5 +1,6 @@
 //! One error shape for every route: `{"error": {"code": "...", "message": "..."}}`. 5xx bodies
-//! are opaque; the cause is logged.
+//! are opaque; the cause is logged. Answers that do not come from here (the router's 405,
+//! hyper's own 400 / 414 / 431) get the same shape in `serve.rs`.
 
 use crate::inbound::BadInput;
 use crate::store::StoreError;
@@ -23,6 +24,29 @@ impl AppError {
             message: message.into(),
         }
     }
+
+    /// 408 for a request body that stalled (`server.body_read_timeout_secs`).
+    pub fn body_timeout() -> Self {
+        AppError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body stalled longer than server.body_read_timeout_secs",
+        )
+    }
+
+    /// An extractor's rejection: 408 when the body stalled, else `status` with `code`.
+    pub fn rejection(
+        e: &(dyn std::error::Error + 'static),
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    ) -> Self {
+        if super::serve::is_body_timeout(e) {
+            AppError::body_timeout()
+        } else {
+            AppError::new(status, code, message)
+        }
+    }
 }
 
 impl IntoResponse for AppError {
@@ -41,14 +65,14 @@ impl From<BadInput> for AppError {
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         if let StoreError::Rejected(why) = &e {
-            tracing::warn!(error = %e, "input the database refuses; answering 400");
+            tracing::warn!(error = %crate::domain::scrub(&e.to_string()), "input the database refuses; answering 400");
             return AppError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 format!("the database cannot store this input: {why}"),
             );
         }
-        tracing::error!(error = %e, "database error; answering 503 so the sender retries");
+        tracing::error!(error = %crate::domain::scrub(&e.to_string()), "database error; answering 503 so the sender retries");
         AppError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -59,6 +83,9 @@ impl From<StoreError> for AppError {
 
 impl From<BytesRejection> for AppError {
     fn from(r: BytesRejection) -> Self {
+        if super::serve::is_body_timeout(&r) {
+            return AppError::body_timeout();
+        }
         let status = r.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             AppError::new(
@@ -74,6 +101,9 @@ impl From<BytesRejection> for AppError {
 
 impl From<JsonRejection> for AppError {
     fn from(r: JsonRejection) -> Self {
+        if super::serve::is_body_timeout(&r) {
+            return AppError::body_timeout();
+        }
         let status = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             StatusCode::PAYLOAD_TOO_LARGE
         } else {

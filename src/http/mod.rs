@@ -2,13 +2,15 @@
 //! Every inbound route answers only after the intake transaction committed; a database error
 //! answers 503 so the bridge retries, bad input a 4xx with a JSON error naming the field.
 //!
-//! Layout: `error.rs` the error shape; `inbound.rs` SMS webhooks; `dlr.rs` delivery reports.
+//! Layout: `error.rs` the error shape; `inbound.rs` SMS webhooks; `dlr.rs` delivery reports;
+//! `serve.rs` the accept loop (timeouts, deadline, JSON for every error answer).
 
 pub mod api;
 mod dlr;
 mod email;
 mod error;
 mod inbound;
+pub mod serve;
 
 pub use error::AppError;
 

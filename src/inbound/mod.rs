@@ -152,12 +152,19 @@ mod tests {
     #[test]
     fn empty_messages_zero_senders_and_control_characters() {
         let mut t = String::from("  \u{7} ");
-        assert_eq!(check_text("text", &mut t).unwrap_err().reason, "empty message");
+        assert_eq!(
+            check_text("text", &mut t).unwrap_err().reason,
+            "empty message"
+        );
         let mut t = String::from("bell\u{7} and\u{1b}[0m escape\u{85}\tkept\r\n");
         check_text("text", &mut t).unwrap();
         assert_eq!(t, "bell and[0m escape\tkept\r\n");
         for sender in ["0", "000", "00000000000", "12"] {
-            assert_eq!(phone("from", sender, "86").unwrap_err().field, "from", "{sender}");
+            assert_eq!(
+                phone("from", sender, "86").unwrap_err().field,
+                "from",
+                "{sender}"
+            );
         }
         assert_eq!(phone("to", "10000", "86").unwrap(), "10000");
         assert_eq!(phone("from", "10086", "86").unwrap(), "10086");
