@@ -8,6 +8,7 @@
 
 mod ops;
 mod postgres;
+pub(crate) mod sql;
 mod sqlite;
 mod sqlite_writer;
 
@@ -611,20 +612,4 @@ pub async fn open(
         .await
         .map_err(|e| anyhow::anyhow!("migrating the database: {e}"))?;
     Ok(store)
-}
-
-/// Category of a case after a message: never downgraded; an escalation request makes it a
-/// complaint.
-pub(crate) fn merged_category(existing: Category, incoming: Category, intent: Intent) -> Category {
-    let incoming = if intent == Intent::Escalate {
-        Category::Complaint
-    } else {
-        incoming
-    };
-    existing.max(incoming)
-}
-
-/// Whether a message with this intent opens or joins a case.
-pub(crate) fn opens_case(intent: Intent) -> bool {
-    matches!(intent, Intent::Case | Intent::Escalate)
 }

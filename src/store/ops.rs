@@ -1,278 +1,18 @@
-//! SQL shared by both engines. The statements use `$N` placeholders, which sqlx accepts on
-//! SQLite and PostgreSQL alike; the macro instantiates them for each engine's concrete types,
-//! so there is one copy of the intake transaction and no `sqlx::Any`. `$begin` is how a write
+//! sqlx statements both engines' pools run (reads, the API's writes, leases). The statements use
+//! `$N` placeholders, which sqlx accepts on SQLite and PostgreSQL alike; the macro instantiates
+//! them for each engine's concrete types, so there is one copy and no `sqlx::Any`. The intake
+//! is not here: `crate::intake::decide` makes its decisions over each engine's `IntakeTx`. `$begin` is how a write
 //! transaction starts: SQLite needs `BEGIN IMMEDIATE`, or a transaction that reads first fails
 //! with SQLITE_BUSY when it upgrades to write while the group-commit writer holds the lock.
 
 macro_rules! common_ops {
     ($DB:ty, $Conn:ty, $begin:expr) => {
-        use crate::domain::{CaseId, Category, Intent};
-        use crate::store::{
-            AckContext, CaseRecord, Counts, DlrUpdate, IntakeOutcome, IntakeRequest,
-            MessageRecord, StoreResult, merged_category, opens_case, status_rank,
-        };
+        use crate::store::{CaseRecord, Counts, DlrUpdate, MessageRecord, StoreResult, sql, status_rank};
         use sqlx::Pool;
 
         const MESSAGE_COLUMNS: &str = "id, direction, channel, dialect, external_id, from_addr, to_addr, \
             subject, body, category, intent, rules_version, case_id, kind, status, encoding, \
             segments, attempts, provider_id, last_error, created_at, updated_at";
-
-        /// The intake of one message on a connection inside an open transaction. (SQLite's
-        /// hot path uses the synchronous copy in `sqlite_writer.rs`.)
-        #[allow(dead_code)]
-        pub async fn intake_one(conn: &mut $Conn, req: &IntakeRequest) -> StoreResult<IntakeOutcome> {
-            let m = &req.msg;
-            let dup: Option<i64> = match &req.dedupe_key {
-                Some(key) => {
-                    sqlx::query_scalar("SELECT id FROM messages WHERE dedupe_key = $1")
-                        .bind(key)
-                        .fetch_optional(&mut *conn)
-                        .await?
-                }
-                None => {
-                    sqlx::query_scalar(
-                        "SELECT id FROM messages WHERE content_hash = $1 AND created_at >= $2 \
-                         ORDER BY id LIMIT 1",
-                    )
-                    .bind(&req.content_hash)
-                    .bind(req.now_ms - req.dedupe_window_ms)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                }
-            };
-            if let Some(message_id) = dup {
-                return Ok(IntakeOutcome::Duplicate { message_id });
-            }
-
-            // A survey answer only counts while a survey waits for this customer.
-            let mut intent = req.intent;
-            let mut survey: Option<(String, Option<i64>)> = None;
-            if intent == Intent::Case && req.survey_answer.is_some() {
-                survey = sqlx::query_as(
-                    "SELECT survey, case_id FROM survey_waits WHERE channel = $1 AND address = $2 AND expires_at > $3",
-                )
-                .bind(m.channel.as_str())
-                .bind(&m.from)
-                .bind(req.now_ms)
-                .fetch_optional(&mut *conn)
-                .await?;
-                if survey.is_some() {
-                    intent = Intent::SurveyAnswer;
-                }
-            }
-            let progress: Option<crate::store::CaseProgress> = match req.query {
-                Some(crate::domain::Query::CaseProgress(id)) => {
-                    sqlx::query_as(
-                        "SELECT id, status, category, tier, resolve_due_at FROM cases WHERE id = $1 AND customer = $2",
-                    )
-                    .bind(id.0)
-                    .bind(&m.from)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                }
-                _ => None,
-            };
-
-            let mut case: Option<(i64, bool, Category, i64)> = None;
-            if opens_case(intent) {
-                // Threading first: a reference to one of our messages, then a quoted case
-                // number of this customer, then the customer's recent open case.
-                let mut found: Option<(i64, String, i64)> = None;
-                for mid in &req.thread_message_ids {
-                    found = sqlx::query_as(
-                        "SELECT c.id, c.category, c.tier FROM messages m JOIN cases c ON c.id = m.case_id \
-                         WHERE m.id = $1 AND m.direction = 'out' AND c.status IN ('open', 'acknowledged')",
-                    )
-                    .bind(mid)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                    if found.is_some() {
-                        break;
-                    }
-                }
-                if found.is_none()
-                    && let Some(cid) = req.case_ref
-                {
-                    found = sqlx::query_as(
-                        "SELECT id, category, tier FROM cases WHERE id = $1 AND customer = $2 \
-                         AND status IN ('open', 'acknowledged')",
-                    )
-                    .bind(cid)
-                    .bind(&m.from)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                }
-                if found.is_none() {
-                    found = sqlx::query_as(
-                        "SELECT id, category, tier FROM cases WHERE customer = $1 AND channel = $2 \
-                         AND status IN ('open', 'acknowledged') AND last_message_at >= $3 \
-                         ORDER BY last_message_at DESC LIMIT 1",
-                    )
-                    .bind(&m.from)
-                    .bind(m.channel.as_str())
-                    .bind(req.now_ms - req.reply_window_ms)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                }
-                case = Some(match found {
-                    Some((id, cat, tier)) => {
-                        let existing: Category = cat.parse().unwrap_or(Category::Inquiry);
-                        let merged = merged_category(existing, req.category, req.intent);
-                        let escalate = req.intent == Intent::Escalate;
-                        let tier = if escalate { (tier + 1).min(4) } else { tier };
-                        sqlx::query(
-                            "UPDATE cases SET last_message_at = $1, message_count = message_count + 1, \
-                             category = $2, tier = $3 WHERE id = $4",
-                        )
-                        .bind(req.now_ms)
-                        .bind(merged.as_str())
-                        .bind(tier)
-                        .bind(id)
-                        .execute(&mut *conn)
-                        .await?;
-                        sqlx::query(
-                            "INSERT INTO case_events (case_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
-                        )
-                        .bind(id)
-                        .bind(req.now_ms)
-                        .bind(if escalate { "escalated" } else { "reply" })
-                        .bind(format!("category {}, tier {tier}", merged.as_str()))
-                        .execute(&mut *conn)
-                        .await?;
-                        (id, false, merged, tier)
-                    }
-                    None => {
-                        let cat = merged_category(Category::Inquiry, req.category, req.intent);
-                        let tier: i64 = if req.intent == Intent::Escalate { 2 } else { 1 };
-                        let id: i64 = sqlx::query_scalar(
-                            "INSERT INTO cases (channel, customer, category, status, tier, lang, subject, \
-                             rules_version, opened_at, last_message_at, ack_due_at, resolve_due_at) \
-                             VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $8, $8, $9, $10) RETURNING id",
-                        )
-                        .bind(m.channel.as_str())
-                        .bind(&m.from)
-                        .bind(cat.as_str())
-                        .bind(tier)
-                        .bind(req.lang.as_str())
-                        .bind(&m.subject)
-                        .bind(&req.rules_version)
-                        .bind(req.now_ms)
-                        .bind(req.ack_due_ms)
-                        .bind(req.resolve_due_ms)
-                        .fetch_one(&mut *conn)
-                        .await?;
-                        (id, true, cat, tier)
-                    }
-                });
-            }
-
-            let (dedupe_key, content_hash) = match &req.dedupe_key {
-                Some(k) => (Some(k.as_str()), None),
-                None => (None, Some(req.content_hash.as_str())),
-            };
-            let message_id: i64 = sqlx::query_scalar(
-                "INSERT INTO messages (direction, channel, dialect, external_id, dedupe_key, content_hash, \
-                 from_addr, to_addr, subject, body, raw, category, intent, rules_version, case_id, status, \
-                 created_at, updated_at) \
-                 VALUES ('in', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'received', $15, $15) \
-                 RETURNING id",
-            )
-            .bind(m.channel.as_str())
-            .bind(m.dialect)
-            .bind(&m.external_id)
-            .bind(dedupe_key)
-            .bind(content_hash)
-            .bind(&m.from)
-            .bind(&m.to)
-            .bind(&m.subject)
-            .bind(&m.text)
-            .bind(&m.raw)
-            .bind(req.category.as_str())
-            .bind(intent.as_str())
-            .bind(&req.rules_version)
-            .bind(case.map(|c| c.0))
-            .bind(req.now_ms)
-            .fetch_one(&mut *conn)
-            .await?;
-
-            if let (Some((name, survey_case)), Some(answer)) = (&survey, &req.survey_answer) {
-                sqlx::query(
-                    "INSERT INTO survey_answers (survey, channel, address, case_id, answer, message_id, at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(name)
-                .bind(m.channel.as_str())
-                .bind(&m.from)
-                .bind(survey_case)
-                .bind(answer)
-                .bind(message_id)
-                .bind(req.now_ms)
-                .execute(&mut *conn)
-                .await?;
-                sqlx::query("DELETE FROM survey_waits WHERE channel = $1 AND address = $2")
-                    .bind(m.channel.as_str())
-                    .bind(&m.from)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-
-            if matches!(intent, Intent::OptOut | Intent::OptIn) {
-                let out = intent == Intent::OptOut;
-                sqlx::query(
-                    "INSERT INTO contacts (channel, address, opted_out_at, opted_in_at, source_message) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (channel, address) DO UPDATE SET \
-                     opted_out_at = excluded.opted_out_at, opted_in_at = excluded.opted_in_at, \
-                     source_message = excluded.source_message",
-                )
-                .bind(m.channel.as_str())
-                .bind(&m.from)
-                .bind(out.then_some(req.now_ms))
-                .bind((!out).then_some(req.now_ms))
-                .bind(message_id)
-                .execute(&mut *conn)
-                .await?;
-            }
-
-            let ctx = AckContext {
-                case_id: case.map(|c| CaseId(c.0)),
-                new_case: case.is_some_and(|c| c.1),
-                category: case.map(|c| c.2).unwrap_or(req.category),
-                intent,
-                lang: req.lang,
-                channel: m.channel,
-                customer: m.from.clone(),
-                service_addr: m.to.clone(),
-                tier: case.map(|c| c.3).unwrap_or(1),
-                query: req.query,
-                progress,
-                reply_to: m.email.as_ref().and_then(|e| e.reply_to.clone()),
-                in_reply_to: m.external_id.clone().filter(|_| m.email.is_some()),
-                subject: m.subject.clone(),
-            };
-            let mut ack_allowed = true;
-            if let Some((limit, window)) = req.ack_limit {
-                let to = ctx.reply_to.clone().unwrap_or_else(|| m.from.clone());
-                let sent: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM messages WHERE direction = 'out' AND channel = 'email' AND kind = 'ack' AND to_addr = $1 \
-                     AND created_at >= $2",
-                )
-                .bind(&to)
-                .bind(req.now_ms - window)
-                .fetch_one(&mut *conn)
-                .await?;
-                ack_allowed = sent < limit;
-            }
-            let mut ack_message_id = None;
-            if let Some(d) = req.ack.build(&ctx).filter(|_| ack_allowed) {
-                ack_message_id = Some(queue_outbound(conn, &d, case.map(|c| c.0), req.now_ms).await?);
-            }
-            Ok(IntakeOutcome::Stored {
-                message_id,
-                case_id: case.map(|c| c.0),
-                new_case: case.is_some_and(|c| c.1),
-                ack_message_id,
-            })
-        }
 
         pub async fn next_outbox_due(pool: &Pool<$DB>, channel: &str) -> StoreResult<Option<i64>> {
             Ok(sqlx::query_scalar(
@@ -292,17 +32,13 @@ macro_rules! common_ops {
             now_ms: i64,
         ) -> StoreResult<()> {
             let mut tx = pool.begin_with($begin).await?;
-            sqlx::query(
-                "UPDATE messages SET status = CASE WHEN status = 'queued' THEN 'sent' ELSE status END, \
-                 provider_id = COALESCE($1, provider_id), attempts = attempts + 1, last_error = NULL, \
-                 updated_at = $2 WHERE id = $3",
-            )
+            sqlx::query(sql::SEND_COMPLETE)
             .bind(provider_id)
             .bind(now_ms)
             .bind(message_id)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("DELETE FROM outbox WHERE message_id = $1")
+            sqlx::query(sql::DELETE_OUTBOX)
                 .bind(message_id)
                 .execute(&mut *tx)
                 .await?;
@@ -320,18 +56,13 @@ macro_rules! common_ops {
             now_ms: i64,
         ) -> StoreResult<()> {
             let mut tx = pool.begin_with($begin).await?;
-            sqlx::query(
-                "UPDATE messages SET attempts = attempts + 1, last_error = $1, updated_at = $2 WHERE id = $3",
-            )
+            sqlx::query(sql::SEND_RETRY_MESSAGE)
             .bind(error)
             .bind(now_ms)
             .bind(message_id)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
-                "UPDATE outbox SET attempts = attempts + 1, not_before = $1, lease_until = NULL \
-                 WHERE message_id = $2",
-            )
+            sqlx::query(sql::SEND_RETRY_OUTBOX)
             .bind(next_at_ms)
             .bind(message_id)
             .execute(&mut *tx)
@@ -344,16 +75,13 @@ macro_rules! common_ops {
         #[allow(dead_code)]
         pub async fn fail_send(pool: &Pool<$DB>, message_id: i64, error: &str, now_ms: i64) -> StoreResult<()> {
             let mut tx = pool.begin_with($begin).await?;
-            sqlx::query(
-                "UPDATE messages SET status = 'failed', attempts = attempts + 1, last_error = $1, \
-                 updated_at = $2 WHERE id = $3",
-            )
+            sqlx::query(sql::SEND_FAIL)
             .bind(error)
             .bind(now_ms)
             .bind(message_id)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("DELETE FROM outbox WHERE message_id = $1")
+            sqlx::query(sql::DELETE_OUTBOX)
                 .bind(message_id)
                 .execute(&mut *tx)
                 .await?;
@@ -614,17 +342,13 @@ macro_rules! common_ops {
         }
 
         /// An outbound message and its outbox row, inside the caller's transaction.
-        async fn queue_outbound(
+        pub async fn queue_outbound(
             conn: &mut $Conn,
             d: &crate::store::OutboundDraft,
             case_id: Option<i64>,
             now_ms: i64,
         ) -> StoreResult<i64> {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO messages (direction, channel, dialect, from_addr, to_addr, subject, body, \
-                 case_id, kind, status, encoding, segments, created_at, updated_at, body_html, headers) \
-                 VALUES ('out', $1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, $11, $11, $12, $13) RETURNING id",
-            )
+            let id: i64 = sqlx::query_scalar(sql::INSERT_OUTBOUND)
             .bind(d.channel.as_str())
             .bind(&d.driver)
             .bind(&d.from)
@@ -640,7 +364,7 @@ macro_rules! common_ops {
             .bind(&d.headers)
             .fetch_one(&mut *conn)
             .await?;
-            sqlx::query("INSERT INTO outbox (message_id, channel, not_before, lane) VALUES ($1, $2, $3, $4)")
+            sqlx::query(sql::INSERT_OUTBOX)
                 .bind(id)
                 .bind(d.channel.as_str())
                 .bind(now_ms)

@@ -3,8 +3,15 @@
 //! one customer (dedupe and reply-to-case decisions), and outbox leases use
 //! `FOR UPDATE SKIP LOCKED` so instances share one queue.
 
-use super::{IntakeOutcome, IntakeRequest, OutboxItem, StoreError, StoreResult};
-use crate::domain::Channel;
+use super::{
+    CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, OutboxItem, StoreError, StoreResult,
+    sql,
+};
+use crate::domain::{Category, Channel};
+use crate::intake::decide::{
+    CaseLookup, InboundRow, IntakeTx, NewCase, OpenCase, SurveyAnswer, decide,
+};
+use sqlx::PgConnection;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
@@ -50,7 +57,7 @@ impl PgStore {
             .bind(format!("{}:{}", req.msg.channel.as_str(), req.msg.from))
             .execute(&mut *tx)
             .await?;
-        let outcome = ops::intake_one(&mut tx, &req).await?;
+        let outcome = decide(&mut PgIntake(&mut tx), &req).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -114,3 +121,209 @@ impl PgStore {
 }
 
 super::ops::impl_store!(PgStore);
+
+/// [`IntakeTx`] on the request's PostgreSQL transaction, with the statement text of `sql.rs`
+/// that the SQLite writer runs too.
+struct PgIntake<'c>(&'c mut PgConnection);
+
+impl IntakeTx for PgIntake<'_> {
+    async fn duplicate_by_key(&mut self, key: &str) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar(sql::DUPLICATE_BY_KEY)
+            .bind(key)
+            .fetch_optional(&mut *self.0)
+            .await?)
+    }
+
+    async fn duplicate_by_hash(&mut self, hash: &str, since_ms: i64) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar(sql::DUPLICATE_BY_HASH)
+            .bind(hash)
+            .bind(since_ms)
+            .fetch_optional(&mut *self.0)
+            .await?)
+    }
+
+    async fn survey_wait(
+        &mut self,
+        channel: Channel,
+        address: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<(String, Option<i64>)>> {
+        Ok(sqlx::query_as(sql::SURVEY_WAIT)
+            .bind(channel.as_str())
+            .bind(address)
+            .bind(now_ms)
+            .fetch_optional(&mut *self.0)
+            .await?)
+    }
+
+    async fn case_progress(
+        &mut self,
+        case_id: i64,
+        customer: &str,
+    ) -> StoreResult<Option<CaseProgress>> {
+        Ok(sqlx::query_as(sql::CASE_PROGRESS)
+            .bind(case_id)
+            .bind(customer)
+            .fetch_optional(&mut *self.0)
+            .await?)
+    }
+
+    async fn open_case(&mut self, lookup: CaseLookup<'_>) -> StoreResult<Option<OpenCase>> {
+        let row: Option<(i64, String, i64)> = match lookup {
+            CaseLookup::OfOurMessage(id) => {
+                sqlx::query_as(sql::OPEN_CASE_OF_OUR_MESSAGE)
+                    .bind(id)
+                    .fetch_optional(&mut *self.0)
+                    .await?
+            }
+            CaseLookup::Numbered { case_id, customer } => {
+                sqlx::query_as(sql::OPEN_CASE_OF_CUSTOMER)
+                    .bind(case_id)
+                    .bind(customer)
+                    .fetch_optional(&mut *self.0)
+                    .await?
+            }
+            CaseLookup::Recent {
+                customer,
+                channel,
+                since_ms,
+            } => {
+                sqlx::query_as(sql::RECENT_OPEN_CASE)
+                    .bind(customer)
+                    .bind(channel.as_str())
+                    .bind(since_ms)
+                    .fetch_optional(&mut *self.0)
+                    .await?
+            }
+        };
+        Ok(row.map(|(id, category, tier)| OpenCase { id, category, tier }))
+    }
+
+    async fn touch_case(
+        &mut self,
+        case_id: i64,
+        now_ms: i64,
+        category: Category,
+        tier: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(sql::TOUCH_CASE)
+            .bind(now_ms)
+            .bind(category.as_str())
+            .bind(tier)
+            .bind(case_id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn case_event(
+        &mut self,
+        case_id: i64,
+        now_ms: i64,
+        kind: &str,
+        detail: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(sql::INSERT_CASE_EVENT)
+            .bind(case_id)
+            .bind(now_ms)
+            .bind(kind)
+            .bind(detail)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_case(&mut self, c: &NewCase<'_>) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(sql::INSERT_CASE)
+            .bind(c.channel.as_str())
+            .bind(c.customer)
+            .bind(c.category.as_str())
+            .bind(c.tier)
+            .bind(c.lang)
+            .bind(c.subject)
+            .bind(c.rules_version)
+            .bind(c.now_ms)
+            .bind(c.ack_due_ms)
+            .bind(c.resolve_due_ms)
+            .fetch_one(&mut *self.0)
+            .await?)
+    }
+
+    async fn insert_inbound(&mut self, row: &InboundRow<'_>) -> StoreResult<i64> {
+        let (req, m) = (row.req, &row.req.msg);
+        let (dedupe_key, content_hash) = row.dedupe();
+        Ok(sqlx::query_scalar(sql::INSERT_INBOUND)
+            .bind(m.channel.as_str())
+            .bind(m.dialect)
+            .bind(&m.external_id)
+            .bind(dedupe_key)
+            .bind(content_hash)
+            .bind(&m.from)
+            .bind(&m.to)
+            .bind(&m.subject)
+            .bind(&m.text)
+            .bind(&m.raw)
+            .bind(req.category.as_str())
+            .bind(row.intent.as_str())
+            .bind(&req.rules_version)
+            .bind(row.case_id)
+            .bind(req.now_ms)
+            .fetch_one(&mut *self.0)
+            .await?)
+    }
+
+    async fn survey_answer(&mut self, a: &SurveyAnswer<'_>) -> StoreResult<()> {
+        sqlx::query(sql::INSERT_SURVEY_ANSWER)
+            .bind(a.survey)
+            .bind(a.channel.as_str())
+            .bind(a.address)
+            .bind(a.case_id)
+            .bind(a.answer)
+            .bind(a.message_id)
+            .bind(a.now_ms)
+            .execute(&mut *self.0)
+            .await?;
+        sqlx::query(sql::DELETE_SURVEY_WAIT)
+            .bind(a.channel.as_str())
+            .bind(a.address)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_consent(
+        &mut self,
+        channel: Channel,
+        address: &str,
+        opted_out: bool,
+        now_ms: i64,
+        message_id: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(sql::UPSERT_CONSENT)
+            .bind(channel.as_str())
+            .bind(address)
+            .bind(opted_out.then_some(now_ms))
+            .bind((!opted_out).then_some(now_ms))
+            .bind(message_id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn email_acks_since(&mut self, to: &str, since_ms: i64) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(sql::EMAIL_ACKS_SINCE)
+            .bind(to)
+            .bind(since_ms)
+            .fetch_one(&mut *self.0)
+            .await?)
+    }
+
+    async fn queue_outbound(
+        &mut self,
+        d: &OutboundDraft,
+        case_id: Option<i64>,
+        now_ms: i64,
+    ) -> StoreResult<i64> {
+        ops::queue_outbound(&mut *self.0, d, case_id, now_ms).await
+    }
+}

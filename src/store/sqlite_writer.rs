@@ -6,14 +6,18 @@
 //! Why rusqlite here and sqlx elsewhere: sqlx hands every statement to its own worker thread
 //! and back, which on this path (six statements per message) cost more than the statements;
 //! a synchronous connection on a dedicated thread more than doubled intake throughput (README,
-//! Performance). The SQL is the same as `ops::intake_one`, and the conformance suite runs the
-//! same scenarios against this writer and against PostgreSQL.
+//! Performance). The intake's decisions are not here: `crate::intake::decide` makes them over
+//! [`IntakeTx`], which this file implements with the statement text of `sql.rs` that
+//! PostgreSQL runs too. Only SQL runs here.
 
 use super::{
-    IntakeOutcome, IntakeRequest, SendUpdate, StoreError, StoreResult, merged_category, opens_case,
+    CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, SendUpdate, StoreError, StoreResult,
+    sql,
 };
-use crate::domain::{CaseId, Category, Intent};
-use crate::store::AckContext;
+use crate::domain::{Category, Channel};
+use crate::intake::decide::{
+    CaseLookup, InboundRow, IntakeTx, NewCase, OpenCase, SurveyAnswer, decide, run_ready,
+};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::Path;
 use std::time::Duration;
@@ -163,7 +167,7 @@ fn run_batch(conn: &mut Connection, jobs: &[&Job]) -> StoreResult<Vec<Done>> {
     let mut out = Vec::with_capacity(jobs.len());
     for job in jobs {
         out.push(match job {
-            Job::Intake(req, _) => Done::Intake(intake_one(&tx, req)?),
+            Job::Intake(req, _) => Done::Intake(run_ready(decide(&mut SqliteIntake(&tx), req))?),
             Job::Send(u, _) => {
                 send_update(&tx, u)?;
                 Done::Send
@@ -174,7 +178,7 @@ fn run_batch(conn: &mut Connection, jobs: &[&Job]) -> StoreResult<Vec<Done>> {
     Ok(out)
 }
 
-/// The same statements as `ops::{complete_send, retry_send, fail_send}`.
+/// A send result, with the statements PostgreSQL runs too (`sql::SEND_*`).
 fn send_update(c: &Connection, u: &SendUpdate) -> StoreResult<()> {
     match u {
         SendUpdate::Complete {
@@ -182,13 +186,12 @@ fn send_update(c: &Connection, u: &SendUpdate) -> StoreResult<()> {
             provider_id,
             now_ms,
         } => {
-            c.prepare_cached(
-                "UPDATE messages SET status = CASE WHEN status = 'queued' THEN 'sent' ELSE status END, \
-                 provider_id = COALESCE(?1, provider_id), attempts = attempts + 1, last_error = NULL, \
-                 updated_at = ?2 WHERE id = ?3",
-            )?
-            .execute(params![provider_id, now_ms, message_id])?;
-            c.prepare_cached("DELETE FROM outbox WHERE message_id = ?1")?
+            c.prepare_cached(sql::SEND_COMPLETE)?.execute(params![
+                provider_id,
+                now_ms,
+                message_id
+            ])?;
+            c.prepare_cached(sql::DELETE_OUTBOX)?
                 .execute(params![message_id])?;
         }
         SendUpdate::Retry {
@@ -197,184 +200,160 @@ fn send_update(c: &Connection, u: &SendUpdate) -> StoreResult<()> {
             error,
             now_ms,
         } => {
-            c.prepare_cached(
-                "UPDATE messages SET attempts = attempts + 1, last_error = ?1, updated_at = ?2 WHERE id = ?3",
-            )?
-            .execute(params![error, now_ms, message_id])?;
-            c.prepare_cached(
-                "UPDATE outbox SET attempts = attempts + 1, not_before = ?1, lease_until = NULL \
-                 WHERE message_id = ?2",
-            )?
-            .execute(params![next_at_ms, message_id])?;
+            c.prepare_cached(sql::SEND_RETRY_MESSAGE)?
+                .execute(params![error, now_ms, message_id])?;
+            c.prepare_cached(sql::SEND_RETRY_OUTBOX)?
+                .execute(params![next_at_ms, message_id])?;
         }
         SendUpdate::Fail {
             message_id,
             error,
             now_ms,
         } => {
-            c.prepare_cached(
-                "UPDATE messages SET status = 'failed', attempts = attempts + 1, last_error = ?1, \
-                 updated_at = ?2 WHERE id = ?3",
-            )?
-            .execute(params![error, now_ms, message_id])?;
-            c.prepare_cached("DELETE FROM outbox WHERE message_id = ?1")?
+            c.prepare_cached(sql::SEND_FAIL)?
+                .execute(params![error, now_ms, message_id])?;
+            c.prepare_cached(sql::DELETE_OUTBOX)?
                 .execute(params![message_id])?;
         }
     }
     Ok(())
 }
 
-fn intake_one(c: &Connection, req: &IntakeRequest) -> StoreResult<IntakeOutcome> {
-    let m = &req.msg;
-    let dup: Option<i64> = match &req.dedupe_key {
-        Some(key) => c
-            .prepare_cached("SELECT id FROM messages WHERE dedupe_key = ?1")?
-            .query_row(params![key], |r| r.get(0))
-            .optional()?,
-        None => c
-            .prepare_cached("SELECT id FROM messages WHERE content_hash = ?1 AND created_at >= ?2 ORDER BY id LIMIT 1")?
-            .query_row(params![req.content_hash, req.now_ms - req.dedupe_window_ms], |r| r.get(0))
-            .optional()?,
-    };
-    if let Some(message_id) = dup {
-        return Ok(IntakeOutcome::Duplicate { message_id });
+/// [`IntakeTx`] on the writer's connection: each method runs its statement synchronously, so
+/// [`decide`]'s futures are always ready and [`run_ready`] drives them on this thread.
+struct SqliteIntake<'c>(&'c Connection);
+
+fn opt<T>(r: rusqlite::Result<T>) -> StoreResult<Option<T>> {
+    Ok(r.optional()?)
+}
+
+impl IntakeTx for SqliteIntake<'_> {
+    async fn duplicate_by_key(&mut self, key: &str) -> StoreResult<Option<i64>> {
+        opt(self
+            .0
+            .prepare_cached(sql::DUPLICATE_BY_KEY)?
+            .query_row(params![key], |r| r.get(0)))
     }
 
-    // A survey answer only counts while a survey waits for this customer.
-    let mut intent = req.intent;
-    let mut survey: Option<(String, Option<i64>)> = None;
-    if intent == Intent::Case && req.survey_answer.is_some() {
-        survey = c
-            .prepare_cached("SELECT survey, case_id FROM survey_waits WHERE channel = ?1 AND address = ?2 AND expires_at > ?3")?
-            .query_row(params![m.channel.as_str(), m.from, req.now_ms], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        if survey.is_some() {
-            intent = Intent::SurveyAnswer;
-        }
+    async fn duplicate_by_hash(&mut self, hash: &str, since_ms: i64) -> StoreResult<Option<i64>> {
+        opt(self
+            .0
+            .prepare_cached(sql::DUPLICATE_BY_HASH)?
+            .query_row(params![hash, since_ms], |r| r.get(0)))
     }
-    let progress = match req.query {
-        Some(crate::domain::Query::CaseProgress(id)) => c
-            .prepare_cached("SELECT id, status, category, tier, resolve_due_at FROM cases WHERE id = ?1 AND customer = ?2")?
-            .query_row(params![id.0, m.from], |r| {
-                Ok(crate::store::CaseProgress {
+
+    async fn survey_wait(
+        &mut self,
+        channel: Channel,
+        address: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<(String, Option<i64>)>> {
+        opt(self
+            .0
+            .prepare_cached(sql::SURVEY_WAIT)?
+            .query_row(params![channel.as_str(), address, now_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            }))
+    }
+
+    async fn case_progress(
+        &mut self,
+        case_id: i64,
+        customer: &str,
+    ) -> StoreResult<Option<CaseProgress>> {
+        opt(self
+            .0
+            .prepare_cached(sql::CASE_PROGRESS)?
+            .query_row(params![case_id, customer], |r| {
+                Ok(CaseProgress {
                     id: r.get(0)?,
                     status: r.get(1)?,
                     category: r.get(2)?,
                     tier: r.get(3)?,
                     resolve_due_at: r.get(4)?,
                 })
-            })
-            .optional()?,
-        _ => None,
-    };
-
-    let mut case: Option<(i64, bool, Category, i64)> = None;
-    if opens_case(intent) {
-        // Threading first: a reference to one of our messages, then a quoted case number of
-        // this customer, then the customer's recent open case.
-        let mut found: Option<(i64, String, i64)> = None;
-        for mid in &req.thread_message_ids {
-            found = c
-                .prepare_cached(
-                    "SELECT c.id, c.category, c.tier FROM messages m JOIN cases c ON c.id = m.case_id \
-                     WHERE m.id = ?1 AND m.direction = 'out' AND c.status IN ('open', 'acknowledged')",
-                )?
-                .query_row(params![mid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()?;
-            if found.is_some() {
-                break;
-            }
-        }
-        if found.is_none()
-            && let Some(cid) = req.case_ref
-        {
-            found = c
-                .prepare_cached(
-                    "SELECT id, category, tier FROM cases WHERE id = ?1 AND customer = ?2 \
-                     AND status IN ('open', 'acknowledged')",
-                )?
-                .query_row(params![cid, m.from], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()?;
-        }
-        if found.is_none() {
-            found = c
-                .prepare_cached(
-                    "SELECT id, category, tier FROM cases WHERE customer = ?1 AND channel = ?2 \
-                     AND status IN ('open', 'acknowledged') AND last_message_at >= ?3 \
-                     ORDER BY last_message_at DESC LIMIT 1",
-                )?
-                .query_row(
-                    params![m.from, m.channel.as_str(), req.now_ms - req.reply_window_ms],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-        }
-        case = Some(match found {
-            Some((id, cat, tier)) => {
-                let existing: Category = cat.parse().unwrap_or(Category::Inquiry);
-                let merged = merged_category(existing, req.category, req.intent);
-                let escalate = req.intent == Intent::Escalate;
-                let tier = if escalate { (tier + 1).min(4) } else { tier };
-                c.prepare_cached(
-                    "UPDATE cases SET last_message_at = ?1, message_count = message_count + 1, \
-                     category = ?2, tier = ?3 WHERE id = ?4",
-                )?
-                .execute(params![req.now_ms, merged.as_str(), tier, id])?;
-                c.prepare_cached(
-                    "INSERT INTO case_events (case_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![
-                    id,
-                    req.now_ms,
-                    if escalate { "escalated" } else { "reply" },
-                    format!("category {}, tier {tier}", merged.as_str())
-                ])?;
-                (id, false, merged, tier)
-            }
-            None => {
-                let cat = merged_category(Category::Inquiry, req.category, req.intent);
-                let tier: i64 = if req.intent == Intent::Escalate { 2 } else { 1 };
-                let id: i64 = c
-                    .prepare_cached(
-                        "INSERT INTO cases (channel, customer, category, status, tier, lang, subject, \
-                         rules_version, opened_at, last_message_at, ack_due_at, resolve_due_at) \
-                         VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10) RETURNING id",
-                    )?
-                    .query_row(
-                        params![
-                            m.channel.as_str(),
-                            m.from,
-                            cat.as_str(),
-                            tier,
-                            req.lang.as_str(),
-                            m.subject,
-                            req.rules_version,
-                            req.now_ms,
-                            req.ack_due_ms,
-                            req.resolve_due_ms
-                        ],
-                        |r| r.get(0),
-                    )?;
-                (id, true, cat, tier)
-            }
-        });
+            }))
     }
 
-    let (dedupe_key, content_hash) = match &req.dedupe_key {
-        Some(k) => (Some(k.as_str()), None),
-        None => (None, Some(req.content_hash.as_str())),
-    };
-    let message_id: i64 = c
-        .prepare_cached(
-            "INSERT INTO messages (direction, channel, dialect, external_id, dedupe_key, content_hash, \
-             from_addr, to_addr, subject, body, raw, category, intent, rules_version, case_id, status, \
-             created_at, updated_at) \
-             VALUES ('in', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'received', ?15, ?15) \
-             RETURNING id",
-        )?
-        .query_row(
+    async fn open_case(&mut self, lookup: CaseLookup<'_>) -> StoreResult<Option<OpenCase>> {
+        let row = |r: &rusqlite::Row<'_>| {
+            Ok(OpenCase {
+                id: r.get(0)?,
+                category: r.get(1)?,
+                tier: r.get(2)?,
+            })
+        };
+        opt(match lookup {
+            CaseLookup::OfOurMessage(id) => self
+                .0
+                .prepare_cached(sql::OPEN_CASE_OF_OUR_MESSAGE)?
+                .query_row(params![id], row),
+            CaseLookup::Numbered { case_id, customer } => self
+                .0
+                .prepare_cached(sql::OPEN_CASE_OF_CUSTOMER)?
+                .query_row(params![case_id, customer], row),
+            CaseLookup::Recent {
+                customer,
+                channel,
+                since_ms,
+            } => self
+                .0
+                .prepare_cached(sql::RECENT_OPEN_CASE)?
+                .query_row(params![customer, channel.as_str(), since_ms], row),
+        })
+    }
+
+    async fn touch_case(
+        &mut self,
+        case_id: i64,
+        now_ms: i64,
+        category: Category,
+        tier: i64,
+    ) -> StoreResult<()> {
+        self.0.prepare_cached(sql::TOUCH_CASE)?.execute(params![
+            now_ms,
+            category.as_str(),
+            tier,
+            case_id
+        ])?;
+        Ok(())
+    }
+
+    async fn case_event(
+        &mut self,
+        case_id: i64,
+        now_ms: i64,
+        kind: &str,
+        detail: &str,
+    ) -> StoreResult<()> {
+        self.0
+            .prepare_cached(sql::INSERT_CASE_EVENT)?
+            .execute(params![case_id, now_ms, kind, detail])?;
+        Ok(())
+    }
+
+    async fn insert_case(&mut self, c: &NewCase<'_>) -> StoreResult<i64> {
+        Ok(self.0.prepare_cached(sql::INSERT_CASE)?.query_row(
+            params![
+                c.channel.as_str(),
+                c.customer,
+                c.category.as_str(),
+                c.tier,
+                c.lang,
+                c.subject,
+                c.rules_version,
+                c.now_ms,
+                c.ack_due_ms,
+                c.resolve_due_ms
+            ],
+            |r| r.get(0),
+        )?)
+    }
+
+    async fn insert_inbound(&mut self, row: &InboundRow<'_>) -> StoreResult<i64> {
+        let (req, m) = (row.req, &row.req.msg);
+        let (dedupe_key, content_hash) = row.dedupe();
+        Ok(self.0.prepare_cached(sql::INSERT_INBOUND)?.query_row(
             params![
                 m.channel.as_str(),
                 m.dialect,
@@ -387,109 +366,90 @@ fn intake_one(c: &Connection, req: &IntakeRequest) -> StoreResult<IntakeOutcome>
                 m.text,
                 m.raw,
                 req.category.as_str(),
-                intent.as_str(),
+                row.intent.as_str(),
                 req.rules_version,
-                case.map(|c| c.0),
+                row.case_id,
                 req.now_ms
             ],
             |r| r.get(0),
+        )?)
+    }
+
+    async fn survey_answer(&mut self, a: &SurveyAnswer<'_>) -> StoreResult<()> {
+        self.0
+            .prepare_cached(sql::INSERT_SURVEY_ANSWER)?
+            .execute(params![
+                a.survey,
+                a.channel.as_str(),
+                a.address,
+                a.case_id,
+                a.answer,
+                a.message_id,
+                a.now_ms
+            ])?;
+        self.0
+            .prepare_cached(sql::DELETE_SURVEY_WAIT)?
+            .execute(params![a.channel.as_str(), a.address])?;
+        Ok(())
+    }
+
+    async fn set_consent(
+        &mut self,
+        channel: Channel,
+        address: &str,
+        opted_out: bool,
+        now_ms: i64,
+        message_id: i64,
+    ) -> StoreResult<()> {
+        self.0
+            .prepare_cached(sql::UPSERT_CONSENT)?
+            .execute(params![
+                channel.as_str(),
+                address,
+                opted_out.then_some(now_ms),
+                (!opted_out).then_some(now_ms),
+                message_id
+            ])?;
+        Ok(())
+    }
+
+    async fn email_acks_since(&mut self, to: &str, since_ms: i64) -> StoreResult<i64> {
+        Ok(self
+            .0
+            .prepare_cached(sql::EMAIL_ACKS_SINCE)?
+            .query_row(params![to, since_ms], |r| r.get(0))?)
+    }
+
+    async fn queue_outbound(
+        &mut self,
+        d: &OutboundDraft,
+        case_id: Option<i64>,
+        now_ms: i64,
+    ) -> StoreResult<i64> {
+        let id: i64 = self.0.prepare_cached(sql::INSERT_OUTBOUND)?.query_row(
+            params![
+                d.channel.as_str(),
+                d.driver,
+                d.from,
+                d.to,
+                d.subject,
+                d.text,
+                case_id,
+                d.kind,
+                d.encoding,
+                d.segments,
+                now_ms,
+                d.html,
+                d.headers
+            ],
+            |r| r.get(0),
         )?;
-
-    if let (Some((name, survey_case)), Some(answer)) = (&survey, &req.survey_answer) {
-        c.prepare_cached(
-            "INSERT INTO survey_answers (survey, channel, address, case_id, answer, message_id, at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![name, m.channel.as_str(), m.from, survey_case, answer, message_id, req.now_ms])?;
-        c.prepare_cached("DELETE FROM survey_waits WHERE channel = ?1 AND address = ?2")?
-            .execute(params![m.channel.as_str(), m.from])?;
-    }
-
-    if matches!(intent, Intent::OptOut | Intent::OptIn) {
-        let out = intent == Intent::OptOut;
-        c.prepare_cached(
-            "INSERT INTO contacts (channel, address, opted_out_at, opted_in_at, source_message) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (channel, address) DO UPDATE SET \
-             opted_out_at = excluded.opted_out_at, opted_in_at = excluded.opted_in_at, \
-             source_message = excluded.source_message",
-        )?
-        .execute(params![
-            m.channel.as_str(),
-            m.from,
-            out.then_some(req.now_ms),
-            (!out).then_some(req.now_ms),
-            message_id
-        ])?;
-    }
-
-    let ctx = AckContext {
-        case_id: case.map(|c| CaseId(c.0)),
-        new_case: case.is_some_and(|c| c.1),
-        category: case.map(|c| c.2).unwrap_or(req.category),
-        intent,
-        lang: req.lang,
-        channel: m.channel,
-        customer: m.from.clone(),
-        service_addr: m.to.clone(),
-        tier: case.map(|c| c.3).unwrap_or(1),
-        query: req.query,
-        progress,
-        reply_to: m.email.as_ref().and_then(|e| e.reply_to.clone()),
-        in_reply_to: m.external_id.clone().filter(|_| m.email.is_some()),
-        subject: m.subject.clone(),
-    };
-    let mut ack_allowed = true;
-    if let Some((limit, window)) = req.ack_limit {
-        let to = ctx.reply_to.clone().unwrap_or_else(|| m.from.clone());
-        let sent: i64 = c
-            .prepare_cached(
-                "SELECT COUNT(*) FROM messages WHERE direction = 'out' AND channel = 'email' AND kind = 'ack' AND to_addr = ?1 \
-                 AND created_at >= ?2",
-            )?
-            .query_row(params![to, req.now_ms - window], |r| r.get(0))?;
-        ack_allowed = sent < limit;
-    }
-    let mut ack_message_id = None;
-    if let Some(d) = req.ack.build(&ctx).filter(|_| ack_allowed) {
-        let id: i64 = c
-            .prepare_cached(
-                "INSERT INTO messages (direction, channel, dialect, from_addr, to_addr, subject, body, \
-                 case_id, kind, status, encoding, segments, created_at, updated_at, body_html, headers) \
-                 VALUES ('out', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?11, ?12, ?13) RETURNING id",
-            )?
-            .query_row(
-                params![
-                    d.channel.as_str(),
-                    d.driver,
-                    d.from,
-                    d.to,
-                    d.subject,
-                    d.text,
-                    case.map(|c| c.0),
-                    d.kind,
-                    d.encoding,
-                    d.segments,
-                    req.now_ms,
-                    d.html,
-                    d.headers
-                ],
-                |r| r.get(0),
-            )?;
-        c.prepare_cached(
-            "INSERT INTO outbox (message_id, channel, not_before, lane) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
+        self.0.prepare_cached(sql::INSERT_OUTBOX)?.execute(params![
             id,
             d.channel.as_str(),
-            req.now_ms,
+            now_ms,
             crate::domain::Lane::of_kind(d.kind).as_i64()
         ])?;
-        ack_message_id = Some(id);
+        Ok(id)
     }
-    Ok(IntakeOutcome::Stored {
-        message_id,
-        case_id: case.map(|c| c.0),
-        new_case: case.is_some_and(|c| c.1),
-        ack_message_id,
-    })
 }

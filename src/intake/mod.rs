@@ -1,6 +1,10 @@
 //! Intake: the one path every inbound message takes. Dedupe key, intent, category and
-//! language are decided here (pure, no I/O); the store then applies dedupe, case, message,
-//! acknowledgement and outbox row in ONE transaction, committed before the webhook answers.
+//! language are worked out here before any I/O; [`decide`] then settles dedupe, case, message,
+//! acknowledgement and outbox row in ONE transaction of the engine, committed before the
+//! webhook answers. `decide.rs` holds every business rule of that transaction, once for both
+//! engines.
+
+pub mod decide;
 
 use crate::classify::Classifier;
 use crate::clock::Clock;

@@ -1,0 +1,409 @@
+//! The intake's decisions, written once: dedupe, survey answer or not, the self-service
+//! answer, which case a message threads onto (our message it refers to, then a case number of
+//! the customer's, then the customer's recent open case), the category merge (never
+//! downgraded; an escalation request makes a complaint), the tier change, consent, and whether
+//! an ack goes out (the per-sender email cap). They run inside the engine's transaction over
+//! [`IntakeTx`], the narrow set of reads and writes an intake needs.
+//!
+//! Each engine implements [`IntakeTx`] with the statement text of `crate::store::sql`:
+//! PostgreSQL with sqlx on the request's connection; SQLite on the writer thread with
+//! rusqlite, where [`run_ready`] drives [`decide`] without a thread hop per statement
+//! (its futures are always ready: each method runs its statement before returning).
+
+use crate::domain::{CaseId, Category, Channel, Intent, Query};
+use crate::store::{
+    AckContext, CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, StoreError, StoreResult,
+};
+use std::future::Future;
+
+/// An open case as intake sees it when a message may join it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenCase {
+    pub id: i64,
+    /// As stored; an unknown value counts as an inquiry.
+    pub category: String,
+    pub tier: i64,
+}
+
+/// Where to look for the case a message joins.
+#[derive(Debug, Clone, Copy)]
+pub enum CaseLookup<'a> {
+    /// The case of one of our outbound messages (email threading).
+    OfOurMessage(i64),
+    /// A case number the customer quoted, only their own.
+    Numbered { case_id: i64, customer: &'a str },
+    /// The customer's most recently touched open case on the channel since `since_ms`.
+    Recent {
+        customer: &'a str,
+        channel: Channel,
+        since_ms: i64,
+    },
+}
+
+/// A new case (`status` open).
+#[derive(Debug)]
+pub struct NewCase<'a> {
+    pub channel: Channel,
+    pub customer: &'a str,
+    pub category: Category,
+    pub tier: i64,
+    pub lang: &'a str,
+    pub subject: Option<&'a str>,
+    pub rules_version: &'a str,
+    pub now_ms: i64,
+    pub ack_due_ms: i64,
+    pub resolve_due_ms: i64,
+}
+
+/// An inbound message row (`direction` in, `status` received).
+pub struct InboundRow<'a> {
+    pub req: &'a IntakeRequest,
+    pub intent: Intent,
+    pub case_id: Option<i64>,
+}
+
+impl InboundRow<'_> {
+    /// The dedupe key, or the content hash for id-less dialects (one of them is stored).
+    pub fn dedupe(&self) -> (Option<&str>, Option<&str>) {
+        match &self.req.dedupe_key {
+            Some(k) => (Some(k.as_str()), None),
+            None => (None, Some(self.req.content_hash.as_str())),
+        }
+    }
+}
+
+/// A survey answer to record (and the wait it ends).
+#[derive(Debug)]
+pub struct SurveyAnswer<'a> {
+    pub survey: &'a str,
+    pub channel: Channel,
+    pub address: &'a str,
+    pub case_id: Option<i64>,
+    pub answer: &'a str,
+    pub message_id: i64,
+    pub now_ms: i64,
+}
+
+/// The reads and writes of one intake, inside one transaction of the engine. No method
+/// decides anything: each runs the statement of `crate::store::sql` its name says.
+#[allow(async_fn_in_trait)]
+pub trait IntakeTx {
+    async fn duplicate_by_key(&mut self, key: &str) -> StoreResult<Option<i64>>;
+    async fn duplicate_by_hash(&mut self, hash: &str, since_ms: i64) -> StoreResult<Option<i64>>;
+    /// (survey name, its case) waiting for an answer from this address.
+    async fn survey_wait(
+        &mut self,
+        channel: Channel,
+        address: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<(String, Option<i64>)>>;
+    async fn case_progress(
+        &mut self,
+        case_id: i64,
+        customer: &str,
+    ) -> StoreResult<Option<CaseProgress>>;
+    async fn open_case(&mut self, lookup: CaseLookup<'_>) -> StoreResult<Option<OpenCase>>;
+    async fn touch_case(
+        &mut self,
+        case_id: i64,
+        now_ms: i64,
+        category: Category,
+        tier: i64,
+    ) -> StoreResult<()>;
+    async fn case_event(
+        &mut self,
+        case_id: i64,
+        now_ms: i64,
+        kind: &str,
+        detail: &str,
+    ) -> StoreResult<()>;
+    async fn insert_case(&mut self, case: &NewCase<'_>) -> StoreResult<i64>;
+    async fn insert_inbound(&mut self, row: &InboundRow<'_>) -> StoreResult<i64>;
+    /// Records the answer and removes the wait.
+    async fn survey_answer(&mut self, a: &SurveyAnswer<'_>) -> StoreResult<()>;
+    /// Opted out (`true`) or back in, with the message as evidence.
+    async fn set_consent(
+        &mut self,
+        channel: Channel,
+        address: &str,
+        opted_out: bool,
+        now_ms: i64,
+        message_id: i64,
+    ) -> StoreResult<()>;
+    async fn email_acks_since(&mut self, to: &str, since_ms: i64) -> StoreResult<i64>;
+    /// An outbound message and its outbox row (lane by kind); its id.
+    async fn queue_outbound(
+        &mut self,
+        draft: &OutboundDraft,
+        case_id: Option<i64>,
+        now_ms: i64,
+    ) -> StoreResult<i64>;
+}
+
+/// Category of a case after a message: never downgraded; an escalation request makes it a
+/// complaint.
+pub fn merged_category(existing: Category, incoming: Category, intent: Intent) -> Category {
+    let incoming = if intent == Intent::Escalate {
+        Category::Complaint
+    } else {
+        incoming
+    };
+    existing.max(incoming)
+}
+
+/// Whether a message with this intent opens or joins a case.
+pub fn opens_case(intent: Intent) -> bool {
+    matches!(intent, Intent::Case | Intent::Escalate)
+}
+
+/// Tier of a case after a message: a customer's escalation request moves it up one (at most
+/// tier 4); a new case asked to be escalated starts at tier 2.
+pub fn next_tier(current: Option<i64>, intent: Intent) -> i64 {
+    let escalate = intent == Intent::Escalate;
+    match current {
+        Some(t) if escalate => (t + 1).min(4),
+        Some(t) => t,
+        None if escalate => 2,
+        None => 1,
+    }
+}
+
+/// The case a message settled on: (id, new, category, tier).
+#[derive(Debug, Clone, Copy)]
+struct Settled {
+    id: i64,
+    new: bool,
+    category: Category,
+    tier: i64,
+}
+
+/// One intake, inside the caller's transaction.
+///
+/// # Errors
+/// Whatever the engine's statements return.
+pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult<IntakeOutcome> {
+    let m = &req.msg;
+    let dup = match &req.dedupe_key {
+        Some(key) => tx.duplicate_by_key(key).await?,
+        None => {
+            tx.duplicate_by_hash(&req.content_hash, req.now_ms - req.dedupe_window_ms)
+                .await?
+        }
+    };
+    if let Some(message_id) = dup {
+        return Ok(IntakeOutcome::Duplicate { message_id });
+    }
+
+    // A survey answer only counts while a survey waits for this customer.
+    let mut intent = req.intent;
+    let mut survey = None;
+    if intent == Intent::Case && req.survey_answer.is_some() {
+        survey = tx.survey_wait(m.channel, &m.from, req.now_ms).await?;
+        if survey.is_some() {
+            intent = Intent::SurveyAnswer;
+        }
+    }
+    let progress = match req.query {
+        Some(Query::CaseProgress(id)) => tx.case_progress(id.0, &m.from).await?,
+        _ => None,
+    };
+
+    let mut case: Option<Settled> = None;
+    if opens_case(intent) {
+        let found = thread_onto(tx, req).await?;
+        case = Some(match found {
+            Some(open) => {
+                let existing: Category = open.category.parse().unwrap_or(Category::Inquiry);
+                let category = merged_category(existing, req.category, req.intent);
+                let tier = next_tier(Some(open.tier), req.intent);
+                tx.touch_case(open.id, req.now_ms, category, tier).await?;
+                let kind = if req.intent == Intent::Escalate {
+                    "escalated"
+                } else {
+                    "reply"
+                };
+                let detail = format!("category {}, tier {tier}", category.as_str());
+                tx.case_event(open.id, req.now_ms, kind, &detail).await?;
+                Settled {
+                    id: open.id,
+                    new: false,
+                    category,
+                    tier,
+                }
+            }
+            None => {
+                let category = merged_category(Category::Inquiry, req.category, req.intent);
+                let tier = next_tier(None, req.intent);
+                let id = tx
+                    .insert_case(&NewCase {
+                        channel: m.channel,
+                        customer: &m.from,
+                        category,
+                        tier,
+                        lang: req.lang.as_str(),
+                        subject: m.subject.as_deref(),
+                        rules_version: &req.rules_version,
+                        now_ms: req.now_ms,
+                        ack_due_ms: req.ack_due_ms,
+                        resolve_due_ms: req.resolve_due_ms,
+                    })
+                    .await?;
+                Settled {
+                    id,
+                    new: true,
+                    category,
+                    tier,
+                }
+            }
+        });
+    }
+
+    let message_id = tx
+        .insert_inbound(&InboundRow {
+            req,
+            intent,
+            case_id: case.map(|c| c.id),
+        })
+        .await?;
+
+    if let (Some((name, survey_case)), Some(answer)) = (&survey, &req.survey_answer) {
+        tx.survey_answer(&SurveyAnswer {
+            survey: name,
+            channel: m.channel,
+            address: &m.from,
+            case_id: *survey_case,
+            answer,
+            message_id,
+            now_ms: req.now_ms,
+        })
+        .await?;
+    }
+
+    if matches!(intent, Intent::OptOut | Intent::OptIn) {
+        tx.set_consent(
+            m.channel,
+            &m.from,
+            intent == Intent::OptOut,
+            req.now_ms,
+            message_id,
+        )
+        .await?;
+    }
+
+    let ctx = AckContext {
+        case_id: case.map(|c| CaseId(c.id)),
+        new_case: case.is_some_and(|c| c.new),
+        category: case.map(|c| c.category).unwrap_or(req.category),
+        intent,
+        lang: req.lang,
+        channel: m.channel,
+        customer: m.from.clone(),
+        service_addr: m.to.clone(),
+        tier: case.map(|c| c.tier).unwrap_or(1),
+        query: req.query,
+        progress,
+        reply_to: m.email.as_ref().and_then(|e| e.reply_to.clone()),
+        in_reply_to: m.external_id.clone().filter(|_| m.email.is_some()),
+        subject: m.subject.clone(),
+    };
+    let mut ack_allowed = true;
+    if let Some((limit, window)) = req.ack_limit {
+        let to = ctx.reply_to.as_deref().unwrap_or(&m.from);
+        ack_allowed = tx.email_acks_since(to, req.now_ms - window).await? < limit;
+    }
+    let mut ack_message_id = None;
+    if let Some(d) = req.ack.build(&ctx).filter(|_| ack_allowed) {
+        ack_message_id = Some(
+            tx.queue_outbound(&d, case.map(|c| c.id), req.now_ms)
+                .await?,
+        );
+    }
+    Ok(IntakeOutcome::Stored {
+        message_id,
+        case_id: case.map(|c| c.id),
+        new_case: case.is_some_and(|c| c.new),
+        ack_message_id,
+    })
+}
+
+/// Threading: a reference to one of our messages first, then a quoted case number of this
+/// customer, then the customer's recent open case on the channel.
+async fn thread_onto<T: IntakeTx>(
+    tx: &mut T,
+    req: &IntakeRequest,
+) -> StoreResult<Option<OpenCase>> {
+    let m = &req.msg;
+    for mid in &req.thread_message_ids {
+        if let Some(c) = tx.open_case(CaseLookup::OfOurMessage(*mid)).await? {
+            return Ok(Some(c));
+        }
+    }
+    if let Some(case_id) = req.case_ref
+        && let Some(c) = tx
+            .open_case(CaseLookup::Numbered {
+                case_id,
+                customer: &m.from,
+            })
+            .await?
+    {
+        return Ok(Some(c));
+    }
+    tx.open_case(CaseLookup::Recent {
+        customer: &m.from,
+        channel: m.channel,
+        since_ms: req.now_ms - req.reply_window_ms,
+    })
+    .await
+}
+
+/// Runs a future that never waits (an [`IntakeTx`] over a synchronous connection) to its end
+/// on the calling thread. A future that does wait is a bug in the engine: it is refused, not
+/// spun on.
+///
+/// # Errors
+/// The future's own error, or [`StoreError::Other`] if it was not ready at once.
+pub fn run_ready<F, T>(f: F) -> StoreResult<T>
+where
+    F: Future<Output = StoreResult<T>>,
+{
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(r) => r,
+        std::task::Poll::Pending => Err(StoreError::Other(
+            "a synchronous intake transaction waited; the engine must never do that".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories_are_never_downgraded_and_escalation_makes_a_complaint() {
+        use Category::*;
+        assert_eq!(merged_category(Complaint, Inquiry, Intent::Case), Complaint);
+        assert_eq!(merged_category(Inquiry, Fault, Intent::Case), Fault);
+        assert_eq!(
+            merged_category(Inquiry, Inquiry, Intent::Escalate),
+            Complaint
+        );
+    }
+
+    #[test]
+    fn escalation_moves_one_tier_up_and_stops_at_four() {
+        assert_eq!(next_tier(None, Intent::Case), 1);
+        assert_eq!(next_tier(None, Intent::Escalate), 2);
+        assert_eq!(next_tier(Some(3), Intent::Case), 3);
+        assert_eq!(next_tier(Some(3), Intent::Escalate), 4);
+        assert_eq!(next_tier(Some(4), Intent::Escalate), 4);
+    }
+
+    #[test]
+    fn run_ready_refuses_a_future_that_waits() {
+        assert_eq!(run_ready(async { Ok(7) }).unwrap(), 7);
+        let pending = std::future::pending::<StoreResult<()>>();
+        assert!(matches!(run_ready(pending), Err(StoreError::Other(_))));
+    }
+}

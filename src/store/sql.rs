@@ -1,0 +1,161 @@
+//! Statement text both engines run as it is. Placeholders are `$N`, which PostgreSQL, sqlx on
+//! SQLite and rusqlite all accept; rusqlite numbers `$N` by first appearance, so every
+//! statement here names `$1`, `$2`, … in that order (a unit test checks it on SQLite).
+//! What a statement means for the business is decided in `crate::intake`, not here.
+
+/// A message already stored under this dedupe key (`$1`).
+pub const DUPLICATE_BY_KEY: &str = "SELECT id FROM messages WHERE dedupe_key = $1";
+
+/// An id-less message with the same content hash since `$2`.
+pub const DUPLICATE_BY_HASH: &str = "SELECT id FROM messages WHERE content_hash = $1 \
+     AND created_at >= $2 ORDER BY id LIMIT 1";
+
+/// The survey waiting for an answer from this address (channel, address, now).
+pub const SURVEY_WAIT: &str = "SELECT survey, case_id FROM survey_waits \
+     WHERE channel = $1 AND address = $2 AND expires_at > $3";
+
+/// A case's progress, only for its own customer (case id, customer).
+pub const CASE_PROGRESS: &str = "SELECT id, status, category, tier, resolve_due_at FROM cases \
+     WHERE id = $1 AND customer = $2";
+
+/// The open case one of our outbound messages belongs to (message id).
+pub const OPEN_CASE_OF_OUR_MESSAGE: &str = "SELECT c.id, c.category, c.tier FROM messages m \
+     JOIN cases c ON c.id = m.case_id \
+     WHERE m.id = $1 AND m.direction = 'out' AND c.status IN ('open', 'acknowledged')";
+
+/// An open case by its number, only the customer's own (case id, customer).
+pub const OPEN_CASE_OF_CUSTOMER: &str = "SELECT id, category, tier FROM cases \
+     WHERE id = $1 AND customer = $2 AND status IN ('open', 'acknowledged')";
+
+/// The customer's most recently touched open case on a channel since `$3`.
+pub const RECENT_OPEN_CASE: &str = "SELECT id, category, tier FROM cases \
+     WHERE customer = $1 AND channel = $2 AND status IN ('open', 'acknowledged') \
+     AND last_message_at >= $3 ORDER BY last_message_at DESC LIMIT 1";
+
+/// Another message on a case (now, category, tier, case id).
+pub const TOUCH_CASE: &str = "UPDATE cases SET last_message_at = $1, \
+     message_count = message_count + 1, category = $2, tier = $3 WHERE id = $4";
+
+/// (case id, at, kind, detail).
+pub const INSERT_CASE_EVENT: &str =
+    "INSERT INTO case_events (case_id, at, kind, detail) VALUES ($1, $2, $3, $4)";
+
+/// (channel, customer, category, tier, lang, subject, rules version, now, ack due, resolve due).
+pub const INSERT_CASE: &str = "INSERT INTO cases (channel, customer, category, status, tier, \
+     lang, subject, rules_version, opened_at, last_message_at, ack_due_at, resolve_due_at) \
+     VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $8, $8, $9, $10) RETURNING id";
+
+/// An inbound message (15 values, see [`crate::intake::decide::InboundRow`]).
+pub const INSERT_INBOUND: &str = "INSERT INTO messages (direction, channel, dialect, external_id, \
+     dedupe_key, content_hash, from_addr, to_addr, subject, body, raw, category, intent, \
+     rules_version, case_id, status, created_at, updated_at) \
+     VALUES ('in', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'received', $15, $15) \
+     RETURNING id";
+
+/// (survey, channel, address, case id, answer, message id, at).
+pub const INSERT_SURVEY_ANSWER: &str = "INSERT INTO survey_answers \
+     (survey, channel, address, case_id, answer, message_id, at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// (channel, address).
+pub const DELETE_SURVEY_WAIT: &str = "DELETE FROM survey_waits WHERE channel = $1 AND address = $2";
+
+/// Opt-out or opt-in with its evidence (channel, address, opted out at, opted in at, message).
+pub const UPSERT_CONSENT: &str = "INSERT INTO contacts \
+     (channel, address, opted_out_at, opted_in_at, source_message) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (channel, address) DO UPDATE SET opted_out_at = excluded.opted_out_at, \
+     opted_in_at = excluded.opted_in_at, source_message = excluded.source_message";
+
+/// Email acks sent to an address since `$2`.
+pub const EMAIL_ACKS_SINCE: &str = "SELECT COUNT(*) FROM messages WHERE direction = 'out' \
+     AND channel = 'email' AND kind = 'ack' AND to_addr = $1 AND created_at >= $2";
+
+/// An outbound message (13 values: channel, driver, from, to, subject, text, case id, kind,
+/// encoding, segments, now, html, headers).
+pub const INSERT_OUTBOUND: &str = "INSERT INTO messages (direction, channel, dialect, from_addr, \
+     to_addr, subject, body, case_id, kind, status, encoding, segments, created_at, updated_at, \
+     body_html, headers) \
+     VALUES ('out', $1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, $11, $11, $12, $13) RETURNING id";
+
+/// (message id, channel, not before, lane).
+pub const INSERT_OUTBOX: &str =
+    "INSERT INTO outbox (message_id, channel, not_before, lane) VALUES ($1, $2, $3, $4)";
+
+/// A send that went out (provider id, now, message id).
+pub const SEND_COMPLETE: &str = "UPDATE messages SET \
+     status = CASE WHEN status = 'queued' THEN 'sent' ELSE status END, \
+     provider_id = COALESCE($1, provider_id), attempts = attempts + 1, last_error = NULL, \
+     updated_at = $2 WHERE id = $3";
+
+/// A send to try again (error, now, message id).
+pub const SEND_RETRY_MESSAGE: &str =
+    "UPDATE messages SET attempts = attempts + 1, last_error = $1, updated_at = $2 WHERE id = $3";
+
+/// The outbox row of a send to try again (next at, message id).
+pub const SEND_RETRY_OUTBOX: &str = "UPDATE outbox SET attempts = attempts + 1, not_before = $1, \
+     lease_until = NULL WHERE message_id = $2";
+
+/// A send given up (error, now, message id).
+pub const SEND_FAIL: &str = "UPDATE messages SET status = 'failed', attempts = attempts + 1, \
+     last_error = $1, updated_at = $2 WHERE id = $3";
+
+/// The outbox row of a finished send (message id).
+pub const DELETE_OUTBOX: &str = "DELETE FROM outbox WHERE message_id = $1";
+
+/// Every shared statement, for the placeholder-order test.
+#[cfg(test)]
+pub const ALL: &[&str] = &[
+    DUPLICATE_BY_KEY,
+    DUPLICATE_BY_HASH,
+    SURVEY_WAIT,
+    CASE_PROGRESS,
+    OPEN_CASE_OF_OUR_MESSAGE,
+    OPEN_CASE_OF_CUSTOMER,
+    RECENT_OPEN_CASE,
+    TOUCH_CASE,
+    INSERT_CASE_EVENT,
+    INSERT_CASE,
+    INSERT_INBOUND,
+    INSERT_SURVEY_ANSWER,
+    DELETE_SURVEY_WAIT,
+    UPSERT_CONSENT,
+    EMAIL_ACKS_SINCE,
+    INSERT_OUTBOUND,
+    INSERT_OUTBOX,
+    SEND_COMPLETE,
+    SEND_RETRY_MESSAGE,
+    SEND_RETRY_OUTBOX,
+    SEND_FAIL,
+    DELETE_OUTBOX,
+];
+
+#[cfg(test)]
+mod tests {
+    /// rusqlite binds `params![a, b, …]` by index, and SQLite gives `$N` the index of its first
+    /// appearance: so `$N` must appear first in the order 1, 2, 3… for the values to land where
+    /// PostgreSQL puts them. Every statement is prepared against the real schema.
+    #[test]
+    fn every_shared_statement_numbers_its_placeholders_in_order_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let c = rusqlite::Connection::open(&path).unwrap();
+        for m in std::fs::read_dir(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/store/migrations/sqlite"
+        ))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect::<std::collections::BTreeSet<_>>()
+        {
+            c.execute_batch(&std::fs::read_to_string(&m).unwrap())
+                .unwrap();
+        }
+        for sql in super::ALL {
+            let s = c.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let n = s.parameter_count();
+            assert!(n > 0, "{sql}");
+            for i in 1..=n {
+                assert_eq!(s.parameter_name(i), Some(format!("${i}").as_str()), "{sql}");
+            }
+        }
+    }
+}
