@@ -736,3 +736,41 @@ async fn poison_input_is_a_4xx_on_both_engines_and_long_keys_are_stored() {
         }
     }
 }
+
+#[tokio::test]
+async fn metrics_have_latency_histograms_outbox_depth_per_lane_and_requests_carry_an_id() {
+    let app = spawn_app(|s, _| outbox_off(s)).await;
+    for i in 0..2 {
+        let (st, _) = app
+            .get(&format!(
+                "/inbound/sms/kannel?id=m-{i}&from=1380013800{i}&to=10000&text=hi"
+            ))
+            .await;
+        assert_eq!(st, 200);
+    }
+    // The client's id is kept; without one the server makes one.
+    let r = reqwest::Client::new()
+        .get(format!("{}/healthz", app.base))
+        .header("x-request-id", "bridge-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "bridge-42");
+    let r = reqwest::get(format!("{}/healthz", app.base)).await.unwrap();
+    let made = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(!made.is_empty() && made != "bridge-42", "{made}");
+
+    let (st, m) = app.get("/metrics").await;
+    assert_eq!(st, 200);
+    for want in [
+        "switchboard_inbound_total{outcome=\"stored\"} 2",
+        "switchboard_outbox_depth{channel=\"sms\",lane=\"urgent\"} 2",
+        "switchboard_outbox_depth{channel=\"sms\",lane=\"bulk\"} 0",
+        "switchboard_intake_duration_seconds_count 2",
+        "switchboard_http_request_duration_seconds_count{method=\"GET\",route=\"/inbound/sms/kannel\",status=\"200\"} 2",
+        "switchboard_http_request_duration_seconds_bucket{le=\"0.0005\",method=\"GET\",route=\"/healthz\",status=\"200\"}",
+    ] {
+        assert!(m.contains(want), "missing {want}:\n{m}");
+    }
+    app.shutdown().await;
+}

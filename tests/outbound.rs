@@ -112,6 +112,26 @@ async fn server_errors_are_retried_with_backoff_then_sent_once() {
     app.shutdown().await;
 }
 
+/// The worker goes idle while a send is in flight (a leased row is not due); the retry that
+/// send schedules must wake it, not wait for the 5 s idle cap. (Before: the second attempt came
+/// about 5 s after the first.)
+#[tokio::test]
+async fn a_retry_scheduled_by_a_send_in_flight_wakes_the_idle_worker() {
+    let bridge = StubBridge::start(202, "0: Accepted for delivery").await;
+    bridge.script(&[(503, "busy")]);
+    bridge.set_delay(Duration::from_millis(400));
+    let url = format!("{}/cgi-bin/sendsms", bridge.url);
+    let app = spawn_app(move |s, _| s.sms.outbound.url = url).await;
+    post_mo(&app, "w-1", "13800138009", "hello").await;
+    let reqs = bridge.wait_for(2, Duration::from_secs(10)).await;
+    let gap = reqs[1].at - reqs[0].at;
+    assert!(
+        gap < Duration::from_millis(2500),
+        "second attempt {gap:?} after the first (backoff 50-200 ms + 400 ms answer)"
+    );
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn client_errors_fail_without_retry_and_exhausted_retries_fail() {
     let bridge = StubBridge::start(400, "Missing receiver number, rejected").await;

@@ -299,7 +299,7 @@ mod tests {
 }
 
 /// The outbox lane of a queued message: workers claim lane 0 first and give the others a
-/// share of every batch (see `store::lane_quotas`).
+/// share of every batch (see `store::lane_quota`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Lane {
     /// Replies, acknowledgements, deadline notices: a person or a promise waits on them.
@@ -324,5 +324,17 @@ impl Lane {
 
     pub fn as_i64(self) -> i64 {
         self as i64
+    }
+
+    pub fn from_i64(n: i64) -> Option<Lane> {
+        Lane::ALL.into_iter().find(|l| l.as_i64() == n)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Urgent => "urgent",
+            Lane::Service => "service",
+            Lane::Bulk => "bulk",
+        }
     }
 }

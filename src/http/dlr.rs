@@ -32,7 +32,7 @@ pub fn jasmin_status(s: &str) -> Option<DeliveryStatus> {
 }
 
 async fn record(s: &AppState, dlr: DlrUpdate) -> Result<(), AppError> {
-    s.metrics.dlr.inc();
+    s.metrics.dlr();
     let applied = s.intake.store.apply_dlr(&dlr).await?;
     if applied.is_none() {
         tracing::warn!(message_id = ?dlr.message_id, provider_id = ?dlr.provider_id, "delivery report for an unknown message (kept)");

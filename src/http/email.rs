@@ -122,11 +122,14 @@ pub async fn inbound_email(
             ),
         ));
     }
-    match s.intake.accept_email(raw, s.settings.email.max_bytes).await {
+    let started = std::time::Instant::now();
+    let taken = s.intake.accept_email(raw, s.settings.email.max_bytes).await;
+    s.metrics.intake_took(started);
+    match taken {
         Ok(o) => {
             let json = match o {
                 IntakeOutcome::Duplicate { message_id } => {
-                    s.metrics.inbound_duplicate.inc();
+                    s.metrics.inbound(super::Inbound::Duplicate);
                     serde_json::json!({"status": "duplicate", "message_id": message_id})
                 }
                 IntakeOutcome::Stored {
@@ -135,7 +138,7 @@ pub async fn inbound_email(
                     new_case,
                     ..
                 } => {
-                    s.metrics.inbound_stored.inc();
+                    s.metrics.inbound(super::Inbound::Stored);
                     serde_json::json!({
                         "status": "stored",
                         "message_id": message_id,
@@ -151,7 +154,7 @@ pub async fn inbound_email(
             Ok((StatusCode::OK, axum::Json(json)).into_response())
         }
         Err(EmailRefused::Bad(b)) => {
-            s.metrics.inbound_rejected.inc();
+            s.metrics.inbound(super::Inbound::Rejected);
             let status = if b.reason.contains("cap") {
                 StatusCode::PAYLOAD_TOO_LARGE
             } else if mailgun {
@@ -162,7 +165,7 @@ pub async fn inbound_email(
             Err(AppError::new(status, "bad_request", b.to_string()))
         }
         Err(EmailRefused::Store(e)) => {
-            s.metrics.inbound_unavailable.inc();
+            s.metrics.inbound(super::Inbound::Unavailable);
             Err(e.into())
         }
     }

@@ -1,7 +1,7 @@
 //! SMS webhook handlers: authenticate, parse the dialect, run intake, answer in the dialect.
 
 use super::error::Body;
-use super::{AppError, AppState, check_token};
+use super::{AppError, AppState, Inbound, check_token};
 use crate::inbound::{BadInput, NewInbound, generic, jasmin, kannel, twilio};
 use crate::store::IntakeOutcome;
 use axum::extract::{RawQuery, State};
@@ -15,23 +15,26 @@ async fn accept(
     let msg = match parsed {
         Ok(m) => m,
         Err(e) => {
-            s.metrics.inbound_rejected.inc();
+            s.metrics.inbound(Inbound::Rejected);
             tracing::info!(error = %crate::domain::scrub(&e.to_string()), "inbound rejected");
             return Err(e.into());
         }
     };
-    match s.intake.accept(msg).await {
+    let started = std::time::Instant::now();
+    let taken = s.intake.accept(msg).await;
+    s.metrics.intake_took(started);
+    match taken {
         Ok(o) => {
             match o {
-                IntakeOutcome::Duplicate { .. } => s.metrics.inbound_duplicate.inc(),
+                IntakeOutcome::Duplicate { .. } => s.metrics.inbound(Inbound::Duplicate),
                 IntakeOutcome::Stored { .. } | IntakeOutcome::Part { .. } => {
-                    s.metrics.inbound_stored.inc()
+                    s.metrics.inbound(Inbound::Stored)
                 }
             }
             Ok(o)
         }
         Err(e) => {
-            s.metrics.inbound_unavailable.inc();
+            s.metrics.inbound(Inbound::Unavailable);
             Err(e.into())
         }
     }

@@ -10,12 +10,12 @@ mod dlr;
 mod email;
 mod error;
 mod inbound;
+pub mod metrics;
 pub mod serve;
 
 pub use error::AppError;
 
 use crate::config::{Secret, Settings};
-use crate::domain::Channel;
 use crate::intake::Intake;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -23,87 +23,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use subtle::ConstantTimeEq;
 
-#[derive(Default, Debug)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// Process counters exported on `/metrics` (Prometheus text format).
-#[derive(Default, Debug)]
-pub struct Metrics {
-    pub inbound_stored: Counter,
-    pub inbound_duplicate: Counter,
-    pub inbound_rejected: Counter,
-    pub inbound_unavailable: Counter,
-    /// Send outcomes per channel, indexed by [`Metrics::channel`].
-    pub sent: [Counter; 2],
-    pub send_retries: [Counter; 2],
-    pub send_failures: [Counter; 2],
-    pub dlr: Counter,
-}
-
-impl Metrics {
-    /// Index of a channel in the per-channel counters.
-    pub fn channel(c: Channel) -> usize {
-        match c {
-            Channel::Sms => 0,
-            Channel::Email => 1,
-        }
-    }
-
-    fn render(&self) -> String {
-        let rows = [
-            (
-                "switchboard_inbound_total{outcome=\"stored\"}",
-                self.inbound_stored.get(),
-            ),
-            (
-                "switchboard_inbound_total{outcome=\"duplicate\"}",
-                self.inbound_duplicate.get(),
-            ),
-            (
-                "switchboard_inbound_total{outcome=\"rejected\"}",
-                self.inbound_rejected.get(),
-            ),
-            (
-                "switchboard_inbound_total{outcome=\"unavailable\"}",
-                self.inbound_unavailable.get(),
-            ),
-            ("switchboard_dlr_total", self.dlr.get()),
-        ];
-        let mut out = String::from(
-            "# TYPE switchboard_inbound_total counter\n# TYPE switchboard_outbound_total counter\n# TYPE switchboard_dlr_total counter\n",
-        );
-        for (k, v) in rows {
-            out.push_str(&format!("{k} {v}\n"));
-        }
-        for channel in [Channel::Sms, Channel::Email] {
-            let i = Metrics::channel(channel);
-            for (outcome, c) in [
-                ("sent", &self.sent[i]),
-                ("retry", &self.send_retries[i]),
-                ("failed", &self.send_failures[i]),
-            ] {
-                out.push_str(&format!(
-                    "switchboard_outbound_total{{channel=\"{}\",outcome=\"{outcome}\"}} {}\n",
-                    channel.as_str(),
-                    c.get()
-                ));
-            }
-        }
-        out
-    }
-}
+pub use metrics::{Inbound, Metrics, Sent};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -167,6 +89,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rules/{id}/activate", post(api::activate_rules))
         .fallback(|| async { AppError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::observe,
+        ))
         .with_state(state)
 }
 
@@ -181,10 +107,14 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    match s.intake.store.outbox_depth().await {
+        Ok(rows) => s.metrics.set_outbox_depth(&rows),
+        Err(e) => tracing::warn!(error = %e, "outbox depth unavailable for /metrics"),
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         s.metrics.render(),
     )

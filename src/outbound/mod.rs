@@ -203,7 +203,12 @@ impl Worker {
                  would cut the text",
                 segment::segment(&item.text).segments
             )),
-            _ => self.sender.send(&item).await,
+            _ => {
+                let started = std::time::Instant::now();
+                let r = self.sender.send(&item).await;
+                self.metrics.send_took(self.config.channel, started);
+                r
+            }
         };
         let attempt = item.attempts as u32 + 1;
         // A result that cannot be recorded is retried until it is: the send happened, and
@@ -243,11 +248,11 @@ impl Worker {
         count: bool,
     ) -> crate::store::StoreResult<()> {
         let now = self.clock.now_ms();
-        let ch = crate::http::Metrics::channel(self.config.channel);
+        let ch = self.config.channel;
         match result.clone() {
             SendResult::Sent { provider_id } => {
                 if count {
-                    self.metrics.sent[ch].inc();
+                    self.metrics.sent(ch, crate::http::Sent::Sent);
                     tracing::info!(attempt, "sent");
                 }
                 self.store
@@ -257,7 +262,7 @@ impl Worker {
             SendResult::Retry(reason) if attempt < self.config.max_attempts => {
                 let delay = self.config.backoff.delay(attempt);
                 if count {
-                    self.metrics.send_retries[ch].inc();
+                    self.metrics.sent(ch, crate::http::Sent::Retry);
                     tracing::warn!(attempt, reason = %crate::domain::scrub(&reason), delay_ms = delay.as_millis() as u64, "send failed; will retry");
                 }
                 self.store
@@ -267,11 +272,15 @@ impl Worker {
                         &reason,
                         now,
                     )
-                    .await
+                    .await?;
+                // The run loop may have gone to sleep while this send was in flight (a leased
+                // row is not "due"): wake it so it sleeps until this retry instead.
+                self.notify.notify_one();
+                Ok(())
             }
             SendResult::Retry(reason) => {
                 if count {
-                    self.metrics.send_failures[ch].inc();
+                    self.metrics.sent(ch, crate::http::Sent::Failed);
                     tracing::error!(attempt, reason = %crate::domain::scrub(&reason), "send failed; attempts exhausted");
                 }
                 let reason = format!("gave up after {attempt} attempts: {reason}");
@@ -279,7 +288,7 @@ impl Worker {
             }
             SendResult::Fail(reason) => {
                 if count {
-                    self.metrics.send_failures[ch].inc();
+                    self.metrics.sent(ch, crate::http::Sent::Failed);
                     tracing::error!(attempt, reason = %crate::domain::scrub(&reason), "send refused by the bridge; not retried");
                 }
                 self.store.fail_send(item.message_id, &reason, now).await

@@ -479,7 +479,9 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// Dedupe, case, message, ack and outbox row in ONE transaction, committed on return.
     async fn intake(&self, req: IntakeRequest) -> StoreResult<IntakeOutcome>;
-    /// Leases up to `limit` due sends of `channel` until `now + lease_ms`.
+    /// Leases due sends of `channel` until `now + lease_ms`: up to `limit`, plus at most a
+    /// share (`lane_quota`) for each lower lane with due work, so a full urgent lane never
+    /// starves them.
     async fn claim_outbox(
         &self,
         channel: Channel,
@@ -557,6 +559,8 @@ pub trait Store: Send + Sync + 'static {
     async fn inbound_since(&self, since_ms: i64, limit: i64) -> StoreResult<Vec<StoredText>>;
     /// Whether a customer has opted out of commercial messages.
     async fn opted_out(&self, channel: Channel, address: &str) -> StoreResult<bool>;
+    /// Waiting outbox rows: (channel, lane, count), for `/metrics`.
+    async fn outbox_depth(&self) -> StoreResult<Vec<(String, i64, i64)>>;
     /// Stores a rule set (or returns the id of an identical one) without activating it.
     async fn insert_rule_version(&self, v: &NewRuleVersion) -> StoreResult<i64>;
     /// Makes a stored version the active one, recording who and when.

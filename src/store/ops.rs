@@ -536,6 +536,12 @@ macro_rules! common_ops {
                 .await?)
         }
 
+        pub async fn outbox_depth(pool: &Pool<$DB>) -> StoreResult<Vec<(String, i64, i64)>> {
+            Ok(sqlx::query_as("SELECT channel, lane, COUNT(*) FROM outbox GROUP BY channel, lane")
+                .fetch_all(pool)
+                .await?)
+        }
+
         pub async fn opted_out(pool: &Pool<$DB>, channel: &str, address: &str) -> StoreResult<bool> {
             let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
                 "SELECT opted_out_at, opted_in_at FROM contacts WHERE channel = $1 AND address = $2",
@@ -681,6 +687,9 @@ macro_rules! impl_store {
                 limit: i64,
             ) -> StoreResult<Vec<crate::store::StoredText>> {
                 ops::inbound_since(&self.pool, since_ms, limit).await
+            }
+            async fn outbox_depth(&self) -> StoreResult<Vec<(String, i64, i64)>> {
+                ops::outbox_depth(&self.pool).await
             }
             async fn opted_out(&self, channel: Channel, address: &str) -> StoreResult<bool> {
                 ops::opted_out(&self.pool, channel.as_str(), address).await

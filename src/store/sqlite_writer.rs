@@ -8,7 +8,8 @@
 //! a synchronous connection on a dedicated thread more than doubled intake throughput (README,
 //! Performance). The intake's decisions are not here: `crate::intake::decide` makes them over
 //! [`IntakeTx`], which this file implements with the statement text of `sql.rs` that
-//! PostgreSQL runs too. Only SQL runs here.
+//! PostgreSQL runs too. Besides SQL, one thing still runs on this thread: `decide` renders the
+//! ack from its template once the case is settled (`AckBuilder`), inside the transaction.
 
 use super::{
     CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, SendUpdate, StoreError, StoreResult,
