@@ -24,6 +24,7 @@ pub struct Application {
     state: AppState,
     worker: Option<Worker>,
     email_worker: Option<Worker>,
+    sla: Arc<crate::sla::scheduler::Scheduler>,
     store: Arc<dyn Store>,
     grace: Duration,
 }
@@ -78,6 +79,15 @@ impl Application {
         } else {
             None
         };
+        let sla = Arc::new(crate::sla::scheduler::Scheduler {
+            store: store.clone(),
+            clock: clock.clone(),
+            sla: Arc::new(settings.sla.clone()),
+            notices: crate::sla::scheduler::Notices::new(&settings)?,
+            wake: intake.sla_notify.clone(),
+            sms_notify: notify.clone(),
+            email_notify: intake.email_notify.clone(),
+        });
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding server.listen {listen}"))?;
@@ -95,6 +105,7 @@ impl Application {
             state,
             worker,
             email_worker,
+            sla,
             store,
             grace,
         })
@@ -106,6 +117,11 @@ impl Application {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The SLA scheduler (tests run its rounds by hand with a manual clock).
+    pub fn sla(&self) -> Arc<crate::sla::scheduler::Scheduler> {
+        self.sla.clone()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, finishes in-flight requests and
@@ -120,6 +136,11 @@ impl Application {
         let stop = CancellationToken::new();
         let worker = self.worker.map(|w| tokio::spawn(w.run(stop.clone())));
         let email_worker = self.email_worker.map(|w| tokio::spawn(w.run(stop.clone())));
+        let sla = self
+            .sla
+            .sla
+            .scheduler
+            .then(|| tokio::spawn(self.sla.clone().run(stop.clone())));
         tokio::spawn(reload_on_sighup(self.state.rules.clone(), stop.clone()));
         tokio::spawn(join_overdue_parts(self.state.intake.clone(), stop.clone()));
         tracing::info!(port = self.port, "switchboard listening");
@@ -133,7 +154,7 @@ impl Application {
         })
         .await;
         stop.cancel();
-        for w in [worker, email_worker].into_iter().flatten() {
+        for w in [worker, email_worker, sla].into_iter().flatten() {
             if tokio::time::timeout(self.grace + Duration::from_secs(1), w)
                 .await
                 .is_err()

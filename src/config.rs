@@ -75,12 +75,7 @@ pub struct IntakeSettings {
     pub concat_timeout_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlaSettings {
-    pub ack_hours: f64,
-    pub resolve_hours: f64,
-}
+pub use crate::sla::SlaSettings;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -444,8 +439,8 @@ impl Settings {
         if self.email.max_parts == 0 || self.email.max_headers == 0 {
             bail!("email.max_parts and email.max_headers must be >= 1");
         }
-        if !(self.sla.ack_hours > 0.0 && self.sla.resolve_hours >= self.sla.ack_hours) {
-            bail!("sla: need 0 < ack_hours <= resolve_hours");
+        if let Err(e) = self.sla.check() {
+            bail!("{e}");
         }
         let m = &self.email.smtp;
         if m.username.is_some() != m.password.is_some() {

@@ -9,6 +9,8 @@
 //! - [`store`]: `trait Store`, SQLite and PostgreSQL engines, migrations.
 //! - [`outbound`]: outbox worker, SMS drivers, segmenting, retry policy.
 //! - [`http`]: the axum router, error shape, webhook authentication, metrics.
+//! - [`sla`]: service levels per category, the four-tier ladder, the case clock and its
+//!   scheduler.
 //! - [`templates`]: minijinja message templates (zh-CN, en).
 //! - [`app`]: wiring and graceful shutdown; [`cli`]: subcommands.
 
@@ -22,5 +24,6 @@ pub mod http;
 pub mod inbound;
 pub mod intake;
 pub mod outbound;
+pub mod sla;
 pub mod store;
 pub mod templates;

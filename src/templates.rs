@@ -89,6 +89,22 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../templates/email.zh-CN.html"),
     ),
     ("email.en.html", include_str!("../templates/email.en.html")),
+    (
+        "sla_notice.zh-CN.txt",
+        include_str!("../templates/sla_notice.zh-CN.txt"),
+    ),
+    (
+        "sla_notice.en.txt",
+        include_str!("../templates/sla_notice.en.txt"),
+    ),
+    (
+        "sla_notice_subject.zh-CN.txt",
+        include_str!("../templates/sla_notice_subject.zh-CN.txt"),
+    ),
+    (
+        "sla_notice_subject.en.txt",
+        include_str!("../templates/sla_notice_subject.en.txt"),
+    ),
 ];
 
 pub struct Templates {

@@ -109,6 +109,8 @@ async fn a_dsn_fails_our_outbound_message_and_opens_no_case() {
     assert_eq!(m.status, "failed");
     assert!(m.last_error.unwrap().contains("5.1.1"));
     assert_eq!(app.store().counts().await.unwrap().cases, 1);
+    // Nothing is sent again to an address that bounced for good.
+    assert_eq!(app.store().counts().await.unwrap().outbox, 0);
     app.shutdown().await;
 }
 

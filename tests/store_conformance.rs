@@ -42,6 +42,14 @@ impl AckBuilder for TestAck {
     }
 }
 
+/// The built-in service levels (complaint and fault: answer 3 h, resolve 72 h).
+fn sla() -> Arc<switchboard::sla::SlaSettings> {
+    static SLA: std::sync::OnceLock<Arc<switchboard::sla::SlaSettings>> =
+        std::sync::OnceLock::new();
+    SLA.get_or_init(|| Arc::new(common::base_settings().sla))
+        .clone()
+}
+
 fn req(
     from: &str,
     text: &str,
@@ -74,8 +82,7 @@ fn req(
         lang: Lang::ZhCn,
         now_ms: now,
         reply_window_ms: 72 * HOUR,
-        ack_due_ms: now + 3 * HOUR,
-        resolve_due_ms: now + 72 * HOUR,
+        sla: sla(),
         thread_message_ids: Vec::new(),
         case_ref: None,
         ack_limit: None,

@@ -223,10 +223,12 @@ pub async fn get_case(
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
     let case = s.intake.store.case(id).await?.ok_or_else(|| no_case(id))?;
     let messages = s.intake.store.case_messages(id).await?;
+    let events = s.intake.store.case_events(id).await?;
     Ok(axum::Json(serde_json::json!({
         "case": case,
         "case_no": crate::domain::CaseId(id).to_string(),
         "messages": messages,
+        "events": events,
     })))
 }
 

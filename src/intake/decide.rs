@@ -55,6 +55,16 @@ pub struct NewCase<'a> {
     pub resolve_due_ms: i64,
 }
 
+/// What a case's clock has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlaState {
+    /// Steps taken (`crate::sla::Step::bit`).
+    pub fired: i64,
+    /// A person answered (`acked_at` set).
+    pub answered: bool,
+    pub opened_ms: i64,
+}
+
 /// An inbound message row (`direction` in, `status` received).
 pub struct InboundRow<'a> {
     pub req: &'a IntakeRequest,
@@ -131,6 +141,20 @@ pub trait IntakeTx {
         message_id: i64,
     ) -> StoreResult<()>;
     async fn email_acks_since(&mut self, to: &str, since_ms: i64) -> StoreResult<i64>;
+    async fn sla_state(&mut self, case_id: i64) -> StoreResult<Option<SlaState>>;
+    async fn set_deadlines(
+        &mut self,
+        case_id: i64,
+        answer_due_ms: i64,
+        resolve_due_ms: i64,
+    ) -> StoreResult<()>;
+    /// The case's next step and when (`None`: every step is taken), and the steps taken.
+    async fn set_clock(
+        &mut self,
+        case_id: i64,
+        next: Option<(crate::sla::Step, i64)>,
+        fired: i64,
+    ) -> StoreResult<()>;
     /// An outbound message and its outbox row (lane by kind); its id.
     async fn queue_outbound(
         &mut self,
@@ -217,6 +241,9 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
                 let category = merged_category(existing, req.category, req.intent);
                 let tier = next_tier(Some(open.tier), req.intent);
                 tx.touch_case(open.id, req.now_ms, category, tier).await?;
+                if category != existing {
+                    reclock(tx, &req.sla, open.id, category).await?;
+                }
                 let kind = if req.intent == Intent::Escalate {
                     "escalated"
                 } else {
@@ -234,6 +261,7 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
             None => {
                 let category = merged_category(Category::Inquiry, req.category, req.intent);
                 let tier = next_tier(None, req.intent);
+                let policy = req.sla.policy(category);
                 let id = tx
                     .insert_case(&NewCase {
                         channel: m.channel,
@@ -244,10 +272,12 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
                         subject: m.subject.as_deref(),
                         rules_version: &req.rules_version,
                         now_ms: req.now_ms,
-                        ack_due_ms: req.ack_due_ms,
-                        resolve_due_ms: req.resolve_due_ms,
+                        ack_due_ms: req.now_ms + policy.answer_within.ms(),
+                        resolve_due_ms: req.now_ms + policy.resolve_within.ms(),
                     })
                     .await?;
+                let next = crate::sla::next_step(policy, req.now_ms, 0, false);
+                tx.set_clock(id, next, 0).await?;
                 Settled {
                     id,
                     new: true,
@@ -324,6 +354,29 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
         new_case: case.is_some_and(|c| c.new),
         ack_message_id,
     })
+}
+
+/// A case whose category changed takes the new category's deadlines, counted from when it
+/// opened, and its clock goes on from the steps already taken: a step of the new policy that is
+/// already past due fires at once.
+async fn reclock<T: IntakeTx>(
+    tx: &mut T,
+    sla: &crate::sla::SlaSettings,
+    case_id: i64,
+    category: Category,
+) -> StoreResult<()> {
+    let Some(state) = tx.sla_state(case_id).await? else {
+        return Ok(());
+    };
+    let policy = sla.policy(category);
+    tx.set_deadlines(
+        case_id,
+        state.opened_ms + policy.answer_within.ms(),
+        state.opened_ms + policy.resolve_within.ms(),
+    )
+    .await?;
+    let next = crate::sla::next_step(policy, state.opened_ms, state.fired, state.answered);
+    tx.set_clock(case_id, next, state.fired).await
 }
 
 /// Threading: a reference to one of our messages first, then a quoted case number of this

@@ -27,8 +27,7 @@ pub struct AckRenderer {
     service_name_en: String,
     sms_from: String,
     sms_driver: String,
-    ack_hours: f64,
-    resolve_hours: f64,
+    sla: crate::sla::SlaSettings,
     ack_replies: bool,
     sms_enabled: bool,
     /// The bridge's part cap (`sms.outbound.max_parts`).
@@ -48,8 +47,7 @@ impl AckRenderer {
             service_name_en: settings.templates.service_name_en.clone(),
             sms_from: settings.sms.outbound.from.clone(),
             sms_driver: format!("{:?}", settings.sms.outbound.driver).to_lowercase(),
-            ack_hours: settings.sla.ack_hours,
-            resolve_hours: settings.sla.resolve_hours,
+            sla: settings.sla.clone(),
             ack_replies: settings.intake.ack_replies,
             sms_enabled: settings.sms.outbound.enabled,
             sms_part_cap: settings.sms.outbound.part_cap(),
@@ -117,8 +115,8 @@ impl AckRenderer {
             case_no => ctx.case_id.map(|c| c.to_string()).unwrap_or_default(),
             category => ctx.category.as_str(),
             category_zh => ctx.category.zh(),
-            ack_hours => fmt_hours(self.ack_hours),
-            resolve_hours => fmt_hours(self.resolve_hours),
+            ack_hours => fmt_hours(self.sla.policy(ctx.category).answer_within.hours()),
+            resolve_hours => fmt_hours(self.sla.policy(ctx.category).resolve_within.hours()),
             tier => tier,
             tier_zh => tier_zh(tier),
             tier_en => tier_en(tier),
@@ -398,13 +396,14 @@ pub struct Intake {
     dedupe_window_ms: i64,
     reply_window_ms: i64,
     concat_timeout_ms: i64,
-    ack_ms: i64,
-    resolve_ms: i64,
+    sla: Arc<crate::sla::SlaSettings>,
     default_lang: Lang,
     email_domain: String,
     email_ack_limit: (i64, i64),
     /// Wakes the email worker (the SMS worker uses `outbox_notify`).
     pub email_notify: Arc<Notify>,
+    /// Wakes the SLA scheduler when a case opened or changed.
+    pub sla_notify: Arc<Notify>,
 }
 
 impl Intake {
@@ -425,8 +424,7 @@ impl Intake {
             dedupe_window_ms: settings.intake.dedupe_window_secs as i64 * 1000,
             reply_window_ms: settings.intake.reply_window_secs as i64 * 1000,
             concat_timeout_ms: settings.intake.concat_timeout_secs as i64 * 1000,
-            ack_ms: (settings.sla.ack_hours * 3_600_000.0) as i64,
-            resolve_ms: (settings.sla.resolve_hours * 3_600_000.0) as i64,
+            sla: Arc::new(settings.sla.clone()),
             default_lang: settings.templates.default_lang,
             email_domain: email_domain(&settings.email.from),
             email_ack_limit: (
@@ -434,6 +432,7 @@ impl Intake {
                 settings.email.ack_window_secs as i64 * 1000,
             ),
             email_notify: Arc::new(Notify::new()),
+            sla_notify: Arc::new(Notify::new()),
         }
     }
 
@@ -539,8 +538,7 @@ impl Intake {
             lang,
             now_ms,
             reply_window_ms: self.reply_window_ms,
-            ack_due_ms: now_ms + self.ack_ms,
-            resolve_due_ms: now_ms + self.resolve_ms,
+            sla: self.sla.clone(),
             thread_message_ids,
             case_ref,
             ack_limit,
@@ -573,6 +571,13 @@ impl Intake {
                 Channel::Email => self.email_notify.notify_one(),
                 Channel::Sms => self.outbox_notify.notify_one(),
             }
+        }
+        if let IntakeOutcome::Stored {
+            case_id: Some(_), ..
+        } = outcome
+        {
+            // The case's clock may now fall due before the scheduler's current sleep ends.
+            self.sla_notify.notify_one();
         }
         tracing::debug!(?outcome, %category, "intake committed");
         Ok(outcome)

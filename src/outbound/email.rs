@@ -115,6 +115,9 @@ impl SmtpSender {
             .message_id(Some(format!("<sb-{}@{}>", item.message_id, self.domain)));
         if item.kind == "ack" {
             b = b.header(AutoSubmitted("auto-replied".into()));
+        } else if item.kind == "sla_notice" {
+            // RFC 3834: made by a machine, not in answer to anything.
+            b = b.header(AutoSubmitted("auto-generated".into()));
         }
         if let Some(h) = item
             .headers

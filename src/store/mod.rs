@@ -126,8 +126,8 @@ pub struct IntakeRequest {
     pub lang: Lang,
     pub now_ms: i64,
     pub reply_window_ms: i64,
-    pub ack_due_ms: i64,
-    pub resolve_due_ms: i64,
+    /// Service levels: a new case's deadlines and clock come from its category's policy.
+    pub sla: Arc<crate::sla::SlaSettings>,
     /// Our outbound message ids this message refers to (email threading: `<sb-42@domain>`).
     pub thread_message_ids: Vec<i64>,
     /// A case number the customer quoted (email subject).
@@ -398,6 +398,56 @@ pub struct MessageRecord {
     pub updated_at: i64,
 }
 
+/// One entry of a case's history (opened, reply, escalated, sla_warning, sla_breach, resolved…).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, sqlx::FromRow)]
+pub struct CaseEvent {
+    pub id: i64,
+    pub at: i64,
+    pub kind: String,
+    pub detail: Option<String>,
+}
+
+/// A case clock claimed by the SLA scheduler, with the case as it is now.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DueClock {
+    pub case_id: i64,
+    pub step: String,
+    pub due_at: i64,
+    /// Steps taken (`crate::sla::Step::bit`).
+    pub fired: i64,
+    pub category: String,
+    pub status: String,
+    pub tier: i64,
+    pub opened_at: i64,
+    /// 1 once a person answered (`acked_at` set).
+    pub acked: i64,
+    pub customer: String,
+    pub channel: String,
+    pub ack_due_at: i64,
+    pub resolve_due_at: i64,
+}
+
+/// What the SLA scheduler decided for one due clock; the store applies it as given, only if
+/// the clock and the case are still as they were when claimed (else nothing of it).
+#[derive(Debug, Clone)]
+pub struct SlaApply {
+    pub case_id: i64,
+    /// The clock as claimed (guard).
+    pub step: String,
+    pub fired_before: i64,
+    /// The clock after: the next step and when (`None`: every step taken), or removed.
+    pub fired_after: i64,
+    pub next: Option<(String, i64)>,
+    pub remove: bool,
+    /// The case's tier as claimed (guard) and after.
+    pub tier_before: i64,
+    pub tier_after: i64,
+    /// A case event (kind, detail).
+    pub event: Option<(String, String)>,
+    pub notices: Vec<OutboundDraft>,
+    pub now_ms: i64,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow)]
 pub struct CaseRecord {
     pub id: i64,
@@ -530,6 +580,8 @@ pub trait Store: Send + Sync + 'static {
     async fn message(&self, id: i64) -> StoreResult<Option<MessageRecord>>;
     async fn case(&self, id: i64) -> StoreResult<Option<CaseRecord>>;
     async fn case_messages(&self, case_id: i64) -> StoreResult<Vec<MessageRecord>>;
+    /// A case's history, oldest first.
+    async fn case_events(&self, case_id: i64) -> StoreResult<Vec<CaseEvent>>;
     /// Cases in `statuses` (all when empty), the most urgent first (earliest resolve deadline).
     async fn cases(&self, statuses: &[String], limit: i64) -> StoreResult<Vec<CaseRecord>>;
     /// Marks a case resolved by `by` (a `resolved` case event with the note); `None` when it
@@ -541,6 +593,14 @@ pub trait Store: Send + Sync + 'static {
         note: Option<&str>,
         now_ms: i64,
     ) -> StoreResult<Option<CaseRecord>>;
+    /// The earliest instant a case clock falls due (leased clocks aside).
+    async fn next_sla_due(&self, now_ms: i64) -> StoreResult<Option<i64>>;
+    /// Leases up to `limit` clocks due at `now_ms` until `now + lease_ms`.
+    async fn claim_sla(&self, now_ms: i64, lease_ms: i64, limit: i64)
+    -> StoreResult<Vec<DueClock>>;
+    /// Applies the scheduler's decisions in ONE transaction; per item whether it was applied
+    /// (false: the clock or the case changed since the claim; its lease is released).
+    async fn apply_sla(&self, items: &[SlaApply]) -> StoreResult<Vec<bool>>;
     /// Queues an agent's reply on a case in one transaction: the outbound message, its outbox
     /// row, a `reply` case event naming `by`, and the case's first answer (`acked_at`, status
     /// `acknowledged` when it was `open`). `None` when the case does not exist.

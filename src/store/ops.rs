@@ -226,6 +226,10 @@ macro_rules! common_ops {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+                if dlr.status == crate::store::DeliveryStatus::Failed {
+                    // A permanent failure ends the sending: a retry still queued is dropped.
+                    sqlx::query(sql::DELETE_OUTBOX).bind(id).execute(&mut *tx).await?;
+                }
             }
             tx.commit().await?;
             Ok(Some(id))
@@ -234,6 +238,13 @@ macro_rules! common_ops {
         pub async fn message(pool: &Pool<$DB>, id: i64) -> StoreResult<Option<MessageRecord>> {
             let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1");
             Ok(sqlx::query_as::<_, MessageRecord>(&sql).bind(id).fetch_optional(pool).await?)
+        }
+
+        pub async fn case_events(pool: &Pool<$DB>, case_id: i64) -> StoreResult<Vec<crate::store::CaseEvent>> {
+            Ok(sqlx::query_as("SELECT id, at, kind, detail FROM case_events WHERE case_id = $1 ORDER BY id")
+                .bind(case_id)
+                .fetch_all(pool)
+                .await?)
         }
 
         pub async fn case_messages(pool: &Pool<$DB>, case_id: i64) -> StoreResult<Vec<MessageRecord>> {
@@ -307,6 +318,11 @@ macro_rules! common_ops {
                     .bind(case_id)
                     .bind(now_ms)
                     .bind(detail)
+                    .execute(&mut *tx)
+                    .await?;
+                // A resolved case has no deadline left.
+                sqlx::query("DELETE FROM sla_clock WHERE case_id = $1")
+                    .bind(case_id)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -536,8 +552,111 @@ macro_rules! common_ops {
                 .await?)
         }
 
+        pub async fn next_sla_due(pool: &Pool<$DB>, now_ms: i64) -> StoreResult<Option<i64>> {
+            Ok(sqlx::query_scalar(
+                "SELECT due_at FROM sla_clock WHERE due_at IS NOT NULL \
+                 AND (lease_until IS NULL OR lease_until < $1) ORDER BY due_at LIMIT 1",
+            )
+            .bind(now_ms)
+            .fetch_optional(pool)
+            .await?)
+        }
+
+        /// The clocks of `ids` with their cases (after a claim).
+        pub async fn due_clocks(pool: &Pool<$DB>, ids: &[i64]) -> StoreResult<Vec<crate::store::DueClock>> {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let row: Option<crate::store::DueClock> = sqlx::query_as(
+                    "SELECT k.case_id, k.step, k.due_at, k.fired, c.category, c.status, c.tier, \
+                     c.opened_at, CAST(CASE WHEN c.acked_at IS NULL THEN 0 ELSE 1 END AS BIGINT) AS acked, \
+                     c.customer, c.channel, c.ack_due_at, c.resolve_due_at \
+                     FROM sla_clock k JOIN cases c ON c.id = k.case_id \
+                     WHERE k.case_id = $1 AND k.due_at IS NOT NULL",
+                )
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+                out.extend(row);
+            }
+            out.sort_by_key(|c| (c.due_at, c.case_id));
+            Ok(out)
+        }
+
+        /// The scheduler's decisions, each under a savepoint: an item whose clock or case
+        /// changed since the claim is rolled back alone (and its lease released).
+        pub async fn apply_sla(pool: &Pool<$DB>, items: &[crate::store::SlaApply]) -> StoreResult<Vec<bool>> {
+            let mut tx = pool.begin_with($begin).await?;
+            let mut done = Vec::with_capacity(items.len());
+            for a in items {
+                sqlx::query("SAVEPOINT sla_step").execute(&mut *tx).await?;
+                let moved = if a.remove {
+                    sqlx::query("DELETE FROM sla_clock WHERE case_id = $1 AND step = $2 AND fired = $3")
+                        .bind(a.case_id)
+                        .bind(&a.step)
+                        .bind(a.fired_before)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                } else {
+                    let (step, due) = match &a.next {
+                        Some((s, d)) => (s.as_str(), Some(*d)),
+                        None => ("done", None),
+                    };
+                    sqlx::query(
+                        "UPDATE sla_clock SET step = $1, due_at = $2, fired = $3, lease_until = NULL \
+                         WHERE case_id = $4 AND step = $5 AND fired = $6",
+                    )
+                    .bind(step)
+                    .bind(due)
+                    .bind(a.fired_after)
+                    .bind(a.case_id)
+                    .bind(&a.step)
+                    .bind(a.fired_before)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                };
+                let mut ok = moved == 1;
+                if ok && a.tier_after != a.tier_before {
+                    ok = sqlx::query("UPDATE cases SET tier = $1 WHERE id = $2 AND tier = $3")
+                        .bind(a.tier_after)
+                        .bind(a.case_id)
+                        .bind(a.tier_before)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                        == 1;
+                }
+                if !ok {
+                    sqlx::query("ROLLBACK TO SAVEPOINT sla_step").execute(&mut *tx).await?;
+                    sqlx::query("UPDATE sla_clock SET lease_until = NULL WHERE case_id = $1")
+                        .bind(a.case_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    done.push(false);
+                    continue;
+                }
+                if let Some((kind, detail)) = &a.event {
+                    sqlx::query(sql::INSERT_CASE_EVENT)
+                        .bind(a.case_id)
+                        .bind(a.now_ms)
+                        .bind(kind)
+                        .bind(detail)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for d in &a.notices {
+                    queue_outbound(&mut *tx, d, Some(a.case_id), a.now_ms).await?;
+                }
+                sqlx::query("RELEASE SAVEPOINT sla_step").execute(&mut *tx).await?;
+                done.push(true);
+            }
+            tx.commit().await?;
+            Ok(done)
+        }
+
         pub async fn outbox_depth(pool: &Pool<$DB>) -> StoreResult<Vec<(String, i64, i64)>> {
-            Ok(sqlx::query_as("SELECT channel, lane, COUNT(*) FROM outbox GROUP BY channel, lane")
+            Ok(sqlx::query_as("SELECT channel, CAST(lane AS BIGINT), COUNT(*) FROM outbox GROUP BY channel, lane")
                 .fetch_all(pool)
                 .await?)
         }
@@ -665,6 +784,9 @@ macro_rules! impl_store {
             async fn case(&self, id: i64) -> StoreResult<Option<crate::store::CaseRecord>> {
                 ops::case(&self.pool, id).await
             }
+            async fn case_events(&self, case_id: i64) -> StoreResult<Vec<crate::store::CaseEvent>> {
+                ops::case_events(&self.pool, case_id).await
+            }
             async fn case_messages(
                 &self,
                 case_id: i64,
@@ -687,6 +809,21 @@ macro_rules! impl_store {
                 limit: i64,
             ) -> StoreResult<Vec<crate::store::StoredText>> {
                 ops::inbound_since(&self.pool, since_ms, limit).await
+            }
+            async fn next_sla_due(&self, now_ms: i64) -> StoreResult<Option<i64>> {
+                ops::next_sla_due(&self.pool, now_ms).await
+            }
+            async fn claim_sla(
+                &self,
+                now_ms: i64,
+                lease_ms: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<crate::store::DueClock>> {
+                let ids = self.do_claim_sla(now_ms, lease_ms, limit).await?;
+                ops::due_clocks(&self.pool, &ids).await
+            }
+            async fn apply_sla(&self, items: &[crate::store::SlaApply]) -> StoreResult<Vec<bool>> {
+                ops::apply_sla(&self.pool, items).await
             }
             async fn outbox_depth(&self) -> StoreResult<Vec<(String, i64, i64)>> {
                 ops::outbox_depth(&self.pool).await

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::domain::{Category, Channel};
 use crate::intake::decide::{
-    CaseLookup, InboundRow, IntakeTx, NewCase, OpenCase, SurveyAnswer, decide,
+    CaseLookup, InboundRow, IntakeTx, NewCase, OpenCase, SlaState, SurveyAnswer, decide,
 };
 use sqlx::PgConnection;
 use sqlx::PgPool;
@@ -86,6 +86,27 @@ impl PgStore {
                 now_ms,
             } => ops::fail_send(&self.pool, message_id, &error, now_ms).await,
         }
+    }
+
+    /// Several instances claim clocks side by side: `SKIP LOCKED` hands each a different set.
+    pub(crate) async fn do_claim_sla(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "WITH due AS (SELECT case_id FROM sla_clock WHERE due_at <= $2 \
+               AND (lease_until IS NULL OR lease_until < $2) ORDER BY due_at LIMIT $3 \
+               FOR UPDATE SKIP LOCKED) \
+             UPDATE sla_clock k SET lease_until = $1 FROM due WHERE k.case_id = due.case_id \
+             RETURNING k.case_id",
+        )
+        .bind(now_ms + lease_ms)
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub(crate) async fn do_claim(
@@ -316,6 +337,53 @@ impl IntakeTx for PgIntake<'_> {
             .bind(since_ms)
             .fetch_one(&mut *self.0)
             .await?)
+    }
+
+    async fn sla_state(&mut self, case_id: i64) -> StoreResult<Option<SlaState>> {
+        let row: Option<(i64, i64, i64)> = sqlx::query_as(sql::SLA_STATE)
+            .bind(case_id)
+            .fetch_optional(&mut *self.0)
+            .await?;
+        Ok(row.map(|(fired, answered, opened_ms)| SlaState {
+            fired,
+            answered: answered != 0,
+            opened_ms,
+        }))
+    }
+
+    async fn set_deadlines(
+        &mut self,
+        case_id: i64,
+        answer_due_ms: i64,
+        resolve_due_ms: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(sql::SET_DEADLINES)
+            .bind(answer_due_ms)
+            .bind(resolve_due_ms)
+            .bind(case_id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_clock(
+        &mut self,
+        case_id: i64,
+        next: Option<(crate::sla::Step, i64)>,
+        fired: i64,
+    ) -> StoreResult<()> {
+        let (step, due) = match next {
+            Some((s, d)) => (s.as_str(), Some(d)),
+            None => ("done", None),
+        };
+        sqlx::query(sql::SET_CLOCK)
+            .bind(case_id)
+            .bind(step)
+            .bind(due)
+            .bind(fired)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
     }
 
     async fn queue_outbound(

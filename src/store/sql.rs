@@ -86,9 +86,11 @@ pub const SEND_COMPLETE: &str = "UPDATE messages SET \
      provider_id = COALESCE($1, provider_id), attempts = attempts + 1, last_error = NULL, \
      updated_at = $2 WHERE id = $3";
 
-/// A send to try again (error, now, message id).
-pub const SEND_RETRY_MESSAGE: &str =
-    "UPDATE messages SET attempts = attempts + 1, last_error = $1, updated_at = $2 WHERE id = $3";
+/// A send to try again (error, now, message id). A message a delivery report already ended
+/// (a DSN's failure arrived while this attempt was in flight) keeps that report's error.
+pub const SEND_RETRY_MESSAGE: &str = "UPDATE messages SET attempts = attempts + 1, \
+     last_error = CASE WHEN status = 'queued' THEN $1 ELSE last_error END, updated_at = $2 \
+     WHERE id = $3";
 
 /// The outbox row of a send to try again (next at, message id).
 pub const SEND_RETRY_OUTBOX: &str = "UPDATE outbox SET attempts = attempts + 1, not_before = $1, \
@@ -100,6 +102,20 @@ pub const SEND_FAIL: &str = "UPDATE messages SET status = 'failed', attempts = a
 
 /// The outbox row of a finished send (message id).
 pub const DELETE_OUTBOX: &str = "DELETE FROM outbox WHERE message_id = $1";
+
+/// What a case's clock has done: (steps taken mask, answered 0/1, opened at) (case id).
+pub const SLA_STATE: &str = "SELECT COALESCE(k.fired, 0), \
+     CAST(CASE WHEN c.acked_at IS NULL THEN 0 ELSE 1 END AS BIGINT), c.opened_at \
+     FROM cases c LEFT JOIN sla_clock k ON k.case_id = c.id WHERE c.id = $1";
+
+/// A case's deadlines after its category changed (answer due, resolve due, case id).
+pub const SET_DEADLINES: &str =
+    "UPDATE cases SET ack_due_at = $1, resolve_due_at = $2 WHERE id = $3";
+
+/// A case's clock: next step and when (NULL: none left), steps taken (case id, step, due, mask).
+pub const SET_CLOCK: &str = "INSERT INTO sla_clock (case_id, step, due_at, fired, lease_until) \
+     VALUES ($1, $2, $3, $4, NULL) ON CONFLICT (case_id) DO UPDATE SET step = excluded.step, \
+     due_at = excluded.due_at, fired = excluded.fired, lease_until = NULL";
 
 /// Every shared statement, for the placeholder-order test.
 #[cfg(test)]
@@ -126,6 +142,9 @@ pub const ALL: &[&str] = &[
     SEND_RETRY_OUTBOX,
     SEND_FAIL,
     DELETE_OUTBOX,
+    SLA_STATE,
+    SET_DEADLINES,
+    SET_CLOCK,
 ];
 
 #[cfg(test)]

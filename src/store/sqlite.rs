@@ -101,6 +101,24 @@ impl SqliteStore {
             .map_err(|_| StoreError::Unavailable("SQLite writer stopped".into()))
     }
 
+    pub(crate) async fn do_claim_sla(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "UPDATE sla_clock SET lease_until = $1 WHERE case_id IN (SELECT case_id FROM sla_clock \
+             WHERE due_at <= $2 AND (lease_until IS NULL OR lease_until < $2) \
+             ORDER BY due_at LIMIT $3) RETURNING case_id",
+        )
+        .bind(now_ms + lease_ms)
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub(crate) async fn do_claim(
         &self,
         channel: Channel,

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::domain::{Category, Channel};
 use crate::intake::decide::{
-    CaseLookup, InboundRow, IntakeTx, NewCase, OpenCase, SurveyAnswer, decide, run_ready,
+    CaseLookup, InboundRow, IntakeTx, NewCase, OpenCase, SlaState, SurveyAnswer, decide, run_ready,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::Path;
@@ -419,6 +419,49 @@ impl IntakeTx for SqliteIntake<'_> {
             .0
             .prepare_cached(sql::EMAIL_ACKS_SINCE)?
             .query_row(params![to, since_ms], |r| r.get(0))?)
+    }
+
+    async fn sla_state(&mut self, case_id: i64) -> StoreResult<Option<SlaState>> {
+        opt(self
+            .0
+            .prepare_cached(sql::SLA_STATE)?
+            .query_row(params![case_id], |r| {
+                Ok(SlaState {
+                    fired: r.get(0)?,
+                    answered: r.get::<_, i64>(1)? != 0,
+                    opened_ms: r.get(2)?,
+                })
+            }))
+    }
+
+    async fn set_deadlines(
+        &mut self,
+        case_id: i64,
+        answer_due_ms: i64,
+        resolve_due_ms: i64,
+    ) -> StoreResult<()> {
+        self.0.prepare_cached(sql::SET_DEADLINES)?.execute(params![
+            answer_due_ms,
+            resolve_due_ms,
+            case_id
+        ])?;
+        Ok(())
+    }
+
+    async fn set_clock(
+        &mut self,
+        case_id: i64,
+        next: Option<(crate::sla::Step, i64)>,
+        fired: i64,
+    ) -> StoreResult<()> {
+        let (step, due) = match next {
+            Some((s, d)) => (s.as_str(), Some(d)),
+            None => ("done", None),
+        };
+        self.0
+            .prepare_cached(sql::SET_CLOCK)?
+            .execute(params![case_id, step, due, fired])?;
+        Ok(())
     }
 
     async fn queue_outbound(

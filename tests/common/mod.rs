@@ -82,20 +82,34 @@ pub struct TestApp {
 
 /// Spawns the application with a fresh SQLite database (unless `customize` sets another URL).
 pub async fn spawn_app(customize: impl FnOnce(&mut Settings, &std::path::Path)) -> TestApp {
+    spawn_app_with_clock(Arc::new(switchboard::clock::SystemClock), customize)
+        .await
+        .0
+}
+
+/// As [`spawn_app`], reading time from `clock`; also hands back the SLA scheduler so a test can
+/// run its rounds after moving the clock.
+pub async fn spawn_app_with_clock(
+    clock: Arc<dyn switchboard::clock::Clock>,
+    customize: impl FnOnce(&mut Settings, &std::path::Path),
+) -> (TestApp, Arc<switchboard::sla::scheduler::Scheduler>) {
     let dir = tempfile::tempdir().unwrap();
     let mut s = base_settings();
     s.database.url = Secret::new(format!("sqlite://{}/sb.db", dir.path().display()));
     // By default sends go nowhere useful; tests that send point this at a stub.
     s.sms.outbound.url = "http://127.0.0.1:9/cgi-bin/sendsms".into();
     customize(&mut s, dir.path());
-    let app = Application::build(s).await.expect("app builds");
+    let app = Application::build_with_clock(s, clock)
+        .await
+        .expect("app builds");
+    let sla = app.sla();
     let port = app.port();
     let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
     }));
-    TestApp {
+    let app = TestApp {
         base: format!("http://127.0.0.1:{port}"),
         port,
         state,
@@ -103,7 +117,8 @@ pub async fn spawn_app(customize: impl FnOnce(&mut Settings, &std::path::Path)) 
         stop: Some(tx),
         handle: Some(handle),
         dir,
-    }
+    };
+    (app, sla)
 }
 
 impl TestApp {

@@ -1,0 +1,314 @@
+//! The SLA scheduler: one task that sleeps until the earliest clock falls due (one indexed
+//! read, never a scan of the open cases), or until a change in this process wakes it, or at
+//! most `sla.max_idle` (another instance may have opened a case). It claims what is due with
+//! a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so instances share the work), decides each
+//! step with [`super::fire`], renders the notices outside any transaction, and has the store
+//! apply them in one transaction, each only if the clock and the case are still as claimed.
+//! A step is taken exactly once: the clock's `fired` mask moves in the same transaction as the
+//! tier, the case event and the notices.
+
+use super::{CaseNow, SlaSettings, Step};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::domain::{Category, Channel, Lang};
+use crate::outbound::segment::{fit, segment};
+use crate::store::{DueClock, OutboundDraft, SlaApply, Store, StoreResult};
+use crate::templates::{Templates, tier_en, tier_zh};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Clocks claimed per round.
+const BATCH: i64 = 1_000;
+/// A claimed clock not applied within this long is claimed again (a crashed instance).
+const LEASE_MS: i64 = 60_000;
+
+/// Renders deadline notices to the tier contacts (ops staff language:
+/// `templates.default_lang`).
+pub struct Notices {
+    templates: Templates,
+    lang: Lang,
+    service_name: String,
+    service_name_en: String,
+    zone: chrono_tz::Tz,
+    email_on: bool,
+    email_from: String,
+    sms_on: bool,
+    sms_from: String,
+    sms_driver: String,
+    sms_part_cap: u32,
+}
+
+impl Notices {
+    /// # Errors
+    /// Templates that do not load.
+    pub fn new(settings: &Settings) -> anyhow::Result<Notices> {
+        Ok(Notices {
+            templates: Templates::load(settings.templates.dir.as_deref())?,
+            lang: settings.templates.default_lang,
+            service_name: settings.templates.service_name.clone(),
+            service_name_en: settings.templates.service_name_en.clone(),
+            zone: settings.time.zone,
+            email_on: settings.email.smtp.enabled,
+            email_from: settings.email.from.clone(),
+            sms_on: settings.sms.outbound.enabled,
+            sms_from: settings.sms.outbound.from.clone(),
+            sms_driver: format!("{:?}", settings.sms.outbound.driver).to_lowercase(),
+            sms_part_cap: settings.sms.outbound.part_cap(),
+        })
+    }
+
+    fn local(&self, ms: i64) -> String {
+        use chrono::TimeZone;
+        self.zone
+            .timestamp_millis_opt(ms)
+            .single()
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default()
+    }
+
+    /// The notices of one step to the contacts of `tier` in the case's city.
+    pub fn render(
+        &self,
+        sla: &SlaSettings,
+        c: &DueClock,
+        category: Category,
+        step: Step,
+        tier: i64,
+    ) -> Vec<OutboundDraft> {
+        let contacts = sla.contacts(tier, sla.city_of(&c.customer));
+        if contacts.is_empty() {
+            tracing::warn!(
+                case_id = c.case_id,
+                tier,
+                step = step.as_str(),
+                "no SLA contact configured for this tier; nobody is told"
+            );
+            return Vec::new();
+        }
+        let due = match step {
+            Step::AnswerWarn | Step::AnswerBreach => c.ack_due_at,
+            _ => c.resolve_due_at,
+        };
+        let (step_zh, step_en) = match step {
+            Step::AnswerWarn => ("即将超过答复时限", "answer deadline near"),
+            Step::AnswerBreach => ("已超过答复时限", "answer deadline missed"),
+            Step::ResolveWarn => ("即将超过处理时限", "resolve deadline near"),
+            Step::ResolveBreach => ("已超过处理时限", "resolve deadline missed"),
+            Step::Tier2 | Step::Tier3 | Step::Tier4 => ("已升级", "escalated"),
+        };
+        let values = minijinja::context! {
+            service_name => self.service_name,
+            service_name_en => self.service_name_en,
+            case_no => crate::domain::CaseId(c.case_id).to_string(),
+            category => category.as_str(),
+            category_zh => category.zh(),
+            tier => tier,
+            tier_zh => tier_zh(tier),
+            tier_en => tier_en(tier),
+            step => step.as_str(),
+            step_zh => step_zh,
+            step_en => step_en,
+            due => self.local(due),
+            resolve_by => self.local(c.resolve_due_at),
+        };
+        let (text, subject) = match (
+            self.templates
+                .render("sla_notice", self.lang, values.clone()),
+            self.templates
+                .render("sla_notice_subject", self.lang, values),
+        ) {
+            (Ok(t), Ok(s)) => (t, s),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "SLA notice template failed; nobody is told of this step");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for contact in contacts {
+            if self.email_on {
+                for to in &contact.email {
+                    out.push(OutboundDraft {
+                        channel: Channel::Email,
+                        driver: "smtp".into(),
+                        from: self.email_from.clone(),
+                        to: to.clone(),
+                        subject: Some(subject.clone()),
+                        text: text.clone(),
+                        html: None,
+                        headers: None,
+                        kind: "sla_notice",
+                        encoding: "utf-8",
+                        segments: 1,
+                    });
+                }
+            }
+            if self.sms_on {
+                for to in &contact.sms {
+                    let t = fit(&text, self.sms_part_cap);
+                    let seg = segment(&t);
+                    out.push(OutboundDraft {
+                        channel: Channel::Sms,
+                        driver: self.sms_driver.clone(),
+                        from: self.sms_from.clone(),
+                        to: to.clone(),
+                        subject: None,
+                        text: t,
+                        html: None,
+                        headers: None,
+                        kind: "sla_notice",
+                        encoding: seg.encoding.as_str(),
+                        segments: seg.segments as i64,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The scheduler; [`Scheduler::run_due`] is one round (tests drive it with a manual clock).
+pub struct Scheduler {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub sla: Arc<SlaSettings>,
+    pub notices: Notices,
+    /// Wakes the scheduler (a case opened or changed in this process).
+    pub wake: Arc<Notify>,
+    /// Wake the outbox workers once notices are queued.
+    pub sms_notify: Arc<Notify>,
+    pub email_notify: Arc<Notify>,
+}
+
+/// What one round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    /// Steps taken (warnings, escalations, breaches, and silent ones).
+    pub fired: usize,
+    /// Notices queued.
+    pub notices: usize,
+    /// Clocks that changed under us (retried in a later round).
+    pub conflicts: usize,
+}
+
+impl Scheduler {
+    /// Fires every step due now, a step that falls due through another (already past) too.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn run_due(&self) -> StoreResult<Round> {
+        let mut round = Round::default();
+        loop {
+            let now = self.clock.now_ms();
+            let due = self.store.claim_sla(now, LEASE_MS, BATCH).await?;
+            if due.is_empty() {
+                return Ok(round);
+            }
+            let items: Vec<SlaApply> = due.iter().map(|c| self.decide(c, now)).collect();
+            let notices: usize = items.iter().map(|a| a.notices.len()).sum();
+            let done = self.store.apply_sla(&items).await?;
+            let before = round.fired;
+            for (a, ok) in items.iter().zip(&done) {
+                if *ok {
+                    round.fired += 1;
+                    round.notices += a.notices.len();
+                    if let Some((kind, detail)) = &a.event {
+                        tracing::info!(case_id = a.case_id, step = %a.step, kind = %kind, detail = %detail, "SLA step");
+                    }
+                } else {
+                    round.conflicts += 1;
+                }
+            }
+            if notices > 0 {
+                self.sms_notify.notify_one();
+                self.email_notify.notify_one();
+            }
+            // Steps past due behind the ones just taken (a category upgraded late) are
+            // claimed in the next pass; a pass where everything changed under us ends it.
+            if round.fired == before {
+                return Ok(round);
+            }
+        }
+    }
+
+    /// What the due step of one clock does.
+    fn decide(&self, c: &DueClock, now: i64) -> SlaApply {
+        let category: Category = c.category.parse().unwrap_or(Category::Inquiry);
+        let policy = self.sla.policy(category);
+        let mut apply = SlaApply {
+            case_id: c.case_id,
+            step: c.step.clone(),
+            fired_before: c.fired,
+            fired_after: c.fired,
+            next: None,
+            remove: false,
+            tier_before: c.tier,
+            tier_after: c.tier,
+            event: None,
+            notices: Vec::new(),
+            now_ms: now,
+        };
+        let Ok(step) = Step::parse(&c.step) else {
+            // Not a step we know (a newer version wrote it): start the clock again from here.
+            apply.next = super::next_step(policy, c.opened_at, c.fired, c.acked != 0)
+                .map(|(s, d)| (s.as_str().to_string(), d));
+            return apply;
+        };
+        let case = CaseNow {
+            id: c.case_id,
+            category,
+            status: c.status.clone(),
+            tier: c.tier,
+            opened_ms: c.opened_at,
+            answered: c.acked != 0,
+        };
+        let Some(f) = super::fire(&case, step) else {
+            apply.remove = true;
+            return apply;
+        };
+        apply.fired_after = c.fired | step.bit();
+        apply.tier_after = f.tier;
+        apply.next = super::next_step(policy, c.opened_at, apply.fired_after, case.answered)
+            .map(|(s, d)| (s.as_str().to_string(), d));
+        if let Some(tier) = f.notify_tier {
+            apply.notices = self.notices.render(&self.sla, c, category, step, tier);
+        }
+        apply.event = Some((f.event.to_string(), f.detail));
+        apply
+    }
+
+    /// Runs rounds until `stop`, sleeping until the next due instant in between.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let idle = self.sla.max_idle.ms();
+        while !stop.is_cancelled() {
+            let progressed = match self.run_due().await {
+                Ok(r) => r.fired > 0,
+                Err(e) => {
+                    tracing::warn!(error = %crate::domain::scrub(&e.to_string()), "SLA round failed; retrying in 1 s");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
+            let now = self.clock.now_ms();
+            let wait = match self.store.next_sla_due(now).await {
+                Ok(Some(due)) => (due - now).clamp(0, idle),
+                Ok(None) => idle,
+                Err(_) => 1_000,
+            };
+            if wait == 0 && progressed {
+                continue;
+            }
+            // Due but nothing fired (a clock that changed under us): do not spin.
+            let wait = wait.max(10);
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Cases on the clock, time moved by hand (`ManualClock`), on SQLite and PostgreSQL: a
+//! complaint crosses the answer warning, the missed answer (one tier up at once), the ladder
+//! and the resolve deadline with exactly one notice each, to the right tier and city; a restart
+//! between steps changes nothing; an answered case skips the answer steps; a resolved case
+//! stops its clock; a case upgraded from inquiry to complaint takes the complaint's deadlines;
+//! two instances on one PostgreSQL take each step once; of many open cases only the due ones
+//! fire.
+
+mod common;
+
+use common::{enc, spawn_app_with_clock};
+use std::sync::Arc;
+use switchboard::clock::{Clock, ManualClock};
+use switchboard::config::{Secret, Settings};
+use switchboard::sla::Contact;
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+/// 2026-12-04 02:00 UTC (10:00 in Shanghai).
+const T0: i64 = 1_796_349_600_000;
+
+fn contact(tier: i64, city: Option<&str>, email: &[&str], sms: &[&str]) -> Contact {
+    Contact {
+        tier,
+        city: city.map(str::to_string),
+        email: email.iter().map(|s| s.to_string()).collect(),
+        sms: sms.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// Tier 1 and 3 and 4 by email; tier 2 per city (Shenzhen by SMS, the rest by email).
+fn ladder(s: &mut Settings) {
+    s.sla.contacts = vec![
+        contact(1, None, &["window@ops.test"], &[]),
+        contact(2, Some("shenzhen"), &[], &["+8613900000002"]),
+        contact(2, None, &["branch@ops.test"], &[]),
+        contact(3, None, &["province@ops.test"], &[]),
+        contact(4, None, &["national@ops.test"], &[]),
+    ];
+    s.sla.city_prefixes = [("+86755".to_string(), "shenzhen".to_string())].into();
+    // The test runs the rounds itself, after moving the clock.
+    s.sla.scheduler = false;
+    s.email.from = "service@gw.test".into();
+    // Notices stay in the outbox where the test reads them.
+    s.sms.outbound.paused = true;
+    s.email.smtp.enabled = true;
+    s.email.smtp.port = 9;
+    s.email.smtp.backoff_base_ms = 3_600_000;
+}
+
+async fn mo(app: &common::TestApp, id: &str, from: &str, text: &str) -> i64 {
+    let q = format!(
+        "/inbound/sms/kannel?id={id}&from={}&to=10000&text={}",
+        enc(from),
+        enc(text)
+    );
+    let (st, body) = app.get(&q).await;
+    assert_eq!(st, 200, "{body}");
+    app.store().recent_messages("in", 1).await.unwrap()[0]
+        .case_id
+        .expect("a case")
+}
+
+/// (to, text) of every SLA notice queued so far, oldest first.
+async fn notices(app: &common::TestApp) -> Vec<(String, String)> {
+    let mut v: Vec<_> = app
+        .store()
+        .recent_messages("out", 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind.as_deref() == Some("sla_notice"))
+        .map(|m| (m.to_addr, m.body))
+        .collect();
+    v.reverse();
+    v
+}
+
+async fn kinds(app: &common::TestApp, case_id: i64) -> Vec<String> {
+    app.store()
+        .case_events(case_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .filter(|k| k.starts_with("sla") || k == "escalated")
+        .collect()
+}
+
+async fn complaint_crosses_every_step_once_with_a_restart_between(url: Option<String>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let dir = tempfile::tempdir().unwrap();
+    let db = url.unwrap_or_else(|| format!("sqlite://{}/sla.db", dir.path().display()));
+    let db2 = db.clone();
+    let (app, sla) = spawn_app_with_clock(clock.clone(), move |s, _| {
+        ladder(s);
+        s.database.url = Secret::new(db2);
+    })
+    .await;
+    let case = mo(
+        &app,
+        "c-1",
+        "+8675512345678",
+        "我要投诉，宽带三天没修好，太差了",
+    )
+    .await;
+    let c = app.store().case(case).await.unwrap().unwrap();
+    assert_eq!((c.category.as_str(), c.tier), ("complaint", 1));
+    assert_eq!(c.ack_due_at, T0 + 3 * HOUR);
+
+    let step = |at: i64| {
+        clock.set_ms(T0 + at);
+        sla.run_due()
+    };
+    assert_eq!(step(2 * HOUR + 29 * MIN).await.unwrap().fired, 0);
+    let r = step(2 * HOUR + 30 * MIN).await.unwrap();
+    assert_eq!((r.fired, r.notices), (1, 1), "answer warning");
+    assert_eq!(step(2 * HOUR + 31 * MIN).await.unwrap().fired, 0, "once");
+    let n = notices(&app).await;
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0].0, "window@ops.test");
+    assert!(
+        n[0].1.contains("SB") && n[0].1.contains("首次答复时限"),
+        "{}",
+        n[0].1
+    );
+
+    // Missed answer: tier 2 at once, told to Shenzhen's branch by SMS (the customer's city).
+    let r = step(3 * HOUR).await.unwrap();
+    assert_eq!((r.fired, r.notices), (1, 1));
+    assert_eq!(app.store().case(case).await.unwrap().unwrap().tier, 2);
+    assert_eq!(notices(&app).await[1].0, "+8613900000002");
+    // The ladder's tier 2 at 24 h finds it there already: silent.
+    let r = step(24 * HOUR).await.unwrap();
+    assert_eq!((r.fired, r.notices), (1, 0));
+    let r = step(48 * HOUR).await.unwrap();
+    assert_eq!((r.fired, r.notices), (1, 1));
+    assert_eq!(app.store().case(case).await.unwrap().unwrap().tier, 3);
+    assert_eq!(notices(&app).await[2].0, "province@ops.test");
+
+    // A restart between steps: the clock is in the database.
+    let keep = app.shutdown().await;
+    let db3 = db.clone();
+    let (app, sla) = spawn_app_with_clock(clock.clone(), move |s, _| {
+        ladder(s);
+        s.database.url = Secret::new(db3);
+    })
+    .await;
+    let step = |at: i64| {
+        clock.set_ms(T0 + at);
+        sla.run_due()
+    };
+    assert_eq!(
+        step(48 * HOUR + MIN).await.unwrap().fired,
+        0,
+        "nothing again"
+    );
+    assert_eq!(step(66 * HOUR).await.unwrap().notices, 1);
+    assert_eq!(app.store().case(case).await.unwrap().unwrap().tier, 4);
+    assert_eq!(step(71 * HOUR + 30 * MIN).await.unwrap().notices, 1);
+    assert_eq!(step(72 * HOUR).await.unwrap().notices, 1);
+    assert_eq!(
+        step(200 * HOUR).await.unwrap().fired,
+        0,
+        "the clock has ended"
+    );
+    let to: Vec<String> = notices(&app).await.into_iter().map(|n| n.0).collect();
+    assert_eq!(
+        to,
+        [
+            "window@ops.test",
+            "+8613900000002",
+            "province@ops.test",
+            "national@ops.test",
+            "national@ops.test",
+            "national@ops.test"
+        ]
+    );
+    assert_eq!(
+        kinds(&app, case).await,
+        [
+            "sla_warning",
+            "sla_breach",
+            "sla_skipped",
+            "escalated",
+            "escalated",
+            "sla_warning",
+            "sla_breach"
+        ]
+    );
+    // Notices leave in the urgent lane, by email with Auto-Submitted (checked in outbound).
+    app.shutdown().await;
+    drop(keep);
+}
+
+#[tokio::test]
+async fn sqlite_complaint_crosses_every_step_once_with_a_restart_between() {
+    complaint_crosses_every_step_once_with_a_restart_between(None).await;
+}
+
+#[tokio::test]
+async fn postgres_complaint_crosses_every_step_once_with_a_restart_between() {
+    let url = common::fresh_pg_database().await;
+    complaint_crosses_every_step_once_with_a_restart_between(Some(url.clone())).await;
+    common::drop_pg_database(&url).await;
+}
+
+#[tokio::test]
+async fn an_answered_case_skips_the_answer_steps_and_a_resolved_case_stops_its_clock() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let (app, sla) = spawn_app_with_clock(clock.clone(), |s, _| ladder(s)).await;
+    let answered = mo(&app, "a-1", "+8613800000001", "投诉：宽带断网一整天").await;
+    let resolved = mo(&app, "a-2", "+8613800000002", "投诉：话费乱扣").await;
+    app.state
+        .intake
+        .reply(answered, "您好，我们已安排师傅上门。", "agent-1")
+        .await
+        .unwrap();
+    app.store()
+        .resolve_case(resolved, "agent-1", None, clock.now_ms())
+        .await
+        .unwrap();
+    clock.set_ms(T0 + 3 * HOUR);
+    let r = sla.run_due().await.unwrap();
+    assert_eq!(
+        (r.fired, r.notices),
+        (1, 0),
+        "the answer warning passes silently"
+    );
+    assert_eq!(app.store().case(answered).await.unwrap().unwrap().tier, 1);
+    clock.set_ms(T0 + 24 * HOUR);
+    let r = sla.run_due().await.unwrap();
+    assert_eq!((r.fired, r.notices), (1, 1), "the ladder still climbs");
+    assert!(kinds(&app, resolved).await.is_empty());
+    assert_eq!(app.store().case(answered).await.unwrap().unwrap().tier, 2);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_inquiry_upgraded_to_a_complaint_takes_the_complaints_deadlines_at_once() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let (app, sla) = spawn_app_with_clock(clock.clone(), |s, _| ladder(s)).await;
+    let case = mo(&app, "u-1", "+8613800000003", "请问宽带套餐怎么办理").await;
+    let c = app.store().case(case).await.unwrap().unwrap();
+    assert_eq!(c.category, "inquiry");
+    assert_eq!(c.ack_due_at, T0 + 24 * HOUR);
+    clock.set_ms(T0 + 4 * HOUR);
+    assert_eq!(sla.run_due().await.unwrap().fired, 0);
+    let again = mo(
+        &app,
+        "u-2",
+        "+8613800000003",
+        "等了四个小时没人理，我要投诉",
+    )
+    .await;
+    assert_eq!(again, case, "joins the case");
+    let c = app.store().case(case).await.unwrap().unwrap();
+    assert_eq!(
+        (c.category.as_str(), c.ack_due_at),
+        ("complaint", T0 + 3 * HOUR)
+    );
+    // Both answer steps of the complaint are past: they fire now, the breach moving it up.
+    let r = sla.run_due().await.unwrap();
+    assert_eq!(r.fired, 2);
+    assert_eq!(kinds(&app, case).await, ["sla_warning", "sla_breach"]);
+    assert_eq!(app.store().case(case).await.unwrap().unwrap().tier, 2);
+    app.shutdown().await;
+}
+
+/// Two instances on one PostgreSQL, each with its own pool and scheduler, both running rounds
+/// over 60 due clocks at once: every step is taken once and told once.
+#[tokio::test]
+async fn two_instances_on_one_postgres_take_each_step_once() {
+    let url = common::fresh_pg_database().await;
+    let clock = Arc::new(ManualClock::new(T0));
+    let u = url.clone();
+    let (a, sla_a) = spawn_app_with_clock(clock.clone(), move |s, _| {
+        ladder(s);
+        s.database.url = Secret::new(u);
+    })
+    .await;
+    let u = url.clone();
+    let (b, sla_b) = spawn_app_with_clock(clock.clone(), move |s, _| {
+        ladder(s);
+        s.database.url = Secret::new(u);
+    })
+    .await;
+    for i in 0..60 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        mo(
+            app,
+            &format!("p-{i}"),
+            &format!("+86138000100{i:02}"),
+            "投诉：信号太差",
+        )
+        .await;
+    }
+    clock.set_ms(T0 + 2 * HOUR + 30 * MIN);
+    let (ra, rb) = tokio::join!(sla_a.run_due(), sla_b.run_due());
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.fired + rb.fired, 60, "{ra:?} {rb:?}");
+    assert_eq!(notices(&a).await.len(), 60);
+    let (ra, rb) = tokio::join!(sla_a.run_due(), sla_b.run_due());
+    assert_eq!(ra.unwrap().fired + rb.unwrap().fired, 0);
+    a.shutdown().await;
+    b.shutdown().await;
+    common::drop_pg_database(&url).await;
+}
