@@ -1373,3 +1373,141 @@ async fn acks_share_a_few_pooled_smtp_connections() {
     );
     app.shutdown().await;
 }
+
+/// The real binary with a policy in seconds: a complaint's deadline notices reach a real SMTP
+/// server (tier 1 by email) and the SMS bridge (tier 2 by SMS) each at its step, never before
+/// its due instant and within 2.5 s after it (the scheduler fires within a second; the rest is
+/// the send), one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sla_notices_from_the_real_binary_reach_a_real_smtp_server_and_the_bridge_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(dir.path(), "sla-maildir", 0, &[]);
+    let bridge = common::StubBridge::start(202, "0: Accepted for delivery").await;
+    let port = free_port();
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+[database]
+url = "sqlite://{db}/sla.db"
+[email]
+from = "{OUR_FROM}"
+[email.smtp]
+enabled = true
+host = "127.0.0.1"
+port = {smtp}
+tls = "none"
+backoff_base_ms = 50
+backoff_max_ms = 200
+[sms.outbound]
+url = "{bridge}/cgi-bin/sendsms"
+backoff_base_ms = 50
+backoff_max_ms = 200
+[sla]
+contacts = [{{ tier = 1, email = ["window@ops.test"] }}, {{ tier = 2, sms = ["+8613900000002"] }}]
+[sla.complaint]
+answer_within = "4s"
+resolve_within = "8s"
+warn_before = "2s"
+escalate = [{{ tier = 2, after = "6s" }}]
+"#,
+            db = dir.path().display(),
+            smtp = sink.port,
+            bridge = bridge.url,
+        ),
+    )
+    .unwrap();
+    let mut gw = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("SWITCHBOARD_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn switchboard");
+    let base = format!("http://127.0.0.1:{port}");
+    let c = reqwest::Client::new();
+    eventually(Duration::from_secs(20), || {
+        let c = c.clone();
+        let url = format!("{base}/readyz");
+        async move {
+            c.get(url)
+                .send()
+                .await
+                .ok()?
+                .status()
+                .is_success()
+                .then_some(())
+        }
+    })
+    .await
+    .expect("gateway ready");
+
+    let t0 = Instant::now();
+    let r = c
+        .get(format!(
+            "{base}/inbound/sms/kannel?id=sla-1&from=%2B8613800138000&to=10000&text={}",
+            common::enc("我要投诉，宽带三天没修好")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Email notices: watch the Maildir and note when each arrives.
+    let mut email_at: Vec<Duration> = Vec::new();
+    let deadline = t0 + Duration::from_secs(14);
+    while Instant::now() < deadline {
+        let n = sink.messages().len();
+        while email_at.len() < n {
+            email_at.push(t0.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sms: Vec<Duration> = bridge
+        .requests()
+        .iter()
+        .filter(|r| r.param("to").as_deref() == Some("8613900000002"))
+        .map(|r| r.at - t0)
+        .collect();
+    let _ = Command::new("kill").arg(gw.id().to_string()).status();
+    let _ = gw.wait();
+
+    let within = |got: Duration, due_s: u64| {
+        let due = Duration::from_secs(due_s);
+        got >= due && got <= due + Duration::from_millis(2500)
+    };
+    // Tier 1: the answer warning (due at 2 s), by email.
+    assert_eq!(
+        email_at.len(),
+        1,
+        "emails at {email_at:?}\n{}",
+        sink.diagnostics()
+    );
+    assert!(
+        within(email_at[0], 2),
+        "answer warning at {:?}",
+        email_at[0]
+    );
+    let mail = &sink.messages()[0];
+    let h = raw_headers(mail);
+    assert_eq!(sink_rcpt(mail), "<window@ops.test>");
+    assert_eq!(one_header(&h, "Auto-Submitted"), "auto-generated");
+    // Tier 2 by SMS: the missed answer (4 s, one tier up), the resolve warning (6 s) and
+    // breach (8 s); the ladder's tier 2 at 6 s finds the case there and says nothing.
+    assert_eq!(sms.len(), 3, "tier 2 SMS at {sms:?}");
+    for (got, due) in sms.iter().zip([4, 6, 8]) {
+        assert!(within(*got, due), "SMS due at {due} s came at {got:?}");
+    }
+    // The customer's own ack went to the customer.
+    assert!(
+        bridge
+            .requests()
+            .iter()
+            .any(|r| r.param("to").as_deref() == Some("8613800138000"))
+    );
+}
