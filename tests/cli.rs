@@ -344,3 +344,62 @@ fn classify_live_uses_the_database_version() {
         .unwrap();
     assert!(!both.status.success());
 }
+
+#[test]
+fn report_sla_prints_the_cases_of_the_window_as_a_table_json_and_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/report.db", dir.path().display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut s = switchboard::config::Settings::load_with_env(None, Vec::<(String, String)>::new()).unwrap();
+        s.server.listen = "127.0.0.1:0".parse().unwrap();
+        s.database.url = switchboard::config::Secret::new(db.clone());
+        s.sms.outbound.enabled = false;
+        let app = switchboard::app::Application::build(s).await.unwrap();
+        let port = app.port();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let h = tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        let c = reqwest::Client::new();
+        for (i, t) in ["我要投诉，信号太差", "宽带断网了，修一下"].iter().enumerate() {
+            let url = format!("http://127.0.0.1:{port}/inbound/sms/kannel?id=r{i}&from=1380000000{i}&to=10000&text={t}");
+            assert_eq!(c.get(url).send().await.unwrap().status(), 200);
+        }
+        let _ = tx.send(());
+        h.await.unwrap().unwrap();
+    });
+    let run = |args: &[&str]| {
+        let out = bin()
+            .args(["report", "sla"])
+            .args(args)
+            .env("SWITCHBOARD__DATABASE__URL", &db)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = run(&[]);
+    assert!(table.starts_with("category"), "{table}");
+    assert!(
+        table.contains("complaint") && table.contains("fault"),
+        "{table}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&run(&["--since", "1d", "--json"])).unwrap();
+    assert_eq!(v["lines"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["lines"][0]["category"], "complaint");
+    assert_eq!(v["lines"][0]["cases"], 1);
+    let csv = run(&["--csv"]);
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let out = bin()
+        .args(["report", "sla", "--since", "soon"])
+        .env("SWITCHBOARD__DATABASE__URL", &db)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--since"));
+}

@@ -188,7 +188,50 @@ async fn complaint_crosses_every_step_once_with_a_restart_between(url: Option<St
             "sla_breach"
         ]
     );
-    // Notices leave in the urgent lane, by email with Auto-Submitted (checked in outbound).
+    // The SLA report sees the missed answer, the two breaches and where the case ended.
+    let agent = app.token("agent").await;
+    let r = app
+        .client
+        .get(format!(
+            "{}/api/v1/reports/sla?from=2026-12-01&to=2026-12-31",
+            app.base
+        ))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    let line = &v["lines"][0];
+    assert_eq!(line["category"], "complaint", "{v}");
+    assert_eq!(line["tier"], 4);
+    assert_eq!(line["cases"], 1);
+    assert_eq!(line["breaches"], 2);
+    assert_eq!(line["answered_in_time_pct"], 0.0);
+    let csv = app
+        .client
+        .get(format!("{}/api/v1/reports/sla", app.base))
+        .bearer_auth(&agent)
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(csv.starts_with("category,tier,cases,"), "{csv}");
+    assert!(csv.contains("\ncomplaint,4,1,0.0,"), "{csv}");
+    let r = app
+        .client
+        .get(format!("{}/api/v1/reports/sla?from=last+week", app.base))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    let m = v["error"]["message"].as_str().unwrap();
+    assert!(m.starts_with("from: \"last week\""), "{m}");
     app.shutdown().await;
     drop(keep);
 }

@@ -68,6 +68,103 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Reports.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Service levels of the cases opened since SINCE: per category and tier, cases, answered
+    /// and resolved in time, breaches, median and p90 time to answer and to resolve,
+    /// satisfaction.
+    Sla {
+        /// How far back: 30d, 12h, a date YYYY-MM-DD (in time.zone) or an RFC 3339 instant.
+        #[arg(long, default_value = "30d")]
+        since: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// CSV (header first) instead of a table.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+    },
+}
+
+async fn report(command: ReportCommand) -> anyhow::Result<()> {
+    let ReportCommand::Sla {
+        since,
+        config,
+        json,
+        csv,
+    } = command;
+    let settings = Settings::load(config.as_deref())?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let from = crate::sla::report::parse_instant(&since, settings.time.zone, now)
+        .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+    let store = crate::store::open(
+        settings.database.url.expose(),
+        settings.database.max_connections,
+        settings.database.group_commit_max,
+    )
+    .await?;
+    let rows = store.sla_rows(from, now + 1).await;
+    store.close().await;
+    let lines = crate::sla::report::summarize(&rows?, now);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "from": from, "to": now, "lines": lines })
+        );
+        return Ok(());
+    }
+    if csv {
+        print!("{}", crate::sla::report::csv(&lines)?);
+        return Ok(());
+    }
+    let opt = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_else(|| "-".into());
+    println!(
+        "{:<10} {:>4} {:>7} {:>9} {:>9} {:>8} {:>10} {:>10} {:>10} {:>10} {:>5} {:>5} {:>5}",
+        "category",
+        "tier",
+        "cases",
+        "answer%",
+        "resolve%",
+        "breaches",
+        "ans p50m",
+        "ans p90m",
+        "res p50m",
+        "res p90m",
+        "sat",
+        "neu",
+        "unsat"
+    );
+    for l in &lines {
+        println!(
+            "{:<10} {:>4} {:>7} {:>9} {:>9} {:>8} {:>10} {:>10} {:>10} {:>10} {:>5} {:>5} {:>5}",
+            l.category,
+            l.tier,
+            l.cases,
+            opt(l.answered_in_time_pct),
+            opt(l.resolved_in_time_pct),
+            l.breaches,
+            opt(l.answer_median_min),
+            opt(l.answer_p90_min),
+            opt(l.resolve_median_min),
+            opt(l.resolve_p90_min),
+            l.satisfied,
+            l.neutral,
+            l.unsatisfied
+        );
+    }
+    if lines.is_empty() {
+        println!("(no cases opened since {since})");
+    }
+    Ok(())
 }
 
 /// An error that must end the process with a specific exit code (sysexits.h).
@@ -346,6 +443,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rules { command } => rules(command).await,
+        Command::Report { command } => report(command).await,
         Command::IngestEmail { config, in_child } => ingest_email(config, in_child).await,
         Command::Token {
             command: TokenCommand::Create { name, role, config },

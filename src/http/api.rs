@@ -344,3 +344,66 @@ pub async fn resolve_case(
         .ok_or_else(|| no_case(id))?;
     Ok(axum::Json(serde_json::json!({ "case": case })))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /api/v1/reports/sla?from=..&to=..`: the SLA report of the cases opened in the window
+/// (default: the last 30 days), JSON, or CSV with `Accept: text/csv`.
+pub async fn sla_report(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    query: Result<axum::extract::Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::response::Response, AppError> {
+    caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
+    let axum::extract::Query(q) =
+        query.map_err(|e| AppError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let now = s.intake.clock.now_ms();
+    let zone = s.settings.time.zone;
+    let bound = |v: &Option<String>, name: &str, default: i64| match v {
+        None => Ok(default),
+        Some(v) => crate::sla::report::parse_instant(v, zone, now).map_err(|e| {
+            AppError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("{name}: {e}"),
+            )
+        }),
+    };
+    let from = bound(&q.from, "from", now - 30 * 86_400_000)?;
+    let to = bound(&q.to, "to", now + 1)?;
+    if from >= to {
+        return Err(AppError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "from must be before to",
+        ));
+    }
+    let rows = s.intake.store.sla_rows(from, to).await?;
+    let lines = crate::sla::report::summarize(&rows, now);
+    let wants_csv = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"));
+    if wants_csv {
+        let body = crate::sla::report::csv(&lines).map_err(|e| {
+            AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })?;
+        return Ok((
+            [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            body,
+        )
+            .into_response());
+    }
+    Ok(axum::Json(serde_json::json!({
+        "from": from,
+        "to": to,
+        "lines": lines,
+    }))
+    .into_response())
+}

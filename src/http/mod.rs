@@ -82,6 +82,7 @@ pub fn router(state: AppState) -> Router {
             get(api::list_rules).post(api::propose_rules),
         )
         .route("/api/v1/rules/{id}", get(api::get_rules))
+        .route("/api/v1/reports/sla", get(api::sla_report))
         .route("/api/v1/cases", get(api::list_cases))
         .route("/api/v1/cases/{id}", get(api::get_case))
         .route("/api/v1/cases/{id}/resolve", post(api::resolve_case))

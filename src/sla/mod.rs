@@ -8,6 +8,8 @@
 //! of the case's category as it is then, so a category upgraded from inquiry to complaint gets
 //! the complaint's (earlier) deadlines at once, and a step already past due fires at once.
 
+pub mod apply;
+pub mod report;
 pub mod scheduler;
 
 use crate::domain::Category;

@@ -593,6 +593,12 @@ pub trait Store: Send + Sync + 'static {
         note: Option<&str>,
         now_ms: i64,
     ) -> StoreResult<Option<CaseRecord>>;
+    /// One row per case opened in `[from_ms, to_ms)`, for the SLA report.
+    async fn sla_rows(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> StoreResult<Vec<crate::sla::report::SlaRow>>;
     /// The earliest instant a case clock falls due (leased clocks aside).
     async fn next_sla_due(&self, now_ms: i64) -> StoreResult<Option<i64>>;
     /// Leases up to `limit` clocks due at `now_ms` until `now + lease_ms`.

@@ -552,6 +552,20 @@ macro_rules! common_ops {
                 .await?)
         }
 
+        pub async fn sla_rows(pool: &Pool<$DB>, from_ms: i64, to_ms: i64) -> StoreResult<Vec<crate::sla::report::SlaRow>> {
+            Ok(sqlx::query_as(
+                "SELECT c.category, c.tier, c.opened_at, c.acked_at, c.ack_due_at, c.resolved_at, \
+                 c.resolve_due_at, \
+                 (SELECT COUNT(*) FROM case_events e WHERE e.case_id = c.id AND e.kind = 'sla_breach') AS breaches, \
+                 (SELECT a.answer FROM survey_answers a WHERE a.case_id = c.id ORDER BY a.id DESC LIMIT 1) AS satisfaction \
+                 FROM cases c WHERE c.opened_at >= $1 AND c.opened_at < $2",
+            )
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(pool)
+            .await?)
+        }
+
         pub async fn next_sla_due(pool: &Pool<$DB>, now_ms: i64) -> StoreResult<Option<i64>> {
             Ok(sqlx::query_scalar(
                 "SELECT due_at FROM sla_clock WHERE due_at IS NOT NULL \
@@ -562,97 +576,23 @@ macro_rules! common_ops {
             .await?)
         }
 
-        /// The clocks of `ids` with their cases (after a claim).
+        /// The clocks of `ids` with their cases (after a claim), 500 ids a query. The ids are
+        /// integers from the claim, written into the statement.
         pub async fn due_clocks(pool: &Pool<$DB>, ids: &[i64]) -> StoreResult<Vec<crate::store::DueClock>> {
             let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
-                let row: Option<crate::store::DueClock> = sqlx::query_as(
+            for chunk in ids.chunks(500) {
+                let list = chunk.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+                let sql = format!(
                     "SELECT k.case_id, k.step, k.due_at, k.fired, c.category, c.status, c.tier, \
                      c.opened_at, CAST(CASE WHEN c.acked_at IS NULL THEN 0 ELSE 1 END AS BIGINT) AS acked, \
                      c.customer, c.channel, c.ack_due_at, c.resolve_due_at \
                      FROM sla_clock k JOIN cases c ON c.id = k.case_id \
-                     WHERE k.case_id = $1 AND k.due_at IS NOT NULL",
-                )
-                .bind(id)
-                .fetch_optional(pool)
-                .await?;
-                out.extend(row);
+                     WHERE k.case_id IN ({list}) AND k.due_at IS NOT NULL"
+                );
+                out.extend(sqlx::query_as::<_, crate::store::DueClock>(&sql).fetch_all(pool).await?);
             }
             out.sort_by_key(|c| (c.due_at, c.case_id));
             Ok(out)
-        }
-
-        /// The scheduler's decisions, each under a savepoint: an item whose clock or case
-        /// changed since the claim is rolled back alone (and its lease released).
-        pub async fn apply_sla(pool: &Pool<$DB>, items: &[crate::store::SlaApply]) -> StoreResult<Vec<bool>> {
-            let mut tx = pool.begin_with($begin).await?;
-            let mut done = Vec::with_capacity(items.len());
-            for a in items {
-                sqlx::query("SAVEPOINT sla_step").execute(&mut *tx).await?;
-                let moved = if a.remove {
-                    sqlx::query("DELETE FROM sla_clock WHERE case_id = $1 AND step = $2 AND fired = $3")
-                        .bind(a.case_id)
-                        .bind(&a.step)
-                        .bind(a.fired_before)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                } else {
-                    let (step, due) = match &a.next {
-                        Some((s, d)) => (s.as_str(), Some(*d)),
-                        None => ("done", None),
-                    };
-                    sqlx::query(
-                        "UPDATE sla_clock SET step = $1, due_at = $2, fired = $3, lease_until = NULL \
-                         WHERE case_id = $4 AND step = $5 AND fired = $6",
-                    )
-                    .bind(step)
-                    .bind(due)
-                    .bind(a.fired_after)
-                    .bind(a.case_id)
-                    .bind(&a.step)
-                    .bind(a.fired_before)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                };
-                let mut ok = moved == 1;
-                if ok && a.tier_after != a.tier_before {
-                    ok = sqlx::query("UPDATE cases SET tier = $1 WHERE id = $2 AND tier = $3")
-                        .bind(a.tier_after)
-                        .bind(a.case_id)
-                        .bind(a.tier_before)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                        == 1;
-                }
-                if !ok {
-                    sqlx::query("ROLLBACK TO SAVEPOINT sla_step").execute(&mut *tx).await?;
-                    sqlx::query("UPDATE sla_clock SET lease_until = NULL WHERE case_id = $1")
-                        .bind(a.case_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    done.push(false);
-                    continue;
-                }
-                if let Some((kind, detail)) = &a.event {
-                    sqlx::query(sql::INSERT_CASE_EVENT)
-                        .bind(a.case_id)
-                        .bind(a.now_ms)
-                        .bind(kind)
-                        .bind(detail)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for d in &a.notices {
-                    queue_outbound(&mut *tx, d, Some(a.case_id), a.now_ms).await?;
-                }
-                sqlx::query("RELEASE SAVEPOINT sla_step").execute(&mut *tx).await?;
-                done.push(true);
-            }
-            tx.commit().await?;
-            Ok(done)
         }
 
         pub async fn outbox_depth(pool: &Pool<$DB>) -> StoreResult<Vec<(String, i64, i64)>> {
@@ -810,6 +750,13 @@ macro_rules! impl_store {
             ) -> StoreResult<Vec<crate::store::StoredText>> {
                 ops::inbound_since(&self.pool, since_ms, limit).await
             }
+            async fn sla_rows(
+                &self,
+                from_ms: i64,
+                to_ms: i64,
+            ) -> StoreResult<Vec<crate::sla::report::SlaRow>> {
+                ops::sla_rows(&self.pool, from_ms, to_ms).await
+            }
             async fn next_sla_due(&self, now_ms: i64) -> StoreResult<Option<i64>> {
                 ops::next_sla_due(&self.pool, now_ms).await
             }
@@ -823,7 +770,7 @@ macro_rules! impl_store {
                 ops::due_clocks(&self.pool, &ids).await
             }
             async fn apply_sla(&self, items: &[crate::store::SlaApply]) -> StoreResult<Vec<bool>> {
-                ops::apply_sla(&self.pool, items).await
+                self.do_apply_sla(items).await
             }
             async fn outbox_depth(&self) -> StoreResult<Vec<(String, i64, i64)>> {
                 ops::outbox_depth(&self.pool).await

@@ -62,6 +62,16 @@ impl PgStore {
         Ok(outcome)
     }
 
+    pub(crate) async fn do_apply_sla(
+        &self,
+        items: &[crate::store::SlaApply],
+    ) -> StoreResult<Vec<bool>> {
+        let mut tx = self.pool.begin().await?;
+        let done = crate::sla::apply::apply_all(&mut PgIntake(&mut tx), items).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
     pub(crate) fn engine_ready(&self) -> StoreResult<()> {
         Ok(())
     }
@@ -393,5 +403,93 @@ impl IntakeTx for PgIntake<'_> {
         now_ms: i64,
     ) -> StoreResult<i64> {
         ops::queue_outbound(&mut *self.0, d, case_id, now_ms).await
+    }
+}
+
+impl crate::sla::apply::SlaTx for PgIntake<'_> {
+    async fn savepoint(&mut self) -> StoreResult<()> {
+        sqlx::query("SAVEPOINT sla_step")
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
+        sqlx::query("ROLLBACK TO SAVEPOINT sla_step")
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn release_savepoint(&mut self) -> StoreResult<()> {
+        sqlx::query("RELEASE SAVEPOINT sla_step")
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn move_clock(
+        &mut self,
+        a: &crate::store::SlaApply,
+        next_step: &str,
+        next_due: Option<i64>,
+    ) -> StoreResult<u64> {
+        Ok(sqlx::query(sql::SLA_MOVE_CLOCK)
+            .bind(next_step)
+            .bind(next_due)
+            .bind(a.fired_after)
+            .bind(a.case_id)
+            .bind(&a.step)
+            .bind(a.fired_before)
+            .execute(&mut *self.0)
+            .await?
+            .rows_affected())
+    }
+
+    async fn remove_clock(&mut self, a: &crate::store::SlaApply) -> StoreResult<u64> {
+        Ok(sqlx::query(sql::SLA_REMOVE_CLOCK)
+            .bind(a.case_id)
+            .bind(&a.step)
+            .bind(a.fired_before)
+            .execute(&mut *self.0)
+            .await?
+            .rows_affected())
+    }
+
+    async fn set_tier(&mut self, a: &crate::store::SlaApply) -> StoreResult<u64> {
+        Ok(sqlx::query(sql::SLA_SET_TIER)
+            .bind(a.tier_after)
+            .bind(a.case_id)
+            .bind(a.tier_before)
+            .execute(&mut *self.0)
+            .await?
+            .rows_affected())
+    }
+
+    async fn release_lease(&mut self, case_id: i64) -> StoreResult<()> {
+        sqlx::query(sql::SLA_RELEASE_LEASE)
+            .bind(case_id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn sla_event(
+        &mut self,
+        case_id: i64,
+        now_ms: i64,
+        kind: &str,
+        detail: &str,
+    ) -> StoreResult<()> {
+        self.case_event(case_id, now_ms, kind, detail).await
+    }
+
+    async fn sla_notice(
+        &mut self,
+        d: &OutboundDraft,
+        case_id: i64,
+        now_ms: i64,
+    ) -> StoreResult<i64> {
+        self.queue_outbound(d, Some(case_id), now_ms).await
     }
 }

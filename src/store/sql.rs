@@ -117,6 +117,21 @@ pub const SET_CLOCK: &str = "INSERT INTO sla_clock (case_id, step, due_at, fired
      VALUES ($1, $2, $3, $4, NULL) ON CONFLICT (case_id) DO UPDATE SET step = excluded.step, \
      due_at = excluded.due_at, fired = excluded.fired, lease_until = NULL";
 
+/// A case clock moves on from the step and mask it was claimed with
+/// (next step, next due, mask after, case id, step before, mask before).
+pub const SLA_MOVE_CLOCK: &str = "UPDATE sla_clock SET step = $1, due_at = $2, fired = $3, \
+     lease_until = NULL WHERE case_id = $4 AND step = $5 AND fired = $6";
+
+/// A case clock removed if still as claimed (case id, step, mask).
+pub const SLA_REMOVE_CLOCK: &str =
+    "DELETE FROM sla_clock WHERE case_id = $1 AND step = $2 AND fired = $3";
+
+/// A case's tier moved by a step if still as claimed (tier after, case id, tier before).
+pub const SLA_SET_TIER: &str = "UPDATE cases SET tier = $1 WHERE id = $2 AND tier = $3";
+
+/// (case id).
+pub const SLA_RELEASE_LEASE: &str = "UPDATE sla_clock SET lease_until = NULL WHERE case_id = $1";
+
 /// Every shared statement, for the placeholder-order test.
 #[cfg(test)]
 pub const ALL: &[&str] = &[
@@ -145,6 +160,10 @@ pub const ALL: &[&str] = &[
     SLA_STATE,
     SET_DEADLINES,
     SET_CLOCK,
+    SLA_MOVE_CLOCK,
+    SLA_REMOVE_CLOCK,
+    SLA_SET_TIER,
+    SLA_RELEASE_LEASE,
 ];
 
 #[cfg(test)]

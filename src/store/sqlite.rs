@@ -84,6 +84,18 @@ impl SqliteStore {
             .map_err(|_| StoreError::Unavailable("SQLite writer dropped the request".into()))?
     }
 
+    /// SLA steps go through the writer: its statements cost microseconds, not a thread hop
+    /// each, and share the group commit.
+    pub(crate) async fn do_apply_sla(
+        &self,
+        items: &[crate::store::SlaApply],
+    ) -> StoreResult<Vec<bool>> {
+        let (tx, rx) = oneshot::channel();
+        self.send_job(Job::Sla(items.to_vec(), tx)).await?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("SQLite writer dropped the request".into()))?
+    }
+
     /// `/readyz`: the writer thread must be there to take intakes.
     pub(crate) fn engine_ready(&self) -> StoreResult<()> {
         if self.writer.is_closed() {

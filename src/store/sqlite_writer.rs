@@ -12,8 +12,8 @@
 //! ack from its template once the case is settled (`AckBuilder`), inside the transaction.
 
 use super::{
-    CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, SendUpdate, StoreError, StoreResult,
-    sql,
+    CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, SendUpdate, SlaApply, StoreError,
+    StoreResult, sql,
 };
 use crate::domain::{Category, Channel};
 use crate::intake::decide::{
@@ -31,11 +31,13 @@ pub enum Job {
         oneshot::Sender<StoreResult<IntakeOutcome>>,
     ),
     Send(SendUpdate, oneshot::Sender<StoreResult<()>>),
+    Sla(Vec<SlaApply>, oneshot::Sender<StoreResult<Vec<bool>>>),
 }
 
 enum Done {
     Intake(IntakeOutcome),
     Send,
+    Sla(Vec<bool>),
 }
 
 impl Job {
@@ -53,7 +55,18 @@ impl Job {
             (Job::Send(_, tx), Err(e)) => {
                 let _ = tx.send(Err(e));
             }
-            (Job::Intake(_, tx), Ok(Done::Send)) => {
+            (Job::Sla(_, tx), Ok(Done::Sla(v))) => {
+                let _ = tx.send(Ok(v));
+            }
+            (Job::Sla(_, tx), Err(e)) => {
+                let _ = tx.send(Err(e));
+            }
+            (Job::Intake(_, tx), Ok(_)) => {
+                let _ = tx.send(Err(StoreError::Other(
+                    "writer answered the wrong job".into(),
+                )));
+            }
+            (Job::Sla(_, tx), Ok(_)) => {
                 let _ = tx.send(Err(StoreError::Other(
                     "writer answered the wrong job".into(),
                 )));
@@ -173,6 +186,10 @@ fn run_batch(conn: &mut Connection, jobs: &[&Job]) -> StoreResult<Vec<Done>> {
                 send_update(&tx, u)?;
                 Done::Send
             }
+            Job::Sla(items, _) => Done::Sla(run_ready(crate::sla::apply::apply_all(
+                &mut SqliteIntake(&tx),
+                items,
+            ))?),
         });
     }
     tx.commit()?;
@@ -495,5 +512,82 @@ impl IntakeTx for SqliteIntake<'_> {
             crate::domain::Lane::of_kind(d.kind).as_i64()
         ])?;
         Ok(id)
+    }
+}
+
+impl crate::sla::apply::SlaTx for SqliteIntake<'_> {
+    async fn savepoint(&mut self) -> StoreResult<()> {
+        self.0.execute_batch("SAVEPOINT sla_step")?;
+        Ok(())
+    }
+
+    async fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
+        self.0.execute_batch("ROLLBACK TO SAVEPOINT sla_step")?;
+        Ok(())
+    }
+
+    async fn release_savepoint(&mut self) -> StoreResult<()> {
+        self.0.execute_batch("RELEASE SAVEPOINT sla_step")?;
+        Ok(())
+    }
+
+    async fn move_clock(
+        &mut self,
+        a: &SlaApply,
+        next_step: &str,
+        next_due: Option<i64>,
+    ) -> StoreResult<u64> {
+        Ok(self
+            .0
+            .prepare_cached(sql::SLA_MOVE_CLOCK)?
+            .execute(params![
+                next_step,
+                next_due,
+                a.fired_after,
+                a.case_id,
+                a.step,
+                a.fired_before
+            ])? as u64)
+    }
+
+    async fn remove_clock(&mut self, a: &SlaApply) -> StoreResult<u64> {
+        Ok(self
+            .0
+            .prepare_cached(sql::SLA_REMOVE_CLOCK)?
+            .execute(params![a.case_id, a.step, a.fired_before])? as u64)
+    }
+
+    async fn set_tier(&mut self, a: &SlaApply) -> StoreResult<u64> {
+        Ok(self.0.prepare_cached(sql::SLA_SET_TIER)?.execute(params![
+            a.tier_after,
+            a.case_id,
+            a.tier_before
+        ])? as u64)
+    }
+
+    async fn release_lease(&mut self, case_id: i64) -> StoreResult<()> {
+        self.0
+            .prepare_cached(sql::SLA_RELEASE_LEASE)?
+            .execute(params![case_id])?;
+        Ok(())
+    }
+
+    async fn sla_event(
+        &mut self,
+        case_id: i64,
+        now_ms: i64,
+        kind: &str,
+        detail: &str,
+    ) -> StoreResult<()> {
+        self.case_event(case_id, now_ms, kind, detail).await
+    }
+
+    async fn sla_notice(
+        &mut self,
+        d: &OutboundDraft,
+        case_id: i64,
+        now_ms: i64,
+    ) -> StoreResult<i64> {
+        self.queue_outbound(d, Some(case_id), now_ms).await
     }
 }

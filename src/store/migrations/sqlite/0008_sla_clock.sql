@@ -9,3 +9,7 @@ CREATE TABLE sla_clock (
     lease_until INTEGER
 );
 CREATE INDEX sla_clock_due ON sla_clock (due_at) WHERE due_at IS NOT NULL;
+
+-- The SLA report: cases by the instant they opened, a case's return-visit answers.
+CREATE INDEX cases_opened ON cases (opened_at);
+CREATE INDEX survey_answers_case ON survey_answers (case_id);

@@ -1,0 +1,80 @@
+//! How the store applies the scheduler's decisions, written once for both engines over
+//! [`SlaTx`] (PostgreSQL on a sqlx transaction; SQLite on the writer thread, with the intake's
+//! group commit): each item under a savepoint, only if the clock is still at the step and mask
+//! it was claimed with and the case still at the tier it had; else that item alone is rolled
+//! back and its lease released, to be claimed again with fresh state.
+
+use crate::store::{OutboundDraft, SlaApply, StoreResult};
+
+/// The statements one applied step needs (text in `crate::store::sql`).
+#[allow(async_fn_in_trait)]
+pub trait SlaTx {
+    async fn savepoint(&mut self) -> StoreResult<()>;
+    async fn rollback_to_savepoint(&mut self) -> StoreResult<()>;
+    async fn release_savepoint(&mut self) -> StoreResult<()>;
+    /// Moves the clock from (`step`, `fired_before`) on; rows changed.
+    async fn move_clock(
+        &mut self,
+        a: &SlaApply,
+        next_step: &str,
+        next_due: Option<i64>,
+    ) -> StoreResult<u64>;
+    /// Removes the clock if still at (`step`, `fired_before`); rows changed.
+    async fn remove_clock(&mut self, a: &SlaApply) -> StoreResult<u64>;
+    /// The case's tier from `tier_before` to `tier_after`; rows changed.
+    async fn set_tier(&mut self, a: &SlaApply) -> StoreResult<u64>;
+    async fn release_lease(&mut self, case_id: i64) -> StoreResult<()>;
+    async fn sla_event(
+        &mut self,
+        case_id: i64,
+        now_ms: i64,
+        kind: &str,
+        detail: &str,
+    ) -> StoreResult<()>;
+    async fn sla_notice(
+        &mut self,
+        d: &OutboundDraft,
+        case_id: i64,
+        now_ms: i64,
+    ) -> StoreResult<i64>;
+}
+
+/// Applies `items` in the caller's transaction; per item whether it was applied.
+///
+/// # Errors
+/// The engine's.
+pub async fn apply_all<T: SlaTx>(tx: &mut T, items: &[SlaApply]) -> StoreResult<Vec<bool>> {
+    let mut done = Vec::with_capacity(items.len());
+    for a in items {
+        tx.savepoint().await?;
+        let moved = if a.remove {
+            tx.remove_clock(a).await?
+        } else {
+            let (step, due) = match &a.next {
+                Some((s, d)) => (s.as_str(), Some(*d)),
+                None => ("done", None),
+            };
+            tx.move_clock(a, step, due).await?
+        };
+        let mut ok = moved == 1;
+        if ok && a.tier_after != a.tier_before {
+            ok = tx.set_tier(a).await? == 1;
+        }
+        if !ok {
+            tx.rollback_to_savepoint().await?;
+            tx.release_lease(a.case_id).await?;
+            tx.release_savepoint().await?;
+            done.push(false);
+            continue;
+        }
+        if let Some((kind, detail)) = &a.event {
+            tx.sla_event(a.case_id, a.now_ms, kind, detail).await?;
+        }
+        for d in &a.notices {
+            tx.sla_notice(d, a.case_id, a.now_ms).await?;
+        }
+        tx.release_savepoint().await?;
+        done.push(true);
+    }
+    Ok(done)
+}
