@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Clocks claimed per round.
 const BATCH: i64 = 1_000;
+/// After a wake-up, how long the scheduler gathers further wake-ups before it looks.
+const WAKE_GATHER_MS: u64 = 200;
 /// A claimed clock not applied within this long is claimed again (a crashed instance).
 const LEASE_MS: i64 = 60_000;
 
@@ -278,34 +280,41 @@ impl Scheduler {
         apply
     }
 
-    /// Runs rounds until `stop`, sleeping until the next due instant in between.
+    /// Runs rounds until `stop`, sleeping until the next due instant in between. A wake-up
+    /// costs one indexed read; the claim (a write) happens only when something is due, so the
+    /// intake's wake-ups never compete with its own writer for the lock.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let idle = self.sla.max_idle.ms();
         while !stop.is_cancelled() {
-            let progressed = match self.run_due().await {
-                Ok(r) => r.fired > 0,
-                Err(e) => {
-                    tracing::warn!(error = %crate::domain::scrub(&e.to_string()), "SLA round failed; retrying in 1 s");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = stop.cancelled() => {}
-                    }
-                    continue;
-                }
-            };
             let now = self.clock.now_ms();
             let wait = match self.store.next_sla_due(now).await {
-                Ok(Some(due)) => (due - now).clamp(0, idle),
+                Ok(Some(due)) if due <= now => match self.run_due().await {
+                    // Due but nothing fired (changed under us, or another instance holds
+                    // it): do not spin.
+                    Ok(r) if r.fired == 0 => 10,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %crate::domain::scrub(&e.to_string()), "SLA round failed; retrying in 1 s");
+                        1_000
+                    }
+                },
+                Ok(Some(due)) => (due - now).min(idle),
                 Ok(None) => idle,
-                Err(_) => 1_000,
+                Err(e) => {
+                    tracing::warn!(error = %crate::domain::scrub(&e.to_string()), "reading the next SLA instant failed; retrying in 1 s");
+                    1_000
+                }
             };
-            if wait == 0 && progressed {
-                continue;
-            }
-            // Due but nothing fired (a clock that changed under us): do not spin.
-            let wait = wait.max(10);
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => {
+                    // Intake wakes us for every case it settles; under load that is thousands
+                    // a second. Gather them: one look per WAKE_GATHER_MS (a new case's first
+                    // step is minutes away; an upgraded one's is at most this much late).
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(WAKE_GATHER_MS)) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
                 _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
                 _ = stop.cancelled() => {}
             }
