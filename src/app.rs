@@ -98,6 +98,7 @@ impl Application {
             rules,
             settings: Arc::new(settings),
             metrics,
+            sla: sla.clone(),
         };
         Ok(Application {
             listener,

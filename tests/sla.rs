@@ -349,3 +349,109 @@ async fn two_instances_on_one_postgres_take_each_step_once() {
     b.shutdown().await;
     common::drop_pg_database(&url).await;
 }
+
+/// Agents' actions on the clock: a logged phone call is the answer (the answer steps pass
+/// silently); an escalation by hand moves one tier up and tells that tier; tier 4 and a
+/// resolved case answer 409 saying why; bad input 422; unknown case 404.
+#[tokio::test]
+async fn a_logged_contact_answers_the_case_and_an_escalation_by_hand_tells_the_next_tier() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let (app, sla) = spawn_app_with_clock(clock.clone(), |s, _| ladder(s)).await;
+    let case = mo(&app, "h-1", "+8613800000004", "投诉：装机三天没人来").await;
+    let agent = app.token("agent").await;
+    let post = |path: String, body: serde_json::Value| {
+        let c = app.client.clone();
+        let url = format!("{}{path}", app.base);
+        let agent = agent.clone();
+        async move {
+            let r = c
+                .post(url)
+                .bearer_auth(agent)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let st = r.status().as_u16();
+            (st, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (st, v) = post(
+        format!("/api/v1/cases/{case}/contacts"),
+        serde_json::json!({"channel": "phone", "note": "约了明天上午上门"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["case"]["status"], "acknowledged");
+    assert!(v["case"]["acked_at"].is_i64());
+    let (st, v) = post(
+        format!("/api/v1/cases/{case}/contacts"),
+        serde_json::json!({"channel": "carrier pigeon"}),
+    )
+    .await;
+    assert_eq!(st, 422, "{v}");
+    clock.set_ms(T0 + 3 * HOUR);
+    let r = sla.run_due().await.unwrap();
+    assert_eq!(
+        (r.fired, r.notices),
+        (1, 0),
+        "answered by phone: no warning"
+    );
+
+    for (tier, to) in [
+        (2, "branch@ops.test"),
+        (3, "province@ops.test"),
+        (4, "national@ops.test"),
+    ] {
+        let (st, v) = post(
+            format!("/api/v1/cases/{case}/escalate"),
+            serde_json::json!({"reason": "客户要求上级处理"}),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["case"]["tier"], tier);
+        assert_eq!(notices(&app).await.last().unwrap().0, to);
+    }
+    let (st, v) = post(
+        format!("/api/v1/cases/{case}/escalate"),
+        serde_json::json!({"reason": "again"}),
+    )
+    .await;
+    assert_eq!(st, 409, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("tier 4"),
+        "{v}"
+    );
+    let (st, _) = post(
+        "/api/v1/cases/999999/escalate".into(),
+        serde_json::json!({"reason": "x"}),
+    )
+    .await;
+    assert_eq!(st, 404);
+    let (st, _) = post(
+        format!("/api/v1/cases/{case}/escalate"),
+        serde_json::json!({"reason": "  "}),
+    )
+    .await;
+    assert_eq!(st, 422);
+    app.store()
+        .resolve_case(case, "agent-1", None, clock.now_ms())
+        .await
+        .unwrap();
+    let (st, v) = post(
+        format!("/api/v1/cases/{case}/contacts"),
+        serde_json::json!({"channel": "visit"}),
+    )
+    .await;
+    assert_eq!(st, 409, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("resolved"),
+        "{v}"
+    );
+    let events = kinds(&app, case).await;
+    assert_eq!(
+        events.iter().filter(|k| *k == "escalated").count(),
+        3,
+        "{events:?}"
+    );
+    app.shutdown().await;
+}

@@ -407,3 +407,164 @@ pub async fn sla_report(
     }))
     .into_response())
 }
+
+/// Ways an agent reaches a customer outside switchboard.
+const CONTACT_CHANNELS: &[&str] = &["phone", "visit", "sms", "email", "wechat", "other"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactRequest {
+    channel: String,
+    note: Option<String>,
+}
+
+/// A case that cannot take an action in its state: 409 naming the state and what is allowed.
+fn not_in_state(case: &crate::store::CaseRecord, action: &str) -> AppError {
+    AppError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        format!(
+            "case {} is {}: {action} needs an open or acknowledged case (allowed now: view{})",
+            crate::domain::CaseId(case.id),
+            case.status,
+            if case.status == "resolved" {
+                ", a new message from the customer opens a new case"
+            } else {
+                ""
+            }
+        ),
+    )
+}
+
+fn optional_note(note: Option<&str>, name: &str) -> Result<String, AppError> {
+    let note = note.map(str::trim).unwrap_or_default();
+    if note.chars().count() > 2000 {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_note",
+            format!("{name} is at most 2000 characters"),
+        ));
+    }
+    Ok(note.to_string())
+}
+
+/// `POST /api/v1/cases/{id}/contacts`: the agent reached the customer another way (phoned,
+/// visited…); this counts as the case's answer (the SLA answer steps then pass silently).
+pub async fn log_contact(
+    State(s): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<i64>,
+    body: AppJson<ContactRequest>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
+    let channel = body.0.channel.trim().to_lowercase();
+    if !CONTACT_CHANNELS.contains(&channel.as_str()) {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_channel",
+            format!(
+                "channel {:?}: expected one of {}",
+                body.0.channel,
+                CONTACT_CHANNELS.join(", ")
+            ),
+        ));
+    }
+    let note = optional_note(body.0.note.as_deref(), "note")?;
+    let store = &s.intake.store;
+    let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
+    if !matches!(case.status.as_str(), "open" | "acknowledged") {
+        return Err(not_in_state(&case, "logging a contact"));
+    }
+    let case = store
+        .log_contact(id, &channel, &note, &caller.name, s.intake.clock.now_ms())
+        .await?
+        .ok_or_else(|| not_in_state(&case, "logging a contact"))?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "case": case })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalateRequest {
+    reason: String,
+}
+
+/// `POST /api/v1/cases/{id}/escalate`: one tier up by hand, with a reason; the new tier's
+/// contacts are told like an SLA escalation. 409 at tier 4, on a case that is not open, or
+/// when another agent changed the tier meanwhile.
+pub async fn escalate(
+    State(s): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<i64>,
+    body: AppJson<EscalateRequest>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
+    let reason = optional_note(Some(&body.0.reason), "reason")?;
+    if reason.is_empty() {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_reason",
+            "reason: say why the case goes up a tier",
+        ));
+    }
+    let store = &s.intake.store;
+    let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
+    if !matches!(case.status.as_str(), "open" | "acknowledged") {
+        return Err(not_in_state(&case, "escalating"));
+    }
+    if case.tier >= 4 {
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "case {} is at tier 4, the national centre, already",
+                crate::domain::CaseId(id)
+            ),
+        ));
+    }
+    let to = case.tier + 1;
+    let category: crate::domain::Category = case
+        .category
+        .parse()
+        .unwrap_or(crate::domain::Category::Inquiry);
+    let notices = s.sla.notices.render(
+        &s.sla.sla,
+        &crate::store::DueClock::of_case(&case),
+        category,
+        None,
+        to,
+    );
+    let detail = format!(
+        "by hand: tier {} -> {to} by {}: {reason}",
+        case.tier, caller.name
+    );
+    let updated = store
+        .escalate_case(
+            id,
+            case.tier,
+            to,
+            &detail,
+            &notices,
+            s.intake.clock.now_ms(),
+        )
+        .await?
+        .ok_or_else(|| {
+            AppError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "case {} changed meanwhile (another agent, or the SLA clock); look again",
+                    crate::domain::CaseId(id)
+                ),
+            )
+        })?;
+    if !notices.is_empty() {
+        s.sla.sms_notify.notify_one();
+        s.sla.email_notify.notify_one();
+    }
+    Ok(axum::Json(
+        serde_json::json!({ "case": updated, "notices": notices.len() }),
+    ))
+}

@@ -33,6 +33,8 @@ pub struct AppState {
     pub rules: Arc<crate::classify::live::LiveRules>,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
+    /// The SLA scheduler's settings and notices (escalation by hand tells the new tier).
+    pub sla: Arc<crate::sla::scheduler::Scheduler>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -86,6 +88,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/cases", get(api::list_cases))
         .route("/api/v1/cases/{id}", get(api::get_case))
         .route("/api/v1/cases/{id}/resolve", post(api::resolve_case))
+        .route("/api/v1/cases/{id}/contacts", post(api::log_contact))
+        .route("/api/v1/cases/{id}/escalate", post(api::escalate))
         .route("/api/v1/cases/{id}/replies", post(api::reply))
         .route("/api/v1/rules/{id}/activate", post(api::activate_rules))
         .fallback(|| async { AppError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })

@@ -76,7 +76,7 @@ impl Notices {
         sla: &SlaSettings,
         c: &DueClock,
         category: Category,
-        step: Step,
+        step: Option<Step>,
         tier: i64,
     ) -> Vec<OutboundDraft> {
         let contacts = sla.contacts(tier, sla.city_of(&c.customer));
@@ -84,21 +84,22 @@ impl Notices {
             tracing::warn!(
                 case_id = c.case_id,
                 tier,
-                step = step.as_str(),
+                step = step.map(Step::as_str).unwrap_or("escalated_by_hand"),
                 "no SLA contact configured for this tier; nobody is told"
             );
             return Vec::new();
         }
         let due = match step {
-            Step::AnswerWarn | Step::AnswerBreach => c.ack_due_at,
+            Some(Step::AnswerWarn | Step::AnswerBreach) => c.ack_due_at,
             _ => c.resolve_due_at,
         };
         let (step_zh, step_en) = match step {
-            Step::AnswerWarn => ("即将超过答复时限", "answer deadline near"),
-            Step::AnswerBreach => ("已超过答复时限", "answer deadline missed"),
-            Step::ResolveWarn => ("即将超过处理时限", "resolve deadline near"),
-            Step::ResolveBreach => ("已超过处理时限", "resolve deadline missed"),
-            Step::Tier2 | Step::Tier3 | Step::Tier4 => ("已升级", "escalated"),
+            Some(Step::AnswerWarn) => ("即将超过答复时限", "answer deadline near"),
+            Some(Step::AnswerBreach) => ("已超过答复时限", "answer deadline missed"),
+            Some(Step::ResolveWarn) => ("即将超过处理时限", "resolve deadline near"),
+            Some(Step::ResolveBreach) => ("已超过处理时限", "resolve deadline missed"),
+            Some(Step::Tier2 | Step::Tier3 | Step::Tier4) => ("已升级", "escalated"),
+            None => ("已人工升级", "escalated by hand"),
         };
         let values = minijinja::context! {
             service_name => self.service_name,
@@ -109,7 +110,7 @@ impl Notices {
             tier => tier,
             tier_zh => tier_zh(tier),
             tier_en => tier_en(tier),
-            step => step.as_str(),
+            step => step.map(Step::as_str).unwrap_or("escalated_by_hand"),
             step_zh => step_zh,
             step_en => step_en,
             due => self.local(due),
@@ -274,7 +275,9 @@ impl Scheduler {
         apply.next = super::next_step(policy, c.opened_at, apply.fired_after, case.answered)
             .map(|(s, d)| (s.as_str().to_string(), d));
         if let Some(tier) = f.notify_tier {
-            apply.notices = self.notices.render(&self.sla, c, category, step, tier);
+            apply.notices = self
+                .notices
+                .render(&self.sla, c, category, Some(step), tier);
         }
         apply.event = Some((f.event.to_string(), f.detail));
         apply
@@ -318,6 +321,27 @@ impl Scheduler {
                 _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
                 _ = stop.cancelled() => {}
             }
+        }
+    }
+}
+
+impl DueClock {
+    /// A case as the notices need it, outside a clock step (an escalation by hand).
+    pub fn of_case(c: &crate::store::CaseRecord) -> DueClock {
+        DueClock {
+            case_id: c.id,
+            step: String::new(),
+            due_at: 0,
+            fired: 0,
+            category: c.category.clone(),
+            status: c.status.clone(),
+            tier: c.tier,
+            opened_at: c.opened_at,
+            acked: i64::from(c.acked_at.is_some()),
+            customer: c.customer.clone(),
+            channel: c.channel.clone(),
+            ack_due_at: c.ack_due_at,
+            resolve_due_at: c.resolve_due_at,
         }
     }
 }

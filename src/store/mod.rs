@@ -593,6 +593,29 @@ pub trait Store: Send + Sync + 'static {
         note: Option<&str>,
         now_ms: i64,
     ) -> StoreResult<Option<CaseRecord>>;
+    /// A contact an agent logged (phone call, visit…): the case's first answer if it had none
+    /// (`acked_at`, status `acknowledged`), and a `contact` event. `None`: no open or
+    /// acknowledged case with this id.
+    async fn log_contact(
+        &self,
+        case_id: i64,
+        channel: &str,
+        note: &str,
+        by: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<CaseRecord>>;
+    /// An escalation by hand: the tier from `tier_before` to `tier_after` (only if still at
+    /// `tier_before` and open or acknowledged), an `escalated` event, the notices. `None`:
+    /// the case changed meanwhile.
+    async fn escalate_case(
+        &self,
+        case_id: i64,
+        tier_before: i64,
+        tier_after: i64,
+        detail: &str,
+        notices: &[OutboundDraft],
+        now_ms: i64,
+    ) -> StoreResult<Option<CaseRecord>>;
     /// One row per case opened in `[from_ms, to_ms)`, for the SLA report.
     async fn sla_rows(
         &self,

@@ -435,6 +435,84 @@ macro_rules! common_ops {
             Ok(Some(id))
         }
 
+        pub async fn log_contact(
+            pool: &Pool<$DB>,
+            case_id: i64,
+            channel: &str,
+            note: &str,
+            by: &str,
+            now_ms: i64,
+        ) -> StoreResult<Option<CaseRecord>> {
+            let mut tx = pool.begin_with($begin).await?;
+            let updated = sqlx::query(
+                "UPDATE cases SET acked_at = COALESCE(acked_at, $1), \
+                 status = CASE WHEN status = 'open' THEN 'acknowledged' ELSE status END \
+                 WHERE id = $2 AND status IN ('open', 'acknowledged')",
+            )
+            .bind(now_ms)
+            .bind(case_id)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 0 {
+                return Ok(None);
+            }
+            sqlx::query(sql::INSERT_CASE_EVENT)
+                .bind(case_id)
+                .bind(now_ms)
+                .bind("contact")
+                .bind(format!("{channel} by {by}: {note}"))
+                .execute(&mut *tx)
+                .await?;
+            let sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1");
+            let case = sqlx::query_as::<_, CaseRecord>(&sql)
+                .bind(case_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(case)
+        }
+
+        pub async fn escalate_case(
+            pool: &Pool<$DB>,
+            case_id: i64,
+            tier_before: i64,
+            tier_after: i64,
+            detail: &str,
+            notices: &[crate::store::OutboundDraft],
+            now_ms: i64,
+        ) -> StoreResult<Option<CaseRecord>> {
+            let mut tx = pool.begin_with($begin).await?;
+            let updated = sqlx::query(
+                "UPDATE cases SET tier = $1 WHERE id = $2 AND tier = $3 \
+                 AND status IN ('open', 'acknowledged')",
+            )
+            .bind(tier_after)
+            .bind(case_id)
+            .bind(tier_before)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 0 {
+                return Ok(None);
+            }
+            sqlx::query(sql::INSERT_CASE_EVENT)
+                .bind(case_id)
+                .bind(now_ms)
+                .bind("escalated")
+                .bind(detail)
+                .execute(&mut *tx)
+                .await?;
+            for d in notices {
+                queue_outbound(&mut *tx, d, Some(case_id), now_ms).await?;
+            }
+            let sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1");
+            let case = sqlx::query_as::<_, CaseRecord>(&sql)
+                .bind(case_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(case)
+        }
+
         pub async fn insert_rule_version(pool: &Pool<$DB>, v: &crate::store::NewRuleVersion) -> StoreResult<i64> {
             if let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM rule_versions WHERE sha = $1 ORDER BY id LIMIT 1")
                 .bind(&v.sha)
@@ -749,6 +827,36 @@ macro_rules! impl_store {
                 limit: i64,
             ) -> StoreResult<Vec<crate::store::StoredText>> {
                 ops::inbound_since(&self.pool, since_ms, limit).await
+            }
+            async fn log_contact(
+                &self,
+                case_id: i64,
+                channel: &str,
+                note: &str,
+                by: &str,
+                now_ms: i64,
+            ) -> StoreResult<Option<crate::store::CaseRecord>> {
+                ops::log_contact(&self.pool, case_id, channel, note, by, now_ms).await
+            }
+            async fn escalate_case(
+                &self,
+                case_id: i64,
+                tier_before: i64,
+                tier_after: i64,
+                detail: &str,
+                notices: &[crate::store::OutboundDraft],
+                now_ms: i64,
+            ) -> StoreResult<Option<crate::store::CaseRecord>> {
+                ops::escalate_case(
+                    &self.pool,
+                    case_id,
+                    tier_before,
+                    tier_after,
+                    detail,
+                    notices,
+                    now_ms,
+                )
+                .await
             }
             async fn sla_rows(
                 &self,
