@@ -455,3 +455,54 @@ async fn a_logged_contact_answers_the_case_and_an_escalation_by_hand_tells_the_n
     );
     app.shutdown().await;
 }
+
+/// 100,000 open cases, of which 10 are due: a round fires exactly those 10 (the scheduler
+/// reads the clocks by due instant; it never walks the open cases).
+#[tokio::test]
+async fn of_100000_open_cases_only_the_10_due_fire() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let (app, sla) = spawn_app_with_clock(clock.clone(), |s, _| ladder(s)).await;
+    let url = format!("sqlite://{}/sb.db", app.dir.path().display());
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) \
+             INSERT INTO cases (id, channel, customer, category, status, tier, lang, rules_version, \
+             opened_at, last_message_at, ack_due_at, resolve_due_at) \
+             SELECT i, 'sms', '+86138' || printf('%08d', i), 'complaint', 'open', 1, 'zh-CN', 'v1', \
+             $1, $1, $1 + 3 * 3600000, $1 + 72 * 3600000 FROM n",
+        )
+        .bind(T0)
+        .execute(&mut c)
+        .await
+        .unwrap();
+        // Ten clocks due at 2 h 30 m (the answer warning), the rest days away.
+        sqlx::query(
+            "INSERT INTO sla_clock (case_id, step, due_at, fired) \
+             SELECT id, CASE WHEN id % 10000 = 0 THEN 'answer_warning' ELSE 'tier_2' END, \
+             CASE WHEN id % 10000 = 0 THEN $1 + 9000000 ELSE $1 + 86400000 END, \
+             CASE WHEN id % 10000 = 0 THEN 0 ELSE 3 END FROM cases",
+        )
+        .bind(T0)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    }
+    clock.set_ms(T0 + 2 * HOUR + 30 * MIN);
+    let r = sla.run_due().await.unwrap();
+    assert_eq!((r.fired, r.notices), (10, 10));
+    let fired: Vec<i64> = {
+        let mut v = Vec::new();
+        for id in (10_000..=100_000).step_by(10_000) {
+            if kinds(&app, id).await == ["sla_warning"] {
+                v.push(id);
+            }
+        }
+        v
+    };
+    assert_eq!(fired.len(), 10, "{fired:?}");
+    assert!(kinds(&app, 12_345).await.is_empty());
+    assert_eq!(sla.run_due().await.unwrap().fired, 0);
+    app.shutdown().await;
+}
