@@ -506,3 +506,72 @@ async fn of_100000_open_cases_only_the_10_due_fire() {
     assert_eq!(sla.run_due().await.unwrap().fired, 0);
     app.shutdown().await;
 }
+
+async fn work_queue_filters_and_pages(url: Option<String>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let (app, sla) = spawn_app_with_clock(clock.clone(), move |s, _| {
+        ladder(s);
+        if let Some(u) = url {
+            s.database.url = Secret::new(u);
+        }
+    })
+    .await;
+    let complaint = mo(&app, "f-1", "+8613800000011", "投诉：信号太差，话费乱扣").await;
+    let fault = mo(&app, "f-2", "+8613800000012", "宽带断网了，光猫红灯").await;
+    let inquiry = mo(&app, "f-3", "+8613800000013", "请问套餐怎么改").await;
+    let odd = mo(&app, "f-4", "+8613800000014", "投诉：营业厅态度差").await;
+    clock.set_ms(T0 + 3 * HOUR);
+    sla.run_due().await.unwrap(); // complaint, fault and odd: answer breach, tier 2
+    let agent = app.token("agent").await;
+    let get = |q: &str| {
+        let url = format!("{}/api/v1/cases?{q}", app.base);
+        let c = app.client.clone();
+        let agent = agent.clone();
+        async move {
+            let r = c.get(url).bearer_auth(agent).send().await.unwrap();
+            let st = r.status().as_u16();
+            let v: serde_json::Value = r.json().await.unwrap();
+            let ids: Vec<i64> = v["cases"]
+                .as_array()
+                .map(|a| a.iter().map(|c| c["id"].as_i64().unwrap()).collect())
+                .unwrap_or_default();
+            (st, ids, v)
+        }
+    };
+    assert_eq!(get("category=complaint").await.1, [complaint, odd]);
+    assert_eq!(get("breached=true&tier=2").await.1, [complaint, fault, odd]);
+    assert_eq!(get("breached=false").await.1, [inquiry]);
+    assert_eq!(get("q=0000012").await.1, [fault]);
+    assert_eq!(
+        get("q=%25").await.1,
+        Vec::<i64>::new(),
+        "% matches itself only"
+    );
+    // Two a page, following `next`.
+    let (_, first, v) = get("limit=2").await;
+    let next = v["next"].as_str().unwrap().to_string();
+    let (_, second, v) = get(&format!("limit=2&after={next}")).await;
+    assert_eq!(first.len() + second.len(), 4);
+    assert!(first.iter().all(|i| !second.contains(i)));
+    assert!(v["next"].is_string());
+    let (_, third, v) = get(&format!("limit=2&after={}", v["next"].as_str().unwrap())).await;
+    assert!(third.is_empty() && v["next"].is_null());
+    for bad in ["category=urgent", "tier=9", "after=x", "due_before=soon"] {
+        let (st, _, v) = get(bad).await;
+        assert_eq!(st, 400, "{bad}: {v}");
+        assert_eq!(v["error"]["code"], "bad_request");
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn sqlite_work_queue_filters_by_category_tier_breach_text_and_pages() {
+    work_queue_filters_and_pages(None).await;
+}
+
+#[tokio::test]
+async fn postgres_work_queue_filters_by_category_tier_breach_text_and_pages() {
+    let url = common::fresh_pg_database().await;
+    work_queue_filters_and_pages(Some(url.clone())).await;
+    common::drop_pg_database(&url).await;
+}

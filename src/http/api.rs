@@ -268,6 +268,15 @@ pub struct CasesQuery {
     status: Option<String>,
     /// 1..=500, default 50.
     limit: Option<i64>,
+    category: Option<String>,
+    tier: Option<i64>,
+    /// Resolve deadline before this (RFC 3339, a date, or a span back like `2h`).
+    due_before: Option<String>,
+    breached: Option<bool>,
+    /// Customer number or address, or subject, contains this.
+    q: Option<String>,
+    /// The `next` of the previous page.
+    after: Option<String>,
 }
 
 /// The work queue: cases by status, the earliest resolve deadline first.
@@ -305,8 +314,58 @@ pub async fn list_cases(
             format!("limit {limit}: expected 1 to 500"),
         ));
     }
-    let cases = s.intake.store.cases(&statuses, limit).await?;
-    Ok(axum::Json(serde_json::json!({ "cases": cases })))
+    let bad = |m: String| AppError::new(StatusCode::BAD_REQUEST, "bad_request", m);
+    if let Some(c) = &q.category
+        && c.parse::<crate::domain::Category>().is_err()
+    {
+        return Err(bad(format!(
+            "category {c:?}: expected complaint, fault or inquiry"
+        )));
+    }
+    if let Some(t) = q.tier
+        && !(1..=4).contains(&t)
+    {
+        return Err(bad(format!("tier {t}: expected 1 to 4")));
+    }
+    let now = s.intake.clock.now_ms();
+    let due_before = match &q.due_before {
+        None => None,
+        Some(v) => Some(
+            crate::sla::report::parse_instant(v, s.settings.time.zone, now)
+                .map_err(|e| bad(format!("due_before: {e}")))?,
+        ),
+    };
+    if q.q.as_ref().is_some_and(|t| t.chars().count() > 200) {
+        return Err(bad("q: at most 200 characters".into()));
+    }
+    let after = match &q.after {
+        None => None,
+        Some(c) => Some(
+            c.split_once(':')
+                .and_then(|(a, b)| Some((a.parse::<i64>().ok()?, b.parse::<i64>().ok()?)))
+                .ok_or_else(|| bad(format!("after {c:?}: pass the `next` of the previous page")))?,
+        ),
+    };
+    let filter = crate::store::CaseFilter {
+        statuses,
+        category: q.category.clone(),
+        tier: q.tier,
+        due_before,
+        breached: q.breached,
+        text: q.q.clone().filter(|t| !t.trim().is_empty()),
+        after,
+    };
+    let cases = s.intake.store.find_cases(&filter, limit).await?;
+    let next = (cases.len() as i64 == limit)
+        .then(|| {
+            cases
+                .last()
+                .map(|c| format!("{}:{}", c.resolve_due_at, c.id))
+        })
+        .flatten();
+    Ok(axum::Json(
+        serde_json::json!({ "cases": cases, "next": next }),
+    ))
 }
 
 #[derive(Deserialize, Default)]

@@ -398,6 +398,22 @@ pub struct MessageRecord {
     pub updated_at: i64,
 }
 
+/// What the agents' work queue filters by. Empty or `None` fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct CaseFilter {
+    pub statuses: Vec<String>,
+    pub category: Option<String>,
+    pub tier: Option<i64>,
+    /// Resolve deadline before this instant.
+    pub due_before: Option<i64>,
+    /// Only cases with (true) or without (false) an `sla_breach` event.
+    pub breached: Option<bool>,
+    /// Customer or subject contains this (case-sensitive; `%` and `_` match themselves).
+    pub text: Option<String>,
+    /// Keyset cursor: cases after (resolve_due_at, id).
+    pub after: Option<(i64, i64)>,
+}
+
 /// One entry of a case's history (opened, reply, escalated, sla_warning, sla_breach, resolved…).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, sqlx::FromRow)]
 pub struct CaseEvent {
@@ -584,6 +600,8 @@ pub trait Store: Send + Sync + 'static {
     async fn case_events(&self, case_id: i64) -> StoreResult<Vec<CaseEvent>>;
     /// Cases in `statuses` (all when empty), the most urgent first (earliest resolve deadline).
     async fn cases(&self, statuses: &[String], limit: i64) -> StoreResult<Vec<CaseRecord>>;
+    /// Cases matching `filter`, the earliest resolve deadline first, after `filter.after`.
+    async fn find_cases(&self, filter: &CaseFilter, limit: i64) -> StoreResult<Vec<CaseRecord>>;
     /// Marks a case resolved by `by` (a `resolved` case event with the note); `None` when it
     /// does not exist. Resolving a resolved case changes nothing and records nothing.
     async fn resolve_case(
