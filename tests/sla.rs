@@ -575,3 +575,46 @@ async fn postgres_work_queue_filters_by_category_tier_breach_text_and_pages() {
     work_queue_filters_and_pages(Some(url.clone())).await;
     common::drop_pg_database(&url).await;
 }
+
+/// A step decided on a clock that was re-planned meanwhile (its case upgraded from inquiry to
+/// complaint between the claim and the apply) is refused, and the next round decides again
+/// with the new policy.
+#[tokio::test]
+async fn a_step_decided_before_a_re_plan_is_refused_and_decided_again() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let (app, sla) = spawn_app_with_clock(clock.clone(), |s, _| ladder(s)).await;
+    let case = mo(&app, "r-1", "+8613800000021", "请问宽带怎么续费").await;
+    clock.set_ms(T0 + 23 * HOUR);
+    let claimed = app
+        .store()
+        .claim_sla(clock.now_ms(), 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let c = &claimed[0];
+    assert_eq!((c.case_id, c.step.as_str()), (case, "answer_warning"));
+    // The customer complains before the stale decision lands: re-planned as a complaint.
+    mo(&app, "r-2", "+8613800000021", "一天了没人回复，我要投诉").await;
+    let stale = switchboard::store::SlaApply {
+        case_id: c.case_id,
+        step: c.step.clone(),
+        fired_before: c.fired,
+        due_before: c.due_at,
+        fired_after: c.fired | 1,
+        next: Some(("answer_breach".into(), T0 + 24 * HOUR)),
+        remove: false,
+        tier_before: c.tier,
+        tier_after: c.tier,
+        event: Some(("sla_warning".into(), "stale".into())),
+        notices: Vec::new(),
+        now_ms: clock.now_ms(),
+    };
+    assert_eq!(app.store().apply_sla(&[stale]).await.unwrap(), [false]);
+    assert!(kinds(&app, case).await.is_empty());
+    // Decided again as a complaint: its answer warning and breach are long past.
+    let r = sla.run_due().await.unwrap();
+    assert_eq!(r.fired, 2);
+    assert_eq!(kinds(&app, case).await, ["sla_warning", "sla_breach"]);
+    assert_eq!(app.store().case(case).await.unwrap().unwrap().tier, 2);
+    app.shutdown().await;
+}

@@ -266,7 +266,12 @@ pub async fn observe(
 ) -> Response {
     let started = Instant::now();
     let id = request_id(&req);
-    let method = req.method().as_str().to_string();
+    // Any token is a method to hyper: only the standard ones become labels.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_string();
     let route = req
         .extensions()
         .get::<MatchedPath>()

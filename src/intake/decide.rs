@@ -63,6 +63,8 @@ pub struct SlaState {
     /// A person answered (`acked_at` set).
     pub answered: bool,
     pub opened_ms: i64,
+    /// false: the case has no clock (opened before clocks existed).
+    pub has_clock: bool,
 }
 
 /// An inbound message row (`direction` in, `status` received).
@@ -242,7 +244,7 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
                 let tier = next_tier(Some(open.tier), req.intent);
                 tx.touch_case(open.id, req.now_ms, category, tier).await?;
                 if category != existing {
-                    reclock(tx, &req.sla, open.id, category).await?;
+                    reclock(tx, &req.sla, open.id, category, req.now_ms).await?;
                 }
                 let kind = if req.intent == Intent::Escalate {
                     "escalated"
@@ -364,6 +366,7 @@ async fn reclock<T: IntakeTx>(
     sla: &crate::sla::SlaSettings,
     case_id: i64,
     category: Category,
+    now_ms: i64,
 ) -> StoreResult<()> {
     let Some(state) = tx.sla_state(case_id).await? else {
         return Ok(());
@@ -375,8 +378,18 @@ async fn reclock<T: IntakeTx>(
         state.opened_ms + policy.resolve_within.ms(),
     )
     .await?;
-    let next = crate::sla::next_step(policy, state.opened_ms, state.fired, state.answered);
-    tx.set_clock(case_id, next, state.fired).await
+    // A case from before clocks existed has taken no step; what its new policy put in the past
+    // counts as taken, silently, rather than a burst of late notices.
+    let fired = if state.has_clock {
+        state.fired
+    } else {
+        crate::sla::plan(policy, state.opened_ms)
+            .into_iter()
+            .filter(|(_, due)| *due <= now_ms)
+            .fold(0, |m, (s, _)| m | s.bit())
+    };
+    let next = crate::sla::next_step(policy, state.opened_ms, fired, state.answered);
+    tx.set_clock(case_id, next, fired).await
 }
 
 /// Threading: a reference to one of our messages first, then a quoted case number of this

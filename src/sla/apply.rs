@@ -4,11 +4,14 @@
 //! it was claimed with and the case still at the tier it had; else that item alone is rolled
 //! back and its lease released, to be claimed again with fresh state.
 
-use crate::store::{OutboundDraft, SlaApply, StoreResult};
+use crate::store::{OutboundDraft, SlaApply, StoreError, StoreResult};
 
 /// The statements one applied step needs (text in `crate::store::sql`).
 #[allow(async_fn_in_trait)]
 pub trait SlaTx {
+    /// Takes the case row's lock before the clock's (PostgreSQL; nothing on SQLite), the
+    /// order the intake takes them in, so the two never deadlock.
+    async fn lock_case(&mut self, case_id: i64) -> StoreResult<()>;
     async fn savepoint(&mut self) -> StoreResult<()>;
     async fn rollback_to_savepoint(&mut self) -> StoreResult<()>;
     async fn release_savepoint(&mut self) -> StoreResult<()>;
@@ -39,42 +42,62 @@ pub trait SlaTx {
     ) -> StoreResult<i64>;
 }
 
-/// Applies `items` in the caller's transaction; per item whether it was applied.
+/// Applies `items` in the caller's transaction; per item whether it was applied. An item
+/// whose statements fail with anything but an outage is rolled back alone and keeps its lease
+/// (it is tried again when the lease ends), so one bad clock cannot stop the others.
 ///
 /// # Errors
-/// The engine's.
+/// An outage (the whole batch is then rolled back by the caller).
 pub async fn apply_all<T: SlaTx>(tx: &mut T, items: &[SlaApply]) -> StoreResult<Vec<bool>> {
     let mut done = Vec::with_capacity(items.len());
     for a in items {
         tx.savepoint().await?;
-        let moved = if a.remove {
-            tx.remove_clock(a).await?
-        } else {
-            let (step, due) = match &a.next {
-                Some((s, d)) => (s.as_str(), Some(*d)),
-                None => ("done", None),
-            };
-            tx.move_clock(a, step, due).await?
-        };
-        let mut ok = moved == 1;
-        if ok && a.tier_after != a.tier_before {
-            ok = tx.set_tier(a).await? == 1;
+        match apply_one(tx, a).await {
+            Ok(true) => {
+                tx.release_savepoint().await?;
+                done.push(true);
+            }
+            Ok(false) => {
+                tx.rollback_to_savepoint().await?;
+                tx.release_lease(a.case_id).await?;
+                tx.release_savepoint().await?;
+                done.push(false);
+            }
+            Err(e @ StoreError::Unavailable(_)) => return Err(e),
+            Err(e) => {
+                tracing::error!(case_id = a.case_id, step = %a.step, error = %crate::domain::scrub(&e.to_string()), "SLA step could not be applied; retried when its lease ends");
+                tx.rollback_to_savepoint().await?;
+                tx.release_savepoint().await?;
+                done.push(false);
+            }
         }
-        if !ok {
-            tx.rollback_to_savepoint().await?;
-            tx.release_lease(a.case_id).await?;
-            tx.release_savepoint().await?;
-            done.push(false);
-            continue;
-        }
-        if let Some((kind, detail)) = &a.event {
-            tx.sla_event(a.case_id, a.now_ms, kind, detail).await?;
-        }
-        for d in &a.notices {
-            tx.sla_notice(d, a.case_id, a.now_ms).await?;
-        }
-        tx.release_savepoint().await?;
-        done.push(true);
     }
     Ok(done)
+}
+
+/// One item: false when the clock or the case changed since the claim.
+async fn apply_one<T: SlaTx>(tx: &mut T, a: &SlaApply) -> StoreResult<bool> {
+    tx.lock_case(a.case_id).await?;
+    let moved = if a.remove {
+        tx.remove_clock(a).await?
+    } else {
+        let (step, due) = match &a.next {
+            Some((s, d)) => (s.as_str(), Some(*d)),
+            None => ("done", None),
+        };
+        tx.move_clock(a, step, due).await?
+    };
+    if moved != 1 {
+        return Ok(false);
+    }
+    if a.tier_after != a.tier_before && tx.set_tier(a).await? != 1 {
+        return Ok(false);
+    }
+    if let Some((kind, detail)) = &a.event {
+        tx.sla_event(a.case_id, a.now_ms, kind, detail).await?;
+    }
+    for d in &a.notices {
+        tx.sla_notice(d, a.case_id, a.now_ms).await?;
+    }
+    Ok(true)
 }

@@ -284,12 +284,12 @@ impl Step {
 pub fn plan(p: &Policy, opened_ms: i64) -> Vec<(Step, i64)> {
     let answer = opened_ms + p.answer_within.0;
     let resolve = opened_ms + p.resolve_within.0;
-    let mut v = vec![
-        (Step::AnswerWarn, answer - p.warn_before.0),
-        (Step::AnswerBreach, answer),
-        (Step::ResolveWarn, resolve - p.warn_before.0),
-        (Step::ResolveBreach, resolve),
-    ];
+    let mut v = vec![(Step::AnswerBreach, answer), (Step::ResolveBreach, resolve)];
+    // `warn_before = "0s"`: no warnings (they would fall on the breach itself).
+    if p.warn_before.0 > 0 {
+        v.push((Step::AnswerWarn, answer - p.warn_before.0));
+        v.push((Step::ResolveWarn, resolve - p.warn_before.0));
+    }
     for r in &p.escalate {
         let step = match r.tier {
             2 => Step::Tier2,
@@ -448,6 +448,15 @@ mod tests {
                 (Step::ResolveBreach, 72 * H),
             ]
         );
+    }
+
+    #[test]
+    fn no_warnings_without_warn_before() {
+        let mut p = complaint();
+        p.warn_before = Span(0);
+        let steps: Vec<Step> = plan(&p, 0).into_iter().map(|(s, _)| s).collect();
+        assert!(!steps.contains(&Step::AnswerWarn) && !steps.contains(&Step::ResolveWarn));
+        assert_eq!(steps[0], Step::AnswerBreach);
     }
 
     #[test]

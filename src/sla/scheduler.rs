@@ -243,6 +243,7 @@ impl Scheduler {
             case_id: c.case_id,
             step: c.step.clone(),
             fired_before: c.fired,
+            due_before: c.due_at,
             fired_after: c.fired,
             next: None,
             remove: false,

@@ -451,6 +451,7 @@ pub struct SlaApply {
     /// The clock as claimed (guard).
     pub step: String,
     pub fired_before: i64,
+    pub due_before: i64,
     /// The clock after: the next step and when (`None`: every step taken), or removed.
     pub fired_after: i64,
     pub next: Option<(String, i64)>,

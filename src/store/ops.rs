@@ -227,7 +227,8 @@ macro_rules! common_ops {
                 .execute(&mut *tx)
                 .await?;
                 if dlr.status == crate::store::DeliveryStatus::Failed {
-                    // A permanent failure ends the sending: a retry still queued is dropped.
+                    // A failure report (a DSN, or a bridge's failed DLR) ends the sending: a
+                    // retry still queued is dropped.
                     sqlx::query(sql::DELETE_OUTBOX).bind(id).execute(&mut *tx).await?;
                 }
             }

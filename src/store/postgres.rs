@@ -66,9 +66,14 @@ impl PgStore {
         &self,
         items: &[crate::store::SlaApply],
     ) -> StoreResult<Vec<bool>> {
-        let mut tx = self.pool.begin().await?;
-        let done = crate::sla::apply::apply_all(&mut PgIntake(&mut tx), items).await?;
-        tx.commit().await?;
+        // Each item is a savepoint; PostgreSQL keeps 64 subtransactions per transaction in
+        // shared memory before it spills, so commit every 50.
+        let mut done = Vec::with_capacity(items.len());
+        for chunk in items.chunks(50) {
+            let mut tx = self.pool.begin().await?;
+            done.extend(crate::sla::apply::apply_all(&mut PgIntake(&mut tx), chunk).await?);
+            tx.commit().await?;
+        }
         Ok(done)
     }
 
@@ -350,14 +355,15 @@ impl IntakeTx for PgIntake<'_> {
     }
 
     async fn sla_state(&mut self, case_id: i64) -> StoreResult<Option<SlaState>> {
-        let row: Option<(i64, i64, i64)> = sqlx::query_as(sql::SLA_STATE)
+        let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(sql::SLA_STATE)
             .bind(case_id)
             .fetch_optional(&mut *self.0)
             .await?;
-        Ok(row.map(|(fired, answered, opened_ms)| SlaState {
+        Ok(row.map(|(fired, answered, opened_ms, has_clock)| SlaState {
             fired,
             answered: answered != 0,
             opened_ms,
+            has_clock: has_clock != 0,
         }))
     }
 
@@ -407,6 +413,14 @@ impl IntakeTx for PgIntake<'_> {
 }
 
 impl crate::sla::apply::SlaTx for PgIntake<'_> {
+    async fn lock_case(&mut self, case_id: i64) -> StoreResult<()> {
+        sqlx::query(sql::SLA_LOCK_CASE)
+            .bind(case_id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
     async fn savepoint(&mut self) -> StoreResult<()> {
         sqlx::query("SAVEPOINT sla_step")
             .execute(&mut *self.0)
@@ -441,6 +455,7 @@ impl crate::sla::apply::SlaTx for PgIntake<'_> {
             .bind(a.case_id)
             .bind(&a.step)
             .bind(a.fired_before)
+            .bind(a.due_before)
             .execute(&mut *self.0)
             .await?
             .rows_affected())
@@ -451,6 +466,7 @@ impl crate::sla::apply::SlaTx for PgIntake<'_> {
             .bind(a.case_id)
             .bind(&a.step)
             .bind(a.fired_before)
+            .bind(a.due_before)
             .execute(&mut *self.0)
             .await?
             .rows_affected())

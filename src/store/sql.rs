@@ -80,10 +80,12 @@ pub const INSERT_OUTBOUND: &str = "INSERT INTO messages (direction, channel, dia
 pub const INSERT_OUTBOX: &str =
     "INSERT INTO outbox (message_id, channel, not_before, lane) VALUES ($1, $2, $3, $4)";
 
-/// A send that went out (provider id, now, message id).
+/// A send that went out (provider id, now, message id). A delivery report that already ended
+/// the message (a failure) keeps its status and error.
 pub const SEND_COMPLETE: &str = "UPDATE messages SET \
      status = CASE WHEN status = 'queued' THEN 'sent' ELSE status END, \
-     provider_id = COALESCE($1, provider_id), attempts = attempts + 1, last_error = NULL, \
+     provider_id = COALESCE($1, provider_id), attempts = attempts + 1, \
+     last_error = CASE WHEN status = 'queued' THEN NULL ELSE last_error END, \
      updated_at = $2 WHERE id = $3";
 
 /// A send to try again (error, now, message id). A message a delivery report already ended
@@ -103,9 +105,11 @@ pub const SEND_FAIL: &str = "UPDATE messages SET status = 'failed', attempts = a
 /// The outbox row of a finished send (message id).
 pub const DELETE_OUTBOX: &str = "DELETE FROM outbox WHERE message_id = $1";
 
-/// What a case's clock has done: (steps taken mask, answered 0/1, opened at) (case id).
+/// What a case's clock has done: (steps taken mask, answered 0/1, opened at, has a clock 0/1)
+/// (case id).
 pub const SLA_STATE: &str = "SELECT COALESCE(k.fired, 0), \
-     CAST(CASE WHEN c.acked_at IS NULL THEN 0 ELSE 1 END AS BIGINT), c.opened_at \
+     CAST(CASE WHEN c.acked_at IS NULL THEN 0 ELSE 1 END AS BIGINT), c.opened_at, \
+     CAST(CASE WHEN k.case_id IS NULL THEN 0 ELSE 1 END AS BIGINT) \
      FROM cases c LEFT JOIN sla_clock k ON k.case_id = c.id WHERE c.id = $1";
 
 /// A case's deadlines after its category changed (answer due, resolve due, case id).
@@ -117,14 +121,18 @@ pub const SET_CLOCK: &str = "INSERT INTO sla_clock (case_id, step, due_at, fired
      VALUES ($1, $2, $3, $4, NULL) ON CONFLICT (case_id) DO UPDATE SET step = excluded.step, \
      due_at = excluded.due_at, fired = excluded.fired, lease_until = NULL";
 
-/// A case clock moves on from the step and mask it was claimed with
-/// (next step, next due, mask after, case id, step before, mask before).
+/// A case clock moves on from the step, mask and due instant it was claimed with (a re-plan
+/// meanwhile changes one of them) (next step, next due, mask after, case id, step before, mask
+/// before, due before).
 pub const SLA_MOVE_CLOCK: &str = "UPDATE sla_clock SET step = $1, due_at = $2, fired = $3, \
-     lease_until = NULL WHERE case_id = $4 AND step = $5 AND fired = $6";
+     lease_until = NULL WHERE case_id = $4 AND step = $5 AND fired = $6 AND due_at = $7";
 
-/// A case clock removed if still as claimed (case id, step, mask).
-pub const SLA_REMOVE_CLOCK: &str =
-    "DELETE FROM sla_clock WHERE case_id = $1 AND step = $2 AND fired = $3";
+/// A case clock removed if still as claimed (case id, step, mask, due).
+pub const SLA_REMOVE_CLOCK: &str = "DELETE FROM sla_clock WHERE case_id = $1 AND step = $2 \
+     AND fired = $3 AND due_at = $4";
+
+/// Locks the case row before its clock (PostgreSQL; the intake locks in that order too).
+pub const SLA_LOCK_CASE: &str = "SELECT id FROM cases WHERE id = $1 FOR UPDATE";
 
 /// A case's tier moved by a step if still as claimed (tier after, case id, tier before).
 pub const SLA_SET_TIER: &str = "UPDATE cases SET tier = $1 WHERE id = $2 AND tier = $3";

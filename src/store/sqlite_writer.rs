@@ -447,6 +447,7 @@ impl IntakeTx for SqliteIntake<'_> {
                     fired: r.get(0)?,
                     answered: r.get::<_, i64>(1)? != 0,
                     opened_ms: r.get(2)?,
+                    has_clock: r.get::<_, i64>(3)? != 0,
                 })
             }))
     }
@@ -516,6 +517,11 @@ impl IntakeTx for SqliteIntake<'_> {
 }
 
 impl crate::sla::apply::SlaTx for SqliteIntake<'_> {
+    /// SQLite: the writer's transaction holds the only write lock already.
+    async fn lock_case(&mut self, _case_id: i64) -> StoreResult<()> {
+        Ok(())
+    }
+
     async fn savepoint(&mut self) -> StoreResult<()> {
         self.0.execute_batch("SAVEPOINT sla_step")?;
         Ok(())
@@ -546,7 +552,8 @@ impl crate::sla::apply::SlaTx for SqliteIntake<'_> {
                 a.fired_after,
                 a.case_id,
                 a.step,
-                a.fired_before
+                a.fired_before,
+                a.due_before
             ])? as u64)
     }
 
@@ -554,7 +561,7 @@ impl crate::sla::apply::SlaTx for SqliteIntake<'_> {
         Ok(self
             .0
             .prepare_cached(sql::SLA_REMOVE_CLOCK)?
-            .execute(params![a.case_id, a.step, a.fired_before])? as u64)
+            .execute(params![a.case_id, a.step, a.fired_before, a.due_before])? as u64)
     }
 
     async fn set_tier(&mut self, a: &SlaApply) -> StoreResult<u64> {
