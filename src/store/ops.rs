@@ -514,20 +514,32 @@ macro_rules! common_ops {
             if updated.rows_affected() == 0 {
                 return Ok(None);
             }
+            let detail = format!("{channel} by {by}: {note}");
+            let case = event_and_case(&mut tx, case_id, now_ms, "contact", &detail).await?;
+            tx.commit().await?;
+            Ok(case)
+        }
+
+        /// A case event, then the case as it now is (inside the caller's transaction).
+        async fn event_and_case(
+            conn: &mut $Conn,
+            case_id: i64,
+            now_ms: i64,
+            kind: &str,
+            detail: &str,
+        ) -> StoreResult<Option<CaseRecord>> {
             sqlx::query(sql::INSERT_CASE_EVENT)
                 .bind(case_id)
                 .bind(now_ms)
-                .bind("contact")
-                .bind(format!("{channel} by {by}: {note}"))
-                .execute(&mut *tx)
+                .bind(kind)
+                .bind(detail)
+                .execute(&mut *conn)
                 .await?;
             let sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1");
-            let case = sqlx::query_as::<_, CaseRecord>(&sql)
+            Ok(sqlx::query_as::<_, CaseRecord>(&sql)
                 .bind(case_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(case)
+                .fetch_optional(&mut *conn)
+                .await?)
         }
 
         pub async fn escalate_case(
@@ -552,21 +564,10 @@ macro_rules! common_ops {
             if updated.rows_affected() == 0 {
                 return Ok(None);
             }
-            sqlx::query(sql::INSERT_CASE_EVENT)
-                .bind(case_id)
-                .bind(now_ms)
-                .bind("escalated")
-                .bind(detail)
-                .execute(&mut *tx)
-                .await?;
             for d in notices {
                 queue_outbound(&mut *tx, d, Some(case_id), now_ms).await?;
             }
-            let sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1");
-            let case = sqlx::query_as::<_, CaseRecord>(&sql)
-                .bind(case_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let case = event_and_case(&mut tx, case_id, now_ms, "escalated", detail).await?;
             tx.commit().await?;
             Ok(case)
         }
