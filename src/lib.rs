@@ -9,12 +9,14 @@
 //! - [`store`]: `trait Store`, SQLite and PostgreSQL engines, migrations.
 //! - [`outbound`]: outbox worker, SMS drivers, segmenting, retry policy.
 //! - [`http`]: the axum router, error shape, webhook authentication, metrics.
+//! - [`cases`]: the case lifecycle (which action a status allows).
 //! - [`sla`]: service levels per category, the four-tier ladder, the case clock and its
 //!   scheduler.
 //! - [`templates`]: minijinja message templates (zh-CN, en).
 //! - [`app`]: wiring and graceful shutdown; [`cli`]: subcommands.
 
 pub mod app;
+pub mod cases;
 pub mod classify;
 pub mod cli;
 pub mod clock;

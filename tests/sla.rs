@@ -618,3 +618,97 @@ async fn a_step_decided_before_a_re_plan_is_refused_and_decided_again() {
     assert_eq!(app.store().case(case).await.unwrap().unwrap().tier, 2);
     app.shutdown().await;
 }
+
+async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let (app, sla) = spawn_app_with_clock(clock.clone(), move |s, _| {
+        ladder(s);
+        if let Some(u) = url {
+            s.database.url = Secret::new(u);
+        }
+    })
+    .await;
+    let case = mo(&app, "l-1", "+8613800000031", "投诉：宽带总掉线").await;
+    let agent = app.token("agent").await;
+    let call = |method: &str, path: String, body: serde_json::Value| {
+        let c = app.client.clone();
+        let url = format!("{}{path}", app.base);
+        let agent = agent.clone();
+        let post = method == "POST";
+        async move {
+            let r = if post {
+                c.post(url).bearer_auth(agent).json(&body).send().await.unwrap()
+            } else {
+                c.get(url).bearer_auth(agent).send().await.unwrap()
+            };
+            let st = r.status().as_u16();
+            (st, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let p = |a: &str| format!("/api/v1/cases/{case}/{a}");
+    let (st, v) = call("POST", p("notes"), serde_json::json!({"text": "客户要求晚上联系"})).await;
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = call("POST", p("assign"), serde_json::json!({"to": "li.wei"})).await;
+    assert_eq!((st, v["case"]["assignee"].as_str()), (200, Some("li.wei")), "{v}");
+    let (_, v) = call("GET", "/api/v1/cases?assignee=li.wei".into(), serde_json::Value::Null).await;
+    assert_eq!(v["cases"][0]["id"], case, "{v}");
+    // An open case cannot be closed: the 409 says what it allows.
+    let (st, v) = call("POST", p("close"), serde_json::Value::Null).await;
+    assert_eq!(st, 409, "{v}");
+    let m = v["error"]["message"].as_str().unwrap();
+    assert!(m.contains("allowed: reply, contact, note, assign, escalate, resolve"), "{m}");
+    app.store()
+        .resolve_case(case, "li.wei", None, clock.now_ms())
+        .await
+        .unwrap();
+    let (st, v) = call("POST", p("close"), serde_json::Value::Null).await;
+    assert_eq!((st, v["case"]["status"].as_str()), (200, Some("closed")), "{v}");
+    let (st, v) = call("POST", p("assign"), serde_json::json!({"to": "zhang"})).await;
+    assert_eq!(st, 409, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("allowed: note, reopen"));
+    // Two agents at once: the one who saw `resolved` is too late.
+    let stale = switchboard::store::Transition {
+        case_id: case,
+        from: "resolved".into(),
+        to: "closed".into(),
+        assignee: None,
+        event: "closed".into(),
+        detail: "late".into(),
+        clock: switchboard::store::ClockChange::Keep,
+        now_ms: clock.now_ms(),
+    };
+    assert!(app.store().transition(&stale).await.unwrap().is_none());
+    // Reopened an hour in: the clock goes on, the answer warning at 2 h 30 m still fires.
+    clock.set_ms(T0 + HOUR);
+    let (st, v) = call("POST", p("reopen"), serde_json::json!({"reason": "客户说还是掉线"})).await;
+    assert_eq!((st, v["case"]["status"].as_str()), (200, Some("open")), "{v}");
+    assert!(v["case"]["resolved_at"].is_null());
+    let (st, _) = call("POST", p("reopen"), serde_json::json!({"reason": ""})).await;
+    assert_eq!(st, 422);
+    clock.set_ms(T0 + 2 * HOUR + 30 * MIN);
+    assert_eq!(sla.run_due().await.unwrap().notices, 1);
+    let all: Vec<String> = app
+        .store()
+        .case_events(case)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    for k in ["note", "assigned", "resolved", "closed", "reopened", "sla_warning"] {
+        assert!(all.iter().any(|e| e == k), "{k} missing from {all:?}");
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn sqlite_lifecycle_notes_assign_close_reopen_and_409_with_the_allowed_actions() {
+    lifecycle_with_notes_assign_close_reopen(None).await;
+}
+
+#[tokio::test]
+async fn postgres_lifecycle_notes_assign_close_reopen_and_409_with_the_allowed_actions() {
+    let url = common::fresh_pg_database().await;
+    lifecycle_with_notes_assign_close_reopen(Some(url.clone())).await;
+    common::drop_pg_database(&url).await;
+}

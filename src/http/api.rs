@@ -277,6 +277,7 @@ pub struct CasesQuery {
     q: Option<String>,
     /// The `next` of the previous page.
     after: Option<String>,
+    assignee: Option<String>,
 }
 
 /// The work queue: cases by status, the earliest resolve deadline first.
@@ -347,6 +348,7 @@ pub async fn list_cases(
         ),
     };
     let filter = crate::store::CaseFilter {
+        assignee: q.assignee.clone().filter(|a| !a.trim().is_empty()),
         statuses,
         category: q.category.clone(),
         tier: q.tier,
@@ -626,4 +628,221 @@ pub async fn escalate(
     Ok(axum::Json(
         serde_json::json!({ "case": updated, "notices": notices.len() }),
     ))
+}
+
+/// 409 for an action the case's status does not allow, naming the ones it does.
+fn not_allowed(case: &crate::store::CaseRecord, action: crate::cases::Action) -> AppError {
+    AppError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        format!(
+            "case {} is {}: {} is not allowed; allowed: {}",
+            crate::domain::CaseId(case.id),
+            case.status,
+            action.as_str(),
+            crate::cases::allowed_list(&case.status)
+        ),
+    )
+}
+
+fn changed_meanwhile(id: i64) -> AppError {
+    AppError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        format!(
+            "case {} changed meanwhile (another agent); look again",
+            crate::domain::CaseId(id)
+        ),
+    )
+}
+
+/// Runs one lifecycle action: checks it against the case's status, then has the store apply
+/// it only if the status is still the one seen.
+async fn lifecycle(
+    s: &AppState,
+    id: i64,
+    action: crate::cases::Action,
+    event: &str,
+    detail: String,
+    assignee: Option<String>,
+    clock: impl FnOnce(&crate::store::CaseRecord, i64) -> crate::store::ClockChange,
+) -> Result<crate::store::CaseRecord, AppError> {
+    let store = &s.intake.store;
+    let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
+    let to = crate::cases::target(&case.status, action, case.acked_at.is_some())
+        .ok_or_else(|| not_allowed(&case, action))?;
+    let now = s.intake.clock.now_ms();
+    let t = crate::store::Transition {
+        case_id: id,
+        from: case.status.clone(),
+        to: to.to_string(),
+        assignee,
+        event: event.to_string(),
+        detail,
+        clock: clock(&case, now),
+        now_ms: now,
+    };
+    store
+        .transition(&t)
+        .await?
+        .ok_or_else(|| changed_meanwhile(id))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteRequest {
+    text: String,
+}
+
+/// `POST /api/v1/cases/{id}/notes`: an internal note (never sent to the customer).
+pub async fn add_note(
+    State(s): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<i64>,
+    body: AppJson<NoteRequest>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
+    let text = optional_note(Some(&body.0.text), "text")?;
+    if text.is_empty() {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_note",
+            "text: a note needs text",
+        ));
+    }
+    let detail = format!("by {}: {text}", caller.name);
+    let keep = |_: &crate::store::CaseRecord, _| crate::store::ClockChange::Keep;
+    let case = lifecycle(
+        &s,
+        id,
+        crate::cases::Action::Note,
+        "note",
+        detail,
+        None,
+        keep,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "case": case })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRequest {
+    /// An agent's name (as on their API token).
+    to: String,
+}
+
+/// `POST /api/v1/cases/{id}/assign`: who works on the case.
+pub async fn assign(
+    State(s): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<i64>,
+    body: AppJson<AssignRequest>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
+    let to = body.0.to.trim().to_string();
+    if to.is_empty() || to.chars().count() > 100 || to.chars().any(char::is_control) {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_assignee",
+            "to: an agent's name, 1 to 100 characters",
+        ));
+    }
+    let detail = format!("to {to} by {}", caller.name);
+    let keep = |_: &crate::store::CaseRecord, _| crate::store::ClockChange::Keep;
+    let case = lifecycle(
+        &s,
+        id,
+        crate::cases::Action::Assign,
+        "assigned",
+        detail,
+        Some(to),
+        keep,
+    )
+    .await?;
+    Ok(axum::Json(serde_json::json!({ "case": case })))
+}
+
+/// `POST /api/v1/cases/{id}/close`: a resolved case is closed for good (a new message from the
+/// customer opens a new case).
+pub async fn close_case(
+    State(s): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<i64>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
+    let detail = format!("by {}", caller.name);
+    let remove = |_: &crate::store::CaseRecord, _| crate::store::ClockChange::Remove;
+    let case = lifecycle(
+        &s,
+        id,
+        crate::cases::Action::Close,
+        "closed",
+        detail,
+        None,
+        remove,
+    )
+    .await?;
+    Ok(axum::Json(serde_json::json!({ "case": case })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReopenRequest {
+    reason: String,
+}
+
+/// `POST /api/v1/cases/{id}/reopen`: a resolved or closed case back to work. Its clock goes on
+/// from the policy of its category: steps already past are taken as done, the rest fire.
+pub async fn reopen(
+    State(s): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<i64>,
+    body: AppJson<ReopenRequest>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
+    let reason = optional_note(Some(&body.0.reason), "reason")?;
+    if reason.is_empty() {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_reason",
+            "reason: say why the case is reopened",
+        ));
+    }
+    let sla = s.sla.sla.clone();
+    let clock = move |case: &crate::store::CaseRecord, now: i64| {
+        let category = case
+            .category
+            .parse()
+            .unwrap_or(crate::domain::Category::Inquiry);
+        let policy = sla.policy(category);
+        let fired = crate::sla::plan(policy, case.opened_at)
+            .into_iter()
+            .filter(|(_, due)| *due <= now)
+            .fold(0, |m, (st, _)| m | st.bit());
+        match crate::sla::next_step(policy, case.opened_at, fired, case.acked_at.is_some()) {
+            Some((step, due)) => crate::store::ClockChange::Set {
+                step: step.as_str().to_string(),
+                due: Some(due),
+                fired,
+            },
+            None => crate::store::ClockChange::Remove,
+        }
+    };
+    let detail = format!("by {}: {reason}", caller.name);
+    let case = lifecycle(
+        &s,
+        id,
+        crate::cases::Action::Reopen,
+        "reopened",
+        detail,
+        None,
+        clock,
+    )
+    .await?;
+    s.sla.wake.notify_one();
+    Ok(axum::Json(serde_json::json!({ "case": case })))
 }

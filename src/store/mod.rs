@@ -408,6 +408,7 @@ pub struct CaseFilter {
     pub due_before: Option<i64>,
     /// Only cases with (true) or without (false) an `sla_breach` event.
     pub breached: Option<bool>,
+    pub assignee: Option<String>,
     /// Customer or subject contains this (case-sensitive; `%` and `_` match themselves).
     pub text: Option<String>,
     /// Keyset cursor: cases after (resolve_due_at, id).
@@ -484,6 +485,36 @@ pub struct CaseRecord {
     /// First answer by a person (an agent's reply).
     pub acked_at: Option<i64>,
     pub resolved_at: Option<i64>,
+    /// The agent (token name) the case is assigned to.
+    pub assignee: Option<String>,
+}
+
+/// What a lifecycle change does to a case's SLA clock.
+#[derive(Debug, Clone)]
+pub enum ClockChange {
+    Keep,
+    Remove,
+    /// Next step (name), due instant (`None`: every step taken), steps taken.
+    Set {
+        step: String,
+        due: Option<i64>,
+        fired: i64,
+    },
+}
+
+/// A case going from one status to another (the same for a note or an assignment), with its
+/// event; applied only if the case is still in `from`.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub case_id: i64,
+    pub from: String,
+    pub to: String,
+    /// Set the assignee (None: keep).
+    pub assignee: Option<String>,
+    pub event: String,
+    pub detail: String,
+    pub clock: ClockChange,
+    pub now_ms: i64,
 }
 
 /// A rule set as stored (without its id).
@@ -623,6 +654,8 @@ pub trait Store: Send + Sync + 'static {
         by: &str,
         now_ms: i64,
     ) -> StoreResult<Option<CaseRecord>>;
+    /// A lifecycle change, only if the case is still in `t.from`; `None` otherwise.
+    async fn transition(&self, t: &Transition) -> StoreResult<Option<CaseRecord>>;
     /// An escalation by hand: the tier from `tier_before` to `tier_after` (only if still at
     /// `tier_before` and open or acknowledged), an `escalated` event, the notices. `None`:
     /// the case changed meanwhile.

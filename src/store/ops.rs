@@ -266,7 +266,7 @@ macro_rules! common_ops {
 
         const CASE_COLUMNS: &str = "id, channel, customer, category, status, tier, lang, subject, \
             rules_version, opened_at, last_message_at, ack_due_at, resolve_due_at, message_count, \
-            acked_at, resolved_at";
+            acked_at, resolved_at, assignee";
 
         pub async fn case(pool: &Pool<$DB>, id: i64) -> StoreResult<Option<CaseRecord>> {
             let sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1");
@@ -310,6 +310,10 @@ macro_rules! common_ops {
             if let Some(c) = &f.category {
                 vals.push(V::S(c));
                 conds.push(format!("category = ${}", vals.len()));
+            }
+            if let Some(a) = &f.assignee {
+                vals.push(V::S(a));
+                conds.push(format!("assignee = ${}", vals.len()));
             }
             if let Some(t) = f.tier {
                 vals.push(V::I(t));
@@ -540,6 +544,48 @@ macro_rules! common_ops {
                 .bind(case_id)
                 .fetch_optional(&mut *conn)
                 .await?)
+        }
+
+        /// A lifecycle change guarded by the status the caller saw.
+        pub async fn transition(pool: &Pool<$DB>, t: &crate::store::Transition) -> StoreResult<Option<CaseRecord>> {
+            let mut tx = pool.begin_with($begin).await?;
+            let updated = sqlx::query(
+                "UPDATE cases SET status = $1, \
+                 resolved_at = CASE WHEN $1 = 'resolved' THEN $2 \
+                   WHEN $1 IN ('open', 'acknowledged') THEN NULL ELSE resolved_at END, \
+                 assignee = COALESCE($3, assignee) WHERE id = $4 AND status = $5",
+            )
+            .bind(&t.to)
+            .bind(t.now_ms)
+            .bind(&t.assignee)
+            .bind(t.case_id)
+            .bind(&t.from)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 0 {
+                return Ok(None);
+            }
+            match &t.clock {
+                crate::store::ClockChange::Keep => {}
+                crate::store::ClockChange::Remove => {
+                    sqlx::query("DELETE FROM sla_clock WHERE case_id = $1")
+                        .bind(t.case_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                crate::store::ClockChange::Set { step, due, fired } => {
+                    sqlx::query(sql::SET_CLOCK)
+                        .bind(t.case_id)
+                        .bind(step)
+                        .bind(due)
+                        .bind(fired)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            let case = event_and_case(&mut tx, t.case_id, t.now_ms, &t.event, &t.detail).await?;
+            tx.commit().await?;
+            Ok(case)
         }
 
         pub async fn escalate_case(
@@ -903,6 +949,12 @@ macro_rules! impl_store {
                 now_ms: i64,
             ) -> StoreResult<Option<crate::store::CaseRecord>> {
                 ops::log_contact(&self.pool, case_id, channel, note, by, now_ms).await
+            }
+            async fn transition(
+                &self,
+                t: &crate::store::Transition,
+            ) -> StoreResult<Option<crate::store::CaseRecord>> {
+                ops::transition(&self.pool, t).await
             }
             async fn escalate_case(
                 &self,
