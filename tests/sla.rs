@@ -637,7 +637,12 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
         let post = method == "POST";
         async move {
             let r = if post {
-                c.post(url).bearer_auth(agent).json(&body).send().await.unwrap()
+                c.post(url)
+                    .bearer_auth(agent)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
             } else {
                 c.get(url).bearer_auth(agent).send().await.unwrap()
             };
@@ -646,26 +651,52 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
         }
     };
     let p = |a: &str| format!("/api/v1/cases/{case}/{a}");
-    let (st, v) = call("POST", p("notes"), serde_json::json!({"text": "客户要求晚上联系"})).await;
+    let (st, v) = call(
+        "POST",
+        p("notes"),
+        serde_json::json!({"text": "客户要求晚上联系"}),
+    )
+    .await;
     assert_eq!(st, 201, "{v}");
     let (st, v) = call("POST", p("assign"), serde_json::json!({"to": "li.wei"})).await;
-    assert_eq!((st, v["case"]["assignee"].as_str()), (200, Some("li.wei")), "{v}");
-    let (_, v) = call("GET", "/api/v1/cases?assignee=li.wei".into(), serde_json::Value::Null).await;
+    assert_eq!(
+        (st, v["case"]["assignee"].as_str()),
+        (200, Some("li.wei")),
+        "{v}"
+    );
+    let (_, v) = call(
+        "GET",
+        "/api/v1/cases?assignee=li.wei".into(),
+        serde_json::Value::Null,
+    )
+    .await;
     assert_eq!(v["cases"][0]["id"], case, "{v}");
     // An open case cannot be closed: the 409 says what it allows.
     let (st, v) = call("POST", p("close"), serde_json::Value::Null).await;
     assert_eq!(st, 409, "{v}");
     let m = v["error"]["message"].as_str().unwrap();
-    assert!(m.contains("allowed: reply, contact, note, assign, escalate, resolve"), "{m}");
+    assert!(
+        m.contains("allowed: reply, contact, note, assign, escalate, resolve"),
+        "{m}"
+    );
     app.store()
         .resolve_case(case, "li.wei", None, clock.now_ms())
         .await
         .unwrap();
     let (st, v) = call("POST", p("close"), serde_json::Value::Null).await;
-    assert_eq!((st, v["case"]["status"].as_str()), (200, Some("closed")), "{v}");
+    assert_eq!(
+        (st, v["case"]["status"].as_str()),
+        (200, Some("closed")),
+        "{v}"
+    );
     let (st, v) = call("POST", p("assign"), serde_json::json!({"to": "zhang"})).await;
     assert_eq!(st, 409, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("allowed: note, reopen"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allowed: note, reopen")
+    );
     // Two agents at once: the one who saw `resolved` is too late.
     let stale = switchboard::store::Transition {
         case_id: case,
@@ -680,8 +711,17 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
     assert!(app.store().transition(&stale).await.unwrap().is_none());
     // Reopened an hour in: the clock goes on, the answer warning at 2 h 30 m still fires.
     clock.set_ms(T0 + HOUR);
-    let (st, v) = call("POST", p("reopen"), serde_json::json!({"reason": "客户说还是掉线"})).await;
-    assert_eq!((st, v["case"]["status"].as_str()), (200, Some("open")), "{v}");
+    let (st, v) = call(
+        "POST",
+        p("reopen"),
+        serde_json::json!({"reason": "客户说还是掉线"}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["case"]["status"].as_str()),
+        (200, Some("open")),
+        "{v}"
+    );
     assert!(v["case"]["resolved_at"].is_null());
     let (st, _) = call("POST", p("reopen"), serde_json::json!({"reason": ""})).await;
     assert_eq!(st, 422);
@@ -695,7 +735,14 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
         .into_iter()
         .map(|e| e.kind)
         .collect();
-    for k in ["note", "assigned", "resolved", "closed", "reopened", "sla_warning"] {
+    for k in [
+        "note",
+        "assigned",
+        "resolved",
+        "closed",
+        "reopened",
+        "sla_warning",
+    ] {
         assert!(all.iter().any(|e| e == k), "{k} missing from {all:?}");
     }
     app.shutdown().await;
