@@ -384,19 +384,8 @@ pub async fn resolve_case(
     body: AppJson<ResolveRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
-    let note = body
-        .0
-        .note
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty());
-    if note.is_some_and(|n| n.chars().count() > 2000) {
-        return Err(AppError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_note",
-            "note is at most 2000 characters",
-        ));
-    }
+    let note = optional_note(body.0.note.as_deref(), "note")?;
+    let note = Some(note.as_str()).filter(|n| !n.is_empty());
     let case = s
         .intake
         .store
@@ -497,6 +486,25 @@ fn not_in_state(case: &crate::store::CaseRecord, action: &str) -> AppError {
     )
 }
 
+/// A text field that must say something: trimmed, 1 to 2000 characters; else 422 with `code`
+/// and `why`.
+fn required_text(
+    value: &str,
+    name: &str,
+    code: &'static str,
+    why: &str,
+) -> Result<String, AppError> {
+    let text = optional_note(Some(value), name)?;
+    if text.is_empty() {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+            format!("{name}: {why}"),
+        ));
+    }
+    Ok(text)
+}
+
 fn optional_note(note: Option<&str>, name: &str) -> Result<String, AppError> {
     let note = note.map(str::trim).unwrap_or_default();
     if note.chars().count() > 2000 {
@@ -562,14 +570,12 @@ pub async fn escalate(
     body: AppJson<EscalateRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
-    let reason = optional_note(Some(&body.0.reason), "reason")?;
-    if reason.is_empty() {
-        return Err(AppError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_reason",
-            "reason: say why the case goes up a tier",
-        ));
-    }
+    let reason = required_text(
+        &body.0.reason,
+        "reason",
+        "invalid_reason",
+        "say why the case goes up a tier",
+    )?;
     let store = &s.intake.store;
     let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
     if !matches!(case.status.as_str(), "open" | "acknowledged") {
@@ -702,14 +708,7 @@ pub async fn add_note(
     body: AppJson<NoteRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
-    let text = optional_note(Some(&body.0.text), "text")?;
-    if text.is_empty() {
-        return Err(AppError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_note",
-            "text: a note needs text",
-        ));
-    }
+    let text = required_text(&body.0.text, "text", "invalid_note", "a note needs text")?;
     let detail = format!("by {}: {text}", caller.name);
     let keep = |_: &crate::store::CaseRecord, _| crate::store::ClockChange::Keep;
     let case = lifecycle(
@@ -804,14 +803,12 @@ pub async fn reopen(
     body: AppJson<ReopenRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
-    let reason = optional_note(Some(&body.0.reason), "reason")?;
-    if reason.is_empty() {
-        return Err(AppError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_reason",
-            "reason: say why the case is reopened",
-        ));
-    }
+    let reason = required_text(
+        &body.0.reason,
+        "reason",
+        "invalid_reason",
+        "say why the case is reopened",
+    )?;
     let sla = s.sla.sla.clone();
     let clock = move |case: &crate::store::CaseRecord, now: i64| {
         let category = case
@@ -819,10 +816,7 @@ pub async fn reopen(
             .parse()
             .unwrap_or(crate::domain::Category::Inquiry);
         let policy = sla.policy(category);
-        let fired = crate::sla::plan(policy, case.opened_at)
-            .into_iter()
-            .filter(|(_, due)| *due <= now)
-            .fold(0, |m, (st, _)| m | st.bit());
+        let fired = crate::sla::past_steps(policy, case.opened_at, now);
         match crate::sla::next_step(policy, case.opened_at, fired, case.acked_at.is_some()) {
             Some((step, due)) => crate::store::ClockChange::Set {
                 step: step.as_str().to_string(),

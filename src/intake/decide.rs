@@ -383,10 +383,7 @@ async fn reclock<T: IntakeTx>(
     let fired = if state.has_clock {
         state.fired
     } else {
-        crate::sla::plan(policy, state.opened_ms)
-            .into_iter()
-            .filter(|(_, due)| *due <= now_ms)
-            .fold(0, |m, (s, _)| m | s.bit())
+        crate::sla::past_steps(policy, state.opened_ms, now_ms)
     };
     let next = crate::sla::next_step(policy, state.opened_ms, fired, state.answered);
     tx.set_clock(case_id, next, fired).await

@@ -303,6 +303,15 @@ pub fn plan(p: &Policy, opened_ms: i64) -> Vec<(Step, i64)> {
     v
 }
 
+/// The mask of the steps of a policy already past at `now_ms`: what a clock started late (a
+/// case from before clocks existed, a reopened case) takes as done rather than firing late.
+pub fn past_steps(p: &Policy, opened_ms: i64, now_ms: i64) -> i64 {
+    plan(p, opened_ms)
+        .into_iter()
+        .filter(|(_, due)| *due <= now_ms)
+        .fold(0, |m, (s, _)| m | s.bit())
+}
+
 /// The next step of a clock: the earliest step not taken yet; answer steps only while nobody
 /// answered.
 pub fn next_step(p: &Policy, opened_ms: i64, fired: i64, answered: bool) -> Option<(Step, i64)> {

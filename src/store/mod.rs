@@ -631,7 +631,13 @@ pub trait Store: Send + Sync + 'static {
     /// A case's history, oldest first.
     async fn case_events(&self, case_id: i64) -> StoreResult<Vec<CaseEvent>>;
     /// Cases in `statuses` (all when empty), the most urgent first (earliest resolve deadline).
-    async fn cases(&self, statuses: &[String], limit: i64) -> StoreResult<Vec<CaseRecord>>;
+    async fn cases(&self, statuses: &[String], limit: i64) -> StoreResult<Vec<CaseRecord>> {
+        let filter = CaseFilter {
+            statuses: statuses.to_vec(),
+            ..CaseFilter::default()
+        };
+        self.find_cases(&filter, limit).await
+    }
     /// Cases matching `filter`, the earliest resolve deadline first, after `filter.after`.
     async fn find_cases(&self, filter: &CaseFilter, limit: i64) -> StoreResult<Vec<CaseRecord>>;
     /// Marks a case resolved by `by` (a `resolved` case event with the note); `None` when it

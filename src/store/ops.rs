@@ -276,24 +276,6 @@ macro_rules! common_ops {
                 .await?)
         }
 
-        pub async fn cases(pool: &Pool<$DB>, statuses: &[String], limit: i64) -> StoreResult<Vec<CaseRecord>> {
-            // Placeholders for the status list ($2..), never the values themselves.
-            let filter = if statuses.is_empty() {
-                String::new()
-            } else {
-                let ph: Vec<String> = (0..statuses.len()).map(|i| format!("${}", i + 2)).collect();
-                format!("WHERE status IN ({})", ph.join(", "))
-            };
-            let sql = format!(
-                "SELECT {CASE_COLUMNS} FROM cases {filter} ORDER BY resolve_due_at, id LIMIT $1"
-            );
-            let mut q = sqlx::query_as::<_, CaseRecord>(&sql).bind(limit);
-            for st in statuses {
-                q = q.bind(st);
-            }
-            Ok(q.fetch_all(pool).await?)
-        }
-
         pub async fn find_cases(pool: &Pool<$DB>, f: &crate::store::CaseFilter, limit: i64) -> StoreResult<Vec<CaseRecord>> {
             // Only placeholders go into the text; values are bound in the same order.
             enum V<'a> { I(i64), S(&'a str), O(String) }
@@ -887,13 +869,6 @@ macro_rules! impl_store {
                 now_ms: i64,
             ) -> StoreResult<Option<i64>> {
                 ops::queue_reply(&self.pool, case_id, draft, by, now_ms).await
-            }
-            async fn cases(
-                &self,
-                statuses: &[String],
-                limit: i64,
-            ) -> StoreResult<Vec<crate::store::CaseRecord>> {
-                ops::cases(&self.pool, statuses, limit).await
             }
             async fn find_cases(
                 &self,
