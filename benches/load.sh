@@ -43,7 +43,8 @@ PY
 B=$(port)
 target/release/examples/baseline_server "127.0.0.1:$B" "$work/base.db" 2>/dev/null &
 BASE=$!
-sleep 0.3
+# Wait until it accepts connections (a fixed sleep lost a run on a busy machine).
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$B") 2>/dev/null && break; sleep 0.1; done
 run_wrk "$B" > "$work/base.txt"
 kill $BASE; wait $BASE 2>/dev/null || true
 b_rps=$(rps < "$work/base.txt"); b_p99=$(p99 < "$work/base.txt")
