@@ -74,6 +74,7 @@ fn scheduler(
         store,
         clock,
         sla: Arc::new(s.sla.clone()),
+        cases: Arc::new(s.cases.clone()),
         notices: Notices::new(s).unwrap(),
         wake: Default::default(),
         sms_notify: Default::default(),

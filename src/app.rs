@@ -83,6 +83,7 @@ impl Application {
             store: store.clone(),
             clock: clock.clone(),
             sla: Arc::new(settings.sla.clone()),
+            cases: Arc::new(settings.cases.clone()),
             notices: crate::sla::scheduler::Notices::new(&settings)?,
             wake: intake.sla_notify.clone(),
             sms_notify: notify.clone(),

@@ -21,6 +21,8 @@ pub struct Settings {
     pub phone: PhoneSettings,
     pub intake: IntakeSettings,
     pub sla: SlaSettings,
+    pub cases: crate::cases::CaseSettings,
+    pub self_service: crate::intake::selfservice::SelfServiceSettings,
     pub classifier: ClassifierSettings,
     pub templates: TemplateSettings,
     pub inbound: InboundSettings,
@@ -440,6 +442,12 @@ impl Settings {
             bail!("email.max_parts and email.max_headers must be >= 1");
         }
         if let Err(e) = self.sla.check() {
+            bail!("{e}");
+        }
+        if let Err(e) = self.cases.check() {
+            bail!("{e}");
+        }
+        if let Err(e) = self.self_service.check() {
             bail!("{e}");
         }
         let m = &self.email.smtp;

@@ -105,6 +105,46 @@ const BUILTIN: &[(&str, &str)] = &[
         "sla_notice_subject.en.txt",
         include_str!("../templates/sla_notice_subject.en.txt"),
     ),
+    (
+        "fees_unavailable.zh-CN.txt",
+        include_str!("../templates/fees_unavailable.zh-CN.txt"),
+    ),
+    (
+        "fees_unavailable.en.txt",
+        include_str!("../templates/fees_unavailable.en.txt"),
+    ),
+    (
+        "points_unavailable.zh-CN.txt",
+        include_str!("../templates/points_unavailable.zh-CN.txt"),
+    ),
+    (
+        "points_unavailable.en.txt",
+        include_str!("../templates/points_unavailable.en.txt"),
+    ),
+    (
+        "visit_reopened.zh-CN.txt",
+        include_str!("../templates/visit_reopened.zh-CN.txt"),
+    ),
+    (
+        "visit_reopened.en.txt",
+        include_str!("../templates/visit_reopened.en.txt"),
+    ),
+    (
+        "return_visit.zh-CN.txt",
+        include_str!("../templates/return_visit.zh-CN.txt"),
+    ),
+    (
+        "return_visit.en.txt",
+        include_str!("../templates/return_visit.en.txt"),
+    ),
+    (
+        "return_visit_subject.zh-CN.txt",
+        include_str!("../templates/return_visit_subject.zh-CN.txt"),
+    ),
+    (
+        "return_visit_subject.en.txt",
+        include_str!("../templates/return_visit_subject.en.txt"),
+    ),
 ];
 
 pub struct Templates {

@@ -503,7 +503,12 @@ async fn self_service_and_survey_answers_get_their_own_replies_and_no_case() {
         r.body
     );
     assert_eq!(app.get(&send("q4", "13800138032", "查话费")).await.0, 200);
-    assert!(last_out().await.body.contains("10001"));
+    // No billing backend configured: the answer says where to ask, never "text 10001".
+    let fallback = last_out().await.body;
+    assert!(
+        fallback.contains("网上营业厅") && !fallback.contains("10001"),
+        "{fallback}"
+    );
     app.store()
         .await_survey(
             switchboard::domain::Channel::Sms,
@@ -519,7 +524,7 @@ async fn self_service_and_survey_answers_get_their_own_replies_and_no_case() {
     assert!(last_out().await.body.contains("感谢您的评价"));
     assert_eq!(
         app.store().survey_answers("revisit").await.unwrap(),
-        vec![("+8613800138033".to_string(), "4".to_string())]
+        vec![("+8613800138033".to_string(), "satisfied".to_string())]
     );
     assert_eq!(
         app.store().counts().await.unwrap().cases,
@@ -772,5 +777,77 @@ async fn metrics_have_latency_histograms_outbox_depth_per_lane_and_requests_carr
     ] {
         assert!(m.contains(want), "missing {want}:\n{m}");
     }
+    app.shutdown().await;
+}
+
+/// Fee and points queries ask the billing backend before the transaction: its answer is
+/// rendered; a repeat within `cache_for` does not ask again; garbage, errors and timeouts give
+/// the fallback (never "text 10001", here where the customer just texted 10001), and after
+/// `breaker_failures` failures in a row the backend is left alone for `breaker_open_for`.
+#[tokio::test]
+async fn fee_and_points_queries_ask_the_backend_with_a_cache_a_timeout_and_a_breaker() {
+    let backend = common::StubBridge::start(200, "{}").await;
+    let url = backend.url.clone();
+    let app = spawn_app(move |s, _| {
+        outbox_off(s);
+        s.self_service.backend_url = url;
+        s.self_service.timeout = switchboard::sla::Span::parse("1s").unwrap();
+        s.self_service.breaker_failures = 3;
+        s.self_service.breaker_open_for = switchboard::sla::Span::parse("1h").unwrap();
+    })
+    .await;
+    let ask = |id: &str, from: &str, text: &str| {
+        let q = format!(
+            "/inbound/sms/kannel?id={id}&from={from}&to=10001&text={}",
+            enc(text)
+        );
+        let app = &app;
+        async move {
+            assert_eq!(app.get(&q).await.0, 200);
+            app.last_out().await.body
+        }
+    };
+    backend.set_default(
+        200,
+        r#"{"balance": "12.30", "used": 45.5, "note": {"x": 1}}"#,
+    );
+    let a = ask("f1", "13800138070", "查话费").await;
+    assert!(a.contains("12.30") && a.contains("45.5"), "{a}");
+    let reqs = backend.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].path, "/fees");
+    assert_eq!(reqs[0].param("number").as_deref(), Some("+8613800138070"));
+    // Cached for this number.
+    assert!(ask("f2", "13800138070", "查话费").await.contains("12.30"));
+    assert_eq!(backend.requests().len(), 1);
+    assert_eq!(
+        app.store().counts().await.unwrap().cases,
+        0,
+        "a query opens no case"
+    );
+
+    // Points: a field the template needs is missing -> fallback.
+    let p = ask("p1", "13800138071", "查积分").await;
+    assert!(p.contains("网上营业厅") && !p.contains("10001"), "{p}");
+    assert_eq!(backend.requests().len(), 2);
+    // Garbage, then a timeout: the third failure in a row opens the breaker.
+    backend.set_default(200, "<html>oops</html>");
+    let g = ask("f3", "13800138072", "查话费").await;
+    assert!(g.contains("网上营业厅") && !g.contains("10001"), "{g}");
+    backend.set_default(200, r#"{"balance": "1"}"#);
+    backend.set_delay(std::time::Duration::from_secs(3));
+    let t0 = std::time::Instant::now();
+    let t = ask("f4", "13800138073", "查话费").await;
+    assert!(t.contains("网上营业厅"), "{t}");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_millis(2_500),
+        "the timeout held"
+    );
+    assert_eq!(backend.requests().len(), 4);
+    // Open: not asked, fallback at once.
+    backend.set_delay(std::time::Duration::ZERO);
+    let o = ask("f5", "13800138074", "查话费").await;
+    assert!(o.contains("网上营业厅"), "{o}");
+    assert_eq!(backend.requests().len(), 4, "the breaker is open");
     app.shutdown().await;
 }

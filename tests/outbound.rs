@@ -478,7 +478,7 @@ async fn agents_list_open_cases_and_resolve_them() {
         &app,
         &path,
         Some(&agent),
-        serde_json::json!({ "note": "line repaired" }),
+        serde_json::json!({ "note": "line repaired", "code": "fixed" }),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -641,6 +641,7 @@ async fn a_complaint_ack_leaves_ahead_of_100000_queued_marketing_messages() {
             kind: "marketing",
             encoding: "ucs2",
             segments: 1,
+            not_before: None,
         })
         .collect();
     let now = app.state.intake.clock.now_ms();

@@ -260,7 +260,16 @@ async fn an_answered_case_skips_the_answer_steps_and_a_resolved_case_stops_its_c
         .await
         .unwrap();
     app.store()
-        .resolve_case(resolved, "agent-1", None, clock.now_ms())
+        .resolve_case(
+            resolved,
+            &switchboard::store::Resolve {
+                by: "agent-1",
+                code: None,
+                note: None,
+                visit_due: None,
+                now_ms: clock.now_ms(),
+            },
+        )
         .await
         .unwrap();
     clock.set_ms(T0 + 3 * HOUR);
@@ -434,7 +443,16 @@ async fn a_logged_contact_answers_the_case_and_an_escalation_by_hand_tells_the_n
     .await;
     assert_eq!(st, 422);
     app.store()
-        .resolve_case(case, "agent-1", None, clock.now_ms())
+        .resolve_case(
+            case,
+            &switchboard::store::Resolve {
+                by: "agent-1",
+                code: None,
+                note: None,
+                visit_due: None,
+                now_ms: clock.now_ms(),
+            },
+        )
         .await
         .unwrap();
     let (st, v) = post(
@@ -676,11 +694,20 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
     assert_eq!(st, 409, "{v}");
     let m = v["error"]["message"].as_str().unwrap();
     assert!(
-        m.contains("allowed: reply, contact, note, assign, escalate, resolve"),
+        m.contains("allowed: reply, contact, note, assign, escalate, start, resolve"),
         "{m}"
     );
     app.store()
-        .resolve_case(case, "li.wei", None, clock.now_ms())
+        .resolve_case(
+            case,
+            &switchboard::store::Resolve {
+                by: "li.wei",
+                code: None,
+                note: None,
+                visit_due: None,
+                now_ms: clock.now_ms(),
+            },
+        )
         .await
         .unwrap();
     let (st, v) = call("POST", p("close"), serde_json::Value::Null).await;
@@ -758,4 +785,429 @@ async fn postgres_lifecycle_notes_assign_close_reopen_and_409_with_the_allowed_a
     let url = common::fresh_pg_database().await;
     lifecycle_with_notes_assign_close_reopen(Some(url.clone())).await;
     common::drop_pg_database(&url).await;
+}
+
+/// Return-visit settings for the tests: one hour after the resolution, two hours to answer.
+fn visits(s: &mut Settings) {
+    let v = &mut s.cases.return_visit;
+    v.enabled = true;
+    v.delay = switchboard::sla::Span::parse("1h").unwrap();
+    v.answer_within = switchboard::sla::Span::parse("2h").unwrap();
+    v.once_per = switchboard::sla::Span::parse("30d").unwrap();
+}
+
+/// (to, text) of the return-visit surveys queued so far.
+async fn surveys(app: &common::TestApp) -> Vec<(String, String)> {
+    let mut v: Vec<_> = app
+        .store()
+        .recent_messages("out", 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind.as_deref() == Some("return_visit"))
+        .map(|m| (m.to_addr, m.body))
+        .collect();
+    v.reverse();
+    v
+}
+
+async fn all_kinds(app: &common::TestApp, case_id: i64) -> Vec<String> {
+    app.store()
+        .case_events(case_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+/// A resolved complaint gets its survey an hour later; `3` reopens it one tier up and tells
+/// that tier; resolved again inside a month it closes without a second survey. `1` closes a
+/// case; silence closes one after the answer time; a case resolved in the evening is asked the
+/// next morning, not at night.
+async fn return_visits(url: Option<String>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let (app, sla) = spawn_app_with_clock(clock.clone(), move |s, _| {
+        ladder(s);
+        visits(s);
+        if let Some(u) = url {
+            s.database.url = Secret::new(u);
+        }
+    })
+    .await;
+    let agent = app.token("agent").await;
+    let resolve = |case: i64, code: &str| {
+        let (app, agent) = (&app, agent.clone());
+        let body = serde_json::json!({ "code": code, "note": "宽带已修复" });
+        async move {
+            app.api(
+                "POST",
+                &format!("/api/v1/cases/{case}/resolve"),
+                &agent,
+                Some(body),
+            )
+            .await
+        }
+    };
+    let a = mo(&app, "v-1", "+8613800000041", "投诉：宽带三天没修好").await;
+    // No code, or one not on the list: 422 naming the codes.
+    let (st, v) = app
+        .api(
+            "POST",
+            &format!("/api/v1/cases/{a}/resolve"),
+            &agent,
+            Some(serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(st, 422, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("fixed"));
+    assert_eq!(resolve(a, "fixed-ish").await.0, 422);
+    let (st, v) = resolve(a, "fixed").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        (
+            v["case"]["status"].as_str(),
+            v["case"]["resolution_code"].as_str()
+        ),
+        (Some("resolved"), Some("fixed"))
+    );
+
+    clock.set_ms(T0 + 59 * MIN);
+    assert_eq!(sla.run_due().await.unwrap().visits_sent, 0, "not yet");
+    clock.set_ms(T0 + HOUR);
+    assert_eq!(sla.run_due().await.unwrap().visits_sent, 1);
+    assert_eq!(sla.run_due().await.unwrap().visits_sent, 0, "once");
+    let sent = surveys(&app).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, "+8613800000041");
+    assert!(sent[0].1.contains("回复1满意"), "{}", sent[0].1);
+
+    // "3": dissatisfied. The case is open again at tier 2, and tier 2 is told.
+    clock.set_ms(T0 + HOUR + 10 * MIN);
+    let before = notices(&app).await.len();
+    let (st, _) = app
+        .get("/inbound/sms/kannel?id=v-2&from=%2B8613800000041&to=10000&text=3")
+        .await;
+    assert_eq!(st, 200);
+    let c = app.store().case(a).await.unwrap().unwrap();
+    assert_eq!((c.status.as_str(), c.tier), ("open", 2), "{c:?}");
+    assert!(app.last_out().await.body.contains("重新处理"));
+    assert_eq!(
+        app.store().survey_answers("return_visit").await.unwrap(),
+        vec![("+8613800000041".to_string(), "dissatisfied".to_string())]
+    );
+    let r = sla.run_due().await.unwrap();
+    assert_eq!(r.fired, 1, "{r:?}");
+    let n = notices(&app).await;
+    assert_eq!(n.len(), before + 1, "{n:?}");
+    assert_eq!(n.last().unwrap().0, "branch@ops.test");
+    assert!(
+        all_kinds(&app, a)
+            .await
+            .contains(&"tier_notified".to_string())
+    );
+
+    // Resolved again the same day: the customer was asked this month; closed unasked.
+    clock.set_ms(T0 + 2 * HOUR);
+    assert_eq!(resolve(a, "fixed").await.0, 200);
+    clock.set_ms(T0 + 3 * HOUR);
+    let r = sla.run_due().await.unwrap();
+    assert_eq!((r.visits_sent, r.visits_other), (0, 1), "{r:?}");
+    assert_eq!(surveys(&app).await.len(), 1);
+    assert_eq!(app.store().case(a).await.unwrap().unwrap().status, "closed");
+
+    // "1": satisfied closes the case. Silence closes another after the answer time.
+    let b = mo(&app, "v-3", "+8613800000042", "投诉：营业员态度很差").await;
+    let c = mo(
+        &app,
+        "v-4",
+        "+8613800000043",
+        "宽带断网了，修了也没用，投诉",
+    )
+    .await;
+    assert_eq!(resolve(b, "explained").await.0, 200);
+    assert_eq!(resolve(c, "fixed").await.0, 200);
+    clock.set_ms(T0 + 4 * HOUR);
+    assert_eq!(sla.run_due().await.unwrap().visits_sent, 2);
+    let (st, _) = app
+        .get("/inbound/sms/kannel?id=v-5&from=%2B8613800000042&to=10000&text=%E6%BB%A1%E6%84%8F")
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(app.store().case(b).await.unwrap().unwrap().status, "closed");
+    assert!(app.last_out().await.body.contains("感谢"));
+    clock.set_ms(T0 + 6 * HOUR - 1);
+    assert_eq!(sla.run_due().await.unwrap().visits_other, 0);
+    assert_eq!(
+        app.store().case(c).await.unwrap().unwrap().status,
+        "resolved"
+    );
+    clock.set_ms(T0 + 6 * HOUR);
+    assert_eq!(sla.run_due().await.unwrap().visits_other, 1);
+    assert_eq!(app.store().case(c).await.unwrap().unwrap().status, "closed");
+
+    // Resolved at 20:30 Shanghai: due 21:30, inside quiet hours: asked at 08:00.
+    let d = mo(&app, "v-6", "+8613800000044", "投诉：乱扣费").await;
+    clock.set_ms(T0 + 10 * HOUR + 30 * MIN);
+    assert_eq!(resolve(d, "refunded").await.0, 200);
+    clock.set_ms(T0 + 11 * HOUR + 30 * MIN);
+    sla.run_due().await.unwrap();
+    clock.set_ms(T0 + 21 * HOUR + 59 * MIN);
+    assert_eq!(
+        sla.run_due().await.unwrap().visits_sent,
+        0,
+        "07:59 is quiet"
+    );
+    clock.set_ms(T0 + 22 * HOUR);
+    assert_eq!(sla.run_due().await.unwrap().visits_sent, 1, "08:00");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn sqlite_return_visits_reopen_one_tier_up_close_on_satisfied_or_silence_and_keep_quiet_hours()
+ {
+    return_visits(None).await;
+}
+
+#[tokio::test]
+async fn postgres_return_visits_reopen_one_tier_up_close_on_satisfied_or_silence_and_keep_quiet_hours()
+ {
+    let url = common::fresh_pg_database().await;
+    return_visits(Some(url.clone())).await;
+    common::drop_pg_database(&url).await;
+}
+
+/// An agent's reply to a closed case opens a new case linked to it; a customer's email that
+/// quotes a closed case's number does too, and one that quotes a resolved case reopens it.
+/// `start` puts a case in progress; the queue filters by city.
+async fn closed_cases_link_and_in_progress(url: Option<String>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let (app, _sla) = spawn_app_with_clock(clock.clone(), move |s, _| {
+        ladder(s);
+        s.cases.return_visit.enabled = false;
+        if let Some(u) = url {
+            s.database.url = Secret::new(u);
+        }
+    })
+    .await;
+    let agent = app.token("agent").await;
+    let sz = mo(&app, "k-1", "+8675512345001", "投诉：信号太差").await;
+    let gz = mo(&app, "k-2", "+8613800000051", "宽带坏了").await;
+    let (st, v) = app
+        .api("POST", &format!("/api/v1/cases/{sz}/start"), &agent, None)
+        .await;
+    assert_eq!(
+        (st, v["case"]["status"].as_str()),
+        (200, Some("in_progress")),
+        "{v}"
+    );
+    let (st, v) = app
+        .api("POST", &format!("/api/v1/cases/{sz}/start"), &agent, None)
+        .await;
+    assert_eq!(st, 409, "{v}");
+    let (_, v) = app
+        .api("GET", "/api/v1/cases?city=shenzhen", &agent, None)
+        .await;
+    let ids: Vec<i64> = v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![sz], "{v}");
+    let (_, v) = app
+        .api("GET", "/api/v1/cases?status=in_progress", &agent, None)
+        .await;
+    assert_eq!(v["cases"].as_array().unwrap().len(), 1, "{v}");
+    // A reply keeps it in progress; resolve, close; a reply now opens a linked case.
+    let (st, _) = app
+        .api(
+            "POST",
+            &format!("/api/v1/cases/{sz}/replies"),
+            &agent,
+            Some(serde_json::json!({"text": "我们已安排工程师"})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    assert_eq!(
+        app.store().case(sz).await.unwrap().unwrap().status,
+        "in_progress"
+    );
+    for (action, body) in [
+        ("resolve", serde_json::json!({"code": "fixed"})),
+        ("close", serde_json::Value::Null),
+    ] {
+        let body = (!body.is_null()).then_some(body);
+        let (st, v) = app
+            .api(
+                "POST",
+                &format!("/api/v1/cases/{sz}/{action}"),
+                &agent,
+                body,
+            )
+            .await;
+        assert_eq!(st, 200, "{action}: {v}");
+    }
+    let (st, v) = app
+        .api(
+            "POST",
+            &format!("/api/v1/cases/{sz}/replies"),
+            &agent,
+            Some(serde_json::json!({"text": "回访：信号已恢复吗？"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let new = v["case_id"].as_i64().unwrap();
+    assert_ne!(new, sz);
+    assert_eq!(v["linked_from"].as_i64(), Some(sz));
+    let n = app.store().case(new).await.unwrap().unwrap();
+    assert_eq!(
+        (n.linked_case_id, n.status.as_str(), n.tier),
+        (Some(sz), "acknowledged", 1)
+    );
+    assert_eq!(
+        app.store().case(sz).await.unwrap().unwrap().status,
+        "closed"
+    );
+    assert!(all_kinds(&app, sz).await.contains(&"linked".to_string()));
+
+    // Email: quoting a resolved case's number reopens it; a closed one's opens a linked case.
+    let email = |id: &str, subject: &str| {
+        format!(
+            "From: Li <li@example.cn>\r\nTo: service@gw.test\r\nSubject: {subject}\r\nMessage-ID: <{id}@example.cn>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n还是不行，网速很慢\r\n"
+        )
+    };
+    let first = {
+        let (st, b) = app
+            .post("/inbound/email", "message/rfc822", email("e1", "宽带故障"))
+            .await;
+        assert_eq!(st, 200, "{b}");
+        app.store().recent_messages("in", 1).await.unwrap()[0]
+            .case_id
+            .unwrap()
+    };
+    let no = switchboard::domain::CaseId(first).to_string();
+    let (st, _) = app
+        .api(
+            "POST",
+            &format!("/api/v1/cases/{first}/resolve"),
+            &agent,
+            Some(serde_json::json!({"code": "fixed"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, b) = app
+        .post(
+            "/inbound/email",
+            "message/rfc822",
+            email("e2", &format!("Re: [{no}] 宽带故障")),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let c = app.store().case(first).await.unwrap().unwrap();
+    assert_eq!(
+        c.status, "open",
+        "a resolved case is reopened by the customer's reply"
+    );
+    assert!(
+        all_kinds(&app, first)
+            .await
+            .contains(&"reopened".to_string())
+    );
+    for (action, body) in [
+        ("resolve", Some(serde_json::json!({"code": "fixed"}))),
+        ("close", None),
+    ] {
+        assert_eq!(
+            app.api(
+                "POST",
+                &format!("/api/v1/cases/{first}/{action}"),
+                &agent,
+                body
+            )
+            .await
+            .0,
+            200
+        );
+    }
+    let (st, b) = app
+        .post(
+            "/inbound/email",
+            "message/rfc822",
+            email("e3", &format!("Re: [{no}] 宽带故障")),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let linked = app.store().recent_messages("in", 1).await.unwrap()[0]
+        .case_id
+        .unwrap();
+    assert_ne!(linked, first);
+    assert_eq!(
+        app.store()
+            .case(linked)
+            .await
+            .unwrap()
+            .unwrap()
+            .linked_case_id,
+        Some(first)
+    );
+    assert_eq!(
+        app.store().case(first).await.unwrap().unwrap().status,
+        "closed"
+    );
+    let _ = gz;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn sqlite_closed_cases_link_new_ones_and_cases_go_in_progress() {
+    closed_cases_link_and_in_progress(None).await;
+}
+
+#[tokio::test]
+async fn postgres_closed_cases_link_new_ones_and_cases_go_in_progress() {
+    let url = common::fresh_pg_database().await;
+    closed_cases_link_and_in_progress(Some(url.clone())).await;
+    common::drop_pg_database(&url).await;
+}
+
+/// Tier 2 keeps office hours (08:30–12:00 here): a missed answer at 13:00 on a Friday moves the
+/// case to tier 2 at once, but tier 2's notice waits in the outbox for Monday 08:30.
+#[tokio::test]
+async fn a_tier_on_office_hours_gets_its_notice_when_it_comes_in() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let (app, sla) = spawn_app_with_clock(clock.clone(), move |s, _| {
+        ladder(s);
+        s.sla.calendar.tiers = vec![2];
+        s.sla.calendar.hours = switchboard::sla::calendar::Window::parse("08:30-12:00").unwrap();
+    })
+    .await;
+    let case = mo(&app, "o-1", "+8613800000061", "投诉：扣费不明").await;
+    clock.set_ms(T0 + 3 * HOUR);
+    sla.run_due().await.unwrap();
+    assert_eq!(app.store().case(case).await.unwrap().unwrap().tier, 2);
+    let to_branch = |items: Vec<switchboard::store::OutboxItem>| {
+        items
+            .into_iter()
+            .filter(|i| i.to == "branch@ops.test")
+            .count()
+    };
+    let store = app.store();
+    let claim = |at: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_outbox(switchboard::domain::Channel::Email, at, 1, 100)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        to_branch(claim(T0 + 3 * HOUR).await),
+        0,
+        "Friday 13:00: after hours"
+    );
+    // Monday 2026-12-07 08:30 Shanghai = T0 + 70.5 h.
+    assert_eq!(to_branch(claim(T0 + 70 * HOUR + 29 * MIN).await), 0);
+    assert_eq!(to_branch(claim(T0 + 70 * HOUR + 30 * MIN).await), 1);
+    app.shutdown().await;
 }

@@ -38,6 +38,7 @@ impl AckBuilder for TestAck {
             kind: "ack",
             encoding: "gsm7",
             segments: 1,
+            not_before: None,
         })
     }
 }
@@ -71,6 +72,7 @@ fn req(
         part: None,
     };
     IntakeRequest {
+        backend: None,
         dedupe_key: id.map(|i| format!("kannel:{i}")),
         content_hash: switchboard::intake::content_hash(&msg),
         dedupe_window_ms: 600_000,
@@ -727,7 +729,7 @@ async fn survey_answers_count_only_while_a_survey_waits(s: Arc<dyn Store>) {
     );
     assert_eq!(
         s.survey_answers("revisit-2026-11").await.unwrap(),
-        vec![("+8613600000002".to_string(), "5".to_string())]
+        vec![("+8613600000002".to_string(), "very_satisfied".to_string())]
     );
     // Answered: the next "5" is a message again. An expired wait does not count either.
     let (_, case, ..) = stored(
@@ -789,6 +791,7 @@ async fn case_progress_is_answered_only_to_the_case_owner(s: Arc<dyn Store>) {
                 kind: "ack",
                 encoding: "gsm7",
                 segments: 1,
+                not_before: None,
             })
         }
     }
@@ -942,6 +945,7 @@ async fn an_agent_reply_is_queued_on_its_case_or_refused_whole(s: Arc<dyn Store>
         kind: "reply",
         encoding: "ucs2",
         segments: 1,
+        not_before: None,
     };
     let before = s.counts().await.unwrap();
     assert_eq!(
@@ -1019,7 +1023,16 @@ async fn cases_list_by_urgency_and_resolve_once(s: Arc<dyn Store>) {
     assert_eq!(ids(s.cases(&open, 1).await.unwrap()), vec![a]);
 
     let r = s
-        .resolve_case(a, "agent-1", Some("line repaired"), T0 + 2 * HOUR)
+        .resolve_case(
+            a,
+            &switchboard::store::Resolve {
+                by: "agent-1",
+                code: None,
+                note: Some("line repaired"),
+                visit_due: None,
+                now_ms: T0 + 2 * HOUR,
+            },
+        )
         .await
         .unwrap()
         .expect("the case");
@@ -1029,12 +1042,35 @@ async fn cases_list_by_urgency_and_resolve_once(s: Arc<dyn Store>) {
     );
     // Again: nothing changes.
     let again = s
-        .resolve_case(a, "agent-2", None, T0 + 3 * HOUR)
+        .resolve_case(
+            a,
+            &switchboard::store::Resolve {
+                by: "agent-2",
+                code: None,
+                note: None,
+                visit_due: None,
+                now_ms: T0 + 3 * HOUR,
+            },
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(again.resolved_at, Some(T0 + 2 * HOUR));
-    assert_eq!(s.resolve_case(b + 1000, "x", None, T0).await.unwrap(), None);
+    assert_eq!(
+        s.resolve_case(
+            b + 1000,
+            &switchboard::store::Resolve {
+                by: "x",
+                code: None,
+                note: None,
+                visit_due: None,
+                now_ms: T0
+            }
+        )
+        .await
+        .unwrap(),
+        None
+    );
     assert_eq!(ids(s.cases(&open, 10).await.unwrap()), vec![b]);
     assert_eq!(
         ids(s.cases(&["resolved".to_string()], 10).await.unwrap()),
@@ -1169,6 +1205,7 @@ fn draft(kind: &'static str, to: &str) -> OutboundDraft {
         kind,
         encoding: "gsm7",
         segments: 1,
+        not_before: None,
     }
 }
 

@@ -4,10 +4,118 @@
 //! 409).
 //!
 //! ```text
-//! open ──reply/contact──> acknowledged ──resolve──> resolved ──close──> closed
-//!   └──────────────resolve──────────────────────────┘   │ └──reopen──> open / acknowledged
-//!                                                       └──reopen (from closed too)
+//! open ──reply/contact──> acknowledged ──start──> in_progress ──resolve──> resolved ──close──> closed
+//!   │                         │  (answered)                                │  │
+//!   └──start──> in_progress   └──────────────resolve───────────────────────┘  └──reopen──> open / acknowledged
+//!   └──────────────────────resolve─────────────────────────────────────────┘     (from closed too)
 //! ```
+//!
+//! `acknowledged` is the issue's "answered": a person replied or logged a contact (the automatic
+//! ack does not count). A customer's message about a closed case opens a new case linked to it;
+//! a dissatisfied return-visit answer reopens a resolved case one tier up (`crate::intake`).
+
+pub mod visit;
+
+use crate::domain::Category;
+use crate::sla::Span;
+use crate::sla::calendar::Window;
+use serde::Deserialize;
+
+/// `[cases]` in the configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseSettings {
+    /// The codes an agent picks from when resolving (`POST /cases/{id}/resolve` `{code}`).
+    pub resolution_codes: Vec<String>,
+    pub return_visit: ReturnVisit,
+}
+
+/// `[cases.return_visit]`: the survey a resolved case gets.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnVisit {
+    pub enabled: bool,
+    /// Categories whose resolved cases get a visit.
+    pub categories: Vec<Category>,
+    /// After the resolution, then moved out of `quiet_hours`.
+    pub delay: Span,
+    /// An unanswered visit closes the case after this.
+    pub answer_within: Span,
+    /// At most one visit per customer in this long; a case resolved inside it closes unasked.
+    pub once_per: Span,
+    /// No visit goes out in this local window.
+    pub quiet_hours: Window,
+}
+
+impl CaseSettings {
+    /// # Errors
+    /// Naming the key and the reason.
+    pub fn check(&self) -> Result<(), String> {
+        if self.resolution_codes.is_empty() {
+            return Err("cases.resolution_codes: list at least one code".into());
+        }
+        if let Some(c) = self.resolution_codes.iter().find(|c| {
+            c.is_empty()
+                || c.len() > 40
+                || !c
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+        }) {
+            return Err(format!(
+                "cases.resolution_codes: {c:?}: use 1 to 40 of a-z, 0-9 and _"
+            ));
+        }
+        let v = &self.return_visit;
+        if v.answer_within.ms() <= 0 {
+            return Err("cases.return_visit.answer_within: must be longer than 0s".into());
+        }
+        Ok(())
+    }
+
+    /// When the visit of a case resolved at `resolved_ms` goes out, or `None` (no visit).
+    pub fn visit_due(
+        &self,
+        category: Category,
+        zone: chrono_tz::Tz,
+        resolved_ms: i64,
+    ) -> Option<i64> {
+        let v = &self.return_visit;
+        if !v.enabled || !v.categories.contains(&category) {
+            return None;
+        }
+        Some(v.quiet_hours.next_outside(zone, resolved_ms + v.delay.ms()))
+    }
+}
+
+/// A return-visit answer, on the operator's 3-point scale (`1` satisfied, `2` neutral, `3`
+/// dissatisfied; or the words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rating {
+    Satisfied,
+    Neutral,
+    Dissatisfied,
+}
+
+impl Rating {
+    /// From the shared survey parser's normalised answer of a return visit: a digit is the
+    /// visit's own scale (1 satisfied … 3 dissatisfied); words are what they say.
+    pub fn of_visit_answer(answer: &str) -> Option<Rating> {
+        match answer {
+            "1" | "satisfied" | "very_satisfied" | "yes" => Some(Rating::Satisfied),
+            "2" | "neutral" => Some(Rating::Neutral),
+            "3" | "dissatisfied" | "very_dissatisfied" | "no" => Some(Rating::Dissatisfied),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rating::Satisfied => "satisfied",
+            Rating::Neutral => "neutral",
+            Rating::Dissatisfied => "dissatisfied",
+        }
+    }
+}
 
 /// What an agent can do to a case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +128,58 @@ pub enum Action {
     Resolve,
     Close,
     Reopen,
+    /// An agent starts working on the case (`in_progress`).
+    Start,
+}
+
+/// The statuses a case can be in, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseStatus {
+    Open,
+    /// Answered by a person.
+    Acknowledged,
+    InProgress,
+    Resolved,
+    Closed,
+}
+
+impl CaseStatus {
+    pub const ALL: [CaseStatus; 5] = [
+        CaseStatus::Open,
+        CaseStatus::Acknowledged,
+        CaseStatus::InProgress,
+        CaseStatus::Resolved,
+        CaseStatus::Closed,
+    ];
+    /// Still being worked on: its clock runs, new messages join it.
+    pub const ACTIVE: [CaseStatus; 3] = [
+        CaseStatus::Open,
+        CaseStatus::Acknowledged,
+        CaseStatus::InProgress,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaseStatus::Open => "open",
+            CaseStatus::Acknowledged => "acknowledged",
+            CaseStatus::InProgress => "in_progress",
+            CaseStatus::Resolved => "resolved",
+            CaseStatus::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CaseStatus> {
+        CaseStatus::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    pub fn is_active(self) -> bool {
+        CaseStatus::ACTIVE.contains(&self)
+    }
+}
+
+/// Whether a stored status is an active one (unknown values are not).
+pub fn is_active(status: &str) -> bool {
+    CaseStatus::parse(status).is_some_and(CaseStatus::is_active)
 }
 
 impl Action {
@@ -33,6 +193,7 @@ impl Action {
             Action::Resolve => "resolve",
             Action::Close => "close",
             Action::Reopen => "reopen",
+            Action::Start => "start",
         }
     }
 }
@@ -41,7 +202,8 @@ impl Action {
 pub fn allowed(status: &str) -> &'static [Action] {
     use Action::*;
     match status {
-        "open" | "acknowledged" => &[Reply, Contact, Note, Assign, Escalate, Resolve],
+        "open" | "acknowledged" => &[Reply, Contact, Note, Assign, Escalate, Start, Resolve],
+        "in_progress" => &[Reply, Contact, Note, Assign, Escalate, Resolve],
         "resolved" => &[Note, Close, Reopen],
         "closed" => &[Note, Reopen],
         _ => &[Note],
@@ -55,7 +217,9 @@ pub fn target(status: &str, action: Action, answered: bool) -> Option<&'static s
         return None;
     }
     Some(match action {
+        Action::Reply | Action::Contact if status == "in_progress" => "in_progress",
         Action::Reply | Action::Contact => "acknowledged",
+        Action::Start => "in_progress",
         Action::Resolve => "resolved",
         Action::Close => "closed",
         Action::Reopen if answered => "acknowledged",
@@ -63,6 +227,7 @@ pub fn target(status: &str, action: Action, answered: bool) -> Option<&'static s
         Action::Note | Action::Assign | Action::Escalate => match status {
             "open" => "open",
             "acknowledged" => "acknowledged",
+            "in_progress" => "in_progress",
             "resolved" => "resolved",
             _ => "closed",
         },
@@ -99,5 +264,19 @@ mod tests {
         assert_eq!(target("closed", Action::Assign, false), None);
         assert_eq!(target("resolved", Action::Reply, false), None);
         assert_eq!(allowed_list("resolved"), "note, close, reopen");
+        assert_eq!(
+            target("acknowledged", Action::Start, true),
+            Some("in_progress")
+        );
+        assert_eq!(
+            target("in_progress", Action::Reply, true),
+            Some("in_progress")
+        );
+        assert_eq!(target("in_progress", Action::Start, true), None);
+        assert_eq!(
+            target("in_progress", Action::Resolve, true),
+            Some("resolved")
+        );
+        assert!(is_active("in_progress") && !is_active("resolved") && !is_active("bogus"));
     }
 }

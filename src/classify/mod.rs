@@ -1051,9 +1051,11 @@ fn ascii_word_boundaries(pat: &str) -> String {
     out
 }
 
-/// A whole-message answer to a survey, normalised: `1`..`5` (digits or satisfaction words,
-/// 5 = very satisfied), `yes`, `no`. Counted as an answer only while a survey waits for the
-/// sender (the store decides).
+/// A whole-message answer to a survey, normalised: a digit `1`..`5` as written (what it means
+/// is the survey's own scale: a return visit's `1` is satisfied, `3` dissatisfied), a
+/// satisfaction word (`very_satisfied`, `satisfied`, `neutral`, `dissatisfied`,
+/// `very_dissatisfied`), `yes`, `no`. Counted as an answer only while a survey waits for the
+/// sender (intake decides). Return visits and survey campaigns share this parser.
 pub fn survey_answer(text: &str) -> Option<String> {
     if text.len() > MAX_WORD_BYTES {
         return None;
@@ -1069,11 +1071,13 @@ pub fn survey_answer(text: &str) -> Option<String> {
         .to_lowercase();
     let v = match t.as_str() {
         "1" | "2" | "3" | "4" | "5" => t.as_str(),
-        "非常满意" | "很满意" | "verysatisfied" => "5",
-        "满意" | "滿意" | "satisfied" | "good" => "4",
-        "一般" | "还行" | "neutral" | "ok" | "okay" => "3",
-        "不满意" | "不滿意" | "dissatisfied" | "unsatisfied" | "bad" => "2",
-        "非常不满意" | "很不满意" | "verydissatisfied" => "1",
+        "非常满意" | "很满意" | "非常滿意" | "verysatisfied" => "very_satisfied",
+        "满意" | "滿意" | "satisfied" | "good" => "satisfied",
+        "一般" | "还行" | "還行" | "neutral" | "ok" | "okay" => "neutral",
+        "不满意" | "不滿意" | "dissatisfied" | "unsatisfied" | "bad" => "dissatisfied",
+        "非常不满意" | "很不满意" | "非常不滿意" | "verydissatisfied" | "veryunsatisfied" => {
+            "very_dissatisfied"
+        }
         "是" | "是的" | "yes" | "y" => "yes",
         "否" | "不是" | "no" => "no",
         _ => return None,
@@ -1375,8 +1379,9 @@ phrases = ["不是投诉", "not a complaint"]
         assert_eq!(c.classify("积分").intent, Intent::SelfService);
         assert_eq!(survey_answer("5"), Some("5".into()));
         assert_eq!(survey_answer("５"), Some("5".into()));
-        assert_eq!(survey_answer("非常满意！"), Some("5".into()));
-        assert_eq!(survey_answer("不满意"), Some("2".into()));
+        assert_eq!(survey_answer("非常满意！"), Some("very_satisfied".into()));
+        assert_eq!(survey_answer("不满意"), Some("dissatisfied".into()));
+        assert_eq!(survey_answer("Unsatisfied."), Some("dissatisfied".into()));
         assert_eq!(survey_answer("Yes"), Some("yes".into()));
         assert_eq!(survey_answer("6"), None);
         assert_eq!(survey_answer("宽带坏了"), None);

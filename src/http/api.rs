@@ -239,7 +239,8 @@ pub struct ReplyRequest {
 }
 
 /// An agent answers a case: queued on the case's channel (SMS or threaded email), 201 with
-/// the outbound message id once stored.
+/// the outbound message id once stored. A reply to a closed case opens a new case linked to
+/// it (`case_id` the new one, `linked_from` the old).
 pub async fn reply(
     State(s): State<AppState>,
     caller: Caller,
@@ -247,13 +248,14 @@ pub async fn reply(
     body: AppJson<ReplyRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
-    let message_id = s.intake.reply(id, &body.0.text, &caller.name).await?;
+    let (message_id, case_id) = s.intake.reply_on(id, &body.0.text, &caller.name).await?;
     let out = s.intake.store.message(message_id).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(serde_json::json!({
             "message_id": message_id,
-            "case_id": id,
+            "case_id": case_id,
+            "linked_from": (case_id != id).then_some(id),
             "channel": out.as_ref().map(|m| m.channel.clone()),
             "to": out.as_ref().map(|m| m.to_addr.clone()),
             "status": out.as_ref().map(|m| m.status.clone()),
@@ -264,7 +266,8 @@ pub async fn reply(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CasesQuery {
-    /// Comma-separated: open, acknowledged, resolved, closed (default: open,acknowledged).
+    /// Comma-separated: open, acknowledged, in_progress, resolved, closed (default: the first
+    /// three).
     status: Option<String>,
     /// 1..=500, default 50.
     limit: Option<i64>,
@@ -278,6 +281,8 @@ pub struct CasesQuery {
     /// The `next` of the previous page.
     after: Option<String>,
     assignee: Option<String>,
+    /// The case's city (`sla.city_prefixes`).
+    city: Option<String>,
 }
 
 /// The work queue: cases by status, the earliest resolve deadline first.
@@ -292,19 +297,19 @@ pub async fn list_cases(
     let statuses: Vec<String> = q
         .status
         .as_deref()
-        .unwrap_or("open,acknowledged")
+        .unwrap_or("open,acknowledged,in_progress")
         .split(',')
         .map(|p| p.trim().to_string())
         .filter(|p| !p.is_empty())
         .collect();
     if let Some(bad) = statuses
         .iter()
-        .find(|p| !["open", "acknowledged", "resolved", "closed"].contains(&p.as_str()))
+        .find(|p| crate::cases::CaseStatus::parse(p).is_none())
     {
         return Err(AppError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            format!("status {bad:?}: expected open, acknowledged, resolved or closed"),
+            format!("status {bad:?}: expected open, acknowledged, in_progress, resolved or closed"),
         ));
     }
     let limit = q.limit.unwrap_or(50);
@@ -349,6 +354,7 @@ pub async fn list_cases(
     };
     let filter = crate::store::CaseFilter {
         assignee: q.assignee.clone().filter(|a| !a.trim().is_empty()),
+        city: q.city.clone().filter(|c| !c.trim().is_empty()),
         statuses,
         category: q.category.clone(),
         tier: q.tier,
@@ -373,10 +379,14 @@ pub async fn list_cases(
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveRequest {
+    /// One of `cases.resolution_codes`.
+    code: Option<String>,
     note: Option<String>,
 }
 
-/// An agent marks a case resolved (idempotent); the case event names the agent.
+/// `POST /api/v1/cases/{id}/resolve` `{code, note?}`: an agent marks an active case resolved
+/// with a resolution code; its clock stops and its return visit is scheduled. Resolving a
+/// resolved case again changes nothing (200); a closed case answers 409.
 pub async fn resolve_case(
     State(s): State<AppState>,
     caller: Caller,
@@ -386,12 +396,74 @@ pub async fn resolve_case(
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
     let note = optional_note(body.0.note.as_deref(), "note")?;
     let note = Some(note.as_str()).filter(|n| !n.is_empty());
-    let case = s
-        .intake
-        .store
-        .resolve_case(id, &caller.name, note, s.intake.clock.now_ms())
+    let store = &s.intake.store;
+    let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
+    if case.status == "resolved" {
+        return Ok(axum::Json(serde_json::json!({ "case": case })));
+    }
+    if crate::cases::target(&case.status, crate::cases::Action::Resolve, false).is_none() {
+        return Err(not_allowed(&case, crate::cases::Action::Resolve));
+    }
+    let codes = &s.settings.cases.resolution_codes;
+    let code = body.0.code.as_deref().map(str::trim).unwrap_or_default();
+    if !codes.iter().any(|c| c == code) {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_code",
+            format!(
+                "code {code:?}: a resolution code is one of {}",
+                codes.join(", ")
+            ),
+        ));
+    }
+    let now = s.intake.clock.now_ms();
+    let category = case
+        .category
+        .parse()
+        .unwrap_or(crate::domain::Category::Inquiry);
+    let visit_due = s
+        .settings
+        .cases
+        .visit_due(category, s.settings.time.zone, now);
+    let r = crate::store::Resolve {
+        by: &caller.name,
+        code: Some(code),
+        note,
+        visit_due,
+        now_ms: now,
+    };
+    let case = store
+        .resolve_case(id, &r)
         .await?
         .ok_or_else(|| no_case(id))?;
+    if case.status != "resolved" {
+        return Err(changed_meanwhile(id));
+    }
+    if visit_due.is_some() {
+        s.sla.wake.notify_one();
+    }
+    Ok(axum::Json(serde_json::json!({ "case": case })))
+}
+
+/// `POST /api/v1/cases/{id}/start`: an agent starts working on the case (`in_progress`).
+pub async fn start_case(
+    State(s): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<i64>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
+    let detail = format!("by {}", caller.name);
+    let keep = |_: &crate::store::CaseRecord, _| crate::store::ClockChange::Keep;
+    let case = lifecycle(
+        &s,
+        id,
+        crate::cases::Action::Start,
+        "started",
+        detail,
+        None,
+        keep,
+    )
+    .await?;
     Ok(axum::Json(serde_json::json!({ "case": case })))
 }
 
@@ -541,7 +613,7 @@ pub async fn log_contact(
     let note = optional_note(body.0.note.as_deref(), "note")?;
     let store = &s.intake.store;
     let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
-    if !matches!(case.status.as_str(), "open" | "acknowledged") {
+    if !crate::cases::is_active(&case.status) {
         return Err(not_in_state(&case, "logging a contact"));
     }
     let case = store
@@ -578,7 +650,7 @@ pub async fn escalate(
     )?;
     let store = &s.intake.store;
     let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
-    if !matches!(case.status.as_str(), "open" | "acknowledged") {
+    if !crate::cases::is_active(&case.status) {
         return Err(not_in_state(&case, "escalating"));
     }
     if case.tier >= 4 {
@@ -602,6 +674,7 @@ pub async fn escalate(
         category,
         None,
         to,
+        s.intake.clock.now_ms(),
     );
     let detail = format!(
         "by hand: tier {} -> {to} by {}: {reason}",

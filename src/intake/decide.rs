@@ -10,19 +10,22 @@
 //! rusqlite, where [`run_ready`] drives [`decide`] without a thread hop per statement
 //! (its futures are always ready: each method runs its statement before returning).
 
+use crate::cases::Rating;
 use crate::domain::{CaseId, Category, Channel, Intent, Query};
 use crate::store::{
     AckContext, CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, StoreError, StoreResult,
 };
 use std::future::Future;
 
-/// An open case as intake sees it when a message may join it.
+/// A case as intake sees it when a message may join it (an open case, or the resolved or
+/// closed case a message refers to).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenCase {
     pub id: i64,
     /// As stored; an unknown value counts as an inquiry.
     pub category: String,
     pub tier: i64,
+    pub status: String,
 }
 
 /// Where to look for the case a message joins.
@@ -53,6 +56,10 @@ pub struct NewCase<'a> {
     pub now_ms: i64,
     pub ack_due_ms: i64,
     pub resolve_due_ms: i64,
+    /// From the number's prefix (`sla.city_prefixes`); tier 2 is told per city.
+    pub city: &'a str,
+    /// The closed case this one was opened about.
+    pub linked_case_id: Option<i64>,
 }
 
 /// What a case's clock has done so far.
@@ -65,6 +72,9 @@ pub struct SlaState {
     pub opened_ms: i64,
     /// false: the case has no clock (opened before clocks existed).
     pub has_clock: bool,
+    pub tier: i64,
+    /// As stored; an unknown value counts as an inquiry.
+    pub category: Category,
 }
 
 /// An inbound message row (`direction` in, `status` received).
@@ -143,6 +153,22 @@ pub trait IntakeTx {
         message_id: i64,
     ) -> StoreResult<()>;
     async fn email_acks_since(&mut self, to: &str, since_ms: i64) -> StoreResult<i64>;
+    /// A case's status and tier (a reopen, a close after a return visit).
+    async fn set_status(
+        &mut self,
+        case_id: i64,
+        status: &str,
+        tier: i64,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// A return visit answered (`state` answered) with the rating.
+    async fn finish_visit(
+        &mut self,
+        case_id: i64,
+        state: &str,
+        answer: &str,
+        now_ms: i64,
+    ) -> StoreResult<()>;
     async fn sla_state(&mut self, case_id: i64) -> StoreResult<Option<SlaState>>;
     async fn set_deadlines(
         &mut self,
@@ -220,11 +246,27 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
         return Ok(IntakeOutcome::Duplicate { message_id });
     }
 
-    // A survey answer only counts while a survey waits for this customer.
+    // A survey answer only counts while a survey waits for this customer. While a return
+    // visit waits, a complaint instead of a rating is the dissatisfied answer.
     let mut intent = req.intent;
-    let mut survey = None;
-    if intent == Intent::Case && req.survey_answer.is_some() {
-        survey = tx.survey_wait(m.channel, &m.from, req.now_ms).await?;
+    let mut survey: Option<(String, Option<i64>, String)> = None;
+    let mut visit: Option<(i64, Rating)> = None;
+    if intent == Intent::Case
+        && (req.survey_answer.is_some() || req.category == Category::Complaint)
+        && let Some((name, survey_case)) = tx.survey_wait(m.channel, &m.from, req.now_ms).await?
+    {
+        if name == VISIT_SURVEY {
+            let rating = match &req.survey_answer {
+                Some(a) => Rating::of_visit_answer(a).map(|r| (r, r.as_str().to_string())),
+                None => Some((Rating::Dissatisfied, "complaint".to_string())),
+            };
+            if let (Some((r, answer)), Some(case_id)) = (rating, survey_case) {
+                visit = Some((case_id, r));
+                survey = Some((name, survey_case, answer));
+            }
+        } else if let Some(a) = &req.survey_answer {
+            survey = Some((name, survey_case, a.clone()));
+        }
         if survey.is_some() {
             intent = Intent::SurveyAnswer;
         }
@@ -235,8 +277,33 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
     };
 
     let mut case: Option<Settled> = None;
-    if opens_case(intent) {
-        let found = thread_onto(tx, req).await?;
+    let mut case_change = None;
+    if let Some((case_id, rating)) = visit {
+        let (settled, change) = visit_answered(tx, req, case_id, rating).await?;
+        case = settled;
+        case_change = change;
+    } else if opens_case(intent) {
+        let mut found = thread_onto(tx, req).await?;
+        let mut linked = None;
+        if let Some(c) = found
+            .as_ref()
+            .filter(|c| !crate::cases::is_active(&c.status))
+        {
+            if c.status == "resolved" {
+                // The customer writes again about a resolved case: it is not done for them.
+                let tier = next_tier(Some(c.tier), req.intent);
+                reopen(tx, req, c.id, tier, "reopened", "the customer wrote again").await?;
+                case_change = Some("reopened");
+                found = Some(OpenCase {
+                    status: "open".into(),
+                    ..c.clone()
+                });
+            } else {
+                // Closed for good: a new case, linked to the old one.
+                linked = Some(c.id);
+                found = None;
+            }
+        }
         case = Some(match found {
             Some(open) => {
                 let existing: Category = open.category.parse().unwrap_or(Category::Inquiry);
@@ -245,6 +312,9 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
                 tx.touch_case(open.id, req.now_ms, category, tier).await?;
                 if category != existing {
                     reclock(tx, &req.sla, open.id, category, req.now_ms).await?;
+                }
+                if tier > open.tier {
+                    tell_tier_now(tx, open.id, req.now_ms).await?;
                 }
                 let kind = if req.intent == Intent::Escalate {
                     "escalated"
@@ -276,10 +346,35 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
                         now_ms: req.now_ms,
                         ack_due_ms: req.now_ms + policy.answer_within.ms(),
                         resolve_due_ms: req.now_ms + policy.resolve_within.ms(),
+                        city: req.sla.city_of(&m.from),
+                        linked_case_id: linked,
                     })
                     .await?;
                 let next = crate::sla::next_step(policy, req.now_ms, 0, false);
                 tx.set_clock(id, next, 0).await?;
+                if let Some(old) = linked {
+                    let new_no = CaseId(id).to_string();
+                    let old_no = CaseId(old).to_string();
+                    tx.case_event(
+                        id,
+                        req.now_ms,
+                        "linked",
+                        &format!("opened about closed case {old_no}"),
+                    )
+                    .await?;
+                    tx.case_event(
+                        old,
+                        req.now_ms,
+                        "linked",
+                        &format!("the customer wrote again: new case {new_no}"),
+                    )
+                    .await?;
+                    case_change = Some("linked");
+                }
+                if tier > 1 {
+                    // Asked to be escalated from the first message: that tier is told.
+                    tell_tier_now(tx, id, req.now_ms).await?;
+                }
                 Settled {
                     id,
                     new: true,
@@ -298,7 +393,7 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
         })
         .await?;
 
-    if let (Some((name, survey_case)), Some(answer)) = (&survey, &req.survey_answer) {
+    if let Some((name, survey_case, answer)) = &survey {
         tx.survey_answer(&SurveyAnswer {
             survey: name,
             channel: m.channel,
@@ -337,6 +432,8 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
         reply_to: m.email.as_ref().and_then(|e| e.reply_to.clone()),
         in_reply_to: m.external_id.clone().filter(|_| m.email.is_some()),
         subject: m.subject.clone(),
+        backend: req.backend.clone(),
+        case_change,
     };
     let mut ack_allowed = true;
     if let Some((limit, window)) = req.ack_limit {
@@ -356,6 +453,94 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
         new_case: case.is_some_and(|c| c.new),
         ack_message_id,
     })
+}
+
+/// The survey name of the return visit (`survey_waits.survey`).
+pub const VISIT_SURVEY: &str = "return_visit";
+
+/// A return visit answered: satisfied or neutral closes the case; dissatisfied reopens it one
+/// tier up, and that tier is told. The message is kept on the case either way.
+async fn visit_answered<T: IntakeTx>(
+    tx: &mut T,
+    req: &IntakeRequest,
+    case_id: i64,
+    rating: Rating,
+) -> StoreResult<(Option<Settled>, Option<&'static str>)> {
+    let Some(state) = tx.sla_state(case_id).await? else {
+        return Ok((None, None));
+    };
+    tx.finish_visit(case_id, "answered", rating.as_str(), req.now_ms)
+        .await?;
+    let category = state.category;
+    let settled = |tier| Settled {
+        id: case_id,
+        new: false,
+        category,
+        tier,
+    };
+    if rating == Rating::Dissatisfied {
+        let tier = (state.tier + 1).min(4);
+        reopen(
+            tx,
+            req,
+            case_id,
+            tier,
+            "reopened",
+            &format!("return visit: dissatisfied; tier {} -> {tier}", state.tier),
+        )
+        .await?;
+        tell_tier_now(tx, case_id, req.now_ms).await?;
+        return Ok((Some(settled(tier)), Some("reopened")));
+    }
+    tx.set_status(case_id, "closed", state.tier, req.now_ms)
+        .await?;
+    tx.case_event(
+        case_id,
+        req.now_ms,
+        "closed",
+        &format!("return visit: {}", rating.as_str()),
+    )
+    .await?;
+    Ok((Some(settled(state.tier)), Some("closed")))
+}
+
+/// A resolved or closed case back to work at `tier`: open again (acknowledged if a person had
+/// answered it), its clock going on from its policy (steps already past taken as done).
+async fn reopen<T: IntakeTx>(
+    tx: &mut T,
+    req: &IntakeRequest,
+    case_id: i64,
+    tier: i64,
+    event: &str,
+    why: &str,
+) -> StoreResult<()> {
+    let Some(state) = tx.sla_state(case_id).await? else {
+        return Ok(());
+    };
+    let status = if state.answered {
+        "acknowledged"
+    } else {
+        "open"
+    };
+    tx.set_status(case_id, status, tier, req.now_ms).await?;
+    tx.case_event(case_id, req.now_ms, event, why).await?;
+    let policy = req.sla.policy(state.category);
+    let fired = crate::sla::past_steps(policy, state.opened_ms, req.now_ms);
+    let next = crate::sla::next_step(policy, state.opened_ms, fired, state.answered);
+    tx.set_clock(case_id, next, fired).await
+}
+
+/// The case's clock fires a notice to its (new) tier at once, then goes on with its plan.
+async fn tell_tier_now<T: IntakeTx>(tx: &mut T, case_id: i64, now_ms: i64) -> StoreResult<()> {
+    let Some(state) = tx.sla_state(case_id).await? else {
+        return Ok(());
+    };
+    tx.set_clock(
+        case_id,
+        Some((crate::sla::Step::TierNotice, now_ms)),
+        state.fired,
+    )
+    .await
 }
 
 /// A case whose category changed takes the new category's deadlines, counted from when it

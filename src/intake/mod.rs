@@ -5,6 +5,7 @@
 //! engines.
 
 pub mod decide;
+pub mod selfservice;
 
 use crate::classify::Classifier;
 use crate::clock::Clock;
@@ -97,10 +98,13 @@ impl AckRenderer {
             (Intent::OptOut, _) => "opt_out",
             (Intent::OptIn, _) => "opt_in",
             (Intent::Escalate, _) => "escalate",
+            (Intent::SurveyAnswer, _) if ctx.case_change == Some("reopened") => "visit_reopened",
             (Intent::SurveyAnswer, _) => "survey_thanks",
             (Intent::SelfService, _) => match (ctx.query, &ctx.progress) {
-                (Some(Query::Fees), _) => "fees",
-                (Some(Query::Points), _) => "points",
+                (Some(Query::Fees), _) if ctx.backend.is_some() => "fees",
+                (Some(Query::Fees), _) => "fees_unavailable",
+                (Some(Query::Points), _) if ctx.backend.is_some() => "points",
+                (Some(Query::Points), _) => "points_unavailable",
                 (Some(Query::CaseProgress(_)), Some(_)) => "progress",
                 _ => "progress_unknown",
             },
@@ -127,6 +131,7 @@ impl AckRenderer {
             status_zh => ctx.progress.as_ref().map(|p| status_zh(&p.status)).unwrap_or_default(),
             status => ctx.progress.as_ref().map(|p| p.status.clone()).unwrap_or_default(),
             resolve_by => ctx.progress.as_ref().map(|p| self.local_time(p.resolve_due_at)).unwrap_or_default(),
+            backend => ctx.backend.as_deref().cloned().unwrap_or_default(),
         };
         match self.templates.render(name, ctx.lang, values) {
             Ok(t) => Some(t),
@@ -159,7 +164,8 @@ pub fn our_message_id(id: &str, domain: &str) -> Option<i64> {
 fn status_zh(s: &str) -> &'static str {
     match s {
         "open" => "已受理，等待处理",
-        "acknowledged" => "处理中",
+        "acknowledged" => "已答复，处理中",
+        "in_progress" => "处理中",
         "resolved" => "已处理完毕",
         _ => "已关闭",
     }
@@ -202,6 +208,7 @@ impl AckBuilder for AckRenderer {
                     kind: "ack",
                     encoding: seg.encoding.as_str(),
                     segments: seg.segments as i64,
+                    not_before: None,
                 })
             }
             Channel::Email => {
@@ -237,6 +244,7 @@ impl AckBuilder for AckRenderer {
                     kind: "ack",
                     encoding: "utf-8",
                     segments: 1,
+                    not_before: None,
                 })
             }
         }
@@ -322,6 +330,7 @@ impl AckRenderer {
                     kind: "reply",
                     encoding: seg.encoding.as_str(),
                     segments: seg.segments as i64,
+                    not_before: None,
                 })
             }
             "email" => {
@@ -375,6 +384,7 @@ impl AckRenderer {
                     kind: "reply",
                     encoding: "utf-8",
                     segments: 1,
+                    not_before: None,
                 })
             }
             other => Err(ReplyError::Invalid(format!(
@@ -404,6 +414,8 @@ pub struct Intake {
     pub email_notify: Arc<Notify>,
     /// Wakes the SLA scheduler when a case opened or changed.
     pub sla_notify: Arc<Notify>,
+    /// Fee and points queries.
+    backend: selfservice::Backend,
 }
 
 impl Intake {
@@ -416,6 +428,7 @@ impl Intake {
         outbox_notify: Arc<Notify>,
     ) -> Intake {
         Intake {
+            backend: selfservice::Backend::new(&settings.self_service, Arc::clone(&clock)),
             store,
             clock,
             classifier: RwLock::new(classifier),
@@ -457,11 +470,45 @@ impl Intake {
     /// # Errors
     /// No such case, an empty or oversize text, the channel's sending disabled, the store.
     pub async fn reply(&self, case_id: i64, text: &str, by: &str) -> Result<i64, ReplyError> {
-        let case = self
+        Ok(self.reply_on(case_id, text, by).await?.0)
+    }
+
+    /// [`Intake::reply`], and the case it went on: a reply to a closed case opens a new case
+    /// linked to it (its own clock, tier 1) and goes there.
+    ///
+    /// # Errors
+    /// As [`Intake::reply`].
+    pub async fn reply_on(
+        &self,
+        case_id: i64,
+        text: &str,
+        by: &str,
+    ) -> Result<(i64, i64), ReplyError> {
+        let mut case = self
             .store
             .case(case_id)
             .await?
             .ok_or(ReplyError::NoCase(case_id))?;
+        if case.status == "closed" {
+            let now = self.clock.now_ms();
+            let category = case
+                .category
+                .parse()
+                .unwrap_or(crate::domain::Category::Inquiry);
+            let policy = self.sla.policy(category);
+            let deadlines = (
+                now + policy.answer_within.ms(),
+                now + policy.resolve_within.ms(),
+            );
+            let next = crate::sla::next_step(policy, now, 0, false);
+            case = self
+                .store
+                .open_linked_case(case_id, deadlines, next, by, now)
+                .await?
+                .ok_or(ReplyError::NoCase(case_id))?;
+            self.sla_notify.notify_one();
+        }
+        let case_id = case.id;
         let thread = self.store.case_messages(case_id).await?;
         let draft = self.acks.reply_draft(&case, &thread, text)?;
         let id = self
@@ -473,7 +520,7 @@ impl Intake {
             Channel::Email => self.email_notify.notify_one(),
             Channel::Sms => self.outbox_notify.notify_one(),
         }
-        Ok(id)
+        Ok((id, case_id))
     }
 
     /// Everything decided before the transaction.
@@ -543,6 +590,7 @@ impl Intake {
             case_ref,
             ack_limit,
             ack: self.acks.clone(),
+            backend: None,
             msg,
         }
     }
@@ -557,7 +605,11 @@ impl Intake {
             return self.accept_part(msg, part).await;
         }
         let channel = msg.channel;
-        let req = self.plan(msg);
+        let mut req = self.plan(msg);
+        if let Some(q) = req.query.filter(|_| req.intent == Intent::SelfService) {
+            // Before the transaction: never I/O inside it.
+            req.backend = self.backend.ask(q, &req.msg.from).await;
+        }
         let category = req.category;
         let outcome = self.store.intake(req).await?;
         if let IntakeOutcome::Stored {
@@ -922,6 +974,8 @@ mod tests {
                         reply_to: Some("c@example.com".into()),
                         in_reply_to: Some("m1@example.com".into()),
                         subject: Some("宽带断了".into()),
+                        backend: None,
+                        case_change: None,
                     };
                     let d = r
                         .build(&ctx)

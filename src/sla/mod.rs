@@ -9,6 +9,7 @@
 //! the complaint's (earlier) deadlines at once, and a step already past due fires at once.
 
 pub mod apply;
+pub mod calendar;
 pub mod report;
 pub mod scheduler;
 
@@ -121,6 +122,9 @@ pub struct SlaSettings {
     /// Number prefix (E.164, e.g. `+8620`, `+86755`, `+86138`) → city; the longest match wins.
     #[serde(default)]
     pub city_prefixes: BTreeMap<String, String>,
+    /// Work hours of the tiers that do not work nights; their notices wait for them.
+    #[serde(default)]
+    pub calendar: calendar::Calendar,
 }
 
 fn yes() -> bool {
@@ -193,6 +197,7 @@ impl SlaSettings {
                 ));
             }
         }
+        self.calendar.check()?;
         if self.max_idle.0 < 1_000 {
             return Err("sla.max_idle: at least \"1s\"".into());
         }
@@ -236,10 +241,13 @@ pub enum Step {
     Tier4 = 4,
     ResolveWarn = 5,
     ResolveBreach = 6,
+    /// Not in any plan: tell the case's tier now (a customer asked for escalation, or a
+    /// dissatisfied return visit reopened the case one tier up); then the plan goes on.
+    TierNotice = 7,
 }
 
 impl Step {
-    pub const ALL: [Step; 7] = [
+    pub const ALL: [Step; 8] = [
         Step::AnswerWarn,
         Step::AnswerBreach,
         Step::Tier2,
@@ -247,6 +255,7 @@ impl Step {
         Step::Tier4,
         Step::ResolveWarn,
         Step::ResolveBreach,
+        Step::TierNotice,
     ];
 
     pub fn bit(self) -> i64 {
@@ -262,6 +271,7 @@ impl Step {
             Step::Tier4 => "tier_4",
             Step::ResolveWarn => "resolve_warning",
             Step::ResolveBreach => "resolve_breach",
+            Step::TierNotice => "tier_notice",
         }
     }
 
@@ -347,7 +357,7 @@ pub struct Fired {
 /// Decides what the due `step` does to the case. `None`: nothing, the step is moot (the case
 /// is resolved or closed; the clock stops).
 pub fn fire(case: &CaseNow, step: Step) -> Option<Fired> {
-    if !matches!(case.status.as_str(), "open" | "acknowledged") {
+    if !crate::cases::is_active(&case.status) {
         return None;
     }
     let quiet = |detail: String| Fired {
@@ -384,6 +394,13 @@ pub fn fire(case: &CaseNow, step: Step) -> Option<Fired> {
             tier: case.tier,
             event: "sla_breach",
             detail: format!("resolve deadline missed at tier {}", case.tier),
+            notify_tier: Some(case.tier),
+        },
+        Step::TierNotice => Fired {
+            step,
+            tier: case.tier,
+            event: "tier_notified",
+            detail: format!("tier {} told", case.tier),
             notify_tier: Some(case.tier),
         },
         Step::Tier2 | Step::Tier3 | Step::Tier4 => {

@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::{Category, Channel, Lang};
 use crate::outbound::segment::{fit, segment};
-use crate::store::{DueClock, OutboundDraft, SlaApply, Store, StoreResult};
+use crate::store::{DueClock, DueVisit, OutboundDraft, SlaApply, Store, StoreResult, VisitApply};
 use crate::templates::{Templates, tier_en, tier_zh};
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,6 +78,7 @@ impl Notices {
         category: Category,
         step: Option<Step>,
         tier: i64,
+        now: i64,
     ) -> Vec<OutboundDraft> {
         let contacts = sla.contacts(tier, sla.city_of(&c.customer));
         if contacts.is_empty() {
@@ -99,6 +100,7 @@ impl Notices {
             Some(Step::ResolveWarn) => ("即将超过处理时限", "resolve deadline near"),
             Some(Step::ResolveBreach) => ("已超过处理时限", "resolve deadline missed"),
             Some(Step::Tier2 | Step::Tier3 | Step::Tier4) => ("已升级", "escalated"),
+            Some(Step::TierNotice) => ("已升级，请处理", "escalated, please act"),
             None => ("已人工升级", "escalated by hand"),
         };
         let values = minijinja::context! {
@@ -128,6 +130,9 @@ impl Notices {
                 return Vec::new();
             }
         };
+        // A tier on office hours finds the notice when it comes in (`sla.calendar`).
+        let open = sla.calendar.next_open(self.zone, tier, now);
+        let not_before = (open > now).then_some(open);
         let mut out = Vec::new();
         for contact in contacts {
             if self.email_on {
@@ -144,6 +149,7 @@ impl Notices {
                         kind: "sla_notice",
                         encoding: "utf-8",
                         segments: 1,
+                        not_before,
                     });
                 }
             }
@@ -163,6 +169,7 @@ impl Notices {
                         kind: "sla_notice",
                         encoding: seg.encoding.as_str(),
                         segments: seg.segments as i64,
+                        not_before,
                     });
                 }
             }
@@ -172,10 +179,73 @@ impl Notices {
 }
 
 /// The scheduler; [`Scheduler::run_due`] is one round (tests drive it with a manual clock).
+impl Notices {
+    /// The return-visit survey of a resolved case, in the customer's language, on the case's
+    /// channel; `None` when that channel does not send or the template fails.
+    pub fn visit(&self, v: &DueVisit) -> Option<OutboundDraft> {
+        let lang: Lang = v.lang.parse().unwrap_or(self.lang);
+        let values = minijinja::context! {
+            service_name => self.service_name,
+            service_name_en => self.service_name_en,
+            case_no => crate::domain::CaseId(v.case_id).to_string(),
+        };
+        let text = match self.templates.render("return_visit", lang, values.clone()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "return_visit template failed; no survey sent");
+                return None;
+            }
+        };
+        match v.channel.as_str() {
+            "email" if self.email_on => {
+                let subject = self
+                    .templates
+                    .render("return_visit_subject", lang, values)
+                    .ok()?;
+                Some(OutboundDraft {
+                    channel: Channel::Email,
+                    driver: "smtp".into(),
+                    from: self.email_from.clone(),
+                    to: v.customer.clone(),
+                    subject: Some(subject),
+                    text,
+                    html: None,
+                    headers: None,
+                    kind: "return_visit",
+                    encoding: "utf-8",
+                    segments: 1,
+                    not_before: None,
+                })
+            }
+            "sms" if self.sms_on => {
+                let t = fit(&text, self.sms_part_cap);
+                let seg = segment(&t);
+                Some(OutboundDraft {
+                    channel: Channel::Sms,
+                    driver: self.sms_driver.clone(),
+                    from: self.sms_from.clone(),
+                    to: v.customer.clone(),
+                    subject: None,
+                    text: t,
+                    html: None,
+                    headers: None,
+                    kind: "return_visit",
+                    encoding: seg.encoding.as_str(),
+                    segments: seg.segments as i64,
+                    not_before: None,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 pub struct Scheduler {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub sla: Arc<SlaSettings>,
+    /// Return visits (`[cases.return_visit]`).
+    pub cases: Arc<crate::cases::CaseSettings>,
     pub notices: Notices,
     /// Wakes the scheduler (a case opened or changed in this process).
     pub wake: Arc<Notify>,
@@ -193,6 +263,9 @@ pub struct Round {
     pub notices: usize,
     /// Clocks that changed under us (retried in a later round).
     pub conflicts: usize,
+    /// Return visits sent, and visits otherwise moved on (skipped, expired, cancelled, later).
+    pub visits_sent: usize,
+    pub visits_other: usize,
 }
 
 impl Scheduler {
@@ -201,6 +274,104 @@ impl Scheduler {
     /// # Errors
     /// The store's.
     pub async fn run_due(&self) -> StoreResult<Round> {
+        let mut round = self.run_clocks().await?;
+        self.run_visits(&mut round).await?;
+        Ok(round)
+    }
+
+    /// Return visits due now: each decided by `crate::cases::visit::next` and applied in its
+    /// own transaction, only if still as claimed.
+    async fn run_visits(&self, round: &mut Round) -> StoreResult<()> {
+        use crate::cases::visit::{VisitStep, next};
+        loop {
+            let now = self.clock.now_ms();
+            let due = self.store.claim_visits(now, LEASE_MS, BATCH).await?;
+            if due.is_empty() {
+                return Ok(());
+            }
+            let mut queued = false;
+            let mut progressed = false;
+            for v in &due {
+                let cfg = &self.cases.return_visit;
+                let mut a = VisitApply {
+                    case_id: v.case_id,
+                    state_before: v.state.clone(),
+                    due_before: v.due_at,
+                    state: String::new(),
+                    due_at: None,
+                    sent: false,
+                    close_case: false,
+                    event: None,
+                    survey: None,
+                    now_ms: now,
+                };
+                match next(v, cfg, self.notices.zone, now) {
+                    VisitStep::Send { answer_until } => match self.notices.visit(v) {
+                        Some(d) => {
+                            a.state = "sent".into();
+                            a.due_at = Some(answer_until);
+                            a.sent = true;
+                            a.event = Some((
+                                "return_visit".into(),
+                                format!("survey sent on {}", v.channel),
+                            ));
+                            a.survey = Some((d, answer_until));
+                        }
+                        None => {
+                            a.state = "skipped".into();
+                            a.close_case = true;
+                            a.event = Some((
+                                "closed".into(),
+                                format!("return visit: {} does not send; closed", v.channel),
+                            ));
+                        }
+                    },
+                    VisitStep::Later(at) => {
+                        a.state = v.state.clone();
+                        a.due_at = Some(at);
+                    }
+                    VisitStep::Skip(last) => {
+                        a.state = "skipped".into();
+                        a.close_case = true;
+                        a.event = Some((
+                            "closed".into(),
+                            format!(
+                                "return visit skipped: the customer was asked {} days ago; closed",
+                                (now - last) / 86_400_000
+                            ),
+                        ));
+                    }
+                    VisitStep::Cancel => a.state = "cancelled".into(),
+                    VisitStep::Expire => {
+                        a.state = "expired".into();
+                        a.close_case = true;
+                        a.event = Some((
+                            "closed".into(),
+                            "no answer to the return visit; closed".into(),
+                        ));
+                    }
+                }
+                if self.store.apply_visit(&a).await? {
+                    progressed = true;
+                    if a.survey.is_some() {
+                        round.visits_sent += 1;
+                        queued = true;
+                    } else {
+                        round.visits_other += 1;
+                    }
+                }
+            }
+            if queued {
+                self.sms_notify.notify_one();
+                self.email_notify.notify_one();
+            }
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn run_clocks(&self) -> StoreResult<Round> {
         let mut round = Round::default();
         loop {
             let now = self.clock.now_ms();
@@ -278,7 +449,7 @@ impl Scheduler {
         if let Some(tier) = f.notify_tier {
             apply.notices = self
                 .notices
-                .render(&self.sla, c, category, Some(step), tier);
+                .render(&self.sla, c, category, Some(step), tier, now);
         }
         apply.event = Some((f.event.to_string(), f.detail));
         apply
@@ -291,11 +462,21 @@ impl Scheduler {
         let idle = self.sla.max_idle.ms();
         while !stop.is_cancelled() {
             let now = self.clock.now_ms();
-            let wait = match self.store.next_sla_due(now).await {
+            let next_due = match (
+                self.store.next_sla_due(now).await,
+                self.store.next_visit_due(now).await,
+            ) {
+                (Ok(a), Ok(b)) => Ok(match (a, b) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
+            let wait = match next_due {
                 Ok(Some(due)) if due <= now => match self.run_due().await {
                     // Due but nothing fired (changed under us, or another instance holds
                     // it): do not spin.
-                    Ok(r) if r.fired == 0 => 10,
+                    Ok(r) if r.fired == 0 && r.visits_sent + r.visits_other == 0 => 10,
                     Ok(_) => continue,
                     Err(e) => {
                         tracing::warn!(error = %crate::domain::scrub(&e.to_string()), "SLA round failed; retrying in 1 s");

@@ -136,6 +136,8 @@ pub struct IntakeRequest {
     /// the window.
     pub ack_limit: Option<(i64, i64)>,
     pub ack: Arc<dyn AckBuilder>,
+    /// The self-service backend's answer to a fee or points query (`None`: the fallback).
+    pub backend: Option<crate::intake::selfservice::Answer>,
 }
 
 /// What the store knows once the case is settled; the ack is rendered from it.
@@ -158,6 +160,12 @@ pub struct AckContext {
     pub reply_to: Option<String>,
     pub in_reply_to: Option<String>,
     pub subject: Option<String>,
+    /// The self-service backend's answer (`None`: none configured, or it could not answer).
+    pub backend: Option<crate::intake::selfservice::Answer>,
+    /// What this message did to its case beyond joining it: `reopened` (a dissatisfied
+    /// return visit, a message on a resolved case), `closed` (a satisfied return visit),
+    /// `linked` (a new case for a message about a closed one).
+    pub case_change: Option<&'static str>,
 }
 
 /// What a customer may learn about their own case by self-service.
@@ -185,6 +193,8 @@ pub struct OutboundDraft {
     pub kind: &'static str,
     pub encoding: &'static str,
     pub segments: i64,
+    /// Not sent before this instant (a notice to a tier that is off work); `None`: now.
+    pub not_before: Option<i64>,
 }
 
 /// Renders the acknowledgement for a settled intake; `None` sends nothing.
@@ -409,6 +419,7 @@ pub struct CaseFilter {
     /// Only cases with (true) or without (false) an `sla_breach` event.
     pub breached: Option<bool>,
     pub assignee: Option<String>,
+    pub city: Option<String>,
     /// Customer or subject contains this (case-sensitive; `%` and `_` match themselves).
     pub text: Option<String>,
     /// Keyset cursor: cases after (resolve_due_at, id).
@@ -487,6 +498,60 @@ pub struct CaseRecord {
     pub resolved_at: Option<i64>,
     /// The agent (token name) the case is assigned to.
     pub assignee: Option<String>,
+    /// Why it was resolved (`cases.resolution_codes`).
+    pub resolution_code: Option<String>,
+    /// From the number's prefix when it opened (`sla.city_prefixes`).
+    pub city: Option<String>,
+    /// The closed case the customer wrote about when this one opened.
+    pub linked_case_id: Option<i64>,
+}
+
+/// An agent resolving a case.
+#[derive(Debug, Clone)]
+pub struct Resolve<'a> {
+    pub by: &'a str,
+    pub code: Option<&'a str>,
+    pub note: Option<&'a str>,
+    /// When its return visit goes out (`None`: no visit).
+    pub visit_due: Option<i64>,
+    pub now_ms: i64,
+}
+
+/// A return visit the scheduler claimed, with its case as it is now.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DueVisit {
+    pub case_id: i64,
+    /// `scheduled` (the survey is due) or `sent` (the answer time is up).
+    pub state: String,
+    pub due_at: i64,
+    pub channel: String,
+    pub customer: String,
+    pub status: String,
+    pub category: String,
+    pub tier: i64,
+    pub lang: String,
+    pub subject: Option<String>,
+    /// When this customer's latest visit went out (this case's earlier one too, if it was
+    /// resolved before).
+    pub last_sent: Option<i64>,
+}
+
+/// What the scheduler decided for one visit; applied only if the visit is still as claimed.
+#[derive(Debug, Clone)]
+pub struct VisitApply {
+    pub case_id: i64,
+    pub state_before: String,
+    pub due_before: i64,
+    pub state: String,
+    pub due_at: Option<i64>,
+    /// The survey went out now (sets `sent_at`).
+    pub sent: bool,
+    /// Close the case (if still resolved).
+    pub close_case: bool,
+    pub event: Option<(String, String)>,
+    /// The survey message, and until when its answer is waited for.
+    pub survey: Option<(OutboundDraft, i64)>,
+    pub now_ms: i64,
 }
 
 /// What a lifecycle change does to a case's SLA clock.
@@ -642,13 +707,32 @@ pub trait Store: Send + Sync + 'static {
     async fn find_cases(&self, filter: &CaseFilter, limit: i64) -> StoreResult<Vec<CaseRecord>>;
     /// Marks a case resolved by `by` (a `resolved` case event with the note); `None` when it
     /// does not exist. Resolving a resolved case changes nothing and records nothing.
-    async fn resolve_case(
+    /// An open case resolved (with its code, and its return visit scheduled), in one
+    /// transaction. `Err(Rejected)`-free: `None` when no case; a case not active (closed) is
+    /// returned unchanged.
+    async fn resolve_case(&self, case_id: i64, r: &Resolve<'_>) -> StoreResult<Option<CaseRecord>>;
+    /// A new case opened about a closed one (an agent replies to a closed case): same customer,
+    /// channel, category, language and subject, tier 1, `linked_case_id` the old one, its clock
+    /// set to `next`; a `linked` event on both. `None`: no such case.
+    async fn open_linked_case(
         &self,
-        case_id: i64,
+        old_id: i64,
+        deadlines: (i64, i64),
+        next: Option<(crate::sla::Step, i64)>,
         by: &str,
-        note: Option<&str>,
         now_ms: i64,
     ) -> StoreResult<Option<CaseRecord>>;
+    /// The earliest instant a return visit falls due.
+    async fn next_visit_due(&self, now_ms: i64) -> StoreResult<Option<i64>>;
+    /// Leases up to `limit` visits due at `now_ms`.
+    async fn claim_visits(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<DueVisit>>;
+    /// Applies one decision in one transaction; false when the visit changed since the claim.
+    async fn apply_visit(&self, a: &VisitApply) -> StoreResult<bool>;
     /// A contact an agent logged (phone call, visit…): the case's first answer if it had none
     /// (`acked_at`, status `acknowledged`), and a `contact` event. `None`: no open or
     /// acknowledged case with this id.

@@ -266,7 +266,7 @@ macro_rules! common_ops {
 
         const CASE_COLUMNS: &str = "id, channel, customer, category, status, tier, lang, subject, \
             rules_version, opened_at, last_message_at, ack_due_at, resolve_due_at, message_count, \
-            acked_at, resolved_at, assignee";
+            acked_at, resolved_at, assignee, resolution_code, city, linked_case_id";
 
         pub async fn case(pool: &Pool<$DB>, id: i64) -> StoreResult<Option<CaseRecord>> {
             let sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1");
@@ -296,6 +296,10 @@ macro_rules! common_ops {
             if let Some(a) = &f.assignee {
                 vals.push(V::S(a));
                 conds.push(format!("assignee = ${}", vals.len()));
+            }
+            if let Some(c) = &f.city {
+                vals.push(V::S(c));
+                conds.push(format!("city = ${}", vals.len()));
             }
             if let Some(t) = f.tier {
                 vals.push(V::I(t));
@@ -340,27 +344,30 @@ macro_rules! common_ops {
         pub async fn resolve_case(
             pool: &Pool<$DB>,
             case_id: i64,
-            by: &str,
-            note: Option<&str>,
-            now_ms: i64,
+            r: &crate::store::Resolve<'_>,
         ) -> StoreResult<Option<CaseRecord>> {
             let mut tx = pool.begin_with($begin).await?;
             let changed = sqlx::query(
-                "UPDATE cases SET status = 'resolved', resolved_at = $1 WHERE id = $2 AND status <> 'resolved'",
+                "UPDATE cases SET status = 'resolved', resolved_at = $1, resolution_code = $2 \
+                 WHERE id = $3 AND status IN ('open', 'acknowledged', 'in_progress')",
             )
-            .bind(now_ms)
+            .bind(r.now_ms)
+            .bind(r.code)
             .bind(case_id)
             .execute(&mut *tx)
             .await?
             .rows_affected();
             if changed > 0 {
-                let detail = match note {
-                    Some(n) => format!("by {by}: {n}"),
-                    None => format!("by {by}"),
-                };
+                let mut detail = format!("by {}", r.by);
+                if let Some(c) = r.code {
+                    detail.push_str(&format!(" [{c}]"));
+                }
+                if let Some(n) = r.note {
+                    detail.push_str(&format!(": {n}"));
+                }
                 sqlx::query("INSERT INTO case_events (case_id, at, kind, detail) VALUES ($1, $2, 'resolved', $3)")
                     .bind(case_id)
-                    .bind(now_ms)
+                    .bind(r.now_ms)
                     .bind(detail)
                     .execute(&mut *tx)
                     .await?;
@@ -369,6 +376,18 @@ macro_rules! common_ops {
                     .bind(case_id)
                     .execute(&mut *tx)
                     .await?;
+                if let Some(due) = r.visit_due {
+                    sqlx::query(
+                        "INSERT INTO return_visits (case_id, channel, customer, state, due_at) \
+                         SELECT id, channel, customer, 'scheduled', $1 FROM cases WHERE id = $2 \
+                         ON CONFLICT (case_id) DO UPDATE SET state = 'scheduled', due_at = excluded.due_at, \
+                         answer = NULL, answered_at = NULL, lease_until = NULL",
+                    )
+                    .bind(due)
+                    .bind(case_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
             let sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1");
             let case = sqlx::query_as::<_, CaseRecord>(&sql)
@@ -377,6 +396,158 @@ macro_rules! common_ops {
                 .await?;
             tx.commit().await?;
             Ok(case)
+        }
+
+        pub async fn open_linked_case(
+            pool: &Pool<$DB>,
+            old_id: i64,
+            deadlines: (i64, i64),
+            next: Option<(crate::sla::Step, i64)>,
+            by: &str,
+            now_ms: i64,
+        ) -> StoreResult<Option<CaseRecord>> {
+            let mut tx = pool.begin_with($begin).await?;
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO cases (channel, customer, category, status, tier, lang, subject, rules_version, \
+                 opened_at, last_message_at, ack_due_at, resolve_due_at, city, linked_case_id, message_count) \
+                 SELECT channel, customer, category, 'open', 1, lang, subject, rules_version, $1, $1, $2, $3, \
+                 city, id, 0 FROM cases WHERE id = $4 RETURNING id",
+            )
+            .bind(now_ms)
+            .bind(deadlines.0)
+            .bind(deadlines.1)
+            .bind(old_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(id) = id else {
+                return Ok(None);
+            };
+            let (step, due) = match next {
+                Some((s, d)) => (s.as_str(), Some(d)),
+                None => ("done", None),
+            };
+            sqlx::query(sql::SET_CLOCK)
+                .bind(id)
+                .bind(step)
+                .bind(due)
+                .bind(0_i64)
+                .execute(&mut *tx)
+                .await?;
+            let new_no = crate::domain::CaseId(id).to_string();
+            let old_no = crate::domain::CaseId(old_id).to_string();
+            for (case, detail) in [
+                (id, format!("opened by {by} about closed case {old_no}")),
+                (old_id, format!("{by} wrote after the close: new case {new_no}")),
+            ] {
+                sqlx::query(sql::INSERT_CASE_EVENT)
+                    .bind(case)
+                    .bind(now_ms)
+                    .bind("linked")
+                    .bind(detail)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1");
+            let case = sqlx::query_as::<_, CaseRecord>(&sql)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(case)
+        }
+
+        pub async fn next_visit_due(pool: &Pool<$DB>, now_ms: i64) -> StoreResult<Option<i64>> {
+            Ok(sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT MIN(due_at) FROM return_visits WHERE due_at IS NOT NULL \
+                 AND (lease_until IS NULL OR lease_until < $1)",
+            )
+            .bind(now_ms)
+            .fetch_one(pool)
+            .await?)
+        }
+
+        /// A lease on due visits; two instances may both lease a row (no SKIP LOCKED here,
+        /// visits are few), and `apply_visit`'s guard lets exactly one of them act.
+        pub async fn claim_visits(pool: &Pool<$DB>, now_ms: i64, lease_ms: i64, limit: i64) -> StoreResult<Vec<crate::store::DueVisit>> {
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "UPDATE return_visits SET lease_until = $1 WHERE case_id IN (SELECT case_id FROM return_visits \
+                 WHERE due_at <= $2 AND (lease_until IS NULL OR lease_until < $2) \
+                 ORDER BY due_at LIMIT $3) RETURNING case_id",
+            )
+            .bind(now_ms + lease_ms)
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let v: Option<crate::store::DueVisit> = sqlx::query_as(
+                    "SELECT v.case_id, v.state, v.due_at, v.channel, v.customer, c.status, c.category, \
+                     c.tier, c.lang, c.subject, (SELECT MAX(o.sent_at) FROM return_visits o \
+                     WHERE o.customer = v.customer AND o.channel = v.channel) AS last_sent \
+                     FROM return_visits v JOIN cases c ON c.id = v.case_id WHERE v.case_id = $1 AND v.due_at IS NOT NULL",
+                )
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+                out.extend(v);
+            }
+            Ok(out)
+        }
+
+        pub async fn apply_visit(pool: &Pool<$DB>, a: &crate::store::VisitApply) -> StoreResult<bool> {
+            let mut tx = pool.begin_with($begin).await?;
+            let moved = sqlx::query(
+                "UPDATE return_visits SET state = $1, due_at = $2, \
+                 sent_at = CASE WHEN $3 = 1 THEN $4 ELSE sent_at END, lease_until = NULL \
+                 WHERE case_id = $5 AND state = $6 AND due_at = $7",
+            )
+            .bind(&a.state)
+            .bind(a.due_at)
+            .bind(i64::from(a.sent))
+            .bind(a.now_ms)
+            .bind(a.case_id)
+            .bind(&a.state_before)
+            .bind(a.due_before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if moved != 1 {
+                return Ok(false);
+            }
+            if a.close_case {
+                sqlx::query("UPDATE cases SET status = 'closed' WHERE id = $1 AND status = 'resolved'")
+                    .bind(a.case_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some((kind, detail)) = &a.event {
+                sqlx::query(sql::INSERT_CASE_EVENT)
+                    .bind(a.case_id)
+                    .bind(a.now_ms)
+                    .bind(kind)
+                    .bind(detail)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some((d, wait_until)) = &a.survey {
+                queue_outbound(&mut *tx, d, Some(a.case_id), a.now_ms).await?;
+                sqlx::query(
+                    "INSERT INTO survey_waits (channel, address, survey, case_id, sent_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (channel, address) DO UPDATE SET survey = excluded.survey, case_id = excluded.case_id, \
+                     sent_at = excluded.sent_at, expires_at = excluded.expires_at",
+                )
+                .bind(d.channel.as_str())
+                .bind(&d.to)
+                .bind(crate::intake::decide::VISIT_SURVEY)
+                .bind(a.case_id)
+                .bind(a.now_ms)
+                .bind(wait_until)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
         }
 
         pub async fn counts(pool: &Pool<$DB>) -> StoreResult<Counts> {
@@ -427,7 +598,7 @@ macro_rules! common_ops {
             sqlx::query(sql::INSERT_OUTBOX)
                 .bind(id)
                 .bind(d.channel.as_str())
-                .bind(now_ms)
+                .bind(d.not_before.unwrap_or(now_ms).max(now_ms))
                 .bind(crate::domain::Lane::of_kind(d.kind).as_i64())
                 .execute(&mut *conn)
                 .await?;
@@ -491,7 +662,7 @@ macro_rules! common_ops {
             let updated = sqlx::query(
                 "UPDATE cases SET acked_at = COALESCE(acked_at, $1), \
                  status = CASE WHEN status = 'open' THEN 'acknowledged' ELSE status END \
-                 WHERE id = $2 AND status IN ('open', 'acknowledged')",
+                 WHERE id = $2 AND status IN ('open', 'acknowledged', 'in_progress')",
             )
             .bind(now_ms)
             .bind(case_id)
@@ -534,7 +705,7 @@ macro_rules! common_ops {
             let updated = sqlx::query(
                 "UPDATE cases SET status = $1, \
                  resolved_at = CASE WHEN $1 = 'resolved' THEN $2 \
-                   WHEN $1 IN ('open', 'acknowledged') THEN NULL ELSE resolved_at END, \
+                   WHEN $1 IN ('open', 'acknowledged', 'in_progress') THEN NULL ELSE resolved_at END, \
                  assignee = COALESCE($3, assignee) WHERE id = $4 AND status = $5",
             )
             .bind(&t.to)
@@ -582,7 +753,7 @@ macro_rules! common_ops {
             let mut tx = pool.begin_with($begin).await?;
             let updated = sqlx::query(
                 "UPDATE cases SET tier = $1 WHERE id = $2 AND tier = $3 \
-                 AND status IN ('open', 'acknowledged')",
+                 AND status IN ('open', 'acknowledged', 'in_progress')",
             )
             .bind(tier_after)
             .bind(case_id)
@@ -877,14 +1048,40 @@ macro_rules! impl_store {
             ) -> StoreResult<Vec<crate::store::CaseRecord>> {
                 ops::find_cases(&self.pool, filter, limit).await
             }
+            async fn open_linked_case(
+                &self,
+                old_id: i64,
+                deadlines: (i64, i64),
+                next: Option<(crate::sla::Step, i64)>,
+                by: &str,
+                now_ms: i64,
+            ) -> StoreResult<Option<crate::store::CaseRecord>> {
+                ops::open_linked_case(&self.pool, old_id, deadlines, next, by, now_ms).await
+            }
+
+            async fn next_visit_due(&self, now_ms: i64) -> StoreResult<Option<i64>> {
+                ops::next_visit_due(&self.pool, now_ms).await
+            }
+
+            async fn claim_visits(
+                &self,
+                now_ms: i64,
+                lease_ms: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<crate::store::DueVisit>> {
+                ops::claim_visits(&self.pool, now_ms, lease_ms, limit).await
+            }
+
+            async fn apply_visit(&self, a: &crate::store::VisitApply) -> StoreResult<bool> {
+                ops::apply_visit(&self.pool, a).await
+            }
+
             async fn resolve_case(
                 &self,
                 case_id: i64,
-                by: &str,
-                note: Option<&str>,
-                now_ms: i64,
+                r: &crate::store::Resolve<'_>,
             ) -> StoreResult<Option<crate::store::CaseRecord>> {
-                ops::resolve_case(&self.pool, case_id, by, note, now_ms).await
+                ops::resolve_case(&self.pool, case_id, r).await
             }
             async fn case(&self, id: i64) -> StoreResult<Option<crate::store::CaseRecord>> {
                 ops::case(&self.pool, id).await

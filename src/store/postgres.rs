@@ -205,15 +205,15 @@ impl IntakeTx for PgIntake<'_> {
     }
 
     async fn open_case(&mut self, lookup: CaseLookup<'_>) -> StoreResult<Option<OpenCase>> {
-        let row: Option<(i64, String, i64)> = match lookup {
+        let row: Option<(i64, String, i64, String)> = match lookup {
             CaseLookup::OfOurMessage(id) => {
-                sqlx::query_as(sql::OPEN_CASE_OF_OUR_MESSAGE)
+                sqlx::query_as(sql::CASE_OF_OUR_MESSAGE)
                     .bind(id)
                     .fetch_optional(&mut *self.0)
                     .await?
             }
             CaseLookup::Numbered { case_id, customer } => {
-                sqlx::query_as(sql::OPEN_CASE_OF_CUSTOMER)
+                sqlx::query_as(sql::CASE_OF_CUSTOMER)
                     .bind(case_id)
                     .bind(customer)
                     .fetch_optional(&mut *self.0)
@@ -232,7 +232,12 @@ impl IntakeTx for PgIntake<'_> {
                     .await?
             }
         };
-        Ok(row.map(|(id, category, tier)| OpenCase { id, category, tier }))
+        Ok(row.map(|(id, category, tier, status)| OpenCase {
+            id,
+            category,
+            tier,
+            status,
+        }))
     }
 
     async fn touch_case(
@@ -281,6 +286,8 @@ impl IntakeTx for PgIntake<'_> {
             .bind(c.now_ms)
             .bind(c.ack_due_ms)
             .bind(c.resolve_due_ms)
+            .bind(c.city)
+            .bind(c.linked_case_id)
             .fetch_one(&mut *self.0)
             .await?)
     }
@@ -355,16 +362,54 @@ impl IntakeTx for PgIntake<'_> {
     }
 
     async fn sla_state(&mut self, case_id: i64) -> StoreResult<Option<SlaState>> {
-        let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(sql::SLA_STATE)
+        let row: Option<(i64, i64, i64, i64, i64, String)> = sqlx::query_as(sql::SLA_STATE)
             .bind(case_id)
             .fetch_optional(&mut *self.0)
             .await?;
-        Ok(row.map(|(fired, answered, opened_ms, has_clock)| SlaState {
-            fired,
-            answered: answered != 0,
-            opened_ms,
-            has_clock: has_clock != 0,
-        }))
+        Ok(row.map(
+            |(fired, answered, opened_ms, has_clock, tier, category)| SlaState {
+                fired,
+                answered: answered != 0,
+                opened_ms,
+                has_clock: has_clock != 0,
+                tier,
+                category: category.parse().unwrap_or(Category::Inquiry),
+            },
+        ))
+    }
+
+    async fn set_status(
+        &mut self,
+        case_id: i64,
+        status: &str,
+        tier: i64,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(sql::SET_CASE_STATUS)
+            .bind(status)
+            .bind(tier)
+            .bind(now_ms)
+            .bind(case_id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn finish_visit(
+        &mut self,
+        case_id: i64,
+        state: &str,
+        answer: &str,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(sql::FINISH_VISIT)
+            .bind(state)
+            .bind(answer)
+            .bind(now_ms)
+            .bind(case_id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
     }
 
     async fn set_deadlines(

@@ -18,19 +18,29 @@ pub const SURVEY_WAIT: &str = "SELECT survey, case_id FROM survey_waits \
 pub const CASE_PROGRESS: &str = "SELECT id, status, category, tier, resolve_due_at FROM cases \
      WHERE id = $1 AND customer = $2";
 
-/// The open case one of our outbound messages belongs to (message id).
-pub const OPEN_CASE_OF_OUR_MESSAGE: &str = "SELECT c.id, c.category, c.tier FROM messages m \
-     JOIN cases c ON c.id = m.case_id \
-     WHERE m.id = $1 AND m.direction = 'out' AND c.status IN ('open', 'acknowledged')";
+/// The case one of our outbound messages belongs to, in any status (message id).
+pub const CASE_OF_OUR_MESSAGE: &str = "SELECT c.id, c.category, c.tier, c.status FROM messages m \
+     JOIN cases c ON c.id = m.case_id WHERE m.id = $1 AND m.direction = 'out'";
 
-/// An open case by its number, only the customer's own (case id, customer).
-pub const OPEN_CASE_OF_CUSTOMER: &str = "SELECT id, category, tier FROM cases \
-     WHERE id = $1 AND customer = $2 AND status IN ('open', 'acknowledged')";
+/// A case by its number, in any status, only the customer's own (case id, customer).
+pub const CASE_OF_CUSTOMER: &str = "SELECT id, category, tier, status FROM cases \
+     WHERE id = $1 AND customer = $2";
 
 /// The customer's most recently touched open case on a channel since `$3`.
-pub const RECENT_OPEN_CASE: &str = "SELECT id, category, tier FROM cases \
-     WHERE customer = $1 AND channel = $2 AND status IN ('open', 'acknowledged') \
+pub const RECENT_OPEN_CASE: &str = "SELECT id, category, tier, status FROM cases \
+     WHERE customer = $1 AND channel = $2 AND status IN ('open', 'acknowledged', 'in_progress') \
      AND last_message_at >= $3 ORDER BY last_message_at DESC LIMIT 1";
+
+/// A case's status and tier set by intake (a reopen, a close after a return visit) (status,
+/// tier, now, case id). Leaving resolved or closed forgets the resolution.
+pub const SET_CASE_STATUS: &str = "UPDATE cases SET status = $1, tier = $2, last_message_at = $3, \
+     resolved_at = CASE WHEN $1 IN ('resolved', 'closed') THEN resolved_at ELSE NULL END, \
+     resolution_code = CASE WHEN $1 IN ('resolved', 'closed') THEN resolution_code ELSE NULL END \
+     WHERE id = $4";
+
+/// A return visit answered or ended (state, answer, now, case id).
+pub const FINISH_VISIT: &str = "UPDATE return_visits SET state = $1, answer = $2, \
+     answered_at = $3, due_at = NULL, lease_until = NULL WHERE case_id = $4";
 
 /// Another message on a case (now, category, tier, case id).
 pub const TOUCH_CASE: &str = "UPDATE cases SET last_message_at = $1, \
@@ -40,10 +50,12 @@ pub const TOUCH_CASE: &str = "UPDATE cases SET last_message_at = $1, \
 pub const INSERT_CASE_EVENT: &str =
     "INSERT INTO case_events (case_id, at, kind, detail) VALUES ($1, $2, $3, $4)";
 
-/// (channel, customer, category, tier, lang, subject, rules version, now, ack due, resolve due).
+/// (channel, customer, category, tier, lang, subject, rules version, now, ack due, resolve due,
+/// city, linked case).
 pub const INSERT_CASE: &str = "INSERT INTO cases (channel, customer, category, status, tier, \
-     lang, subject, rules_version, opened_at, last_message_at, ack_due_at, resolve_due_at) \
-     VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $8, $8, $9, $10) RETURNING id";
+     lang, subject, rules_version, opened_at, last_message_at, ack_due_at, resolve_due_at, city, \
+     linked_case_id) \
+     VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $8, $8, $9, $10, $11, $12) RETURNING id";
 
 /// An inbound message (15 values, see [`crate::intake::decide::InboundRow`]).
 pub const INSERT_INBOUND: &str = "INSERT INTO messages (direction, channel, dialect, external_id, \
@@ -105,11 +117,11 @@ pub const SEND_FAIL: &str = "UPDATE messages SET status = 'failed', attempts = a
 /// The outbox row of a finished send (message id).
 pub const DELETE_OUTBOX: &str = "DELETE FROM outbox WHERE message_id = $1";
 
-/// What a case's clock has done: (steps taken mask, answered 0/1, opened at, has a clock 0/1)
-/// (case id).
+/// What a case's clock has done: (steps taken mask, answered 0/1, opened at, has a clock 0/1,
+/// tier, category) (case id).
 pub const SLA_STATE: &str = "SELECT COALESCE(k.fired, 0), \
      CAST(CASE WHEN c.acked_at IS NULL THEN 0 ELSE 1 END AS BIGINT), c.opened_at, \
-     CAST(CASE WHEN k.case_id IS NULL THEN 0 ELSE 1 END AS BIGINT) \
+     CAST(CASE WHEN k.case_id IS NULL THEN 0 ELSE 1 END AS BIGINT), c.tier, c.category \
      FROM cases c LEFT JOIN sla_clock k ON k.case_id = c.id WHERE c.id = $1";
 
 /// A case's deadlines after its category changed (answer due, resolve due, case id).
@@ -147,9 +159,11 @@ pub const ALL: &[&str] = &[
     DUPLICATE_BY_HASH,
     SURVEY_WAIT,
     CASE_PROGRESS,
-    OPEN_CASE_OF_OUR_MESSAGE,
-    OPEN_CASE_OF_CUSTOMER,
+    CASE_OF_OUR_MESSAGE,
+    CASE_OF_CUSTOMER,
     RECENT_OPEN_CASE,
+    SET_CASE_STATUS,
+    FINISH_VISIT,
     TOUCH_CASE,
     INSERT_CASE_EVENT,
     INSERT_CASE,

@@ -299,16 +299,17 @@ impl IntakeTx for SqliteIntake<'_> {
                 id: r.get(0)?,
                 category: r.get(1)?,
                 tier: r.get(2)?,
+                status: r.get(3)?,
             })
         };
         opt(match lookup {
             CaseLookup::OfOurMessage(id) => self
                 .0
-                .prepare_cached(sql::OPEN_CASE_OF_OUR_MESSAGE)?
+                .prepare_cached(sql::CASE_OF_OUR_MESSAGE)?
                 .query_row(params![id], row),
             CaseLookup::Numbered { case_id, customer } => self
                 .0
-                .prepare_cached(sql::OPEN_CASE_OF_CUSTOMER)?
+                .prepare_cached(sql::CASE_OF_CUSTOMER)?
                 .query_row(params![case_id, customer], row),
             CaseLookup::Recent {
                 customer,
@@ -362,7 +363,9 @@ impl IntakeTx for SqliteIntake<'_> {
                 c.rules_version,
                 c.now_ms,
                 c.ack_due_ms,
-                c.resolve_due_ms
+                c.resolve_due_ms,
+                c.city,
+                c.linked_case_id
             ],
             |r| r.get(0),
         )?)
@@ -448,8 +451,36 @@ impl IntakeTx for SqliteIntake<'_> {
                     answered: r.get::<_, i64>(1)? != 0,
                     opened_ms: r.get(2)?,
                     has_clock: r.get::<_, i64>(3)? != 0,
+                    tier: r.get(4)?,
+                    category: r.get::<_, String>(5)?.parse().unwrap_or(Category::Inquiry),
                 })
             }))
+    }
+
+    async fn set_status(
+        &mut self,
+        case_id: i64,
+        status: &str,
+        tier: i64,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        self.0
+            .prepare_cached(sql::SET_CASE_STATUS)?
+            .execute(params![status, tier, now_ms, case_id])?;
+        Ok(())
+    }
+
+    async fn finish_visit(
+        &mut self,
+        case_id: i64,
+        state: &str,
+        answer: &str,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        self.0
+            .prepare_cached(sql::FINISH_VISIT)?
+            .execute(params![state, answer, now_ms, case_id])?;
+        Ok(())
     }
 
     async fn set_deadlines(
@@ -509,7 +540,7 @@ impl IntakeTx for SqliteIntake<'_> {
         self.0.prepare_cached(sql::INSERT_OUTBOX)?.execute(params![
             id,
             d.channel.as_str(),
-            now_ms,
+            d.not_before.unwrap_or(now_ms).max(now_ms),
             crate::domain::Lane::of_kind(d.kind).as_i64()
         ])?;
         Ok(id)

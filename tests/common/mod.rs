@@ -147,6 +147,39 @@ impl TestApp {
         token
     }
 
+    /// An admin API call with a bearer token: (status, JSON body; `null` when not JSON).
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let url = format!("{}{path}", self.base);
+        let req = match method {
+            "GET" => self.client.get(url),
+            "POST" => self.client.post(url),
+            other => panic!("method {other}"),
+        }
+        .bearer_auth(token);
+        let req = match body {
+            Some(b) => req.json(&b),
+            None => req,
+        };
+        let r = req.send().await.unwrap();
+        let st = r.status().as_u16();
+        (st, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// The latest outbound message.
+    pub async fn last_out(&self) -> switchboard::store::MessageRecord {
+        self.store()
+            .recent_messages("out", 1)
+            .await
+            .unwrap()
+            .remove(0)
+    }
+
     pub async fn get(&self, path_and_query: &str) -> (u16, String) {
         let r = self
             .client
