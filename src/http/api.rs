@@ -224,11 +224,31 @@ pub async fn get_case(
     let case = s.intake.store.case(id).await?.ok_or_else(|| no_case(id))?;
     let messages = s.intake.store.case_messages(id).await?;
     let events = s.intake.store.case_events(id).await?;
+    // Every deadline of the case's policy, and whether its step was taken.
+    let clock = s.intake.store.case_clock(id).await?;
+    let fired = clock.as_ref().map(|c| c.2).unwrap_or(0);
+    let category = case
+        .category
+        .parse()
+        .unwrap_or(crate::domain::Category::Inquiry);
+    let deadlines: Vec<serde_json::Value> =
+        crate::sla::plan(s.sla.sla.policy(category), case.opened_at)
+            .into_iter()
+            .map(|(step, due)| {
+                serde_json::json!({
+                    "step": step.as_str(),
+                    "due_at": due,
+                    "taken": fired & step.bit() != 0,
+                })
+            })
+            .collect();
     Ok(axum::Json(serde_json::json!({
         "case": case,
         "case_no": crate::domain::CaseId(id).to_string(),
         "messages": messages,
         "events": events,
+        "deadlines": deadlines,
+        "next_step": clock.as_ref().map(|c| serde_json::json!({"step": c.0, "due_at": c.1})),
     })))
 }
 
@@ -757,7 +777,7 @@ async fn lifecycle(
         to: to.to_string(),
         assignee,
         event: event.to_string(),
-        detail,
+        detail: format!("{} -> {to} {detail}", case.status),
         clock: clock(&case, now),
         now_ms: now,
     };

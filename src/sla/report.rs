@@ -44,12 +44,15 @@ pub struct Line {
 
 /// What a survey answer counts as.
 fn satisfaction(a: &str) -> Option<u8> {
-    match a.trim().to_lowercase().as_str() {
-        "1" | "满意" | "satisfied" => Some(1),
-        "2" | "一般" | "neutral" => Some(2),
-        "3" | "不满意" | "unsatisfied" | "dissatisfied" => Some(3),
-        _ => None,
-    }
+    use crate::cases::Rating;
+    let a = a.trim().to_lowercase();
+    // Stored answers are the shared parser's words; older rows may hold the raw text.
+    let a = crate::classify::survey_answer(&a).unwrap_or(a);
+    Rating::of_visit_answer(&a).map(|r| match r {
+        Rating::Satisfied => 1,
+        Rating::Neutral => 2,
+        Rating::Dissatisfied => 3,
+    })
 }
 
 fn pct(part: u64, of: u64) -> Option<f64> {

@@ -722,6 +722,8 @@ pub trait Store: Send + Sync + 'static {
         by: &str,
         now_ms: i64,
     ) -> StoreResult<Option<CaseRecord>>;
+    /// A case's clock: (next step, due, steps taken mask).
+    async fn case_clock(&self, case_id: i64) -> StoreResult<Option<(String, Option<i64>, i64)>>;
     /// The earliest instant a return visit falls due.
     async fn next_visit_due(&self, now_ms: i64) -> StoreResult<Option<i64>>;
     /// Leases up to `limit` visits due at `now_ms`.

@@ -456,6 +456,13 @@ macro_rules! common_ops {
             Ok(case)
         }
 
+        pub async fn case_clock(pool: &Pool<$DB>, case_id: i64) -> StoreResult<Option<(String, Option<i64>, i64)>> {
+            Ok(sqlx::query_as("SELECT step, due_at, fired FROM sla_clock WHERE case_id = $1")
+                .bind(case_id)
+                .fetch_optional(pool)
+                .await?)
+        }
+
         pub async fn next_visit_due(pool: &Pool<$DB>, now_ms: i64) -> StoreResult<Option<i64>> {
             Ok(sqlx::query_scalar::<_, Option<i64>>(
                 "SELECT MIN(due_at) FROM return_visits WHERE due_at IS NOT NULL \
@@ -1057,6 +1064,13 @@ macro_rules! impl_store {
                 now_ms: i64,
             ) -> StoreResult<Option<crate::store::CaseRecord>> {
                 ops::open_linked_case(&self.pool, old_id, deadlines, next, by, now_ms).await
+            }
+
+            async fn case_clock(
+                &self,
+                case_id: i64,
+            ) -> StoreResult<Option<(String, Option<i64>, i64)>> {
+                ops::case_clock(&self.pool, case_id).await
             }
 
             async fn next_visit_due(&self, now_ms: i64) -> StoreResult<Option<i64>> {
