@@ -1211,3 +1211,37 @@ async fn a_tier_on_office_hours_gets_its_notice_when_it_comes_in() {
     assert_eq!(to_branch(claim(T0 + 70 * HOUR + 30 * MIN).await), 1);
     app.shutdown().await;
 }
+
+/// Cases opened before clocks existed get one at start-up: the steps already past count as
+/// taken (no burst of late notices), the rest fire on time.
+#[tokio::test]
+async fn cases_without_a_clock_get_one_and_only_future_steps_fire() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/legacy.db", dir.path().display());
+    let db2 = db.clone();
+    let (app, sla) = spawn_app_with_clock(clock.clone(), move |s, _| {
+        ladder(s);
+        s.database.url = Secret::new(db2);
+    })
+    .await;
+    let a = mo(&app, "g-1", "+8613800000071", "投诉：宽带一直断").await;
+    let b = mo(&app, "g-2", "+8613800000072", "投诉：乱收费").await;
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    sqlx::query("DELETE FROM sla_clock")
+        .execute(&pool)
+        .await
+        .unwrap();
+    clock.set_ms(T0 + 4 * HOUR);
+    assert_eq!(sla.backfill().await.unwrap(), 2);
+    assert_eq!(sla.backfill().await.unwrap(), 0, "once");
+    let (step, due, _) = app.store().case_clock(a).await.unwrap().unwrap();
+    assert_eq!((step.as_str(), due), ("tier_2", Some(T0 + 24 * HOUR)));
+    let before = notices(&app).await.len();
+    assert_eq!(sla.run_due().await.unwrap().fired, 0, "no burst");
+    assert_eq!(notices(&app).await.len(), before);
+    clock.set_ms(T0 + 24 * HOUR);
+    assert_eq!(sla.run_due().await.unwrap().fired, 2);
+    assert_eq!(app.store().case(b).await.unwrap().unwrap().tier, 2);
+    app.shutdown().await;
+}

@@ -458,7 +458,54 @@ impl Scheduler {
     /// Runs rounds until `stop`, sleeping until the next due instant in between. A wake-up
     /// costs one indexed read; the claim (a write) happens only when something is due, so the
     /// intake's wake-ups never compete with its own writer for the lock.
+    /// Starts the clocks of active cases that have none (opened before clocks existed): the
+    /// steps their policy already put in the past count as taken, silently (no burst of late
+    /// notices); the rest fire on time. Returns how many clocks it started.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn backfill(&self) -> StoreResult<usize> {
+        let mut total = 0;
+        let mut after = 0;
+        loop {
+            let rows = self.store.unclocked_cases(after, BATCH).await?;
+            if rows.is_empty() {
+                return Ok(total);
+            }
+            let now = self.clock.now_ms();
+            let clocks: Vec<(i64, String, Option<i64>, i64)> = rows
+                .iter()
+                .map(|(id, category, opened, answered)| {
+                    let policy = self
+                        .sla
+                        .policy(category.parse().unwrap_or(Category::Inquiry));
+                    let fired = super::past_steps(policy, *opened, now);
+                    match super::next_step(policy, *opened, fired, *answered) {
+                        Some((s, d)) => (*id, s.as_str().to_string(), Some(d), fired),
+                        None => (*id, "done".to_string(), None, fired),
+                    }
+                })
+                .collect();
+            self.store.start_clocks(&clocks).await?;
+            total += clocks.len();
+            after = rows.last().map(|r| r.0).unwrap_or(after);
+            if (rows.len() as i64) < BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        match self.backfill().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                cases = n,
+                "started the SLA clocks of cases opened before clocks existed"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %crate::domain::scrub(&e.to_string()), "starting the clocks of older cases failed; they are tried at the next start")
+            }
+        }
         let idle = self.sla.max_idle.ms();
         while !stop.is_cancelled() {
             let now = self.clock.now_ms();

@@ -456,6 +456,39 @@ macro_rules! common_ops {
             Ok(case)
         }
 
+        pub async fn unclocked_cases(pool: &Pool<$DB>, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, String, i64, bool)>> {
+            let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+                "SELECT c.id, c.category, c.opened_at, \
+                 CAST(CASE WHEN c.acked_at IS NULL THEN 0 ELSE 1 END AS BIGINT) FROM cases c \
+                 WHERE c.status IN ('open', 'acknowledged', 'in_progress') \
+                 AND c.id > $1 AND NOT EXISTS (SELECT 1 FROM sla_clock k WHERE k.case_id = c.id) \
+                 ORDER BY c.id LIMIT $2",
+            )
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.into_iter().map(|(id, c, o, a)| (id, c, o, a != 0)).collect())
+        }
+
+        pub async fn start_clocks(pool: &Pool<$DB>, clocks: &[(i64, String, Option<i64>, i64)]) -> StoreResult<()> {
+            let mut tx = pool.begin_with($begin).await?;
+            for (id, step, due, fired) in clocks {
+                sqlx::query(
+                    "INSERT INTO sla_clock (case_id, step, due_at, fired, lease_until) \
+                     VALUES ($1, $2, $3, $4, NULL) ON CONFLICT (case_id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(step)
+                .bind(due)
+                .bind(fired)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
         pub async fn case_clock(pool: &Pool<$DB>, case_id: i64) -> StoreResult<Option<(String, Option<i64>, i64)>> {
             Ok(sqlx::query_as("SELECT step, due_at, fired FROM sla_clock WHERE case_id = $1")
                 .bind(case_id)
@@ -1064,6 +1097,21 @@ macro_rules! impl_store {
                 now_ms: i64,
             ) -> StoreResult<Option<crate::store::CaseRecord>> {
                 ops::open_linked_case(&self.pool, old_id, deadlines, next, by, now_ms).await
+            }
+
+            async fn unclocked_cases(
+                &self,
+                after_id: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<(i64, String, i64, bool)>> {
+                ops::unclocked_cases(&self.pool, after_id, limit).await
+            }
+
+            async fn start_clocks(
+                &self,
+                clocks: &[(i64, String, Option<i64>, i64)],
+            ) -> StoreResult<()> {
+                ops::start_clocks(&self.pool, clocks).await
             }
 
             async fn case_clock(
