@@ -1245,3 +1245,53 @@ async fn cases_without_a_clock_get_one_and_only_future_steps_fire() {
     assert_eq!(app.store().case(b).await.unwrap().unwrap().tier, 2);
     app.shutdown().await;
 }
+
+/// A customer segment with its own complaint policy: a VIP line's complaint is due in one hour
+/// and breaches then; everyone else keeps the default three hours. A segment policy out of
+/// order stops start-up naming its key.
+#[tokio::test]
+async fn a_segment_has_its_own_deadlines() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let vip: switchboard::sla::Segment = toml::from_str(
+        r#"
+name = "vip"
+match = ["+8613900000", "@bigcorp.cn"]
+complaint = { answer_within = "1h", resolve_within = "24h", warn_before = "10m" }
+"#,
+    )
+    .unwrap();
+    let seg = vip.clone();
+    let (app, sla) = spawn_app_with_clock(clock.clone(), move |s, _| {
+        ladder(s);
+        s.sla.segments = vec![seg];
+    })
+    .await;
+    let v = mo(&app, "s-1", "+8613900000123", "投诉：网速太慢").await;
+    let n = mo(&app, "s-2", "+8613800000123", "投诉：网速太慢").await;
+    let cv = app.store().case(v).await.unwrap().unwrap();
+    let cn = app.store().case(n).await.unwrap().unwrap();
+    assert_eq!(cv.ack_due_at, T0 + HOUR);
+    assert_eq!(cv.resolve_due_at, T0 + 24 * HOUR);
+    assert_eq!(cn.ack_due_at, T0 + 3 * HOUR);
+    clock.set_ms(T0 + HOUR);
+    sla.run_due().await.unwrap();
+    assert_eq!(
+        app.store().case(v).await.unwrap().unwrap().tier,
+        2,
+        "VIP breach at 1h"
+    );
+    assert_eq!(app.store().case(n).await.unwrap().unwrap().tier, 1);
+    let agent = app.token("agent").await;
+    let (_, body) = app
+        .api("GET", &format!("/api/v1/cases/{v}"), &agent, None)
+        .await;
+    assert_eq!(body["segment"], "vip", "{body}");
+    app.shutdown().await;
+
+    let mut bad = vip;
+    bad.complaint.as_mut().unwrap().warn_before = switchboard::sla::Span::parse("2h").unwrap();
+    let mut s = Settings::load(None).unwrap();
+    s.sla.segments = vec![bad];
+    let e = s.sla.check().unwrap_err();
+    assert!(e.contains("sla.segments.vip.complaint"), "{e}");
+}

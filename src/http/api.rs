@@ -232,7 +232,7 @@ pub async fn get_case(
         .parse()
         .unwrap_or(crate::domain::Category::Inquiry);
     let deadlines: Vec<serde_json::Value> =
-        crate::sla::plan(s.sla.sla.policy(category), case.opened_at)
+        crate::sla::plan(s.sla.sla.policy(category, &case.customer), case.opened_at)
             .into_iter()
             .map(|(step, due)| {
                 serde_json::json!({
@@ -248,6 +248,7 @@ pub async fn get_case(
         "messages": messages,
         "events": events,
         "deadlines": deadlines,
+        "segment": s.sla.sla.segment_of(&case.customer).map(|g| g.name.clone()),
         "next_step": clock.as_ref().map(|c| serde_json::json!({"step": c.0, "due_at": c.1})),
     })))
 }
@@ -908,7 +909,7 @@ pub async fn reopen(
             .category
             .parse()
             .unwrap_or(crate::domain::Category::Inquiry);
-        let policy = sla.policy(category);
+        let policy = sla.policy(category, &case.customer);
         let fired = crate::sla::past_steps(policy, case.opened_at, now);
         match crate::sla::next_step(policy, case.opened_at, fired, case.acked_at.is_some()) {
             Some((step, due)) => crate::store::ClockChange::Set {

@@ -311,7 +311,7 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
                 let tier = next_tier(Some(open.tier), req.intent);
                 tx.touch_case(open.id, req.now_ms, category, tier).await?;
                 if category != existing {
-                    reclock(tx, &req.sla, open.id, category, req.now_ms).await?;
+                    reclock(tx, &req.sla, open.id, category, &m.from, req.now_ms).await?;
                 }
                 if tier > open.tier {
                     tell_tier_now(tx, open.id, req.now_ms).await?;
@@ -333,7 +333,7 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
             None => {
                 let category = merged_category(Category::Inquiry, req.category, req.intent);
                 let tier = next_tier(None, req.intent);
-                let policy = req.sla.policy(category);
+                let policy = req.sla.policy(category, &m.from);
                 let id = tx
                     .insert_case(&NewCase {
                         channel: m.channel,
@@ -524,7 +524,7 @@ async fn reopen<T: IntakeTx>(
     };
     tx.set_status(case_id, status, tier, req.now_ms).await?;
     tx.case_event(case_id, req.now_ms, event, why).await?;
-    let policy = req.sla.policy(state.category);
+    let policy = req.sla.policy(state.category, &req.msg.from);
     let fired = crate::sla::past_steps(policy, state.opened_ms, req.now_ms);
     let next = crate::sla::next_step(policy, state.opened_ms, fired, state.answered);
     tx.set_clock(case_id, next, fired).await
@@ -551,12 +551,13 @@ async fn reclock<T: IntakeTx>(
     sla: &crate::sla::SlaSettings,
     case_id: i64,
     category: Category,
+    customer: &str,
     now_ms: i64,
 ) -> StoreResult<()> {
     let Some(state) = tx.sla_state(case_id).await? else {
         return Ok(());
     };
-    let policy = sla.policy(category);
+    let policy = sla.policy(category, customer);
     tx.set_deadlines(
         case_id,
         state.opened_ms + policy.answer_within.ms(),

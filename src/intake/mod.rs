@@ -119,8 +119,8 @@ impl AckRenderer {
             case_no => ctx.case_id.map(|c| c.to_string()).unwrap_or_default(),
             category => ctx.category.as_str(),
             category_zh => ctx.category.zh(),
-            ack_hours => fmt_hours(self.sla.policy(ctx.category).answer_within.hours()),
-            resolve_hours => fmt_hours(self.sla.policy(ctx.category).resolve_within.hours()),
+            ack_hours => fmt_hours(self.sla.policy(ctx.category, &ctx.customer).answer_within.hours()),
+            resolve_hours => fmt_hours(self.sla.policy(ctx.category, &ctx.customer).resolve_within.hours()),
             tier => tier,
             tier_zh => tier_zh(tier),
             tier_en => tier_en(tier),
@@ -495,7 +495,7 @@ impl Intake {
                 .category
                 .parse()
                 .unwrap_or(crate::domain::Category::Inquiry);
-            let policy = self.sla.policy(category);
+            let policy = self.sla.policy(category, &case.customer);
             let deadlines = (
                 now + policy.answer_within.ms(),
                 now + policy.resolve_within.ms(),

@@ -86,6 +86,32 @@ pub struct Policy {
     pub escalate: Vec<Rung>,
 }
 
+/// A customer segment: who is in it and the categories whose policy it sets (the others keep
+/// the default).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    pub name: String,
+    /// Number prefixes (`+8613900000`) or email domains (`@bigcorp.cn`).
+    pub r#match: Vec<String>,
+    #[serde(default)]
+    pub complaint: Option<Policy>,
+    #[serde(default)]
+    pub fault: Option<Policy>,
+    #[serde(default)]
+    pub inquiry: Option<Policy>,
+}
+
+impl Segment {
+    pub fn policy(&self, c: Category) -> Option<&Policy> {
+        match c {
+            Category::Complaint => self.complaint.as_ref(),
+            Category::Fault => self.fault.as_ref(),
+            Category::Inquiry => self.inquiry.as_ref(),
+        }
+    }
+}
+
 /// Who is told at one tier (tier 2 per city; a contact without a city serves every city).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,6 +148,9 @@ pub struct SlaSettings {
     /// Number prefix (E.164, e.g. `+8620`, `+86755`, `+86138`) → city; the longest match wins.
     #[serde(default)]
     pub city_prefixes: BTreeMap<String, String>,
+    /// Customer segments with their own policies (e.g. VIP lines answered within an hour).
+    #[serde(default)]
+    pub segments: Vec<Segment>,
     /// Work hours of the tiers that do not work nights; their notices wait for them.
     #[serde(default)]
     pub calendar: calendar::Calendar,
@@ -140,7 +169,32 @@ fn default_city() -> String {
 }
 
 impl SlaSettings {
-    pub fn policy(&self, c: Category) -> &Policy {
+    /// The policy of a category for a customer: their segment's, when they are in one that
+    /// sets this category, else the default.
+    pub fn policy(&self, c: Category, customer: &str) -> &Policy {
+        self.segment_of(customer)
+            .and_then(|s| s.policy(c))
+            .unwrap_or_else(|| self.base(c))
+    }
+
+    /// The customer segment (`[[sla.segments]]`) a number or address is in: the first whose
+    /// `match` list has a prefix of the number (`+86139`) or the address's domain (`@corp.cn`).
+    pub fn segment_of(&self, customer: &str) -> Option<&Segment> {
+        let customer = customer.to_ascii_lowercase();
+        self.segments.iter().find(|s| {
+            s.r#match.iter().any(|m| {
+                let m = m.to_ascii_lowercase();
+                if m.starts_with('@') {
+                    customer.ends_with(&m)
+                } else {
+                    customer.starts_with(&m)
+                }
+            })
+        })
+    }
+
+    /// The default policy of a category.
+    pub fn base(&self, c: Category) -> &Policy {
         match c {
             Category::Complaint => &self.complaint,
             Category::Fault => &self.fault,
@@ -153,9 +207,27 @@ impl SlaSettings {
     /// # Errors
     /// A policy whose deadlines or ladder are out of order, a tier outside 1–4.
     pub fn check(&self) -> Result<(), String> {
-        for c in Category::ALL {
-            let p = self.policy(c);
-            let key = format!("sla.{}", c.as_str());
+        let mut all: Vec<(String, &Policy)> = Category::ALL
+            .iter()
+            .map(|c| (format!("sla.{}", c.as_str()), self.base(*c)))
+            .collect();
+        for s in &self.segments {
+            if s.name.is_empty()
+                || s.r#match.iter().any(|m| m.trim().is_empty())
+                || s.r#match.is_empty()
+            {
+                return Err(format!(
+                    "sla.segments: segment {:?} needs a name and a non-empty match list",
+                    s.name
+                ));
+            }
+            for c in Category::ALL {
+                if let Some(p) = s.policy(c) {
+                    all.push((format!("sla.segments.{}.{}", s.name, c.as_str()), p));
+                }
+            }
+        }
+        for (key, p) in all {
             if p.answer_within.0 <= 0 || p.resolve_within < p.answer_within {
                 return Err(format!("{key}: need 0 < answer_within <= resolve_within"));
             }

@@ -409,7 +409,7 @@ impl Scheduler {
     /// What the due step of one clock does.
     fn decide(&self, c: &DueClock, now: i64) -> SlaApply {
         let category: Category = c.category.parse().unwrap_or(Category::Inquiry);
-        let policy = self.sla.policy(category);
+        let policy = self.sla.policy(category, &c.customer);
         let mut apply = SlaApply {
             case_id: c.case_id,
             step: c.step.clone(),
@@ -475,10 +475,10 @@ impl Scheduler {
             let now = self.clock.now_ms();
             let clocks: Vec<(i64, String, Option<i64>, i64)> = rows
                 .iter()
-                .map(|(id, category, opened, answered)| {
+                .map(|(id, category, opened, answered, customer)| {
                     let policy = self
                         .sla
-                        .policy(category.parse().unwrap_or(Category::Inquiry));
+                        .policy(category.parse().unwrap_or(Category::Inquiry), customer);
                     let fired = super::past_steps(policy, *opened, now);
                     match super::next_step(policy, *opened, fired, *answered) {
                         Some((s, d)) => (*id, s.as_str().to_string(), Some(d), fired),

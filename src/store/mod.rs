@@ -723,12 +723,12 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> StoreResult<Option<CaseRecord>>;
     /// Active cases without a clock (opened before clocks existed), by id after `after_id`:
-    /// (id, category, opened at, answered).
+    /// (id, category, opened at, answered, customer).
     async fn unclocked_cases(
         &self,
         after_id: i64,
         limit: i64,
-    ) -> StoreResult<Vec<(i64, String, i64, bool)>>;
+    ) -> StoreResult<Vec<(i64, String, i64, bool, String)>>;
     /// Starts those clocks: (case id, next step, due, steps taken); a clock set meanwhile wins.
     async fn start_clocks(&self, clocks: &[(i64, String, Option<i64>, i64)]) -> StoreResult<()>;
     /// A case's clock: (next step, due, steps taken mask).

@@ -456,10 +456,10 @@ macro_rules! common_ops {
             Ok(case)
         }
 
-        pub async fn unclocked_cases(pool: &Pool<$DB>, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, String, i64, bool)>> {
-            let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+        pub async fn unclocked_cases(pool: &Pool<$DB>, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, String, i64, bool, String)>> {
+            let rows: Vec<(i64, String, i64, i64, String)> = sqlx::query_as(
                 "SELECT c.id, c.category, c.opened_at, \
-                 CAST(CASE WHEN c.acked_at IS NULL THEN 0 ELSE 1 END AS BIGINT) FROM cases c \
+                 CAST(CASE WHEN c.acked_at IS NULL THEN 0 ELSE 1 END AS BIGINT), c.customer FROM cases c \
                  WHERE c.status IN ('open', 'acknowledged', 'in_progress') \
                  AND c.id > $1 AND NOT EXISTS (SELECT 1 FROM sla_clock k WHERE k.case_id = c.id) \
                  ORDER BY c.id LIMIT $2",
@@ -468,7 +468,7 @@ macro_rules! common_ops {
             .bind(limit)
             .fetch_all(pool)
             .await?;
-            Ok(rows.into_iter().map(|(id, c, o, a)| (id, c, o, a != 0)).collect())
+            Ok(rows.into_iter().map(|(id, c, o, a, cu)| (id, c, o, a != 0, cu)).collect())
         }
 
         pub async fn start_clocks(pool: &Pool<$DB>, clocks: &[(i64, String, Option<i64>, i64)]) -> StoreResult<()> {
@@ -1103,7 +1103,7 @@ macro_rules! impl_store {
                 &self,
                 after_id: i64,
                 limit: i64,
-            ) -> StoreResult<Vec<(i64, String, i64, bool)>> {
+            ) -> StoreResult<Vec<(i64, String, i64, bool, String)>> {
                 ops::unclocked_cases(&self.pool, after_id, limit).await
             }
 
