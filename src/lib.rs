@@ -4,6 +4,7 @@
 //! - [`domain`]: newtypes parsed at the edge (phone numbers, categories, case ids); no I/O.
 //! - [`config`]: layered settings (built-in defaults < `--config` file < env).
 //! - [`inbound`]: webhook dialects (Kannel, Jasmin, Twilio, generic JSON) → `NewInbound`.
+//! - [`email`]: inbound email parsing (RFC 5322, RFC 3834 auto-replies, RFC 3464 DSNs, limits).
 //! - [`intake`]: dedupe, intent, classification, case and ack in one transaction.
 //! - [`classify`]: the keyword/regex classifier and its rules file.
 //! - [`store`]: `trait Store`, SQLite and PostgreSQL engines, migrations.
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod email;
 pub mod http;
 pub mod inbound;
 pub mod intake;

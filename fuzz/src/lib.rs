@@ -76,10 +76,10 @@ fn single_line(field: &str, v: &str) {
 // ---------------------------------------------------------------------------------------------
 // email
 
-/// `inbound::email::parse(raw, MAX_EMAIL_BYTES)`: a parse that succeeds gives a
+/// `email::parse(raw, MAX_EMAIL_BYTES)`: a parse that succeeds gives a
 /// `ParsedEmail` of the documented shape, and the size cap is applied first.
 pub fn email(raw: &[u8]) {
-    use switchboard::inbound::email::{MAX_EMAIL_BYTES, parse};
+    use switchboard::email::{MAX_EMAIL_BYTES, parse};
     let Ok(m) = parse(raw, MAX_EMAIL_BYTES) else {
         return;
     };

@@ -2,7 +2,6 @@
 //! (phone numbers normalised to E.164, text decoded to UTF-8) or a [`BadInput`] that says what
 //! is wrong; nothing here touches the database.
 
-pub mod email;
 pub mod generic;
 pub mod jasmin;
 pub mod kannel;
