@@ -642,7 +642,7 @@ impl Intake {
     async fn accept_part(
         &self,
         msg: NewInbound,
-        part: crate::inbound::smpp::Part,
+        part: crate::bridges::smpp::Part,
     ) -> StoreResult<IntakeOutcome> {
         let np = crate::store::NewPart {
             group_key: format!(
