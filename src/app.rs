@@ -185,7 +185,7 @@ pub async fn build_intake(
     Arc<Intake>,
     Arc<crate::classify::live::LiveRules>,
 )> {
-    crate::inbound::email::configure(&settings.email.limits());
+    crate::email::configure(&settings.email.limits());
     let store = crate::store::open(
         settings.database.url.expose(),
         settings.database.max_connections,

@@ -221,8 +221,8 @@ pub struct EmailSettings {
 
 impl EmailSettings {
     /// The inbound parser's limits.
-    pub fn limits(&self) -> crate::inbound::email::Limits {
-        crate::inbound::email::Limits {
+    pub fn limits(&self) -> crate::email::Limits {
+        crate::email::Limits {
             max_bytes: self.max_bytes,
             max_depth: self.max_mime_depth,
             max_parts: self.max_parts,

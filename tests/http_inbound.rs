@@ -324,7 +324,7 @@ async fn twilio_signature_is_checked_when_a_token_is_set() {
     })
     .await;
     let form = "MessageSid=SM9&From=%2B8613800138010&To=10000&Body=hello";
-    let sig = switchboard::inbound::twilio::signature("tw-token", url, form.as_bytes());
+    let sig = switchboard::bridges::twilio::mo::signature("tw-token", url, form.as_bytes());
     let send = |sig: Option<String>| {
         let mut r = app
             .client

@@ -1,6 +1,6 @@
 //! Fuzz target `email`: see `switchboard_fuzz::email` (fuzz/src/lib.rs).
 //!
-//! `inbound::email::parse` runs mail-parser under `catch_unwind` on purpose (README "Email"),
+//! `email::parse` runs mail-parser under `catch_unwind` on purpose (README "Email"),
 //! so a panic it contains is not a crash here: the first few are printed and the run goes on.
 //! A panic that escapes `parse` still aborts (libfuzzer-sys's own `catch_unwind`), and so do a
 //! stack overflow, a hang and an out-of-memory. With `SB_FUZZ_STRICT_PANICS=1` contained

@@ -76,10 +76,10 @@ fn single_line(field: &str, v: &str) {
 // ---------------------------------------------------------------------------------------------
 // email
 
-/// `inbound::email::parse(raw, MAX_EMAIL_BYTES)`: a parse that succeeds gives a
+/// `email::parse(raw, MAX_EMAIL_BYTES)`: a parse that succeeds gives a
 /// `ParsedEmail` of the documented shape, and the size cap is applied first.
 pub fn email(raw: &[u8]) {
-    use switchboard::inbound::email::{MAX_EMAIL_BYTES, parse};
+    use switchboard::email::{MAX_EMAIL_BYTES, parse};
     let Ok(m) = parse(raw, MAX_EMAIL_BYTES) else {
         return;
     };
@@ -158,11 +158,11 @@ pub fn kannel_request(data: &[u8]) -> (&[u8], HeaderMap, Option<&[u8]>) {
     (query, headers, body)
 }
 
-/// `inbound::kannel::parse(query, headers, body, country)` on [`kannel_request`]'s split.
+/// `bridges::kannel::mo::parse(query, headers, body, country)` on [`kannel_request`]'s split.
 pub fn kannel(data: &[u8]) {
     let (query, headers, body) = kannel_request(data);
     for country in ["86", "44"] {
-        let Ok(m) = switchboard::inbound::kannel::parse(query, &headers, body, country) else {
+        let Ok(m) = switchboard::bridges::kannel::mo::parse(query, &headers, body, country) else {
             continue;
         };
         assert_eq!(m.dialect, "kannel");
@@ -186,9 +186,9 @@ pub fn kannel(data: &[u8]) {
 // ---------------------------------------------------------------------------------------------
 // jasmin, twilio, generic
 
-/// `inbound::jasmin::parse(form, "86")`.
+/// `bridges::jasmin::mo::parse(form, "86")`.
 pub fn jasmin(form: &[u8]) {
-    let Ok(m) = switchboard::inbound::jasmin::parse(form, "86") else {
+    let Ok(m) = switchboard::bridges::jasmin::mo::parse(form, "86") else {
         return;
     };
     assert_eq!(m.dialect, "jasmin");
@@ -201,9 +201,9 @@ pub fn jasmin(form: &[u8]) {
     }
 }
 
-/// `inbound::twilio::parse(form, "86")`, and the signature of the same form.
+/// `bridges::twilio::mo::parse(form, "86")`, and the signature of the same form.
 pub fn twilio(form: &[u8]) {
-    use switchboard::inbound::twilio::{parse, signature, verify};
+    use switchboard::bridges::twilio::mo::{parse, signature, verify};
     if let Ok(m) = parse(form, "86") {
         assert_eq!(m.dialect, "twilio");
         assert!(!m.text.contains('\0'), "text holds a NUL");
@@ -217,9 +217,9 @@ pub fn twilio(form: &[u8]) {
     assert!(!verify("other", url, form, &sig), "another token's passes");
 }
 
-/// `inbound::generic::parse(body, "86")`.
+/// `bridges::generic::mo::parse(body, "86")`.
 pub fn generic(body: &[u8]) {
-    let Ok(m) = switchboard::inbound::generic::parse(body, "86") else {
+    let Ok(m) = switchboard::bridges::generic::mo::parse(body, "86") else {
         return;
     };
     assert_eq!(m.dialect, "generic");
@@ -235,14 +235,13 @@ pub fn generic(body: &[u8]) {
 // ---------------------------------------------------------------------------------------------
 // dlr
 
-/// Delivery reports: the form decoding the `/dlr/kannel` and `/dlr/jasmin` handlers use
+/// Delivery reports: the form decoding the `/dlr/kannel` and `/dlr/jasmin` parsers use
 /// (`inbound::form_pairs`, `url_decode`, `text_param`), on a query + form.
 ///
-/// TODO: the status mappers `http::dlr::kannel_status` / `jasmin_status` are `pub fn`s in a
-/// private module (`mod dlr;` in src/http/mod.rs), so they cannot be called from here; and
-/// the handlers' parsing is not a pure function yet. Once `http::dlr` is public and has a pure
-/// `parse_kannel(query) / parse_jasmin(query, form) -> Result<DlrUpdate-ish, BadInput>`, call
-/// it here and add: `kannel_status(t)` is `Some` exactly for 1, 2, 4, 8, 16, 32;
+/// TODO: the parsers are public and pure now (`bridges::kannel::dlr::parse(query, now_ms)`,
+/// `bridges::jasmin::dlr::parse(query, form, now_ms)`, with the status mappers
+/// `kannel_status` / `jasmin_status` beside them). Call them here and add: `kannel_status(t)`
+/// is `Some` exactly for 1, 2, 4, 8, 16, 32;
 /// `jasmin_status(s) == jasmin_status(&s.to_ascii_lowercase()) == jasmin_status(&format!(" {s}\t"))`;
 /// every `ESME_*` status maps to `Some`.
 pub fn dlr(data: &[u8]) {

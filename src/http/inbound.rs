@@ -2,7 +2,8 @@
 
 use super::error::Body;
 use super::{AppError, AppState, Inbound, check_token};
-use crate::inbound::{BadInput, NewInbound, generic, jasmin, kannel, twilio};
+use crate::bridges::{generic, jasmin, kannel, twilio};
+use crate::inbound::{BadInput, NewInbound};
 use crate::store::IntakeOutcome;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -56,7 +57,7 @@ pub async fn kannel_get(
 ) -> Result<Response, AppError> {
     check_token(&s.settings.inbound.kannel_token, q(&raw), &headers)?;
     let country = &s.settings.phone.default_country;
-    accept(&s, kannel::parse(q(&raw), &headers, None, country)).await?;
+    accept(&s, kannel::mo::parse(q(&raw), &headers, None, country)).await?;
     Ok(kannel_ok())
 }
 
@@ -68,7 +69,11 @@ pub async fn kannel_post(
 ) -> Result<Response, AppError> {
     check_token(&s.settings.inbound.kannel_token, q(&raw), &headers)?;
     let country = &s.settings.phone.default_country;
-    accept(&s, kannel::parse(q(&raw), &headers, Some(&body), country)).await?;
+    accept(
+        &s,
+        kannel::mo::parse(q(&raw), &headers, Some(&body), country),
+    )
+    .await?;
     Ok(kannel_ok())
 }
 
@@ -90,7 +95,7 @@ pub async fn jasmin_get(
     check_token(&s.settings.inbound.jasmin_token, q(&raw), &headers)?;
     accept(
         &s,
-        jasmin::parse(q(&raw), &s.settings.phone.default_country),
+        jasmin::mo::parse(q(&raw), &s.settings.phone.default_country),
     )
     .await?;
     Ok(jasmin_ack())
@@ -103,7 +108,11 @@ pub async fn jasmin_post(
     Body(body): Body,
 ) -> Result<Response, AppError> {
     check_token(&s.settings.inbound.jasmin_token, q(&raw), &headers)?;
-    accept(&s, jasmin::parse(&body, &s.settings.phone.default_country)).await?;
+    accept(
+        &s,
+        jasmin::mo::parse(&body, &s.settings.phone.default_country),
+    )
+    .await?;
     Ok(jasmin_ack())
 }
 
@@ -135,7 +144,7 @@ pub async fn twilio(
                     "missing X-Twilio-Signature",
                 )
             })?;
-        if !twilio::verify(token.expose(), &url, &body, sig) {
+        if !twilio::mo::verify(token.expose(), &url, &body, sig) {
             return Err(AppError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -143,7 +152,11 @@ pub async fn twilio(
             ));
         }
     }
-    accept(&s, twilio::parse(&body, &s.settings.phone.default_country)).await?;
+    accept(
+        &s,
+        twilio::mo::parse(&body, &s.settings.phone.default_country),
+    )
+    .await?;
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/xml")],
@@ -159,7 +172,11 @@ pub async fn generic(
     Body(body): Body,
 ) -> Result<Response, AppError> {
     check_token(&s.settings.inbound.generic_token, q(&raw), &headers)?;
-    let outcome = accept(&s, generic::parse(&body, &s.settings.phone.default_country)).await?;
+    let outcome = accept(
+        &s,
+        generic::mo::parse(&body, &s.settings.phone.default_country),
+    )
+    .await?;
     let json = match outcome {
         IntakeOutcome::Duplicate { message_id } => {
             serde_json::json!({"status": "duplicate", "message_id": message_id})

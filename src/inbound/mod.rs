@@ -1,13 +1,9 @@
-//! Webhook dialects, one file each. Each parses its peer's request into a [`NewInbound`]
-//! (phone numbers normalised to E.164, text decoded to UTF-8) or a [`BadInput`] that says what
-//! is wrong; nothing here touches the database.
-
-pub mod email;
-pub mod generic;
-pub mod jasmin;
-pub mod kannel;
-pub mod smpp;
-pub mod twilio;
+//! What every edge parser shares: [`BadInput`] (input we refuse with a 4xx, naming the
+//! field), form decoding that keeps raw bytes, phone numbers, SMS text checks, and the
+//! redaction of our secret before a payload is stored. The webhook dialects that use them are
+//! in [`crate::bridges`] (each parses its peer's request into a [`NewInbound`]: phone numbers
+//! normalised to E.164, text decoded to UTF-8); the email parser is [`crate::email`]. Nothing
+//! here touches the database.
 
 use crate::domain::PhoneNumber;
 pub use crate::store::NewInbound;

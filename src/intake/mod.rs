@@ -642,7 +642,7 @@ impl Intake {
     async fn accept_part(
         &self,
         msg: NewInbound,
-        part: crate::inbound::smpp::Part,
+        part: crate::bridges::smpp::Part,
     ) -> StoreResult<IntakeOutcome> {
         let np = crate::store::NewPart {
             group_key: format!(
@@ -815,7 +815,7 @@ impl Intake {
         max_bytes: usize,
     ) -> Result<IntakeOutcome, EmailRefused> {
         let (parsed, raw) = tokio::task::spawn_blocking(move || {
-            let p = crate::inbound::email::parse(&raw, max_bytes);
+            let p = crate::email::parse(&raw, max_bytes);
             (p, raw)
         })
         .await

@@ -90,7 +90,7 @@ pub struct NewInbound {
     /// Email only: threading and loop information.
     pub email: Option<EmailMeta>,
     /// SMS: one part of a concatenated message the bridge did not reassemble.
-    pub part: Option<crate::inbound::smpp::Part>,
+    pub part: Option<crate::bridges::smpp::Part>,
 }
 
 /// What intake needs to know about an email beyond its text.

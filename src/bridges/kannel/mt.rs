@@ -7,6 +7,7 @@ use crate::config::Settings;
 use crate::outbound::Sender;
 use crate::outbound::retry::{SendResult, classify_error, classify_status};
 use crate::outbound::segment::{is_gsm7, utf16be};
+use crate::outbound::sms;
 use crate::store::OutboxItem;
 use percent_encoding::{NON_ALPHANUMERIC, percent_encode, utf8_percent_encode};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ pub struct Kannel {
 
 impl Kannel {
     pub fn new(settings: Arc<Settings>) -> Kannel {
-        let client = super::client(Duration::from_secs(settings.sms.outbound.timeout_secs));
+        let client = sms::client(Duration::from_secs(settings.sms.outbound.timeout_secs));
         Kannel { settings, client }
     }
 
@@ -50,7 +51,7 @@ impl Kannel {
             enc(item.to.trim_start_matches('+')),
         );
         if o.dlr {
-            let dlr = super::dlr_url(
+            let dlr = sms::dlr_url(
                 &self.settings,
                 "kannel",
                 item.message_id,

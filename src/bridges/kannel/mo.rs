@@ -5,10 +5,11 @@
 //! With post-url the text is the body and the metadata arrives in the query string and the
 //! `X-Kannel-*` headers.
 
-use super::{
-    BadInput, NewInbound, check_text, form_pairs, get, phone, redact_query, smpp, text_param,
-};
+use crate::bridges::smpp;
 use crate::domain::Channel;
+use crate::inbound::{
+    BadInput, NewInbound, check_text, form_pairs, get, phone, redact_query, text_param,
+};
 use crate::outbound::segment::from_utf16be;
 use axum::http::HeaderMap;
 

@@ -6,6 +6,7 @@ use crate::config::Settings;
 use crate::outbound::Sender;
 use crate::outbound::retry::{SendResult, classify_error};
 use crate::outbound::segment::{is_gsm7, utf16be};
+use crate::outbound::sms;
 use crate::store::OutboxItem;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,7 @@ pub struct Jasmin {
 
 impl Jasmin {
     pub fn new(settings: Arc<Settings>) -> Jasmin {
-        let client = super::client(Duration::from_secs(settings.sms.outbound.timeout_secs));
+        let client = sms::client(Duration::from_secs(settings.sms.outbound.timeout_secs));
         Jasmin { settings, client }
     }
 
@@ -46,7 +47,7 @@ impl Jasmin {
             f.push(("dlr", "yes".into()));
             f.push((
                 "dlr-url",
-                super::dlr_url(&self.settings, "jasmin", item.message_id, ""),
+                sms::dlr_url(&self.settings, "jasmin", item.message_id, ""),
             ));
             f.push(("dlr-level", "3".into()));
             f.push(("dlr-method", "POST".into()));

@@ -5,6 +5,7 @@
 use crate::config::Settings;
 use crate::outbound::Sender;
 use crate::outbound::retry::{SendResult, classify_error, classify_status};
+use crate::outbound::sms;
 use crate::store::OutboxItem;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ pub struct HttpSms {
 
 impl HttpSms {
     pub fn new(settings: Arc<Settings>) -> HttpSms {
-        let client = super::client(Duration::from_secs(settings.sms.outbound.timeout_secs));
+        let client = sms::client(Duration::from_secs(settings.sms.outbound.timeout_secs));
         HttpSms { settings, client }
     }
 }
@@ -36,7 +37,7 @@ impl Sender for HttpSms {
             "to": item.to,
             "text": item.text,
             "kind": item.kind,
-            "dlr_url": o.dlr.then(|| super::dlr_url(&self.settings, "generic", item.message_id, "")),
+            "dlr_url": o.dlr.then(|| sms::dlr_url(&self.settings, "generic", item.message_id, "")),
         });
         let mut req = self.client.post(&o.url).json(&body);
         if !o.password.expose().is_empty() {

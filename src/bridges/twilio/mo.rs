@@ -2,8 +2,8 @@
 //! configured, `X-Twilio-Signature` must equal base64(HMAC-SHA1(token, URL + every POST
 //! parameter name and value sorted by name)), compared in constant time.
 
-use super::{BadInput, NewInbound, check_text, form_pairs, phone, text_param};
 use crate::domain::Channel;
+use crate::inbound::{BadInput, NewInbound, check_text, form_pairs, phone, text_param};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;

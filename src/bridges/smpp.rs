@@ -3,7 +3,7 @@
 //! part (`05 00 03 ref total seq`, `06 08 04 ref ref total seq`) and the SAR TLVs. Pure
 //! functions; the dialects (Jasmin, Kannel) call them.
 
-use super::BadInput;
+use crate::inbound::BadInput;
 use crate::outbound::segment::{decode_gsm7_unpacked, from_utf16be};
 
 /// The alphabet a `data_coding` value names.

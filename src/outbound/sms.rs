@@ -1,10 +1,10 @@
-//! SMS drivers, one per bridge: Kannel `sendsms`, Jasmin `/send`, and a generic JSON POST.
-
-pub mod http;
-pub mod jasmin;
-pub mod kannel;
+//! What the SMS drivers share: the HTTP client, the `dlr-url` they give a bridge, and the
+//! choice of driver. The drivers are the bridges' `mt.rs`: Kannel `sendsms`
+//! ([`crate::bridges::kannel::mt`]), Jasmin `/send` ([`crate::bridges::jasmin::mt`]) and a
+//! generic JSON POST ([`crate::bridges::generic::mt`]).
 
 use super::Sender;
+use crate::bridges::{generic, jasmin, kannel};
 use crate::config::{Settings, SmsDriver};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,8 +43,8 @@ pub fn dlr_url(settings: &Settings, route: &str, message_id: i64, extra: &str) -
 pub fn driver(settings: &Settings) -> Arc<dyn Sender> {
     let s = Arc::new(settings.clone());
     match settings.sms.outbound.driver {
-        SmsDriver::Kannel => Arc::new(kannel::Kannel::new(s)),
-        SmsDriver::Jasmin => Arc::new(jasmin::Jasmin::new(s)),
-        SmsDriver::Http => Arc::new(http::HttpSms::new(s)),
+        SmsDriver::Kannel => Arc::new(kannel::mt::Kannel::new(s)),
+        SmsDriver::Jasmin => Arc::new(jasmin::mt::Jasmin::new(s)),
+        SmsDriver::Http => Arc::new(generic::mt::HttpSms::new(s)),
     }
 }

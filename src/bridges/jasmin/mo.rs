@@ -4,14 +4,16 @@
 //! `coding` and optional `priority`, `validity`. `coding` is `DataCodingEncoder().encode(...)`:
 //! the `data_coding` octet itself, one raw byte (`coding=%08` for UCS-2, `%00` for the default
 //! alphabet); a decimal (`coding=8`) is taken too. The bytes are decoded by that octet (every
-//! value SMPP allows: see [`super::smpp`]). Jasmin reassembles SAR and 8-bit-reference UDH
+//! value SMPP allows: see [`crate::bridges::smpp`]). Jasmin reassembles SAR and 8-bit-reference UDH
 //! parts itself; a 16-bit-reference part (`06 08 04 …`) arrives with its header in the content
-//! and becomes a [`super::smpp::Part`]. Jasmin retries anything but status < 400 with body
+//! and becomes a [`crate::bridges::smpp::Part`]. Jasmin retries anything but status < 400 with body
 //! `ACK/Jasmin` (404 excepted), so duplicates by `id` are expected.
 
-use super::smpp::{self, Part};
-use super::{BadInput, NewInbound, check_text, form_pairs, get, phone, redact_query, text_param};
+use crate::bridges::smpp::{self, Part};
 use crate::domain::Channel;
+use crate::inbound::{
+    BadInput, NewInbound, check_text, form_pairs, get, phone, redact_query, text_param,
+};
 
 /// # Errors
 /// Missing fields, bad numbers, refused `data_coding`, undecodable or contradictory content.

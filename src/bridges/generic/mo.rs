@@ -1,8 +1,8 @@
 //! Generic JSON webhook: `{"id": "...", "from": "...", "to": "...", "text": "...",
 //! "received_at": "..."}`; `id` is optional (then the content hash dedupes).
 
-use super::{BadInput, NewInbound, check_text, phone};
 use crate::domain::Channel;
+use crate::inbound::{BadInput, NewInbound, check_text, phone};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,438 @@
+//! Building the compiled form from a rules file: the variants become a fold table; keywords,
+//! negation phrases and pattern triggers one Aho-Corasick automaton; patterns anchored regexes
+//! (those without usable triggers searched one by one or by a `RegexSet`); intent words sets
+//! of folded keys. A rule that cannot be compiled is refused, named.
+
+use super::intents::intent_key;
+use super::{Classifier, DEFAULT_RULES, FoldTable, Folded, Pattern, RulesFile, Scanner, Term};
+use aho_corasick::{MatchKind, dfa, nfa};
+use regex::RegexSetBuilder;
+use regex_automata::meta;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+/// Largest compiled size of one regex and of the whole set; larger patterns are refused.
+const REGEX_SIZE_LIMIT: usize = 256 * 1024;
+const REGEX_SET_SIZE_LIMIT: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("rules file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("rules file{at}: {reason}")]
+    Parse { at: String, reason: String },
+    #[error("rule {rule_id:?}: {reason}")]
+    Rule { rule_id: String, reason: String },
+}
+
+impl Classifier {
+    /// The built-in rule set.
+    ///
+    /// # Panics
+    /// Never in a released build: a unit test compiles the built-in rules.
+    pub fn builtin() -> Classifier {
+        Classifier::from_toml(DEFAULT_RULES, None).expect("built-in rules compile")
+    }
+
+    /// Reads and compiles a rules file.
+    ///
+    /// # Errors
+    /// Unreadable file, invalid UTF-8, TOML errors with line and column, unknown keys, bad
+    /// rules (named by id).
+    pub fn from_path(path: &Path) -> Result<Classifier, RulesError> {
+        let bytes = std::fs::read(path).map_err(|e| RulesError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let upto = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = upto.iter().filter(|&&b| b == b'\n').count() + 1;
+            RulesError::Read {
+                path: path.display().to_string(),
+                reason: format!("invalid UTF-8 at line {line}"),
+            }
+        })?;
+        Classifier::from_toml(&text, Some(&path.display().to_string()))
+    }
+
+    /// Parses and compiles rules from TOML text.
+    ///
+    /// # Errors
+    /// As [`Classifier::from_path`].
+    pub fn from_toml(text: &str, origin: Option<&str>) -> Result<Classifier, RulesError> {
+        let file: RulesFile = toml::from_str(text).map_err(|e| RulesError::Parse {
+            at: origin.map(|o| format!(" {o}")).unwrap_or_default(),
+            reason: e.to_string(),
+        })?;
+        let version = {
+            let digest = Sha256::digest(text.as_bytes());
+            hex::encode(&digest[..6])
+        };
+        Classifier::compile(file, version).map_err(|e| match e {
+            RulesError::Rule { rule_id, reason } => {
+                let line = text
+                    .lines()
+                    .position(|l| l.contains(&format!("\"{rule_id}\"")))
+                    .map(|i| format!(" (line {})", i + 1))
+                    .unwrap_or_default();
+                RulesError::Rule {
+                    rule_id: format!("{rule_id}{line}"),
+                    reason,
+                }
+            }
+            other => other,
+        })
+    }
+
+    /// Compiles a parsed rules file.
+    ///
+    /// # Errors
+    /// Duplicate ids, empty keywords, bad variants, regexes that do not compile or exceed the
+    /// size limit.
+    pub fn compile(file: RulesFile, version: String) -> Result<Classifier, RulesError> {
+        let mut variants = std::collections::HashMap::new();
+        for (from, to) in &file.variants {
+            let (mut f, mut t) = (from.chars(), to.chars());
+            match (f.next(), f.next(), t.next(), t.next()) {
+                (Some(a), None, Some(b), None) => {
+                    variants.insert(a, b);
+                }
+                _ => {
+                    return Err(RulesError::Rule {
+                        rule_id: format!("variants.{from}"),
+                        reason: format!(
+                            "variants map one character to one character; got {from:?} = {to:?}"
+                        ),
+                    });
+                }
+            }
+        }
+        let table = FoldTable::new(&variants);
+        let fold = |s: &str| Folded::new(s, &table).text;
+
+        let mut ids = HashSet::new();
+        let mut patterns_ac: Vec<Vec<u8>> = Vec::new();
+        let mut terms = Vec::new();
+        let mut folded_keywords = Vec::new();
+        let mut regex_sources = Vec::new();
+        let mut set_patterns = Vec::new();
+        let mut patterns = Vec::new();
+        let mut trigger_map: BTreeMap<Vec<u8>, Vec<u32>> = BTreeMap::new();
+        for (ri, rule) in file.rules.iter().enumerate() {
+            if !ids.insert(rule.id.clone()) {
+                return Err(RulesError::Rule {
+                    rule_id: rule.id.clone(),
+                    reason: "duplicate rule id".into(),
+                });
+            }
+            if !(rule.weight.is_finite() && rule.weight > 0.0) {
+                return Err(RulesError::Rule {
+                    rule_id: rule.id.clone(),
+                    reason: format!("weight must be a positive number, got {}", rule.weight),
+                });
+            }
+            if rule.keywords.is_empty() && rule.patterns.is_empty() {
+                return Err(RulesError::Rule {
+                    rule_id: rule.id.clone(),
+                    reason: "a rule needs keywords or patterns".into(),
+                });
+            }
+            let mut fk = Vec::new();
+            for (ki, kw) in rule.keywords.iter().enumerate() {
+                let f = fold(kw);
+                if f.trim().is_empty() {
+                    return Err(RulesError::Rule {
+                        rule_id: rule.id.clone(),
+                        reason: format!("keyword #{} is empty", ki + 1),
+                    });
+                }
+                patterns_ac.push(f.clone().into_bytes());
+                terms.push(Term::Keyword { rule: ri, kw: ki });
+                fk.push(f);
+            }
+            folded_keywords.push(fk);
+            for (pi, pat) in rule.patterns.iter().enumerate() {
+                let pat = &ascii_word_boundaries(pat);
+                let re = meta::Regex::builder()
+                    .configure(
+                        meta::Config::new()
+                            .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                            .onepass_size_limit(Some(REGEX_SIZE_LIMIT))
+                            .hybrid_cache_capacity(REGEX_SIZE_LIMIT * 4),
+                    )
+                    .build(pat)
+                    .map_err(|e| RulesError::Rule {
+                        rule_id: rule.id.clone(),
+                        reason: format!("pattern #{} {pat:?}: {}", pi + 1, regex_error(&e)),
+                    })?;
+                let triggers = trigger_literals(pat);
+                if let Some((lits, _)) = &triggers {
+                    for lit in lits {
+                        trigger_map
+                            .entry(lit.clone())
+                            .or_default()
+                            .push(patterns.len() as u32);
+                    }
+                } else {
+                    set_patterns.push(patterns.len());
+                    regex_sources.push(pat.clone());
+                }
+                patterns.push(Pattern {
+                    rule: ri,
+                    index: pi,
+                    re,
+                    exact: triggers.is_some_and(|(_, exact)| exact),
+                });
+            }
+        }
+        for (ni, neg) in file.negations.iter().enumerate() {
+            if !ids.insert(neg.id.clone()) {
+                return Err(RulesError::Rule {
+                    rule_id: neg.id.clone(),
+                    reason: "duplicate rule id".into(),
+                });
+            }
+            for p in &neg.phrases {
+                let f = fold(p);
+                if f.trim().is_empty() {
+                    return Err(RulesError::Rule {
+                        rule_id: neg.id.clone(),
+                        reason: "empty negation phrase".into(),
+                    });
+                }
+                patterns_ac.push(f.into_bytes());
+                terms.push(Term::Negation { neg: ni });
+            }
+        }
+        let mut trigger_lists = Vec::new();
+        for (lit, list) in trigger_map {
+            terms.push(Term::Trigger {
+                first: trigger_lists.len() as u32,
+                len: list.len() as u32,
+            });
+            trigger_lists.extend(list);
+            patterns_ac.push(lit);
+        }
+        let ac = if patterns_ac.is_empty() {
+            None
+        } else {
+            let err = |e: aho_corasick::BuildError| RulesError::Rule {
+                rule_id: "(keywords)".into(),
+                reason: e.to_string(),
+            };
+            // A full DFA is the fastest overlapping search; past ~50k pattern bytes its memory
+            // grows large, so big rule sets get the compact NFA.
+            Some(
+                if patterns_ac.iter().map(Vec::len).sum::<usize>() < 50_000 {
+                    Scanner::Dfa(
+                        dfa::Builder::new()
+                            .match_kind(MatchKind::Standard)
+                            .prefilter(false)
+                            .build(&patterns_ac)
+                            .map_err(err)?,
+                    )
+                } else {
+                    Scanner::Nfa(
+                        nfa::contiguous::Builder::new()
+                            .match_kind(MatchKind::Standard)
+                            .prefilter(false)
+                            .build(&patterns_ac)
+                            .map_err(err)?,
+                    )
+                },
+            )
+        };
+        // A few ungated patterns are searched one by one: each regex alone can use its own
+        // literal prefilter (an inner literal such as "time"), which a set cannot.
+        let set = if regex_sources.len() <= MAX_SINGLY_SEARCHED {
+            None
+        } else {
+            Some(
+                RegexSetBuilder::new(&regex_sources)
+                    .size_limit(REGEX_SET_SIZE_LIMIT)
+                    .dfa_size_limit(REGEX_SET_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| RulesError::Rule {
+                        rule_id: "(patterns)".into(),
+                        reason: format!("the patterns together are too large or invalid: {e}"),
+                    })?,
+            )
+        };
+        let mut tie_rank = [usize::MAX; 3];
+        for (i, c) in file.tie_break.iter().enumerate() {
+            if tie_rank[c.index()] == usize::MAX {
+                tie_rank[c.index()] = i;
+            }
+        }
+        let word_set =
+            |v: &[String]| -> HashSet<String> { v.iter().map(|w| intent_key(&fold(w))).collect() };
+        Ok(Classifier {
+            fees: word_set(&file.intents.fees),
+            points: word_set(&file.intents.points),
+            progress: file.intents.progress.iter().map(|w| fold(w)).collect(),
+            opt_out: word_set(&file.intents.opt_out),
+            opt_in: word_set(&file.intents.opt_in),
+            escalate: file.intents.escalate.iter().map(|w| fold(w)).collect(),
+            source: file,
+            version,
+            fold: table,
+            ac,
+            terms,
+            folded_keywords,
+            set,
+            set_patterns,
+            patterns,
+            trigger_lists,
+            tie_rank,
+        })
+    }
+}
+
+/// Up to this many patterns without triggers are searched one by one, more by a `RegexSet`.
+const MAX_SINGLY_SEARCHED: usize = 16;
+
+/// Most trigger literals one pattern may have; a pattern with more is searched by the set.
+const MAX_TRIGGERS: usize = 256;
+
+/// The literals every match of `pat` starts with, the shortest where one is a prefix of
+/// another, and whether they are exact (each literal is itself a whole match, so no regex
+/// search is needed: a finite pattern without look-around assertions, which the literal
+/// extractor would count as empty). `None` when there are none, too many, or one shorter than
+/// two bytes (it would fire on most texts), so the pattern goes into the set.
+fn trigger_literals(pat: &str) -> Option<(Vec<Vec<u8>>, bool)> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::ParserBuilder::new().build().parse(pat).ok()?;
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let exact = seq.is_exact() && hir.properties().look_set().is_empty();
+    let lits = seq.literals()?;
+    if lits.is_empty() || lits.len() > MAX_TRIGGERS || lits.iter().any(|l| l.as_bytes().len() < 2) {
+        return None;
+    }
+    let mut all: Vec<&[u8]> = lits.iter().map(|l| l.as_bytes()).collect();
+    all.sort_unstable();
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for lit in all {
+        // Sorted, so a kept prefix of `lit` is the last one kept.
+        if out.last().is_some_and(|k| lit.starts_with(k)) {
+            continue;
+        }
+        out.push(lit.to_vec());
+    }
+    Some((out, exact))
+}
+
+/// A pattern's compile error in words: the size limit, or the syntax error.
+fn regex_error(e: &meta::BuildError) -> String {
+    if let Some(limit) = e.size_limit() {
+        format!("compiled pattern exceeds the size limit of {limit} bytes")
+    } else if let Some(se) = e.syntax_error() {
+        se.to_string()
+    } else {
+        e.to_string()
+    }
+}
+
+/// Makes `\b`/`\B` ASCII word boundaries. Unicode boundaries force the regex engine off
+/// its DFA onto the much slower PikeVM for non-ASCII text (most of ours); for the English
+/// words patterns anchor on, ASCII boundaries mean the same (a Han character is not an ASCII
+/// word character, so `\bfee` matches in `话费fee`).
+fn ascii_word_boundaries(pat: &str) -> String {
+    let mut out = String::with_capacity(pat.len() + 16);
+    let mut chars = pat.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some(b @ ('b' | 'B')) => {
+                    out.push_str("(?-u:\\");
+                    out.push(b);
+                    out.push(')');
+                }
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push('\\'),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::tests::RULES;
+    use crate::domain::Category;
+
+    #[test]
+    fn builtin_rules_compile() {
+        let b = Classifier::builtin();
+        assert!(!b.rules().rules.is_empty());
+    }
+
+    #[test]
+    fn bad_rules_are_refused_with_the_rule_named() {
+        let bad = RULES.replace("'网络?(很|太)?慢'", "'网络(('");
+        let e = Classifier::from_toml(&bad, None).unwrap_err().to_string();
+        assert!(e.contains("fault.zh"), "{e}");
+        let huge = RULES.replace("'网络?(很|太)?慢'", r"'\w{1000}\w{1000}\w{1000}'");
+        let e = Classifier::from_toml(&huge, None).unwrap_err().to_string();
+        assert!(e.contains("fault.zh"), "{e}");
+        let unknown = format!("{RULES}\nsurprise = 1\n");
+        let e = Classifier::from_toml(&unknown, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("surprise"), "{e}");
+        let dup = RULES.replace("id = \"inquiry.zh\"", "id = \"fault.zh\"");
+        let e = Classifier::from_toml(&dup, None).unwrap_err().to_string();
+        assert!(e.contains("duplicate"), "{e}");
+    }
+
+    #[test]
+    fn word_boundaries_become_ascii_and_still_anchor_english_words() {
+        assert_eq!(ascii_word_boundaries(r"\bfee\b"), r"(?-u:\b)fee(?-u:\b)");
+        assert_eq!(ascii_word_boundaries(r"a\\b\Bc"), r"a\\b(?-u:\B)c");
+        let rules = RULES.replace("'网络?(很|太)?慢'", r"'\bslow\b'");
+        let c = Classifier::from_toml(&rules, None).unwrap();
+        assert_eq!(c.category("网络slow了"), Category::Fault);
+        assert_eq!(c.category("so slow"), Category::Fault);
+        assert_eq!(c.category("slowly"), Category::Inquiry);
+    }
+
+    #[test]
+    fn trigger_literals_are_prefixes_or_none() {
+        let lits = |p: &str| {
+            trigger_literals(p).map(|(v, _)| {
+                v.into_iter()
+                    .map(|l| String::from_utf8(l).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let exact = |p: &str| trigger_literals(p).unwrap().1;
+        assert!(exact("态度(太|很)?(差|恶劣)"));
+        assert!(!exact("(还没|还没有)处+"));
+        assert!(!exact(&ascii_word_boundaries(r"\blied\b")));
+        assert_eq!(
+            lits("态度(太|很)?(差|恶劣)").unwrap(),
+            [
+                "态度太差",
+                "态度太恶劣",
+                "态度差",
+                "态度很差",
+                "态度很恶劣",
+                "态度恶劣"
+            ]
+        );
+        // A prefix covers its extensions.
+        assert_eq!(lits("(还没|还没有)处").unwrap(), ["还没处", "还没有处"]);
+        assert_eq!(lits("ab(c)?").unwrap(), ["ab"]);
+        // Anything may start a match, or a one-byte start: searched by the set.
+        assert_eq!(lits("[^，。]{0,4}不符"), None);
+        assert_eq!(lits(r"\d+次"), None);
+        assert_eq!(lits("x?y"), None);
+        assert_eq!(lits(&ascii_word_boundaries(r"\blied\b")).unwrap(), ["lied"]);
+    }
+}

@@ -1,0 +1,164 @@
+//! The rules file as ops write it (`config/rules.toml`, serde with `deny_unknown_fields`):
+//! rules, negations, variants, the intent words with their defaults, and the built-in file.
+
+use crate::domain::Category;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The rules file as ops write it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesFile {
+    /// Category given when no rule matches.
+    pub fallback: Category,
+    /// Order that breaks equal scores; categories not listed come last.
+    #[serde(default = "default_tie_break")]
+    pub tie_break: Vec<Category>,
+    /// Single characters folded before matching (Traditional → Simplified and the like).
+    #[serde(default)]
+    pub variants: BTreeMap<String, String>,
+    #[serde(default)]
+    pub rules: Vec<RuleDef>,
+    #[serde(default)]
+    pub negations: Vec<NegationDef>,
+    /// Words that make a whole message an intent instead of a case.
+    #[serde(default)]
+    pub intents: IntentDefs,
+}
+
+fn default_tie_break() -> Vec<Category> {
+    vec![Category::Complaint, Category::Fault, Category::Inquiry]
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDef {
+    /// Unique id, reported in explanations and stored with classifications.
+    pub id: String,
+    pub category: Category,
+    /// Added once per distinct keyword or pattern of this rule that matches.
+    #[serde(default = "one")]
+    pub weight: f64,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Rust regex syntax, matched against the folded text.
+    #[serde(default)]
+    pub patterns: Vec<String>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NegationDef {
+    pub id: String,
+    pub category: Category,
+    /// A keyword hit of `category` inside a matched phrase does not count ("不是投诉").
+    pub phrases: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntentDefs {
+    /// Whole-message words (punctuation and spaces ignored) that opt the sender out.
+    #[serde(default = "default_opt_out")]
+    pub opt_out: Vec<String>,
+    #[serde(default = "default_opt_in")]
+    pub opt_in: Vec<String>,
+    /// Phrases anywhere in the message asking for escalation.
+    #[serde(default = "default_escalate")]
+    pub escalate: Vec<String>,
+    /// Whole-message self-service queries for fees / balance.
+    #[serde(default = "default_fees")]
+    pub fees: Vec<String>,
+    /// Whole-message self-service queries for loyalty points.
+    #[serde(default = "default_points")]
+    pub points: Vec<String>,
+    /// Words that, next to a case number (SB00000042), ask for its progress.
+    #[serde(default = "default_progress")]
+    pub progress: Vec<String>,
+}
+
+impl Default for IntentDefs {
+    fn default() -> Self {
+        IntentDefs {
+            opt_out: default_opt_out(),
+            opt_in: default_opt_in(),
+            escalate: default_escalate(),
+            fees: default_fees(),
+            points: default_points(),
+            progress: default_progress(),
+        }
+    }
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+fn default_opt_out() -> Vec<String> {
+    strings(&[
+        "TD",
+        "T",
+        "R",
+        "N",
+        "退订",
+        "退定",
+        "STOP",
+        "UNSUBSCRIBE",
+        "取消订阅",
+    ])
+}
+fn default_opt_in() -> Vec<String> {
+    strings(&["START", "恢复", "UNSTOP"])
+}
+fn default_fees() -> Vec<String> {
+    strings(&[
+        "话费",
+        "查话费",
+        "话费查询",
+        "查询话费",
+        "余额",
+        "查余额",
+        "余额查询",
+        "查询余额",
+        "账单",
+        "查账单",
+        "本月话费",
+        "cxye",
+        "cxhf",
+        "balance",
+        "bill",
+        "my bill",
+        "fees",
+    ])
+}
+fn default_points() -> Vec<String> {
+    strings(&[
+        "积分",
+        "查积分",
+        "积分查询",
+        "查询积分",
+        "我的积分",
+        "points",
+        "my points",
+    ])
+}
+fn default_progress() -> Vec<String> {
+    strings(&[
+        "进度",
+        "查询",
+        "状态",
+        "怎么样了",
+        "進度",
+        "progress",
+        "status",
+    ])
+}
+fn default_escalate() -> Vec<String> {
+    strings(&["升级处理", "要求升级", "越级投诉", "escalate"])
+}
+
+/// The rules shipped with switchboard (a copy of `config/rules.toml`).
+pub const DEFAULT_RULES: &str = include_str!("../../config/rules.toml");

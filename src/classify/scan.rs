@@ -1,0 +1,522 @@
+//! Matching: one Aho-Corasick scan of the folded text finds keywords, negation phrases and
+//! pattern triggers; patterns are searched where their triggers start (or through the set);
+//! matches add their rule's weight to its category and the highest score wins. With the
+//! evidence ([`Classifier::classify`]) or without it, on reused buffers
+//! ([`Classifier::category`]).
+
+use super::{Classifier, Folded, MAX_CLASSIFY_CHARS, Scanner, Term};
+use crate::domain::{Category, Intent};
+use aho_corasick::Anchored as AcAnchored;
+use aho_corasick::automaton::Automaton;
+use regex_automata::{Anchored, Input};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+
+/// One piece of evidence for a category.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    pub rule_id: String,
+    pub category: Category,
+    /// The keyword or pattern as written in the rules file.
+    pub term: String,
+    /// What matched, as it stands in the original text.
+    pub matched: String,
+    /// Character offsets (not bytes) into the original text, end exclusive.
+    pub start: usize,
+    pub end: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Classification {
+    pub category: Category,
+    pub intent: Intent,
+    /// Score per category, in the order complaint, fault, inquiry.
+    pub scores: BTreeMap<Category, f64>,
+    pub hits: Vec<Hit>,
+    /// Negated hits, reported so ops see why a keyword did not count.
+    pub negated: Vec<Hit>,
+    pub rules_version: String,
+}
+
+impl Scanner {
+    /// Calls `found(pattern, start, end)` for every occurrence of every pattern, overlapping
+    /// ones included, in order of their end.
+    fn scan(&self, text: &str, found: impl FnMut(usize, usize, usize)) {
+        match self {
+            Scanner::Dfa(a) => scan_overlapping(a, text.as_bytes(), found),
+            Scanner::Nfa(a) => scan_overlapping(a, text.as_bytes(), found),
+        }
+    }
+}
+
+/// The overlapping search as one tight loop over the automaton's transitions (the crate's
+/// iterator re-enters its search once per match and keeps its position in memory). No pattern
+/// is empty (compile refuses them), so the start state never matches.
+#[inline(always)]
+fn scan_overlapping<A: Automaton>(aut: &A, hay: &[u8], mut found: impl FnMut(usize, usize, usize)) {
+    let Ok(mut sid) = aut.start_state(AcAnchored::No) else {
+        return;
+    };
+    for (i, &b) in hay.iter().enumerate() {
+        sid = aut.next_state(AcAnchored::No, sid, b);
+        if aut.is_special(sid) && aut.is_match(sid) {
+            let end = i + 1;
+            for k in 0..aut.match_len(sid) {
+                let pid = aut.match_pattern(sid, k);
+                found(pid.as_usize(), end - aut.pattern_len(pid), end);
+            }
+        }
+    }
+}
+
+impl Classifier {
+    /// Classifies a text. Pure: no I/O, no clock.
+    pub fn classify(&self, text: &str) -> Classification {
+        let clipped: &str = match text.char_indices().nth(MAX_CLASSIFY_CHARS) {
+            Some((b, _)) => &text[..b],
+            None => text,
+        };
+        let folded = Folded::new(clipped, &self.fold);
+        let intent = self.intent(&folded.text);
+
+        let mut kw_hits: Vec<(usize, usize, usize, usize)> = Vec::new(); // rule, kw, start, end (bytes in folded)
+        let mut neg_spans: Vec<(Category, usize, usize, usize)> = Vec::new();
+        let mut triggers: Vec<(u32, u32, u32)> = Vec::new();
+        if let Some(ac) = &self.ac {
+            ac.scan(&folded.text, |pid, start, end| match self.terms[pid] {
+                Term::Keyword { rule, kw } => kw_hits.push((rule, kw, start, end)),
+                Term::Trigger { first, len } => triggers.extend(
+                    self.trigger_lists[first as usize..(first + len) as usize]
+                        .iter()
+                        .map(|&p| (p, start as u32, end as u32)),
+                ),
+                Term::Negation { neg } => {
+                    neg_spans.push((self.source.negations[neg].category, neg, start, end))
+                }
+            });
+        }
+        let mut scores = [0.0f64; 3];
+        let mut hits = Vec::new();
+        let mut negated = Vec::new();
+        let mut seen: HashSet<(usize, usize)> = HashSet::new();
+        for (rule, kw, s, e) in kw_hits {
+            let r = &self.source.rules[rule];
+            let hit = Hit {
+                rule_id: r.id.clone(),
+                category: r.category,
+                term: r.keywords[kw].clone(),
+                matched: folded.original(clipped, s, e).to_string(),
+                start: folded.char_pos(s),
+                end: folded.char_end(e),
+            };
+            let is_negated = neg_spans
+                .iter()
+                .any(|&(c, _, ns, ne)| c == r.category && ns <= s && e <= ne);
+            if is_negated {
+                negated.push(hit);
+                continue;
+            }
+            if seen.insert((rule, kw)) {
+                scores[r.category.index()] += r.weight;
+            }
+            hits.push(hit);
+        }
+        let negs: Vec<(Category, u32, u32)> = neg_spans
+            .iter()
+            .map(|&(c, _, s, e)| (c, s as u32, e as u32))
+            .collect();
+        // Leftmost first, so the explanation shows the first match of each pattern.
+        triggers.sort_unstable_by_key(|&(p, s, e)| (s, e, p));
+        let mut done = vec![0; self.patterns.len()];
+        self.run_patterns(
+            &folded.text,
+            &triggers,
+            &negs,
+            true,
+            &mut done,
+            1,
+            |p, s, e, counts| {
+                let pat = &self.patterns[p];
+                let r = &self.source.rules[pat.rule];
+                let hit = Hit {
+                    rule_id: r.id.clone(),
+                    category: r.category,
+                    term: r.patterns[pat.index].clone(),
+                    matched: folded.original(clipped, s, e).to_string(),
+                    start: folded.char_pos(s),
+                    end: folded.char_end(e),
+                };
+                if counts {
+                    scores[r.category.index()] += r.weight;
+                    hits.push(hit);
+                } else {
+                    negated.push(hit);
+                }
+            },
+        );
+        let category = self.decide(&scores);
+        hits.sort_by_key(|h| (h.start, h.end));
+        Classification {
+            category,
+            intent,
+            scores: Category::ALL
+                .iter()
+                .map(|c| (*c, scores[c.index()]))
+                .collect(),
+            hits,
+            negated,
+            rules_version: self.version.clone(),
+        }
+    }
+
+    /// Category only, for bulk work (intake, eval, backtest, benchmarks): the same decision as
+    /// [`Classifier::classify`] without building the explanation, on reused buffers.
+    pub fn category(&self, text: &str) -> Category {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+        }
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            let s = &mut *s;
+            let clipped: &str = match text.char_indices().nth(MAX_CLASSIFY_CHARS) {
+                Some((b, _)) => &text[..b],
+                None => text,
+            };
+            self.fold.fold_into(clipped, &mut s.text);
+            s.terms.clear();
+            s.negs.clear();
+            s.trig.clear();
+            if let Some(ac) = &self.ac {
+                let (terms, negs, trig) = (&mut s.terms, &mut s.negs, &mut s.trig);
+                ac.scan(&s.text, |pid, start, end| {
+                    let (start, end) = (start as u32, end as u32);
+                    match self.terms[pid] {
+                        Term::Keyword { .. } => terms.push((pid as u32, start, end)),
+                        Term::Negation { neg } => {
+                            negs.push((self.source.negations[neg].category, start, end))
+                        }
+                        Term::Trigger { first, len } => trig.extend(
+                            self.trigger_lists[first as usize..(first + len) as usize]
+                                .iter()
+                                .map(|&p| (p, start, end)),
+                        ),
+                    }
+                });
+            }
+            let mut scores = [0.0f64; 3];
+            // A new stamp marks what this call has counted (distinct keywords, patterns).
+            s.stamp = s.stamp.wrapping_add(1);
+            if s.stamp == 0 {
+                s.term_seen.fill(0);
+                s.pattern_done.fill(0);
+                s.stamp = 1;
+            }
+            let stamp = s.stamp;
+            s.term_seen
+                .resize(s.term_seen.len().max(self.terms.len()), 0);
+            s.pattern_done
+                .resize(s.pattern_done.len().max(self.patterns.len()), 0);
+            // Distinct keywords count once; negated occurrences do not count.
+            for &(t, st, en) in &s.terms {
+                if s.term_seen[t as usize] == stamp {
+                    continue;
+                }
+                let Term::Keyword { rule, .. } = self.terms[t as usize] else {
+                    continue;
+                };
+                let r = &self.source.rules[rule];
+                if s.negs
+                    .iter()
+                    .any(|&(c, ns, ne)| c == r.category && ns <= st && en <= ne)
+                {
+                    continue;
+                }
+                scores[r.category.index()] += r.weight;
+                s.term_seen[t as usize] = stamp;
+            }
+            self.run_patterns(
+                &s.text,
+                &s.trig,
+                &s.negs,
+                false,
+                &mut s.pattern_done,
+                stamp,
+                |p, _, _, counts| {
+                    if counts {
+                        let r = &self.source.rules[self.patterns[p].rule];
+                        scores[r.category.index()] += r.weight;
+                    }
+                },
+            );
+            self.decide(&scores)
+        })
+    }
+
+    /// Runs the patterns over the folded `text`: a gated pattern anchored at each place one of
+    /// its trigger literals starts (`triggers`: (pattern, start, end) in the order tried; for
+    /// an exact pattern the trigger is the match), the others through the set. Calls
+    /// `found(pattern, start, end, counts)` once per pattern that matches: with the first match
+    /// tried outside a negation phrase of the rule's category (`counts`), or, when every match
+    /// is negated, with the first negated one. `done[p] == stamp` marks counted patterns
+    /// (`done` is as long as `patterns`). Without `positions`, a set match that no negation
+    /// could cover reports (0, 0).
+    #[allow(clippy::too_many_arguments)]
+    fn run_patterns(
+        &self,
+        text: &str,
+        triggers: &[(u32, u32, u32)],
+        negs: &[(Category, u32, u32)],
+        positions: bool,
+        done: &mut [u32],
+        stamp: u32,
+        mut found: impl FnMut(usize, usize, usize, bool),
+    ) {
+        let negated = |c: Category, s: usize, e: usize| {
+            negs.iter()
+                .any(|&(nc, ns, ne)| nc == c && ns as usize <= s && e <= ne as usize)
+        };
+        // (pattern, start, end) of negated matches, reported for patterns that never count.
+        let mut negated_first: Vec<(usize, usize, usize)> = Vec::new();
+        for &(p, start, end) in triggers {
+            let p = p as usize;
+            if done[p] == stamp {
+                continue;
+            }
+            let pat = &self.patterns[p];
+            let m = if pat.exact {
+                Some((start as usize, end as usize))
+            } else {
+                let input = Input::new(text)
+                    .range(start as usize..)
+                    .anchored(Anchored::Yes);
+                pat.re.search(&input).map(|m| (m.start(), m.end()))
+            };
+            let Some((s, e)) = m else { continue };
+            if negated(self.source.rules[pat.rule].category, s, e) {
+                if !negated_first.iter().any(|n| n.0 == p) {
+                    negated_first.push((p, s, e));
+                }
+            } else {
+                done[p] = stamp;
+                found(p, s, e, true);
+            }
+        }
+        for (p, s, e) in negated_first {
+            if done[p] != stamp {
+                found(p, s, e, false);
+            }
+        }
+        let set_matches;
+        let matched: &mut dyn Iterator<Item = usize> = match &self.set {
+            Some(set) => {
+                set_matches = set.matches(text);
+                &mut set_matches.iter().map(|i| self.set_patterns[i])
+            }
+            None => &mut self
+                .set_patterns
+                .iter()
+                .copied()
+                .filter(|&p| self.patterns[p].re.is_match(text)),
+        };
+        for p in matched {
+            let pat = &self.patterns[p];
+            let category = self.source.rules[pat.rule].category;
+            if !positions && !negs.iter().any(|&(c, _, _)| c == category) {
+                found(p, 0, 0, true);
+                continue;
+            }
+            let mut first_negated = None;
+            let mut counted = false;
+            for m in pat.re.find_iter(text) {
+                if negated(category, m.start(), m.end()) {
+                    first_negated.get_or_insert((m.start(), m.end()));
+                } else {
+                    found(p, m.start(), m.end(), true);
+                    counted = true;
+                    break;
+                }
+            }
+            if let (false, Some((s, e))) = (counted, first_negated) {
+                found(p, s, e, false);
+            }
+        }
+    }
+
+    fn decide(&self, scores: &[f64; 3]) -> Category {
+        let mut best: Option<Category> = None;
+        for c in Category::ALL {
+            let s = scores[c.index()];
+            if s <= 0.0 {
+                continue;
+            }
+            best = match best {
+                None => Some(c),
+                Some(b) => {
+                    let bs = scores[b.index()];
+                    if s > bs || (s == bs && self.tie_rank[c.index()] < self.tie_rank[b.index()]) {
+                        Some(c)
+                    } else {
+                        Some(b)
+                    }
+                }
+            };
+        }
+        best.unwrap_or(self.source.fallback)
+    }
+}
+
+/// Buffers reused by [`Classifier::category`] on each thread.
+#[derive(Default)]
+struct Scratch {
+    text: String,
+    /// (term id, start, end) of keyword hits in the folded text.
+    terms: Vec<(u32, u32, u32)>,
+    /// (category, start, end) of negation phrases.
+    negs: Vec<(Category, u32, u32)>,
+    /// (pattern, start, end) of a pattern's trigger literal.
+    trig: Vec<(u32, u32, u32)>,
+    /// `term_seen[t] == stamp`: keyword term `t` already counted in this call;
+    /// `pattern_done[p] == stamp`: pattern `p` likewise.
+    term_seen: Vec<u32>,
+    pattern_done: Vec<u32>,
+    stamp: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::eval;
+    use crate::classify::tests::{RULES, c};
+
+    #[test]
+    fn complaint_outranks_fault_outranks_inquiry() {
+        let c = c();
+        assert_eq!(c.category("家里断网了，我要投诉"), Category::Complaint);
+        assert_eq!(c.category("断网了，想问问套餐"), Category::Fault);
+        assert_eq!(c.category("套餐多少钱"), Category::Inquiry);
+        assert_eq!(c.category("你好"), Category::Inquiry, "fallback");
+    }
+
+    #[test]
+    fn equal_scores_follow_the_tie_break_order() {
+        let rules = RULES.replace("weight = 3.0", "weight = 2.0");
+        let c = Classifier::from_toml(&rules, None).unwrap();
+        assert_eq!(c.category("断网 投诉"), Category::Complaint);
+        let rules = rules.replace(
+            r#"tie_break = ["complaint", "fault", "inquiry"]"#,
+            r#"tie_break = ["fault", "complaint", "inquiry"]"#,
+        );
+        let c = Classifier::from_toml(&rules, None).unwrap();
+        assert_eq!(c.category("断网 投诉"), Category::Fault);
+    }
+
+    #[test]
+    fn folding_handles_full_width_case_traditional_and_spaces() {
+        let c = c();
+        let r = c.classify("我要投訴！NO   SIGNAL");
+        assert_eq!(r.category, Category::Complaint);
+        let terms: Vec<_> = r.hits.iter().map(|h| h.term.as_str()).collect();
+        assert_eq!(terms, vec!["投诉", "no signal"]);
+        // Positions are characters of the original text.
+        assert_eq!((r.hits[0].start, r.hits[0].end), (2, 4));
+        assert_eq!(r.hits[0].matched, "投訴");
+        assert_eq!(r.hits[1].matched, "NO   SIGNAL");
+        assert_eq!(c.category("ｎｏ ｓｉｇｎａｌ"), Category::Fault);
+    }
+
+    #[test]
+    fn negated_keywords_do_not_count() {
+        let c = c();
+        let r = c.classify("不是投诉，想问套餐多少钱");
+        assert_eq!(r.category, Category::Inquiry);
+        assert_eq!(r.negated.len(), 1);
+        assert_eq!(c.category("This is not a complaint"), Category::Inquiry);
+        assert_eq!(
+            c.category("不是投诉，但我要投诉客服态度"),
+            Category::Complaint
+        );
+    }
+
+    #[test]
+    fn patterns_match_and_report_positions() {
+        let r = c().classify("最近网络太慢");
+        assert_eq!(r.category, Category::Fault);
+        assert_eq!(r.hits[0].matched, "网络太慢");
+        assert_eq!(r.hits[0].start, 2);
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_explained_path_on_the_labeled_set() {
+        let c = Classifier::builtin();
+        let rows = eval::parse_csv(include_bytes!("../../fixtures/classify/labeled.csv")).unwrap();
+        for r in &rows {
+            assert_eq!(
+                c.category(&r.text),
+                c.classify(&r.text).category,
+                "line {}: {}",
+                r.line,
+                r.text
+            );
+        }
+    }
+
+    /// Gating a pattern behind its trigger literals must not lose a match: on every labeled
+    /// text, and on every suffix of it (so matches start at odd places), the patterns reported
+    /// are exactly those whose regex matches somewhere.
+    #[test]
+    fn trigger_gated_patterns_find_every_match_the_regex_finds() {
+        let c = Classifier::builtin();
+        let gated = c.patterns.len() - c.set_patterns.len();
+        assert!(
+            gated * 10 >= c.patterns.len() * 8,
+            "only {gated} of {} default patterns have trigger literals",
+            c.patterns.len()
+        );
+        let rows = eval::parse_csv(include_bytes!("../../fixtures/classify/labeled.csv")).unwrap();
+        let mut checked = 0;
+        for r in &rows {
+            let mut folded = String::new();
+            c.fold.fold_into(&r.text, &mut folded);
+            for (start, _) in folded.char_indices().step_by(7) {
+                let text = &folded[start..];
+                let mut triggers = Vec::new();
+                c.ac.as_ref().unwrap().scan(text, |pid, start, end| {
+                    if let Term::Trigger { first, len } = c.terms[pid] {
+                        for &p in &c.trigger_lists[first as usize..(first + len) as usize] {
+                            triggers.push((p, start as u32, end as u32));
+                        }
+                    }
+                });
+                let mut reported = Vec::new();
+                let mut done = vec![0; c.patterns.len()];
+                c.run_patterns(
+                    text,
+                    &triggers,
+                    &[],
+                    true,
+                    &mut done,
+                    1,
+                    |p, _, _, counts| {
+                        assert!(counts);
+                        reported.push(p);
+                    },
+                );
+                reported.sort_unstable();
+                let expected: Vec<usize> = (0..c.patterns.len())
+                    .filter(|&p| c.patterns[p].re.is_match(text))
+                    .collect();
+                assert_eq!(reported, expected, "line {}: {text}", r.line);
+                checked += expected.len();
+            }
+        }
+        assert!(checked > 500, "only {checked} pattern matches checked");
+    }
+
+    #[test]
+    fn huge_and_empty_texts_do_not_break_it() {
+        let c = c();
+        let big = "投诉".repeat(500_000);
+        assert_eq!(c.category(&big), Category::Complaint);
+        assert_eq!(c.category(""), Category::Inquiry);
+    }
+}
