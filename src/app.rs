@@ -25,6 +25,7 @@ pub struct Application {
     worker: Option<Worker>,
     email_worker: Option<Worker>,
     sla: Arc<crate::sla::scheduler::Scheduler>,
+    campaigns: Arc<crate::campaigns::dispatch::Dispatcher>,
     store: Arc<dyn Store>,
     grace: Duration,
 }
@@ -55,6 +56,11 @@ impl Application {
         let notify = intake.outbox_notify.clone();
         let metrics = Arc::new(Metrics::default());
         let grace = Duration::from_secs(settings.server.shutdown_grace_secs);
+        let quiet = crate::outbound::QuietGate {
+            zone: settings.time.zone,
+            service: settings.campaigns.service_quiet_hours,
+            commercial: settings.campaigns.commercial_quiet_hours,
+        };
         let o = &settings.sms.outbound;
         let worker = (o.enabled && !o.paused).then(|| Worker {
             store: store.clone(),
@@ -62,7 +68,9 @@ impl Application {
             sender: crate::outbound::sms::driver(&settings),
             notify: notify.clone(),
             metrics: metrics.clone(),
-            config: WorkerConfig::new(Channel::Sms, &o.pacing(), grace).with_part_cap(o.part_cap()),
+            config: WorkerConfig::new(Channel::Sms, &o.pacing(), grace)
+                .with_part_cap(o.part_cap())
+                .with_quiet(quiet),
             unrecorded: Default::default(),
         });
         let e = &settings.email.smtp;
@@ -73,7 +81,7 @@ impl Application {
                 sender: Arc::new(crate::outbound::email::SmtpSender::new(&settings)?),
                 notify: intake.email_notify.clone(),
                 metrics: metrics.clone(),
-                config: WorkerConfig::new(Channel::Email, &e.pacing(), grace),
+                config: WorkerConfig::new(Channel::Email, &e.pacing(), grace).with_quiet(quiet),
                 unrecorded: Default::default(),
             })
         } else {
@@ -89,6 +97,13 @@ impl Application {
             sms_notify: notify.clone(),
             email_notify: intake.email_notify.clone(),
         });
+        let campaigns = Arc::new(crate::campaigns::dispatch::Dispatcher::new(
+            &settings,
+            store.clone(),
+            clock.clone(),
+            notify.clone(),
+            intake.email_notify.clone(),
+        ));
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding server.listen {listen}"))?;
@@ -100,6 +115,7 @@ impl Application {
             settings: Arc::new(settings),
             metrics,
             sla: sla.clone(),
+            campaigns: campaigns.clone(),
         };
         Ok(Application {
             listener,
@@ -108,6 +124,7 @@ impl Application {
             worker,
             email_worker,
             sla,
+            campaigns,
             store,
             grace,
         })
@@ -119,6 +136,11 @@ impl Application {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The campaign dispatcher (tests run its ticks by hand with a manual clock).
+    pub fn campaigns(&self) -> Arc<crate::campaigns::dispatch::Dispatcher> {
+        self.campaigns.clone()
     }
 
     /// The SLA scheduler (tests run its rounds by hand with a manual clock).
@@ -143,6 +165,12 @@ impl Application {
             .sla
             .scheduler
             .then(|| tokio::spawn(self.sla.clone().run(stop.clone())));
+        let campaigns = self
+            .state
+            .settings
+            .campaigns
+            .dispatcher
+            .then(|| tokio::spawn(self.campaigns.clone().run(stop.clone())));
         tokio::spawn(reload_on_sighup(self.state.rules.clone(), stop.clone()));
         tokio::spawn(join_overdue_parts(self.state.intake.clone(), stop.clone()));
         tracing::info!(port = self.port, "switchboard listening");
@@ -156,7 +184,7 @@ impl Application {
         })
         .await;
         stop.cancel();
-        for w in [worker, email_worker, sla].into_iter().flatten() {
+        for w in [worker, email_worker, sla, campaigns].into_iter().flatten() {
             if tokio::time::timeout(self.grace + Duration::from_secs(1), w)
                 .await
                 .is_err()

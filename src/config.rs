@@ -22,6 +22,7 @@ pub struct Settings {
     pub intake: IntakeSettings,
     pub sla: SlaSettings,
     pub cases: crate::cases::CaseSettings,
+    pub campaigns: crate::campaigns::CampaignSettings,
     pub self_service: crate::intake::selfservice::SelfServiceSettings,
     pub classifier: ClassifierSettings,
     pub templates: TemplateSettings,
@@ -442,6 +443,9 @@ impl Settings {
             bail!("email.max_parts and email.max_headers must be >= 1");
         }
         if let Err(e) = self.sla.check() {
+            bail!("{e}");
+        }
+        if let Err(e) = self.campaigns.check() {
             bail!("{e}");
         }
         if let Err(e) = self.cases.check() {

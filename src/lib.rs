@@ -20,6 +20,7 @@
 
 pub mod app;
 pub mod bridges;
+pub mod campaigns;
 pub mod cases;
 pub mod classify;
 pub mod cli;

@@ -46,7 +46,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn require(&self, allowed: &[Role]) -> Result<(), AppError> {
+    pub(super) fn require(&self, allowed: &[Role]) -> Result<(), AppError> {
         if allowed.contains(&self.role) {
             Ok(())
         } else {

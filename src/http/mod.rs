@@ -6,6 +6,7 @@
 //! `serve.rs` the accept loop (timeouts, deadline, JSON for every error answer).
 
 pub mod api;
+mod campaigns;
 mod dlr;
 mod email;
 mod error;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The SLA scheduler's settings and notices (escalation by hand tells the new tier).
     pub sla: Arc<crate::sla::scheduler::Scheduler>,
+    /// Campaign templates render and preview as the dispatcher does.
+    pub campaigns: Arc<crate::campaigns::dispatch::Dispatcher>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -85,6 +88,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/rules/{id}", get(api::get_rules))
         .route("/api/v1/reports/sla", get(api::sla_report))
+        .route(
+            "/api/v1/campaigns",
+            get(campaigns::list).post(campaigns::create),
+        )
+        .route("/api/v1/campaigns/{id}", get(campaigns::get))
+        .route(
+            "/api/v1/campaigns/{id}/recipients",
+            post(campaigns::recipients).layer(DefaultBodyLimit::max(256 * 1024 * 1024)),
+        )
+        .route("/api/v1/campaigns/{id}/preview", post(campaigns::preview))
+        .route("/api/v1/campaigns/{id}/{action}", post(campaigns::action))
         .route("/api/v1/cases", get(api::list_cases))
         .route("/api/v1/cases/{id}", get(api::get_case))
         .route("/api/v1/cases/{id}/resolve", post(api::resolve_case))

@@ -153,6 +153,13 @@ pub trait IntakeTx {
         message_id: i64,
     ) -> StoreResult<()>;
     async fn email_acks_since(&mut self, to: &str, since_ms: i64) -> StoreResult<i64>;
+    /// Withdraws the commercial messages still queued to an address that opted out.
+    async fn suppress_queued(
+        &mut self,
+        channel: Channel,
+        address: &str,
+        now_ms: i64,
+    ) -> StoreResult<()>;
     /// A case's status and tier (a reopen, a close after a return visit).
     async fn set_status(
         &mut self,
@@ -415,6 +422,10 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
             message_id,
         )
         .await?;
+        if intent == Intent::OptOut {
+            // At once, also for what a campaign already queued.
+            tx.suppress_queued(m.channel, &m.from, req.now_ms).await?;
+        }
     }
 
     let ctx = AckContext {

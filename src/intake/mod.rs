@@ -143,6 +143,34 @@ impl AckRenderer {
     }
 }
 
+/// The language of an opt-out / opt-in keyword's confirmation.
+pub fn keyword_lang(text: &str, default: Lang) -> Lang {
+    let k: String = text
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect::<String>()
+        .to_lowercase();
+    const ENGLISH: &[&str] = &[
+        "stop",
+        "start",
+        "unsubscribe",
+        "subscribe",
+        "cancel",
+        "end",
+        "quit",
+        "unstop",
+        "optout",
+        "optin",
+    ];
+    if ENGLISH.contains(&k.as_str()) {
+        Lang::En
+    } else if k.is_ascii() {
+        Lang::ZhCn
+    } else {
+        Lang::detect(text, default)
+    }
+}
+
 /// The domain of our address, which names our Message-IDs (`<sb-42@domain>`).
 pub fn email_domain(from: &str) -> String {
     from.rsplit_once('@')
@@ -561,7 +589,12 @@ impl Intake {
         let survey_answer = (intent == Intent::Case)
             .then(|| crate::classify::survey_answer(body_for_rules))
             .flatten();
-        let lang = Lang::detect(&msg.text, self.default_lang);
+        let lang = match intent {
+            // `TD`, `T`, `R` are Chinese operators' keywords written in Latin letters: their
+            // senders read Chinese. `STOP`, `START`, `UNSUBSCRIBE` are English ones.
+            Intent::OptOut | Intent::OptIn => keyword_lang(&msg.text, self.default_lang),
+            _ => Lang::detect(&msg.text, self.default_lang),
+        };
         let dedupe_key = msg
             .external_id
             .as_ref()

@@ -69,6 +69,30 @@ pub struct WorkerConfig {
     pub grace: Duration,
     /// SMS: the bridge's part cap; a longer message is failed, never handed over to be cut.
     pub max_parts: Option<usize>,
+    /// Quiet hours of the service and bulk lanes: a claimed message of those lanes inside its
+    /// window goes back to the queue until the window ends.
+    pub quiet: Option<QuietGate>,
+}
+
+/// The quiet hours the workers keep for what is already queued (`[campaigns]`).
+#[derive(Debug, Clone, Copy)]
+pub struct QuietGate {
+    pub zone: chrono_tz::Tz,
+    pub service: crate::sla::calendar::Window,
+    pub commercial: crate::sla::calendar::Window,
+}
+
+impl QuietGate {
+    /// Until when a message of `kind` waits at `now`; `None`: it may go now.
+    pub fn hold_until(&self, kind: &str, now: i64) -> Option<i64> {
+        let w = match crate::domain::Lane::of_kind(kind) {
+            crate::domain::Lane::Urgent => return None,
+            crate::domain::Lane::Service => self.service,
+            crate::domain::Lane::Bulk => self.commercial,
+        };
+        let t = w.next_outside(self.zone, now);
+        (t > now).then_some(t)
+    }
 }
 
 impl WorkerConfig {
@@ -88,10 +112,16 @@ impl WorkerConfig {
                 + (p.concurrency as f64 * 2.0 / p.rate_per_sec * 1000.0) as i64,
             grace,
             max_parts: None,
+            quiet: None,
         }
     }
 
     /// With the bridge's part cap (`sms.outbound.max_parts`).
+    pub fn with_quiet(mut self, q: QuietGate) -> WorkerConfig {
+        self.quiet = Some(q);
+        self
+    }
+
     pub fn with_part_cap(mut self, parts: u32) -> WorkerConfig {
         self.max_parts = Some(parts as usize);
         self
@@ -129,9 +159,27 @@ impl Worker {
             {
                 Ok(mut v) => {
                     // A send whose result is still being recorded was sent: not again.
-                    let unrecorded = this.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
-                    if !unrecorded.is_empty() {
-                        v.retain(|i| !unrecorded.contains(&i.message_id));
+                    {
+                        let unrecorded = this.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
+                        if !unrecorded.is_empty() {
+                            v.retain(|i| !unrecorded.contains(&i.message_id));
+                        }
+                    }
+                    if let Some(q) = &cfg.quiet {
+                        let mut held: std::collections::BTreeMap<i64, Vec<i64>> =
+                            Default::default();
+                        v.retain(|i| match q.hold_until(&i.kind, now) {
+                            Some(t) => {
+                                held.entry(t).or_default().push(i.message_id);
+                                false
+                            }
+                            None => true,
+                        });
+                        for (until, ids) in held {
+                            if let Err(e) = this.store.defer_sends(&ids, until).await {
+                                tracing::warn!(error = %e, "deferring sends to the end of quiet hours failed; their leases expire");
+                            }
+                        }
                     }
                     v
                 }
@@ -197,7 +245,11 @@ impl Worker {
 
     #[tracing::instrument(skip_all, fields(message_id = item.message_id, to = %crate::domain::mask(&item.to), driver = self.sender.name()))]
     async fn send_one(&self, item: OutboxItem) {
+        let expired = item.not_after.is_some_and(|t| t <= self.clock.now_ms());
         let result = match self.config.max_parts {
+            _ if expired => {
+                SendResult::Fail("expired: past its campaign's validity, never sent".to_string())
+            }
             Some(cap) if segment::segment(&item.text).segments > cap => SendResult::Fail(format!(
                 "needs {} SMS parts; the bridge sends at most {cap} (sms.outbound.max_parts) and \
                  would cut the text",

@@ -18,6 +18,7 @@ pub use sqlite::SqliteStore;
 use crate::domain::{CaseId, Category, Channel, Intent, Lang, Query};
 use async_trait::async_trait;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -236,6 +237,8 @@ pub struct OutboxItem {
     pub headers: Option<String>,
     pub kind: String,
     pub attempts: i64,
+    /// Never sent after this (a campaign's validity).
+    pub not_after: Option<i64>,
 }
 
 /// The row behind an [`OutboxItem`], as both engines select it.
@@ -250,6 +253,7 @@ pub(crate) struct OutboxRow {
     pub body_html: Option<String>,
     pub headers: Option<String>,
     pub kind: Option<String>,
+    pub not_after: Option<i64>,
 }
 
 impl OutboxRow {
@@ -265,6 +269,7 @@ impl OutboxRow {
             headers: self.headers,
             kind: self.kind.unwrap_or_default(),
             attempts: self.attempts,
+            not_after: self.not_after,
         }
     }
 }
@@ -506,6 +511,51 @@ pub struct CaseRecord {
     pub linked_case_id: Option<i64>,
 }
 
+/// A campaign to create.
+#[derive(Debug, Clone)]
+pub struct NewCampaign {
+    pub name: String,
+    pub kind: String,
+    pub channel: String,
+    pub template: String,
+    pub subject: Option<String>,
+    pub start_at: i64,
+    pub valid_until: Option<i64>,
+    pub rate_per_sec: f64,
+    pub urgent: bool,
+    pub created_by: String,
+    pub now_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow)]
+pub struct CampaignRecord {
+    pub id: i64,
+    pub name: String,
+    pub kind: String,
+    pub channel: String,
+    pub template: String,
+    pub subject: Option<String>,
+    pub status: String,
+    pub start_at: i64,
+    pub valid_until: Option<i64>,
+    pub rate_per_sec: f64,
+    pub urgent: i64,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub note: Option<String>,
+}
+
+/// A recipient waiting for the dispatcher.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RecipientRow {
+    pub seq: i64,
+    pub channel: String,
+    pub address: String,
+    pub vars: String,
+    pub consent: Option<String>,
+}
+
 /// An agent resolving a case.
 #[derive(Debug, Clone)]
 pub struct Resolve<'a> {
@@ -670,6 +720,60 @@ pub trait Store: Send + Sync + 'static {
     async fn fail_send(&self, message_id: i64, error: &str, now_ms: i64) -> StoreResult<()>;
     /// Returns leased sends to the queue (shutdown).
     async fn release_leases(&self, message_ids: &[i64]) -> StoreResult<()>;
+    /// Puts claimed sends back until `not_before` (quiet hours), attempts unchanged.
+    async fn defer_sends(&self, message_ids: &[i64], not_before: i64) -> StoreResult<()>;
+    /// A new campaign (status `draft`); its id.
+    async fn create_campaign(&self, c: &NewCampaign) -> StoreResult<i64>;
+    async fn campaign(&self, id: i64) -> StoreResult<Option<CampaignRecord>>;
+    async fn campaigns(&self, limit: i64) -> StoreResult<Vec<CampaignRecord>>;
+    /// Stores recipients (a duplicate of one already in the campaign is skipped); how many
+    /// were new.
+    async fn add_recipients(
+        &self,
+        campaign_id: i64,
+        rows: &[crate::campaigns::import::NewRecipient],
+    ) -> StoreResult<u64>;
+    /// (state, reason, message status, count) of a campaign's recipients.
+    async fn campaign_counts(
+        &self,
+        campaign_id: i64,
+    ) -> StoreResult<Vec<(String, Option<String>, Option<String>, i64)>>;
+    /// A campaign's status from one of `from` to `to`; `None` when it was in none of them.
+    async fn set_campaign_status(
+        &self,
+        id: i64,
+        from: &[&str],
+        to: &str,
+        note: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<Option<CampaignRecord>>;
+    /// Running campaigns whose start has come.
+    async fn running_campaigns(&self, now_ms: i64) -> StoreResult<Vec<CampaignRecord>>;
+    /// The next pending recipients of a campaign, by line (after `after_seq`).
+    async fn pending_recipients(
+        &self,
+        campaign_id: i64,
+        after_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<RecipientRow>>;
+    /// What is known of these addresses on a channel: opt-out / opt-in, and the campaign
+    /// messages (all, commercial) queued to them since `since_ms`.
+    async fn standings(
+        &self,
+        channel: Channel,
+        addresses: &[String],
+        since_ms: i64,
+    ) -> StoreResult<HashMap<String, crate::campaigns::Standing>>;
+    /// Applies the dispatcher's decisions in one transaction: each recipient only if still
+    /// pending; a message is queued (in the lane of its kind, never sent after `not_after`)
+    /// or the recipient suppressed with the reason. Returns how many were queued.
+    async fn dispatch_recipients(
+        &self,
+        campaign_id: i64,
+        items: &[(i64, Result<OutboundDraft, crate::campaigns::Suppressed>)],
+        not_after: Option<i64>,
+        now_ms: i64,
+    ) -> StoreResult<u64>;
     /// Records a delivery report; returns the message it applied to, if any.
     async fn apply_dlr(&self, dlr: &DlrUpdate) -> StoreResult<Option<i64>>;
     /// Queues outbound messages (each in the lane of its kind) in one transaction.

@@ -179,6 +179,274 @@ macro_rules! common_ops {
             Ok(())
         }
 
+        pub async fn defer_sends(pool: &Pool<$DB>, ids: &[i64], not_before: i64) -> StoreResult<()> {
+            for id in ids {
+                sqlx::query("UPDATE outbox SET lease_until = NULL, not_before = $1 WHERE message_id = $2")
+                    .bind(not_before)
+                    .bind(id)
+                    .execute(pool)
+                    .await?;
+            }
+            Ok(())
+        }
+
+        const CAMPAIGN_COLUMNS: &str = "id, name, kind, channel, template, subject, status, start_at, \
+            valid_until, rate_per_sec, urgent, created_by, created_at, updated_at, note";
+
+        pub async fn create_campaign(pool: &Pool<$DB>, c: &crate::store::NewCampaign) -> StoreResult<i64> {
+            Ok(sqlx::query_scalar(
+                "INSERT INTO campaigns (name, kind, channel, template, subject, status, start_at, valid_until, \
+                 rate_per_sec, urgent, created_by, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'draft', $6, $7, $8, $9, $10, $11, $11) RETURNING id",
+            )
+            .bind(&c.name)
+            .bind(&c.kind)
+            .bind(&c.channel)
+            .bind(&c.template)
+            .bind(&c.subject)
+            .bind(c.start_at)
+            .bind(c.valid_until)
+            .bind(c.rate_per_sec)
+            .bind(i64::from(c.urgent))
+            .bind(&c.created_by)
+            .bind(c.now_ms)
+            .fetch_one(pool)
+            .await?)
+        }
+
+        pub async fn campaign(pool: &Pool<$DB>, id: i64) -> StoreResult<Option<crate::store::CampaignRecord>> {
+            let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1");
+            Ok(sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?)
+        }
+
+        pub async fn campaigns(pool: &Pool<$DB>, limit: i64) -> StoreResult<Vec<crate::store::CampaignRecord>> {
+            let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY id DESC LIMIT $1");
+            Ok(sqlx::query_as(&sql).bind(limit).fetch_all(pool).await?)
+        }
+
+        pub async fn add_recipients(
+            pool: &Pool<$DB>,
+            campaign_id: i64,
+            rows: &[crate::campaigns::import::NewRecipient],
+        ) -> StoreResult<u64> {
+            let mut tx = pool.begin_with($begin).await?;
+            let mut added = 0;
+            for chunk in rows.chunks(500) {
+                let mut sql = String::from(
+                    "INSERT INTO campaign_recipients (campaign_id, seq, channel, address, vars, consent, state) VALUES ",
+                );
+                for i in 0..chunk.len() {
+                    let b = i * 6;
+                    if i > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, 'pending')",
+                        b + 1, b + 2, b + 3, b + 4, b + 5, b + 6
+                    ));
+                }
+                sql.push_str(" ON CONFLICT DO NOTHING");
+                let mut q = sqlx::query(&sql);
+                for r in chunk {
+                    q = q
+                        .bind(campaign_id)
+                        .bind(r.line)
+                        .bind(r.channel.as_str())
+                        .bind(&r.address)
+                        .bind(&r.vars)
+                        .bind(&r.consent);
+                }
+                added += q.execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await?;
+            Ok(added)
+        }
+
+        pub async fn campaign_counts(
+            pool: &Pool<$DB>,
+            campaign_id: i64,
+        ) -> StoreResult<Vec<(String, Option<String>, Option<String>, i64)>> {
+            Ok(sqlx::query_as(
+                "SELECT r.state, r.reason, m.status, COUNT(*) FROM campaign_recipients r \
+                 LEFT JOIN messages m ON m.id = r.message_id WHERE r.campaign_id = $1 \
+                 GROUP BY r.state, r.reason, m.status",
+            )
+            .bind(campaign_id)
+            .fetch_all(pool)
+            .await?)
+        }
+
+        pub async fn set_campaign_status(
+            pool: &Pool<$DB>,
+            id: i64,
+            from: &[&str],
+            to: &str,
+            note: Option<&str>,
+            now_ms: i64,
+        ) -> StoreResult<Option<crate::store::CampaignRecord>> {
+            let mut tx = pool.begin_with($begin).await?;
+            let list: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 5)).collect();
+            let sql = format!(
+                "UPDATE campaigns SET status = $1, note = $2, updated_at = $3 WHERE id = $4 AND status IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(to).bind(note).bind(now_ms).bind(id);
+            for f in from {
+                q = q.bind(*f);
+            }
+            if q.execute(&mut *tx).await?.rows_affected() == 0 {
+                return Ok(None);
+            }
+            if to == "cancelled" {
+                // Nothing more goes out: queued messages not yet claimed are withdrawn.
+                sqlx::query(
+                    "UPDATE messages SET status = 'cancelled', updated_at = $1 WHERE id IN \
+                     (SELECT r.message_id FROM campaign_recipients r JOIN outbox o ON o.message_id = r.message_id \
+                     WHERE r.campaign_id = $2 AND (o.lease_until IS NULL OR o.lease_until < $1))",
+                )
+                .bind(now_ms)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "DELETE FROM outbox WHERE message_id IN (SELECT id FROM messages WHERE status = 'cancelled' \
+                     AND id IN (SELECT message_id FROM campaign_recipients WHERE campaign_id = $1))",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1");
+            let c = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(c)
+        }
+
+        pub async fn running_campaigns(pool: &Pool<$DB>, now_ms: i64) -> StoreResult<Vec<crate::store::CampaignRecord>> {
+            let sql = format!(
+                "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE status = 'running' AND start_at <= $1 ORDER BY id"
+            );
+            Ok(sqlx::query_as(&sql).bind(now_ms).fetch_all(pool).await?)
+        }
+
+        pub async fn pending_recipients(
+            pool: &Pool<$DB>,
+            campaign_id: i64,
+            after_seq: i64,
+            limit: i64,
+        ) -> StoreResult<Vec<crate::store::RecipientRow>> {
+            Ok(sqlx::query_as(
+                "SELECT seq, channel, address, vars, consent FROM campaign_recipients \
+                 WHERE campaign_id = $1 AND state = 'pending' AND seq > $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(campaign_id)
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?)
+        }
+
+        pub async fn standings(
+            pool: &Pool<$DB>,
+            channel: crate::domain::Channel,
+            addresses: &[String],
+            since_ms: i64,
+        ) -> StoreResult<std::collections::HashMap<String, crate::campaigns::Standing>> {
+            let mut out: std::collections::HashMap<String, crate::campaigns::Standing> =
+                std::collections::HashMap::new();
+            for chunk in addresses.chunks(500) {
+                let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+                let sql = format!(
+                    "SELECT address, opted_out_at, opted_in_at FROM contacts WHERE channel = $1 AND address IN ({})",
+                    list.join(", ")
+                );
+                let mut q = sqlx::query_as::<_, (String, Option<i64>, Option<i64>)>(&sql).bind(channel.as_str());
+                for a in chunk {
+                    q = q.bind(a);
+                }
+                for (a, out_at, in_at) in q.fetch_all(pool).await? {
+                    let e = out.entry(a).or_default();
+                    e.opted_out = out_at.is_some_and(|o| in_at.is_none_or(|i| i < o));
+                    e.opted_in = in_at.is_some() && !e.opted_out;
+                }
+                let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+                let kinds = crate::campaigns::MESSAGE_KINDS
+                    .iter()
+                    .map(|k| format!("'{k}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "SELECT to_addr, COUNT(*), SUM(CASE WHEN kind IN ('marketing', 'research') THEN 1 ELSE 0 END) \
+                     FROM messages WHERE direction = 'out' AND channel = $1 AND created_at >= $2 \
+                     AND kind IN ({kinds}) AND status <> 'suppressed' AND status <> 'cancelled' \
+                     AND to_addr IN ({}) GROUP BY to_addr",
+                    list.join(", ")
+                );
+                let mut q = sqlx::query_as::<_, (String, i64, i64)>(&sql)
+                    .bind(channel.as_str())
+                    .bind(since_ms);
+                for a in chunk {
+                    q = q.bind(a);
+                }
+                for (a, all, commercial) in q.fetch_all(pool).await? {
+                    let e = out.entry(a).or_default();
+                    e.sent_today = all;
+                    e.commercial_today = commercial;
+                }
+            }
+            Ok(out)
+        }
+
+        pub async fn dispatch_recipients(
+            pool: &Pool<$DB>,
+            campaign_id: i64,
+            items: &[(i64, Result<crate::store::OutboundDraft, crate::campaigns::Suppressed>)],
+            not_after: Option<i64>,
+            now_ms: i64,
+        ) -> StoreResult<u64> {
+            let mut tx = pool.begin_with($begin).await?;
+            let mut queued = 0;
+            for (seq, decision) in items {
+                let (state, reason) = match decision {
+                    Ok(_) => ("queued", None),
+                    Err(r) => ("suppressed", Some(r.as_str())),
+                };
+                let moved = sqlx::query(
+                    "UPDATE campaign_recipients SET state = $1, reason = $2 \
+                     WHERE campaign_id = $3 AND seq = $4 AND state = 'pending'",
+                )
+                .bind(state)
+                .bind(reason)
+                .bind(campaign_id)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if moved != 1 {
+                    continue;
+                }
+                if let Ok(d) = decision {
+                    let id = queue_outbound(&mut *tx, d, None, now_ms).await?;
+                    if not_after.is_some() {
+                        sqlx::query("UPDATE outbox SET not_after = $1 WHERE message_id = $2")
+                            .bind(not_after)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    sqlx::query("UPDATE campaign_recipients SET message_id = $1 WHERE campaign_id = $2 AND seq = $3")
+                        .bind(id)
+                        .bind(campaign_id)
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await?;
+                    queued += 1;
+                }
+            }
+            tx.commit().await?;
+            Ok(queued)
+        }
+
         pub async fn apply_dlr(pool: &Pool<$DB>, dlr: &DlrUpdate) -> StoreResult<Option<i64>> {
             let mut tx = pool.begin_with($begin).await?;
             let found: Option<(i64, String)> = match (dlr.message_id, &dlr.provider_id) {
@@ -1062,6 +1330,78 @@ macro_rules! impl_store {
                     now_ms,
                 })
                 .await
+            }
+            async fn defer_sends(&self, ids: &[i64], not_before: i64) -> StoreResult<()> {
+                ops::defer_sends(&self.pool, ids, not_before).await
+            }
+            async fn create_campaign(&self, c: &crate::store::NewCampaign) -> StoreResult<i64> {
+                ops::create_campaign(&self.pool, c).await
+            }
+            async fn campaign(&self, id: i64) -> StoreResult<Option<crate::store::CampaignRecord>> {
+                ops::campaign(&self.pool, id).await
+            }
+            async fn campaigns(
+                &self,
+                limit: i64,
+            ) -> StoreResult<Vec<crate::store::CampaignRecord>> {
+                ops::campaigns(&self.pool, limit).await
+            }
+            async fn add_recipients(
+                &self,
+                campaign_id: i64,
+                rows: &[crate::campaigns::import::NewRecipient],
+            ) -> StoreResult<u64> {
+                ops::add_recipients(&self.pool, campaign_id, rows).await
+            }
+            async fn campaign_counts(
+                &self,
+                campaign_id: i64,
+            ) -> StoreResult<Vec<(String, Option<String>, Option<String>, i64)>> {
+                ops::campaign_counts(&self.pool, campaign_id).await
+            }
+            async fn set_campaign_status(
+                &self,
+                id: i64,
+                from: &[&str],
+                to: &str,
+                note: Option<&str>,
+                now_ms: i64,
+            ) -> StoreResult<Option<crate::store::CampaignRecord>> {
+                ops::set_campaign_status(&self.pool, id, from, to, note, now_ms).await
+            }
+            async fn running_campaigns(
+                &self,
+                now_ms: i64,
+            ) -> StoreResult<Vec<crate::store::CampaignRecord>> {
+                ops::running_campaigns(&self.pool, now_ms).await
+            }
+            async fn pending_recipients(
+                &self,
+                campaign_id: i64,
+                after_seq: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<crate::store::RecipientRow>> {
+                ops::pending_recipients(&self.pool, campaign_id, after_seq, limit).await
+            }
+            async fn standings(
+                &self,
+                channel: crate::domain::Channel,
+                addresses: &[String],
+                since_ms: i64,
+            ) -> StoreResult<std::collections::HashMap<String, crate::campaigns::Standing>> {
+                ops::standings(&self.pool, channel, addresses, since_ms).await
+            }
+            async fn dispatch_recipients(
+                &self,
+                campaign_id: i64,
+                items: &[(
+                    i64,
+                    Result<crate::store::OutboundDraft, crate::campaigns::Suppressed>,
+                )],
+                not_after: Option<i64>,
+                now_ms: i64,
+            ) -> StoreResult<u64> {
+                ops::dispatch_recipients(&self.pool, campaign_id, items, not_after, now_ms).await
             }
             async fn release_leases(&self, ids: &[i64]) -> StoreResult<()> {
                 ops::release_leases(&self.pool, ids).await

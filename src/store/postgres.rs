@@ -139,8 +139,8 @@ impl PgStore {
                    AND (lease_until IS NULL OR lease_until < $2) ORDER BY not_before, message_id LIMIT $3 \
                    FOR UPDATE SKIP LOCKED), \
                  claimed AS (UPDATE outbox o SET lease_until = $4 FROM due WHERE o.message_id = due.message_id \
-                   RETURNING o.message_id, o.attempts) \
-                 SELECT c.message_id, c.attempts, m.from_addr, m.to_addr, m.subject, m.body, m.body_html, m.headers, m.kind \
+                   RETURNING o.message_id, o.attempts, o.not_after) \
+                 SELECT c.message_id, c.attempts, m.from_addr, m.to_addr, m.subject, m.body, m.body_html, m.headers, m.kind, c.not_after \
                  FROM claimed c JOIN messages m ON m.id = c.message_id ORDER BY c.message_id",
             )
             .bind(channel.as_str())
@@ -376,6 +376,32 @@ impl IntakeTx for PgIntake<'_> {
                 category: category.parse().unwrap_or(Category::Inquiry),
             },
         ))
+    }
+
+    async fn suppress_queued(
+        &mut self,
+        channel: Channel,
+        address: &str,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(sql::SUPPRESS_QUEUED_RECIPIENTS)
+            .bind(address)
+            .bind(channel.as_str())
+            .bind(now_ms)
+            .execute(&mut *self.0)
+            .await?;
+        sqlx::query(sql::SUPPRESS_QUEUED_MESSAGES)
+            .bind(now_ms)
+            .bind(address)
+            .bind(channel.as_str())
+            .execute(&mut *self.0)
+            .await?;
+        sqlx::query(sql::DELETE_SUPPRESSED_OUTBOX)
+            .bind(address)
+            .bind(channel.as_str())
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
     }
 
     async fn set_status(

@@ -77,6 +77,27 @@ pub const UPSERT_CONSENT: &str = "INSERT INTO contacts \
      ON CONFLICT (channel, address) DO UPDATE SET opted_out_at = excluded.opted_out_at, \
      opted_in_at = excluded.opted_in_at, source_message = excluded.source_message";
 
+/// The commercial messages still queued (not being sent) to an address that opted out: their
+/// campaign recipients suppressed, the messages marked, the outbox rows gone (address,
+/// channel, now).
+pub const SUPPRESS_QUEUED_RECIPIENTS: &str = "UPDATE campaign_recipients SET state = 'suppressed', \
+     reason = 'opted_out' WHERE message_id IN (SELECT m.id FROM messages m \
+     JOIN outbox o ON o.message_id = m.id WHERE m.to_addr = $1 AND m.channel = $2 \
+     AND m.direction = 'out' AND m.kind IN ('marketing', 'research') \
+     AND (o.lease_until IS NULL OR o.lease_until < $3))";
+
+/// See [`SUPPRESS_QUEUED_RECIPIENTS`] (now, address, channel).
+pub const SUPPRESS_QUEUED_MESSAGES: &str = "UPDATE messages SET status = 'suppressed', \
+     last_error = 'opted out', updated_at = $1 WHERE id IN (SELECT m.id FROM messages m \
+     JOIN outbox o ON o.message_id = m.id WHERE m.to_addr = $2 AND m.channel = $3 \
+     AND m.direction = 'out' AND m.kind IN ('marketing', 'research') \
+     AND (o.lease_until IS NULL OR o.lease_until < $1))";
+
+/// See [`SUPPRESS_QUEUED_RECIPIENTS`] (address, channel).
+pub const DELETE_SUPPRESSED_OUTBOX: &str = "DELETE FROM outbox WHERE message_id IN \
+     (SELECT id FROM messages WHERE to_addr = $1 AND channel = $2 AND direction = 'out' \
+     AND status = 'suppressed')";
+
 /// Email acks sent to an address since `$2`.
 pub const EMAIL_ACKS_SINCE: &str = "SELECT COUNT(*) FROM messages WHERE direction = 'out' \
      AND channel = 'email' AND kind = 'ack' AND to_addr = $1 AND created_at >= $2";
@@ -171,6 +192,9 @@ pub const ALL: &[&str] = &[
     INSERT_SURVEY_ANSWER,
     DELETE_SURVEY_WAIT,
     UPSERT_CONSENT,
+    SUPPRESS_QUEUED_RECIPIENTS,
+    SUPPRESS_QUEUED_MESSAGES,
+    DELETE_SUPPRESSED_OUTBOX,
     EMAIL_ACKS_SINCE,
     INSERT_OUTBOUND,
     INSERT_OUTBOX,

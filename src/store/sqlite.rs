@@ -138,14 +138,14 @@ impl SqliteStore {
         lease_ms: i64,
         limit: i64,
     ) -> StoreResult<Vec<OutboxItem>> {
-        let mut claimed: Vec<(i64, i64)> = Vec::new();
+        let mut claimed: Vec<(i64, i64, Option<i64>)> = Vec::new();
         for lane in crate::domain::Lane::ALL {
             let quota = super::lane_quota(lane, limit, claimed.len() as i64);
-            let mut rows: Vec<(i64, i64)> = sqlx::query_as(
+            let mut rows: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
                 "UPDATE outbox SET lease_until = $1 WHERE message_id IN (SELECT message_id FROM outbox \
                  WHERE channel = $2 AND lane = $5 AND not_before <= $3 \
                  AND (lease_until IS NULL OR lease_until < $3) \
-                 ORDER BY not_before, message_id LIMIT $4) RETURNING message_id, attempts",
+                 ORDER BY not_before, message_id LIMIT $4) RETURNING message_id, attempts, not_after",
             )
             .bind(now_ms + lease_ms)
             .bind(channel.as_str())
@@ -158,13 +158,14 @@ impl SqliteStore {
             claimed.extend(rows);
         }
         let mut items = Vec::with_capacity(claimed.len());
-        for (id, attempts) in claimed {
+        for (id, attempts, not_after) in claimed {
             let row: Option<super::OutboxRow> = sqlx::query_as(
-                "SELECT id AS message_id, $2 AS attempts, from_addr, to_addr, subject, body, body_html, headers, kind \
-                 FROM messages WHERE id = $1",
+                "SELECT id AS message_id, $2 AS attempts, from_addr, to_addr, subject, body, body_html, headers, kind, \
+                 $3 AS not_after FROM messages WHERE id = $1",
             )
             .bind(id)
             .bind(attempts)
+            .bind(not_after)
             .fetch_optional(&self.pool)
             .await?;
             items.extend(row.map(|r| r.into_item(channel)));

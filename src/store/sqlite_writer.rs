@@ -457,6 +457,24 @@ impl IntakeTx for SqliteIntake<'_> {
             }))
     }
 
+    async fn suppress_queued(
+        &mut self,
+        channel: Channel,
+        address: &str,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        self.0
+            .prepare_cached(sql::SUPPRESS_QUEUED_RECIPIENTS)?
+            .execute(params![address, channel.as_str(), now_ms])?;
+        self.0
+            .prepare_cached(sql::SUPPRESS_QUEUED_MESSAGES)?
+            .execute(params![now_ms, address, channel.as_str()])?;
+        self.0
+            .prepare_cached(sql::DELETE_SUPPRESSED_OUTBOX)?
+            .execute(params![address, channel.as_str()])?;
+        Ok(())
+    }
+
     async fn set_status(
         &mut self,
         case_id: i64,

@@ -67,6 +67,12 @@ pub fn base_settings() -> Settings {
     s.sms.outbound.backoff_max_ms = 200;
     s.sms.outbound.rate_per_sec = 500.0;
     s.sms.outbound.timeout_secs = 3;
+    // Tests run at any hour: no quiet hours unless a test sets them; campaign ticks are run
+    // by the tests that want them.
+    let always = switchboard::sla::calendar::Window::parse("00:00-00:00").unwrap();
+    s.campaigns.commercial_quiet_hours = always;
+    s.campaigns.service_quiet_hours = always;
+    s.campaigns.dispatcher = false;
     s
 }
 
@@ -167,6 +173,27 @@ impl TestApp {
             None => req,
         };
         let r = req.send().await.unwrap();
+        let st = r.status().as_u16();
+        (st, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// A POST with a bearer token and a raw body: (status, JSON body).
+    pub async fn post_with(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let st = r.status().as_u16();
         (st, r.json().await.unwrap_or(serde_json::Value::Null))
     }

@@ -1,0 +1,331 @@
+//! The campaign dispatcher: one task that, every tick, takes each running campaign's next
+//! recipients as its pace allows (a token bucket per campaign), decides each one (consent,
+//! opt-out, daily caps: `super::admit`), renders its message, and has the store queue the
+//! messages and mark the recipients in one transaction (a recipient moves only from
+//! `pending`, so two instances never queue one twice). Outside the allowed hours of its class
+//! a campaign waits (deferred, not dropped); past its validity its pending recipients are
+//! suppressed as `expired`. The outbox workers then send in the service or bulk lane, behind
+//! acks, replies and deadline notices, and keep the quiet hours for what is already queued.
+
+use super::{CampaignSettings, Kind, Suppressed};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::domain::Channel;
+use crate::outbound::segment::{fit, segment};
+use crate::store::{CampaignRecord, OutboundDraft, Store, StoreResult};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+const TICK_MS: u64 = 100;
+/// Most recipients one campaign takes in one tick.
+const MAX_BATCH: usize = 1_000;
+const DAY_MS: i64 = 86_400_000;
+
+pub struct Dispatcher {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: CampaignSettings,
+    zone: chrono_tz::Tz,
+    sms_on: bool,
+    sms_from: String,
+    sms_driver: String,
+    sms_part_cap: u32,
+    email_on: bool,
+    email_from: String,
+    pub sms_notify: Arc<Notify>,
+    pub email_notify: Arc<Notify>,
+    /// Per campaign: (last tick, credit in messages).
+    buckets: Mutex<HashMap<i64, (i64, f64)>>,
+}
+
+/// A campaign's template, compiled.
+pub struct Compiled {
+    env: minijinja::Environment<'static>,
+    has_subject: bool,
+}
+
+impl Compiled {
+    /// # Errors
+    /// A syntax error, for a 422.
+    pub fn new(c: &CampaignRecord) -> Result<Compiled, String> {
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.add_template_owned("text", c.template.clone())
+            .map_err(|e| format!("template: {e}"))?;
+        if let Some(s) = &c.subject {
+            env.add_template_owned("subject", s.clone())
+                .map_err(|e| format!("subject: {e}"))?;
+        }
+        Ok(Compiled {
+            env,
+            has_subject: c.subject.is_some(),
+        })
+    }
+
+    /// The variables the templates use that are not among `columns`.
+    pub fn missing(&self, columns: &[String]) -> Vec<String> {
+        let mut names: Vec<String> = ["text", "subject"]
+            .iter()
+            .filter_map(|n| self.env.get_template(n).ok())
+            .flat_map(|t| t.undeclared_variables(false))
+            .filter(|v| !columns.iter().any(|c| c == v) && v != "phone" && v != "email")
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// (text, subject) for one recipient's variables.
+    ///
+    /// # Errors
+    /// The template failed (a variable missing in this row…).
+    pub fn render(&self, vars: &str) -> Result<(String, Option<String>), String> {
+        let v: serde_json::Value = serde_json::from_str(vars).map_err(|e| e.to_string())?;
+        let r = |n: &str| {
+            self.env
+                .get_template(n)
+                .and_then(|t| t.render(&v))
+                .map_err(|e| e.to_string())
+        };
+        let text = r("text")?;
+        let subject = if self.has_subject {
+            Some(r("subject")?)
+        } else {
+            None
+        };
+        Ok((text.trim().to_string(), subject))
+    }
+}
+
+impl Dispatcher {
+    pub fn new(
+        settings: &Settings,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        sms_notify: Arc<Notify>,
+        email_notify: Arc<Notify>,
+    ) -> Dispatcher {
+        Dispatcher {
+            store,
+            clock,
+            settings: settings.campaigns.clone(),
+            zone: settings.time.zone,
+            sms_on: settings.sms.outbound.enabled,
+            sms_from: settings.sms.outbound.from.clone(),
+            sms_driver: format!("{:?}", settings.sms.outbound.driver).to_lowercase(),
+            sms_part_cap: settings.sms.outbound.part_cap(),
+            email_on: settings.email.smtp.enabled,
+            email_from: settings.email.from.clone(),
+            sms_notify,
+            email_notify,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One message as a draft on the recipient's channel; `None` when that channel does not
+    /// send.
+    pub fn draft(
+        &self,
+        channel: Channel,
+        to: &str,
+        kind: &'static str,
+        text: String,
+        subject: Option<String>,
+    ) -> Option<OutboundDraft> {
+        match channel {
+            Channel::Sms if self.sms_on => {
+                let t = fit(&text, self.sms_part_cap);
+                let seg = segment(&t);
+                Some(OutboundDraft {
+                    channel,
+                    driver: self.sms_driver.clone(),
+                    from: self.sms_from.clone(),
+                    to: to.to_string(),
+                    subject: None,
+                    text: t,
+                    html: None,
+                    headers: None,
+                    kind,
+                    encoding: seg.encoding.as_str(),
+                    segments: seg.segments as i64,
+                    not_before: None,
+                })
+            }
+            Channel::Email if self.email_on => Some(OutboundDraft {
+                channel,
+                driver: "smtp".into(),
+                from: self.email_from.clone(),
+                to: to.to_string(),
+                subject: Some(subject.unwrap_or_default()),
+                text,
+                html: None,
+                headers: None,
+                kind,
+                encoding: "utf-8",
+                segments: 1,
+                not_before: None,
+            }),
+            _ => None,
+        }
+    }
+
+    /// One tick over every running campaign; how many messages were queued.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn run_once(&self) -> StoreResult<u64> {
+        let now = self.clock.now_ms();
+        let mut queued = 0;
+        for c in self.store.running_campaigns(now).await? {
+            queued += self.campaign_tick(&c, now).await?;
+        }
+        if queued > 0 {
+            self.sms_notify.notify_one();
+            self.email_notify.notify_one();
+        }
+        Ok(queued)
+    }
+
+    fn take_budget(&self, c: &CampaignRecord, now: i64) -> usize {
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let rate = c.rate_per_sec.max(0.001);
+        let e = b.entry(c.id).or_insert((now - 1_000, 0.0));
+        let elapsed = (now - e.0).max(0) as f64;
+        // At most one second's worth banked (a paused or quiet campaign does not burst).
+        e.1 = (e.1 + elapsed * rate / 1_000.0).min(rate.max(1.0));
+        e.0 = now;
+        (e.1.floor() as usize).min(MAX_BATCH)
+    }
+
+    fn spend(&self, id: i64, n: usize) {
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = b.get_mut(&id) {
+            e.1 -= n as f64;
+        }
+    }
+
+    async fn campaign_tick(&self, c: &CampaignRecord, now: i64) -> StoreResult<u64> {
+        let Some(kind) = Kind::parse(&c.kind) else {
+            return Ok(0);
+        };
+        if c.valid_until.is_some_and(|v| v <= now) {
+            return self.expire(c, now).await;
+        }
+        if let Some(w) = super::quiet_window(kind, c.urgent != 0, &self.settings)
+            && w.next_outside(self.zone, now) > now
+        {
+            // Quiet hours: wait, and bank nothing meanwhile.
+            self.buckets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(c.id, (now, 0.0));
+            return Ok(0);
+        }
+        let n = self.take_budget(c, now);
+        if n == 0 {
+            return Ok(0);
+        }
+        let rows = self.store.pending_recipients(c.id, 0, n as i64).await?;
+        if rows.is_empty() {
+            self.store
+                .set_campaign_status(c.id, &["running"], "done", None, now)
+                .await?;
+            return Ok(0);
+        }
+        let compiled = match Compiled::new(c) {
+            Ok(t) => t,
+            Err(e) => {
+                let note = format!("paused: {e}");
+                self.store
+                    .set_campaign_status(c.id, &["running"], "paused", Some(&note), now)
+                    .await?;
+                return Ok(0);
+            }
+        };
+        let mut standings = HashMap::new();
+        for ch in [Channel::Sms, Channel::Email] {
+            let addrs: Vec<String> = rows
+                .iter()
+                .filter(|r| r.channel == ch.as_str())
+                .map(|r| r.address.clone())
+                .collect();
+            if !addrs.is_empty() {
+                for (a, s) in self.store.standings(ch, &addrs, now - DAY_MS).await? {
+                    standings.insert((ch, a), s);
+                }
+            }
+        }
+        let msg_kind = kind.message_kind(c.urgent != 0);
+        let mut items = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let ch = if r.channel == "email" {
+                Channel::Email
+            } else {
+                Channel::Sms
+            };
+            let st = standings
+                .get(&(ch, r.address.clone()))
+                .cloned()
+                .unwrap_or_default();
+            let consent = r.consent.as_deref().is_some_and(|c| !c.trim().is_empty());
+            let decision = super::admit(kind, consent, &st, &self.settings).and_then(|_| {
+                let (text, subject) = compiled.render(&r.vars).map_err(|e| {
+                    tracing::warn!(campaign = c.id, line = r.seq, error = %e, "campaign template failed for a recipient");
+                    Suppressed::Template
+                })?;
+                if kind.is_commercial() && super::check_commercial(&text, &self.settings).is_err() {
+                    return Err(Suppressed::Template);
+                }
+                self.draft(ch, &r.address, msg_kind, text, subject)
+                    .ok_or(Suppressed::Template)
+            });
+            items.push((r.seq, decision));
+        }
+        self.spend(c.id, items.len());
+        self.store
+            .dispatch_recipients(c.id, &items, c.valid_until, now)
+            .await
+    }
+
+    /// Past its validity: nothing more goes out; the pending recipients are suppressed as
+    /// expired and the campaign is done.
+    async fn expire(&self, c: &CampaignRecord, now: i64) -> StoreResult<u64> {
+        loop {
+            let rows = self.store.pending_recipients(c.id, 0, 1_000).await?;
+            if rows.is_empty() {
+                break;
+            }
+            let items: Vec<_> = rows
+                .iter()
+                .map(|r| (r.seq, Err(Suppressed::Expired)))
+                .collect();
+            self.store
+                .dispatch_recipients(c.id, &items, None, now)
+                .await?;
+        }
+        self.store
+            .set_campaign_status(c.id, &["running"], "done", Some("validity ended"), now)
+            .await?;
+        Ok(0)
+    }
+
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            if let Err(e) = self.run_once().await {
+                tracing::warn!(error = %crate::domain::scrub(&e.to_string()), "campaign dispatch failed; retrying in 1 s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.cancelled() => {}
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(TICK_MS)) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+    }
+}

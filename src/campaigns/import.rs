@@ -1,0 +1,417 @@
+//! Recipients from CSV, streamed: a header row naming `phone` and/or `email` (the address
+//! columns), optionally `consent` (evidence of consent: when and how), and any other columns,
+//! which become template variables. UTF-8 or GBK / GB18030 is detected from the first line that
+//! is not ASCII; a line in neither (or in the other one later) stops the import naming it.
+//! Invalid rows are reported with their line number and reason and skipped; duplicates within
+//! the campaign are dropped (here within the file, and by the store's unique key across
+//! imports); phone numbers are normalised to E.164.
+
+use crate::domain::Channel;
+use std::collections::HashSet;
+use std::io::Read;
+
+/// One recipient to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRecipient {
+    /// The CSV line the row started on (1 = the header).
+    pub line: i64,
+    pub channel: Channel,
+    pub address: String,
+    /// The row's other columns (JSON object), for the template.
+    pub vars: String,
+    pub consent: Option<String>,
+}
+
+/// The campaign's channel: one of them, or each recipient's own (phone when there is a valid
+/// one, else email).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Sms,
+    Email,
+    Own,
+}
+
+impl Target {
+    pub fn parse(s: &str) -> Option<Target> {
+        match s {
+            "sms" => Some(Target::Sms),
+            "email" => Some(Target::Email),
+            "own" => Some(Target::Own),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Utf8,
+    Gb18030,
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Utf8 => "utf-8",
+            Encoding::Gb18030 => "gb18030",
+        }
+    }
+}
+
+/// Why the whole file is refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ImportError {
+    #[error("line {line}: {why}")]
+    Line { line: u64, why: String },
+    #[error("{0}")]
+    File(String),
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    pub rows: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub invalid: u64,
+    /// The first 1,000 invalid rows: (line, reason).
+    pub errors: Vec<(u64, String)>,
+    pub encoding: Option<&'static str>,
+}
+
+/// Streams batches of recipients out of a CSV.
+pub struct Rows<R: Read> {
+    csv: csv::Reader<R>,
+    target: Target,
+    country: String,
+    encoding: Option<Encoding>,
+    columns: Vec<String>,
+    phone: Option<usize>,
+    email: Option<usize>,
+    consent: Option<usize>,
+    seen: HashSet<String>,
+    record: csv::ByteRecord,
+    pub report: Report,
+}
+
+const MAX_FIELD: usize = 1_000;
+const MAX_ERRORS: usize = 1_000;
+
+impl<R: Read> Rows<R> {
+    /// Reads the header.
+    ///
+    /// # Errors
+    /// No header, no address column the channel needs, a header in neither encoding.
+    pub fn new(r: R, target: Target, default_country: &str) -> Result<Rows<R>, ImportError> {
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(r);
+        let mut head = csv::ByteRecord::new();
+        let read = csv
+            .read_byte_record(&mut head)
+            .map_err(|e| ImportError::Line {
+                line: 1,
+                why: e.to_string(),
+            })?;
+        if !read {
+            return Err(ImportError::File(
+                "the file is empty: a header row (phone,email,…) comes first".into(),
+            ));
+        }
+        let mut rows = Rows {
+            csv,
+            target,
+            country: default_country.to_string(),
+            encoding: None,
+            columns: Vec::new(),
+            phone: None,
+            email: None,
+            consent: None,
+            seen: HashSet::new(),
+            record: csv::ByteRecord::new(),
+            report: Report::default(),
+        };
+        let mut columns = Vec::with_capacity(head.len());
+        for f in head.iter() {
+            let name = rows.decode(f, 1)?;
+            let name = name.trim().trim_start_matches('\u{feff}').to_string();
+            columns.push(name);
+        }
+        let find = |n: &str| columns.iter().position(|c| c.eq_ignore_ascii_case(n));
+        rows.phone = find("phone");
+        rows.email = find("email");
+        rows.consent = find("consent");
+        let need = match target {
+            Target::Sms => rows.phone.is_some(),
+            Target::Email => rows.email.is_some(),
+            Target::Own => rows.phone.is_some() || rows.email.is_some(),
+        };
+        if !need {
+            return Err(ImportError::Line {
+                line: 1,
+                why: format!(
+                    "the header {:?} has no {} column",
+                    columns,
+                    match target {
+                        Target::Sms => "phone",
+                        Target::Email => "email",
+                        Target::Own => "phone or email",
+                    }
+                ),
+            });
+        }
+        rows.columns = columns;
+        Ok(rows)
+    }
+
+    /// The header's columns (template variables).
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    fn decode(&mut self, bytes: &[u8], line: u64) -> Result<String, ImportError> {
+        if bytes.is_ascii() {
+            return Ok(String::from_utf8_lossy(bytes).into_owned());
+        }
+        let utf8 = std::str::from_utf8(bytes).ok();
+        let gb = || {
+            encoding_rs::GB18030
+                .decode_without_bom_handling_and_without_replacement(bytes)
+                .map(|c| c.into_owned())
+        };
+        match self.encoding {
+            None => {
+                if let Some(s) = utf8 {
+                    self.encoding = Some(Encoding::Utf8);
+                    self.report.encoding = Some("utf-8");
+                    Ok(s.to_string())
+                } else if let Some(s) = gb() {
+                    self.encoding = Some(Encoding::Gb18030);
+                    self.report.encoding = Some("gb18030");
+                    Ok(s)
+                } else {
+                    Err(ImportError::Line {
+                        line,
+                        why: "neither UTF-8 nor GBK / GB18030; save the file as UTF-8".into(),
+                    })
+                }
+            }
+            Some(Encoding::Utf8) => utf8.map(str::to_string).ok_or(ImportError::Line {
+                line,
+                why: "not UTF-8, although the lines before are (a mixed file)".into(),
+            }),
+            Some(Encoding::Gb18030) => gb().ok_or(ImportError::Line {
+                line,
+                why: "not GBK / GB18030, although the lines before are (a mixed file)".into(),
+            }),
+        }
+    }
+
+    fn invalid(&mut self, line: u64, why: String) {
+        self.report.invalid += 1;
+        if self.report.errors.len() < MAX_ERRORS {
+            self.report.errors.push((line, why));
+        }
+    }
+
+    /// Up to `n` more recipients; `None` at the end.
+    ///
+    /// # Errors
+    /// A line in neither encoding, a CSV the reader cannot read.
+    pub fn next_batch(&mut self, n: usize) -> Result<Option<Vec<NewRecipient>>, ImportError> {
+        let mut out = Vec::with_capacity(n.min(4096));
+        while out.len() < n {
+            let mut rec = std::mem::take(&mut self.record);
+            let more = self
+                .csv
+                .read_byte_record(&mut rec)
+                .map_err(|e| ImportError::Line {
+                    line: e.position().map(|p| p.line()).unwrap_or(0),
+                    why: e.to_string(),
+                })?;
+            if !more {
+                self.record = rec;
+                break;
+            }
+            let line = rec.position().map(|p| p.line()).unwrap_or(0);
+            let row = self.row(&rec, line);
+            self.record = rec;
+            match row? {
+                Ok(Some(r)) => out.push(r),
+                Ok(None) => {}
+                Err(why) => self.invalid(line, why),
+            }
+        }
+        Ok((!out.is_empty()).then_some(out))
+    }
+
+    /// One row: a recipient, nothing (blank line, duplicate) or why it is invalid.
+    #[allow(clippy::type_complexity)]
+    fn row(
+        &mut self,
+        rec: &csv::ByteRecord,
+        line: u64,
+    ) -> Result<Result<Option<NewRecipient>, String>, ImportError> {
+        if rec.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
+            return Ok(Ok(None));
+        }
+        self.report.rows += 1;
+        let mut fields = Vec::with_capacity(rec.len());
+        for f in rec.iter() {
+            let v = self.decode(f, line)?;
+            if v.chars().count() > MAX_FIELD {
+                return Ok(Err(format!("a field over {MAX_FIELD} characters")));
+            }
+            fields.push(v.trim().to_string());
+        }
+        let get = |i: Option<usize>| i.and_then(|i| fields.get(i)).filter(|v| !v.is_empty());
+        let phone = get(self.phone);
+        let email = get(self.email);
+        let phone_ok = phone.map(|p| valid_phone(p, &self.country));
+        let email_ok = email.map(|e| valid_email(e));
+        let (channel, address) = match self.target {
+            Target::Sms => match phone_ok {
+                Some(Ok(p)) => (Channel::Sms, p),
+                Some(Err(e)) => return Ok(Err(format!("phone: {e}"))),
+                None => return Ok(Err("no phone number".into())),
+            },
+            Target::Email => match email_ok {
+                Some(Ok(e)) => (Channel::Email, e),
+                Some(Err(e)) => return Ok(Err(format!("email: {e}"))),
+                None => return Ok(Err("no email address".into())),
+            },
+            Target::Own => match (phone_ok, email_ok) {
+                (Some(Ok(p)), _) => (Channel::Sms, p),
+                (_, Some(Ok(e))) => (Channel::Email, e),
+                (Some(Err(e)), _) => return Ok(Err(format!("phone: {e}"))),
+                (_, Some(Err(e))) => return Ok(Err(format!("email: {e}"))),
+                (None, None) => return Ok(Err("neither a phone number nor an email".into())),
+            },
+        };
+        if !self.seen.insert(format!("{}:{address}", channel.as_str())) {
+            self.report.duplicates += 1;
+            return Ok(Ok(None));
+        }
+        let mut vars = serde_json::Map::new();
+        for (i, name) in self.columns.iter().enumerate() {
+            if name.is_empty() || Some(i) == self.consent {
+                continue;
+            }
+            let v = fields.get(i).cloned().unwrap_or_default();
+            vars.insert(name.clone(), serde_json::Value::String(v));
+        }
+        // The address as normalised, whatever the column held.
+        match channel {
+            Channel::Sms => vars.insert("phone".into(), address.clone().into()),
+            Channel::Email => vars.insert("email".into(), address.clone().into()),
+        };
+        self.report.accepted += 1;
+        Ok(Ok(Some(NewRecipient {
+            line: line as i64,
+            channel,
+            address,
+            vars: serde_json::Value::Object(vars).to_string(),
+            consent: get(self.consent).cloned(),
+        })))
+    }
+}
+
+/// A recipient's number in E.164; short codes and numbers of under seven digits are refused.
+///
+/// # Errors
+/// What is wrong.
+pub fn valid_phone(p: &str, country: &str) -> Result<String, String> {
+    let n = crate::domain::PhoneNumber::parse(p, country)
+        .map(|n| n.to_string())
+        .map_err(|e| e.to_string())?;
+    if n.trim_start_matches('+').len() < 7 {
+        return Err(format!("{p:?} is too short for a subscriber number"));
+    }
+    Ok(n)
+}
+
+/// A plain check of an email address: one `@`, a dotted domain, no spaces, at most 254 bytes;
+/// lower-cased domain.
+///
+/// # Errors
+/// What is wrong.
+pub fn valid_email(e: &str) -> Result<String, String> {
+    let e = e.trim();
+    if e.len() > 254 || e.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{e:?} is not an address"));
+    }
+    let (local, domain) = e
+        .rsplit_once('@')
+        .ok_or_else(|| format!("{e:?} has no @"))?;
+    if local.is_empty() || local.contains('@') || !domain.contains('.') || domain.starts_with('.') {
+        return Err(format!("{e:?} is not an address"));
+    }
+    Ok(format!("{local}@{}", domain.to_ascii_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(csv: &[u8], t: Target) -> Result<(Vec<NewRecipient>, Report), ImportError> {
+        let mut rows = Rows::new(csv, t, "86")?;
+        let mut v = Vec::new();
+        while let Some(b) = rows.next_batch(2)? {
+            v.extend(b);
+        }
+        Ok((v, rows.report))
+    }
+
+    #[test]
+    fn utf8_rows_are_normalised_deduplicated_and_bad_rows_named_by_line() {
+        let csv = "phone,name,consent\n13800138000,张三,2026-11-01 web\n\
+                   +86 138-0013-8000,张三,\nabc,李四,\n13900139000,\"王, 五\",\n\n";
+        let (v, r) = all(csv.as_bytes(), Target::Sms).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].address, "+8613800138000");
+        assert_eq!(v[0].consent.as_deref(), Some("2026-11-01 web"));
+        assert!(v[0].vars.contains("张三") && !v[0].vars.contains("web"));
+        assert_eq!(v[1].line, 5);
+        assert!(v[1].vars.contains("王, 五"));
+        assert_eq!((r.rows, r.accepted, r.duplicates, r.invalid), (4, 2, 1, 1));
+        assert_eq!(r.errors[0].0, 4);
+        assert!(r.errors[0].1.starts_with("phone"), "{:?}", r.errors);
+        assert_eq!(r.encoding, Some("utf-8"));
+    }
+
+    #[test]
+    fn gbk_is_detected_and_a_file_in_neither_is_refused_naming_the_line() {
+        let (gbk, _, _) = encoding_rs::GBK.encode("phone,name\n13800138000,张三\n");
+        let (v, r) = all(&gbk, Target::Sms).unwrap();
+        assert_eq!(r.encoding, Some("gb18030"));
+        assert!(v[0].vars.contains("张三"));
+        let mut mixed = b"phone,name\n13800138000,".to_vec();
+        mixed.extend_from_slice("张三\n13900139000,".as_bytes());
+        mixed.extend_from_slice(&gbk[gbk.len() - 5..]);
+        let e = all(&mixed, Target::Sms).unwrap_err();
+        assert!(
+            matches!(&e, ImportError::Line { line: 3, why } if why.contains("mixed")),
+            "{e:?}"
+        );
+        let junk = b"phone,name\n13800138000,\xff\xfe\xff\n";
+        let e = all(junk, Target::Sms).unwrap_err();
+        assert!(matches!(e, ImportError::Line { line: 2, .. }), "{e:?}");
+    }
+
+    #[test]
+    fn the_header_must_name_the_channels_column() {
+        let e = all(b"name,email\nx,a@b.cn\n", Target::Sms).err().unwrap();
+        assert!(e.to_string().contains("no phone column"), "{e}");
+        let (v, _) = all(
+            b"name,email,phone\nx,A@B.CN,\ny,,13800138000\n",
+            Target::Own,
+        )
+        .unwrap();
+        assert_eq!(
+            (v[0].channel, v[0].address.as_str()),
+            (Channel::Email, "A@b.cn")
+        );
+        assert_eq!(v[1].channel, Channel::Sms);
+        assert!(matches!(all(b"", Target::Sms), Err(ImportError::File(_))));
+    }
+}

@@ -1,0 +1,315 @@
+//! Outbound batches (呼出服务): payment reminders, notices, surveys, research and marketing.
+//! A campaign is a template, a kind, a channel, a schedule, a pace and a validity; its
+//! recipients come from a CSV (`import.rs`); the dispatcher (`dispatch.rs`) queues their
+//! messages in the outbox's service or bulk lane, paced, and only where the rules of the
+//! message class allow (this file, pure):
+//!
+//! * `marketing` and `research` are commercial: the text starts with a registered signature
+//!   `【名称】` (2–12 characters, none inside the body) and carries the opt-out footer
+//!   (`回复TD退订`); they go only to recipients with consent on record (opted in, or a consent
+//!   column naming when and how), never to opted-out ones, only inside the allowed hours
+//!   (default 08:00–20:00), and within the per-recipient daily cap across campaigns.
+//! * `payment_reminder`, `notice` and `survey` are service messages: a marketing opt-out does
+//!   not stop them, but they still keep the night quiet (21:00–08:00) unless the campaign is
+//!   urgent; a daily cap across campaigns applies too.
+
+pub mod dispatch;
+pub mod import;
+pub mod manage;
+
+use crate::sla::calendar::Window;
+use serde::{Deserialize, Serialize};
+
+/// `[campaigns]` in the configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignSettings {
+    /// false: this instance dispatches no campaigns (another does, or a test drives it).
+    pub dispatcher: bool,
+    /// Commercial messages (marketing, research) only go out outside this local window.
+    pub commercial_quiet_hours: Window,
+    /// Service messages (reminders, notices, surveys) likewise, unless the campaign is urgent.
+    pub service_quiet_hours: Window,
+    /// Most commercial messages one recipient gets in 24 hours, across campaigns.
+    pub commercial_per_day: i64,
+    /// Most campaign messages of any kind one recipient gets in 24 hours.
+    pub per_day: i64,
+    /// The opt-out footer every commercial message carries.
+    pub opt_out_footer: String,
+    /// Signature length in characters (between 【 and 】).
+    pub signature_min: usize,
+    pub signature_max: usize,
+    /// Highest pace a campaign may ask for (messages per second); the bridge's own pacing
+    /// (`sms.outbound.rate_per_sec`) still applies to the whole deployment.
+    pub max_rate_per_sec: f64,
+}
+
+impl CampaignSettings {
+    /// # Errors
+    /// Naming the key and the reason.
+    pub fn check(&self) -> Result<(), String> {
+        if self.commercial_per_day < 1 || self.per_day < self.commercial_per_day {
+            return Err("campaigns: need 1 <= commercial_per_day <= per_day".into());
+        }
+        if self.opt_out_footer.trim().is_empty() {
+            return Err("campaigns.opt_out_footer: must not be empty".into());
+        }
+        if self.signature_min == 0 || self.signature_max < self.signature_min {
+            return Err("campaigns: need 1 <= signature_min <= signature_max".into());
+        }
+        if !self.max_rate_per_sec.is_finite() || self.max_rate_per_sec <= 0.0 {
+            return Err("campaigns.max_rate_per_sec: must be above 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// What a campaign sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    PaymentReminder,
+    Notice,
+    Survey,
+    Research,
+    Marketing,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::PaymentReminder,
+        Kind::Notice,
+        Kind::Survey,
+        Kind::Research,
+        Kind::Marketing,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::PaymentReminder => "payment_reminder",
+            Kind::Notice => "notice",
+            Kind::Survey => "survey",
+            Kind::Research => "research",
+            Kind::Marketing => "marketing",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Marketing and research: consent, opt-out, signature, footer, daytime only.
+    pub fn is_commercial(self) -> bool {
+        matches!(self, Kind::Research | Kind::Marketing)
+    }
+
+    /// The outbox message kind (its lane follows: service or bulk; an urgent service
+    /// campaign goes in the urgent lane, which keeps no quiet hours).
+    pub fn message_kind(self, urgent: bool) -> &'static str {
+        match self {
+            Kind::Notice | Kind::PaymentReminder | Kind::Survey if urgent => "urgent_notice",
+            k => k.as_str(),
+        }
+    }
+}
+
+/// The message kinds campaigns queue (for caps and suppression).
+pub const MESSAGE_KINDS: &[&str] = &[
+    "payment_reminder",
+    "notice",
+    "survey",
+    "research",
+    "marketing",
+    "urgent_notice",
+];
+
+/// Checks a commercial template: a signature `【…】` first, 2–12 characters by default, none
+/// inside the body, and the opt-out footer.
+///
+/// # Errors
+/// What is missing or wrong, for a 422.
+pub fn check_commercial(text: &str, s: &CampaignSettings) -> Result<(), String> {
+    let t = text.trim_start();
+    let Some(rest) = t.strip_prefix('【') else {
+        return Err(
+            "a marketing or research message starts with its registered signature, e.g. 【某某通信】"
+                .into(),
+        );
+    };
+    let Some(end) = rest.find('】') else {
+        return Err("the signature 【…】 is not closed".into());
+    };
+    let name = &rest[..end];
+    let n = name.chars().count();
+    if n < s.signature_min || n > s.signature_max {
+        return Err(format!(
+            "the signature 【{name}】 has {n} characters; {} to {} are allowed",
+            s.signature_min, s.signature_max
+        ));
+    }
+    if rest[end..].contains('【') {
+        return Err("only one signature, at the start: the body has another 【…】".into());
+    }
+    if !text.contains(s.opt_out_footer.trim()) {
+        return Err(format!(
+            "a marketing or research message carries the opt-out footer {:?}",
+            s.opt_out_footer.trim()
+        ));
+    }
+    Ok(())
+}
+
+/// What we know of one recipient at dispatch time.
+#[derive(Debug, Clone, Default)]
+pub struct Standing {
+    /// Opted out (TD…) and not back in since.
+    pub opted_out: bool,
+    /// Opted in by message (START…) at some time.
+    pub opted_in: bool,
+    /// Campaign messages in the last 24 hours, and of those commercial ones.
+    pub sent_today: i64,
+    pub commercial_today: i64,
+}
+
+/// Why a recipient gets nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Suppressed {
+    OptedOut,
+    NoConsent,
+    FrequencyCap,
+    Template,
+    Expired,
+}
+
+impl Suppressed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Suppressed::OptedOut => "opted_out",
+            Suppressed::NoConsent => "no_consent",
+            Suppressed::FrequencyCap => "frequency_cap",
+            Suppressed::Template => "template",
+            Suppressed::Expired => "expired",
+        }
+    }
+}
+
+/// Whether a recipient may get this campaign's message now (quiet hours are the dispatcher's:
+/// they defer, they do not suppress).
+pub fn admit(
+    kind: Kind,
+    has_consent_column: bool,
+    st: &Standing,
+    s: &CampaignSettings,
+) -> Result<(), Suppressed> {
+    if kind.is_commercial() {
+        if st.opted_out {
+            return Err(Suppressed::OptedOut);
+        }
+        if !(has_consent_column || st.opted_in) {
+            return Err(Suppressed::NoConsent);
+        }
+        if st.commercial_today >= s.commercial_per_day {
+            return Err(Suppressed::FrequencyCap);
+        }
+    }
+    if st.sent_today >= s.per_day {
+        return Err(Suppressed::FrequencyCap);
+    }
+    Ok(())
+}
+
+/// The quiet window of a campaign's messages, `None` for an urgent service campaign.
+pub fn quiet_window(kind: Kind, urgent: bool, s: &CampaignSettings) -> Option<Window> {
+    if kind.is_commercial() {
+        Some(s.commercial_quiet_hours)
+    } else if urgent {
+        None
+    } else {
+        Some(s.service_quiet_hours)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> CampaignSettings {
+        CampaignSettings {
+            dispatcher: false,
+            commercial_quiet_hours: Window::parse("20:00-08:00").unwrap(),
+            service_quiet_hours: Window::parse("21:00-08:00").unwrap(),
+            commercial_per_day: 1,
+            per_day: 50,
+            opt_out_footer: "回复TD退订".into(),
+            signature_min: 2,
+            signature_max: 12,
+            max_rate_per_sec: 500.0,
+        }
+    }
+
+    #[test]
+    fn commercial_text_needs_one_signature_first_and_the_footer() {
+        let s = settings();
+        assert!(check_commercial("【某某通信】5G套餐八折，回复TD退订", &s).is_ok());
+        for (bad, why) in [
+            ("5G套餐八折，回复TD退订", "starts with"),
+            ("【某】5G套餐八折，回复TD退订", "1 characters"),
+            ("【某某通信】5G套餐八折", "footer"),
+            ("【某某通信】5G【好】套餐，回复TD退订", "only one"),
+            ("【某某通信5G套餐，回复TD退订", "not closed"),
+        ] {
+            let e = check_commercial(bad, &s).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn commercial_messages_need_consent_and_respect_opt_out_and_caps_service_ones_do_not() {
+        let s = settings();
+        let ok = Standing::default();
+        assert_eq!(
+            admit(Kind::Marketing, false, &ok, &s),
+            Err(Suppressed::NoConsent)
+        );
+        assert_eq!(admit(Kind::Marketing, true, &ok, &s), Ok(()));
+        let out = Standing {
+            opted_out: true,
+            ..Standing::default()
+        };
+        assert_eq!(
+            admit(Kind::Research, true, &out, &s),
+            Err(Suppressed::OptedOut)
+        );
+        assert_eq!(admit(Kind::PaymentReminder, false, &out, &s), Ok(()));
+        let busy = Standing {
+            opted_in: true,
+            commercial_today: 1,
+            sent_today: 1,
+            ..Standing::default()
+        };
+        assert_eq!(
+            admit(Kind::Marketing, false, &busy, &s),
+            Err(Suppressed::FrequencyCap)
+        );
+        assert_eq!(admit(Kind::Notice, false, &busy, &s), Ok(()));
+        let capped = Standing {
+            sent_today: 50,
+            ..Standing::default()
+        };
+        assert_eq!(
+            admit(Kind::Notice, false, &capped, &s),
+            Err(Suppressed::FrequencyCap)
+        );
+        assert!(quiet_window(Kind::Notice, true, &s).is_none());
+        assert_eq!(Kind::Notice.message_kind(true), "urgent_notice");
+        assert_eq!(
+            crate::domain::Lane::of_kind(Kind::Marketing.message_kind(false)),
+            crate::domain::Lane::Bulk
+        );
+        assert_eq!(
+            crate::domain::Lane::of_kind(Kind::Notice.message_kind(true)),
+            crate::domain::Lane::Urgent
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! `/api/v1/campaigns`: outbound batches (role marketing or admin). The work is in
+//! `crate::campaigns::manage`, shared with the CLI.
+
+use super::api::{Caller, Role};
+use super::error::{AppJson, AppPath};
+use super::{AppError, AppState};
+use crate::campaigns::manage::{self, CampaignError, CreateRequest};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+
+impl From<CampaignError> for AppError {
+    fn from(e: CampaignError) -> AppError {
+        match e {
+            CampaignError::Invalid(m) => {
+                AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_campaign", m)
+            }
+            CampaignError::NotFound(id) => AppError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("campaign {id} not found"),
+            ),
+            CampaignError::Conflict(m) => AppError::new(StatusCode::CONFLICT, "conflict", m),
+            CampaignError::Store(e) => e.into(),
+        }
+    }
+}
+
+const ROLES: &[Role] = &[Role::Marketing, Role::Admin];
+
+/// `POST /api/v1/campaigns`: a draft, checked in full (kind, channel, pace, template,
+/// signature and footer for commercial kinds, schedule); 422 naming what is wrong.
+pub async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: AppJson<CreateRequest>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(ROLES)?;
+    let c = manage::create(
+        s.intake.store.as_ref(),
+        &s.settings.campaigns,
+        s.settings.time.zone,
+        &body.0,
+        &caller.name,
+        s.intake.clock.now_ms(),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "campaign": c })),
+    ))
+}
+
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(ROLES)?;
+    let v = s.intake.store.campaigns(200).await?;
+    Ok(axum::Json(serde_json::json!({ "campaigns": v })))
+}
+
+/// `GET /api/v1/campaigns/{id}`: the campaign and its progress (pending, queued, sent,
+/// delivered, failed, suppressed by reason).
+pub async fn get(
+    State(s): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<i64>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(ROLES)?;
+    let store = s.intake.store.as_ref();
+    let c = store
+        .campaign(id)
+        .await?
+        .ok_or(CampaignError::NotFound(id))?;
+    let p = manage::progress(store, id).await?;
+    Ok(axum::Json(
+        serde_json::json!({ "campaign": c, "progress": p }),
+    ))
+}
+
+/// `POST /api/v1/campaigns/{id}/recipients`: a CSV body (UTF-8 or GBK); the import report
+/// (rows, accepted, duplicates, invalid with line numbers, encoding).
+pub async fn recipients(
+    State(s): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<i64>,
+    body: Bytes,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(ROLES)?;
+    let r = manage::import(
+        s.intake.store.as_ref(),
+        id,
+        &body[..],
+        &s.settings.phone.default_country,
+        |_| {},
+    )
+    .await?;
+    Ok(axum::Json(serde_json::json!({ "import": r })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewQuery {
+    n: Option<usize>,
+}
+
+/// `POST /api/v1/campaigns/{id}/preview?n=5`.
+pub async fn preview(
+    State(s): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<i64>,
+    q: axum::extract::Query<PreviewQuery>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(ROLES)?;
+    let p = manage::preview(
+        s.intake.store.as_ref(),
+        &s.campaigns,
+        s.settings.time.zone,
+        id,
+        q.n.unwrap_or(5).min(100),
+        s.intake.clock.now_ms(),
+    )
+    .await?;
+    Ok(axum::Json(serde_json::json!({ "preview": p })))
+}
+
+/// `POST /api/v1/campaigns/{id}/{start|pause|resume|cancel}`: takes effect within the
+/// dispatcher's tick (100 ms); cancel also withdraws what is queued and not yet being sent.
+pub async fn action(
+    State(s): State<AppState>,
+    caller: Caller,
+    AppPath((id, action)): AppPath<(i64, String)>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(ROLES)?;
+    if !matches!(action.as_str(), "start" | "pause" | "resume" | "cancel") {
+        return Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no campaign action {action:?}: start, pause, resume or cancel"),
+        ));
+    }
+    let c = manage::transition(
+        s.intake.store.as_ref(),
+        id,
+        &action,
+        s.intake.clock.now_ms(),
+    )
+    .await?;
+    Ok(axum::Json(serde_json::json!({ "campaign": c })))
+}

@@ -1,0 +1,476 @@
+//! Outbound campaigns, time moved by hand: a 100,000-recipient marketing campaign with 10 %
+//! opted out and 5 % without consent, crossing 20:00 (quiet until 08:00), paced, restarted in
+//! the middle, with an opt-out reply and a complaint arriving mid-campaign; the same on
+//! PostgreSQL at a smaller size; bad input refused before anything is created; the workers
+//! keep quiet hours for what is already queued.
+
+mod common;
+
+use common::spawn_app_with_clock;
+use std::sync::Arc;
+use switchboard::clock::{Clock, ManualClock};
+use switchboard::config::{Secret, Settings};
+use switchboard::domain::Channel;
+use switchboard::sla::calendar::Window;
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+/// 2026-12-04 11:59 UTC = 19:59 in Shanghai.
+const T0: i64 = 1_796_349_600_000 + 9 * HOUR + 59 * MIN;
+
+fn quiet(s: &mut Settings) {
+    s.campaigns.commercial_quiet_hours = Window::parse("20:00-08:00").unwrap();
+    s.campaigns.service_quiet_hours = Window::parse("21:00-08:00").unwrap();
+    s.sms.outbound.paused = true;
+}
+
+/// `n` recipients: every 10th opted out, every 20th (of the rest) without consent.
+fn csv(n: usize) -> String {
+    let mut out = String::from("phone,name,consent\n");
+    for i in 0..n {
+        let consent = if i % 20 == 1 {
+            ""
+        } else {
+            "2026-11-01 营业厅签约"
+        };
+        out.push_str(&format!("1380{:07},客户{i},{consent}\n", i));
+    }
+    out
+}
+
+fn opted_out(i: usize) -> bool {
+    i.is_multiple_of(10)
+}
+
+async fn marketing(app: &common::TestApp, token: &str, rate: f64) -> i64 {
+    let (st, v) = app
+        .api(
+            "POST",
+            "/api/v1/campaigns",
+            token,
+            Some(serde_json::json!({
+                "name": "5G 八折",
+                "kind": "marketing",
+                "channel": "sms",
+                "template": "【某某通信】{{ name }}您好，5G套餐本月八折，回复TD退订",
+                "rate_per_sec": rate,
+            })),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    v["campaign"]["id"].as_i64().unwrap()
+}
+
+async fn opt_out_directly(db: &str, n: usize) {
+    if db.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(db).await.unwrap();
+        for i in (0..n).filter(|i| opted_out(*i)) {
+            sqlx::query(
+                "INSERT INTO contacts (channel, address, opted_out_at) VALUES ('sms', $1, 1)",
+            )
+            .bind(format!("+861380{i:07}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    } else {
+        let pool = sqlx::PgPool::connect(db).await.unwrap();
+        for i in (0..n).filter(|i| opted_out(*i)) {
+            sqlx::query(
+                "INSERT INTO contacts (channel, address, opted_out_at) VALUES ('sms', $1, 1)",
+            )
+            .bind(format!("+861380{i:07}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    }
+}
+
+async fn progress(app: &common::TestApp, token: &str, id: i64) -> serde_json::Value {
+    let (st, v) = app
+        .api("GET", &format!("/api/v1/campaigns/{id}"), token, None)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    v["progress"].clone()
+}
+
+async fn big_campaign(n: usize, db: String) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let db2 = db.clone();
+    let (app, _) = spawn_app_with_clock(clock.clone(), move |s, _| {
+        quiet(s);
+        s.database.url = Secret::new(db2);
+    })
+    .await;
+    opt_out_directly(&db, n).await;
+    let token = app.token("marketing").await;
+    let rate = (n / 100) as f64; // 100 s of sending
+    let id = marketing(&app, &token, rate).await;
+    let (st, v) = app
+        .post_with(
+            &format!("/api/v1/campaigns/{id}/recipients"),
+            &token,
+            "text/csv",
+            csv(n),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["import"]["accepted"], n, "{v}");
+    let (st, v) = app
+        .api(
+            "POST",
+            &format!("/api/v1/campaigns/{id}/preview?n=3"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let pv = &v["preview"];
+    let out = n.div_ceil(10) as i64;
+    assert_eq!(pv["suppressed"]["opted_out"], out, "{pv}");
+    assert!(
+        pv["samples"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("【某某通信】")
+    );
+    assert_eq!(pv["samples"][0]["encoding"], "ucs2", "{pv}");
+    let (st, v) = app
+        .api(
+            "POST",
+            &format!("/api/v1/campaigns/{id}/start"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+
+    let d = app.state.campaigns.clone();
+    // 19:59:00 to 19:59:59: one second's pace per tick.
+    let mut per_tick = Vec::new();
+    for t in 0..60 {
+        clock.set_ms(T0 + t * 1_000);
+        let before = app.store().counts().await.unwrap().outbox;
+        d.run_once().await.unwrap();
+        per_tick.push(app.store().counts().await.unwrap().outbox - before);
+    }
+    // Pacing: what a tick takes is the pace (recipients, some suppressed), never more.
+    let p = progress(&app, &token, id).await;
+    let handled = n as i64 - p["pending"].as_i64().unwrap();
+    let expect = 60.0 * rate;
+    assert!(
+        (handled as f64 - expect).abs() <= expect * 0.05,
+        "60 s at {rate}/s handled {handled}"
+    );
+    assert!(per_tick.iter().all(|q| *q as f64 <= rate), "{per_tick:?}");
+
+    // Mid-campaign: an opt-out reply withdraws that customer's queued message at once, and a
+    // complaint's ack is claimed ahead of the whole batch.
+    let victim = (1..n).find(|i| !opted_out(*i) && i % 20 != 1).unwrap();
+    let number = format!("+861380{victim:07}");
+    let (st, _) = app
+        .get(&format!(
+            "/inbound/sms/kannel?id=td-1&from={}&to=10000&text=TD",
+            common::enc(&number)
+        ))
+        .await;
+    assert_eq!(st, 200);
+    let ack = app.last_out().await;
+    assert!(
+        ack.body.contains("退订"),
+        "a Chinese confirmation for TD: {}",
+        ack.body
+    );
+    let (st, _) = app
+        .get("/inbound/sms/kannel?id=c-1&from=%2B8613999999999&to=10000&text=%E6%88%91%E8%A6%81%E6%8A%95%E8%AF%89%EF%BC%8C%E4%BF%A1%E5%8F%B7%E5%A4%AA%E5%B7%AE")
+        .await;
+    assert_eq!(st, 200);
+    let claimed = app
+        .store()
+        .claim_outbox(Channel::Sms, clock.now_ms(), 1_000, 5)
+        .await
+        .unwrap();
+    // The TD confirmation and the complaint's ack, both ahead of the queued batch.
+    assert!(claimed[..2].iter().all(|c| c.kind == "ack"), "{claimed:?}");
+    assert!(
+        claimed[..2].iter().any(|c| c.to == "+8613999999999"),
+        "{claimed:?}"
+    );
+    app.store()
+        .release_leases(&claimed.iter().map(|c| c.message_id).collect::<Vec<_>>())
+        .await
+        .unwrap();
+
+    // 20:00: quiet hours for marketing. Nothing more is queued.
+    let q0 = progress(&app, &token, id).await;
+    for t in 60..70 {
+        clock.set_ms(T0 + t * 1_000);
+        d.run_once().await.unwrap();
+    }
+    let q1 = progress(&app, &token, id).await;
+    assert_eq!(q0["pending"], q1["pending"], "deferred in quiet hours");
+    assert!(q1["pending"].as_i64().unwrap() > 0);
+
+    // A restart in the middle changes nothing: pending stays pending, queued stays queued.
+    let dir = app.shutdown().await;
+    let db3 = db.clone();
+    let (app, _) = spawn_app_with_clock(clock.clone(), move |s, _| {
+        quiet(s);
+        s.database.url = Secret::new(db3);
+    })
+    .await;
+    drop(dir);
+    let d = app.state.campaigns.clone();
+    assert_eq!(progress(&app, &token, id).await["pending"], q1["pending"]);
+    // 08:00 the next day: the rest goes out.
+    let morning = T0 + 12 * HOUR + MIN;
+    for t in 0..200 {
+        clock.set_ms(morning + t * 1_000);
+        d.run_once().await.unwrap();
+    }
+    let p = progress(&app, &token, id).await;
+    assert_eq!(p["pending"], 0, "{p}");
+    let (_, v) = app
+        .api("GET", &format!("/api/v1/campaigns/{id}"), &token, None)
+        .await;
+    assert_eq!(v["campaign"]["status"], "done", "{v}");
+    let no_consent = (0..n).filter(|i| !opted_out(*i) && i % 20 == 1).count() as i64;
+    assert_eq!(
+        p["suppressed"]["opted_out"],
+        out + 1,
+        "the TD reply too: {p}"
+    );
+    assert_eq!(p["suppressed"]["no_consent"], no_consent, "{p}");
+    let queued = p["queued"].as_i64().unwrap();
+    assert_eq!(queued, n as i64 - out - 1 - no_consent, "{p}");
+    // Exactly one message each, to exactly the right people.
+    let msgs = app
+        .store()
+        .recent_messages("out", (n * 2) as i64)
+        .await
+        .unwrap();
+    let mut to: Vec<&str> = msgs
+        .iter()
+        .filter(|m| m.kind.as_deref() == Some("marketing") && m.status != "suppressed")
+        .map(|m| m.to_addr.as_str())
+        .collect();
+    assert_eq!(to.len() as i64, queued);
+    to.sort_unstable();
+    to.dedup();
+    assert_eq!(to.len() as i64, queued, "nobody twice");
+    assert!(
+        !to.contains(&number.as_str()),
+        "the opted-out customer got nothing"
+    );
+    assert!(!to.contains(&"+8613800000000"), "opted out before");
+    assert!(!to.contains(&"+8613800000001"), "no consent");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn sqlite_a_100000_recipient_campaign_keeps_consent_opt_outs_pace_and_quiet_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/c.db", dir.path().display());
+    big_campaign(100_000, db).await;
+}
+
+#[tokio::test]
+async fn postgres_a_campaign_keeps_consent_opt_outs_pace_and_quiet_hours() {
+    let url = common::fresh_pg_database().await;
+    big_campaign(4_000, url.clone()).await;
+    common::drop_pg_database(&url).await;
+}
+
+/// Bad input is refused with the reason and nothing is half created.
+#[tokio::test]
+async fn bad_campaigns_and_files_are_refused_with_the_reason() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let (app, _) = spawn_app_with_clock(clock.clone(), |_, _| {}).await;
+    let token = app.token("marketing").await;
+    let base = serde_json::json!({
+        "name": "x", "kind": "notice", "channel": "sms",
+        "template": "您的宽带将于{{ date }}检修", "rate_per_sec": 10.0,
+    });
+    for (patch, why) in [
+        (serde_json::json!({"kind": "spam"}), "kind"),
+        (serde_json::json!({"rate_per_sec": 0.0}), "rate_per_sec"),
+        (serde_json::json!({"channel": "fax"}), "channel"),
+        (serde_json::json!({"template": "{{ date"}), "template"),
+        (
+            serde_json::json!({"start_at": "2020-01-01T00:00:00Z"}),
+            "past",
+        ),
+        (
+            serde_json::json!({"valid_until": "2026-12-01 08:00"}),
+            "valid_until",
+        ),
+        (serde_json::json!({"kind": "marketing"}), "signature"),
+        (
+            serde_json::json!({"kind": "marketing", "template": "【某某通信】五折"}),
+            "footer",
+        ),
+        (
+            serde_json::json!({"kind": "marketing", "urgent": true, "template": "【某某通信】五折回复TD退订"}),
+            "urgent",
+        ),
+    ] {
+        let mut body = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (st, v) = app
+            .api("POST", "/api/v1/campaigns", &token, Some(body))
+            .await;
+        assert_eq!(st, 422, "{patch}: {v}");
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(m.contains(why), "{patch}: {m}");
+    }
+    assert!(
+        app.store().campaigns(10).await.unwrap().is_empty(),
+        "nothing created"
+    );
+    let agent = app.token("agent").await;
+    assert_eq!(
+        app.api("POST", "/api/v1/campaigns", &agent, Some(base.clone()))
+            .await
+            .0,
+        403
+    );
+
+    let (st, v) = app
+        .api("POST", "/api/v1/campaigns", &token, Some(base))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["campaign"]["id"].as_i64().unwrap();
+    let path = format!("/api/v1/campaigns/{id}/recipients");
+    // The template needs `date`: refused before any row, naming it.
+    let (st, v) = app
+        .post_with(&path, &token, "text/csv", "phone,name\n13800138000,张三\n")
+        .await;
+    assert_eq!(st, 422, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("date"),
+        "{v}"
+    );
+    // Neither UTF-8 nor GBK: refused naming the line.
+    let (st, v) = app
+        .post_with(
+            &path,
+            &token,
+            "text/csv",
+            b"phone,date\n13800138000,\xff\xfe\xfd\n".to_vec(),
+        )
+        .await;
+    assert_eq!(st, 422, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("line 2"),
+        "{v}"
+    );
+    assert_eq!(progress(&app, &token, id).await["recipients"], 0);
+    // Start without recipients: 409. GBK file with a bad row: imported, the row reported.
+    assert_eq!(
+        app.api(
+            "POST",
+            &format!("/api/v1/campaigns/{id}/start"),
+            &token,
+            None
+        )
+        .await
+        .0,
+        409
+    );
+    let (gbk, _, _) = encoding_rs::GBK
+        .encode("phone,date\n13800138000,12月5日\nabc,12月5日\n13800138000,12月6日\n");
+    let (st, v) = app
+        .post_with(&path, &token, "text/csv", gbk.into_owned())
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let r = &v["import"];
+    assert_eq!(
+        (
+            r["accepted"].as_i64(),
+            r["invalid"].as_i64(),
+            r["duplicates"].as_i64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{v}"
+    );
+    assert_eq!(r["errors"][0][0], 3, "{v}");
+    assert_eq!(r["encoding"], "gb18030");
+    // Lifecycle: start, pause, resume, cancel; resume of a running one is 409.
+    for (a, st) in [
+        ("start", 200),
+        ("resume", 409),
+        ("pause", 200),
+        ("resume", 200),
+        ("cancel", 200),
+        ("start", 409),
+    ] {
+        assert_eq!(
+            app.api("POST", &format!("/api/v1/campaigns/{id}/{a}"), &token, None)
+                .await
+                .0,
+            st,
+            "{a}"
+        );
+    }
+    app.shutdown().await;
+}
+
+/// What is already queued keeps quiet hours at the worker: a marketing message claimed at
+/// 20:30 goes back to the queue until 08:00, while a complaint's ack goes at once.
+#[tokio::test]
+async fn the_worker_holds_bulk_messages_in_quiet_hours_and_sends_acks() {
+    let bridge = common::StubBridge::start(200, "0: Accepted for delivery").await;
+    let url = format!("{}/cgi-bin/sendsms", bridge.url);
+    let clock = Arc::new(ManualClock::new(T0 + 31 * MIN)); // 20:30
+    let (app, _) = spawn_app_with_clock(clock.clone(), move |s, _| {
+        s.campaigns.commercial_quiet_hours = Window::parse("20:00-08:00").unwrap();
+        s.sms.outbound.url = url;
+    })
+    .await;
+    let d = switchboard::store::OutboundDraft {
+        channel: Channel::Sms,
+        driver: "kannel".into(),
+        from: "10000".into(),
+        to: "+8613800000099".into(),
+        subject: None,
+        text: "【某某通信】八折，回复TD退订".into(),
+        html: None,
+        headers: None,
+        kind: "marketing",
+        encoding: "ucs2",
+        segments: 1,
+        not_before: None,
+    };
+    let ids = app
+        .store()
+        .queue_outbound_bulk(&[d], clock.now_ms())
+        .await
+        .unwrap();
+    app.state.intake.outbox_notify.notify_one();
+    let (st, _) = app
+        .get("/inbound/sms/kannel?id=q-1&from=%2B8613999999998&to=10000&text=%E6%8A%95%E8%AF%89")
+        .await;
+    assert_eq!(st, 200);
+    let got = bridge.wait_for(1, std::time::Duration::from_secs(5)).await;
+    assert_eq!(
+        got[0]
+            .param("to")
+            .map(|t| t.trim_start_matches('+').to_string())
+            .as_deref(),
+        Some("8613999999998"),
+        "the ack"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(bridge.requests().len(), 1, "the marketing message waits");
+    let m = app.store().message(ids[0]).await.unwrap().unwrap();
+    assert_eq!(m.status, "queued");
+    assert_eq!(
+        app.store().next_outbox_due(Channel::Sms).await.unwrap(),
+        Some(T0 + 12 * HOUR + MIN),
+        "deferred to 08:00"
+    );
+    app.shutdown().await;
+}
