@@ -403,3 +403,78 @@ fn report_sla_prints_the_cases_of_the_window_as_a_table_json_and_csv() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--since"));
 }
+
+/// `switchboard campaign …` on the configured database: create, import (GBK file, a bad row
+/// reported by line), preview, start, status, pause, cancel; a bad request fails naming why.
+#[test]
+fn campaign_commands_create_import_preview_and_change_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/camp.db", dir.path().display());
+    let run = |args: &[&str]| {
+        bin()
+            .arg("campaign")
+            .args(args)
+            .env("SWITCHBOARD__DATABASE__URL", &db)
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let bad = run(&[
+        "create",
+        "--name",
+        "x",
+        "--kind",
+        "marketing",
+        "--rate",
+        "10",
+        "--template",
+        "五折",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("signature"));
+    let id = ok(&[
+        "create",
+        "--name",
+        "缴费提醒",
+        "--kind",
+        "payment_reminder",
+        "--rate",
+        "50",
+        "--template",
+        "{{ name }}您好，您本月话费{{ amount }}元，请按时缴纳。",
+    ]);
+    let id = id.trim();
+    let csv = dir.path().join("r.csv");
+    let (gbk, _, _) = encoding_rs::GBK
+        .encode("phone,name,amount\n13800138000,张三,58\nxyz,李四,12\n13900139000,王五,99\n");
+    std::fs::write(&csv, &gbk).unwrap();
+    let out = ok(&["import", id, csv.to_str().unwrap()]);
+    assert!(
+        out.contains("2 accepted") && out.contains("1 invalid"),
+        "{out}"
+    );
+    assert!(out.contains("gb18030") && out.contains("line 3"), "{out}");
+    let p: serde_json::Value = serde_json::from_str(&ok(&["preview", id, "--n", "1"])).unwrap();
+    assert_eq!(p["messages"], 2, "{p}");
+    assert!(
+        p["samples"][0]["text"].as_str().unwrap().contains("58元"),
+        "{p}"
+    );
+    assert!(ok(&["start", id]).contains("running"));
+    let s: serde_json::Value = serde_json::from_str(&ok(&["status", id])).unwrap();
+    assert_eq!(s["campaign"]["status"], "running");
+    assert_eq!(s["progress"]["pending"], 2);
+    assert!(ok(&["pause", id]).contains("paused"));
+    assert!(ok(&["cancel", id]).contains("cancelled"));
+    let again = run(&["resume", id]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("cancelled"));
+}

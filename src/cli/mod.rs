@@ -1,6 +1,8 @@
 //! Subcommands: `serve`, `migrate`, `classify`. Each loads the layered settings and calls
 //! into the library; `main.rs` only parses and reports.
 
+pub mod campaign;
+
 use crate::classify::Classifier;
 use crate::config::Settings;
 use clap::{Parser, Subcommand};
@@ -72,6 +74,11 @@ pub enum Command {
     Report {
         #[command(subcommand)]
         command: ReportCommand,
+    },
+    /// Outbound campaigns.
+    Campaign {
+        #[command(subcommand)]
+        command: campaign::CampaignCommand,
     },
 }
 
@@ -444,6 +451,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Rules { command } => rules(command).await,
         Command::Report { command } => report(command).await,
+        Command::Campaign { command } => campaign::run(command).await,
         Command::IngestEmail { config, in_child } => ingest_email(config, in_child).await,
         Command::Token {
             command: TokenCommand::Create { name, role, config },
