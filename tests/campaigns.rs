@@ -474,3 +474,108 @@ async fn the_worker_holds_bulk_messages_in_quiet_hours_and_sends_acks() {
     );
     app.shutdown().await;
 }
+
+async fn create(app: &common::TestApp, token: &str, body: serde_json::Value) -> i64 {
+    let (st, v) = app.api("POST", "/api/v1/campaigns", token, Some(body)).await;
+    assert_eq!(st, 201, "{v}");
+    v["campaign"]["id"].as_i64().unwrap()
+}
+
+async fn load_and_start(app: &common::TestApp, token: &str, id: i64, csv: String) {
+    let (st, v) = app
+        .post_with(&format!("/api/v1/campaigns/{id}/recipients"), token, "text/csv", csv)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = app
+        .api("POST", &format!("/api/v1/campaigns/{id}/start"), token, None)
+        .await;
+    assert_eq!(st, 200, "{v}");
+}
+
+/// A survey campaign's answers are read by the shared parser, stored per recipient and
+/// counted; they open no case. A campaign whose sends fail too often pauses itself.
+#[tokio::test]
+async fn survey_answers_are_summarised_and_failing_campaigns_pause_themselves() {
+    let clock = Arc::new(ManualClock::new(T0 - 8 * HOUR)); // 11:59
+    let (app, _) = spawn_app_with_clock(clock.clone(), |s, _| {
+        s.sms.outbound.paused = true;
+    })
+    .await;
+    let token = app.token("marketing").await;
+    let id = create(
+        &app,
+        &token,
+        serde_json::json!({
+            "name": "网络满意度", "kind": "survey", "channel": "sms", "rate_per_sec": 100.0,
+            "template": "{{ name }}您好，您对本月网络质量满意吗？回复1-5分（5分最满意）",
+        }),
+    )
+    .await;
+    load_and_start(
+        &app,
+        &token,
+        id,
+        "phone,name\n13800000101,甲\n13800000102,乙\n13800000103,丙\n".into(),
+    )
+    .await;
+    assert_eq!(app.state.campaigns.run_once().await.unwrap(), 3);
+    for (n, text) in [("13800000101", "5"), ("13800000102", "不满意")] {
+        let (st, _) = app
+            .get(&format!(
+                "/inbound/sms/kannel?id=s{n}&from={n}&to=10000&text={}",
+                common::enc(text)
+            ))
+            .await;
+        assert_eq!(st, 200);
+    }
+    let (st, v) = app
+        .api("GET", &format!("/api/v1/campaigns/{id}/answers"), &token, None)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["answered"], 2, "{v}");
+    assert_eq!(v["counts"]["5"], 1, "{v}");
+    assert_eq!(v["counts"]["dissatisfied"], 1, "{v}");
+    assert_eq!(app.store().counts().await.unwrap().cases, 0, "answers open no case");
+
+    // 100 notices; 30 of the sends fail: the campaign pauses itself on its next tick.
+    let id = create(
+        &app,
+        &token,
+        serde_json::json!({
+            "name": "检修通知", "kind": "notice", "channel": "sms", "rate_per_sec": 1000.0,
+            "template": "您好，本小区宽带将于今晚检修。",
+        }),
+    )
+    .await;
+    let mut csv = String::from("phone\n");
+    for i in 0..200 {
+        csv.push_str(&format!("1390000{i:04}\n"));
+    }
+    load_and_start(&app, &token, id, csv).await;
+    clock.advance_ms(1_000);
+    assert_eq!(app.state.campaigns.run_once().await.unwrap(), 200);
+    let store = app.store();
+    let sent: Vec<_> = store
+        .recent_messages("out", 200)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind.as_deref() == Some("notice"))
+        .collect();
+    for (i, m) in sent.iter().take(100).enumerate() {
+        if i < 30 {
+            store.fail_send(m.id, "bridge refused", clock.now_ms()).await.unwrap();
+        } else {
+            store.complete_send(m.id, None, clock.now_ms()).await.unwrap();
+        }
+    }
+    clock.advance_ms(1_000);
+    app.state.campaigns.run_once().await.unwrap();
+    let (_, v) = app
+        .api("GET", &format!("/api/v1/campaigns/{id}"), &token, None)
+        .await;
+    assert_eq!(v["campaign"]["status"], "paused", "{v}");
+    assert!(v["campaign"]["note"].as_str().unwrap().contains("auto-paused"), "{v}");
+    assert_eq!(v["progress"]["failed"], 30, "{v}");
+    app.shutdown().await;
+}

@@ -24,6 +24,11 @@ const TICK_MS: u64 = 100;
 const MAX_BATCH: usize = 1_000;
 const DAY_MS: i64 = 86_400_000;
 
+/// The survey name a survey campaign's answers are stored under.
+pub fn survey_name(campaign_id: i64) -> String {
+    format!("campaign:{campaign_id}")
+}
+
 pub struct Dispatcher {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
@@ -224,6 +229,23 @@ impl Dispatcher {
                 .insert(c.id, (now, 0.0));
             return Ok(0);
         }
+        // Too many failures lately: stop and let a person look.
+        let s = &self.settings;
+        let (tried, failed) = self
+            .store
+            .campaign_outcomes(c.id, (now - s.failure_window.ms()).max(c.updated_at))
+            .await?;
+        if tried >= s.failure_min_sends && failed as f64 > tried as f64 * s.failure_rate {
+            let note = format!(
+                "auto-paused: {failed} of the last {tried} sends failed (over {:.0}%)",
+                s.failure_rate * 100.0
+            );
+            tracing::warn!(campaign = c.id, "{note}");
+            self.store
+                .set_campaign_status(c.id, &["running"], "paused", Some(&note), now)
+                .await?;
+            return Ok(0);
+        }
         let n = self.take_budget(c, now);
         if n == 0 {
             return Ok(0);
@@ -285,8 +307,11 @@ impl Dispatcher {
             items.push((r.seq, decision));
         }
         self.spend(c.id, items.len());
+        let name = survey_name(c.id);
+        let survey = (kind == Kind::Survey)
+            .then(|| (name.as_str(), now + self.settings.survey_answer_within.ms()));
         self.store
-            .dispatch_recipients(c.id, &items, c.valid_until, now)
+            .dispatch_recipients(c.id, &items, c.valid_until, survey, now)
             .await
     }
 
@@ -303,7 +328,7 @@ impl Dispatcher {
                 .map(|r| (r.seq, Err(Suppressed::Expired)))
                 .collect();
             self.store
-                .dispatch_recipients(c.id, &items, None, now)
+                .dispatch_recipients(c.id, &items, None, None, now)
                 .await?;
         }
         self.store

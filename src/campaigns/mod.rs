@@ -39,6 +39,13 @@ pub struct CampaignSettings {
     /// Signature length in characters (between 【 and 】).
     pub signature_min: usize,
     pub signature_max: usize,
+    /// A survey campaign's answers count while they come within this after the question.
+    pub survey_answer_within: crate::sla::Span,
+    /// A running campaign pauses itself when more than this share of its sends in the last
+    /// `failure_window` failed (and at least `failure_min_sends` were tried).
+    pub failure_rate: f64,
+    pub failure_window: crate::sla::Span,
+    pub failure_min_sends: i64,
     /// Highest pace a campaign may ask for (messages per second); the bridge's own pacing
     /// (`sms.outbound.rate_per_sec`) still applies to the whole deployment.
     pub max_rate_per_sec: f64,
@@ -56,6 +63,9 @@ impl CampaignSettings {
         }
         if self.signature_min == 0 || self.signature_max < self.signature_min {
             return Err("campaigns: need 1 <= signature_min <= signature_max".into());
+        }
+        if !(0.0..=1.0).contains(&self.failure_rate) {
+            return Err("campaigns.failure_rate: between 0 and 1".into());
         }
         if !self.max_rate_per_sec.is_finite() || self.max_rate_per_sec <= 0.0 {
             return Err("campaigns.max_rate_per_sec: must be above 0".into());
@@ -237,6 +247,10 @@ mod tests {
     fn settings() -> CampaignSettings {
         CampaignSettings {
             dispatcher: false,
+            survey_answer_within: crate::sla::Span(3 * 86_400_000),
+            failure_rate: 0.2,
+            failure_window: crate::sla::Span(300_000),
+            failure_min_sends: 50,
             commercial_quiet_hours: Window::parse("20:00-08:00").unwrap(),
             service_quiet_hours: Window::parse("21:00-08:00").unwrap(),
             commercial_per_day: 1,

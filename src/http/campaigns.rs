@@ -101,6 +101,34 @@ pub async fn recipients(
     Ok(axum::Json(serde_json::json!({ "import": r })))
 }
 
+/// `GET /api/v1/campaigns/{id}/answers`: a survey campaign's answers, per recipient and
+/// counted (the parser the return visits share).
+pub async fn answers(
+    State(s): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<i64>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(ROLES)?;
+    let store = s.intake.store.as_ref();
+    store.campaign(id).await?.ok_or(CampaignError::NotFound(id))?;
+    let rows = store
+        .survey_answers(&crate::campaigns::dispatch::survey_name(id))
+        .await?;
+    let mut counts = std::collections::BTreeMap::<String, i64>::new();
+    for (_, a) in &rows {
+        *counts.entry(a.clone()).or_default() += 1;
+    }
+    let per: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(addr, a)| serde_json::json!({ "to": crate::domain::mask(addr), "answer": a }))
+        .collect();
+    Ok(axum::Json(serde_json::json!({
+        "answered": rows.len(),
+        "counts": counts,
+        "answers": per,
+    })))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewQuery {

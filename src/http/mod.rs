@@ -98,6 +98,7 @@ pub fn router(state: AppState) -> Router {
             post(campaigns::recipients).layer(DefaultBodyLimit::max(256 * 1024 * 1024)),
         )
         .route("/api/v1/campaigns/{id}/preview", post(campaigns::preview))
+        .route("/api/v1/campaigns/{id}/answers", get(campaigns::answers))
         .route("/api/v1/campaigns/{id}/{action}", post(campaigns::action))
         .route("/api/v1/cases", get(api::list_cases))
         .route("/api/v1/cases/{id}", get(api::get_case))

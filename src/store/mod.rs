@@ -772,8 +772,11 @@ pub trait Store: Send + Sync + 'static {
         campaign_id: i64,
         items: &[(i64, Result<OutboundDraft, crate::campaigns::Suppressed>)],
         not_after: Option<i64>,
+        survey: Option<(&str, i64)>,
         now_ms: i64,
     ) -> StoreResult<u64>;
+    /// A campaign's sends finished since `since_ms`: (tried, failed).
+    async fn campaign_outcomes(&self, campaign_id: i64, since_ms: i64) -> StoreResult<(i64, i64)>;
     /// Records a delivery report; returns the message it applied to, if any.
     async fn apply_dlr(&self, dlr: &DlrUpdate) -> StoreResult<Option<i64>>;
     /// Queues outbound messages (each in the lane of its kind) in one transaction.

@@ -179,6 +179,19 @@ macro_rules! common_ops {
             Ok(())
         }
 
+        pub async fn campaign_outcomes(pool: &Pool<$DB>, campaign_id: i64, since_ms: i64) -> StoreResult<(i64, i64)> {
+            let (tried, failed): (i64, i64) = sqlx::query_as(
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN m.status = 'failed' THEN 1 ELSE 0 END), 0) \
+                 FROM campaign_recipients r JOIN messages m ON m.id = r.message_id \
+                 WHERE r.campaign_id = $1 AND m.status IN ('sent', 'delivered', 'failed') AND m.updated_at >= $2",
+            )
+            .bind(campaign_id)
+            .bind(since_ms)
+            .fetch_one(pool)
+            .await?;
+            Ok((tried, failed))
+        }
+
         pub async fn defer_sends(pool: &Pool<$DB>, ids: &[i64], not_before: i64) -> StoreResult<()> {
             for id in ids {
                 sqlx::query("UPDATE outbox SET lease_until = NULL, not_before = $1 WHERE message_id = $2")
@@ -402,6 +415,7 @@ macro_rules! common_ops {
             campaign_id: i64,
             items: &[(i64, Result<crate::store::OutboundDraft, crate::campaigns::Suppressed>)],
             not_after: Option<i64>,
+            survey: Option<(&str, i64)>,
             now_ms: i64,
         ) -> StoreResult<u64> {
             let mut tx = pool.begin_with($begin).await?;
@@ -440,6 +454,22 @@ macro_rules! common_ops {
                         .bind(seq)
                         .execute(&mut *tx)
                         .await?;
+                    if let Some((name, expires)) = survey {
+                        // The answer counts while this waits (intake reads it).
+                        sqlx::query(
+                            "INSERT INTO survey_waits (channel, address, survey, case_id, sent_at, expires_at) \
+                             VALUES ($1, $2, $3, NULL, $4, $5) ON CONFLICT (channel, address) DO UPDATE SET \
+                             survey = excluded.survey, case_id = NULL, sent_at = excluded.sent_at, \
+                             expires_at = excluded.expires_at",
+                        )
+                        .bind(d.channel.as_str())
+                        .bind(&d.to)
+                        .bind(name)
+                        .bind(now_ms)
+                        .bind(expires)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     queued += 1;
                 }
             }
@@ -1399,9 +1429,13 @@ macro_rules! impl_store {
                     Result<crate::store::OutboundDraft, crate::campaigns::Suppressed>,
                 )],
                 not_after: Option<i64>,
+                survey: Option<(&str, i64)>,
                 now_ms: i64,
             ) -> StoreResult<u64> {
-                ops::dispatch_recipients(&self.pool, campaign_id, items, not_after, now_ms).await
+                ops::dispatch_recipients(&self.pool, campaign_id, items, not_after, survey, now_ms).await
+            }
+            async fn campaign_outcomes(&self, campaign_id: i64, since_ms: i64) -> StoreResult<(i64, i64)> {
+                ops::campaign_outcomes(&self.pool, campaign_id, since_ms).await
             }
             async fn release_leases(&self, ids: &[i64]) -> StoreResult<()> {
                 ops::release_leases(&self.pool, ids).await
