@@ -476,18 +476,30 @@ async fn the_worker_holds_bulk_messages_in_quiet_hours_and_sends_acks() {
 }
 
 async fn create(app: &common::TestApp, token: &str, body: serde_json::Value) -> i64 {
-    let (st, v) = app.api("POST", "/api/v1/campaigns", token, Some(body)).await;
+    let (st, v) = app
+        .api("POST", "/api/v1/campaigns", token, Some(body))
+        .await;
     assert_eq!(st, 201, "{v}");
     v["campaign"]["id"].as_i64().unwrap()
 }
 
 async fn load_and_start(app: &common::TestApp, token: &str, id: i64, csv: String) {
     let (st, v) = app
-        .post_with(&format!("/api/v1/campaigns/{id}/recipients"), token, "text/csv", csv)
+        .post_with(
+            &format!("/api/v1/campaigns/{id}/recipients"),
+            token,
+            "text/csv",
+            csv,
+        )
         .await;
     assert_eq!(st, 200, "{v}");
     let (st, v) = app
-        .api("POST", &format!("/api/v1/campaigns/{id}/start"), token, None)
+        .api(
+            "POST",
+            &format!("/api/v1/campaigns/{id}/start"),
+            token,
+            None,
+        )
         .await;
     assert_eq!(st, 200, "{v}");
 }
@@ -529,13 +541,22 @@ async fn survey_answers_are_summarised_and_failing_campaigns_pause_themselves() 
         assert_eq!(st, 200);
     }
     let (st, v) = app
-        .api("GET", &format!("/api/v1/campaigns/{id}/answers"), &token, None)
+        .api(
+            "GET",
+            &format!("/api/v1/campaigns/{id}/answers"),
+            &token,
+            None,
+        )
         .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["answered"], 2, "{v}");
     assert_eq!(v["counts"]["5"], 1, "{v}");
     assert_eq!(v["counts"]["dissatisfied"], 1, "{v}");
-    assert_eq!(app.store().counts().await.unwrap().cases, 0, "answers open no case");
+    assert_eq!(
+        app.store().counts().await.unwrap().cases,
+        0,
+        "answers open no case"
+    );
 
     // 100 notices; 30 of the sends fail: the campaign pauses itself on its next tick.
     let id = create(
@@ -564,9 +585,15 @@ async fn survey_answers_are_summarised_and_failing_campaigns_pause_themselves() 
         .collect();
     for (i, m) in sent.iter().take(100).enumerate() {
         if i < 30 {
-            store.fail_send(m.id, "bridge refused", clock.now_ms()).await.unwrap();
+            store
+                .fail_send(m.id, "bridge refused", clock.now_ms())
+                .await
+                .unwrap();
         } else {
-            store.complete_send(m.id, None, clock.now_ms()).await.unwrap();
+            store
+                .complete_send(m.id, None, clock.now_ms())
+                .await
+                .unwrap();
         }
     }
     clock.advance_ms(1_000);
@@ -575,7 +602,13 @@ async fn survey_answers_are_summarised_and_failing_campaigns_pause_themselves() 
         .api("GET", &format!("/api/v1/campaigns/{id}"), &token, None)
         .await;
     assert_eq!(v["campaign"]["status"], "paused", "{v}");
-    assert!(v["campaign"]["note"].as_str().unwrap().contains("auto-paused"), "{v}");
+    assert!(
+        v["campaign"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("auto-paused"),
+        "{v}"
+    );
     assert_eq!(v["progress"]["failed"], 30, "{v}");
     app.shutdown().await;
 }

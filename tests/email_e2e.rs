@@ -1511,3 +1511,114 @@ escalate = [{{ tier = 2, after = "6s" }}]
             .any(|r| r.param("to").as_deref() == Some("8613800138000"))
     );
 }
+
+/// An email marketing campaign through a real SMTP server: every mail carries
+/// `List-Unsubscribe` with a signed one-click URL and `List-Unsubscribe-Post`; posting it
+/// (as a mail client does) opts the address out at once, so the next campaign skips it; a
+/// forged link is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_email_campaign_carries_a_working_one_click_unsubscribe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = tokio::task::block_in_place(|| Sink::start(tmp.path(), "campaign", 0, &[]));
+    let port = sink.port;
+    let app = spawn_app(move |s, _| {
+        email_settings(s, port);
+        s.campaigns.dispatcher = true;
+    })
+    .await;
+    let store = app.store();
+    let token = app.token("marketing").await;
+    let campaign = |name: &str| {
+        serde_json::json!({
+            "name": name, "kind": "marketing", "channel": "email", "rate_per_sec": 50.0,
+            "subject": "【某某通信】宽带升级优惠",
+            "template": "【某某通信】{{ name }}您好，千兆宽带本月八折。回复TD退订",
+        })
+    };
+    let csv = "email,name,consent\nli@example.cn,李雷,2026-11-01 web\nhan@example.cn,韩梅梅,2026-11-02 营业厅\n";
+    let (st, v) = app
+        .api("POST", "/api/v1/campaigns", &token, Some(campaign("一")))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["campaign"]["id"].as_i64().unwrap();
+    let (st, v) = app
+        .post_with(
+            &format!("/api/v1/campaigns/{id}/recipients"),
+            &token,
+            "text/csv",
+            csv,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        app.api(
+            "POST",
+            &format!("/api/v1/campaigns/{id}/start"),
+            &token,
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let mails = sink.wait_messages(2, Duration::from_secs(30), &store).await;
+    let li = mails
+        .iter()
+        .find(|m| sink_rcpt(m).contains("li@example.cn"))
+        .expect("a mail to li");
+    let h = raw_headers(li);
+    assert_eq!(
+        one_header(&h, "List-Unsubscribe-Post"),
+        "List-Unsubscribe=One-Click"
+    );
+    let link = one_header(&h, "List-Unsubscribe")
+        .trim_matches(|c| c == '<' || c == '>')
+        .to_string();
+    let path = &link[link.find("/unsubscribe/").expect("our route")..];
+    // A forged token (another address) is refused; a GET only shows the button.
+    let forged = format!("{}x", path);
+    assert_eq!(
+        app.post(
+            &forged,
+            "application/x-www-form-urlencoded",
+            "List-Unsubscribe=One-Click"
+        )
+        .await
+        .0,
+        404
+    );
+    let (st, page) = app.get(path).await;
+    assert_eq!(st, 200);
+    assert!(page.contains("method=post"), "{page}");
+    let (st, body) = app
+        .post(
+            path,
+            "application/x-www-form-urlencoded",
+            "List-Unsubscribe=One-Click",
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains("退订"), "{body}");
+    // The next campaign skips li.
+    let (_, v) = app
+        .api("POST", "/api/v1/campaigns", &token, Some(campaign("二")))
+        .await;
+    let id2 = v["campaign"]["id"].as_i64().unwrap();
+    app.post_with(
+        &format!("/api/v1/campaigns/{id2}/recipients"),
+        &token,
+        "text/csv",
+        csv,
+    )
+    .await;
+    let (_, v) = app
+        .api(
+            "POST",
+            &format!("/api/v1/campaigns/{id2}/preview"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(v["preview"]["suppressed"]["opted_out"], 1, "{v}");
+    app.shutdown().await;
+}

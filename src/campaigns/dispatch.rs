@@ -44,6 +44,9 @@ pub struct Dispatcher {
     pub email_notify: Arc<Notify>,
     /// Per campaign: (last tick, credit in messages).
     buckets: Mutex<HashMap<i64, (i64, f64)>>,
+    public_url: String,
+    /// The unsubscribe links' key (`app_secrets`), read on first use.
+    unsub_key: tokio::sync::OnceCell<Vec<u8>>,
 }
 
 /// A campaign's template, compiled.
@@ -127,6 +130,8 @@ impl Dispatcher {
             sms_notify,
             email_notify,
             buckets: Mutex::new(HashMap::new()),
+            public_url: settings.server.public_url.trim_end_matches('/').to_string(),
+            unsub_key: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -175,6 +180,22 @@ impl Dispatcher {
             }),
             _ => None,
         }
+    }
+
+    /// The key that signs unsubscribe links.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn unsubscribe_key(&self) -> StoreResult<&[u8]> {
+        self.unsub_key
+            .get_or_try_init(|| async {
+                self.store
+                    .app_secret("unsubscribe")
+                    .await
+                    .map(String::into_bytes)
+            })
+            .await
+            .map(Vec::as_slice)
     }
 
     /// One tick over every running campaign; how many messages were queued.
@@ -281,6 +302,11 @@ impl Dispatcher {
             }
         }
         let msg_kind = kind.message_kind(c.urgent != 0);
+        let key = if rows.iter().any(|r| r.channel == "email") {
+            Some(self.unsubscribe_key().await?.to_vec())
+        } else {
+            None
+        };
         let mut items = Vec::with_capacity(rows.len());
         for r in &rows {
             let ch = if r.channel == "email" {
@@ -301,8 +327,21 @@ impl Dispatcher {
                 if kind.is_commercial() && super::check_commercial(&text, &self.settings).is_err() {
                     return Err(Suppressed::Template);
                 }
-                self.draft(ch, &r.address, msg_kind, text, subject)
-                    .ok_or(Suppressed::Template)
+                let mut d = self
+                    .draft(ch, &r.address, msg_kind, text, subject)
+                    .ok_or(Suppressed::Template)?;
+                if let (Channel::Email, Some(key)) = (ch, &key) {
+                    // RFC 8058: one click, no login, no confirmation page needed.
+                    let url = format!(
+                        "{}/unsubscribe/{}",
+                        self.public_url,
+                        super::unsubscribe::token(key, c.id, &r.address)
+                    );
+                    d.text
+                        .push_str(&format!("\n\n退订 / Unsubscribe: {url}\n"));
+                    d.headers = Some(serde_json::json!({ "list_unsubscribe": url }).to_string());
+                }
+                Ok(d)
             });
             items.push((r.seq, decision));
         }

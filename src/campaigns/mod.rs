@@ -16,6 +16,7 @@
 pub mod dispatch;
 pub mod import;
 pub mod manage;
+pub mod unsubscribe;
 
 use crate::sla::calendar::Window;
 use serde::{Deserialize, Serialize};

@@ -110,7 +110,10 @@ pub async fn answers(
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(ROLES)?;
     let store = s.intake.store.as_ref();
-    store.campaign(id).await?.ok_or(CampaignError::NotFound(id))?;
+    store
+        .campaign(id)
+        .await?
+        .ok_or(CampaignError::NotFound(id))?;
     let rows = store
         .survey_answers(&crate::campaigns::dispatch::survey_name(id))
         .await?;
@@ -127,6 +130,62 @@ pub async fn answers(
         "counts": counts,
         "answers": per,
     })))
+}
+
+fn unsubscribe_target(token: &str, key: &[u8]) -> Result<(i64, String), AppError> {
+    crate::campaigns::unsubscribe::verify(key, token).ok_or_else(|| {
+        AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this unsubscribe link is not valid",
+        )
+    })
+}
+
+/// `POST /unsubscribe/{token}`: RFC 8058 one-click (the mail client posts
+/// `List-Unsubscribe=One-Click`); the address is opted out at once, queued commercial mail to
+/// it withdrawn, the campaign's message kept as evidence. Idempotent.
+pub async fn unsubscribe(
+    State(s): State<AppState>,
+    AppPath(token): AppPath<String>,
+) -> Result<impl IntoResponse, AppError> {
+    let key = s.campaigns.unsubscribe_key().await?.to_vec();
+    let (campaign, address) = unsubscribe_target(&token, &key)?;
+    let store = s.intake.store.as_ref();
+    let message = store.campaign_message(campaign, &address).await?;
+    store
+        .opt_out(
+            crate::domain::Channel::Email,
+            &address,
+            message,
+            s.intake.clock.now_ms(),
+        )
+        .await?;
+    tracing::info!(campaign, to = %crate::domain::mask(&address), "unsubscribed by one-click");
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        "您已退订，不会再收到营销邮件。 You are unsubscribed.\n",
+    ))
+}
+
+/// `GET /unsubscribe/{token}`: the same link opened in a browser shows one button that posts
+/// it (a GET never unsubscribes: link scanners follow links).
+pub async fn unsubscribe_page(
+    State(s): State<AppState>,
+    AppPath(token): AppPath<String>,
+) -> Result<impl IntoResponse, AppError> {
+    let key = s.campaigns.unsubscribe_key().await?.to_vec();
+    unsubscribe_target(&token, &key)?;
+    let html = format!(
+        "<!doctype html><meta charset=utf-8><title>退订 Unsubscribe</title>\
+         <form method=post action=\"/unsubscribe/{token}\">\
+         <input type=hidden name=List-Unsubscribe value=One-Click>\
+         <button>退订 / Unsubscribe</button></form>"
+    );
+    Ok(axum::response::Html(html))
 }
 
 #[derive(Deserialize)]

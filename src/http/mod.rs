@@ -99,6 +99,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/campaigns/{id}/preview", post(campaigns::preview))
         .route("/api/v1/campaigns/{id}/answers", get(campaigns::answers))
+        .route(
+            "/unsubscribe/{token}",
+            get(campaigns::unsubscribe_page).post(campaigns::unsubscribe),
+        )
         .route("/api/v1/campaigns/{id}/{action}", post(campaigns::action))
         .route("/api/v1/cases", get(api::list_cases))
         .route("/api/v1/cases/{id}", get(api::get_case))

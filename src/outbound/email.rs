@@ -33,6 +33,38 @@ impl Header for AutoSubmitted {
     }
 }
 
+/// `List-Unsubscribe` (RFC 2369) with the one-click URL.
+#[derive(Debug, Clone)]
+struct ListUnsubscribe(String);
+
+impl Header for ListUnsubscribe {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe")
+    }
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribe(s.to_string()))
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058).
+#[derive(Debug, Clone)]
+struct ListUnsubscribePost;
+
+impl Header for ListUnsubscribePost {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
+    }
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribePost)
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".to_string())
+    }
+}
+
 pub struct SmtpSender {
     pool: Arc<SmtpPool>,
     from: Mailbox,
@@ -124,6 +156,11 @@ impl SmtpSender {
             .as_deref()
             .and_then(|h| serde_json::from_str::<serde_json::Value>(h).ok())
         {
+            if let Some(url) = h["list_unsubscribe"].as_str() {
+                b = b
+                    .header(ListUnsubscribe(format!("<{url}>")))
+                    .header(ListUnsubscribePost);
+            }
             if let Some(id) = h["in_reply_to"].as_str() {
                 b = b.in_reply_to(format!("<{id}>"));
             }

@@ -775,6 +775,19 @@ pub trait Store: Send + Sync + 'static {
         survey: Option<(&str, i64)>,
         now_ms: i64,
     ) -> StoreResult<u64>;
+    /// A shared secret by name, made (random) on first use; every instance gets the same.
+    async fn app_secret(&self, name: &str) -> StoreResult<String>;
+    /// An opt-out outside intake (one-click unsubscribe): recorded with the message as
+    /// evidence, and the address's queued commercial messages withdrawn, in one transaction.
+    async fn opt_out(
+        &self,
+        channel: Channel,
+        address: &str,
+        message_id: Option<i64>,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// The message a campaign queued to an address.
+    async fn campaign_message(&self, campaign_id: i64, address: &str) -> StoreResult<Option<i64>>;
     /// A campaign's sends finished since `since_ms`: (tried, failed).
     async fn campaign_outcomes(&self, campaign_id: i64, since_ms: i64) -> StoreResult<(i64, i64)>;
     /// Records a delivery report; returns the message it applied to, if any.

@@ -179,6 +179,71 @@ macro_rules! common_ops {
             Ok(())
         }
 
+        pub async fn app_secret(pool: &Pool<$DB>, name: &str) -> StoreResult<String> {
+            let fresh = {
+                use rand::Rng;
+                let b: [u8; 32] = rand::thread_rng().r#gen();
+                hex::encode(b)
+            };
+            sqlx::query("INSERT INTO app_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                .bind(name)
+                .bind(&fresh)
+                .execute(pool)
+                .await?;
+            Ok(sqlx::query_scalar("SELECT value FROM app_secrets WHERE name = $1")
+                .bind(name)
+                .fetch_one(pool)
+                .await?)
+        }
+
+        pub async fn opt_out(
+            pool: &Pool<$DB>,
+            channel: crate::domain::Channel,
+            address: &str,
+            message_id: Option<i64>,
+            now_ms: i64,
+        ) -> StoreResult<()> {
+            let mut tx = pool.begin_with($begin).await?;
+            sqlx::query(sql::UPSERT_CONSENT)
+                .bind(channel.as_str())
+                .bind(address)
+                .bind(Some(now_ms))
+                .bind(None::<i64>)
+                .bind(message_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(sql::SUPPRESS_QUEUED_RECIPIENTS)
+                .bind(address)
+                .bind(channel.as_str())
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(sql::SUPPRESS_QUEUED_MESSAGES)
+                .bind(now_ms)
+                .bind(address)
+                .bind(channel.as_str())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(sql::DELETE_SUPPRESSED_OUTBOX)
+                .bind(address)
+                .bind(channel.as_str())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        pub async fn campaign_message(pool: &Pool<$DB>, campaign_id: i64, address: &str) -> StoreResult<Option<i64>> {
+            Ok(sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT message_id FROM campaign_recipients WHERE campaign_id = $1 AND address = $2",
+            )
+            .bind(campaign_id)
+            .bind(address)
+            .fetch_optional(pool)
+            .await?
+            .flatten())
+        }
+
         pub async fn campaign_outcomes(pool: &Pool<$DB>, campaign_id: i64, since_ms: i64) -> StoreResult<(i64, i64)> {
             let (tried, failed): (i64, i64) = sqlx::query_as(
                 "SELECT COUNT(*), COALESCE(SUM(CASE WHEN m.status = 'failed' THEN 1 ELSE 0 END), 0) \
@@ -1432,9 +1497,33 @@ macro_rules! impl_store {
                 survey: Option<(&str, i64)>,
                 now_ms: i64,
             ) -> StoreResult<u64> {
-                ops::dispatch_recipients(&self.pool, campaign_id, items, not_after, survey, now_ms).await
+                ops::dispatch_recipients(&self.pool, campaign_id, items, not_after, survey, now_ms)
+                    .await
             }
-            async fn campaign_outcomes(&self, campaign_id: i64, since_ms: i64) -> StoreResult<(i64, i64)> {
+            async fn app_secret(&self, name: &str) -> StoreResult<String> {
+                ops::app_secret(&self.pool, name).await
+            }
+            async fn opt_out(
+                &self,
+                channel: crate::domain::Channel,
+                address: &str,
+                message_id: Option<i64>,
+                now_ms: i64,
+            ) -> StoreResult<()> {
+                ops::opt_out(&self.pool, channel, address, message_id, now_ms).await
+            }
+            async fn campaign_message(
+                &self,
+                campaign_id: i64,
+                address: &str,
+            ) -> StoreResult<Option<i64>> {
+                ops::campaign_message(&self.pool, campaign_id, address).await
+            }
+            async fn campaign_outcomes(
+                &self,
+                campaign_id: i64,
+                since_ms: i64,
+            ) -> StoreResult<(i64, i64)> {
                 ops::campaign_outcomes(&self.pool, campaign_id, since_ms).await
             }
             async fn release_leases(&self, ids: &[i64]) -> StoreResult<()> {

@@ -38,3 +38,9 @@ CREATE INDEX campaign_recipients_message ON campaign_recipients (message_id) WHE
 
 -- A campaign message is never sent after its campaign's validity.
 ALTER TABLE outbox ADD COLUMN not_after BIGINT;
+
+-- Keys the instances share (the unsubscribe links' HMAC key), made on first use.
+CREATE TABLE app_secrets (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
