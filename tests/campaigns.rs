@@ -314,6 +314,7 @@ async fn bad_campaigns_and_files_are_refused_with_the_reason() {
             serde_json::json!({"kind": "marketing", "urgent": true, "template": "【某某通信】五折回复TD退订"}),
             "urgent",
         ),
+        (serde_json::json!({"cron": "every monday"}), "cron"),
     ] {
         let mut body = base.clone();
         for (k, v) in patch.as_object().unwrap() {
@@ -610,5 +611,69 @@ async fn survey_answers_are_summarised_and_failing_campaigns_pause_themselves() 
         "{v}"
     );
     assert_eq!(v["progress"]["failed"], 30, "{v}");
+    app.shutdown().await;
+}
+
+/// A recurring campaign (`cron` in time.zone) runs each occurrence once, as a child campaign
+/// with a copy of the recipients; the parent waits for the next one.
+#[tokio::test]
+async fn a_monthly_reminder_runs_once_per_occurrence() {
+    use chrono::TimeZone;
+    let at = |y, m, d, h| {
+        chrono_tz::Asia::Shanghai
+            .with_ymd_and_hms(y, m, d, h, 0, 0)
+            .unwrap()
+            .timestamp_millis()
+    };
+    let clock = Arc::new(ManualClock::new(T0 - 8 * HOUR));
+    let (app, _) = spawn_app_with_clock(clock.clone(), |s, _| {
+        s.sms.outbound.paused = true;
+    })
+    .await;
+    let token = app.token("marketing").await;
+    let id = create(
+        &app,
+        &token,
+        serde_json::json!({
+            "name": "月度缴费提醒", "kind": "payment_reminder", "channel": "sms",
+            "rate_per_sec": 100.0, "cron": "0 9 1 * *",
+            "template": "{{ name }}您好，本月话费账单已出，请于20日前缴纳。",
+        }),
+    )
+    .await;
+    load_and_start(
+        &app,
+        &token,
+        id,
+        "phone,name\n13800000201,甲\n13800000202,乙\n".into(),
+    )
+    .await;
+    let (_, v) = app
+        .api("GET", &format!("/api/v1/campaigns/{id}"), &token, None)
+        .await;
+    assert_eq!(v["campaign"]["status"], "recurring", "{v}");
+    let jan = at(2027, 1, 1, 9);
+    assert_eq!(v["campaign"]["next_run_at"], jan, "{v}");
+    clock.set_ms(jan - 1);
+    assert_eq!(app.state.campaigns.run_once().await.unwrap(), 0);
+    clock.set_ms(jan);
+    assert_eq!(app.state.campaigns.run_once().await.unwrap(), 2);
+    clock.advance_ms(1_000);
+    assert_eq!(
+        app.state.campaigns.run_once().await.unwrap(),
+        0,
+        "once per occurrence"
+    );
+    let all = app.store().campaigns(10).await.unwrap();
+    assert_eq!(all.iter().filter(|c| c.parent_id == Some(id)).count(), 1);
+    let parent = all.iter().find(|c| c.id == id).unwrap();
+    let feb = at(2027, 2, 1, 9);
+    assert_eq!(parent.next_run_at, Some(feb));
+    clock.set_ms(feb);
+    assert_eq!(
+        app.state.campaigns.run_once().await.unwrap(),
+        2,
+        "February's run"
+    );
     app.shutdown().await;
 }

@@ -204,6 +204,22 @@ impl Dispatcher {
     /// The store's.
     pub async fn run_once(&self) -> StoreResult<u64> {
         let now = self.clock.now_ms();
+        // Recurring campaigns whose occurrence has come start a run (once, guarded).
+        for p in self.store.due_recurring(now).await? {
+            let (Some(cron), Some(at)) = (&p.cron, p.next_run_at) else {
+                continue;
+            };
+            let next = super::next_occurrence(cron, self.zone, at.max(now))
+                .ok()
+                .flatten();
+            if let Some(child) = self.store.spawn_run(&p, at, next, now).await? {
+                tracing::info!(
+                    campaign = p.id,
+                    run = child,
+                    "recurring campaign: a run starts"
+                );
+            }
+        }
         let mut queued = 0;
         for c in self.store.running_campaigns(now).await? {
             queued += self.campaign_tick(&c, now).await?;

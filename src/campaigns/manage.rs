@@ -43,6 +43,10 @@ pub struct CreateRequest {
     /// Service campaigns only: keeps no quiet hours.
     #[serde(default)]
     pub urgent: bool,
+    /// Recurring: a cron in `time.zone` (`"0 9 1 * *"`, 09:00 on the 1st of each month); each
+    /// occurrence sends to every recipient once, as a run of its own.
+    #[serde(default)]
+    pub cron: Option<String>,
 }
 
 fn instant(v: &str, zone: chrono_tz::Tz, now: i64, key: &str) -> Result<i64, CampaignError> {
@@ -111,6 +115,14 @@ pub async fn create(
     if valid_until.is_some_and(|v| v <= start_at) {
         return bad("valid_until: must be after start_at".into());
     }
+    let cron = r.cron.as_deref().map(str::trim).filter(|c| !c.is_empty());
+    if let Some(c) = cron {
+        match super::next_occurrence(c, zone, now) {
+            Ok(Some(_)) => {}
+            Ok(None) => return bad(format!("cron {c:?}: never occurs")),
+            Err(e) => return bad(e),
+        }
+    }
     let rec = CampaignRecord {
         id: 0,
         name: name.to_string(),
@@ -127,6 +139,9 @@ pub async fn create(
         created_at: now,
         updated_at: now,
         note: None,
+        cron: cron.map(str::to_string),
+        parent_id: None,
+        next_run_at: None,
     };
     Compiled::new(&rec).map_err(CampaignError::Invalid)?;
     if kind.is_commercial() {
@@ -145,6 +160,7 @@ pub async fn create(
             urgent: r.urgent,
             created_by: by.into(),
             now_ms: now,
+            cron: rec.cron,
         })
         .await?;
     store.campaign(id).await?.ok_or(CampaignError::NotFound(id))
@@ -353,18 +369,25 @@ pub async fn preview(
 /// Not found, not allowed from its status (409), the store.
 pub async fn transition(
     store: &dyn Store,
+    zone: chrono_tz::Tz,
     id: i64,
     action: &str,
     now: i64,
 ) -> Result<CampaignRecord, CampaignError> {
+    let c = get(store, id).await?;
+    // A recurring campaign runs as children; it is itself `recurring` between occurrences.
+    let active = if c.cron.is_some() {
+        "recurring"
+    } else {
+        "running"
+    };
     let (from, to): (&[&str], &str) = match action {
-        "start" => (&["draft"], "running"),
-        "pause" => (&["running"], "paused"),
-        "resume" => (&["paused"], "running"),
-        "cancel" => (&["draft", "running", "paused"], "cancelled"),
+        "start" => (&["draft"], active),
+        "pause" => (&["running", "recurring"], "paused"),
+        "resume" => (&["paused"], active),
+        "cancel" => (&["draft", "running", "recurring", "paused"], "cancelled"),
         other => return Err(CampaignError::Invalid(format!("unknown action {other:?}"))),
     };
-    let c = get(store, id).await?;
     if action == "start" && progress(store, id).await?.pending == 0 {
         return Err(CampaignError::Conflict(format!(
             "campaign {id} has no recipients waiting: import a CSV first"
@@ -376,6 +399,13 @@ pub async fn transition(
         )));
     }
     let note = format!("{action} at {now}");
+    if to == "recurring"
+        && let Some(cron) = &c.cron
+    {
+        let next = super::next_occurrence(cron, zone, c.start_at.max(now) - 1)
+            .map_err(CampaignError::Invalid)?;
+        store.set_next_run(id, next).await?;
+    }
     store
         .set_campaign_status(id, from, to, Some(&note), now)
         .await?

@@ -124,6 +124,30 @@ impl Kind {
     }
 }
 
+/// The next occurrence of a cron (`"0 9 1 * *"`: 09:00 on the 1st) after `after_ms`, read in
+/// `zone`; `None` when it has none.
+///
+/// # Errors
+/// A cron that does not parse, for a 422.
+pub fn next_occurrence(
+    cron: &str,
+    zone: chrono_tz::Tz,
+    after_ms: i64,
+) -> Result<Option<i64>, String> {
+    use chrono::TimeZone;
+    let c: croner::Cron = cron.parse().map_err(|e| format!("cron {cron:?}: {e}"))?;
+    // Whole seconds: an occurrence is at :00 however far into a second we ask.
+    let Some(start) = zone
+        .timestamp_millis_opt(after_ms.div_euclid(1000) * 1000)
+        .single()
+    else {
+        return Ok(None);
+    };
+    Ok(c.find_next_occurrence(&start, false)
+        .ok()
+        .map(|t| t.timestamp_millis().div_euclid(1000) * 1000))
+}
+
 /// The message kinds campaigns queue (for caps and suppression).
 pub const MESSAGE_KINDS: &[&str] = &[
     "payment_reminder",

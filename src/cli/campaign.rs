@@ -37,6 +37,9 @@ pub enum CampaignCommand {
         /// Service campaigns only: keep no quiet hours.
         #[arg(long)]
         urgent: bool,
+        /// Recurring: a cron in time.zone, e.g. "0 9 1 * *" (09:00 on the 1st of each month).
+        #[arg(long)]
+        cron: Option<String>,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -132,6 +135,7 @@ async fn run_on(
             start_at,
             valid_until,
             urgent,
+            cron,
             ..
         } => {
             let template = match (template, template_file) {
@@ -150,6 +154,7 @@ async fn run_on(
                 valid_until,
                 rate_per_sec: rate,
                 urgent,
+                cron,
             };
             let c = manage::create(
                 store.as_ref(),
@@ -224,21 +229,30 @@ async fn run_on(
                 serde_json::to_string_pretty(&serde_json::json!({ "campaign": c, "progress": p }))?
             );
         }
-        CampaignCommand::Start { id, .. } => act(store.as_ref(), id, "start", now).await?,
-        CampaignCommand::Pause { id, .. } => act(store.as_ref(), id, "pause", now).await?,
-        CampaignCommand::Resume { id, .. } => act(store.as_ref(), id, "resume", now).await?,
-        CampaignCommand::Cancel { id, .. } => act(store.as_ref(), id, "cancel", now).await?,
+        CampaignCommand::Start { id, .. } => {
+            act(settings, store.as_ref(), id, "start", now).await?
+        }
+        CampaignCommand::Pause { id, .. } => {
+            act(settings, store.as_ref(), id, "pause", now).await?
+        }
+        CampaignCommand::Resume { id, .. } => {
+            act(settings, store.as_ref(), id, "resume", now).await?
+        }
+        CampaignCommand::Cancel { id, .. } => {
+            act(settings, store.as_ref(), id, "cancel", now).await?
+        }
     }
     Ok(())
 }
 
 async fn act(
+    settings: &Settings,
     store: &dyn crate::store::Store,
     id: i64,
     action: &str,
     now: i64,
 ) -> anyhow::Result<()> {
-    let c = manage::transition(store, id, action, now)
+    let c = manage::transition(store, settings.time.zone, id, action, now)
         .await
         .map_err(fail)?;
     println!("campaign {id}: {}", c.status);

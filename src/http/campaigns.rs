@@ -231,6 +231,7 @@ pub async fn action(
     }
     let c = manage::transition(
         s.intake.store.as_ref(),
+        s.settings.time.zone,
         id,
         &action,
         s.intake.clock.now_ms(),

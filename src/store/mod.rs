@@ -525,6 +525,7 @@ pub struct NewCampaign {
     pub urgent: bool,
     pub created_by: String,
     pub now_ms: i64,
+    pub cron: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow)]
@@ -544,6 +545,9 @@ pub struct CampaignRecord {
     pub created_at: i64,
     pub updated_at: i64,
     pub note: Option<String>,
+    pub cron: Option<String>,
+    pub parent_id: Option<i64>,
+    pub next_run_at: Option<i64>,
 }
 
 /// A recipient waiting for the dispatcher.
@@ -747,6 +751,20 @@ pub trait Store: Send + Sync + 'static {
         note: Option<&str>,
         now_ms: i64,
     ) -> StoreResult<Option<CampaignRecord>>;
+    /// Recurring campaigns whose next occurrence has come.
+    async fn due_recurring(&self, now_ms: i64) -> StoreResult<Vec<CampaignRecord>>;
+    /// One occurrence of a recurring campaign: a child campaign (running, starting at
+    /// `occurrence`) with a copy of the recipients, and the parent's next occurrence moved from
+    /// `occurrence` to `next`, in one transaction; `None` if another instance did it first.
+    async fn spawn_run(
+        &self,
+        parent: &CampaignRecord,
+        occurrence: i64,
+        next: Option<i64>,
+        now_ms: i64,
+    ) -> StoreResult<Option<i64>>;
+    /// Sets a recurring campaign's next occurrence (start, resume).
+    async fn set_next_run(&self, id: i64, next: Option<i64>) -> StoreResult<()>;
     /// Running campaigns whose start has come.
     async fn running_campaigns(&self, now_ms: i64) -> StoreResult<Vec<CampaignRecord>>;
     /// The next pending recipients of a campaign, by line (after `after_seq`).

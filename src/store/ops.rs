@@ -269,13 +269,14 @@ macro_rules! common_ops {
         }
 
         const CAMPAIGN_COLUMNS: &str = "id, name, kind, channel, template, subject, status, start_at, \
-            valid_until, rate_per_sec, urgent, created_by, created_at, updated_at, note";
+            valid_until, rate_per_sec, urgent, created_by, created_at, updated_at, note, cron, parent_id, \
+            next_run_at";
 
         pub async fn create_campaign(pool: &Pool<$DB>, c: &crate::store::NewCampaign) -> StoreResult<i64> {
             Ok(sqlx::query_scalar(
                 "INSERT INTO campaigns (name, kind, channel, template, subject, status, start_at, valid_until, \
-                 rate_per_sec, urgent, created_by, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'draft', $6, $7, $8, $9, $10, $11, $11) RETURNING id",
+                 rate_per_sec, urgent, created_by, created_at, updated_at, cron) \
+                 VALUES ($1, $2, $3, $4, $5, 'draft', $6, $7, $8, $9, $10, $11, $11, $12) RETURNING id",
             )
             .bind(&c.name)
             .bind(&c.kind)
@@ -288,6 +289,7 @@ macro_rules! common_ops {
             .bind(i64::from(c.urgent))
             .bind(&c.created_by)
             .bind(c.now_ms)
+            .bind(&c.cron)
             .fetch_one(pool)
             .await?)
         }
@@ -398,6 +400,75 @@ macro_rules! common_ops {
             let c = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *tx).await?;
             tx.commit().await?;
             Ok(c)
+        }
+
+        pub async fn due_recurring(pool: &Pool<$DB>, now_ms: i64) -> StoreResult<Vec<crate::store::CampaignRecord>> {
+            let sql = format!(
+                "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE status = 'recurring' AND next_run_at <= $1 ORDER BY id"
+            );
+            Ok(sqlx::query_as(&sql).bind(now_ms).fetch_all(pool).await?)
+        }
+
+        pub async fn spawn_run(
+            pool: &Pool<$DB>,
+            p: &crate::store::CampaignRecord,
+            occurrence: i64,
+            next: Option<i64>,
+            now_ms: i64,
+        ) -> StoreResult<Option<i64>> {
+            let mut tx = pool.begin_with($begin).await?;
+            let moved = sqlx::query(
+                "UPDATE campaigns SET next_run_at = $1 WHERE id = $2 AND status = 'recurring' AND next_run_at = $3",
+            )
+            .bind(next)
+            .bind(p.id)
+            .bind(occurrence)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if moved != 1 {
+                return Ok(None);
+            }
+            let valid_until = p.valid_until.map(|v| occurrence + (v - p.start_at).max(0));
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO campaigns (name, kind, channel, template, subject, status, start_at, valid_until, \
+                 rate_per_sec, urgent, created_by, created_at, updated_at, parent_id) \
+                 VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9, $10, $11, $11, $12) RETURNING id",
+            )
+            .bind(&p.name)
+            .bind(&p.kind)
+            .bind(&p.channel)
+            .bind(&p.template)
+            .bind(&p.subject)
+            .bind(occurrence)
+            .bind(valid_until)
+            .bind(p.rate_per_sec)
+            .bind(p.urgent)
+            .bind(&p.created_by)
+            .bind(now_ms)
+            .bind(p.id)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO campaign_recipients (campaign_id, seq, channel, address, vars, consent, state) \
+                 SELECT $1, seq, channel, address, vars, consent, 'pending' FROM campaign_recipients \
+                 WHERE campaign_id = $2",
+            )
+            .bind(id)
+            .bind(p.id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(Some(id))
+        }
+
+        pub async fn set_next_run(pool: &Pool<$DB>, id: i64, next: Option<i64>) -> StoreResult<()> {
+            sqlx::query("UPDATE campaigns SET next_run_at = $1 WHERE id = $2")
+                .bind(next)
+                .bind(id)
+                .execute(pool)
+                .await?;
+            Ok(())
         }
 
         pub async fn running_campaigns(pool: &Pool<$DB>, now_ms: i64) -> StoreResult<Vec<crate::store::CampaignRecord>> {
@@ -1463,6 +1534,24 @@ macro_rules! impl_store {
                 now_ms: i64,
             ) -> StoreResult<Option<crate::store::CampaignRecord>> {
                 ops::set_campaign_status(&self.pool, id, from, to, note, now_ms).await
+            }
+            async fn due_recurring(
+                &self,
+                now_ms: i64,
+            ) -> StoreResult<Vec<crate::store::CampaignRecord>> {
+                ops::due_recurring(&self.pool, now_ms).await
+            }
+            async fn spawn_run(
+                &self,
+                parent: &crate::store::CampaignRecord,
+                occurrence: i64,
+                next: Option<i64>,
+                now_ms: i64,
+            ) -> StoreResult<Option<i64>> {
+                ops::spawn_run(&self.pool, parent, occurrence, next, now_ms).await
+            }
+            async fn set_next_run(&self, id: i64, next: Option<i64>) -> StoreResult<()> {
+                ops::set_next_run(&self.pool, id, next).await
             }
             async fn running_campaigns(
                 &self,

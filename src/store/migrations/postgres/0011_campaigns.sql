@@ -9,7 +9,7 @@ CREATE TABLE campaigns (
     channel      TEXT    NOT NULL,   -- sms | email | own
     template     TEXT    NOT NULL,
     subject      TEXT,
-    status       TEXT    NOT NULL,   -- draft | running | paused | done | cancelled
+    status       TEXT    NOT NULL,   -- draft | running | recurring | paused | done | cancelled
     start_at     BIGINT NOT NULL,
     valid_until  BIGINT,
     rate_per_sec DOUBLE PRECISION NOT NULL,
@@ -17,8 +17,14 @@ CREATE TABLE campaigns (
     created_by   TEXT    NOT NULL,
     created_at   BIGINT NOT NULL,
     updated_at   BIGINT NOT NULL,
-    note         TEXT
+    note         TEXT,
+    -- Recurring: a cron in time.zone; each occurrence runs as a child campaign (parent_id)
+    -- with a copy of the recipients. next_run_at is the parent's next occurrence.
+    cron         TEXT,
+    parent_id    BIGINT,
+    next_run_at  BIGINT
 );
+CREATE INDEX campaigns_next_run ON campaigns (next_run_at) WHERE status = 'recurring';
 
 CREATE TABLE campaign_recipients (
     campaign_id BIGINT NOT NULL REFERENCES campaigns (id),
