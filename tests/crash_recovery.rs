@@ -192,3 +192,106 @@ fn sigterm(child: &Child) {
         .status()
         .unwrap();
 }
+
+/// A campaign survives SIGKILL in the middle of its dispatch: started on the real binary with
+/// sending paused, killed while its recipients are being queued, restarted with a bridge:
+/// every recipient gets exactly one message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_campaign_and_restart_sends_exactly_one_message_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/camp.db", dir.path().display());
+    let port = free_port();
+    let quiet = [
+        (
+            "SWITCHBOARD__CAMPAIGNS__COMMERCIAL_QUIET_HOURS",
+            "00:00-00:00".to_string(),
+        ),
+        (
+            "SWITCHBOARD__CAMPAIGNS__SERVICE_QUIET_HOURS",
+            "00:00-00:00".to_string(),
+        ),
+    ];
+    let mut first = quiet.to_vec();
+    first.push(("SWITCHBOARD__SMS__OUTBOUND__PAUSED", "true".into()));
+    let mut child = spawn_gateway(port, &db, &first);
+    wait_ready(port).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["token", "create", "--name", "mk", "--role", "marketing"])
+        .env("SWITCHBOARD__DATABASE__URL", &db)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let c = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}/api/v1/campaigns");
+    let v: serde_json::Value = c
+        .post(&base)
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "name": "停机检修", "kind": "notice", "channel": "sms", "rate_per_sec": 400.0,
+            "template": "{{ name }}您好，本小区今晚22点至24点网络检修。",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = v["campaign"]["id"].as_i64().expect("created");
+    let n = 3_000;
+    let mut csv = String::from("phone,name\n");
+    for i in 0..n {
+        csv.push_str(&format!("1370000{i:04},客户{i}\n"));
+    }
+    let r = c
+        .post(format!("{base}/{id}/recipients"))
+        .bearer_auth(&token)
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .post(format!("{base}/{id}/start"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Kill once part of the campaign is queued.
+    let store = switchboard::store::open(&db, 2, 8).await.unwrap();
+    eventually(Duration::from_secs(30), || async {
+        (store.counts().await.unwrap().outbox >= 600).then_some(())
+    })
+    .await
+    .expect("the dispatcher queues");
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    let queued_at_kill = store.counts().await.unwrap().outbox;
+    assert!(
+        queued_at_kill < n as i64,
+        "killed mid-campaign ({queued_at_kill})"
+    );
+    store.close().await;
+
+    let bridge = StubBridge::start(202, "0: Accepted for delivery").await;
+    let mut second = quiet.to_vec();
+    second.push((
+        "SWITCHBOARD__SMS__OUTBOUND__URL",
+        format!("{}/cgi-bin/sendsms", bridge.url),
+    ));
+    second.push(("SWITCHBOARD__SMS__OUTBOUND__RATE_PER_SEC", "2000".into()));
+    second.push(("SWITCHBOARD__SMS__OUTBOUND__CONCURRENCY", "16".into()));
+    let mut child = spawn_gateway(port, &db, &second);
+    wait_ready(port).await;
+    bridge.wait_for(n, Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut per: HashMap<String, usize> = HashMap::new();
+    for r in bridge.requests() {
+        *per.entry(r.param("to").unwrap()).or_default() += 1;
+    }
+    assert_eq!(per.len(), n, "everyone");
+    assert!(per.values().all(|&k| k == 1), "nobody twice");
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}
