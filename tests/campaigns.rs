@@ -677,3 +677,42 @@ async fn a_monthly_reminder_runs_once_per_occurrence() {
     );
     app.shutdown().await;
 }
+
+/// The same marketing text reaches a recipient at most once within `repeat_after`, even from
+/// another campaign on another day; a different text the next day goes.
+#[tokio::test]
+async fn the_same_marketing_text_goes_to_a_recipient_once() {
+    let clock = Arc::new(ManualClock::new(T0 - 8 * HOUR));
+    let (app, _) = spawn_app_with_clock(clock.clone(), |s, _| {
+        s.sms.outbound.paused = true;
+    })
+    .await;
+    let token = app.token("marketing").await;
+    let body = |t: &str| {
+        serde_json::json!({
+            "name": "促销", "kind": "marketing", "channel": "sms", "rate_per_sec": 100.0,
+            "template": t,
+        })
+    };
+    let csv = "phone,consent\n13800000301,web\n";
+    let same = "【某某通信】5G套餐八折，回复TD退订";
+    for (day, text, queued) in [
+        (0, same, 1),
+        (1, same, 0),
+        (2, "【某某通信】宽带提速，回复TD退订", 1),
+    ] {
+        clock.set_ms(T0 - 8 * HOUR + day * 25 * HOUR);
+        let id = create(&app, &token, body(text)).await;
+        load_and_start(&app, &token, id, csv.into()).await;
+        assert_eq!(
+            app.state.campaigns.run_once().await.unwrap(),
+            queued,
+            "day {day}"
+        );
+        if queued == 0 {
+            let p = progress(&app, &token, id).await;
+            assert_eq!(p["suppressed"]["same_content"], 1, "{p}");
+        }
+    }
+    app.shutdown().await;
+}

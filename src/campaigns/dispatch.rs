@@ -312,7 +312,12 @@ impl Dispatcher {
                 .map(|r| r.address.clone())
                 .collect();
             if !addrs.is_empty() {
-                for (a, s) in self.store.standings(ch, &addrs, now - DAY_MS).await? {
+                let texts_since = now - self.settings.repeat_after.ms();
+                for (a, s) in self
+                    .store
+                    .standings(ch, &addrs, now - DAY_MS, texts_since)
+                    .await?
+                {
                     standings.insert((ch, a), s);
                 }
             }
@@ -340,8 +345,13 @@ impl Dispatcher {
                     tracing::warn!(campaign = c.id, line = r.seq, error = %e, "campaign template failed for a recipient");
                     Suppressed::Template
                 })?;
-                if kind.is_commercial() && super::check_commercial(&text, &self.settings).is_err() {
-                    return Err(Suppressed::Template);
+                if kind.is_commercial() {
+                    if super::check_commercial(&text, &self.settings).is_err() {
+                        return Err(Suppressed::Template);
+                    }
+                    if st.recent_texts.contains(&super::text_hash(&text)) {
+                        return Err(Suppressed::SameContent);
+                    }
                 }
                 let mut d = self
                     .draft(ch, &r.address, msg_kind, text, subject)

@@ -316,7 +316,14 @@ pub async fn preview(
             let st = if addrs.is_empty() {
                 Default::default()
             } else {
-                store.standings(ch, &addrs, now - 86_400_000).await?
+                store
+                    .standings(
+                        ch,
+                        &addrs,
+                        now - 86_400_000,
+                        now - d.settings.repeat_after.ms(),
+                    )
+                    .await?
             };
             for r in rows.iter().filter(|r| r.channel == ch.as_str()) {
                 out.pending += 1;

@@ -35,6 +35,8 @@ pub struct CampaignSettings {
     pub commercial_per_day: i64,
     /// Most campaign messages of any kind one recipient gets in 24 hours.
     pub per_day: i64,
+    /// The same commercial text goes to a recipient at most once in this long.
+    pub repeat_after: crate::sla::Span,
     /// The opt-out footer every commercial message carries.
     pub opt_out_footer: String,
     /// Signature length in characters (between 【 and 】).
@@ -204,6 +206,18 @@ pub struct Standing {
     /// Campaign messages in the last 24 hours, and of those commercial ones.
     pub sent_today: i64,
     pub commercial_today: i64,
+    /// Hashes of the commercial texts sent within `repeat_after`.
+    pub recent_texts: Vec<u64>,
+}
+
+/// The hash `Standing::recent_texts` holds.
+pub fn text_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    // An email's unsubscribe line differs per campaign; the content is what comes before.
+    let body = text.split("\n\n退订 / Unsubscribe:").next().unwrap_or(text);
+    body.trim().hash(&mut h);
+    h.finish()
 }
 
 /// Why a recipient gets nothing.
@@ -213,6 +227,7 @@ pub enum Suppressed {
     OptedOut,
     NoConsent,
     FrequencyCap,
+    SameContent,
     Template,
     Expired,
 }
@@ -223,6 +238,7 @@ impl Suppressed {
             Suppressed::OptedOut => "opted_out",
             Suppressed::NoConsent => "no_consent",
             Suppressed::FrequencyCap => "frequency_cap",
+            Suppressed::SameContent => "same_content",
             Suppressed::Template => "template",
             Suppressed::Expired => "expired",
         }
@@ -272,6 +288,7 @@ mod tests {
     fn settings() -> CampaignSettings {
         CampaignSettings {
             dispatcher: false,
+            repeat_after: crate::sla::Span(30 * 86_400_000),
             survey_answer_within: crate::sla::Span(3 * 86_400_000),
             failure_rate: 0.2,
             failure_window: crate::sla::Span(300_000),

@@ -774,13 +774,15 @@ pub trait Store: Send + Sync + 'static {
         after_seq: i64,
         limit: i64,
     ) -> StoreResult<Vec<RecipientRow>>;
-    /// What is known of these addresses on a channel: opt-out / opt-in, and the campaign
-    /// messages (all, commercial) queued to them since `since_ms`.
+    /// What is known of these addresses on a channel: opt-out / opt-in, the campaign messages
+    /// (all, commercial) queued to them since `since_ms`, and the commercial texts sent to
+    /// them since `texts_since_ms`.
     async fn standings(
         &self,
         channel: Channel,
         addresses: &[String],
         since_ms: i64,
+        texts_since_ms: i64,
     ) -> StoreResult<HashMap<String, crate::campaigns::Standing>>;
     /// Applies the dispatcher's decisions in one transaction: each recipient only if still
     /// pending; a message is queued (in the lane of its kind, never sent after `not_after`)

@@ -500,6 +500,7 @@ macro_rules! common_ops {
             channel: crate::domain::Channel,
             addresses: &[String],
             since_ms: i64,
+            texts_since_ms: i64,
         ) -> StoreResult<std::collections::HashMap<String, crate::campaigns::Standing>> {
             let mut out: std::collections::HashMap<String, crate::campaigns::Standing> =
                 std::collections::HashMap::new();
@@ -541,6 +542,24 @@ macro_rules! common_ops {
                     let e = out.entry(a).or_default();
                     e.sent_today = all;
                     e.commercial_today = commercial;
+                }
+                let sql = format!(
+                    "SELECT to_addr, body FROM messages WHERE direction = 'out' AND channel = $1 \
+                     AND created_at >= $2 AND kind IN ('marketing', 'research') \
+                     AND status <> 'suppressed' AND status <> 'cancelled' AND to_addr IN ({})",
+                    list.join(", ")
+                );
+                let mut q = sqlx::query_as::<_, (String, String)>(&sql)
+                    .bind(channel.as_str())
+                    .bind(texts_since_ms);
+                for a in chunk {
+                    q = q.bind(a);
+                }
+                for (a, body) in q.fetch_all(pool).await? {
+                    out.entry(a)
+                        .or_default()
+                        .recent_texts
+                        .push(crate::campaigns::text_hash(&body));
                 }
             }
             Ok(out)
@@ -1572,8 +1591,9 @@ macro_rules! impl_store {
                 channel: crate::domain::Channel,
                 addresses: &[String],
                 since_ms: i64,
+                texts_since_ms: i64,
             ) -> StoreResult<std::collections::HashMap<String, crate::campaigns::Standing>> {
-                ops::standings(&self.pool, channel, addresses, since_ms).await
+                ops::standings(&self.pool, channel, addresses, since_ms, texts_since_ms).await
             }
             async fn dispatch_recipients(
                 &self,
