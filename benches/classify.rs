@@ -151,6 +151,45 @@ fn bench(c: &mut Criterion) {
     let msgs = messages();
     let default_file: RulesFile = toml::from_str(switchboard::classify::DEFAULT_RULES).unwrap();
     let big_file = big_rules();
+    // Before/after in one run: the rules file of the previous release (benches/rules_before.toml,
+    // rules only), today's rules without their model, and with it.
+    let before: RulesFile = toml::from_str(include_str!("rules_before.toml")).unwrap();
+    {
+        let shipped = Classifier::builtin();
+        let mut no_model = default_file.clone();
+        no_model.model = None;
+        let mut always = default_file.clone();
+        if let Some(m) = always.model.as_mut() {
+            m.sure_margin = f64::INFINITY;
+        }
+        let variants = [
+            (
+                "before_rules_only",
+                Classifier::compile(before, "before".into()).unwrap(),
+            ),
+            (
+                "rules_only",
+                Classifier::compile(no_model, "no-model".into()).unwrap(),
+            ),
+            ("rules_plus_model", shipped),
+            (
+                "model_on_every_message",
+                Classifier::compile(always, "always".into()).unwrap(),
+            ),
+        ];
+        let mut g = c.benchmark_group("shipped");
+        g.throughput(Throughput::Elements(msgs.len() as u64));
+        for (name, cl) in &variants {
+            g.bench_function(*name, |b| {
+                b.iter(|| {
+                    for m in &msgs {
+                        black_box(cl.category(black_box(m)));
+                    }
+                })
+            });
+        }
+        g.finish();
+    }
     let sets = [("default_rules", default_file), ("5000kw_200re", big_file)];
     for (name, file) in sets {
         let kw: usize = file.rules.iter().map(|r| r.keywords.len()).sum();

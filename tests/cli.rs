@@ -132,6 +132,79 @@ fn rules_eval_reports_macro_f1_on_the_project_labeled_set() {
 }
 
 #[test]
+fn rules_eval_folds_and_rules_suggest() {
+    let csv = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/classify/independent/tune.csv"
+    );
+    let out = bin()
+        .args(["rules", "eval", csv, "--folds", "3", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["folds"], 3);
+    assert!(v["macro_f1"].as_f64().unwrap() >= 0.85, "{}", v["macro_f1"]);
+    assert!(v["complaint_recall"].as_f64().unwrap() >= 0.90);
+    assert!(v["rules_alone"]["macro_f1"].as_f64().is_some());
+    let out = bin()
+        .args(["rules", "eval", csv, "--folds", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+
+    // suggest: a small labeled set and corrections the rules get wrong.
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("r.toml");
+    std::fs::write(
+        &rules,
+        "fallback = \"inquiry\"\n[[rules]]\nid = \"c\"\ncategory = \"complaint\"\nweight = 10.0\nkeywords = [\"投诉\"]\n[[rules]]\nid = \"f\"\ncategory = \"fault\"\nweight = 3.0\nkeywords = [\"断网\"]\n",
+    )
+    .unwrap();
+    let labeled = dir.path().join("l.csv");
+    std::fs::write(
+        &labeled,
+        "label,text\ncomplaint,我要投诉\nfault,断网了\nfault,光猫红灯一直亮\nfault,早上光猫红灯\ninquiry,套餐多少钱\n",
+    )
+    .unwrap();
+    let corr = dir.path().join("c.csv");
+    std::fs::write(&corr, "label,text\nfault,光猫红灯又亮了\n").unwrap();
+    let out = bin()
+        .args(["rules", "suggest"])
+        .arg(&labeled)
+        .arg("--rules")
+        .arg(&rules)
+        .arg("--corrections")
+        .arg(&corr)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &v["suggestions"][0];
+    assert_eq!(first["category"], "fault", "{v}");
+    assert!(first["delta_labeled"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(first["delta_corrections"].as_f64().unwrap() > 0.0, "{v}");
+    let out = bin()
+        .args(["rules", "suggest"])
+        .arg(&labeled)
+        .arg("--rules")
+        .arg(&rules)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Δlabeled") && text.contains("光猫"), "{text}");
+}
+
+#[test]
 fn rules_backtest_lists_messages_whose_category_would_change() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/bt.db", dir.path().display());
@@ -149,7 +222,7 @@ fn rules_backtest_lists_messages_whose_category_would_change() {
             let _ = rx.await;
         }));
         let c = reqwest::Client::new();
-        for (i, t) in ["zzqq please", "hello there", "zzqq again"].iter().enumerate() {
+        for (i, t) in ["zzqq 请问套餐多少钱", "hello there", "zzqq 请问营业厅几点开门"].iter().enumerate() {
             let url = format!("http://127.0.0.1:{port}/inbound/sms/kannel?id=b{i}&from=1380000000{i}&to=10000&text={}", t.replace(' ', "+"));
             assert_eq!(c.get(url).send().await.unwrap().status(), 200);
         }
@@ -178,7 +251,7 @@ fn rules_backtest_lists_messages_whose_category_would_change() {
     assert!(text.contains("2 would change"), "{text}");
     assert!(text.contains("inquiry -> complaint: 2"), "{text}");
     assert!(
-        text.contains("zzqq please") && !text.contains("hello there"),
+        text.contains("zzqq 请问套餐多少钱") && !text.contains("hello there"),
         "{text}"
     );
     let out = bin()
@@ -288,7 +361,7 @@ fn classify_live_uses_the_database_version() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/live.db", dir.path().display());
     let out = bin()
-        .args(["classify", "--live", "zzqq please"])
+        .args(["classify", "--live", "zzqq 请问套餐多少钱"])
         .env("SWITCHBOARD__DATABASE__URL", &db)
         .output()
         .unwrap();
@@ -319,7 +392,7 @@ fn classify_live_uses_the_database_version() {
         s.close().await;
     });
     let live = bin()
-        .args(["classify", "--live", "--json", "zzqq please"])
+        .args(["classify", "--live", "--json", "zzqq 请问套餐多少钱"])
         .env("SWITCHBOARD__DATABASE__URL", &db)
         .output()
         .unwrap();
@@ -332,7 +405,7 @@ fn classify_live_uses_the_database_version() {
     assert_eq!(v["category"], "complaint");
     assert_eq!(v["rules_version"], "v1");
     let file = bin()
-        .args(["classify", "--json", "zzqq please"])
+        .args(["classify", "--json", "zzqq 请问套餐多少钱"])
         .env("SWITCHBOARD__DATABASE__URL", &db)
         .output()
         .unwrap();

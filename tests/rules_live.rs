@@ -69,7 +69,7 @@ async fn rules_are_versioned_gated_activated_and_rolled_back() {
     assert_eq!(api(&app, &agent, "GET", "/api/v1/rules", None).await.0, 403);
     assert_eq!(api(&app, "nope", "GET", "/api/v1/rules", None).await.0, 401);
 
-    let case = sms(&app, "a1", "13800000001", "zzqq").await;
+    let case = sms(&app, "a1", "13800000001", "zzqq 请问套餐多少钱").await;
     assert_eq!(
         (case.category.as_str(), case.rules_version.as_str()),
         ("inquiry", "v1")
@@ -155,7 +155,7 @@ async fn rules_are_versioned_gated_activated_and_rolled_back() {
     assert_eq!(st, 201, "{a}");
     let v2 = a["version"].as_i64().unwrap();
     assert_eq!(a["active"], true);
-    let case = sms(&app, "a2", "13800000002", "zzqq").await;
+    let case = sms(&app, "a2", "13800000002", "zzqq 请问套餐多少钱").await;
     assert_eq!(
         (case.category.as_str(), case.rules_version.as_str()),
         ("complaint", format!("v{v2}").as_str())
@@ -175,7 +175,7 @@ async fn rules_are_versioned_gated_activated_and_rolled_back() {
     // Rollback to version 1.
     let (st, r) = api(&app, &ops, "POST", "/api/v1/rules/1/activate", None).await;
     assert_eq!(st, 200, "{r}");
-    let case = sms(&app, "a3", "13800000003", "zzqq").await;
+    let case = sms(&app, "a3", "13800000003", "zzqq 请问套餐多少钱").await;
     assert_eq!(
         (case.category.as_str(), case.rules_version.as_str()),
         ("inquiry", "v1")

@@ -3,14 +3,36 @@
 //! (those without usable triggers searched one by one or by a `RegexSet`); intent words sets
 //! of folded keys. A rule that cannot be compiled is refused, named.
 
+use super::eval::{Labeled, parse_csv};
 use super::intents::intent_key;
+use super::learned::Model;
 use super::{Classifier, DEFAULT_RULES, FoldTable, Folded, Pattern, RulesFile, Scanner, Term};
 use aho_corasick::{MatchKind, dfa, nfa};
 use regex::RegexSetBuilder;
 use regex_automata::meta;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Training sets built into the binary, named `builtin:<name>` in `[model] training`.
+pub const BUILTIN_TRAINING: &[(&str, &[u8])] = &[
+    (
+        "labeled",
+        include_bytes!("../../fixtures/classify/labeled.csv"),
+    ),
+    (
+        "tune",
+        include_bytes!("../../fixtures/classify/independent/tune.csv"),
+    ),
+];
+
+/// Trained models by the SHA-256 of their training bytes and settings: compiling the same
+/// rules again (tests, reloads, k-fold folds reuse their own) does not train again.
+fn model_cache() -> &'static Mutex<HashMap<Vec<u8>, Arc<Model>>> {
+    static CACHE: OnceLock<Mutex<HashMap<Vec<u8>, Arc<Model>>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
 
 /// Largest compiled size of one regex and of the whole set; larger patterns are refused.
 const REGEX_SIZE_LIMIT: usize = 256 * 1024;
@@ -65,11 +87,24 @@ impl Classifier {
             at: origin.map(|o| format!(" {o}")).unwrap_or_default(),
             reason: e.to_string(),
         })?;
-        let version = {
-            let digest = Sha256::digest(text.as_bytes());
-            hex::encode(&digest[..6])
+        let base = origin
+            .map(Path::new)
+            .filter(|p| p.is_file())
+            .and_then(|p| p.parent())
+            .map(Path::to_path_buf);
+        let training = match &file.model {
+            Some(m) => Some(read_training(&m.training, base.as_deref())?),
+            None => None,
         };
-        Classifier::compile(file, version).map_err(|e| match e {
+        let version = {
+            let mut h = Sha256::new();
+            h.update(text.as_bytes());
+            if let Some((_, sha)) = &training {
+                h.update(sha);
+            }
+            hex::encode(&h.finalize()[..6])
+        };
+        Classifier::compile_trained(file, version, training).map_err(|e| match e {
             RulesError::Rule { rule_id, reason } => {
                 let line = text
                     .lines()
@@ -91,6 +126,57 @@ impl Classifier {
     /// Duplicate ids, empty keywords, bad variants, regexes that do not compile or exceed the
     /// size limit.
     pub fn compile(file: RulesFile, version: String) -> Result<Classifier, RulesError> {
+        let training = match &file.model {
+            Some(m) => Some(read_training(&m.training, None)?),
+            None => None,
+        };
+        Classifier::compile_trained(file, version, training)
+    }
+
+    /// Compiles the rules and trains (or takes from the cache) the model on `training`
+    /// (rows and the SHA-256 of their bytes).
+    fn compile_trained(
+        file: RulesFile,
+        version: String,
+        training: Option<(Vec<Labeled>, Vec<u8>)>,
+    ) -> Result<Classifier, RulesError> {
+        let mut c = Classifier::compile_rules(file, version)?;
+        if let (Some(_), Some((rows, sha))) = (&c.source.model, training) {
+            c.model = Some(train_cached(&c.source, &c.fold, &rows, &sha));
+        }
+        Ok(c)
+    }
+
+    /// Trains a model for these rules on other rows (k-fold evaluation, `rules suggest`).
+    pub fn train_model(&self, rows: &[Labeled]) -> Option<Arc<Model>> {
+        self.source.model.as_ref()?;
+        let mut h = Sha256::new();
+        for r in rows {
+            h.update(r.label.as_str().as_bytes());
+            h.update([0]);
+            h.update(r.text.as_bytes());
+            h.update([0]);
+        }
+        Some(train_cached(&self.source, &self.fold, rows, &h.finalize()))
+    }
+
+    /// The training rows the rules file names (`[model] training`), paths relative to the
+    /// working directory.
+    ///
+    /// # Errors
+    /// An unreadable or bad CSV, an unknown `builtin:` name.
+    pub fn training_rows(&self) -> Result<Vec<Labeled>, RulesError> {
+        match &self.source.model {
+            Some(m) => Ok(read_training(&m.training, None)?.0),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Compiles the rules alone (no model).
+    pub(super) fn compile_rules(
+        file: RulesFile,
+        version: String,
+    ) -> Result<Classifier, RulesError> {
         let mut variants = std::collections::HashMap::new();
         for (from, to) in &file.variants {
             let (mut f, mut t) = (from.chars(), to.chars());
@@ -108,8 +194,35 @@ impl Classifier {
                 }
             }
         }
-        let table = FoldTable::new(&variants);
+        let table = FoldTable::new(&variants).with_join_cjk(file.join_cjk);
         let fold = |s: &str| Folded::new(s, &table).text;
+        let mut aliases: Vec<(String, String)> = Vec::new();
+        for (alias, word) in &file.aliases {
+            let (a, w) = (fold(alias), fold(word));
+            if a.trim().is_empty() || w.trim().is_empty() || a == w {
+                return Err(RulesError::Rule {
+                    rule_id: format!("aliases.{alias}"),
+                    reason: format!(
+                        "an alias and its word must be different and not empty; got {alias:?} = {word:?}"
+                    ),
+                });
+            }
+            aliases.push((a, w));
+        }
+        // The folded text and every alias spelling of it (one substitution each).
+        let spellings = |f: &str| -> Vec<String> {
+            let mut out = vec![f.to_string()];
+            for (a, w) in &aliases {
+                if f.contains(w.as_str()) {
+                    let v = f.replace(w.as_str(), a);
+                    if !out.contains(&v) {
+                        out.push(v);
+                    }
+                }
+            }
+            out
+        };
+        let mut slot: u32 = 0;
 
         let mut ids = HashSet::new();
         let mut patterns_ac: Vec<Vec<u8>> = Vec::new();
@@ -147,8 +260,15 @@ impl Classifier {
                         reason: format!("keyword #{} is empty", ki + 1),
                     });
                 }
-                patterns_ac.push(f.clone().into_bytes());
-                terms.push(Term::Keyword { rule: ri, kw: ki });
+                for v in spellings(&f) {
+                    patterns_ac.push(v.into_bytes());
+                    terms.push(Term::Keyword {
+                        rule: ri,
+                        kw: ki,
+                        slot,
+                    });
+                }
+                slot += 1;
                 fk.push(f);
             }
             folded_keywords.push(fk);
@@ -201,8 +321,10 @@ impl Classifier {
                         reason: "empty negation phrase".into(),
                     });
                 }
-                patterns_ac.push(f.into_bytes());
-                terms.push(Term::Negation { neg: ni });
+                for v in spellings(&f) {
+                    patterns_ac.push(v.into_bytes());
+                    terms.push(Term::Negation { neg: ni });
+                }
             }
         }
         let mut trigger_lists = Vec::new();
@@ -285,8 +407,81 @@ impl Classifier {
             patterns,
             trigger_lists,
             tie_rank,
+            model: None,
         })
     }
+}
+
+fn train_cached(file: &RulesFile, fold: &FoldTable, rows: &[Labeled], sha: &[u8]) -> Arc<Model> {
+    let def = file.model.as_ref().expect("called with a model");
+    let key = {
+        let mut h = Sha256::new();
+        h.update(sha);
+        h.update(format!("{:?}", (def.bits, def.epochs, def.l2)).as_bytes());
+        // The fold table shapes the features: same training rows, other variants or join
+        // flag, another model.
+        h.update(format!("{} {:?}", fold.joins_cjk(), file.variants).as_bytes());
+        h.finalize().to_vec()
+    };
+    if let Some(m) = model_cache()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+    {
+        return m.clone();
+    }
+    let m = Arc::new(Model::train(def, fold, rows, sha));
+    let mut cache = model_cache().lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() > 64 {
+        cache.clear();
+    }
+    cache.insert(key, m.clone());
+    m
+}
+
+/// Reads the training sets `[model] training` names: their rows, in order, and the SHA-256
+/// of their bytes.
+fn read_training(
+    names: &[String],
+    base: Option<&Path>,
+) -> Result<(Vec<Labeled>, Vec<u8>), RulesError> {
+    let mut rows = Vec::new();
+    let mut h = Sha256::new();
+    for name in names {
+        let bytes: Vec<u8> = if let Some(b) = name.strip_prefix("builtin:") {
+            BUILTIN_TRAINING
+                .iter()
+                .find(|(n, _)| *n == b)
+                .map(|(_, bytes)| bytes.to_vec())
+                .ok_or_else(|| RulesError::Rule {
+                    rule_id: "model.training".into(),
+                    reason: format!(
+                        "unknown built-in training set {name:?} (builtin:labeled, builtin:tune)"
+                    ),
+                })?
+        } else {
+            let p = match base {
+                Some(b) if Path::new(name).is_relative() => b.join(name),
+                _ => PathBuf::from(name),
+            };
+            std::fs::read(&p).map_err(|e| RulesError::Rule {
+                rule_id: "model.training".into(),
+                reason: format!("{}: {e}", p.display()),
+            })?
+        };
+        h.update(&bytes);
+        rows.extend(parse_csv(&bytes).map_err(|e| RulesError::Rule {
+            rule_id: "model.training".into(),
+            reason: format!("{name}: {e}"),
+        })?);
+    }
+    if rows.is_empty() {
+        return Err(RulesError::Rule {
+            rule_id: "model.training".into(),
+            reason: "the model needs at least one training set".into(),
+        });
+    }
+    Ok((rows, h.finalize().to_vec()))
 }
 
 /// Up to this many patterns without triggers are searched one by one, more by a `RegexSet`.

@@ -42,6 +42,15 @@ pub struct EvalReport {
     pub confusion: Vec<Vec<usize>>,
     pub misclassified: Vec<Miss>,
     pub rules_version: String,
+    /// Recall of complaints (a complaint filed as anything else is the costly miss).
+    pub complaint_recall: f64,
+    /// Mean cost per message under the rules' `[costs]`.
+    pub mean_cost: f64,
+    /// The rules alone, when the rules file has a model (the figures above are combined).
+    pub rules_alone: Option<Summary>,
+    /// K-fold: the model that judged each row never saw it.
+    pub folds: Option<usize>,
+    pub model_version: Option<String>,
 }
 
 /// Reads a `label,text` CSV (RFC 4180 quoting, header required).
@@ -103,13 +112,79 @@ pub fn parse_csv(bytes: &[u8]) -> anyhow::Result<Vec<Labeled>> {
     Ok(rows)
 }
 
+/// Accuracy, macro-F1 and complaint recall of one way of deciding.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Summary {
+    pub accuracy: f64,
+    pub macro_f1: f64,
+    pub complaint_recall: f64,
+    /// Mean cost per message under the rules' `[costs]`.
+    pub mean_cost: f64,
+}
+
+/// Rules (and model, when the rules file has one) on every row.
 pub fn evaluate(c: &Classifier, rows: &[Labeled]) -> EvalReport {
+    let preds: Vec<Category> = rows.iter().map(|r| c.category(&r.text)).collect();
+    let mut report = report_from(c, rows, &preds);
+    if c.model().is_some() {
+        report.rules_alone = Some(evaluate(&c.with_model(None), rows).summary());
+    }
+    report
+}
+
+/// K-fold: the rows are split into `k` folds (stratified by label, in file order); each fold
+/// is classified by the rules with a model trained on the other folds plus the rules' own
+/// training sets minus any text of `rows`, so no row is seen by the model that judges it.
+/// Without a model this is [`evaluate`].
+pub fn kfold(c: &Classifier, rows: &[Labeled], k: usize) -> EvalReport {
+    if c.model().is_none() || k < 2 {
+        let mut r = evaluate(c, rows);
+        r.folds = None;
+        return r;
+    }
+    let texts: std::collections::HashSet<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    let base: Vec<Labeled> = c
+        .training_rows()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| !texts.contains(r.text.as_str()))
+        .collect();
+    let mut fold_of = vec![0usize; rows.len()];
+    let mut per_label = [0usize; 3];
+    for (i, r) in rows.iter().enumerate() {
+        fold_of[i] = per_label[r.label.index()] % k;
+        per_label[r.label.index()] += 1;
+    }
+    let mut preds = vec![Category::Inquiry; rows.len()];
+    for f in 0..k {
+        let mut train = base.clone();
+        train.extend(
+            rows.iter()
+                .enumerate()
+                .filter(|(i, _)| fold_of[*i] != f)
+                .map(|(_, r)| r.clone()),
+        );
+        let cf = c.with_model(c.train_model(&train));
+        for (i, r) in rows.iter().enumerate() {
+            if fold_of[i] == f {
+                preds[i] = cf.category(&r.text);
+            }
+        }
+    }
+    let mut report = report_from(c, rows, &preds);
+    report.rules_alone = Some(evaluate(&c.with_model(None), rows).summary());
+    report.folds = Some(k);
+    report
+}
+
+fn report_from(c: &Classifier, rows: &[Labeled], preds: &[Category]) -> EvalReport {
     let labels = vec![Category::Complaint, Category::Fault, Category::Inquiry];
     let mut confusion = vec![vec![0usize; 3]; 3];
     let mut misclassified = Vec::new();
-    for r in rows {
-        let p = c.category(&r.text);
+    let mut cost = 0.0;
+    for (r, &p) in rows.iter().zip(preds) {
         confusion[r.label.index()][p.index()] += 1;
+        cost += c.rules().costs.cost(r.label, p);
         if p != r.label {
             misclassified.push(Miss {
                 line: r.line,
@@ -168,18 +243,63 @@ pub fn evaluate(c: &Classifier, rows: &[Labeled]) -> EvalReport {
         confusion,
         misclassified,
         rules_version: c.version().to_string(),
+        complaint_recall: 0.0,
+        mean_cost: if n == 0 { 0.0 } else { cost / n as f64 },
+        rules_alone: None,
+        folds: None,
+        model_version: c.model().map(|m| m.version.clone()),
     }
+    .with_recall()
 }
 
 impl EvalReport {
+    fn with_recall(mut self) -> EvalReport {
+        self.complaint_recall = self
+            .classes
+            .iter()
+            .find(|c| c.category == Category::Complaint)
+            .map_or(0.0, |c| c.recall);
+        self
+    }
+
+    pub fn summary(&self) -> Summary {
+        Summary {
+            accuracy: self.accuracy,
+            macro_f1: self.macro_f1,
+            complaint_recall: self.complaint_recall,
+            mean_cost: self.mean_cost,
+        }
+    }
+
     /// The plain-text report `switchboard rules eval` prints.
     pub fn render(&self, show_misses: bool) -> String {
         let mut o = String::new();
-        o.push_str(&format!("rules version {}\n", self.rules_version));
+        o.push_str(&format!("rules version {}", self.rules_version));
+        if let Some(m) = &self.model_version {
+            o.push_str(&format!(" (model {m})"));
+        }
+        o.push('\n');
+        if let Some(k) = self.folds {
+            o.push_str(&format!(
+                "{k}-fold: each row judged by a model trained without it\n"
+            ));
+        }
+        let who = if self.rules_alone.is_some() {
+            "rules + model"
+        } else {
+            "rules"
+        };
         o.push_str(&format!(
-            "n = {}   accuracy = {:.4}   macro-F1 = {:.4}\n\n",
-            self.n, self.accuracy, self.macro_f1
+            "n = {}   {who:<14} accuracy = {:.4}   macro-F1 = {:.4}   complaint recall = {:.4}   mean cost = {:.4}\n",
+            self.n, self.accuracy, self.macro_f1, self.complaint_recall, self.mean_cost
         ));
+        if let Some(r) = &self.rules_alone {
+            o.push_str(&format!(
+                "n = {}   {:<14} accuracy = {:.4}   macro-F1 = {:.4}   complaint recall = {:.4}   mean cost = {:.4}\n",
+                self.n, "rules alone", r.accuracy, r.macro_f1, r.complaint_recall, r.mean_cost
+            ));
+        }
+        o.push('\n');
         o.push_str("class        precision  recall     F1   support\n");
         for c in &self.classes {
             o.push_str(&format!(
@@ -262,6 +382,37 @@ keywords = ["broken"]
         assert_eq!(r.misclassified.len(), 1);
         assert_eq!(r.misclassified[0].line, 5);
         assert!(r.render(true).contains("dead line"));
+    }
+
+    #[test]
+    fn kfold_never_lets_the_model_see_the_row_it_judges() {
+        let rules = format!(
+            "{}\n[model]\ntraining = [\"builtin:labeled\"]\nsure_margin = 100.0\n",
+            crate::classify::tests::RULES
+        );
+        let c = Classifier::from_toml(&rules, None).unwrap();
+        let rows = parse_csv(include_bytes!("../../fixtures/classify/labeled.csv")).unwrap();
+        let rows = &rows[..300];
+        let seen = evaluate(&c, rows);
+        let k = kfold(&c, rows, 3);
+        assert_eq!(k.folds, Some(3));
+        assert_eq!(k.n, 300);
+        // Judged by models that never saw them, the rows score lower than by the model
+        // trained on them, and the rules-alone figure is the same both ways.
+        assert!(
+            k.macro_f1 < seen.macro_f1,
+            "{} vs {}",
+            k.macro_f1,
+            seen.macro_f1
+        );
+        assert!(k.macro_f1 > 0.6, "{}", k.macro_f1);
+        assert_eq!(
+            k.rules_alone.unwrap().macro_f1,
+            seen.rules_alone.unwrap().macro_f1
+        );
+        assert!(k.render(false).contains("3-fold"));
+        // Deterministic.
+        assert_eq!(kfold(&c, rows, 3).macro_f1, k.macro_f1);
     }
 
     #[test]

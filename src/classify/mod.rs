@@ -23,31 +23,37 @@ mod backtest;
 mod compile;
 pub mod eval;
 mod intents;
+pub mod learned;
 pub mod live;
 mod model;
 mod normalize;
 mod scan;
+pub mod suggest;
 
 pub use backtest::{BacktestReport, backtest};
 pub use compile::RulesError;
 pub use intents::survey_answer;
-pub use model::{DEFAULT_RULES, IntentDefs, NegationDef, RuleDef, RulesFile};
+pub use model::{Costs, DEFAULT_RULES, IntentDefs, ModelDef, NegationDef, RuleDef, RulesFile};
 pub use normalize::{FoldTable, Folded};
-pub use scan::{Classification, Hit};
+pub use scan::{Classification, Hit, ModelOpinion};
 
 use aho_corasick::{dfa, nfa};
 use regex::RegexSet;
 use regex_automata::meta;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Text beyond this many characters is not classified (the message is still stored whole).
 pub const MAX_CLASSIFY_CHARS: usize = 4096;
 
 #[derive(Debug, Clone, Copy)]
 enum Term {
+    /// `slot` numbers the keyword across rules: a keyword and its aliases share it, so
+    /// they count once together.
     Keyword {
         rule: usize,
         kw: usize,
+        slot: u32,
     },
     Negation {
         neg: usize,
@@ -99,6 +105,8 @@ pub struct Classifier {
     opt_out: HashSet<String>,
     opt_in: HashSet<String>,
     escalate: Vec<String>,
+    /// The learned second opinion, when the rules file has a `[model]`.
+    model: Option<Arc<learned::Model>>,
 }
 
 impl std::fmt::Debug for Classifier {
@@ -122,6 +130,26 @@ impl Classifier {
 
     pub fn rules(&self) -> &RulesFile {
         &self.source
+    }
+
+    /// The learned model, if the rules file has one.
+    pub fn model(&self) -> Option<&Arc<learned::Model>> {
+        self.model.as_ref()
+    }
+
+    /// The same rules with another model (or none): k-fold evaluation, rules-alone figures.
+    pub fn with_model(&self, model: Option<Arc<learned::Model>>) -> Classifier {
+        let mut c = Classifier::compile_rules(self.source.clone(), self.version.clone())
+            .expect("a compiled rules file compiles again");
+        c.model = model;
+        c
+    }
+
+    /// Folds a text the way the rules see it.
+    pub fn fold_text(&self, text: &str) -> String {
+        let mut s = String::new();
+        self.fold.fold_into(text, &mut s);
+        s
     }
 
     /// The folded keywords of each rule (for eval reports and benchmarks).

@@ -24,6 +24,97 @@ pub struct RulesFile {
     /// Words that make a whole message an intent instead of a case.
     #[serde(default)]
     pub intents: IntentDefs,
+    /// Drop whitespace and punctuation between two Han characters before matching, so
+    /// "投 诉", "投　诉", "投-诉" and "投诉" are the same text (sentence punctuation included).
+    #[serde(default)]
+    pub join_cjk: bool,
+    /// Typos, homophones and pinyin that stand for a word (`"头诉" = "投诉"`): every keyword
+    /// and negation phrase that contains the word also matches with the alias in its place
+    /// (one substitution per variant; patterns are not rewritten).
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    /// The learned second opinion (character n-grams, softmax regression); absent: rules only.
+    #[serde(default)]
+    pub model: Option<ModelDef>,
+    /// What a wrong category costs, used where the model decides.
+    #[serde(default)]
+    pub costs: Costs,
+}
+
+/// `[model]`: where the training rows come from and how much the rules count next to it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDef {
+    /// Labeled CSVs (`label,text`) the model is trained on when the rules compile:
+    /// `builtin:labeled` and `builtin:tune` are the sets built into the binary, anything else
+    /// a path (relative to the rules file's directory, else to the working directory).
+    pub training: Vec<String>,
+    /// The rules decide alone when their best score leads the runner-up by at least this much;
+    /// below it (nothing matched, or a close call) the model's log-odds and the rule scores
+    /// times `rules_scale` are added and the cheapest category under `[costs]` wins.
+    #[serde(default = "default_sure")]
+    pub sure_margin: f64,
+    #[serde(default = "default_rules_scale")]
+    pub rules_scale: f64,
+    /// Training passes over the rows (fixed order, deterministic).
+    #[serde(default = "default_epochs")]
+    pub epochs: u32,
+    /// L2 penalty per update.
+    #[serde(default = "default_l2")]
+    pub l2: f64,
+    /// Hashed feature buckets, log2 (16..=22).
+    #[serde(default = "default_bits")]
+    pub bits: u32,
+}
+
+fn default_sure() -> f64 {
+    6.0
+}
+fn default_rules_scale() -> f64 {
+    0.3
+}
+fn default_epochs() -> u32 {
+    12
+}
+fn default_l2() -> f64 {
+    1e-5
+}
+fn default_bits() -> u32 {
+    18
+}
+
+/// `[costs]`: a wrong category costs 1 unless listed here. Used where the model decides
+/// (the category with the least expected cost wins) and reported by `rules eval`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Costs {
+    /// A complaint filed as an inquiry.
+    #[serde(default = "one")]
+    pub complaint_as_inquiry: f64,
+    /// A complaint filed as a fault.
+    #[serde(default = "one")]
+    pub complaint_as_fault: f64,
+}
+
+impl Default for Costs {
+    fn default() -> Self {
+        Costs {
+            complaint_as_inquiry: 1.0,
+            complaint_as_fault: 1.0,
+        }
+    }
+}
+
+impl Costs {
+    /// Cost of predicting `pred` when the truth is `truth`.
+    pub fn cost(&self, truth: Category, pred: Category) -> f64 {
+        match (truth, pred) {
+            (a, b) if a == b => 0.0,
+            (Category::Complaint, Category::Inquiry) => self.complaint_as_inquiry,
+            (Category::Complaint, Category::Fault) => self.complaint_as_fault,
+            _ => 1.0,
+        }
+    }
 }
 
 fn default_tie_break() -> Vec<Category> {

@@ -15,6 +15,62 @@ pub struct FoldTable {
     same: Box<[u64]>,
     bmp: Box<[char]>,
     variants: HashMap<char, char>,
+    /// Drop separators (whitespace, punctuation) between two Han characters.
+    join_cjk: bool,
+}
+
+/// A Han character (CJK unified ideographs, extension A, compatibility ideographs).
+#[inline]
+pub fn is_han(c: char) -> bool {
+    matches!(c as u32, 0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0xF900..=0xFAFF)
+}
+
+/// A character that `join_cjk` drops between two Han characters (after folding, so
+/// full-width punctuation is already ASCII): ASCII punctuation, the middle dot, general and
+/// CJK punctuation (、。「」…—), and whitespace (which folds to `None`).
+#[inline]
+pub fn is_separator(c: char) -> bool {
+    c.is_ascii_punctuation()
+        || matches!(c as u32, 0xB7 | 0x2000..=0x206F | 0x3000..=0x303F | 0x30FB)
+}
+
+/// What `join_cjk` tracks while folding: whether the last kept character was Han, and where
+/// (byte offset in the output) a run of separators after it began.
+#[derive(Default, Clone, Copy)]
+struct Joiner {
+    last_han: bool,
+    pending: Option<usize>,
+}
+
+impl Joiner {
+    /// Called before pushing folded character `f` (`None`: whitespace) at output length
+    /// `len`; returns the length to truncate the output to first, if any.
+    #[inline]
+    fn step(&mut self, f: Option<char>, len: usize) -> Option<usize> {
+        match f {
+            None => {
+                if self.last_han && self.pending.is_none() {
+                    self.pending = Some(len);
+                }
+                None
+            }
+            Some(f) if is_han(f) => {
+                self.last_han = true;
+                self.pending.take()
+            }
+            Some(f) if is_separator(f) => {
+                if self.last_han && self.pending.is_none() {
+                    self.pending = Some(len);
+                }
+                None
+            }
+            Some(_) => {
+                self.last_han = false;
+                self.pending = None;
+                None
+            }
+        }
+    }
 }
 
 impl FoldTable {
@@ -34,7 +90,14 @@ impl FoldTable {
             same: same.into_boxed_slice(),
             bmp: bmp.into_boxed_slice(),
             variants: variants.clone(),
+            join_cjk: false,
         }
+    }
+
+    /// Also drop whitespace and punctuation between two Han characters ("投 诉" = "投诉").
+    pub fn with_join_cjk(mut self, on: bool) -> FoldTable {
+        self.join_cjk = on;
+        self
     }
 
     /// The folded character, or `None` for whitespace.
@@ -50,6 +113,9 @@ impl FoldTable {
 
     /// Folds `input` into `out` (cleared first), without position tracking.
     pub fn fold_into(&self, input: &str, out: &mut String) {
+        if self.join_cjk {
+            return self.fold_joined_into(input, out);
+        }
         out.clear();
         let mut last_space = true;
         for c in input.chars() {
@@ -75,6 +141,45 @@ impl FoldTable {
         if out.ends_with(' ') {
             out.pop();
         }
+    }
+}
+
+impl FoldTable {
+    /// [`FoldTable::fold_into`] with `join_cjk`.
+    fn fold_joined_into(&self, input: &str, out: &mut String) {
+        out.clear();
+        let mut last_space = true;
+        let mut j = Joiner::default();
+        for c in input.chars() {
+            let u = c as u32;
+            let f = if u < 0x10000 && (self.same[(u / 64) as usize] >> (u % 64)) & 1 == 1 {
+                Some(c)
+            } else {
+                self.fold(c)
+            };
+            if let Some(t) = j.step(f, out.len()) {
+                out.truncate(t);
+            }
+            match f {
+                None => {
+                    if !last_space {
+                        out.push(' ');
+                        last_space = true;
+                    }
+                }
+                Some(f) => {
+                    out.push(f);
+                    last_space = false;
+                }
+            }
+        }
+        if out.ends_with(' ') {
+            out.pop();
+        }
+    }
+
+    pub(super) fn joins_cjk(&self) -> bool {
+        self.join_cjk
     }
 }
 
@@ -112,9 +217,17 @@ impl Folded {
         let mut pos = Vec::with_capacity(input.len() + 1);
         let mut orig_bytes = Vec::with_capacity(input.len() + 1);
         let mut last_space = true;
+        let mut j = Joiner::default();
         for (ci, (bi, c)) in input.char_indices().enumerate() {
             orig_bytes.push(bi as u32);
-            match table.fold(c) {
+            let f = table.fold(c);
+            if table.join_cjk
+                && let Some(t) = j.step(f, text.len())
+            {
+                text.truncate(t);
+                pos.truncate(t);
+            }
+            match f {
                 None => {
                     if !last_space {
                         last_space = true;
@@ -167,5 +280,44 @@ impl Folded {
         let bs = self.orig_bytes[cs] as usize;
         let be = self.orig_bytes[ce.min(self.orig_bytes.len() - 1)] as usize;
         &input[bs..be.max(bs)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fold(t: &FoldTable, s: &str) -> String {
+        let mut o = String::new();
+        t.fold_into(s, &mut o);
+        assert_eq!(o, Folded::new(s, t).text, "both folds agree on {s:?}");
+        o
+    }
+
+    #[test]
+    fn join_cjk_drops_spaces_and_punctuation_between_han_only() {
+        let t = FoldTable::new(&HashMap::new()).with_join_cjk(true);
+        assert_eq!(fold(&t, "投 诉"), "投诉");
+        assert_eq!(fold(&t, "投\u{3000}诉"), "投诉");
+        assert_eq!(fold(&t, "投-诉"), "投诉");
+        assert_eq!(fold(&t, "投 . * 诉！！"), "投诉!!");
+        assert_eq!(fold(&t, "我要 投…诉，谢谢"), "我要投诉谢谢");
+        // Not between two Han characters: kept.
+        assert_eq!(fold(&t, "wifi 一直 断"), "wifi 一直断");
+        assert_eq!(fold(&t, "no  signal!"), "no signal!");
+        assert_eq!(fold(&t, "５Ｇ 信号"), "5g 信号");
+        let off = FoldTable::new(&HashMap::new());
+        assert_eq!(fold(&off, "投 诉"), "投 诉");
+    }
+
+    #[test]
+    fn joined_positions_point_at_the_original() {
+        let t = FoldTable::new(&HashMap::new()).with_join_cjk(true);
+        let f = Folded::new("我 投 - 诉", &t);
+        assert_eq!(f.text, "我投诉");
+        let s = f.text.find("投").unwrap();
+        assert_eq!(f.char_pos(s), 2);
+        assert_eq!(f.char_end(f.text.len()), 7);
+        assert_eq!(f.original("我 投 - 诉", s, f.text.len()), "投 - 诉");
     }
 }

@@ -4,6 +4,7 @@
 //! evidence ([`Classifier::classify`]) or without it, on reused buffers
 //! ([`Classifier::category`]).
 
+use super::learned::Feature;
 use super::{Classifier, Folded, MAX_CLASSIFY_CHARS, Scanner, Term};
 use crate::domain::{Category, Intent};
 use aho_corasick::Anchored as AcAnchored;
@@ -36,6 +37,25 @@ pub struct Classification {
     /// Negated hits, reported so ops see why a keyword did not count.
     pub negated: Vec<Hit>,
     pub rules_version: String,
+    /// What the rules alone say (the same as `category` unless the model decided).
+    pub rules_category: Category,
+    /// `rules` (their best score led by at least `[model] sure_margin`, or there is no
+    /// model) or `model` (nothing matched or a close call: model log-odds plus the scaled rule
+    /// scores, cheapest category under `[costs]`).
+    pub decided_by: &'static str,
+    /// The model's opinion, when the rules file has a model (also when the rules decided).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelOpinion>,
+}
+
+/// What the learned model says about a text.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelOpinion {
+    pub version: String,
+    /// Its own probabilities, before the rule scores and costs.
+    pub probabilities: BTreeMap<Category, f64>,
+    /// The n-grams that pushed hardest toward the chosen category.
+    pub top_features: Vec<Feature>,
 }
 
 impl Scanner {
@@ -84,7 +104,7 @@ impl Classifier {
         let mut triggers: Vec<(u32, u32, u32)> = Vec::new();
         if let Some(ac) = &self.ac {
             ac.scan(&folded.text, |pid, start, end| match self.terms[pid] {
-                Term::Keyword { rule, kw } => kw_hits.push((rule, kw, start, end)),
+                Term::Keyword { rule, kw, .. } => kw_hits.push((rule, kw, start, end)),
                 Term::Trigger { first, len } => triggers.extend(
                     self.trigger_lists[first as usize..(first + len) as usize]
                         .iter()
@@ -154,9 +174,25 @@ impl Classifier {
                 }
             },
         );
-        let category = self.decide(&scores);
+        let rules_category = self.decide(&scores);
+        let mut chars = Vec::new();
+        let (category, by_model) = self.combine(&scores, &folded.text, &mut chars);
+        let model = self.model.as_ref().map(|m| {
+            let lp = m.log_probs_folded(&folded.text, &mut chars);
+            ModelOpinion {
+                version: m.version.clone(),
+                probabilities: Category::ALL
+                    .iter()
+                    .map(|c| (*c, lp[c.index()].exp()))
+                    .collect(),
+                top_features: m.top_features(&folded.text, category, 8),
+            }
+        });
         hits.sort_by_key(|h| (h.start, h.end));
         Classification {
+            rules_category,
+            decided_by: if by_model { "model" } else { "rules" },
+            model,
             category,
             intent,
             scores: Category::ALL
@@ -218,12 +254,12 @@ impl Classifier {
                 .resize(s.pattern_done.len().max(self.patterns.len()), 0);
             // Distinct keywords count once; negated occurrences do not count.
             for &(t, st, en) in &s.terms {
-                if s.term_seen[t as usize] == stamp {
-                    continue;
-                }
-                let Term::Keyword { rule, .. } = self.terms[t as usize] else {
+                let Term::Keyword { rule, slot, .. } = self.terms[t as usize] else {
                     continue;
                 };
+                if s.term_seen[slot as usize] == stamp {
+                    continue;
+                }
                 let r = &self.source.rules[rule];
                 if s.negs
                     .iter()
@@ -232,7 +268,7 @@ impl Classifier {
                     continue;
                 }
                 scores[r.category.index()] += r.weight;
-                s.term_seen[t as usize] = stamp;
+                s.term_seen[slot as usize] = stamp;
             }
             self.run_patterns(
                 &s.text,
@@ -248,8 +284,44 @@ impl Classifier {
                     }
                 },
             );
-            self.decide(&scores)
+            self.combine(&scores, &s.text, &mut s.chars).0
         })
+    }
+
+    /// The final decision: the rules' own when there is no model or their best score leads
+    /// by at least `sure_margin`; otherwise the model's log-probabilities plus the rule scores
+    /// times `rules_scale`, as probabilities, and the category with the least expected cost
+    /// under `[costs]` (ties by `tie_break`). Returns whether the model decided.
+    fn combine(&self, scores: &[f64; 3], folded: &str, chars: &mut Vec<u32>) -> (Category, bool) {
+        let (Some(m), Some(def)) = (&self.model, &self.source.model) else {
+            return (self.decide(scores), false);
+        };
+        let mut sorted = *scores;
+        sorted.sort_unstable_by(|a, b| b.total_cmp(a));
+        if sorted[0] > 0.0 && sorted[0] - sorted[1] >= def.sure_margin {
+            return (self.decide(scores), false);
+        }
+        let lp = m.log_probs_folded(folded, chars);
+        let z: [f64; 3] = std::array::from_fn(|i| lp[i] + def.rules_scale * scores[i]);
+        let mx = z[0].max(z[1]).max(z[2]);
+        let e: [f64; 3] = std::array::from_fn(|i| (z[i] - mx).exp());
+        let sum = e[0] + e[1] + e[2];
+        let costs = &self.source.costs;
+        let mut best = Category::Inquiry;
+        let mut best_cost = f64::INFINITY;
+        for pred in Category::ALL {
+            let cost: f64 = Category::ALL
+                .iter()
+                .map(|&t| e[t.index()] / sum * costs.cost(t, pred))
+                .sum();
+            if cost < best_cost
+                || (cost == best_cost && self.tie_rank[pred.index()] < self.tie_rank[best.index()])
+            {
+                best = pred;
+                best_cost = cost;
+            }
+        }
+        (best, true)
     }
 
     /// Runs the patterns over the folded `text`: a gated pattern anchored at each place one of
@@ -380,6 +452,8 @@ struct Scratch {
     term_seen: Vec<u32>,
     pattern_done: Vec<u32>,
     stamp: u32,
+    /// The model's character buffer.
+    chars: Vec<u32>,
 }
 
 #[cfg(test)]
@@ -510,6 +584,121 @@ mod tests {
             }
         }
         assert!(checked > 500, "only {checked} pattern matches checked");
+    }
+
+    #[test]
+    fn aliases_match_typos_and_pinyin_and_count_once() {
+        let rules = format!(
+            "join_cjk = true\n{RULES}\n[aliases]\n\"头诉\" = \"投诉\"\n\"tousu\" = \"投诉\"\n\"断往\" = \"断网\"\n"
+        );
+        let c = Classifier::from_toml(&rules, None).unwrap();
+        assert_eq!(c.category("我要头诉"), Category::Complaint);
+        assert_eq!(c.category("wo yao tousu"), Category::Complaint);
+        assert_eq!(c.category("家里断往了"), Category::Fault);
+        assert_eq!(c.category("投 - 诉"), Category::Complaint, "join_cjk");
+        // A keyword and its alias are one keyword: counted once.
+        let r = c.classify("投诉 头诉");
+        assert_eq!(r.scores[&Category::Complaint], 3.0);
+        assert_eq!(c.category("投诉 头诉"), r.category);
+        // Negation phrases get the aliases too.
+        assert_eq!(c.category("不是头诉，套餐多少钱"), Category::Inquiry);
+        let bad = format!("{RULES}\n[aliases]\n\"投诉\" = \"投诉\"\n");
+        assert!(Classifier::from_toml(&bad, None).is_err());
+    }
+
+    fn with_model(extra: &str) -> Classifier {
+        Classifier::from_toml(
+            &format!(
+                "{RULES}\n[model]\ntraining = [\"builtin:labeled\", \"builtin:tune\"]\n{extra}"
+            ),
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_model_decides_when_rules_find_nothing_and_rules_decide_when_sure() {
+        let c = with_model("sure_margin = 2.0\n");
+        assert!(c.model().is_some());
+        // Nothing matches the small rule set: the model decides.
+        let r = c.classify("光猫上那个灯一直红的");
+        assert_eq!(r.decided_by, "model");
+        assert_eq!(r.rules_category, Category::Inquiry);
+        assert_eq!(r.category, Category::Fault);
+        let m = r.model.as_ref().unwrap();
+        assert!(!m.top_features.is_empty());
+        assert_eq!(c.category("光猫上那个灯一直红的"), Category::Fault);
+        // A sure rule hit stands whatever the model thinks.
+        let r = c.classify("投诉");
+        assert_eq!((r.decided_by, r.category), ("rules", Category::Complaint));
+        // The version covers the training data: the same rules without a model differ.
+        assert_ne!(
+            c.version(),
+            Classifier::from_toml(RULES, None).unwrap().version()
+        );
+        let bad = format!("{RULES}\n[model]\ntraining = [\"builtin:nope\"]\n");
+        let e = Classifier::from_toml(&bad, None).unwrap_err().to_string();
+        assert!(e.contains("builtin:nope"), "{e}");
+    }
+
+    #[test]
+    fn costs_lean_unsure_messages_toward_complaint() {
+        let rows = eval::parse_csv(include_bytes!(
+            "../../fixtures/classify/independent/tune.csv"
+        ))
+        .unwrap();
+        let cheap = with_model("sure_margin = 100.0\n");
+        let costly = Classifier::from_toml(
+            &format!(
+                "{RULES}\n[model]\ntraining = [\"builtin:labeled\"]\nsure_margin = 100.0\n[costs]\ncomplaint_as_inquiry = 5.0\ncomplaint_as_fault = 5.0\n"
+            ),
+            None,
+        )
+        .unwrap();
+        let base = Classifier::from_toml(
+            &format!("{RULES}\n[model]\ntraining = [\"builtin:labeled\"]\nsure_margin = 100.0\n"),
+            None,
+        )
+        .unwrap();
+        let count = |c: &Classifier| {
+            rows.iter()
+                .filter(|r| c.category(&r.text) == Category::Complaint)
+                .count()
+        };
+        assert!(
+            count(&costly) > count(&base),
+            "{} vs {}",
+            count(&costly),
+            count(&base)
+        );
+        let _ = cheap;
+        let r = eval::evaluate(&costly, &rows);
+        assert!(r.complaint_recall >= eval::evaluate(&base, &rows).complaint_recall);
+    }
+
+    /// The shipped rules and model on the labeled set (the gate) and on the independent sets.
+    #[test]
+    fn shipped_rules_and_model_meet_the_targets() {
+        let c = Classifier::builtin();
+        assert!(c.model().is_some());
+        let labeled =
+            eval::parse_csv(include_bytes!("../../fixtures/classify/labeled.csv")).unwrap();
+        let r = eval::evaluate(&c, &labeled);
+        assert!(r.macro_f1 >= 0.95, "labeled macro-F1 {}", r.macro_f1);
+        assert!(r.rules_alone.unwrap().macro_f1 >= 0.95);
+        // The kept-apart set (never used for rules or model): the targets, met when
+        // this was written (0.9323 / 0.9796). Aggregates only.
+        let heldout = eval::parse_csv(include_bytes!(
+            "../../fixtures/classify/independent/heldout.csv"
+        ))
+        .unwrap();
+        let h = eval::evaluate(&c, &heldout);
+        assert!(h.macro_f1 >= 0.90, "heldout macro-F1 {}", h.macro_f1);
+        assert!(
+            h.complaint_recall >= 0.95,
+            "heldout complaint recall {}",
+            h.complaint_recall
+        );
     }
 
     #[test]

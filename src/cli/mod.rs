@@ -306,6 +306,26 @@ pub enum RulesCommand {
         /// Print one JSON object (n, accuracy, macro_f1, classes, confusion, misclassified).
         #[arg(long)]
         json: bool,
+        /// K-fold: each fold judged by a model trained without it (rules files with a model).
+        #[arg(long)]
+        folds: Option<usize>,
+    },
+    /// Propose keywords and patterns from misclassified rows of the labeled set (and of a
+    /// corrections CSV), each with the macro-F1 change it makes on both.
+    Suggest {
+        /// Labeled set (default: classifier.labeled_set, else the built-in one).
+        file: Option<PathBuf>,
+        /// More rows (header `label,text`), e.g. messages agents re-filed.
+        #[arg(long)]
+        corrections: Option<PathBuf>,
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        #[arg(long)]
+        json: bool,
     },
     /// Replay stored inbound messages through CANDIDATE rules and list every message whose
     /// category would change, with a count per (old -> new).
@@ -425,6 +445,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .collect();
                 println!("scores:   {}", scores.join(" "));
                 println!("rules:    version {}", r.rules_version);
+                println!(
+                    "decided:  by {} (rules alone: {})",
+                    r.decided_by, r.rules_category
+                );
+                if let Some(m) = &r.model {
+                    let p: Vec<String> = m
+                        .probabilities
+                        .iter()
+                        .rev()
+                        .map(|(k, v)| format!("{k}={v:.3}"))
+                        .collect();
+                    println!("model:    version {}  {}", m.version, p.join(" "));
+                    let f: Vec<String> = m
+                        .top_features
+                        .iter()
+                        .map(|f| format!("{:?} {:+.2}", f.ngram, f.weight))
+                        .collect();
+                    println!("  top features for {}: {}", r.category, f.join(", "));
+                }
                 for h in &r.hits {
                     println!(
                         "  + {:<10} {:<28} {:?} at {}..{} (term {:?})",
@@ -492,15 +531,51 @@ async fn rules(cmd: RulesCommand) -> anyhow::Result<()> {
             rules,
             config,
             json,
+            folds,
         } => {
             let settings = Settings::load(config.as_deref())?;
             let c = load_classifier(rules, &settings)?;
             let rows = crate::classify::eval::read_csv(&file)?;
-            let report = crate::classify::eval::evaluate(&c, &rows);
+            let report = match folds {
+                Some(k) if k < 2 => anyhow::bail!("--folds must be at least 2"),
+                Some(k) => {
+                    if c.model().is_none() {
+                        anyhow::bail!("--folds needs a rules file with a [model]");
+                    }
+                    crate::classify::eval::kfold(&c, &rows, k)
+                }
+                None => crate::classify::eval::evaluate(&c, &rows),
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", report.render(true));
+            }
+            Ok(())
+        }
+        RulesCommand::Suggest {
+            file,
+            corrections,
+            rules,
+            config,
+            top,
+            json,
+        } => {
+            let settings = Settings::load(config.as_deref())?;
+            let c = load_classifier(rules, &settings)?;
+            let labeled = match file.or_else(|| settings.classifier.labeled_set.clone()) {
+                Some(p) => crate::classify::eval::read_csv(&p)?,
+                None => crate::classify::eval::parse_csv(crate::classify::live::BUILTIN_LABELED)?,
+            };
+            let corrections = match corrections {
+                Some(p) => crate::classify::eval::read_csv(&p)?,
+                None => Vec::new(),
+            };
+            let report = crate::classify::suggest::suggest(&c, &labeled, &corrections, top);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render());
             }
             Ok(())
         }
