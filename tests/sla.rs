@@ -1295,3 +1295,78 @@ complaint = { answer_within = "1h", resolve_within = "24h", warn_before = "10m" 
     let e = s.sla.check().unwrap_err();
     assert!(e.contains("sla.segments.vip.complaint"), "{e}");
 }
+
+/// An agent corrects a case's category: the deadlines follow (an inquiry turned complaint
+/// four hours in breaches its answer deadline at once), the change is an event, and the
+/// correction comes out as a labeled row for the classifier.
+#[tokio::test]
+async fn a_category_correction_moves_the_deadlines_and_is_kept_as_a_labeled_row() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let (app, sla) = spawn_app_with_clock(clock.clone(), |s, _| ladder(s)).await;
+    let agent = app.token("agent").await;
+    let ops = app.token("ops").await;
+    let case = mo(&app, "r-1", "+8613800000081", "请问你们的宽带套餐怎么收费").await;
+    let c = app.store().case(case).await.unwrap().unwrap();
+    assert_eq!(c.category, "inquiry");
+    let path = format!("/api/v1/cases/{case}/category");
+    for (body, st) in [
+        (serde_json::json!({"category": "spam", "reason": "x"}), 422),
+        (
+            serde_json::json!({"category": "complaint", "reason": " "}),
+            422,
+        ),
+        (
+            serde_json::json!({"category": "inquiry", "reason": "same"}),
+            409,
+        ),
+    ] {
+        assert_eq!(
+            app.api("POST", &path, &agent, Some(body.clone())).await.0,
+            st,
+            "{body}"
+        );
+    }
+    clock.set_ms(T0 + 4 * HOUR);
+    let (st, v) = app
+        .api(
+            "POST",
+            &path,
+            &agent,
+            Some(serde_json::json!({"category": "complaint", "reason": "客户在电话里投诉收费不透明"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["case"]["category"], "complaint");
+    assert_eq!(v["case"]["ack_due_at"], T0 + 3 * HOUR);
+    let r = sla.run_due().await.unwrap();
+    assert!(r.fired >= 1, "{r:?}");
+    assert_eq!(
+        app.store().case(case).await.unwrap().unwrap().tier,
+        2,
+        "answer breached at once"
+    );
+    assert!(
+        all_kinds(&app, case)
+            .await
+            .contains(&"recategorized".to_string())
+    );
+    assert_eq!(
+        app.api("GET", "/api/v1/corrections", &agent, None).await.0,
+        403
+    );
+    let r = app
+        .client
+        .get(format!("{}/api/v1/corrections?since=1d", app.base))
+        .bearer_auth(&ops)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let csv = r.text().await.unwrap();
+    assert!(csv.starts_with("label,text\n"), "{csv}");
+    assert!(
+        csv.contains("complaint,请问你们的宽带套餐怎么收费"),
+        "{csv}"
+    );
+    app.shutdown().await;
+}

@@ -790,6 +790,142 @@ async fn lifecycle(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct CategoryRequest {
+    category: String,
+    reason: String,
+}
+
+/// `POST /api/v1/cases/{id}/category` `{category, reason}` (agent/ops/admin): corrects what the
+/// classifier said. The case takes the new category's deadlines (counted from when it opened;
+/// a step already past due fires at once, steps taken stay taken), the change is a
+/// `recategorized` event, and the correction is kept as a labeled row
+/// (`GET /api/v1/corrections`, `switchboard rules suggest --corrections`).
+pub async fn recategorize(
+    State(s): State<AppState>,
+    caller: Caller,
+    AppPath(id): AppPath<i64>,
+    body: AppJson<CategoryRequest>,
+) -> Result<impl IntoResponse, AppError> {
+    caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
+    let to: crate::domain::Category = body.0.category.trim().parse().map_err(|_| {
+        AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_category",
+            format!(
+                "category {:?}: complaint, fault or inquiry",
+                body.0.category
+            ),
+        )
+    })?;
+    let reason = required_text(
+        &body.0.reason,
+        "reason",
+        "invalid_reason",
+        "say why the category is wrong",
+    )?;
+    let store = &s.intake.store;
+    let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
+    if case.status == "closed" {
+        return Err(not_in_state(&case, "correcting the category"));
+    }
+    if case.category == to.as_str() {
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "case {} is a {} already",
+                crate::domain::CaseId(id),
+                to.as_str()
+            ),
+        ));
+    }
+    let now = s.intake.clock.now_ms();
+    let policy = s.sla.sla.policy(to, &case.customer);
+    let clock = if crate::cases::is_active(&case.status) {
+        let fired = store
+            .case_clock(id)
+            .await?
+            .map(|c| c.2)
+            .unwrap_or_else(|| crate::sla::past_steps(policy, case.opened_at, now));
+        match crate::sla::next_step(policy, case.opened_at, fired, case.acked_at.is_some()) {
+            Some((step, due)) => crate::store::ClockChange::Set {
+                step: step.as_str().to_string(),
+                due: Some(due),
+                fired,
+            },
+            None => crate::store::ClockChange::Remove,
+        }
+    } else {
+        crate::store::ClockChange::Keep
+    };
+    let c = crate::store::Recategorize {
+        case_id: id,
+        from: case.category.clone(),
+        to: to.as_str().into(),
+        answer_due: case.opened_at + policy.answer_within.ms(),
+        resolve_due: case.opened_at + policy.resolve_within.ms(),
+        clock,
+        by: caller.name.clone(),
+        reason,
+        now_ms: now,
+    };
+    let case = store
+        .recategorize(&c)
+        .await?
+        .ok_or_else(|| changed_meanwhile(id))?;
+    s.sla.wake.notify_one();
+    Ok(axum::Json(serde_json::json!({ "case": case })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorrectionsQuery {
+    since: Option<String>,
+}
+
+/// `GET /api/v1/corrections?since=30d` (ops/admin): agents' corrections as a labeled CSV
+/// (`label,text`), the input of `rules eval` and `rules suggest --corrections`.
+pub async fn corrections(
+    State(s): State<AppState>,
+    caller: Caller,
+    query: Result<axum::extract::Query<CorrectionsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::response::Response, AppError> {
+    caller.require(&[Role::Ops, Role::Admin])?;
+    let axum::extract::Query(q) =
+        query.map_err(|e| AppError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let now = s.intake.clock.now_ms();
+    let since = match &q.since {
+        Some(v) => {
+            crate::sla::report::parse_instant(v, s.settings.time.zone, now).map_err(|e| {
+                AppError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("since: {e}"),
+                )
+            })?
+        }
+        None => 0,
+    };
+    let rows = s.intake.store.corrections(since).await?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let internal =
+        |e: csv::Error| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string());
+    w.write_record(["label", "text"]).map_err(internal)?;
+    for (label, text) in rows {
+        w.write_record([label, text]).map_err(internal)?;
+    }
+    let body = w
+        .into_inner()
+        .map_err(|e| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        body,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NoteRequest {
     text: String,
 }

@@ -108,6 +108,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/cases/{id}", get(api::get_case))
         .route("/api/v1/cases/{id}/resolve", post(api::resolve_case))
         .route("/api/v1/cases/{id}/start", post(api::start_case))
+        .route("/api/v1/cases/{id}/category", post(api::recategorize))
+        .route("/api/v1/corrections", get(api::corrections))
         .route("/api/v1/cases/{id}/contacts", post(api::log_contact))
         .route("/api/v1/cases/{id}/escalate", post(api::escalate))
         .route("/api/v1/cases/{id}/notes", post(api::add_note))

@@ -560,6 +560,20 @@ pub struct RecipientRow {
     pub consent: Option<String>,
 }
 
+/// An agent correcting a case's category.
+#[derive(Debug, Clone)]
+pub struct Recategorize {
+    pub case_id: i64,
+    pub from: String,
+    pub to: String,
+    pub answer_due: i64,
+    pub resolve_due: i64,
+    pub clock: ClockChange,
+    pub by: String,
+    pub reason: String,
+    pub now_ms: i64,
+}
+
 /// An agent resolving a case.
 #[derive(Debug, Clone)]
 pub struct Resolve<'a> {
@@ -873,6 +887,12 @@ pub trait Store: Send + Sync + 'static {
     async fn start_clocks(&self, clocks: &[(i64, String, Option<i64>, i64)]) -> StoreResult<()>;
     /// A case's clock: (next step, due, steps taken mask).
     async fn case_clock(&self, case_id: i64) -> StoreResult<Option<(String, Option<i64>, i64)>>;
+    /// An agent's correction of a case's category, only if it is still `c.from`: the new
+    /// category, its deadlines and clock, a `recategorized` event and a `corrections` row (the
+    /// case's first message as the text), in one transaction. `None`: changed meanwhile.
+    async fn recategorize(&self, c: &Recategorize) -> StoreResult<Option<CaseRecord>>;
+    /// Corrections since `since_ms`: (to category, text), oldest first.
+    async fn corrections(&self, since_ms: i64) -> StoreResult<Vec<(String, String)>>;
     /// The earliest instant a return visit falls due.
     async fn next_visit_due(&self, now_ms: i64) -> StoreResult<Option<i64>>;
     /// Leases up to `limit` visits due at `now_ms`.

@@ -949,6 +949,73 @@ macro_rules! common_ops {
                 .await?)
         }
 
+        pub async fn recategorize(pool: &Pool<$DB>, c: &crate::store::Recategorize) -> StoreResult<Option<CaseRecord>> {
+            let mut tx = pool.begin_with($begin).await?;
+            let moved = sqlx::query(
+                "UPDATE cases SET category = $1, ack_due_at = $2, resolve_due_at = $3 WHERE id = $4 AND category = $5",
+            )
+            .bind(&c.to)
+            .bind(c.answer_due)
+            .bind(c.resolve_due)
+            .bind(c.case_id)
+            .bind(&c.from)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if moved != 1 {
+                return Ok(None);
+            }
+            match &c.clock {
+                crate::store::ClockChange::Keep => {}
+                crate::store::ClockChange::Remove => {
+                    sqlx::query("DELETE FROM sla_clock WHERE case_id = $1")
+                        .bind(c.case_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                crate::store::ClockChange::Set { step, due, fired } => {
+                    sqlx::query(sql::SET_CLOCK)
+                        .bind(c.case_id)
+                        .bind(step)
+                        .bind(due)
+                        .bind(fired)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            let text: Option<String> = sqlx::query_scalar(
+                "SELECT CASE WHEN subject IS NULL OR subject = '' THEN body ELSE subject || ' ' || body END \
+                 FROM messages WHERE case_id = $1 AND direction = 'in' ORDER BY id LIMIT 1",
+            )
+            .bind(c.case_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO corrections (case_id, from_category, to_category, text, by_name, reason, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(c.case_id)
+            .bind(&c.from)
+            .bind(&c.to)
+            .bind(text.unwrap_or_default())
+            .bind(&c.by)
+            .bind(&c.reason)
+            .bind(c.now_ms)
+            .execute(&mut *tx)
+            .await?;
+            let detail = format!("{} -> {} by {}: {}", c.from, c.to, c.by, c.reason);
+            let case = event_and_case(&mut tx, c.case_id, c.now_ms, "recategorized", &detail).await?;
+            tx.commit().await?;
+            Ok(case)
+        }
+
+        pub async fn corrections(pool: &Pool<$DB>, since_ms: i64) -> StoreResult<Vec<(String, String)>> {
+            Ok(sqlx::query_as("SELECT to_category, text FROM corrections WHERE at >= $1 ORDER BY id")
+                .bind(since_ms)
+                .fetch_all(pool)
+                .await?)
+        }
+
         pub async fn next_visit_due(pool: &Pool<$DB>, now_ms: i64) -> StoreResult<Option<i64>> {
             Ok(sqlx::query_scalar::<_, Option<i64>>(
                 "SELECT MIN(due_at) FROM return_visits WHERE due_at IS NOT NULL \
@@ -1693,6 +1760,15 @@ macro_rules! impl_store {
                 ops::case_clock(&self.pool, case_id).await
             }
 
+            async fn recategorize(
+                &self,
+                c: &crate::store::Recategorize,
+            ) -> StoreResult<Option<crate::store::CaseRecord>> {
+                ops::recategorize(&self.pool, c).await
+            }
+            async fn corrections(&self, since_ms: i64) -> StoreResult<Vec<(String, String)>> {
+                ops::corrections(&self.pool, since_ms).await
+            }
             async fn next_visit_due(&self, now_ms: i64) -> StoreResult<Option<i64>> {
                 ops::next_visit_due(&self.pool, now_ms).await
             }
