@@ -597,7 +597,8 @@ async fn survey_answers_are_summarised_and_failing_campaigns_pause_themselves() 
                 .unwrap();
         }
     }
-    clock.advance_ms(1_000);
+    // The failure rate is looked at every 5 s.
+    clock.advance_ms(5_000);
     app.state.campaigns.run_once().await.unwrap();
     let (_, v) = app
         .api("GET", &format!("/api/v1/campaigns/{id}"), &token, None)
@@ -714,5 +715,117 @@ async fn the_same_marketing_text_goes_to_a_recipient_once() {
             assert_eq!(p["suppressed"]["same_content"], 1, "{p}");
         }
     }
+    app.shutdown().await;
+}
+
+/// From the review: a second file adds its rows (it does not collide with the first's line
+/// numbers); a consent column saying no is no consent; an SMS too long for the bridge is
+/// suppressed, never cut (it would lose the opt-out footer); an opt-out committed after the
+/// dispatcher looked still wins inside the queueing transaction.
+#[tokio::test]
+async fn second_imports_consent_words_long_texts_and_late_opt_outs() {
+    let clock = Arc::new(ManualClock::new(T0 - 8 * HOUR));
+    let (app, _) = spawn_app_with_clock(clock.clone(), |s, _| {
+        s.sms.outbound.paused = true;
+        s.sms.outbound.max_parts = 1;
+    })
+    .await;
+    let token = app.token("marketing").await;
+    let id = create(
+        &app,
+        &token,
+        serde_json::json!({
+            "name": "促销", "kind": "marketing", "channel": "sms", "rate_per_sec": 100.0,
+            "template": "【某某通信】{{ name }}您好，5G套餐八折，回复TD退订",
+        }),
+    )
+    .await;
+    let path = format!("/api/v1/campaigns/{id}/recipients");
+    let (_, v) = app
+        .post_with(
+            &path,
+            &token,
+            "text/csv",
+            "phone,name,consent\n13800000401,甲,web\n13800000402,乙,否\n",
+        )
+        .await;
+    assert_eq!(v["import"]["accepted"], 2, "{v}");
+    let long = "很".repeat(80);
+    let (_, v) = app
+        .post_with(
+            &path,
+            &token,
+            "text/csv",
+            format!("phone,name,consent\n13800000403,丙,web\n13800000404,{long},web\n13800000401,甲,web\n"),
+        )
+        .await;
+    assert_eq!(
+        (
+            v["import"]["accepted"].as_i64(),
+            v["import"]["duplicates"].as_i64()
+        ),
+        (Some(2), Some(1)),
+        "{v}"
+    );
+    let p = progress(&app, &token, id).await;
+    assert_eq!(p["recipients"], 4, "{p}");
+    assert_eq!(
+        app.api(
+            "POST",
+            &format!("/api/v1/campaigns/{id}/start"),
+            &token,
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(app.state.campaigns.run_once().await.unwrap(), 2);
+    let p = progress(&app, &token, id).await;
+    assert_eq!(p["suppressed"]["no_consent"], 1, "{p}");
+    assert_eq!(p["suppressed"]["too_long"], 1, "{p}");
+    // A draft decided before an opt-out is refused by the queueing transaction.
+    let (st, _) = app
+        .get("/inbound/sms/kannel?id=late-td&from=%2B8613800000405&to=10000&text=TD")
+        .await;
+    assert_eq!(st, 200);
+    let id2 = create(
+        &app,
+        &token,
+        serde_json::json!({
+            "name": "促销二", "kind": "marketing", "channel": "sms", "rate_per_sec": 100.0,
+            "template": "【某某通信】宽带提速，回复TD退订",
+        }),
+    )
+    .await;
+    app.post_with(
+        &format!("/api/v1/campaigns/{id2}/recipients"),
+        &token,
+        "text/csv",
+        "phone,consent\n13800000405,web\n",
+    )
+    .await;
+    app.api(
+        "POST",
+        &format!("/api/v1/campaigns/{id2}/start"),
+        &token,
+        None,
+    )
+    .await;
+    let draft = app.state.campaigns.draft(
+        Channel::Sms,
+        "+8613800000405",
+        "marketing",
+        "【某某通信】宽带提速，回复TD退订".into(),
+        None,
+    );
+    let queued = app
+        .store()
+        .dispatch_recipients(id2, &[(2, Ok(draft.unwrap()))], None, None, clock.now_ms())
+        .await
+        .unwrap();
+    assert_eq!(queued, 0, "the opt-out wins");
+    let p = progress(&app, &token, id2).await;
+    assert_eq!(p["suppressed"]["opted_out"], 1, "{p}");
     app.shutdown().await;
 }

@@ -11,7 +11,7 @@ use super::{CampaignSettings, Kind, Suppressed};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::Channel;
-use crate::outbound::segment::{fit, segment};
+use crate::outbound::segment::segment;
 use crate::store::{CampaignRecord, OutboundDraft, Store, StoreResult};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -45,6 +45,8 @@ pub struct Dispatcher {
     /// Per campaign: (last tick, credit in messages).
     buckets: Mutex<HashMap<i64, (i64, f64)>>,
     public_url: String,
+    /// Per campaign: when its failure rate was last looked at.
+    checked: Mutex<HashMap<i64, i64>>,
     /// The unsubscribe links' key (`app_secrets`), read on first use.
     unsub_key: tokio::sync::OnceCell<Vec<u8>>,
 }
@@ -130,6 +132,7 @@ impl Dispatcher {
             sms_notify,
             email_notify,
             buckets: Mutex::new(HashMap::new()),
+            checked: Mutex::new(HashMap::new()),
             public_url: settings.server.public_url.trim_end_matches('/').to_string(),
             unsub_key: tokio::sync::OnceCell::new(),
         }
@@ -147,8 +150,12 @@ impl Dispatcher {
     ) -> Option<OutboundDraft> {
         match channel {
             Channel::Sms if self.sms_on => {
-                let t = fit(&text, self.sms_part_cap);
-                let seg = segment(&t);
+                // Never cut a campaign message: its end (the opt-out footer) would be lost.
+                let seg = segment(&text);
+                if seg.segments > self.sms_part_cap as usize {
+                    return None;
+                }
+                let t = text;
                 Some(OutboundDraft {
                     channel,
                     driver: self.sms_driver.clone(),
@@ -209,6 +216,13 @@ impl Dispatcher {
             let (Some(cron), Some(at)) = (&p.cron, p.next_run_at) else {
                 continue;
             };
+            if p.valid_until.is_some_and(|v| at >= v) {
+                // Past the campaign's validity: no more runs.
+                self.store
+                    .set_campaign_status(p.id, &["recurring"], "done", Some("validity ended"), now)
+                    .await?;
+                continue;
+            }
             let next = super::next_occurrence(cron, self.zone, at.max(now))
                 .ok()
                 .flatten();
@@ -266,12 +280,24 @@ impl Dispatcher {
                 .insert(c.id, (now, 0.0));
             return Ok(0);
         }
-        // Too many failures lately: stop and let a person look.
+        // Too many failures lately: stop and let a person look (looked at every 5 s).
         let s = &self.settings;
-        let (tried, failed) = self
-            .store
-            .campaign_outcomes(c.id, (now - s.failure_window.ms()).max(c.updated_at))
-            .await?;
+        let look = {
+            let mut m = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+            let last = m.entry(c.id).or_insert(i64::MIN);
+            let due = now.saturating_sub(*last) >= 5_000;
+            if due {
+                *last = now;
+            }
+            due
+        };
+        let (tried, failed) = if look {
+            self.store
+                .campaign_outcomes(c.id, (now - s.failure_window.ms()).max(c.updated_at))
+                .await?
+        } else {
+            (0, 0)
+        };
         if tried >= s.failure_min_sends && failed as f64 > tried as f64 * s.failure_rate {
             let note = format!(
                 "auto-paused: {failed} of the last {tried} sends failed (over {:.0}%)",
@@ -339,7 +365,7 @@ impl Dispatcher {
                 .get(&(ch, r.address.clone()))
                 .cloned()
                 .unwrap_or_default();
-            let consent = r.consent.as_deref().is_some_and(|c| !c.trim().is_empty());
+            let consent = super::has_consent(r.consent.as_deref());
             let decision = super::admit(kind, consent, &st, &self.settings).and_then(|_| {
                 let (text, subject) = compiled.render(&r.vars).map_err(|e| {
                     tracing::warn!(campaign = c.id, line = r.seq, error = %e, "campaign template failed for a recipient");
@@ -355,7 +381,11 @@ impl Dispatcher {
                 }
                 let mut d = self
                     .draft(ch, &r.address, msg_kind, text, subject)
-                    .ok_or(Suppressed::Template)?;
+                    .ok_or(if ch == Channel::Sms && self.sms_on {
+                        Suppressed::TooLong
+                    } else {
+                        Suppressed::Template
+                    })?;
                 if let (Channel::Email, Some(key)) = (ch, &key) {
                     // RFC 8058: one click, no login, no confirmation page needed.
                     let url = format!(

@@ -297,8 +297,11 @@ impl<R: Read> Rows<R> {
             if name.is_empty() || Some(i) == self.consent {
                 continue;
             }
-            let v = fields.get(i).cloned().unwrap_or_default();
-            vars.insert(name.clone(), serde_json::Value::String(v));
+            // An empty cell is no value: a template that needs it fails for this row (the
+            // recipient is suppressed as `template`) rather than saying "您欠费元".
+            if let Some(v) = fields.get(i).filter(|v| !v.is_empty()) {
+                vars.insert(name.clone(), serde_json::Value::String(v.clone()));
+            }
         }
         // The address as normalised, whatever the column held.
         match channel {
@@ -346,7 +349,8 @@ pub fn valid_email(e: &str) -> Result<String, String> {
     if local.is_empty() || local.contains('@') || !domain.contains('.') || domain.starts_with('.') {
         return Err(format!("{e:?} is not an address"));
     }
-    Ok(format!("{local}@{}", domain.to_ascii_lowercase()))
+    // Lower-cased whole, as inbound mail and opt-outs store addresses.
+    Ok(format!("{local}@{domain}").to_lowercase())
 }
 
 #[cfg(test)]
@@ -409,7 +413,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (v[0].channel, v[0].address.as_str()),
-            (Channel::Email, "A@b.cn")
+            (Channel::Email, "a@b.cn")
         );
         assert_eq!(v[1].channel, Channel::Sms);
         assert!(matches!(all(b"", Target::Sms), Err(ImportError::File(_))));

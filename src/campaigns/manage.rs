@@ -202,10 +202,16 @@ pub async fn import<R: Read>(
         )));
     }
     let mut stored_dupes = 0;
-    while let Some(batch) = rows
+    // A second file's lines number after the first's (line numbers stay the file's own in
+    // the report).
+    let offset = store.max_recipient_seq(id).await?;
+    while let Some(mut batch) = rows
         .next_batch(5_000)
         .map_err(|e| CampaignError::Invalid(e.to_string()))?
     {
+        for r in &mut batch {
+            r.line += offset;
+        }
         let added = store.add_recipients(id, &batch).await?;
         stored_dupes += batch.len() as u64 - added;
         progress(&rows.report);
@@ -327,7 +333,7 @@ pub async fn preview(
             };
             for r in rows.iter().filter(|r| r.channel == ch.as_str()) {
                 out.pending += 1;
-                let consent = r.consent.as_deref().is_some_and(|c| !c.trim().is_empty());
+                let consent = super::has_consent(r.consent.as_deref());
                 let standing = st.get(&r.address).cloned().unwrap_or_default();
                 if let Err(why) = super::admit(kind, consent, &standing, &d.settings) {
                     *out.suppressed.entry(why.as_str().into()).or_default() += 1;
@@ -338,7 +344,12 @@ pub async fn preview(
                     continue;
                 };
                 let Some(draft) = d.draft(ch, &r.address, kind.as_str(), text, subject) else {
-                    *out.suppressed.entry("channel_off".into()).or_default() += 1;
+                    let why = if ch == Channel::Sms {
+                        "too_long_or_channel_off"
+                    } else {
+                        "channel_off"
+                    };
+                    *out.suppressed.entry(why.into()).or_default() += 1;
                     continue;
                 };
                 out.messages += 1;
@@ -406,14 +417,12 @@ pub async fn transition(
         )));
     }
     let note = format!("{action} at {now}");
-    if to == "recurring"
-        && let Some(cron) = &c.cron
-    {
-        let next = super::next_occurrence(cron, zone, c.start_at.max(now) - 1)
-            .map_err(CampaignError::Invalid)?;
-        store.set_next_run(id, next).await?;
-    }
-    store
+    let next = match (&c.cron, to) {
+        (Some(cron), "recurring") => super::next_occurrence(cron, zone, c.start_at.max(now) - 1)
+            .map_err(CampaignError::Invalid)?,
+        _ => None,
+    };
+    let changed = store
         .set_campaign_status(id, from, to, Some(&note), now)
         .await?
         .ok_or_else(|| {
@@ -422,5 +431,10 @@ pub async fn transition(
                 c.status,
                 from.join(" or ")
             ))
-        })
+        })?;
+    if to == "recurring" {
+        store.set_next_run(id, next).await?;
+        return get(store, id).await;
+    }
+    Ok(changed)
 }

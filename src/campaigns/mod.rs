@@ -196,6 +196,28 @@ pub fn check_commercial(text: &str, s: &CampaignSettings) -> Result<(), String> 
     Ok(())
 }
 
+/// Whether a row's consent column records consent: a value, but not one that says no.
+pub fn has_consent(v: Option<&str>) -> bool {
+    let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
+        return false;
+    };
+    let k = v.to_lowercase();
+    !matches!(
+        k.as_str(),
+        "0" | "n"
+            | "no"
+            | "false"
+            | "none"
+            | "null"
+            | "-"
+            | "否"
+            | "无"
+            | "不同意"
+            | "未同意"
+            | "拒绝"
+    )
+}
+
 /// What we know of one recipient at dispatch time.
 #[derive(Debug, Clone, Default)]
 pub struct Standing {
@@ -229,6 +251,8 @@ pub enum Suppressed {
     FrequencyCap,
     SameContent,
     Template,
+    /// Longer than the bridge sends: cut, it would lose its end (the opt-out footer).
+    TooLong,
     Expired,
 }
 
@@ -240,6 +264,7 @@ impl Suppressed {
             Suppressed::FrequencyCap => "frequency_cap",
             Suppressed::SameContent => "same_content",
             Suppressed::Template => "template",
+            Suppressed::TooLong => "too_long",
             Suppressed::Expired => "expired",
         }
     }

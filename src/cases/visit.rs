@@ -24,6 +24,15 @@ pub fn next(v: &DueVisit, cfg: &ReturnVisit, zone: chrono_tz::Tz, now: i64) -> V
     if v.status != "resolved" {
         return VisitStep::Cancel;
     }
+    // Switched off (or the category taken off the list) since it was scheduled: no survey;
+    // the case stays resolved.
+    let category_on = v
+        .category
+        .parse()
+        .is_ok_and(|c| cfg.categories.contains(&c));
+    if v.state == "scheduled" && (!cfg.enabled || !category_on) {
+        return VisitStep::Cancel;
+    }
     if v.state == "sent" {
         return VisitStep::Expire;
     }

@@ -63,7 +63,7 @@ pub struct NewCase<'a> {
 }
 
 /// What a case's clock has done so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlaState {
     /// Steps taken (`crate::sla::Step::bit`).
     pub fired: i64,
@@ -75,6 +75,7 @@ pub struct SlaState {
     pub tier: i64,
     /// As stored; an unknown value counts as an inquiry.
     pub category: Category,
+    pub status: String,
 }
 
 /// An inbound message row (`direction` in, `status` received).
@@ -267,7 +268,16 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
                 Some(a) => Rating::of_visit_answer(a).map(|r| (r, r.as_str().to_string())),
                 None => Some((Rating::Dissatisfied, "complaint".to_string())),
             };
-            if let (Some((r, answer)), Some(case_id)) = (rating, survey_case) {
+            // Only while the case is still resolved: a late "1" must not close a case that
+            // was reopened meanwhile (it is then an ordinary message).
+            let resolved = match survey_case {
+                Some(id) => tx
+                    .sla_state(id)
+                    .await?
+                    .is_some_and(|s| s.status == "resolved"),
+                None => false,
+            };
+            if let (Some((r, answer)), Some(case_id), true) = (rating, survey_case, resolved) {
                 visit = Some((case_id, r));
                 survey = Some((name, survey_case, answer));
             }

@@ -517,6 +517,10 @@ impl Intake {
             .case(case_id)
             .await?
             .ok_or(ReplyError::NoCase(case_id))?;
+        // The reply is checked (and threaded) against the case it answers, before anything
+        // is created: a refused reply opens no linked case.
+        let thread = self.store.case_messages(case_id).await?;
+        let draft = self.acks.reply_draft(&case, &thread, text)?;
         if case.status == "closed" {
             let now = self.clock.now_ms();
             let category = case
@@ -537,8 +541,6 @@ impl Intake {
             self.sla_notify.notify_one();
         }
         let case_id = case.id;
-        let thread = self.store.case_messages(case_id).await?;
-        let draft = self.acks.reply_draft(&case, &thread, text)?;
         let id = self
             .store
             .queue_reply(case_id, &draft, by, self.clock.now_ms())

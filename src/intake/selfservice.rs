@@ -82,9 +82,12 @@ impl Backend {
     pub fn new(settings: &SelfServiceSettings, clock: Arc<dyn Clock>) -> Backend {
         Backend {
             settings: settings.clone(),
-            client: crate::outbound::sms::client(Duration::from_millis(
-                settings.timeout.ms() as u64
-            )),
+            // No redirects: the number must not be carried anywhere else.
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_millis(settings.timeout.ms() as u64))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
             clock,
             state: Mutex::new(State::default()),
         }
@@ -104,7 +107,7 @@ impl Backend {
         }
         let now = self.clock.now_ms();
         {
-            let st = self.state();
+            let mut st = self.state();
             if let Some((until, a)) = st.cache.get(&(path, number.to_string()))
                 && *until > now
             {
@@ -114,11 +117,16 @@ impl Backend {
                 tracing::debug!(query = path, "self-service backend breaker open; fallback");
                 return None;
             }
+            if st.open_until > 0 {
+                // Half-open: this request is the one probe; the others wait for its result.
+                st.open_until = now + self.settings.timeout.ms();
+            }
         }
         match self.fetch(base, path, needs, number).await {
             Ok(a) => {
                 let mut st = self.state();
                 st.failures = 0;
+                st.open_until = 0;
                 if st.cache.len() >= CACHE_MAX {
                     st.cache.retain(|_, (until, _)| *until > now);
                     if st.cache.len() >= CACHE_MAX {
@@ -163,10 +171,18 @@ impl Backend {
         if !resp.status().is_success() {
             return Err(format!("status {}", resp.status().as_u16()));
         }
-        // A backend answer is a few fields; more than 64 KiB is not one.
-        let body = resp.bytes().await.map_err(|e| format!("body: {e}"))?;
-        if body.len() > 65_536 {
-            return Err(format!("answer of {} bytes (at most 65536)", body.len()));
+        // A backend answer is a few fields; more than 64 KiB is not one (read no further).
+        const MAX: usize = 65_536;
+        if resp.content_length().is_some_and(|n| n > MAX as u64) {
+            return Err("answer over 65536 bytes".into());
+        }
+        let mut resp = resp;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("body: {e}"))? {
+            if body.len() + chunk.len() > MAX {
+                return Err("answer over 65536 bytes".into());
+            }
+            body.extend_from_slice(&chunk);
         }
         let v: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))?;

@@ -165,6 +165,25 @@ impl Worker {
                             v.retain(|i| !unrecorded.contains(&i.message_id));
                         }
                     }
+                    // An opt-out that came while a commercial message waited (or was being
+                    // retried) wins over the send.
+                    let commercial: Vec<i64> = v
+                        .iter()
+                        .filter(|i| matches!(i.kind.as_str(), "marketing" | "research"))
+                        .map(|i| i.message_id)
+                        .collect();
+                    if !commercial.is_empty() {
+                        match this.store.withdraw_opted_out(&commercial, now).await {
+                            Ok(gone) if !gone.is_empty() => {
+                                v.retain(|i| !gone.contains(&i.message_id));
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "checking opt-outs before sending failed; holding the commercial messages");
+                                v.retain(|i| !commercial.contains(&i.message_id));
+                            }
+                        }
+                    }
                     if let Some(q) = &cfg.quiet {
                         let mut held: std::collections::BTreeMap<i64, Vec<i64>> =
                             Default::default();

@@ -213,11 +213,14 @@ impl SlaSettings {
             .collect();
         for s in &self.segments {
             if s.name.is_empty()
-                || s.r#match.iter().any(|m| m.trim().is_empty())
                 || s.r#match.is_empty()
+                || s.r#match
+                    .iter()
+                    .any(|m| !(m.starts_with('+') || m.starts_with('@')) || m.len() < 2)
             {
                 return Err(format!(
-                    "sla.segments: segment {:?} needs a name and a non-empty match list",
+                    "sla.segments: segment {:?} needs a name and a match list of E.164 prefixes \
+                     (\"+86139\") or email domains (\"@corp.cn\")",
                     s.name
                 ));
             }

@@ -301,6 +301,8 @@ impl Scheduler {
                     due_at: None,
                     sent: false,
                     close_case: false,
+                    need_resolved: true,
+                    not_sent_since: None,
                     event: None,
                     survey: None,
                     now_ms: now,
@@ -316,6 +318,7 @@ impl Scheduler {
                                 format!("survey sent on {}", v.channel),
                             ));
                             a.survey = Some((d, answer_until));
+                            a.not_sent_since = Some(now - cfg.once_per.ms());
                         }
                         None => {
                             a.state = "skipped".into();
@@ -341,7 +344,10 @@ impl Scheduler {
                             ),
                         ));
                     }
-                    VisitStep::Cancel => a.state = "cancelled".into(),
+                    VisitStep::Cancel => {
+                        a.state = "cancelled".into();
+                        a.need_resolved = false;
+                    }
                     VisitStep::Expire => {
                         a.state = "expired".into();
                         a.close_case = true;

@@ -616,6 +616,10 @@ pub struct VisitApply {
     pub sent: bool,
     /// Close the case (if still resolved).
     pub close_case: bool,
+    /// Applied only while the case is still resolved.
+    pub need_resolved: bool,
+    /// Sending: applied only if no other visit went to this customer since then.
+    pub not_sent_since: Option<i64>,
     pub event: Option<(String, String)>,
     /// The survey message, and until when its answer is waited for.
     pub survey: Option<(OutboundDraft, i64)>,
@@ -751,6 +755,11 @@ pub trait Store: Send + Sync + 'static {
         campaign_id: i64,
         rows: &[crate::campaigns::import::NewRecipient],
     ) -> StoreResult<u64>;
+    /// The highest recipient line number so far (0: none); a later import numbers after it.
+    async fn max_recipient_seq(&self, campaign_id: i64) -> StoreResult<i64>;
+    /// Messages among these (commercial, claimed) whose address opted out since they were
+    /// queued: withdrawn (status `suppressed`, outbox row gone, recipient `opted_out`).
+    async fn withdraw_opted_out(&self, message_ids: &[i64], now_ms: i64) -> StoreResult<Vec<i64>>;
     /// (state, reason, message status, count) of a campaign's recipients.
     async fn campaign_counts(
         &self,

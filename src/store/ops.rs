@@ -246,9 +246,10 @@ macro_rules! common_ops {
 
         pub async fn campaign_outcomes(pool: &Pool<$DB>, campaign_id: i64, since_ms: i64) -> StoreResult<(i64, i64)> {
             let (tried, failed): (i64, i64) = sqlx::query_as(
-                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN m.status = 'failed' THEN 1 ELSE 0 END), 0) \
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN m.status = 'failed' OR m.status = 'queued' THEN 1 ELSE 0 END), 0) \
                  FROM campaign_recipients r JOIN messages m ON m.id = r.message_id \
-                 WHERE r.campaign_id = $1 AND m.status IN ('sent', 'delivered', 'failed') AND m.updated_at >= $2",
+                 WHERE r.campaign_id = $1 AND m.updated_at >= $2 AND (m.status IN ('sent', 'delivered', 'failed') \
+                 OR (m.status = 'queued' AND m.last_error IS NOT NULL))",
             )
             .bind(campaign_id)
             .bind(since_ms)
@@ -342,6 +343,46 @@ macro_rules! common_ops {
             Ok(added)
         }
 
+        pub async fn max_recipient_seq(pool: &Pool<$DB>, campaign_id: i64) -> StoreResult<i64> {
+            Ok(sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(seq) FROM campaign_recipients WHERE campaign_id = $1")
+                .bind(campaign_id)
+                .fetch_one(pool)
+                .await?
+                .unwrap_or(0))
+        }
+
+        pub async fn withdraw_opted_out(pool: &Pool<$DB>, ids: &[i64], now_ms: i64) -> StoreResult<Vec<i64>> {
+            let mut tx = pool.begin_with($begin).await?;
+            let mut out = Vec::new();
+            for id in ids {
+                let hit: Option<i64> = sqlx::query_scalar(
+                    "SELECT m.id FROM messages m JOIN contacts c ON c.channel = m.channel AND c.address = m.to_addr \
+                     WHERE m.id = $1 AND m.kind IN ('marketing', 'research') AND c.opted_out_at IS NOT NULL \
+                     AND (c.opted_in_at IS NULL OR c.opted_in_at < c.opted_out_at)",
+                )
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(id) = hit else { continue };
+                sqlx::query("UPDATE messages SET status = 'suppressed', last_error = 'opted out', updated_at = $1 WHERE id = $2")
+                    .bind(now_ms)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM outbox WHERE message_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE campaign_recipients SET state = 'suppressed', reason = 'opted_out' WHERE message_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                out.push(id);
+            }
+            tx.commit().await?;
+            Ok(out)
+        }
+
         pub async fn campaign_counts(
             pool: &Pool<$DB>,
             campaign_id: i64,
@@ -367,7 +408,9 @@ macro_rules! common_ops {
             let mut tx = pool.begin_with($begin).await?;
             let list: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 5)).collect();
             let sql = format!(
-                "UPDATE campaigns SET status = $1, note = $2, updated_at = $3 WHERE id = $4 AND status IN ({})",
+                "UPDATE campaigns SET status = $1, note = $2, updated_at = $3, \
+                 next_run_at = CASE WHEN $1 = 'recurring' THEN next_run_at ELSE NULL END \
+                 WHERE id = $4 AND status IN ({})",
                 list.join(", ")
             );
             let mut q = sqlx::query(&sql).bind(to).bind(note).bind(now_ms).bind(id);
@@ -377,12 +420,26 @@ macro_rules! common_ops {
             if q.execute(&mut *tx).await?.rows_affected() == 0 {
                 return Ok(None);
             }
+            if matches!(to, "paused" | "cancelled") {
+                // A recurring campaign's runs follow it.
+                sqlx::query(
+                    "UPDATE campaigns SET status = $1, note = $2, updated_at = $3 WHERE parent_id = $4 \
+                     AND status IN ('running', 'paused')",
+                )
+                .bind(to)
+                .bind(note)
+                .bind(now_ms)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
             if to == "cancelled" {
                 // Nothing more goes out: queued messages not yet claimed are withdrawn.
                 sqlx::query(
                     "UPDATE messages SET status = 'cancelled', updated_at = $1 WHERE id IN \
                      (SELECT r.message_id FROM campaign_recipients r JOIN outbox o ON o.message_id = r.message_id \
-                     WHERE r.campaign_id = $2 AND (o.lease_until IS NULL OR o.lease_until < $1))",
+                     WHERE (r.campaign_id = $2 OR r.campaign_id IN (SELECT id FROM campaigns WHERE parent_id = $2)) \
+                     AND (o.lease_until IS NULL OR o.lease_until < $1))",
                 )
                 .bind(now_ms)
                 .bind(id)
@@ -390,7 +447,8 @@ macro_rules! common_ops {
                 .await?;
                 sqlx::query(
                     "DELETE FROM outbox WHERE message_id IN (SELECT id FROM messages WHERE status = 'cancelled' \
-                     AND id IN (SELECT message_id FROM campaign_recipients WHERE campaign_id = $1))",
+                     AND id IN (SELECT message_id FROM campaign_recipients WHERE campaign_id = $1 \
+                     OR campaign_id IN (SELECT id FROM campaigns WHERE parent_id = $1)))",
                 )
                 .bind(id)
                 .execute(&mut *tx)
@@ -429,7 +487,9 @@ macro_rules! common_ops {
             if moved != 1 {
                 return Ok(None);
             }
-            let valid_until = p.valid_until.map(|v| occurrence + (v - p.start_at).max(0));
+            // A run is valid as long after its occurrence as the campaign's own window, and
+            // never past the campaign's end.
+            let valid_until = p.valid_until.map(|v| (occurrence + (v - p.start_at).max(0)).min(v));
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO campaigns (name, kind, channel, template, subject, status, start_at, valid_until, \
                  rate_per_sec, urgent, created_by, created_at, updated_at, parent_id) \
@@ -574,8 +634,43 @@ macro_rules! common_ops {
             now_ms: i64,
         ) -> StoreResult<u64> {
             let mut tx = pool.begin_with($begin).await?;
+            // Decided outside; checked again here: a pause or cancel, or an opt-out, that
+            // committed meanwhile wins.
+            let status: Option<String> = sqlx::query_scalar("SELECT status FROM campaigns WHERE id = $1")
+                .bind(campaign_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let expiring = items.iter().all(|(_, d)| matches!(d, Err(crate::campaigns::Suppressed::Expired)));
+            if status.as_deref() != Some("running") && !expiring {
+                return Ok(0);
+            }
+            let mut opted_out: std::collections::HashSet<(String, String)> = Default::default();
+            let commercial: Vec<&crate::store::OutboundDraft> = items
+                .iter()
+                .filter_map(|(_, d)| d.as_ref().ok())
+                .filter(|d| matches!(d.kind, "marketing" | "research"))
+                .collect();
+            for chunk in commercial.chunks(400) {
+                let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 1)).collect();
+                let sql = format!(
+                    "SELECT channel, address FROM contacts WHERE opted_out_at IS NOT NULL \
+                     AND (opted_in_at IS NULL OR opted_in_at < opted_out_at) AND address IN ({})",
+                    list.join(", ")
+                );
+                let mut q = sqlx::query_as::<_, (String, String)>(&sql);
+                for d in chunk {
+                    q = q.bind(&d.to);
+                }
+                opted_out.extend(q.fetch_all(&mut *tx).await?);
+            }
             let mut queued = 0;
             for (seq, decision) in items {
+                let decision = match decision {
+                    Ok(d) if opted_out.contains(&(d.channel.as_str().to_string(), d.to.clone())) => {
+                        &Err(crate::campaigns::Suppressed::OptedOut)
+                    }
+                    d => d,
+                };
                 let (state, reason) = match decision {
                     Ok(_) => ("queued", None),
                     Err(r) => ("suppressed", Some(r.as_str())),
@@ -615,7 +710,8 @@ macro_rules! common_ops {
                             "INSERT INTO survey_waits (channel, address, survey, case_id, sent_at, expires_at) \
                              VALUES ($1, $2, $3, NULL, $4, $5) ON CONFLICT (channel, address) DO UPDATE SET \
                              survey = excluded.survey, case_id = NULL, sent_at = excluded.sent_at, \
-                             expires_at = excluded.expires_at",
+                             expires_at = excluded.expires_at \
+                             WHERE survey_waits.survey <> 'return_visit' OR survey_waits.expires_at <= excluded.sent_at",
                         )
                         .bind(d.channel.as_str())
                         .bind(&d.to)
@@ -1060,7 +1156,10 @@ macro_rules! common_ops {
             let moved = sqlx::query(
                 "UPDATE return_visits SET state = $1, due_at = $2, \
                  sent_at = CASE WHEN $3 = 1 THEN $4 ELSE sent_at END, lease_until = NULL \
-                 WHERE case_id = $5 AND state = $6 AND due_at = $7",
+                 WHERE case_id = $5 AND state = $6 AND due_at = $7 \
+                 AND ($8 = 0 OR EXISTS (SELECT 1 FROM cases c WHERE c.id = $5 AND c.status = 'resolved')) \
+                 AND NOT EXISTS (SELECT 1 FROM return_visits o WHERE o.customer = return_visits.customer \
+                   AND o.channel = return_visits.channel AND o.case_id <> $5 AND o.sent_at > $9)",
             )
             .bind(&a.state)
             .bind(a.due_at)
@@ -1069,6 +1168,8 @@ macro_rules! common_ops {
             .bind(a.case_id)
             .bind(&a.state_before)
             .bind(a.due_before)
+            .bind(i64::from(a.need_resolved))
+            .bind(a.not_sent_since.unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -1604,6 +1705,12 @@ macro_rules! impl_store {
                 rows: &[crate::campaigns::import::NewRecipient],
             ) -> StoreResult<u64> {
                 ops::add_recipients(&self.pool, campaign_id, rows).await
+            }
+            async fn max_recipient_seq(&self, campaign_id: i64) -> StoreResult<i64> {
+                ops::max_recipient_seq(&self.pool, campaign_id).await
+            }
+            async fn withdraw_opted_out(&self, ids: &[i64], now_ms: i64) -> StoreResult<Vec<i64>> {
+                ops::withdraw_opted_out(&self.pool, ids, now_ms).await
             }
             async fn campaign_counts(
                 &self,

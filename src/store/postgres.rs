@@ -362,18 +362,19 @@ impl IntakeTx for PgIntake<'_> {
     }
 
     async fn sla_state(&mut self, case_id: i64) -> StoreResult<Option<SlaState>> {
-        let row: Option<(i64, i64, i64, i64, i64, String)> = sqlx::query_as(sql::SLA_STATE)
+        let row: Option<(i64, i64, i64, i64, i64, String, String)> = sqlx::query_as(sql::SLA_STATE)
             .bind(case_id)
             .fetch_optional(&mut *self.0)
             .await?;
         Ok(row.map(
-            |(fired, answered, opened_ms, has_clock, tier, category)| SlaState {
+            |(fired, answered, opened_ms, has_clock, tier, category, status)| SlaState {
                 fired,
                 answered: answered != 0,
                 opened_ms,
                 has_clock: has_clock != 0,
                 tier,
                 category: category.parse().unwrap_or(Category::Inquiry),
+                status,
             },
         ))
     }

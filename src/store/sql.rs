@@ -139,10 +139,10 @@ pub const SEND_FAIL: &str = "UPDATE messages SET status = 'failed', attempts = a
 pub const DELETE_OUTBOX: &str = "DELETE FROM outbox WHERE message_id = $1";
 
 /// What a case's clock has done: (steps taken mask, answered 0/1, opened at, has a clock 0/1,
-/// tier, category) (case id).
+/// tier, category, status) (case id).
 pub const SLA_STATE: &str = "SELECT COALESCE(k.fired, 0), \
      CAST(CASE WHEN c.acked_at IS NULL THEN 0 ELSE 1 END AS BIGINT), c.opened_at, \
-     CAST(CASE WHEN k.case_id IS NULL THEN 0 ELSE 1 END AS BIGINT), c.tier, c.category \
+     CAST(CASE WHEN k.case_id IS NULL THEN 0 ELSE 1 END AS BIGINT), c.tier, c.category, c.status \
      FROM cases c LEFT JOIN sla_clock k ON k.case_id = c.id WHERE c.id = $1";
 
 /// A case's deadlines after its category changed (answer due, resolve due, case id).

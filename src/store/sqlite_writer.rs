@@ -453,6 +453,7 @@ impl IntakeTx for SqliteIntake<'_> {
                     has_clock: r.get::<_, i64>(3)? != 0,
                     tier: r.get(4)?,
                     category: r.get::<_, String>(5)?.parse().unwrap_or(Category::Inquiry),
+                    status: r.get(6)?,
                 })
             }))
     }
