@@ -114,7 +114,7 @@ impl Kind {
 }
 
 /// The message kinds campaigns queue (for caps and suppression). The partial index
-/// `messages_campaign_to` (migration 0012) names them in this order, word for word, so the daily
+/// `messages_campaign_to` (migration 0013) names them in this order, word for word, so the daily
 /// caps' query (`store::standings`) can use it: change both together.
 pub const MESSAGE_KINDS: &[&str] = &[
     "payment_reminder",
