@@ -150,7 +150,9 @@ pub fn next_occurrence(
         .map(|t| t.timestamp_millis().div_euclid(1000) * 1000))
 }
 
-/// The message kinds campaigns queue (for caps and suppression).
+/// The message kinds campaigns queue (for caps and suppression). The partial index
+/// `messages_campaign_to` (migration 0013) names them in this order, word for word, so the daily
+/// caps' query (`store::standings`) can use it: change both together.
 pub const MESSAGE_KINDS: &[&str] = &[
     "payment_reminder",
     "notice",

@@ -14,6 +14,19 @@ macro_rules! common_ops {
             subject, body, category, intent, rules_version, case_id, kind, status, encoding, \
             segments, attempts, provider_id, last_error, created_at, updated_at";
 
+        /// Bind placeholder `n` of a statement with many of them: `$n` on PostgreSQL, a bare `?`
+        /// (bound in order) on SQLite. sqlx asks SQLite the name of every parameter when it
+        /// binds, and SQLite finds a `$n`'s name by a linear scan, so a statement with thousands
+        /// of `$n` costs O(n²) to bind: 74 % of a 500-row recipient insert's time.
+        #[allow(dead_code)]
+        fn ph(n: usize) -> String {
+            if <$DB as sqlx::Database>::NAME == "SQLite" {
+                "?".to_string()
+            } else {
+                format!("${n}")
+            }
+        }
+
         pub async fn next_outbox_due(pool: &Pool<$DB>, channel: &str) -> StoreResult<Option<i64>> {
             Ok(sqlx::query_scalar(
                 "SELECT MIN(not_before) FROM outbox WHERE channel = $1 AND lease_until IS NULL",
@@ -322,8 +335,8 @@ macro_rules! common_ops {
                         sql.push_str(", ");
                     }
                     sql.push_str(&format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, 'pending')",
-                        b + 1, b + 2, b + 3, b + 4, b + 5, b + 6
+                        "({}, {}, {}, {}, {}, {}, 'pending')",
+                        ph(b + 1), ph(b + 2), ph(b + 3), ph(b + 4), ph(b + 5), ph(b + 6)
                     ));
                 }
                 sql.push_str(" ON CONFLICT DO NOTHING");
@@ -565,9 +578,10 @@ macro_rules! common_ops {
             let mut out: std::collections::HashMap<String, crate::campaigns::Standing> =
                 std::collections::HashMap::new();
             for chunk in addresses.chunks(500) {
-                let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+                let list: Vec<String> = (0..chunk.len()).map(|i| ph(i + 2)).collect();
                 let sql = format!(
-                    "SELECT address, opted_out_at, opted_in_at FROM contacts WHERE channel = $1 AND address IN ({})",
+                    "SELECT address, opted_out_at, opted_in_at FROM contacts WHERE channel = {} AND address IN ({})",
+                    ph(1),
                     list.join(", ")
                 );
                 let mut q = sqlx::query_as::<_, (String, Option<i64>, Option<i64>)>(&sql).bind(channel.as_str());
@@ -579,7 +593,7 @@ macro_rules! common_ops {
                     e.opted_out = out_at.is_some_and(|o| in_at.is_none_or(|i| i < o));
                     e.opted_in = in_at.is_some() && !e.opted_out;
                 }
-                let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+                let list: Vec<String> = (0..chunk.len()).map(|i| ph(i + 3)).collect();
                 let kinds = crate::campaigns::MESSAGE_KINDS
                     .iter()
                     .map(|k| format!("'{k}'"))
@@ -587,9 +601,11 @@ macro_rules! common_ops {
                     .join(", ");
                 let sql = format!(
                     "SELECT to_addr, COUNT(*), SUM(CASE WHEN kind IN ('marketing', 'research') THEN 1 ELSE 0 END) \
-                     FROM messages WHERE direction = 'out' AND channel = $1 AND created_at >= $2 \
+                     FROM messages WHERE direction = 'out' AND channel = {} AND created_at >= {} \
                      AND kind IN ({kinds}) AND status <> 'suppressed' AND status <> 'cancelled' \
                      AND to_addr IN ({}) GROUP BY to_addr",
+                    ph(1),
+                    ph(2),
                     list.join(", ")
                 );
                 let mut q = sqlx::query_as::<_, (String, i64, i64)>(&sql)
@@ -604,9 +620,11 @@ macro_rules! common_ops {
                     e.commercial_today = commercial;
                 }
                 let sql = format!(
-                    "SELECT to_addr, body FROM messages WHERE direction = 'out' AND channel = $1 \
-                     AND created_at >= $2 AND kind IN ('marketing', 'research') \
+                    "SELECT to_addr, body FROM messages WHERE direction = 'out' AND channel = {} \
+                     AND created_at >= {} AND kind IN ({kinds}) AND kind IN ('marketing', 'research') \
                      AND status <> 'suppressed' AND status <> 'cancelled' AND to_addr IN ({})",
+                    ph(1),
+                    ph(2),
                     list.join(", ")
                 );
                 let mut q = sqlx::query_as::<_, (String, String)>(&sql)
