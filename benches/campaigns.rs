@@ -123,6 +123,7 @@ fn request(kind: &str, template: &str, rate: f64) -> CreateRequest {
         valid_until: None,
         rate_per_sec: rate,
         urgent: false,
+        cron: None,
     }
 }
 
