@@ -124,6 +124,7 @@ fn request(kind: &str, template: &str, rate: f64) -> CreateRequest {
         rate_per_sec: rate,
         urgent: false,
         cron: None,
+        lang: None,
     }
 }
 
@@ -174,8 +175,10 @@ async fn child(phase: &str) {
             let s = settings("http://127.0.0.1:9/");
             let store = switchboard::store::open(&db, 8, 512).await.unwrap();
             let now = t0();
+            let templates = switchboard::templates::Templates::load(None).unwrap();
             let c = manage::create(
                 store.as_ref(),
+                &templates,
                 &s.campaigns,
                 s.time.zone,
                 &request("payment_reminder", REMINDER, 100.0),
@@ -263,8 +266,10 @@ async fn marketing_campaign(
     n: usize,
     now: i64,
 ) -> i64 {
+    let templates = switchboard::templates::Templates::load(None).unwrap();
     let c = manage::create(
         store.as_ref(),
+        &templates,
         &s.campaigns,
         s.time.zone,
         &request("marketing", MARKETING, s.campaigns.max_rate_per_sec),

@@ -145,6 +145,14 @@ const BUILTIN: &[(&str, &str)] = &[
         "return_visit_subject.en.txt",
         include_str!("../templates/return_visit_subject.en.txt"),
     ),
+    (
+        "payment_reminder.zh-CN.txt",
+        include_str!("../templates/payment_reminder.zh-CN.txt"),
+    ),
+    (
+        "payment_reminder.en.txt",
+        include_str!("../templates/payment_reminder.en.txt"),
+    ),
 ];
 
 pub struct Templates {
@@ -206,6 +214,14 @@ impl Templates {
     ///
     /// # Errors
     /// As [`Templates::render`].
+    /// The text of `<name>.<lang>.txt` (a campaign takes a stored template by name).
+    pub fn source(&self, name: &str, lang: Lang) -> Option<String> {
+        self.env
+            .get_template(&format!("{name}.{}.txt", lang.as_str()))
+            .ok()
+            .map(|t| t.source().to_string())
+    }
+
     pub fn render_html(
         &self,
         name: &str,

@@ -315,6 +315,10 @@ async fn bad_campaigns_and_files_are_refused_with_the_reason() {
             "urgent",
         ),
         (serde_json::json!({"cron": "every monday"}), "cron"),
+        (
+            serde_json::json!({"template": "@no_such_template"}),
+            "no stored template",
+        ),
     ] {
         let mut body = base.clone();
         for (k, v) in patch.as_object().unwrap() {
@@ -827,5 +831,33 @@ async fn second_imports_consent_words_long_texts_and_late_opt_outs() {
     assert_eq!(queued, 0, "the opt-out wins");
     let p = progress(&app, &token, id2).await;
     assert_eq!(p["suppressed"]["opted_out"], 1, "{p}");
+    app.shutdown().await;
+}
+
+/// A campaign can take a stored template by name, in Chinese or English.
+#[tokio::test]
+async fn a_campaign_takes_a_stored_template_by_name() {
+    let clock = Arc::new(ManualClock::new(T0 - 8 * HOUR));
+    let (app, _) = spawn_app_with_clock(clock.clone(), |s, _| {
+        s.sms.outbound.paused = true;
+    })
+    .await;
+    let token = app.token("marketing").await;
+    for (lang, word) in [("zh-CN", "元"), ("en", "yuan")] {
+        let (st, v) = app
+            .api(
+                "POST",
+                "/api/v1/campaigns",
+                &token,
+                Some(serde_json::json!({
+                    "name": "账单提醒", "kind": "payment_reminder", "channel": "sms",
+                    "rate_per_sec": 10.0, "template": "@payment_reminder", "lang": lang,
+                })),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+        let t = v["campaign"]["template"].as_str().unwrap();
+        assert!(t.contains("{{ amount }}") && t.contains(word), "{t}");
+    }
     app.shutdown().await;
 }

@@ -32,8 +32,13 @@ pub struct CreateRequest {
     pub kind: String,
     /// `sms`, `email` or `own` (each recipient's own: phone if any, else email).
     pub channel: String,
-    /// minijinja text; CSV columns are its variables (`{{ name }}`, `{{ amount }}`).
+    /// minijinja text; CSV columns are its variables (`{{ name }}`, `{{ amount }}`); or
+    /// `@name`: the stored template `name` (`templates/<name>.<lang>.txt` or an override in
+    /// `templates.dir`) in `lang`.
     pub template: String,
+    /// For a stored template: `zh-CN` (default) or `en`.
+    #[serde(default)]
+    pub lang: Option<String>,
     pub subject: Option<String>,
     /// RFC 3339 or `YYYY-MM-DD HH:MM` in `time.zone`; default now.
     pub start_at: Option<String>,
@@ -67,8 +72,10 @@ fn instant(v: &str, zone: chrono_tz::Tz, now: i64, key: &str) -> Result<i64, Cam
 ///
 /// # Errors
 /// What is wrong (422), the store.
+#[allow(clippy::too_many_arguments)]
 pub async fn create(
     store: &dyn Store,
+    templates: &crate::templates::Templates,
     s: &CampaignSettings,
     zone: chrono_tz::Tz,
     r: &CreateRequest,
@@ -98,7 +105,25 @@ pub async fn create(
     if r.urgent && kind.is_commercial() {
         return bad("urgent: only service campaigns (reminders, notices, surveys) may be".into());
     }
-    if r.template.trim().is_empty() || r.template.chars().count() > 2_000 {
+    let template = match r.template.trim().strip_prefix('@') {
+        Some(name) => {
+            let lang: crate::domain::Lang = match r.lang.as_deref() {
+                None => crate::domain::Lang::ZhCn,
+                Some(l) => l
+                    .parse()
+                    .map_err(|_| CampaignError::Invalid(format!("lang {l:?}: zh-CN or en")))?,
+            };
+            templates.source(name, lang).ok_or_else(|| {
+                CampaignError::Invalid(format!(
+                    "template {:?}: no stored template {name}.{}.txt",
+                    r.template,
+                    lang.as_str()
+                ))
+            })?
+        }
+        None => r.template.clone(),
+    };
+    if template.trim().is_empty() || template.chars().count() > 2_000 {
         return bad("template: 1 to 2000 characters".into());
     }
     let start_at = match &r.start_at {
@@ -128,7 +153,7 @@ pub async fn create(
         name: name.to_string(),
         kind: kind.as_str().into(),
         channel: r.channel.clone(),
-        template: r.template.trim().to_string(),
+        template: template.trim().to_string(),
         subject: r.subject.clone().filter(|s| !s.trim().is_empty()),
         status: "draft".into(),
         start_at,

@@ -155,9 +155,12 @@ async fn run_on(
                 rate_per_sec: rate,
                 urgent,
                 cron,
+                lang: None,
             };
+            let templates = crate::templates::Templates::load(settings.templates.dir.as_deref())?;
             let c = manage::create(
                 store.as_ref(),
+                &templates,
                 &settings.campaigns,
                 settings.time.zone,
                 &req,

@@ -38,8 +38,11 @@ pub async fn create(
     body: AppJson<CreateRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(ROLES)?;
+    let templates = crate::templates::Templates::load(s.settings.templates.dir.as_deref())
+        .map_err(|e| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let c = manage::create(
         s.intake.store.as_ref(),
+        &templates,
         &s.settings.campaigns,
         s.settings.time.zone,
         &body.0,
