@@ -730,6 +730,22 @@ pub async fn escalate(
     ))
 }
 
+/// A case's clock going on from its policy with `fired` steps taken: the next step, or none.
+fn clock_from(
+    policy: &crate::sla::Policy,
+    case: &crate::store::CaseRecord,
+    fired: i64,
+) -> crate::store::ClockChange {
+    match crate::sla::next_step(policy, case.opened_at, fired, case.acked_at.is_some()) {
+        Some((step, due)) => crate::store::ClockChange::Set {
+            step: step.as_str().to_string(),
+            due: Some(due),
+            fired,
+        },
+        None => crate::store::ClockChange::Remove,
+    }
+}
+
 /// 409 for an action the case's status does not allow, naming the ones it does.
 fn not_allowed(case: &crate::store::CaseRecord, action: crate::cases::Action) -> AppError {
     AppError::new(
@@ -847,14 +863,7 @@ pub async fn recategorize(
             .await?
             .map(|c| c.2)
             .unwrap_or_else(|| crate::sla::past_steps(policy, case.opened_at, now));
-        match crate::sla::next_step(policy, case.opened_at, fired, case.acked_at.is_some()) {
-            Some((step, due)) => crate::store::ClockChange::Set {
-                step: step.as_str().to_string(),
-                due: Some(due),
-                fired,
-            },
-            None => crate::store::ClockChange::Remove,
-        }
+        clock_from(policy, &case, fired)
     } else {
         crate::store::ClockChange::Keep
     };
@@ -1047,14 +1056,7 @@ pub async fn reopen(
             .unwrap_or(crate::domain::Category::Inquiry);
         let policy = sla.policy(category, &case.customer);
         let fired = crate::sla::past_steps(policy, case.opened_at, now);
-        match crate::sla::next_step(policy, case.opened_at, fired, case.acked_at.is_some()) {
-            Some((step, due)) => crate::store::ClockChange::Set {
-                step: step.as_str().to_string(),
-                due: Some(due),
-                fired,
-            },
-            None => crate::store::ClockChange::Remove,
-        }
+        clock_from(policy, case, fired)
     };
     let detail = format!("by {}: {reason}", caller.name);
     let case = lifecycle(

@@ -1079,24 +1079,7 @@ macro_rules! common_ops {
             if moved != 1 {
                 return Ok(None);
             }
-            match &c.clock {
-                crate::store::ClockChange::Keep => {}
-                crate::store::ClockChange::Remove => {
-                    sqlx::query("DELETE FROM sla_clock WHERE case_id = $1")
-                        .bind(c.case_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                crate::store::ClockChange::Set { step, due, fired } => {
-                    sqlx::query(sql::SET_CLOCK)
-                        .bind(c.case_id)
-                        .bind(step)
-                        .bind(due)
-                        .bind(fired)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
+            change_clock(&mut tx, c.case_id, &c.clock).await?;
             let text: Option<String> = sqlx::query_scalar(
                 "SELECT CASE WHEN subject IS NULL OR subject = '' THEN body ELSE subject || ' ' || body END \
                  FROM messages WHERE case_id = $1 AND direction = 'in' ORDER BY id LIMIT 1",
@@ -1356,6 +1339,33 @@ macro_rules! common_ops {
             Ok(case)
         }
 
+        /// A lifecycle change's effect on the case's clock (inside the caller's transaction).
+        async fn change_clock(
+            conn: &mut $Conn,
+            case_id: i64,
+            change: &crate::store::ClockChange,
+        ) -> StoreResult<()> {
+            match change {
+                crate::store::ClockChange::Keep => {}
+                crate::store::ClockChange::Remove => {
+                    sqlx::query("DELETE FROM sla_clock WHERE case_id = $1")
+                        .bind(case_id)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                crate::store::ClockChange::Set { step, due, fired } => {
+                    sqlx::query(sql::SET_CLOCK)
+                        .bind(case_id)
+                        .bind(step)
+                        .bind(due)
+                        .bind(fired)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+            Ok(())
+        }
+
         /// A case event, then the case as it now is (inside the caller's transaction).
         async fn event_and_case(
             conn: &mut $Conn,
@@ -1397,24 +1407,7 @@ macro_rules! common_ops {
             if updated.rows_affected() == 0 {
                 return Ok(None);
             }
-            match &t.clock {
-                crate::store::ClockChange::Keep => {}
-                crate::store::ClockChange::Remove => {
-                    sqlx::query("DELETE FROM sla_clock WHERE case_id = $1")
-                        .bind(t.case_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                crate::store::ClockChange::Set { step, due, fired } => {
-                    sqlx::query(sql::SET_CLOCK)
-                        .bind(t.case_id)
-                        .bind(step)
-                        .bind(due)
-                        .bind(fired)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
+            change_clock(&mut tx, t.case_id, &t.clock).await?;
             let case = event_and_case(&mut tx, t.case_id, t.now_ms, &t.event, &t.detail).await?;
             tx.commit().await?;
             Ok(case)
