@@ -373,6 +373,23 @@ async fn bad_campaigns_and_files_are_refused_with_the_reason() {
         "{v}"
     );
     assert_eq!(progress(&app, &token, id).await["recipients"], 0);
+    // All or nothing: 6,000 good rows (more than one stored batch), then a line in neither
+    // encoding: refused naming the line, and none of the file's rows stay.
+    let mut big = b"phone,date\n".to_vec();
+    for i in 0..6_000 {
+        big.extend_from_slice(format!("1380000{i:04},12\u{6708}5\u{65e5}\n").as_bytes());
+    }
+    big.extend_from_slice(b"13900000000,\xff\xfe\xfd\n");
+    let (st, v) = app.post_with(&path, &token, "text/csv", big).await;
+    assert_eq!(st, 422, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 6002"),
+        "{v}"
+    );
+    assert_eq!(progress(&app, &token, id).await["recipients"], 0);
     // Start without recipients: 409. GBK file with a bad row: imported, the row reported.
     assert_eq!(
         app.api(
@@ -825,7 +842,13 @@ async fn second_imports_consent_words_long_texts_and_late_opt_outs() {
     );
     let queued = app
         .store()
-        .dispatch_recipients(id2, &[(2, Ok(draft.unwrap()))], None, None, clock.now_ms())
+        .dispatch_recipients(switchboard::campaigns::apply::Dispatch {
+            campaign_id: id2,
+            items: vec![(2, Ok(draft.unwrap()))],
+            not_after: None,
+            survey: None,
+            now_ms: clock.now_ms(),
+        })
         .await
         .unwrap();
     assert_eq!(queued, 0, "the opt-out wins");

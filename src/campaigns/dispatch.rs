@@ -402,11 +402,20 @@ impl Dispatcher {
             items.push((r.seq, decision));
         }
         self.spend(c.id, items.len());
-        let name = survey_name(c.id);
-        let survey = (kind == Kind::Survey)
-            .then(|| (name.as_str(), now + self.settings.survey_answer_within.ms()));
+        let survey = (kind == Kind::Survey).then(|| {
+            (
+                survey_name(c.id),
+                now + self.settings.survey_answer_within.ms(),
+            )
+        });
         self.store
-            .dispatch_recipients(c.id, &items, c.valid_until, survey, now)
+            .dispatch_recipients(super::apply::Dispatch {
+                campaign_id: c.id,
+                items,
+                not_after: c.valid_until,
+                survey,
+                now_ms: now,
+            })
             .await
     }
 
@@ -423,7 +432,13 @@ impl Dispatcher {
                 .map(|r| (r.seq, Err(Suppressed::Expired)))
                 .collect();
             self.store
-                .dispatch_recipients(c.id, &items, None, None, now)
+                .dispatch_recipients(super::apply::Dispatch {
+                    campaign_id: c.id,
+                    items,
+                    not_after: None,
+                    survey: None,
+                    now_ms: now,
+                })
                 .await?;
         }
         self.store

@@ -197,7 +197,8 @@ async fn get(store: &dyn Store, id: i64) -> Result<CampaignRecord, CampaignError
 
 /// Streams a CSV into a draft or paused campaign; `progress(rows so far)` after each batch.
 /// The header is checked against the template first: columns it needs and the file lacks are
-/// refused by name before any row is stored.
+/// refused by name before any row is stored. All or nothing: a file refused half-way is taken
+/// back (its rows removed) before the error is returned.
 ///
 /// # Errors
 /// Not found, not importable now (409), a file refused (422), the store.
@@ -230,16 +231,28 @@ pub async fn import<R: Read>(
     // A second file's lines number after the first's (line numbers stay the file's own in
     // the report).
     let offset = store.max_recipient_seq(id).await?;
-    while let Some(mut batch) = rows
-        .next_batch(5_000)
-        .map_err(|e| CampaignError::Invalid(e.to_string()))?
-    {
-        for r in &mut batch {
-            r.line += offset;
+    let streamed: Result<(), CampaignError> = async {
+        while let Some(mut batch) = rows
+            .next_batch(5_000)
+            .map_err(|e| CampaignError::Invalid(e.to_string()))?
+        {
+            for r in &mut batch {
+                r.line += offset;
+            }
+            let added = store.add_recipients(id, &batch).await?;
+            stored_dupes += batch.len() as u64 - added;
+            progress(&rows.report);
         }
-        let added = store.add_recipients(id, &batch).await?;
-        stored_dupes += batch.len() as u64 - added;
-        progress(&rows.report);
+        Ok(())
+    }
+    .await;
+    if let Err(e) = streamed {
+        // All or nothing: a file refused half-way (a line in neither encoding, an outage)
+        // leaves the campaign as it was before this import.
+        if let Err(undo) = store.remove_recipients_after(id, offset).await {
+            tracing::error!(campaign = id, error = %undo, "taking back a failed import failed; its rows stay pending");
+        }
+        return Err(e);
     }
     let mut report = rows.report;
     // Rows already in the campaign from an earlier import count as duplicates too.

@@ -13,6 +13,7 @@
 //!   not stop them, but they still keep the night quiet (21:00–08:00) unless the campaign is
 //!   urgent; a daily cap across campaigns applies too.
 
+pub mod apply;
 pub mod dispatch;
 pub mod import;
 pub mod manage;

@@ -93,14 +93,21 @@ pub async fn recipients(
     body: Bytes,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(ROLES)?;
-    let r = manage::import(
-        s.intake.store.as_ref(),
-        id,
-        &body[..],
-        &s.settings.phone.default_country,
-        |_| {},
-    )
-    .await?;
+    // The import runs on its own task: a request past its deadline (503) does not cut it
+    // half-way; it finishes, and the client's retry finds every row a duplicate.
+    let store = s.intake.store.clone();
+    let country = s.settings.phone.default_country.clone();
+    let r = tokio::spawn(async move {
+        manage::import(store.as_ref(), id, &body[..], &country, |_| {}).await
+    })
+    .await
+    .map_err(|e| {
+        AppError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the import failed: {e}"),
+        )
+    })??;
     Ok(axum::Json(serde_json::json!({ "import": r })))
 }
 

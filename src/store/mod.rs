@@ -242,6 +242,15 @@ pub struct OutboxItem {
 }
 
 /// The row behind an [`OutboxItem`], as both engines select it.
+/// One outbox claim: `limit` due sends of `channel`, leased until `now_ms + lease_ms`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClaimQuery {
+    pub channel: Channel,
+    pub now_ms: i64,
+    pub lease_ms: i64,
+    pub limit: i64,
+}
+
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct OutboxRow {
     pub message_id: i64,
@@ -318,18 +327,6 @@ impl DeliveryStatus {
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Failed => "failed",
         }
-    }
-}
-
-/// How far an outbound status has come; a report never moves a message backwards, and the
-/// final states stay final.
-pub fn status_rank(s: &str) -> i32 {
-    match s {
-        "queued" => 0,
-        "sent" => 1,
-        "accepted" | "delayed" => 2,
-        "delivered" | "failed" => 3,
-        _ => 0,
     }
 }
 
@@ -755,6 +752,9 @@ pub trait Store: Send + Sync + 'static {
         campaign_id: i64,
         rows: &[crate::campaigns::import::NewRecipient],
     ) -> StoreResult<u64>;
+    /// An import that failed half-way taken back: its recipients (line numbers after
+    /// `after_seq`) not yet dispatched are removed; how many.
+    async fn remove_recipients_after(&self, campaign_id: i64, after_seq: i64) -> StoreResult<u64>;
     /// The highest recipient line number so far (0: none); a later import numbers after it.
     async fn max_recipient_seq(&self, campaign_id: i64) -> StoreResult<i64>;
     /// Messages among these (commercial, claimed) whose address opted out since they were
@@ -810,14 +810,7 @@ pub trait Store: Send + Sync + 'static {
     /// Applies the dispatcher's decisions in one transaction: each recipient only if still
     /// pending; a message is queued (in the lane of its kind, never sent after `not_after`)
     /// or the recipient suppressed with the reason. Returns how many were queued.
-    async fn dispatch_recipients(
-        &self,
-        campaign_id: i64,
-        items: &[(i64, Result<OutboundDraft, crate::campaigns::Suppressed>)],
-        not_after: Option<i64>,
-        survey: Option<(&str, i64)>,
-        now_ms: i64,
-    ) -> StoreResult<u64>;
+    async fn dispatch_recipients(&self, d: crate::campaigns::apply::Dispatch) -> StoreResult<u64>;
     /// A shared secret by name, made (random) on first use; every instance gets the same.
     async fn app_secret(&self, name: &str) -> StoreResult<String>;
     /// An opt-out outside intake (one-click unsubscribe): recorded with the message as

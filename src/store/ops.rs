@@ -7,7 +7,7 @@
 
 macro_rules! common_ops {
     ($DB:ty, $Conn:ty, $begin:expr) => {
-        use crate::store::{CaseRecord, Counts, DlrUpdate, MessageRecord, StoreResult, sql, status_rank};
+        use crate::store::{CaseRecord, Counts, MessageRecord, StoreResult, sql};
         use sqlx::Pool;
 
         const MESSAGE_COLUMNS: &str = "id, direction, channel, dialect, external_id, from_addr, to_addr, \
@@ -356,44 +356,21 @@ macro_rules! common_ops {
             Ok(added)
         }
 
+        pub async fn remove_recipients_after(pool: &Pool<$DB>, campaign_id: i64, after_seq: i64) -> StoreResult<u64> {
+            Ok(sqlx::query("DELETE FROM campaign_recipients WHERE campaign_id = $1 AND seq > $2 AND state = 'pending'")
+                .bind(campaign_id)
+                .bind(after_seq)
+                .execute(pool)
+                .await?
+                .rows_affected())
+        }
+
         pub async fn max_recipient_seq(pool: &Pool<$DB>, campaign_id: i64) -> StoreResult<i64> {
             Ok(sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(seq) FROM campaign_recipients WHERE campaign_id = $1")
                 .bind(campaign_id)
                 .fetch_one(pool)
                 .await?
                 .unwrap_or(0))
-        }
-
-        pub async fn withdraw_opted_out(pool: &Pool<$DB>, ids: &[i64], now_ms: i64) -> StoreResult<Vec<i64>> {
-            let mut tx = pool.begin_with($begin).await?;
-            let mut out = Vec::new();
-            for id in ids {
-                let hit: Option<i64> = sqlx::query_scalar(
-                    "SELECT m.id FROM messages m JOIN contacts c ON c.channel = m.channel AND c.address = m.to_addr \
-                     WHERE m.id = $1 AND m.kind IN ('marketing', 'research') AND c.opted_out_at IS NOT NULL \
-                     AND (c.opted_in_at IS NULL OR c.opted_in_at < c.opted_out_at)",
-                )
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(id) = hit else { continue };
-                sqlx::query("UPDATE messages SET status = 'suppressed', last_error = 'opted out', updated_at = $1 WHERE id = $2")
-                    .bind(now_ms)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM outbox WHERE message_id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("UPDATE campaign_recipients SET state = 'suppressed', reason = 'opted_out' WHERE message_id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                out.push(id);
-            }
-            tx.commit().await?;
-            Ok(out)
         }
 
         pub async fn campaign_counts(
@@ -641,166 +618,6 @@ macro_rules! common_ops {
                 }
             }
             Ok(out)
-        }
-
-        pub async fn dispatch_recipients(
-            pool: &Pool<$DB>,
-            campaign_id: i64,
-            items: &[(i64, Result<crate::store::OutboundDraft, crate::campaigns::Suppressed>)],
-            not_after: Option<i64>,
-            survey: Option<(&str, i64)>,
-            now_ms: i64,
-        ) -> StoreResult<u64> {
-            let mut tx = pool.begin_with($begin).await?;
-            // Decided outside; checked again here: a pause or cancel, or an opt-out, that
-            // committed meanwhile wins.
-            let status: Option<String> = sqlx::query_scalar("SELECT status FROM campaigns WHERE id = $1")
-                .bind(campaign_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let expiring = items.iter().all(|(_, d)| matches!(d, Err(crate::campaigns::Suppressed::Expired)));
-            if status.as_deref() != Some("running") && !expiring {
-                return Ok(0);
-            }
-            let mut opted_out: std::collections::HashSet<(String, String)> = Default::default();
-            let commercial: Vec<&crate::store::OutboundDraft> = items
-                .iter()
-                .filter_map(|(_, d)| d.as_ref().ok())
-                .filter(|d| matches!(d.kind, "marketing" | "research"))
-                .collect();
-            for chunk in commercial.chunks(400) {
-                let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 1)).collect();
-                let sql = format!(
-                    "SELECT channel, address FROM contacts WHERE opted_out_at IS NOT NULL \
-                     AND (opted_in_at IS NULL OR opted_in_at < opted_out_at) AND address IN ({})",
-                    list.join(", ")
-                );
-                let mut q = sqlx::query_as::<_, (String, String)>(&sql);
-                for d in chunk {
-                    q = q.bind(&d.to);
-                }
-                opted_out.extend(q.fetch_all(&mut *tx).await?);
-            }
-            let mut queued = 0;
-            for (seq, decision) in items {
-                let decision = match decision {
-                    Ok(d) if opted_out.contains(&(d.channel.as_str().to_string(), d.to.clone())) => {
-                        &Err(crate::campaigns::Suppressed::OptedOut)
-                    }
-                    d => d,
-                };
-                let (state, reason) = match decision {
-                    Ok(_) => ("queued", None),
-                    Err(r) => ("suppressed", Some(r.as_str())),
-                };
-                let moved = sqlx::query(
-                    "UPDATE campaign_recipients SET state = $1, reason = $2 \
-                     WHERE campaign_id = $3 AND seq = $4 AND state = 'pending'",
-                )
-                .bind(state)
-                .bind(reason)
-                .bind(campaign_id)
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if moved != 1 {
-                    continue;
-                }
-                if let Ok(d) = decision {
-                    let id = queue_outbound(&mut *tx, d, None, now_ms).await?;
-                    if not_after.is_some() {
-                        sqlx::query("UPDATE outbox SET not_after = $1 WHERE message_id = $2")
-                            .bind(not_after)
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    sqlx::query("UPDATE campaign_recipients SET message_id = $1 WHERE campaign_id = $2 AND seq = $3")
-                        .bind(id)
-                        .bind(campaign_id)
-                        .bind(seq)
-                        .execute(&mut *tx)
-                        .await?;
-                    if let Some((name, expires)) = survey {
-                        // The answer counts while this waits (intake reads it).
-                        sqlx::query(
-                            "INSERT INTO survey_waits (channel, address, survey, case_id, sent_at, expires_at) \
-                             VALUES ($1, $2, $3, NULL, $4, $5) ON CONFLICT (channel, address) DO UPDATE SET \
-                             survey = excluded.survey, case_id = NULL, sent_at = excluded.sent_at, \
-                             expires_at = excluded.expires_at \
-                             WHERE survey_waits.survey <> 'return_visit' OR survey_waits.expires_at <= excluded.sent_at",
-                        )
-                        .bind(d.channel.as_str())
-                        .bind(&d.to)
-                        .bind(name)
-                        .bind(now_ms)
-                        .bind(expires)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    queued += 1;
-                }
-            }
-            tx.commit().await?;
-            Ok(queued)
-        }
-
-        pub async fn apply_dlr(pool: &Pool<$DB>, dlr: &DlrUpdate) -> StoreResult<Option<i64>> {
-            let mut tx = pool.begin_with($begin).await?;
-            let found: Option<(i64, String)> = match (dlr.message_id, &dlr.provider_id) {
-                (Some(id), _) => {
-                    sqlx::query_as("SELECT id, status FROM messages WHERE id = $1 AND direction = 'out'")
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                }
-                (None, Some(pid)) => {
-                    sqlx::query_as(
-                        "SELECT id, status FROM messages WHERE provider_id = $1 AND direction = 'out' \
-                         ORDER BY id DESC LIMIT 1",
-                    )
-                    .bind(pid)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                }
-                (None, None) => None,
-            };
-            sqlx::query(
-                "INSERT INTO delivery_reports (message_id, received_at, status, detail) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(found.as_ref().map(|f| f.0))
-            .bind(dlr.now_ms)
-            .bind(dlr.status.as_str())
-            .bind(&dlr.detail)
-            .execute(&mut *tx)
-            .await?;
-            let Some((id, current)) = found else {
-                tx.commit().await?;
-                return Ok(None);
-            };
-            let new = dlr.status.as_str();
-            let cur_rank = status_rank(&current);
-            if cur_rank < 3 && status_rank(new) >= cur_rank {
-                let err = (dlr.status == crate::store::DeliveryStatus::Failed).then_some(dlr.detail.as_str());
-                sqlx::query(
-                    "UPDATE messages SET status = $1, last_error = COALESCE($2, last_error), updated_at = $3 \
-                     WHERE id = $4",
-                )
-                .bind(new)
-                .bind(err)
-                .bind(dlr.now_ms)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                if dlr.status == crate::store::DeliveryStatus::Failed {
-                    // A failure report (a DSN, or a bridge's failed DLR) ends the sending: a
-                    // retry still queued is dropped.
-                    sqlx::query(sql::DELETE_OUTBOX).bind(id).execute(&mut *tx).await?;
-                }
-            }
-            tx.commit().await?;
-            Ok(Some(id))
         }
 
         pub async fn message(pool: &Pool<$DB>, id: i64) -> StoreResult<Option<MessageRecord>> {
@@ -1717,11 +1534,18 @@ macro_rules! impl_store {
             ) -> StoreResult<u64> {
                 ops::add_recipients(&self.pool, campaign_id, rows).await
             }
+            async fn remove_recipients_after(
+                &self,
+                campaign_id: i64,
+                after_seq: i64,
+            ) -> StoreResult<u64> {
+                ops::remove_recipients_after(&self.pool, campaign_id, after_seq).await
+            }
             async fn max_recipient_seq(&self, campaign_id: i64) -> StoreResult<i64> {
                 ops::max_recipient_seq(&self.pool, campaign_id).await
             }
             async fn withdraw_opted_out(&self, ids: &[i64], now_ms: i64) -> StoreResult<Vec<i64>> {
-                ops::withdraw_opted_out(&self.pool, ids, now_ms).await
+                self.do_withdraw_opted_out(ids, now_ms).await
             }
             async fn campaign_counts(
                 &self,
@@ -1782,17 +1606,9 @@ macro_rules! impl_store {
             }
             async fn dispatch_recipients(
                 &self,
-                campaign_id: i64,
-                items: &[(
-                    i64,
-                    Result<crate::store::OutboundDraft, crate::campaigns::Suppressed>,
-                )],
-                not_after: Option<i64>,
-                survey: Option<(&str, i64)>,
-                now_ms: i64,
+                d: crate::campaigns::apply::Dispatch,
             ) -> StoreResult<u64> {
-                ops::dispatch_recipients(&self.pool, campaign_id, items, not_after, survey, now_ms)
-                    .await
+                self.do_dispatch(d).await
             }
             async fn app_secret(&self, name: &str) -> StoreResult<String> {
                 ops::app_secret(&self.pool, name).await
@@ -1824,7 +1640,7 @@ macro_rules! impl_store {
                 ops::release_leases(&self.pool, ids).await
             }
             async fn apply_dlr(&self, dlr: &crate::store::DlrUpdate) -> StoreResult<Option<i64>> {
-                ops::apply_dlr(&self.pool, dlr).await
+                self.do_apply_dlr(dlr).await
             }
             async fn message(&self, id: i64) -> StoreResult<Option<crate::store::MessageRecord>> {
                 ops::message(&self.pool, id).await

@@ -81,6 +81,38 @@ impl PgStore {
         Ok(())
     }
 
+    pub(crate) async fn do_dispatch(
+        &self,
+        d: crate::campaigns::apply::Dispatch,
+    ) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let n = crate::campaigns::apply::dispatch(&mut PgIntake(&mut tx), &d).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    pub(crate) async fn do_apply_dlr(
+        &self,
+        dlr: &crate::store::DlrUpdate,
+    ) -> StoreResult<Option<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let id = crate::outbound::report::apply(&mut PgIntake(&mut tx), dlr).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub(crate) async fn do_withdraw_opted_out(
+        &self,
+        ids: &[i64],
+        now_ms: i64,
+    ) -> StoreResult<Vec<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let gone = crate::campaigns::apply::withdraw_opted_out(&mut PgIntake(&mut tx), ids, now_ms)
+            .await?;
+        tx.commit().await?;
+        Ok(gone)
+    }
+
     pub(crate) async fn do_send_update(&self, u: crate::store::SendUpdate) -> StoreResult<()> {
         use crate::store::SendUpdate;
         match u {
@@ -579,5 +611,164 @@ impl crate::sla::apply::SlaTx for PgIntake<'_> {
         now_ms: i64,
     ) -> StoreResult<i64> {
         self.queue_outbound(d, Some(case_id), now_ms).await
+    }
+}
+
+impl crate::campaigns::apply::CampaignTx for PgIntake<'_> {
+    async fn campaign_status(&mut self, campaign_id: i64) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(sql::CAMPAIGN_STATUS)
+            .bind(campaign_id)
+            .fetch_optional(&mut *self.0)
+            .await?)
+    }
+
+    async fn opted_out_among(&mut self, addresses: &[&str]) -> StoreResult<Vec<(String, String)>> {
+        let text = sql::opted_out_among(addresses.len());
+        let mut q = sqlx::query_as::<_, (String, String)>(&text);
+        for a in addresses {
+            q = q.bind(*a);
+        }
+        Ok(q.fetch_all(&mut *self.0).await?)
+    }
+
+    async fn move_recipient(
+        &mut self,
+        campaign_id: i64,
+        seq: i64,
+        state: &str,
+        reason: Option<&str>,
+    ) -> StoreResult<u64> {
+        Ok(sqlx::query(sql::RECIPIENT_MOVE)
+            .bind(state)
+            .bind(reason)
+            .bind(campaign_id)
+            .bind(seq)
+            .execute(&mut *self.0)
+            .await?
+            .rows_affected())
+    }
+
+    async fn set_not_after(&mut self, message_id: i64, not_after: i64) -> StoreResult<()> {
+        sqlx::query(sql::OUTBOX_NOT_AFTER)
+            .bind(not_after)
+            .bind(message_id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn link_recipient(
+        &mut self,
+        campaign_id: i64,
+        seq: i64,
+        message_id: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(sql::RECIPIENT_LINK)
+            .bind(message_id)
+            .bind(campaign_id)
+            .bind(seq)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn wait_survey(
+        &mut self,
+        channel: Channel,
+        address: &str,
+        survey: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(sql::CAMPAIGN_SURVEY_WAIT)
+            .bind(channel.as_str())
+            .bind(address)
+            .bind(survey)
+            .bind(now_ms)
+            .bind(expires_ms)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn message_opted_out(&mut self, message_id: i64) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar::<_, i64>(sql::MESSAGE_OPTED_OUT)
+            .bind(message_id)
+            .fetch_optional(&mut *self.0)
+            .await?
+            .is_some())
+    }
+
+    async fn withdraw_message(&mut self, message_id: i64, now_ms: i64) -> StoreResult<()> {
+        sqlx::query(sql::WITHDRAW_MESSAGE)
+            .bind(now_ms)
+            .bind(message_id)
+            .execute(&mut *self.0)
+            .await?;
+        sqlx::query(sql::DELETE_OUTBOX)
+            .bind(message_id)
+            .execute(&mut *self.0)
+            .await?;
+        sqlx::query(sql::WITHDRAW_RECIPIENT)
+            .bind(message_id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+}
+
+impl crate::outbound::report::DeliveryTx for PgIntake<'_> {
+    async fn outbound_by_id(&mut self, id: i64) -> StoreResult<Option<(i64, String)>> {
+        Ok(sqlx::query_as(sql::OUTBOUND_BY_ID)
+            .bind(id)
+            .fetch_optional(&mut *self.0)
+            .await?)
+    }
+
+    async fn outbound_by_provider_id(&mut self, pid: &str) -> StoreResult<Option<(i64, String)>> {
+        Ok(sqlx::query_as(sql::OUTBOUND_BY_PROVIDER_ID)
+            .bind(pid)
+            .fetch_optional(&mut *self.0)
+            .await?)
+    }
+
+    async fn insert_report(
+        &mut self,
+        message_id: Option<i64>,
+        dlr: &crate::store::DlrUpdate,
+    ) -> StoreResult<()> {
+        sqlx::query(sql::INSERT_DELIVERY_REPORT)
+            .bind(message_id)
+            .bind(dlr.now_ms)
+            .bind(dlr.status.as_str())
+            .bind(&dlr.detail)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_delivery_status(
+        &mut self,
+        id: i64,
+        status: &str,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(sql::SET_DELIVERY_STATUS)
+            .bind(status)
+            .bind(error)
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn drop_from_outbox(&mut self, id: i64) -> StoreResult<()> {
+        sqlx::query(sql::DELETE_OUTBOX)
+            .bind(id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
     }
 }

@@ -79,24 +79,29 @@ pub const UPSERT_CONSENT: &str = "INSERT INTO contacts \
 
 /// The commercial messages still queued (not being sent) to an address that opted out: their
 /// campaign recipients suppressed, the messages marked, the outbox rows gone (address,
-/// channel, now).
+/// channel, now). Each repeats the predicate of the partial index `messages_campaign_to`
+/// (migration 0013) word for word, so SQLite finds the address's messages by the index
+/// instead of reading the whole table on every `TD` (a test reads the query plans).
 pub const SUPPRESS_QUEUED_RECIPIENTS: &str = "UPDATE campaign_recipients SET state = 'suppressed', \
      reason = 'opted_out' WHERE message_id IN (SELECT m.id FROM messages m \
      JOIN outbox o ON o.message_id = m.id WHERE m.to_addr = $1 AND m.channel = $2 \
      AND m.direction = 'out' AND m.kind IN ('marketing', 'research') \
-     AND (o.lease_until IS NULL OR o.lease_until < $3))";
+     AND (o.lease_until IS NULL OR o.lease_until < $3) \
+     AND m.kind IN ('payment_reminder', 'notice', 'survey', 'research', 'marketing', 'urgent_notice'))";
 
 /// See [`SUPPRESS_QUEUED_RECIPIENTS`] (now, address, channel).
 pub const SUPPRESS_QUEUED_MESSAGES: &str = "UPDATE messages SET status = 'suppressed', \
      last_error = 'opted out', updated_at = $1 WHERE id IN (SELECT m.id FROM messages m \
      JOIN outbox o ON o.message_id = m.id WHERE m.to_addr = $2 AND m.channel = $3 \
      AND m.direction = 'out' AND m.kind IN ('marketing', 'research') \
-     AND (o.lease_until IS NULL OR o.lease_until < $1))";
+     AND (o.lease_until IS NULL OR o.lease_until < $1) \
+     AND m.kind IN ('payment_reminder', 'notice', 'survey', 'research', 'marketing', 'urgent_notice'))";
 
 /// See [`SUPPRESS_QUEUED_RECIPIENTS`] (address, channel).
 pub const DELETE_SUPPRESSED_OUTBOX: &str = "DELETE FROM outbox WHERE message_id IN \
-     (SELECT id FROM messages WHERE to_addr = $1 AND channel = $2 AND direction = 'out' \
-     AND status = 'suppressed')";
+     (SELECT m.id FROM messages m WHERE m.to_addr = $1 AND m.channel = $2 \
+     AND m.direction = 'out' AND m.status = 'suppressed' AND m.kind IN ('marketing', 'research') \
+     AND m.kind IN ('payment_reminder', 'notice', 'survey', 'research', 'marketing', 'urgent_notice'))";
 
 /// Email acks sent to an address since `$2`.
 pub const EMAIL_ACKS_SINCE: &str = "SELECT COUNT(*) FROM messages WHERE direction = 'out' \
@@ -137,6 +142,84 @@ pub const SEND_FAIL: &str = "UPDATE messages SET status = 'failed', attempts = a
 
 /// The outbox row of a finished send (message id).
 pub const DELETE_OUTBOX: &str = "DELETE FROM outbox WHERE message_id = $1";
+
+/// SQLite's outbox claim of one lane (lease until, channel, lane, now, limit): the claimed
+/// (message id, attempts, not after). PostgreSQL's claim skips locked rows instead.
+pub const CLAIM_OUTBOX_SQLITE: &str = "UPDATE outbox SET lease_until = $1 WHERE message_id IN \
+     (SELECT message_id FROM outbox WHERE channel = $2 AND lane = $3 AND not_before <= $4 \
+     AND (lease_until IS NULL OR lease_until < $4) ORDER BY not_before, message_id LIMIT $5) \
+     RETURNING message_id, attempts, not_after";
+
+/// SQLite's claim of due SLA clocks (lease until, now, limit).
+pub const CLAIM_SLA_SQLITE: &str = "UPDATE sla_clock SET lease_until = $1 WHERE case_id IN \
+     (SELECT case_id FROM sla_clock WHERE due_at <= $2 AND (lease_until IS NULL OR lease_until < $2) \
+     ORDER BY due_at LIMIT $3) RETURNING case_id";
+
+/// A claimed message's content (message id).
+pub const OUTBOX_CONTENT: &str = "SELECT from_addr, to_addr, subject, body, body_html, headers, kind \
+     FROM messages WHERE id = $1";
+
+/// An outbound message by our id: (id, status) (message id).
+pub const OUTBOUND_BY_ID: &str =
+    "SELECT id, status FROM messages WHERE id = $1 AND direction = 'out'";
+
+/// The newest outbound message with the bridge's id: (id, status) (provider id).
+pub const OUTBOUND_BY_PROVIDER_ID: &str = "SELECT id, status FROM messages \
+     WHERE provider_id = $1 AND direction = 'out' ORDER BY id DESC LIMIT 1";
+
+/// A delivery report kept (message id or NULL, received at, status, detail).
+pub const INSERT_DELIVERY_REPORT: &str = "INSERT INTO delivery_reports \
+     (message_id, received_at, status, detail) VALUES ($1, $2, $3, $4)";
+
+/// A message's delivery status (status, error or NULL to keep, now, message id).
+pub const SET_DELIVERY_STATUS: &str = "UPDATE messages SET status = $1, \
+     last_error = COALESCE($2, last_error), updated_at = $3 WHERE id = $4";
+
+/// A campaign's status (campaign id).
+pub const CAMPAIGN_STATUS: &str = "SELECT status FROM campaigns WHERE id = $1";
+
+/// A pending recipient to queued or suppressed (state, reason, campaign id, seq).
+pub const RECIPIENT_MOVE: &str = "UPDATE campaign_recipients SET state = $1, reason = $2 \
+     WHERE campaign_id = $3 AND seq = $4 AND state = 'pending'";
+
+/// A queued campaign message's validity (not after, message id).
+pub const OUTBOX_NOT_AFTER: &str = "UPDATE outbox SET not_after = $1 WHERE message_id = $2";
+
+/// A recipient's message (message id, campaign id, seq).
+pub const RECIPIENT_LINK: &str =
+    "UPDATE campaign_recipients SET message_id = $1 WHERE campaign_id = $2 AND seq = $3";
+
+/// A survey campaign's wait for an answer (channel, address, survey, sent at, expires at); a
+/// return visit still waiting keeps its place.
+pub const CAMPAIGN_SURVEY_WAIT: &str = "INSERT INTO survey_waits \
+     (channel, address, survey, case_id, sent_at, expires_at) VALUES ($1, $2, $3, NULL, $4, $5) \
+     ON CONFLICT (channel, address) DO UPDATE SET survey = excluded.survey, case_id = NULL, \
+     sent_at = excluded.sent_at, expires_at = excluded.expires_at \
+     WHERE survey_waits.survey <> 'return_visit' OR survey_waits.expires_at <= excluded.sent_at";
+
+/// A commercial message whose recipient is opted out now (message id): one row if so.
+pub const MESSAGE_OPTED_OUT: &str = "SELECT m.id FROM messages m JOIN contacts c \
+     ON c.channel = m.channel AND c.address = m.to_addr \
+     WHERE m.id = $1 AND m.kind IN ('marketing', 'research') AND c.opted_out_at IS NOT NULL \
+     AND (c.opted_in_at IS NULL OR c.opted_in_at < c.opted_out_at)";
+
+/// A queued message withdrawn after an opt-out (now, message id).
+pub const WITHDRAW_MESSAGE: &str = "UPDATE messages SET status = 'suppressed', \
+     last_error = 'opted out', updated_at = $1 WHERE id = $2";
+
+/// Its recipient (message id).
+pub const WITHDRAW_RECIPIENT: &str = "UPDATE campaign_recipients SET state = 'suppressed', \
+     reason = 'opted_out' WHERE message_id = $1";
+
+/// Of `n` addresses (`$1`..`$n`), the (channel, address) pairs opted out now.
+pub fn opted_out_among(n: usize) -> String {
+    let list: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+    format!(
+        "SELECT channel, address FROM contacts WHERE address IN ({}) \
+         AND opted_out_at IS NOT NULL AND (opted_in_at IS NULL OR opted_in_at < opted_out_at)",
+        list.join(", ")
+    )
+}
 
 /// What a case's clock has done: (steps taken mask, answered 0/1, opened at, has a clock 0/1,
 /// tier, category, status) (case id).
@@ -203,6 +286,21 @@ pub const ALL: &[&str] = &[
     SEND_RETRY_OUTBOX,
     SEND_FAIL,
     DELETE_OUTBOX,
+    CLAIM_OUTBOX_SQLITE,
+    CLAIM_SLA_SQLITE,
+    OUTBOX_CONTENT,
+    OUTBOUND_BY_ID,
+    OUTBOUND_BY_PROVIDER_ID,
+    INSERT_DELIVERY_REPORT,
+    SET_DELIVERY_STATUS,
+    CAMPAIGN_STATUS,
+    RECIPIENT_MOVE,
+    OUTBOX_NOT_AFTER,
+    RECIPIENT_LINK,
+    CAMPAIGN_SURVEY_WAIT,
+    MESSAGE_OPTED_OUT,
+    WITHDRAW_MESSAGE,
+    WITHDRAW_RECIPIENT,
     SLA_STATE,
     SET_DEADLINES,
     SET_CLOCK,
@@ -214,14 +312,10 @@ pub const ALL: &[&str] = &[
 
 #[cfg(test)]
 mod tests {
-    /// rusqlite binds `params![a, b, …]` by index, and SQLite gives `$N` the index of its first
-    /// appearance: so `$N` must appear first in the order 1, 2, 3… for the values to land where
-    /// PostgreSQL puts them. Every statement is prepared against the real schema.
-    #[test]
-    fn every_shared_statement_numbers_its_placeholders_in_order_on_sqlite() {
+    /// A database with every SQLite migration applied.
+    fn schema() -> (tempfile::TempDir, rusqlite::Connection) {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let c = rusqlite::Connection::open(&path).unwrap();
+        let c = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
         for m in std::fs::read_dir(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/src/store/migrations/sqlite"
@@ -233,6 +327,47 @@ mod tests {
             c.execute_batch(&std::fs::read_to_string(&m).unwrap())
                 .unwrap();
         }
+        (dir, c)
+    }
+
+    /// The opt-out statements run in the intake of every `TD`: they must find the address's
+    /// messages by the partial index, not by reading the messages table.
+    #[test]
+    fn opt_out_statements_use_the_campaign_index_on_sqlite() {
+        let (_dir, c) = schema();
+        for q in [
+            super::SUPPRESS_QUEUED_RECIPIENTS,
+            super::SUPPRESS_QUEUED_MESSAGES,
+            super::DELETE_SUPPRESSED_OUTBOX,
+        ] {
+            let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {q}")).unwrap();
+            let n = st.parameter_count();
+            let plan: Vec<String> = st
+                .query_map(rusqlite::params_from_iter((0..n).map(|_| "x")), |r| {
+                    r.get::<_, String>(3)
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(
+                plan.iter().any(|l| l.contains("messages_campaign_to")),
+                "{q}: {plan:?}"
+            );
+            assert!(
+                !plan
+                    .iter()
+                    .any(|l| l.starts_with("SCAN m") || l == "SCAN messages"),
+                "{q}: {plan:?}"
+            );
+        }
+    }
+
+    /// rusqlite binds `params![a, b, …]` by index, and SQLite gives `$N` the index of its first
+    /// appearance: so `$N` must appear first in the order 1, 2, 3… for the values to land where
+    /// PostgreSQL puts them. Every statement is prepared against the real schema.
+    #[test]
+    fn every_shared_statement_numbers_its_placeholders_in_order_on_sqlite() {
+        let (_dir, c) = schema();
         for sql in super::ALL {
             let s = c.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
             let n = s.parameter_count();

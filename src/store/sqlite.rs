@@ -10,13 +10,13 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 mod ops {
     super::super::ops::common_ops!(sqlx::Sqlite, sqlx::SqliteConnection, "BEGIN IMMEDIATE");
 }
 
-use super::sqlite_writer::Job;
+use super::sqlite_writer::{self, Job};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -69,19 +69,14 @@ impl SqliteStore {
     }
 
     pub(crate) async fn do_intake(&self, req: IntakeRequest) -> StoreResult<IntakeOutcome> {
-        let (tx, rx) = oneshot::channel();
-        self.send_job(Job::Intake(Box::new(req), tx)).await?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("SQLite writer dropped the request".into()))?
+        self.on_writer(Box::new(req), |c, r| sqlite_writer::intake(c, r))
+            .await
     }
 
     /// Send results go through the writer too, so they share its group commit (one fsync for
     /// many) instead of one `BEGIN IMMEDIATE` transaction each.
     pub(crate) async fn do_send_update(&self, u: crate::store::SendUpdate) -> StoreResult<()> {
-        let (tx, rx) = oneshot::channel();
-        self.send_job(Job::Send(u, tx)).await?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("SQLite writer dropped the request".into()))?
+        self.on_writer(u, sqlite_writer::send_update).await
     }
 
     /// SLA steps go through the writer: its statements cost microseconds, not a thread hop
@@ -90,8 +85,42 @@ impl SqliteStore {
         &self,
         items: &[crate::store::SlaApply],
     ) -> StoreResult<Vec<bool>> {
-        let (tx, rx) = oneshot::channel();
-        self.send_job(Job::Sla(items.to_vec(), tx)).await?;
+        self.on_writer(items.to_vec(), sqlite_writer::sla).await
+    }
+
+    /// A campaign's recipients queued or suppressed, on the writer (its group commit, and no
+    /// second connection waiting for the write lock behind it).
+    pub(crate) async fn do_dispatch(
+        &self,
+        d: crate::campaigns::apply::Dispatch,
+    ) -> StoreResult<u64> {
+        self.on_writer(d, sqlite_writer::dispatch).await
+    }
+
+    pub(crate) async fn do_withdraw_opted_out(
+        &self,
+        ids: &[i64],
+        now_ms: i64,
+    ) -> StoreResult<Vec<i64>> {
+        self.on_writer((ids.to_vec(), now_ms), sqlite_writer::withdraw)
+            .await
+    }
+
+    pub(crate) async fn do_apply_dlr(
+        &self,
+        dlr: &crate::store::DlrUpdate,
+    ) -> StoreResult<Option<i64>> {
+        self.on_writer(dlr.clone(), sqlite_writer::delivery).await
+    }
+
+    /// `f(input)` inside the writer's next group transaction; its answer once committed.
+    async fn on_writer<I: Send + 'static, O: Send + 'static>(
+        &self,
+        input: I,
+        f: fn(&rusqlite::Connection, &I) -> StoreResult<O>,
+    ) -> StoreResult<O> {
+        let (job, rx) = sqlite_writer::task(input, f);
+        self.send_job(job).await?;
         rx.await
             .map_err(|_| StoreError::Unavailable("SQLite writer dropped the request".into()))?
     }
@@ -113,24 +142,20 @@ impl SqliteStore {
             .map_err(|_| StoreError::Unavailable("SQLite writer stopped".into()))
     }
 
+    /// SLA clocks are claimed on the writer too (see `do_claim`).
     pub(crate) async fn do_claim_sla(
         &self,
         now_ms: i64,
         lease_ms: i64,
         limit: i64,
     ) -> StoreResult<Vec<i64>> {
-        Ok(sqlx::query_scalar(
-            "UPDATE sla_clock SET lease_until = $1 WHERE case_id IN (SELECT case_id FROM sla_clock \
-             WHERE due_at <= $2 AND (lease_until IS NULL OR lease_until < $2) \
-             ORDER BY due_at LIMIT $3) RETURNING case_id",
-        )
-        .bind(now_ms + lease_ms)
-        .bind(now_ms)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        self.on_writer((now_ms + lease_ms, now_ms, limit), sqlite_writer::claim_sla)
+            .await
     }
 
+    /// The outbox claim runs on the writer: a claim on a pool connection would wait for the
+    /// write lock behind the writer's group commit (SQLite's busy handler sleeps, up to
+    /// 100 ms a try), and the sends behind it with it.
     pub(crate) async fn do_claim(
         &self,
         channel: Channel,
@@ -138,40 +163,13 @@ impl SqliteStore {
         lease_ms: i64,
         limit: i64,
     ) -> StoreResult<Vec<OutboxItem>> {
-        let mut claimed: Vec<(i64, i64, Option<i64>)> = Vec::new();
-        for lane in crate::domain::Lane::ALL {
-            let quota = super::lane_quota(lane, limit, claimed.len() as i64);
-            let mut rows: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
-                "UPDATE outbox SET lease_until = $1 WHERE message_id IN (SELECT message_id FROM outbox \
-                 WHERE channel = $2 AND lane = $5 AND not_before <= $3 \
-                 AND (lease_until IS NULL OR lease_until < $3) \
-                 ORDER BY not_before, message_id LIMIT $4) RETURNING message_id, attempts, not_after",
-            )
-            .bind(now_ms + lease_ms)
-            .bind(channel.as_str())
-            .bind(now_ms)
-            .bind(quota)
-            .bind(lane.as_i64())
-            .fetch_all(&self.pool)
-            .await?;
-            rows.sort_unstable();
-            claimed.extend(rows);
-        }
-        let mut items = Vec::with_capacity(claimed.len());
-        for (id, attempts, not_after) in claimed {
-            let row: Option<super::OutboxRow> = sqlx::query_as(
-                "SELECT id AS message_id, $2 AS attempts, from_addr, to_addr, subject, body, body_html, headers, kind, \
-                 $3 AS not_after FROM messages WHERE id = $1",
-            )
-            .bind(id)
-            .bind(attempts)
-            .bind(not_after)
-            .fetch_optional(&self.pool)
-            .await?;
-            items.extend(row.map(|r| r.into_item(channel)));
-        }
-        // Claim order: lane by lane, oldest first within a lane.
-        Ok(items)
+        let q = super::ClaimQuery {
+            channel,
+            now_ms,
+            lease_ms,
+            limit,
+        };
+        self.on_writer(q, sqlite_writer::claim).await
     }
 }
 

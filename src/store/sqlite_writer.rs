@@ -24,55 +24,144 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-/// One unit of work for the writer, with where its answer goes.
-pub enum Job {
-    Intake(
-        Box<IntakeRequest>,
-        oneshot::Sender<StoreResult<IntakeOutcome>>,
-    ),
-    Send(SendUpdate, oneshot::Sender<StoreResult<()>>),
-    Sla(Vec<SlaApply>, oneshot::Sender<StoreResult<Vec<bool>>>),
+/// One unit of work for the writer: statements to run inside the group's transaction, and
+/// where their answer goes once the transaction committed (or failed).
+pub trait Work: Send {
+    /// Runs the statements; may run twice (alone, after the group's transaction failed), so
+    /// it keeps nothing but its answer.
+    fn run(&mut self, c: &Connection) -> StoreResult<()>;
+    /// Answers the caller: the output of `run` if the transaction committed, else the error.
+    fn answer(self: Box<Self>, r: StoreResult<()>);
 }
 
-enum Done {
-    Intake(IntakeOutcome),
-    Send,
-    Sla(Vec<bool>),
+/// A job for the writer.
+pub type Job = Box<dyn Work>;
+
+/// A function over the writer's connection with its input and the caller's answer slot.
+struct Task<I, O> {
+    input: I,
+    f: fn(&Connection, &I) -> StoreResult<O>,
+    out: Option<O>,
+    tx: oneshot::Sender<StoreResult<O>>,
 }
 
-impl Job {
-    fn answer(self, r: StoreResult<Done>) {
-        match (self, r) {
-            (Job::Intake(_, tx), Ok(Done::Intake(o))) => {
-                let _ = tx.send(Ok(o));
-            }
-            (Job::Intake(_, tx), Err(e)) => {
-                let _ = tx.send(Err(e));
-            }
-            (Job::Send(_, tx), Ok(_)) => {
-                let _ = tx.send(Ok(()));
-            }
-            (Job::Send(_, tx), Err(e)) => {
-                let _ = tx.send(Err(e));
-            }
-            (Job::Sla(_, tx), Ok(Done::Sla(v))) => {
-                let _ = tx.send(Ok(v));
-            }
-            (Job::Sla(_, tx), Err(e)) => {
-                let _ = tx.send(Err(e));
-            }
-            (Job::Intake(_, tx), Ok(_)) => {
-                let _ = tx.send(Err(StoreError::Other(
-                    "writer answered the wrong job".into(),
-                )));
-            }
-            (Job::Sla(_, tx), Ok(_)) => {
-                let _ = tx.send(Err(StoreError::Other(
-                    "writer answered the wrong job".into(),
-                )));
-            }
-        }
+impl<I: Send, O: Send> Work for Task<I, O> {
+    fn run(&mut self, c: &Connection) -> StoreResult<()> {
+        self.out = Some((self.f)(c, &self.input)?);
+        Ok(())
     }
+
+    fn answer(self: Box<Self>, r: StoreResult<()>) {
+        let Task { out, tx, .. } = *self;
+        let _ = tx.send(r.and_then(|()| {
+            out.ok_or_else(|| StoreError::Other("the writer answered before running".into()))
+        }));
+    }
+}
+
+/// `f(input)` as a job, and the receiver of its answer.
+pub fn task<I: Send + 'static, O: Send + 'static>(
+    input: I,
+    f: fn(&Connection, &I) -> StoreResult<O>,
+) -> (Job, oneshot::Receiver<StoreResult<O>>) {
+    let (tx, rx) = oneshot::channel();
+    (
+        Box::new(Task {
+            input,
+            f,
+            out: None,
+            tx,
+        }),
+        rx,
+    )
+}
+
+/// An intake: `decide` over the writer's connection.
+pub fn intake(c: &Connection, req: &IntakeRequest) -> StoreResult<IntakeOutcome> {
+    run_ready(decide(&mut SqliteIntake(c), req))
+}
+
+/// SLA steps.
+#[allow(clippy::ptr_arg)] // a task's input is owned; `f` borrows it
+pub fn sla(c: &Connection, items: &Vec<SlaApply>) -> StoreResult<Vec<bool>> {
+    run_ready(crate::sla::apply::apply_all(&mut SqliteIntake(c), items))
+}
+
+/// A campaign's decided recipients: queued or suppressed.
+pub fn dispatch(c: &Connection, d: &crate::campaigns::apply::Dispatch) -> StoreResult<u64> {
+    run_ready(crate::campaigns::apply::dispatch(&mut SqliteIntake(c), d))
+}
+
+/// A delivery report.
+pub fn delivery(c: &Connection, dlr: &super::DlrUpdate) -> StoreResult<Option<i64>> {
+    run_ready(crate::outbound::report::apply(&mut SqliteIntake(c), dlr))
+}
+
+/// Claimed commercial messages whose recipient opted out meanwhile: withdrawn.
+pub fn withdraw(c: &Connection, w: &(Vec<i64>, i64)) -> StoreResult<Vec<i64>> {
+    run_ready(crate::campaigns::apply::withdraw_opted_out(
+        &mut SqliteIntake(c),
+        &w.0,
+        w.1,
+    ))
+}
+
+/// Due SLA clocks leased: (lease until, now, limit).
+pub fn claim_sla(c: &Connection, q: &(i64, i64, i64)) -> StoreResult<Vec<i64>> {
+    let mut st = c.prepare_cached(sql::CLAIM_SLA_SQLITE)?;
+    let ids = st
+        .query_map(params![q.0, q.1, q.2], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+/// The outbox claim of one channel (lane by lane, oldest first within a lane), with each
+/// claimed message's content.
+pub fn claim(c: &Connection, q: &super::ClaimQuery) -> StoreResult<Vec<super::OutboxItem>> {
+    let mut claimed: Vec<(i64, i64, Option<i64>)> = Vec::new();
+    for lane in crate::domain::Lane::ALL {
+        let quota = super::lane_quota(lane, q.limit, claimed.len() as i64);
+        if quota <= 0 {
+            continue;
+        }
+        let mut st = c.prepare_cached(sql::CLAIM_OUTBOX_SQLITE)?;
+        let mut rows: Vec<(i64, i64, Option<i64>)> = st
+            .query_map(
+                params![
+                    q.now_ms + q.lease_ms,
+                    q.channel.as_str(),
+                    lane.as_i64(),
+                    q.now_ms,
+                    quota
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?
+            .collect::<Result<_, _>>()?;
+        rows.sort_unstable();
+        claimed.extend(rows);
+    }
+    let mut items = Vec::with_capacity(claimed.len());
+    let mut st = c.prepare_cached(sql::OUTBOX_CONTENT)?;
+    for (id, attempts, not_after) in claimed {
+        let row = st
+            .query_row(params![id], |r| {
+                Ok(super::OutboxRow {
+                    message_id: id,
+                    attempts,
+                    from_addr: r.get(0)?,
+                    to_addr: r.get(1)?,
+                    subject: r.get(2)?,
+                    body: r.get(3)?,
+                    body_html: r.get(4)?,
+                    headers: r.get(5)?,
+                    kind: r.get(6)?,
+                    not_after,
+                })
+            })
+            .optional()?;
+        items.extend(row.map(|r| r.into_item(q.channel)));
+    }
+    Ok(items)
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -138,17 +227,16 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max: usize) {
                 Err(_) => break,
             }
         }
-        let jobs: Vec<&Job> = batch.iter().collect();
-        match guarded(&mut conn, &jobs) {
-            Ok(done) => {
-                for (job, d) in batch.drain(..).zip(done) {
-                    job.answer(Ok(d));
+        match guarded(&mut conn, &mut batch) {
+            Ok(()) => {
+                for job in batch.drain(..) {
+                    job.answer(Ok(()));
                 }
             }
             Err(e) if batch.len() == 1 => batch.pop().expect("one").answer(Err(e)),
             Err(_) => {
-                for job in batch.drain(..) {
-                    let r = guarded(&mut conn, &[&job]).map(|mut v| v.remove(0));
+                for mut job in batch.drain(..) {
+                    let r = guarded(&mut conn, std::slice::from_mut(&mut job));
                     job.answer(r);
                 }
             }
@@ -159,7 +247,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max: usize) {
 /// Supervision: a panic inside a batch (a bug) rolls the transaction back (the transaction is
 /// dropped while unwinding), is answered as an error (503: the peer retries) and leaves the
 /// writer thread running, so one bad message never stops every intake.
-fn guarded(conn: &mut Connection, jobs: &[&Job]) -> StoreResult<Vec<Done>> {
+fn guarded(conn: &mut Connection, jobs: &mut [Job]) -> StoreResult<()> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_batch(conn, jobs))) {
         Ok(r) => r,
         Err(p) => {
@@ -176,28 +264,17 @@ fn guarded(conn: &mut Connection, jobs: &[&Job]) -> StoreResult<Vec<Done>> {
     }
 }
 
-fn run_batch(conn: &mut Connection, jobs: &[&Job]) -> StoreResult<Vec<Done>> {
+fn run_batch(conn: &mut Connection, jobs: &mut [Job]) -> StoreResult<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut out = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        out.push(match job {
-            Job::Intake(req, _) => Done::Intake(run_ready(decide(&mut SqliteIntake(&tx), req))?),
-            Job::Send(u, _) => {
-                send_update(&tx, u)?;
-                Done::Send
-            }
-            Job::Sla(items, _) => Done::Sla(run_ready(crate::sla::apply::apply_all(
-                &mut SqliteIntake(&tx),
-                items,
-            ))?),
-        });
+    for job in jobs.iter_mut() {
+        job.run(&tx)?;
     }
     tx.commit()?;
-    Ok(out)
+    Ok(())
 }
 
 /// A send result, with the statements PostgreSQL runs too (`sql::SEND_*`).
-fn send_update(c: &Connection, u: &SendUpdate) -> StoreResult<()> {
+pub fn send_update(c: &Connection, u: &SendUpdate) -> StoreResult<()> {
     match u {
         SendUpdate::Complete {
             message_id,
@@ -646,5 +723,151 @@ impl crate::sla::apply::SlaTx for SqliteIntake<'_> {
         now_ms: i64,
     ) -> StoreResult<i64> {
         self.queue_outbound(d, Some(case_id), now_ms).await
+    }
+}
+
+impl crate::campaigns::apply::CampaignTx for SqliteIntake<'_> {
+    async fn campaign_status(&mut self, campaign_id: i64) -> StoreResult<Option<String>> {
+        opt(self
+            .0
+            .prepare_cached(sql::CAMPAIGN_STATUS)?
+            .query_row(params![campaign_id], |r| r.get(0)))
+    }
+
+    async fn opted_out_among(&mut self, addresses: &[&str]) -> StoreResult<Vec<(String, String)>> {
+        let mut st = self
+            .0
+            .prepare_cached(&sql::opted_out_among(addresses.len()))?;
+        let rows = st
+            .query_map(rusqlite::params_from_iter(addresses), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    async fn move_recipient(
+        &mut self,
+        campaign_id: i64,
+        seq: i64,
+        state: &str,
+        reason: Option<&str>,
+    ) -> StoreResult<u64> {
+        Ok(self
+            .0
+            .prepare_cached(sql::RECIPIENT_MOVE)?
+            .execute(params![state, reason, campaign_id, seq])? as u64)
+    }
+
+    async fn set_not_after(&mut self, message_id: i64, not_after: i64) -> StoreResult<()> {
+        self.0
+            .prepare_cached(sql::OUTBOX_NOT_AFTER)?
+            .execute(params![not_after, message_id])?;
+        Ok(())
+    }
+
+    async fn link_recipient(
+        &mut self,
+        campaign_id: i64,
+        seq: i64,
+        message_id: i64,
+    ) -> StoreResult<()> {
+        self.0
+            .prepare_cached(sql::RECIPIENT_LINK)?
+            .execute(params![message_id, campaign_id, seq])?;
+        Ok(())
+    }
+
+    async fn wait_survey(
+        &mut self,
+        channel: Channel,
+        address: &str,
+        survey: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> StoreResult<()> {
+        self.0
+            .prepare_cached(sql::CAMPAIGN_SURVEY_WAIT)?
+            .execute(params![
+                channel.as_str(),
+                address,
+                survey,
+                now_ms,
+                expires_ms
+            ])?;
+        Ok(())
+    }
+
+    async fn message_opted_out(&mut self, message_id: i64) -> StoreResult<bool> {
+        Ok(opt(self
+            .0
+            .prepare_cached(sql::MESSAGE_OPTED_OUT)?
+            .query_row(params![message_id], |r| r.get::<_, i64>(0)))?
+        .is_some())
+    }
+
+    async fn withdraw_message(&mut self, message_id: i64, now_ms: i64) -> StoreResult<()> {
+        self.0
+            .prepare_cached(sql::WITHDRAW_MESSAGE)?
+            .execute(params![now_ms, message_id])?;
+        self.0
+            .prepare_cached(sql::DELETE_OUTBOX)?
+            .execute(params![message_id])?;
+        self.0
+            .prepare_cached(sql::WITHDRAW_RECIPIENT)?
+            .execute(params![message_id])?;
+        Ok(())
+    }
+}
+
+impl crate::outbound::report::DeliveryTx for SqliteIntake<'_> {
+    async fn outbound_by_id(&mut self, id: i64) -> StoreResult<Option<(i64, String)>> {
+        opt(self
+            .0
+            .prepare_cached(sql::OUTBOUND_BY_ID)?
+            .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?))))
+    }
+
+    async fn outbound_by_provider_id(&mut self, pid: &str) -> StoreResult<Option<(i64, String)>> {
+        opt(self
+            .0
+            .prepare_cached(sql::OUTBOUND_BY_PROVIDER_ID)?
+            .query_row(params![pid], |r| Ok((r.get(0)?, r.get(1)?))))
+    }
+
+    async fn insert_report(
+        &mut self,
+        message_id: Option<i64>,
+        dlr: &super::DlrUpdate,
+    ) -> StoreResult<()> {
+        self.0
+            .prepare_cached(sql::INSERT_DELIVERY_REPORT)?
+            .execute(params![
+                message_id,
+                dlr.now_ms,
+                dlr.status.as_str(),
+                dlr.detail
+            ])?;
+        Ok(())
+    }
+
+    async fn set_delivery_status(
+        &mut self,
+        id: i64,
+        status: &str,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        self.0
+            .prepare_cached(sql::SET_DELIVERY_STATUS)?
+            .execute(params![status, error, now_ms, id])?;
+        Ok(())
+    }
+
+    async fn drop_from_outbox(&mut self, id: i64) -> StoreResult<()> {
+        self.0
+            .prepare_cached(sql::DELETE_OUTBOX)?
+            .execute(params![id])?;
+        Ok(())
     }
 }
