@@ -165,6 +165,16 @@ impl std::fmt::Debug for Templates {
     }
 }
 
+/// The most instructions one rendering may run (minijinja's fuel): a template that loops
+/// without end (`{% for i in range(99999) %}{% for j in range(99999) %}…`) fails after
+/// about a millisecond of work instead of holding a thread. Every template here needs a few
+/// hundred.
+pub const TEMPLATE_FUEL: u64 = 100_000;
+
+/// The longest text a rendering may produce; longer fails (an SMS is far shorter, a mail's
+/// text part too).
+pub const MAX_RENDERED: usize = 64 * 1024;
+
 impl Templates {
     /// Loads the built-in templates and the overrides in `dir`.
     ///
@@ -181,6 +191,7 @@ impl Templates {
             }
         });
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.set_fuel(Some(TEMPLATE_FUEL));
         for (name, src) in BUILTIN {
             let mut text = src.to_string();
             if let Some(d) = dir {

@@ -63,6 +63,7 @@ impl Compiled {
     pub fn new(c: &CampaignRecord) -> Result<Compiled, String> {
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.set_fuel(Some(crate::templates::TEMPLATE_FUEL));
         env.add_template_owned("text", c.template.clone())
             .map_err(|e| format!("template: {e}"))?;
         if let Some(s) = &c.subject {
@@ -101,6 +102,13 @@ impl Compiled {
                 .map_err(|e| e.to_string())
         };
         let text = r("text")?;
+        if text.len() > crate::templates::MAX_RENDERED {
+            return Err(format!(
+                "the text rendered to {} bytes (at most {})",
+                text.len(),
+                crate::templates::MAX_RENDERED
+            ));
+        }
         let subject = if self.has_subject {
             Some(r("subject")?)
         } else {
@@ -462,5 +470,53 @@ impl Dispatcher {
                 _ = stop.cancelled() => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Compiled;
+    use crate::store::CampaignRecord;
+
+    fn campaign(template: &str) -> CampaignRecord {
+        CampaignRecord {
+            id: 1,
+            name: "t".into(),
+            kind: "notice".into(),
+            channel: "sms".into(),
+            template: template.into(),
+            subject: None,
+            status: "draft".into(),
+            start_at: 0,
+            valid_until: None,
+            rate_per_sec: 1.0,
+            urgent: 0,
+            created_by: "t".into(),
+            created_at: 0,
+            updated_at: 0,
+            note: None,
+            cron: None,
+            parent_id: None,
+            next_run_at: None,
+        }
+    }
+
+    /// A template that would loop for hours, or render megabytes, fails for that recipient
+    /// (suppressed as `template`) instead of holding the dispatcher.
+    #[test]
+    fn a_runaway_template_fails_instead_of_holding_the_dispatcher() {
+        let t0 = std::time::Instant::now();
+        let c = Compiled::new(&campaign(
+            "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}",
+        ))
+        .unwrap();
+        let e = c.render("{}").unwrap_err();
+        assert!(e.contains("fuel"), "{e}");
+        let c = Compiled::new(&campaign("{{ name * 100000 }}")).unwrap();
+        let e = c.render(r#"{"name": "张三"}"#).unwrap_err();
+        assert!(e.contains("bytes"), "{e}");
+        let ok = Compiled::new(&campaign("{{ name }}您好")).unwrap();
+        assert_eq!(ok.render(r#"{"name": "张三"}"#).unwrap().0, "张三您好");
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5));
     }
 }

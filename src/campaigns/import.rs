@@ -80,7 +80,7 @@ pub struct Report {
 
 /// Streams batches of recipients out of a CSV.
 pub struct Rows<R: Read> {
-    csv: csv::Reader<R>,
+    csv: csv::Reader<std::io::BufReader<R>>,
     target: Target,
     country: String,
     encoding: Option<Encoding>,
@@ -94,6 +94,43 @@ pub struct Rows<R: Read> {
 }
 
 const MAX_FIELD: usize = 1_000;
+/// How much of the file's start the encoding is judged on.
+const SAMPLE: usize = 64 * 1024;
+
+/// The encoding of a file's first [`SAMPLE`] bytes (cut at the last line end, so no character
+/// is cut), judged on all of its lines at once, since one short GBK line can happen to be valid
+/// UTF-8 (郑伟 in GBK is D6A3 CEB0, two 2-byte UTF-8 characters):
+/// * every non-ASCII line valid UTF-8: UTF-8;
+/// * else every one valid GB18030 (a superset of GBK), and none of them real UTF-8 text (Chinese
+///   in UTF-8 is three bytes a character; GBK pairs read as UTF-8 give two-byte ones): GB18030;
+/// * else (ASCII only, a mixed file, or neither) `None`: each line is then judged as it comes,
+///   and the first in neither, or not in the encoding of the lines before, is named.
+fn sniff(head: &[u8]) -> Option<Encoding> {
+    let cut = if head.len() == SAMPLE {
+        &head[..=head.iter().rposition(|&b| b == b'\n')?]
+    } else {
+        head
+    };
+    let (mut all_utf8, mut all_gb, mut real_utf8) = (true, true, false);
+    for line in cut.split(|&b| b == b'\n').filter(|l| !l.is_ascii()) {
+        match std::str::from_utf8(line) {
+            Ok(t) => real_utf8 |= t.chars().all(|c| c.is_ascii() || c as u32 >= 0x800),
+            Err(_) => all_utf8 = false,
+        }
+        all_gb &= encoding_rs::GB18030
+            .decode_without_bom_handling_and_without_replacement(line)
+            .is_some();
+    }
+    if cut.is_ascii() {
+        None
+    } else if all_utf8 {
+        Some(Encoding::Utf8)
+    } else if all_gb && !real_utf8 {
+        Some(Encoding::Gb18030)
+    } else {
+        None
+    }
+}
 const MAX_ERRORS: usize = 1_000;
 
 impl<R: Read> Rows<R> {
@@ -102,10 +139,15 @@ impl<R: Read> Rows<R> {
     /// # Errors
     /// No header, no address column the channel needs, a header in neither encoding.
     pub fn new(r: R, target: Target, default_country: &str) -> Result<Rows<R>, ImportError> {
+        let mut input = std::io::BufReader::with_capacity(SAMPLE, r);
+        let encoding = sniff(
+            std::io::BufRead::fill_buf(&mut input)
+                .map_err(|e| ImportError::File(format!("reading the file: {e}")))?,
+        );
         let mut csv = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
-            .from_reader(r);
+            .from_reader(input);
         let mut head = csv::ByteRecord::new();
         let read = csv
             .read_byte_record(&mut head)
@@ -122,14 +164,17 @@ impl<R: Read> Rows<R> {
             csv,
             target,
             country: default_country.to_string(),
-            encoding: None,
+            encoding,
             columns: Vec::new(),
             phone: None,
             email: None,
             consent: None,
             seen: HashSet::new(),
             record: csv::ByteRecord::new(),
-            report: Report::default(),
+            report: Report {
+                encoding: encoding.map(Encoding::as_str),
+                ..Report::default()
+            },
         };
         let mut columns = Vec::with_capacity(head.len());
         for f in head.iter() {
@@ -364,6 +409,39 @@ mod tests {
             v.extend(b);
         }
         Ok((v, rows.report))
+    }
+
+    /// A GBK file whose first name (郑伟: D6A3 CEB0) is also valid UTF-8 is still read as
+    /// GBK: the encoding is judged on the file's start, not on its first non-ASCII line.
+    #[test]
+    fn a_gbk_file_whose_first_line_looks_like_utf8_is_read_as_gbk() {
+        let text = "phone,name\n13800138000,郑伟\n13800138001,张三\n";
+        let (gbk, _, _) = encoding_rs::GBK.encode(text);
+        assert!(std::str::from_utf8(&encoding_rs::GBK.encode("郑伟").0).is_ok());
+        let (v, r) = all(&gbk, Target::Sms).unwrap();
+        assert_eq!(r.encoding, Some("gb18030"));
+        assert_eq!(v.len(), 2);
+        assert!(v[0].vars.contains("郑伟"), "{}", v[0].vars);
+        assert!(v[1].vars.contains("张三"), "{}", v[1].vars);
+    }
+
+    /// A UTF-8 file longer than the sample, with a character cut at the sample's edge, and a
+    /// plain-ASCII start followed by UTF-8 further on, are read as UTF-8.
+    #[test]
+    fn utf8_is_recognised_past_the_sample() {
+        let mut text = String::from("phone,name\n");
+        for i in 0..5_000 {
+            text.push_str(&format!("1380000{i:04},客户{i}\n"));
+        }
+        let (v, r) = all(text.as_bytes(), Target::Sms).unwrap();
+        assert_eq!((v.len(), r.encoding), (5_000, Some("utf-8")));
+        let mut ascii_first = String::from("phone,name\n");
+        for i in 0..5_000 {
+            ascii_first.push_str(&format!("1380000{i:04},guest\n"));
+        }
+        ascii_first.push_str("13900000000,张三\n");
+        let (v, r) = all(ascii_first.as_bytes(), Target::Sms).unwrap();
+        assert_eq!((v.len(), r.encoding), (5_001, Some("utf-8")));
     }
 
     #[test]
