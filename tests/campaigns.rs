@@ -884,3 +884,100 @@ async fn a_campaign_takes_a_stored_template_by_name() {
     }
     app.shutdown().await;
 }
+
+/// Two instances on one PostgreSQL database: a campaign is paced once for the deployment
+/// (one dispatcher holds its lease at a time), everyone gets exactly one message, and when
+/// the instance holding it stops, the other takes the campaign over after the lease.
+#[tokio::test]
+async fn two_instances_pace_a_campaign_once_and_send_each_message_once() {
+    let url = common::fresh_pg_database().await;
+    let clock = Arc::new(ManualClock::new(T0 - 2 * HOUR));
+    let (u1, u2) = (url.clone(), url.clone());
+    let (a, _) = spawn_app_with_clock(clock.clone(), move |s, _| {
+        s.database.url = Secret::new(u1);
+        s.sms.outbound.paused = true;
+    })
+    .await;
+    let (b, _) = spawn_app_with_clock(clock.clone(), move |s, _| {
+        s.database.url = Secret::new(u2);
+        s.sms.outbound.paused = true;
+    })
+    .await;
+    let token = a.token("marketing").await;
+    let n = 1_000;
+    let rate = 50.0;
+    let id = marketing(&a, &token, rate).await;
+    let (st, v) = a
+        .post_with(
+            &format!("/api/v1/campaigns/{id}/recipients"),
+            &token,
+            "text/csv",
+            csv(n),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, _) = a
+        .api(
+            "POST",
+            &format!("/api/v1/campaigns/{id}/start"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (da, db) = (a.state.campaigns.clone(), b.state.campaigns.clone());
+    let mut t = clock.now_ms();
+    let mut per_tick = Vec::new();
+    for _ in 0..10 {
+        t += 1_000;
+        clock.set_ms(t);
+        let (qa, qb) = tokio::join!(da.run_once(), db.run_once());
+        per_tick.push((qa.unwrap(), qb.unwrap()));
+    }
+    // One second's pace a tick for the deployment (never one per instance), all by one.
+    assert!(
+        per_tick.iter().all(|(x, y)| (*x + *y) as f64 <= rate),
+        "{per_tick:?}"
+    );
+    assert!(
+        per_tick.iter().all(|(x, _)| *x == 0) || per_tick.iter().all(|(_, y)| *y == 0),
+        "one instance holds the campaign: {per_tick:?}"
+    );
+    // The holder stops dispatching (say it died): the other takes over after the lease.
+    let (holder, other) = if per_tick.iter().any(|(x, _)| *x > 0) {
+        (&da, &db)
+    } else {
+        (&db, &da)
+    };
+    let _ = holder;
+    t += switchboard::campaigns::dispatch::LEASE_MS / 2;
+    clock.set_ms(t);
+    assert_eq!(other.run_once().await.unwrap(), 0, "the lease still holds");
+    t += switchboard::campaigns::dispatch::LEASE_MS;
+    clock.set_ms(t);
+    assert!(other.run_once().await.unwrap() > 0, "taken over");
+    // Both run to the end: exactly one message to each admitted recipient.
+    for _ in 0..200 {
+        t += 1_000;
+        clock.set_ms(t);
+        let (x, y) = tokio::join!(da.run_once(), db.run_once());
+        x.unwrap();
+        y.unwrap();
+    }
+    let p = progress(&a, &token, id).await;
+    assert_eq!(p["pending"], 0, "{p}");
+    let msgs = a.store().recent_messages("out", 5_000).await.unwrap();
+    let mut to: Vec<&str> = msgs
+        .iter()
+        .filter(|m| m.kind.as_deref() == Some("marketing"))
+        .map(|m| m.to_addr.as_str())
+        .collect();
+    let sent = to.len();
+    to.sort_unstable();
+    to.dedup();
+    assert_eq!(to.len(), sent, "nobody twice");
+    assert_eq!(sent as i64, p["queued"].as_i64().unwrap(), "{p}");
+    a.shutdown().await;
+    b.shutdown().await;
+    common::drop_pg_database(&url).await;
+}

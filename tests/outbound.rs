@@ -5,6 +5,7 @@
 mod common;
 
 use common::{StubBridge, enc, eventually, spawn_app};
+use std::sync::Arc;
 use std::time::Duration;
 use switchboard::config::SmsDriver;
 use switchboard::outbound::segment::from_utf16be;
@@ -665,4 +666,98 @@ async fn a_complaint_ack_leaves_ahead_of_100000_queued_marketing_messages() {
         "the ack left as send number {ack_at} of {before}"
     );
     app.shutdown().await;
+}
+
+/// Counts what it is given to send.
+struct Counting(Arc<std::sync::atomic::AtomicU64>);
+
+#[async_trait::async_trait]
+impl switchboard::outbound::Sender for Counting {
+    async fn send(
+        &self,
+        _item: &switchboard::store::OutboxItem,
+    ) -> switchboard::outbound::retry::SendResult {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        switchboard::outbound::retry::SendResult::Sent { provider_id: None }
+    }
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+}
+
+/// The bridge's rate is the deployment's: two instances' workers on one database, each set
+/// to 20 messages a second, send about 20 a second together, not 40.
+async fn two_workers_share_the_bridge_rate(url: String) {
+    use switchboard::domain::Channel;
+    use switchboard::outbound::{Worker, WorkerConfig};
+    let s1 = switchboard::store::open(&url, 4, 64).await.unwrap();
+    s1.migrate().await.unwrap();
+    let s2 = switchboard::store::open(&url, 4, 64).await.unwrap();
+    let clock: Arc<dyn switchboard::clock::Clock> = Arc::new(switchboard::clock::SystemClock);
+    let drafts: Vec<_> = (0..300)
+        .map(|i| switchboard::store::OutboundDraft {
+            channel: Channel::Sms,
+            driver: "kannel".into(),
+            from: "10000".into(),
+            to: format!("+86138000{i:05}"),
+            subject: None,
+            text: "您的话费余额不足".into(),
+            html: None,
+            headers: None,
+            kind: "notice",
+            encoding: "ucs2",
+            segments: 1,
+            not_before: None,
+        })
+        .collect();
+    s1.queue_outbound_bulk(&drafts, clock.now_ms())
+        .await
+        .unwrap();
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut settings =
+        switchboard::config::Settings::load_with_env(None, Vec::<(String, String)>::new()).unwrap();
+    settings.sms.outbound.rate_per_sec = 20.0;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut tasks = Vec::new();
+    for store in [s1.clone(), s2.clone()] {
+        let w = Worker {
+            store,
+            clock: clock.clone(),
+            sender: Arc::new(Counting(count.clone())),
+            notify: Default::default(),
+            metrics: Default::default(),
+            config: WorkerConfig::new(
+                Channel::Sms,
+                &settings.sms.outbound.pacing(),
+                std::time::Duration::from_secs(2),
+            ),
+            unrecorded: Default::default(),
+        };
+        tasks.push(tokio::spawn(w.run(stop.clone())));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+    stop.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let sent = count.load(std::sync::atomic::Ordering::Relaxed);
+    // 2 s at 20/s, plus the bucket's burst (a fifth of a second) and the lower lanes' share
+    // of one claim; each worker alone would have sent ~40.
+    assert!(sent <= 48, "two workers sent {sent} in 2 s at 20/s");
+    assert!(sent >= 20, "they did send: {sent}");
+    s1.close().await;
+    s2.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_two_workers_share_the_bridge_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    two_workers_share_the_bridge_rate(format!("sqlite://{}/w.db", dir.path().display())).await;
+}
+
+#[tokio::test]
+async fn postgres_two_workers_share_the_bridge_rate() {
+    let url = common::fresh_pg_database().await;
+    two_workers_share_the_bridge_rate(url.clone()).await;
+    common::drop_pg_database(&url).await;
 }

@@ -23,6 +23,10 @@ const TICK_MS: u64 = 100;
 /// Most recipients one campaign takes in one tick.
 const MAX_BATCH: usize = 1_000;
 const DAY_MS: i64 = 86_400_000;
+/// How long a dispatcher's hold on a campaign lasts without renewal (each tick renews it):
+/// with several instances one paces each campaign, and another takes over this long after
+/// it stopped.
+pub const LEASE_MS: i64 = 3_000;
 
 /// The survey name a survey campaign's answers are stored under.
 pub fn survey_name(campaign_id: i64) -> String {
@@ -49,6 +53,8 @@ pub struct Dispatcher {
     checked: Mutex<HashMap<i64, i64>>,
     /// The unsubscribe links' key (`app_secrets`), read on first use.
     unsub_key: tokio::sync::OnceCell<Vec<u8>>,
+    /// This dispatcher's name in campaign leases.
+    owner: String,
 }
 
 /// A campaign's template, compiled.
@@ -143,6 +149,7 @@ impl Dispatcher {
             checked: Mutex::new(HashMap::new()),
             public_url: settings.server.public_url.trim_end_matches('/').to_string(),
             unsub_key: tokio::sync::OnceCell::new(),
+            owner: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
         }
     }
 
@@ -275,6 +282,15 @@ impl Dispatcher {
         let Some(kind) = Kind::parse(&c.kind) else {
             return Ok(0);
         };
+        // One instance paces a campaign at a time (its pace is the campaign's, not each
+        // instance's); the others leave it alone while the lease lasts.
+        if !self
+            .store
+            .lease_campaign(c.id, &self.owner, now, now + LEASE_MS)
+            .await?
+        {
+            return Ok(0);
+        }
         if c.valid_until.is_some_and(|v| v <= now) {
             return self.expire(c, now).await;
         }

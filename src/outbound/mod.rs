@@ -5,6 +5,7 @@
 //! Layout: `segment` (GSM-7/UCS-2 maths), `sms/` (one driver per bridge), `retry` (policy).
 
 pub mod email;
+pub mod rate;
 pub mod report;
 pub mod retry;
 pub mod segment;
@@ -164,7 +165,13 @@ impl Worker {
             let now = this.clock.now_ms();
             let items = match this
                 .store
-                .claim_outbox(cfg.channel, now, cfg.lease_ms, batch)
+                .claim_outbox_paced(
+                    cfg.channel,
+                    now,
+                    cfg.lease_ms,
+                    batch,
+                    Some(rate::Rate::of(cfg.rate_per_sec)),
+                )
                 .await
             {
                 Ok(mut v) => {

@@ -249,6 +249,7 @@ pub(crate) struct ClaimQuery {
     pub now_ms: i64,
     pub lease_ms: i64,
     pub limit: i64,
+    pub rate: Option<crate::outbound::rate::Rate>,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -720,7 +721,29 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         lease_ms: i64,
         limit: i64,
+    ) -> StoreResult<Vec<OutboxItem>> {
+        self.claim_outbox_paced(channel, now_ms, lease_ms, limit, None)
+            .await
+    }
+    /// The same, taking at most the tokens the channel's deployment-wide bucket holds (and
+    /// taking them), when `rate` is given.
+    async fn claim_outbox_paced(
+        &self,
+        channel: Channel,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+        rate: Option<crate::outbound::rate::Rate>,
     ) -> StoreResult<Vec<OutboxItem>>;
+    /// Takes or renews a running campaign's dispatch lease for `owner` until `until_ms`;
+    /// false while another instance holds it.
+    async fn lease_campaign(
+        &self,
+        campaign_id: i64,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> StoreResult<bool>;
     /// The earliest `not_before` of an unleased send, for the worker's wake-up timer.
     async fn next_outbox_due(&self, channel: Channel) -> StoreResult<Option<i64>>;
     async fn complete_send(

@@ -1459,14 +1459,32 @@ macro_rules! impl_store {
             ) -> StoreResult<crate::store::IntakeOutcome> {
                 self.do_intake(req).await
             }
-            async fn claim_outbox(
+            async fn claim_outbox_paced(
                 &self,
                 channel: Channel,
                 now_ms: i64,
                 lease_ms: i64,
                 limit: i64,
+                rate: Option<crate::outbound::rate::Rate>,
             ) -> StoreResult<Vec<crate::store::OutboxItem>> {
-                self.do_claim(channel, now_ms, lease_ms, limit).await
+                let q = crate::store::ClaimQuery {
+                    channel,
+                    now_ms,
+                    lease_ms,
+                    limit,
+                    rate,
+                };
+                self.do_claim(q).await
+            }
+            async fn lease_campaign(
+                &self,
+                campaign_id: i64,
+                owner: &str,
+                now_ms: i64,
+                until_ms: i64,
+            ) -> StoreResult<bool> {
+                self.do_lease_campaign(campaign_id, owner, now_ms, until_ms)
+                    .await
             }
             async fn next_outbox_due(&self, channel: Channel) -> StoreResult<Option<i64>> {
                 ops::next_outbox_due(&self.pool, channel.as_str()).await

@@ -156,13 +156,36 @@ impl PgStore {
         .await?)
     }
 
-    pub(crate) async fn do_claim(
-        &self,
-        channel: Channel,
-        now_ms: i64,
-        lease_ms: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<OutboxItem>> {
+    /// The claim and the bucket it draws from, in one transaction; instances draw from the
+    /// bucket one at a time (its row is locked), and claim different rows (`SKIP LOCKED`).
+    pub(crate) async fn do_claim(&self, q: super::ClaimQuery) -> StoreResult<Vec<OutboxItem>> {
+        let channel = q.channel;
+        let mut tx = self.pool.begin().await?;
+        let mut limit = q.limit;
+        let mut tokens = None;
+        if let Some(rate) = q.rate {
+            sqlx::query(
+                "INSERT INTO send_rates (channel, tokens, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (channel) DO NOTHING",
+            )
+            .bind(channel.as_str())
+            .bind(rate.burst)
+            .bind(q.now_ms)
+            .execute(&mut *tx)
+            .await?;
+            let last: Option<(f64, i64)> =
+                sqlx::query_as(&format!("{} FOR UPDATE", sql::SEND_RATE))
+                    .bind(channel.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let t = rate.available(last, q.now_ms);
+            limit = limit.min(t.floor() as i64);
+            if limit <= 0 {
+                tx.commit().await?;
+                return Ok(Vec::new());
+            }
+            tokens = Some(t);
+        }
         let mut items = Vec::new();
         for lane in crate::domain::Lane::ALL {
             let quota = super::lane_quota(lane, limit, items.len() as i64);
@@ -176,15 +199,43 @@ impl PgStore {
                  FROM claimed c JOIN messages m ON m.id = c.message_id ORDER BY c.message_id",
             )
             .bind(channel.as_str())
-            .bind(now_ms)
+            .bind(q.now_ms)
             .bind(quota)
-            .bind(now_ms + lease_ms)
+            .bind(q.now_ms + q.lease_ms)
             .bind(lane.as_i64())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
             items.extend(rows.into_iter().map(|r| r.into_item(channel)));
         }
+        if let Some(t) = tokens {
+            // As on SQLite: the lower lanes' share may take the bucket below zero.
+            sqlx::query(sql::SET_SEND_RATE)
+                .bind(channel.as_str())
+                .bind(t - items.len() as f64)
+                .bind(q.now_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(items)
+    }
+
+    pub(crate) async fn do_lease_campaign(
+        &self,
+        campaign_id: i64,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> StoreResult<bool> {
+        let n = sqlx::query(sql::LEASE_CAMPAIGN)
+            .bind(owner)
+            .bind(until_ms)
+            .bind(campaign_id)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
     }
 }
 

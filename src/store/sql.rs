@@ -155,6 +155,19 @@ pub const CLAIM_SLA_SQLITE: &str = "UPDATE sla_clock SET lease_until = $1 WHERE 
      (SELECT case_id FROM sla_clock WHERE due_at <= $2 AND (lease_until IS NULL OR lease_until < $2) \
      ORDER BY due_at LIMIT $3) RETURNING case_id";
 
+/// A channel's send bucket: (tokens, updated at) (channel).
+pub const SEND_RATE: &str = "SELECT tokens, updated_at FROM send_rates WHERE channel = $1";
+
+/// A channel's send bucket after a claim (channel, tokens, now).
+pub const SET_SEND_RATE: &str = "INSERT INTO send_rates (channel, tokens, updated_at) \
+     VALUES ($1, $2, $3) ON CONFLICT (channel) DO UPDATE SET tokens = excluded.tokens, \
+     updated_at = excluded.updated_at";
+
+/// A running campaign's dispatch lease, taken or renewed (owner, until, campaign id, now).
+pub const LEASE_CAMPAIGN: &str = "UPDATE campaigns SET lease_owner = $1, lease_until = $2 \
+     WHERE id = $3 AND status = 'running' \
+     AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $4)";
+
 /// A claimed message's content (message id).
 pub const OUTBOX_CONTENT: &str = "SELECT from_addr, to_addr, subject, body, body_html, headers, kind \
      FROM messages WHERE id = $1";
@@ -288,6 +301,9 @@ pub const ALL: &[&str] = &[
     DELETE_OUTBOX,
     CLAIM_OUTBOX_SQLITE,
     CLAIM_SLA_SQLITE,
+    SEND_RATE,
+    SET_SEND_RATE,
+    LEASE_CAMPAIGN,
     OUTBOX_CONTENT,
     OUTBOUND_BY_ID,
     OUTBOUND_BY_PROVIDER_ID,

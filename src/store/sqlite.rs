@@ -156,20 +156,22 @@ impl SqliteStore {
     /// The outbox claim runs on the writer: a claim on a pool connection would wait for the
     /// write lock behind the writer's group commit (SQLite's busy handler sleeps, up to
     /// 100 ms a try), and the sends behind it with it.
-    pub(crate) async fn do_claim(
-        &self,
-        channel: Channel,
-        now_ms: i64,
-        lease_ms: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<OutboxItem>> {
-        let q = super::ClaimQuery {
-            channel,
-            now_ms,
-            lease_ms,
-            limit,
-        };
+    pub(crate) async fn do_claim(&self, q: super::ClaimQuery) -> StoreResult<Vec<OutboxItem>> {
         self.on_writer(q, sqlite_writer::claim).await
+    }
+
+    pub(crate) async fn do_lease_campaign(
+        &self,
+        campaign_id: i64,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> StoreResult<bool> {
+        self.on_writer(
+            (campaign_id, owner.to_string(), now_ms, until_ms),
+            sqlite_writer::lease_campaign,
+        )
+        .await
     }
 }
 

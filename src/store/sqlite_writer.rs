@@ -106,6 +106,14 @@ pub fn withdraw(c: &Connection, w: &(Vec<i64>, i64)) -> StoreResult<Vec<i64>> {
     ))
 }
 
+/// A campaign's dispatch lease: (campaign id, owner, now, until).
+pub fn lease_campaign(c: &Connection, l: &(i64, String, i64, i64)) -> StoreResult<bool> {
+    let n = c
+        .prepare_cached(sql::LEASE_CAMPAIGN)?
+        .execute(params![l.1, l.3, l.0, l.2])?;
+    Ok(n == 1)
+}
+
 /// Due SLA clocks leased: (lease until, now, limit).
 pub fn claim_sla(c: &Connection, q: &(i64, i64, i64)) -> StoreResult<Vec<i64>> {
     let mut st = c.prepare_cached(sql::CLAIM_SLA_SQLITE)?;
@@ -118,9 +126,22 @@ pub fn claim_sla(c: &Connection, q: &(i64, i64, i64)) -> StoreResult<Vec<i64>> {
 /// The outbox claim of one channel (lane by lane, oldest first within a lane), with each
 /// claimed message's content.
 pub fn claim(c: &Connection, q: &super::ClaimQuery) -> StoreResult<Vec<super::OutboxItem>> {
+    let mut limit = q.limit;
+    let mut tokens = None;
+    if let Some(rate) = q.rate {
+        let last = opt(c
+            .prepare_cached(sql::SEND_RATE)?
+            .query_row(params![q.channel.as_str()], |r| Ok((r.get(0)?, r.get(1)?))))?;
+        let t = rate.available(last, q.now_ms);
+        limit = limit.min(t.floor() as i64);
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        tokens = Some(t);
+    }
     let mut claimed: Vec<(i64, i64, Option<i64>)> = Vec::new();
     for lane in crate::domain::Lane::ALL {
-        let quota = super::lane_quota(lane, q.limit, claimed.len() as i64);
+        let quota = super::lane_quota(lane, limit, claimed.len() as i64);
         if quota <= 0 {
             continue;
         }
@@ -139,6 +160,15 @@ pub fn claim(c: &Connection, q: &super::ClaimQuery) -> StoreResult<Vec<super::Ou
             .collect::<Result<_, _>>()?;
         rows.sort_unstable();
         claimed.extend(rows);
+    }
+    if let Some(t) = tokens {
+        // The lower lanes' share may take a claim past the tokens: the bucket goes below
+        // zero and the next claims wait for it, so the rate holds on average.
+        c.prepare_cached(sql::SET_SEND_RATE)?.execute(params![
+            q.channel.as_str(),
+            t - claimed.len() as f64,
+            q.now_ms
+        ])?;
     }
     let mut items = Vec::with_capacity(claimed.len());
     let mut st = c.prepare_cached(sql::OUTBOX_CONTENT)?;
