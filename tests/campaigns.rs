@@ -574,6 +574,7 @@ async fn survey_answers_are_summarised_and_failing_campaigns_pause_themselves() 
     assert_eq!(v["answered"], 2, "{v}");
     assert_eq!(v["counts"]["5"], 1, "{v}");
     assert_eq!(v["counts"]["dissatisfied"], 1, "{v}");
+    assert_eq!(progress(&app, &token, id).await["answered"], 2);
     assert_eq!(
         app.store().counts().await.unwrap().cases,
         0,

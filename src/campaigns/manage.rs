@@ -271,6 +271,9 @@ pub struct Progress {
     pub delivered: i64,
     pub failed: i64,
     pub suppressed: std::collections::BTreeMap<String, i64>,
+    /// A survey campaign: recipients who answered (their answers: `GET …/answers`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered: Option<i64>,
 }
 
 /// # Errors
@@ -291,6 +294,18 @@ pub async fn progress(store: &dyn Store, id: i64) -> Result<Progress, CampaignEr
             (_, Some("failed" | "cancelled")) => p.failed += n,
             _ => p.queued += n,
         }
+    }
+    if store
+        .campaign(id)
+        .await?
+        .is_some_and(|c| c.kind == "survey")
+    {
+        let answers = store
+            .survey_answers(&super::dispatch::survey_name(id))
+            .await?;
+        let who: std::collections::HashSet<&str> =
+            answers.iter().map(|(a, _)| a.as_str()).collect();
+        p.answered = Some(who.len() as i64);
     }
     Ok(p)
 }
