@@ -772,6 +772,59 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
     ] {
         assert!(all.iter().any(|e| e == k), "{k} missing from {all:?}");
     }
+    // Resolved again, and reopened 80 hours after it opened, past its 72-hour deadline: a
+    // new round from the reopening, with its own deadlines, and the clock fires again (before,
+    // every step was behind it: no deadline, nobody told).
+    app.store()
+        .resolve_case(
+            case,
+            &switchboard::store::Resolve {
+                by: "li.wei",
+                code: None,
+                note: None,
+                visit_due: None,
+                now_ms: clock.now_ms(),
+            },
+        )
+        .await
+        .unwrap();
+    let later = T0 + 80 * HOUR;
+    clock.set_ms(later);
+    let (st, v) = call(
+        "POST",
+        p("reopen"),
+        serde_json::json!({"reason": "又掉线了"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["case"]["sla_base_at"], later, "{v}");
+    assert_eq!(v["case"]["resolve_due_at"], later + 72 * HOUR, "{v}");
+    assert_eq!(v["case"]["ack_due_at"], later + 3 * HOUR, "{v}");
+    let (_, view) = call(
+        "GET",
+        format!("/api/v1/cases/{case}"),
+        serde_json::Value::Null,
+    )
+    .await;
+    assert!(
+        view["deadlines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["due_at"].as_i64().unwrap() > later),
+        "{view}"
+    );
+    let warnings = |evs: &[switchboard::store::CaseEvent]| {
+        evs.iter().filter(|e| e.kind == "sla_warning").count()
+    };
+    let before = warnings(&app.store().case_events(case).await.unwrap());
+    clock.set_ms(later + 2 * HOUR + 30 * MIN);
+    assert!(sla.run_due().await.unwrap().notices >= 1);
+    assert_eq!(
+        warnings(&app.store().case_events(case).await.unwrap()),
+        before + 1,
+        "the new round's answer warning"
+    );
     app.shutdown().await;
 }
 
@@ -1095,6 +1148,9 @@ async fn closed_cases_link_and_in_progress(url: Option<String>) {
         )
         .await;
     assert_eq!(st, 200);
+    // The reply comes 30 days later, long past the case's deadlines: a new round from it.
+    let at = clock.now_ms() + 30 * 24 * HOUR;
+    clock.set_ms(at);
     let (st, b) = app
         .post(
             "/inbound/email",
@@ -1108,6 +1164,8 @@ async fn closed_cases_link_and_in_progress(url: Option<String>) {
         c.status, "open",
         "a resolved case is reopened by the customer's reply"
     );
+    assert_eq!(c.sla_base_at, Some(at), "{c:?}");
+    assert!(c.resolve_due_at > at && c.ack_due_at > at, "{c:?}");
     assert!(
         all_kinds(&app, first)
             .await

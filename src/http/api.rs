@@ -231,17 +231,19 @@ pub async fn get_case(
         .category
         .parse()
         .unwrap_or(crate::domain::Category::Inquiry);
-    let deadlines: Vec<serde_json::Value> =
-        crate::sla::plan(s.sla.sla.policy(category, &case.customer), case.opened_at)
-            .into_iter()
-            .map(|(step, due)| {
-                serde_json::json!({
-                    "step": step.as_str(),
-                    "due_at": due,
-                    "taken": fired & step.bit() != 0,
-                })
-            })
-            .collect();
+    let deadlines: Vec<serde_json::Value> = crate::sla::plan(
+        s.sla.sla.policy(category, &case.customer),
+        case.clock_base(),
+    )
+    .into_iter()
+    .map(|(step, due)| {
+        serde_json::json!({
+            "step": step.as_str(),
+            "due_at": due,
+            "taken": fired & step.bit() != 0,
+        })
+    })
+    .collect();
     Ok(axum::Json(serde_json::json!({
         "case": case,
         "case_no": crate::domain::CaseId(id).to_string(),
@@ -736,11 +738,12 @@ fn clock_from(
     case: &crate::store::CaseRecord,
     fired: i64,
 ) -> crate::store::ClockChange {
-    match crate::sla::next_step(policy, case.opened_at, fired, case.acked_at.is_some()) {
+    match crate::sla::next_step(policy, case.clock_base(), fired, case.acked_at.is_some()) {
         Some((step, due)) => crate::store::ClockChange::Set {
             step: step.as_str().to_string(),
             due: Some(due),
             fired,
+            round: None,
         },
         None => crate::store::ClockChange::Remove,
     }
@@ -862,7 +865,7 @@ pub async fn recategorize(
             .case_clock(id)
             .await?
             .map(|c| c.2)
-            .unwrap_or_else(|| crate::sla::past_steps(policy, case.opened_at, now));
+            .unwrap_or_else(|| crate::sla::past_steps(policy, case.clock_base(), now));
         clock_from(policy, &case, fired)
     } else {
         crate::store::ClockChange::Keep
@@ -871,8 +874,8 @@ pub async fn recategorize(
         case_id: id,
         from: case.category.clone(),
         to: to.as_str().into(),
-        answer_due: case.opened_at + policy.answer_within.ms(),
-        resolve_due: case.opened_at + policy.resolve_within.ms(),
+        answer_due: case.clock_base() + policy.answer_within.ms(),
+        resolve_due: case.clock_base() + policy.resolve_within.ms(),
         clock,
         by: caller.name.clone(),
         reason,
@@ -1055,8 +1058,24 @@ pub async fn reopen(
             .parse()
             .unwrap_or(crate::domain::Category::Inquiry);
         let policy = sla.policy(category, &case.customer);
-        let fired = crate::sla::past_steps(policy, case.opened_at, now);
-        clock_from(policy, case, fired)
+        match crate::sla::new_round(policy, case.clock_base(), now) {
+            // Past its resolution deadline: a new round from now.
+            Some(round) => {
+                match crate::sla::next_step(policy, round.base, 0, case.acked_at.is_some()) {
+                    Some((step, due)) => crate::store::ClockChange::Set {
+                        step: step.as_str().to_string(),
+                        due: Some(due),
+                        fired: 0,
+                        round: Some(round),
+                    },
+                    None => crate::store::ClockChange::Remove,
+                }
+            }
+            None => {
+                let fired = crate::sla::past_steps(policy, case.clock_base(), now);
+                clock_from(policy, case, fired)
+            }
+        }
     };
     let detail = format!("by {}: {reason}", caller.name);
     let case = lifecycle(

@@ -69,6 +69,7 @@ pub struct SlaState {
     pub fired: i64,
     /// A person answered (`acked_at` set).
     pub answered: bool,
+    /// When the clock counts from: the opening, or a reopening that began a new round.
     pub opened_ms: i64,
     /// false: the case has no clock (opened before clocks existed).
     pub has_clock: bool,
@@ -184,6 +185,8 @@ pub trait IntakeTx {
         answer_due_ms: i64,
         resolve_due_ms: i64,
     ) -> StoreResult<()>;
+    /// A new round of the case's clock (a reopening past its resolution deadline).
+    async fn set_clock_base(&mut self, case_id: i64, r: &crate::store::Round) -> StoreResult<()>;
     /// The case's next step and when (`None`: every step is taken), and the steps taken.
     async fn set_clock(
         &mut self,
@@ -546,8 +549,13 @@ async fn reopen<T: IntakeTx>(
     tx.set_status(case_id, status, tier, req.now_ms).await?;
     tx.case_event(case_id, req.now_ms, event, why).await?;
     let policy = req.sla.policy(state.category, &req.msg.from);
-    let fired = crate::sla::past_steps(policy, state.opened_ms, req.now_ms);
-    let next = crate::sla::next_step(policy, state.opened_ms, fired, state.answered);
+    let mut base = state.opened_ms;
+    if let Some(r) = crate::sla::new_round(policy, base, req.now_ms) {
+        tx.set_clock_base(case_id, &r).await?;
+        base = r.base;
+    }
+    let fired = crate::sla::past_steps(policy, base, req.now_ms);
+    let next = crate::sla::next_step(policy, base, fired, state.answered);
     tx.set_clock(case_id, next, fired).await
 }
 

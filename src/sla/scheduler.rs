@@ -571,7 +571,7 @@ impl DueClock {
             category: c.category.clone(),
             status: c.status.clone(),
             tier: c.tier,
-            opened_at: c.opened_at,
+            opened_at: c.clock_base(),
             acked: i64::from(c.acked_at.is_some()),
             customer: c.customer.clone(),
             channel: c.channel.clone(),

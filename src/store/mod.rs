@@ -507,6 +507,16 @@ pub struct CaseRecord {
     pub city: Option<String>,
     /// The closed case the customer wrote about when this one opened.
     pub linked_case_id: Option<i64>,
+    /// When its SLA clock counts from, if not from its opening: a reopening after the
+    /// resolution deadline (a new round).
+    pub sla_base_at: Option<i64>,
+}
+
+impl CaseRecord {
+    /// When the case's SLA clock counts from.
+    pub fn clock_base(&self) -> i64 {
+        self.sla_base_at.unwrap_or(self.opened_at)
+    }
 }
 
 /// A campaign to create.
@@ -634,7 +644,17 @@ pub enum ClockChange {
         step: String,
         due: Option<i64>,
         fired: i64,
+        /// A new round: the clock counts from here, with these deadlines.
+        round: Option<Round>,
     },
+}
+
+/// A new round of a case's clock: from `base`, due to be answered and resolved by these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    pub base: i64,
+    pub answer_due: i64,
+    pub resolve_due: i64,
 }
 
 /// A case going from one status to another (the same for a note or an assignment), with its

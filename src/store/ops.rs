@@ -650,7 +650,7 @@ macro_rules! common_ops {
 
         const CASE_COLUMNS: &str = "id, channel, customer, category, status, tier, lang, subject, \
             rules_version, opened_at, last_message_at, ack_due_at, resolve_due_at, message_count, \
-            acked_at, resolved_at, assignee, resolution_code, city, linked_case_id";
+            acked_at, resolved_at, assignee, resolution_code, city, linked_case_id, sla_base_at";
 
         pub async fn case(pool: &Pool<$DB>, id: i64) -> StoreResult<Option<CaseRecord>> {
             let sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1");
@@ -1170,7 +1170,7 @@ macro_rules! common_ops {
                         .execute(&mut *conn)
                         .await?;
                 }
-                crate::store::ClockChange::Set { step, due, fired } => {
+                crate::store::ClockChange::Set { step, due, fired, round } => {
                     sqlx::query(sql::SET_CLOCK)
                         .bind(case_id)
                         .bind(step)
@@ -1178,6 +1178,15 @@ macro_rules! common_ops {
                         .bind(fired)
                         .execute(&mut *conn)
                         .await?;
+                    if let Some(r) = round {
+                        sqlx::query(sql::SET_CLOCK_BASE)
+                            .bind(r.base)
+                            .bind(r.answer_due)
+                            .bind(r.resolve_due)
+                            .bind(case_id)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
                 }
             }
             Ok(())
@@ -1409,7 +1418,8 @@ macro_rules! common_ops {
                 let list = chunk.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
                 let sql = format!(
                     "SELECT k.case_id, k.step, k.due_at, k.fired, c.category, c.status, c.tier, \
-                     c.opened_at, CAST(CASE WHEN c.acked_at IS NULL THEN 0 ELSE 1 END AS BIGINT) AS acked, \
+                     COALESCE(c.sla_base_at, c.opened_at) AS opened_at, \
+                     CAST(CASE WHEN c.acked_at IS NULL THEN 0 ELSE 1 END AS BIGINT) AS acked, \
                      c.customer, c.channel, c.ack_due_at, c.resolve_due_at \
                      FROM sla_clock k JOIN cases c ON c.id = k.case_id \
                      WHERE k.case_id IN ({list}) AND k.due_at IS NOT NULL"

@@ -557,6 +557,17 @@ impl IntakeTx for PgIntake<'_> {
         Ok(())
     }
 
+    async fn set_clock_base(&mut self, case_id: i64, r: &super::Round) -> StoreResult<()> {
+        sqlx::query(sql::SET_CLOCK_BASE)
+            .bind(r.base)
+            .bind(r.answer_due)
+            .bind(r.resolve_due)
+            .bind(case_id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
     async fn queue_outbound(
         &mut self,
         d: &OutboundDraft,

@@ -237,13 +237,17 @@ pub fn opted_out_among(n: usize) -> String {
 /// What a case's clock has done: (steps taken mask, answered 0/1, opened at, has a clock 0/1,
 /// tier, category, status) (case id).
 pub const SLA_STATE: &str = "SELECT COALESCE(k.fired, 0), \
-     CAST(CASE WHEN c.acked_at IS NULL THEN 0 ELSE 1 END AS BIGINT), c.opened_at, \
+     CAST(CASE WHEN c.acked_at IS NULL THEN 0 ELSE 1 END AS BIGINT), COALESCE(c.sla_base_at, c.opened_at), \
      CAST(CASE WHEN k.case_id IS NULL THEN 0 ELSE 1 END AS BIGINT), c.tier, c.category, c.status \
      FROM cases c LEFT JOIN sla_clock k ON k.case_id = c.id WHERE c.id = $1";
 
 /// A case's deadlines after its category changed (answer due, resolve due, case id).
 pub const SET_DEADLINES: &str =
     "UPDATE cases SET ack_due_at = $1, resolve_due_at = $2 WHERE id = $3";
+
+/// A new round of a case's clock (base, answer due, resolve due, case id).
+pub const SET_CLOCK_BASE: &str =
+    "UPDATE cases SET sla_base_at = $1, ack_due_at = $2, resolve_due_at = $3 WHERE id = $4";
 
 /// A case's clock: next step and when (NULL: none left), steps taken (case id, step, due, mask).
 pub const SET_CLOCK: &str = "INSERT INTO sla_clock (case_id, step, due_at, fired, lease_until) \
@@ -319,6 +323,7 @@ pub const ALL: &[&str] = &[
     WITHDRAW_RECIPIENT,
     SLA_STATE,
     SET_DEADLINES,
+    SET_CLOCK_BASE,
     SET_CLOCK,
     SLA_MOVE_CLOCK,
     SLA_REMOVE_CLOCK,

@@ -639,6 +639,13 @@ impl IntakeTx for SqliteIntake<'_> {
         Ok(())
     }
 
+    async fn set_clock_base(&mut self, case_id: i64, r: &super::Round) -> StoreResult<()> {
+        self.0
+            .prepare_cached(sql::SET_CLOCK_BASE)?
+            .execute(params![r.base, r.answer_due, r.resolve_due, case_id])?;
+        Ok(())
+    }
+
     async fn queue_outbound(
         &mut self,
         d: &OutboundDraft,
