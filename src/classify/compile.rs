@@ -25,6 +25,12 @@ pub const BUILTIN_TRAINING: &[(&str, &[u8])] = &[
         "tune",
         include_bytes!("../../fixtures/classify/independent/tune.csv"),
     ),
+    // Greetings, thanks and acknowledgements: text with no case in it, so the model learns
+    // that, instead of reading a complaint into `你` or a fault into `收到`.
+    (
+        "smalltalk",
+        include_bytes!("../../fixtures/classify/smalltalk.csv"),
+    ),
 ];
 
 /// Trained models by the SHA-256 of their training bytes and settings: compiling the same
@@ -456,7 +462,7 @@ fn read_training(
                 .ok_or_else(|| RulesError::Rule {
                     rule_id: "model.training".into(),
                     reason: format!(
-                        "unknown built-in training set {name:?} (builtin:labeled, builtin:tune)"
+                        "unknown built-in training set {name:?} (builtin:labeled, builtin:tune, builtin:smalltalk)"
                     ),
                 })?
         } else {

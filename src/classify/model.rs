@@ -65,6 +65,19 @@ pub struct ModelDef {
     /// Hashed feature buckets, log2 (16..=22).
     #[serde(default = "default_bits")]
     pub bits: u32,
+    /// When the rules found nothing, the model decides only for a text of at least this many
+    /// letters, digits and Han characters: a greeting (`你好`, `在吗`) carries no signal, and a
+    /// model asked anyway guesses (it took `你好` for a complaint, `您好` for a fault).
+    #[serde(default = "default_min_chars")]
+    pub min_chars: usize,
+    /// …and only when its own probability for its choice reaches this; below it the rules'
+    /// default stands.
+    #[serde(default)]
+    pub min_confidence: f64,
+}
+
+fn default_min_chars() -> usize {
+    4
 }
 
 fn default_sure() -> f64 {

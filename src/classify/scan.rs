@@ -301,11 +301,25 @@ impl Classifier {
         if sorted[0] > 0.0 && sorted[0] - sorted[1] >= def.sure_margin {
             return (self.decide(scores), false);
         }
+        let nothing_matched = sorted[0] <= 0.0;
+        if nothing_matched
+            && folded
+                .chars()
+                .filter(|c| c.is_alphanumeric())
+                .take(def.min_chars)
+                .count()
+                < def.min_chars
+        {
+            return (self.decide(scores), false);
+        }
         let lp = m.log_probs_folded(folded, chars);
         let z: [f64; 3] = std::array::from_fn(|i| lp[i] + def.rules_scale * scores[i]);
         let mx = z[0].max(z[1]).max(z[2]);
         let e: [f64; 3] = std::array::from_fn(|i| (z[i] - mx).exp());
         let sum = e[0] + e[1] + e[2];
+        if nothing_matched && e.iter().all(|x| x / sum < def.min_confidence) {
+            return (self.decide(scores), false);
+        }
         let costs = &self.source.costs;
         let mut best = Category::Inquiry;
         let mut best_cost = f64::INFINITY;
@@ -687,7 +701,8 @@ mod tests {
         assert!(r.macro_f1 >= 0.95, "labeled macro-F1 {}", r.macro_f1);
         assert!(r.rules_alone.unwrap().macro_f1 >= 0.95);
         // The kept-apart set (never used for rules or model): the targets, met when
-        // this was written (0.9323 / 0.9796). Aggregates only.
+        // this was written (0.9323 / 0.9796; with `min_confidence` and the small-talk rows
+        // 0.9352 / 0.9745). Aggregates only.
         let heldout = eval::parse_csv(include_bytes!(
             "../../fixtures/classify/independent/heldout.csv"
         ))
@@ -699,6 +714,32 @@ mod tests {
             "heldout complaint recall {}",
             h.complaint_recall
         );
+    }
+
+    /// Text with no case in it is no complaint: the model does not guess on a greeting, and
+    /// knows thanks and acknowledgements (it once took `你好` for a complaint, `您好` for a
+    /// fault). What carries a case still does.
+    #[test]
+    fn greetings_and_thanks_open_no_complaint_or_fault() {
+        let c = Classifier::builtin();
+        for t in [
+            "你好",
+            "您好",
+            "喂，你好",
+            "在吗",
+            "在不在",
+            "谢谢你们",
+            "好的收到",
+            "hello",
+            "ok",
+            "嗯",
+            "？",
+        ] {
+            assert_eq!(c.category(t), Category::Inquiry, "{t}");
+            assert_eq!(c.classify(t).category, Category::Inquiry, "{t}");
+        }
+        assert_eq!(c.category("我要投诉你们"), Category::Complaint);
+        assert_eq!(c.category("宽带又断了"), Category::Fault);
     }
 
     #[test]
