@@ -279,7 +279,7 @@ impl Classifier {
             }
             folded_keywords.push(fk);
             for (pi, pat) in rule.patterns.iter().enumerate() {
-                let pat = &ascii_word_boundaries(pat);
+                let pat = &with_aliases(&ascii_word_boundaries(pat), &aliases);
                 let re = meta::Regex::builder()
                     .configure(
                         meta::Config::new()
@@ -538,6 +538,68 @@ fn regex_error(e: &meta::BuildError) -> String {
 /// its DFA onto the much slower PikeVM for non-ASCII text (most of ours); for the English
 /// words patterns anchor on, ASCII boundaries mean the same (a Han character is not an ASCII
 /// word character, so `\bfee` matches in `话费fee`).
+/// A pattern with `[aliases]` applied: each literal occurrence of an aliased word outside a
+/// character class becomes `(?:word|alias…)`, so `投诉.{0,4}电话` also matches `头诉的电话`.
+/// An occurrence followed by a quantifier (`投诉+` repeats only `诉`) or a word with regex
+/// syntax in it is left as written.
+fn with_aliases(pat: &str, aliases: &[(String, String)]) -> String {
+    let mut words: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (a, w) in aliases {
+        if regex_syntax::escape(w) != *w {
+            continue;
+        }
+        match words.iter_mut().find(|(x, _)| x == w) {
+            Some((_, v)) => v.push(a),
+            None => words.push((w, vec![a])),
+        }
+    }
+    // Longest word first, so `投诉电话` wins over `投诉`.
+    words.sort_by_key(|(w, _)| std::cmp::Reverse(w.len()));
+    if words.is_empty() {
+        return pat.to_string();
+    }
+    let mut out = String::with_capacity(pat.len() + 32);
+    let mut i = 0;
+    let mut class = 0usize;
+    let b = pat.as_bytes();
+    while i < pat.len() {
+        let rest = &pat[i..];
+        let c = rest.chars().next().unwrap_or('\0');
+        if c == '\\' {
+            // An escape and what it escapes, as written.
+            let n = rest[1..].chars().next().map_or(0, char::len_utf8);
+            out.push_str(&rest[..1 + n]);
+            i += 1 + n;
+            continue;
+        }
+        if class == 0 {
+            let hit = words.iter().find(|(w, _)| {
+                rest.starts_with(*w)
+                    && !matches!(b.get(i + w.len()), Some(b'*' | b'+' | b'?' | b'{'))
+            });
+            if let Some((w, alts)) = hit {
+                out.push_str("(?:");
+                out.push_str(w);
+                for a in alts {
+                    out.push('|');
+                    out.push_str(&regex_syntax::escape(a));
+                }
+                out.push(')');
+                i += w.len();
+                continue;
+            }
+        }
+        match c {
+            '[' => class += 1,
+            ']' if class > 0 => class -= 1,
+            _ => {}
+        }
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
 fn ascii_word_boundaries(pat: &str) -> String {
     let mut out = String::with_capacity(pat.len() + 16);
     let mut chars = pat.chars().peekable();
@@ -567,6 +629,33 @@ mod tests {
     use super::*;
     use crate::classify::tests::RULES;
     use crate::domain::Category;
+
+    #[test]
+    fn aliases_apply_to_patterns_outside_classes_and_quantified_characters() {
+        let al = vec![
+            ("头诉".to_string(), "投诉".to_string()),
+            ("tousu".to_string(), "投诉".to_string()),
+        ];
+        assert_eq!(
+            with_aliases("投诉.{0,4}电话", &al),
+            "(?:投诉|头诉|tousu).{0,4}电话"
+        );
+        assert_eq!(with_aliases("[投诉]+", &al), "[投诉]+");
+        assert_eq!(with_aliases("投诉+", &al), "投诉+");
+        // An escaped character is not the start of a word.
+        assert_eq!(with_aliases("\\投诉", &al), "\\投诉");
+        assert_eq!(with_aliases("打不通", &al), "打不通");
+        let c = Classifier::compile(
+            toml::from_str(&format!(
+                "{RULES}\n[[rules]]\nid = \"p\"\ncategory = \"complaint\"\nweight = 3.0\npatterns = [\"要.{{0,3}}投诉你们\"]\n[aliases]\n\"头诉\" = \"投诉\"\n"
+            ))
+            .unwrap(),
+            "t".into(),
+        )
+        .unwrap();
+        let e = c.classify("我要去头诉你们");
+        assert!(e.hits.iter().any(|h| h.rule_id == "p"), "{:?}", e.hits);
+    }
 
     #[test]
     fn builtin_rules_compile() {

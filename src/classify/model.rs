@@ -30,7 +30,8 @@ pub struct RulesFile {
     pub join_cjk: bool,
     /// Typos, homophones and pinyin that stand for a word (`"头诉" = "投诉"`): every keyword
     /// and negation phrase that contains the word also matches with the alias in its place
-    /// (one substitution per variant; patterns are not rewritten).
+    /// (one substitution per variant); in patterns, a literal occurrence of the word becomes
+    /// `(?:word|alias)` (not inside a character class, nor before a quantifier).
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
     /// The learned second opinion (character n-grams, softmax regression); absent: rules only.
