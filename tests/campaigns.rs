@@ -390,6 +390,28 @@ async fn bad_campaigns_and_files_are_refused_with_the_reason() {
         "{v}"
     );
     assert_eq!(progress(&app, &token, id).await["recipients"], 0);
+    // One import at a time, and no start while one runs: another instance holds the import.
+    let real_now = switchboard::clock::Clock::now_ms(&switchboard::clock::SystemClock);
+    assert!(
+        app.store()
+            .hold_import(id, real_now + 60_000, real_now, false)
+            .await
+            .unwrap()
+    );
+    let (st, v) = app
+        .post_with(
+            &path,
+            &token,
+            "text/csv",
+            "phone,date\n13800138000,12月5日\n",
+        )
+        .await;
+    assert_eq!(st, 409, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("import"),
+        "{v}"
+    );
+    app.store().end_import(id).await.unwrap();
     // Start without recipients: 409. GBK file with a bad row: imported, the row reported.
     assert_eq!(
         app.api(
@@ -420,6 +442,28 @@ async fn bad_campaigns_and_files_are_refused_with_the_reason() {
     );
     assert_eq!(r["errors"][0][0], 3, "{v}");
     assert_eq!(r["encoding"], "gb18030");
+    // No start while an import runs.
+    let real_now = switchboard::clock::Clock::now_ms(&switchboard::clock::SystemClock);
+    assert!(
+        app.store()
+            .hold_import(id, real_now + 60_000, real_now, false)
+            .await
+            .unwrap()
+    );
+    let (st, v) = app
+        .api(
+            "POST",
+            &format!("/api/v1/campaigns/{id}/start"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(st, 409, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("import"),
+        "{v}"
+    );
+    app.store().end_import(id).await.unwrap();
     // Lifecycle: start, pause, resume, cancel; resume of a running one is 409.
     for (a, st) in [
         ("start", 200),

@@ -744,7 +744,8 @@ async fn two_workers_share_the_bridge_rate(url: String) {
     // 2 s at 20/s, plus the bucket's burst (a fifth of a second) and the lower lanes' share
     // of one claim; each worker alone would have sent ~40.
     assert!(sent <= 48, "two workers sent {sent} in 2 s at 20/s");
-    assert!(sent >= 20, "they did send: {sent}");
+    eprintln!("two workers at 20/s sent {sent} in 2 s");
+    assert!(sent >= 28, "they did send, near the rate: {sent}");
     s1.close().await;
     s2.close().await;
 }

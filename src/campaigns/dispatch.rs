@@ -447,6 +447,15 @@ impl Dispatcher {
     /// expired and the campaign is done.
     async fn expire(&self, c: &CampaignRecord, now: i64) -> StoreResult<u64> {
         loop {
+            // A long expiry keeps its hold on the campaign.
+            let now_ms = self.clock.now_ms();
+            if !self
+                .store
+                .lease_campaign(c.id, &self.owner, now_ms, now_ms + LEASE_MS)
+                .await?
+            {
+                return Ok(0);
+            }
             let rows = self.store.pending_recipients(c.id, 0, 1_000).await?;
             if rows.is_empty() {
                 break;

@@ -100,7 +100,8 @@ const SAMPLE: usize = 64 * 1024;
 /// The encoding of a file's first [`SAMPLE`] bytes (cut at the last line end, so no character
 /// is cut), judged on all of its lines at once, since one short GBK line can happen to be valid
 /// UTF-8 (郑伟 in GBK is D6A3 CEB0, two 2-byte UTF-8 characters):
-/// * every non-ASCII line valid UTF-8: UTF-8;
+/// * every non-ASCII line valid UTF-8: UTF-8, unless the file also reads as GB18030 and its
+///   UTF-8 reading has no CJK character but some from U+0250–U+07FF (GBK pairs read as UTF-8);
 /// * else every one valid GB18030 (a superset of GBK), and none of them real UTF-8 text (Chinese
 ///   in UTF-8 is three bytes a character; GBK pairs read as UTF-8 give two-byte ones): GB18030;
 /// * else (ASCII only, a mixed file, or neither) `None`: each line is then judged as it comes,
@@ -111,10 +112,17 @@ fn sniff(head: &[u8]) -> Option<Encoding> {
     } else {
         head
     };
-    let (mut all_utf8, mut all_gb, mut real_utf8) = (true, true, false);
+    // `real_utf8`: a line that reads as UTF-8 with CJK (3-byte) characters; `odd_utf8`: one
+    // that reads as UTF-8 only with characters a customer file hardly has (U+0250–U+07FF:
+    // IPA, Greek, Cyrillic, Armenian, Hebrew, Arabic), which is what GBK pairs read as UTF-8
+    // give. Accented Latin letters (José, Müller) are plausible UTF-8.
+    let (mut all_utf8, mut all_gb, mut real_utf8, mut odd_utf8) = (true, true, false, false);
     for line in cut.split(|&b| b == b'\n').filter(|l| !l.is_ascii()) {
         match std::str::from_utf8(line) {
-            Ok(t) => real_utf8 |= t.chars().all(|c| c.is_ascii() || c as u32 >= 0x800),
+            Ok(t) => {
+                real_utf8 |= t.chars().any(|c| c as u32 >= 0x800);
+                odd_utf8 |= t.chars().any(|c| (0x250..0x800).contains(&(c as u32)));
+            }
             Err(_) => all_utf8 = false,
         }
         all_gb &= encoding_rs::GB18030
@@ -123,7 +131,7 @@ fn sniff(head: &[u8]) -> Option<Encoding> {
     }
     if cut.is_ascii() {
         None
-    } else if all_utf8 {
+    } else if all_utf8 && !(odd_utf8 && all_gb && !real_utf8) {
         Some(Encoding::Utf8)
     } else if all_gb && !real_utf8 {
         Some(Encoding::Gb18030)
@@ -131,6 +139,7 @@ fn sniff(head: &[u8]) -> Option<Encoding> {
         None
     }
 }
+
 const MAX_ERRORS: usize = 1_000;
 
 impl<R: Read> Rows<R> {
@@ -409,6 +418,21 @@ mod tests {
             v.extend(b);
         }
         Ok((v, rows.report))
+    }
+
+    /// A GBK file whose only name (郑伟: D6A3 CEB0, "֣ΰ" as UTF-8) is also valid UTF-8 is read
+    /// as GBK, while a UTF-8 file of accented Latin names stays UTF-8.
+    #[test]
+    fn an_all_ambiguous_gbk_file_is_gbk_and_latin_utf8_stays_utf8() {
+        let (gbk, _, _) = encoding_rs::GBK.encode("phone,name\n13800138000,郑伟\n");
+        assert!(std::str::from_utf8(&gbk).is_ok());
+        let (v, r) = all(&gbk, Target::Sms).unwrap();
+        assert_eq!(r.encoding, Some("gb18030"));
+        assert!(v[0].vars.contains("郑伟"), "{}", v[0].vars);
+        let latin = "phone,name\n13800138000,José Müller\n".as_bytes();
+        let (v, r) = all(latin, Target::Sms).unwrap();
+        assert_eq!(r.encoding, Some("utf-8"));
+        assert!(v[0].vars.contains("José"), "{}", v[0].vars);
     }
 
     /// A GBK file whose first name (郑伟: D6A3 CEB0) is also valid UTF-8 is still read as

@@ -216,10 +216,41 @@ pub async fn import<R: Read>(
             c.status
         )));
     }
+    // One import at a time, and no start or resume meanwhile (held for a minute at a time,
+    // renewed each batch; a process that died holding it lets go after the minute).
+    let now = || crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+    if !store
+        .hold_import(id, now() + IMPORT_HOLD_MS, now(), false)
+        .await?
+    {
+        return Err(CampaignError::Conflict(format!(
+            "an import into campaign {id} is running (or it is no longer a draft or paused); \
+             try again when it has finished"
+        )));
+    }
+    let r = import_held(store, id, &c, input, default_country, &mut progress).await;
+    if let Err(e) = store.end_import(id).await {
+        tracing::warn!(campaign = id, error = %e, "releasing the import hold failed; it lapses by itself");
+    }
+    r
+}
+
+/// How long an import holds its campaign without renewing.
+const IMPORT_HOLD_MS: i64 = 60_000;
+
+async fn import_held<R: Read>(
+    store: &dyn Store,
+    id: i64,
+    c: &CampaignRecord,
+    input: R,
+    default_country: &str,
+    progress: &mut impl FnMut(&Report),
+) -> Result<Report, CampaignError> {
+    let now = || crate::clock::Clock::now_ms(&crate::clock::SystemClock);
     let target = Target::parse(&c.channel).unwrap_or(Target::Sms);
     let mut rows = Rows::new(input, target, default_country)
         .map_err(|e| CampaignError::Invalid(e.to_string()))?;
-    let compiled = Compiled::new(&c).map_err(CampaignError::Invalid)?;
+    let compiled = Compiled::new(c).map_err(CampaignError::Invalid)?;
     let missing = compiled.missing(rows.columns());
     if !missing.is_empty() {
         return Err(CampaignError::Invalid(format!(
@@ -239,6 +270,9 @@ pub async fn import<R: Read>(
             for r in &mut batch {
                 r.line += offset;
             }
+            store
+                .hold_import(id, now() + IMPORT_HOLD_MS, now(), true)
+                .await?;
             let added = store.add_recipients(id, &batch).await?;
             stored_dupes += batch.len() as u64 - added;
             progress(&rows.report);
@@ -480,7 +514,7 @@ pub async fn transition(
         .await?
         .ok_or_else(|| {
             CampaignError::Conflict(format!(
-                "campaign {id} is {}: {action} needs it {}",
+                "campaign {id} is {}: {action} needs it {}, and no import into it running",
                 c.status,
                 from.join(" or ")
             ))

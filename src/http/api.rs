@@ -738,7 +738,7 @@ fn clock_from(
     case: &crate::store::CaseRecord,
     fired: i64,
 ) -> crate::store::ClockChange {
-    match crate::sla::next_step(policy, case.clock_base(), fired, case.acked_at.is_some()) {
+    match crate::sla::next_step(policy, case.clock_base(), fired, case.answered_in_round()) {
         Some((step, due)) => crate::store::ClockChange::Set {
             step: step.as_str().to_string(),
             due: Some(due),
@@ -788,9 +788,12 @@ async fn lifecycle(
 ) -> Result<crate::store::CaseRecord, AppError> {
     let store = &s.intake.store;
     let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
-    let to = crate::cases::target(&case.status, action, case.acked_at.is_some())
-        .ok_or_else(|| not_allowed(&case, action))?;
     let now = s.intake.clock.now_ms();
+    let clock = clock(&case, now);
+    // A new round of the clock is a new promise: the case is open until a person answers.
+    let new_round = matches!(clock, crate::store::ClockChange::Set { round: Some(_), .. });
+    let to = crate::cases::target(&case.status, action, case.acked_at.is_some() && !new_round)
+        .ok_or_else(|| not_allowed(&case, action))?;
     let t = crate::store::Transition {
         case_id: id,
         from: case.status.clone(),
@@ -798,7 +801,7 @@ async fn lifecycle(
         assignee,
         event: event.to_string(),
         detail: format!("{} -> {to} {detail}", case.status),
-        clock: clock(&case, now),
+        clock,
         now_ms: now,
     };
     store
@@ -1060,17 +1063,15 @@ pub async fn reopen(
         let policy = sla.policy(category, &case.customer);
         match crate::sla::new_round(policy, case.clock_base(), now) {
             // Past its resolution deadline: a new round from now.
-            Some(round) => {
-                match crate::sla::next_step(policy, round.base, 0, case.acked_at.is_some()) {
-                    Some((step, due)) => crate::store::ClockChange::Set {
-                        step: step.as_str().to_string(),
-                        due: Some(due),
-                        fired: 0,
-                        round: Some(round),
-                    },
-                    None => crate::store::ClockChange::Remove,
-                }
-            }
+            Some(round) => match crate::sla::next_step(policy, round.base, 0, false) {
+                Some((step, due)) => crate::store::ClockChange::Set {
+                    step: step.as_str().to_string(),
+                    due: Some(due),
+                    fired: 0,
+                    round: Some(round),
+                },
+                None => crate::store::ClockChange::Remove,
+            },
             None => {
                 let fired = crate::sla::past_steps(policy, case.clock_base(), now);
                 clock_from(policy, case, fired)

@@ -541,21 +541,20 @@ async fn reopen<T: IntakeTx>(
     let Some(state) = tx.sla_state(case_id).await? else {
         return Ok(());
     };
-    let status = if state.answered {
-        "acknowledged"
-    } else {
-        "open"
-    };
+    let policy = req.sla.policy(state.category, &req.msg.from);
+    let round = crate::sla::new_round(policy, state.opened_ms, req.now_ms);
+    // A new round is a new promise: answered only once a person answers in it.
+    let answered = state.answered && round.is_none();
+    let status = if answered { "acknowledged" } else { "open" };
     tx.set_status(case_id, status, tier, req.now_ms).await?;
     tx.case_event(case_id, req.now_ms, event, why).await?;
-    let policy = req.sla.policy(state.category, &req.msg.from);
     let mut base = state.opened_ms;
-    if let Some(r) = crate::sla::new_round(policy, base, req.now_ms) {
+    if let Some(r) = round {
         tx.set_clock_base(case_id, &r).await?;
         base = r.base;
     }
     let fired = crate::sla::past_steps(policy, base, req.now_ms);
-    let next = crate::sla::next_step(policy, base, fired, state.answered);
+    let next = crate::sla::next_step(policy, base, fired, answered);
     tx.set_clock(case_id, next, fired).await
 }
 

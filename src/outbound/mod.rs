@@ -55,7 +55,9 @@ impl Pacer {
         let (at, now) = {
             let mut next = self.next.lock().await;
             let now = Instant::now();
-            let at = (*next).max(now);
+            // A sleep that woke late does not push the schedule back: the turns it missed
+            // (up to the slack) go at once, so the rate is kept, not lowered by timer lag.
+            let at = (*next).max(now - PACER_SLACK);
             *next = at + self.interval;
             (at, now)
         };
@@ -233,8 +235,14 @@ impl Worker {
                 // bounds how late a message queued by another instance on the same database is
                 // seen.
                 let wait = match this.store.next_outbox_due(cfg.channel).await {
+                    // Due now but nothing claimed: the bridge's bucket is empty (or another
+                    // instance holds the rows); a claim waits for a batch of up to 8 tokens,
+                    // which the bucket (a fifth of a second deep) refills in at most 0.2 s:
+                    // look again after half of that, so no refill is lost at the brim.
                     Ok(Some(due)) => Duration::from_millis(
-                        (due - this.clock.now_ms()).clamp(10, MAX_IDLE_MS) as u64,
+                        (due - this.clock.now_ms())
+                            .max(((4.0 / cfg.rate_per_sec).min(0.1) * 1_000.0) as i64)
+                            .clamp(10, MAX_IDLE_MS) as u64,
                     ),
                     Ok(None) => Duration::from_millis(MAX_IDLE_MS as u64),
                     Err(_) => Duration::from_secs(1),

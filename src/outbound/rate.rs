@@ -34,6 +34,18 @@ impl Rate {
     }
 }
 
+impl Rate {
+    /// How many sends a claim that wants `want` may take with `tokens` in the bucket; 0: wait.
+    /// A claim waits until it can take a batch of 8 (or the burst, or `want`, if smaller):
+    /// claimed one token at a time, each lower lane's share of at least one send a claim
+    /// would give acks a third of the rate instead of most of it.
+    pub fn grant(&self, tokens: f64, want: i64) -> i64 {
+        let min_batch = want.min(8).min(self.burst.floor() as i64).max(1);
+        let limit = want.min(tokens.floor() as i64);
+        if limit < min_batch { 0 } else { limit }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Rate;
@@ -48,5 +60,18 @@ mod tests {
         // A clock that went back refills nothing.
         assert_eq!(r.available(Some((3.0, 1_000)), 500), 3.0);
         assert_eq!(Rate::of(2.0).burst, 1.0);
+    }
+
+    #[test]
+    fn a_claim_waits_for_a_batch_so_acks_keep_their_share() {
+        let r = Rate::of(50.0); // burst 10
+        assert_eq!(r.grant(1.0, 64), 0);
+        assert_eq!(r.grant(7.9, 64), 0);
+        assert_eq!(r.grant(8.0, 64), 8);
+        assert_eq!(r.grant(10.0, 64), 10);
+        assert_eq!(r.grant(10.0, 4), 4);
+        let slow = Rate::of(5.0); // burst 1
+        assert_eq!(slow.grant(1.0, 64), 1);
+        assert_eq!(slow.grant(0.5, 64), 0);
     }
 }

@@ -390,14 +390,10 @@ pub fn plan(p: &Policy, opened_ms: i64) -> Vec<(Step, i64)> {
 
 /// The clock of a case reopened at `now_ms` whose clock counts from `base_ms`: a new round from
 /// the reopening when its resolution deadline has passed (the promise was broken once; the
-/// customer still gets an answer and a resolution on the clock, and the ladder is told
-/// again), else `None`: the clock goes on from `base_ms`, steps already past taken as done.
+/// customer gets an answer — a person's, given in the new round — and a resolution on the
+/// clock, and the ladder is told again), else `None`: the clock goes on from `base_ms`, steps already past taken as done.
 pub fn new_round(p: &Policy, base_ms: i64, now_ms: i64) -> Option<crate::store::Round> {
-    (now_ms >= base_ms + p.resolve_within.0).then(|| crate::store::Round {
-        base: now_ms,
-        answer_due: now_ms + p.answer_within.0,
-        resolve_due: now_ms + p.resolve_within.0,
-    })
+    (now_ms >= base_ms + p.resolve_within.0).then_some(crate::store::Round { base: now_ms })
 }
 
 /// The mask of the steps of a policy already past at `now_ms`: what a clock started late (a

@@ -572,7 +572,7 @@ impl DueClock {
             status: c.status.clone(),
             tier: c.tier,
             opened_at: c.clock_base(),
-            acked: i64::from(c.acked_at.is_some()),
+            acked: i64::from(c.answered_in_round()),
             customer: c.customer.clone(),
             channel: c.channel.clone(),
             ack_due_at: c.ack_due_at,

@@ -510,12 +510,22 @@ pub struct CaseRecord {
     /// When its SLA clock counts from, if not from its opening: a reopening after the
     /// resolution deadline (a new round).
     pub sla_base_at: Option<i64>,
+    /// When a person last answered (`acked_at` is the first time).
+    pub answered_at: Option<i64>,
 }
 
 impl CaseRecord {
     /// When the case's SLA clock counts from.
     pub fn clock_base(&self) -> i64 {
         self.sla_base_at.unwrap_or(self.opened_at)
+    }
+
+    /// A person answered in the clock's current round (its answer steps are moot).
+    pub fn answered_in_round(&self) -> bool {
+        self.acked_at.is_some()
+            && self
+                .sla_base_at
+                .is_none_or(|b| self.answered_at.is_some_and(|a| a >= b))
     }
 }
 
@@ -649,12 +659,12 @@ pub enum ClockChange {
     },
 }
 
-/// A new round of a case's clock: from `base`, due to be answered and resolved by these.
+/// A new round of a case's clock, counted from `base`. Its deadlines are the clock's and the
+/// case view's; the case's stored `ack_due_at` / `resolve_due_at` stay the first round's, so
+/// the SLA report judges the case by its first promise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Round {
     pub base: i64,
-    pub answer_due: i64,
-    pub resolve_due: i64,
 }
 
 /// A case going from one status to another (the same for a note or an assignment), with its
@@ -795,6 +805,16 @@ pub trait Store: Send + Sync + 'static {
         campaign_id: i64,
         rows: &[crate::campaigns::import::NewRecipient],
     ) -> StoreResult<u64>;
+    /// Takes (`renew` false: only a draft or paused campaign with no import running) or
+    /// renews the campaign's import hold until `until_ms`; false when not taken.
+    async fn hold_import(
+        &self,
+        campaign_id: i64,
+        until_ms: i64,
+        now_ms: i64,
+        renew: bool,
+    ) -> StoreResult<bool>;
+    async fn end_import(&self, campaign_id: i64) -> StoreResult<()>;
     /// An import that failed half-way taken back: its recipients (line numbers after
     /// `after_seq`) not yet dispatched are removed; how many.
     async fn remove_recipients_after(&self, campaign_id: i64, after_seq: i64) -> StoreResult<u64>;

@@ -356,6 +356,31 @@ macro_rules! common_ops {
             Ok(added)
         }
 
+        pub async fn hold_import(pool: &Pool<$DB>, campaign_id: i64, until_ms: i64, now_ms: i64, renew: bool) -> StoreResult<bool> {
+            let q = if renew {
+                sqlx::query("UPDATE campaigns SET import_until = $1 WHERE id = $2 AND import_until IS NOT NULL")
+                    .bind(until_ms)
+                    .bind(campaign_id)
+            } else {
+                sqlx::query(
+                    "UPDATE campaigns SET import_until = $1 WHERE id = $2 AND status IN ('draft', 'paused') \
+                     AND (import_until IS NULL OR import_until < $3)",
+                )
+                .bind(until_ms)
+                .bind(campaign_id)
+                .bind(now_ms)
+            };
+            Ok(q.execute(pool).await?.rows_affected() == 1)
+        }
+
+        pub async fn end_import(pool: &Pool<$DB>, campaign_id: i64) -> StoreResult<()> {
+            sqlx::query("UPDATE campaigns SET import_until = NULL WHERE id = $1")
+                .bind(campaign_id)
+                .execute(pool)
+                .await?;
+            Ok(())
+        }
+
         pub async fn remove_recipients_after(pool: &Pool<$DB>, campaign_id: i64, after_seq: i64) -> StoreResult<u64> {
             Ok(sqlx::query("DELETE FROM campaign_recipients WHERE campaign_id = $1 AND seq > $2 AND state = 'pending'")
                 .bind(campaign_id)
@@ -400,7 +425,8 @@ macro_rules! common_ops {
             let sql = format!(
                 "UPDATE campaigns SET status = $1, note = $2, updated_at = $3, \
                  next_run_at = CASE WHEN $1 = 'recurring' THEN next_run_at ELSE NULL END \
-                 WHERE id = $4 AND status IN ({})",
+                 WHERE id = $4 AND status IN ({}) \
+                 AND ($1 NOT IN ('running', 'recurring') OR import_until IS NULL OR import_until < $3)",
                 list.join(", ")
             );
             let mut q = sqlx::query(&sql).bind(to).bind(note).bind(now_ms).bind(id);
@@ -650,7 +676,8 @@ macro_rules! common_ops {
 
         const CASE_COLUMNS: &str = "id, channel, customer, category, status, tier, lang, subject, \
             rules_version, opened_at, last_message_at, ack_due_at, resolve_due_at, message_count, \
-            acked_at, resolved_at, assignee, resolution_code, city, linked_case_id, sla_base_at";
+            acked_at, resolved_at, assignee, resolution_code, city, linked_case_id, sla_base_at, \
+            answered_at";
 
         pub async fn case(pool: &Pool<$DB>, id: i64) -> StoreResult<Option<CaseRecord>> {
             let sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1");
@@ -842,8 +869,8 @@ macro_rules! common_ops {
 
         pub async fn unclocked_cases(pool: &Pool<$DB>, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, String, i64, bool, String)>> {
             let rows: Vec<(i64, String, i64, i64, String)> = sqlx::query_as(
-                "SELECT c.id, c.category, c.opened_at, \
-                 CAST(CASE WHEN c.acked_at IS NULL THEN 0 ELSE 1 END AS BIGINT), c.customer FROM cases c \
+                "SELECT c.id, c.category, COALESCE(c.sla_base_at, c.opened_at), \
+                 CAST(CASE WHEN c.acked_at IS NULL OR COALESCE(c.answered_at, 0) < COALESCE(c.sla_base_at, 0) THEN 0 ELSE 1 END AS BIGINT), c.customer FROM cases c \
                  WHERE c.status IN ('open', 'acknowledged', 'in_progress') \
                  AND c.id > $1 AND NOT EXISTS (SELECT 1 FROM sla_clock k WHERE k.case_id = c.id) \
                  ORDER BY c.id LIMIT $2",
@@ -1108,7 +1135,7 @@ macro_rules! common_ops {
         ) -> StoreResult<Option<i64>> {
             let mut tx = pool.begin_with($begin).await?;
             let updated = sqlx::query(
-                "UPDATE cases SET acked_at = COALESCE(acked_at, $1), \
+                "UPDATE cases SET acked_at = COALESCE(acked_at, $1), answered_at = $1, \
                  status = CASE WHEN status = 'open' THEN 'acknowledged' ELSE status END WHERE id = $2",
             )
             .bind(now_ms)
@@ -1139,7 +1166,7 @@ macro_rules! common_ops {
         ) -> StoreResult<Option<CaseRecord>> {
             let mut tx = pool.begin_with($begin).await?;
             let updated = sqlx::query(
-                "UPDATE cases SET acked_at = COALESCE(acked_at, $1), \
+                "UPDATE cases SET acked_at = COALESCE(acked_at, $1), answered_at = $1, \
                  status = CASE WHEN status = 'open' THEN 'acknowledged' ELSE status END \
                  WHERE id = $2 AND status IN ('open', 'acknowledged', 'in_progress')",
             )
@@ -1181,8 +1208,6 @@ macro_rules! common_ops {
                     if let Some(r) = round {
                         sqlx::query(sql::SET_CLOCK_BASE)
                             .bind(r.base)
-                            .bind(r.answer_due)
-                            .bind(r.resolve_due)
                             .bind(case_id)
                             .execute(&mut *conn)
                             .await?;
@@ -1419,7 +1444,7 @@ macro_rules! common_ops {
                 let sql = format!(
                     "SELECT k.case_id, k.step, k.due_at, k.fired, c.category, c.status, c.tier, \
                      COALESCE(c.sla_base_at, c.opened_at) AS opened_at, \
-                     CAST(CASE WHEN c.acked_at IS NULL THEN 0 ELSE 1 END AS BIGINT) AS acked, \
+                     CAST(CASE WHEN c.acked_at IS NULL OR COALESCE(c.answered_at, 0) < COALESCE(c.sla_base_at, 0) THEN 0 ELSE 1 END AS BIGINT) AS acked, \
                      c.customer, c.channel, c.ack_due_at, c.resolve_due_at \
                      FROM sla_clock k JOIN cases c ON c.id = k.case_id \
                      WHERE k.case_id IN ({list}) AND k.due_at IS NOT NULL"
@@ -1561,6 +1586,18 @@ macro_rules! impl_store {
                 rows: &[crate::campaigns::import::NewRecipient],
             ) -> StoreResult<u64> {
                 ops::add_recipients(&self.pool, campaign_id, rows).await
+            }
+            async fn hold_import(
+                &self,
+                campaign_id: i64,
+                until_ms: i64,
+                now_ms: i64,
+                renew: bool,
+            ) -> StoreResult<bool> {
+                ops::hold_import(&self.pool, campaign_id, until_ms, now_ms, renew).await
+            }
+            async fn end_import(&self, campaign_id: i64) -> StoreResult<()> {
+                ops::end_import(&self.pool, campaign_id).await
             }
             async fn remove_recipients_after(
                 &self,

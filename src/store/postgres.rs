@@ -179,12 +179,13 @@ impl PgStore {
                     .fetch_optional(&mut *tx)
                     .await?;
             let t = rate.available(last, q.now_ms);
-            limit = limit.min(t.floor() as i64);
+            limit = rate.grant(t, limit);
             if limit <= 0 {
                 tx.commit().await?;
                 return Ok(Vec::new());
             }
-            tokens = Some(t);
+            // A clock behind the last claimer's never moves the bucket back in time.
+            tokens = Some((t, last.map_or(q.now_ms, |l: (f64, i64)| l.1.max(q.now_ms))));
         }
         let mut items = Vec::new();
         for lane in crate::domain::Lane::ALL {
@@ -211,8 +212,8 @@ impl PgStore {
             // As on SQLite: the lower lanes' share may take the bucket below zero.
             sqlx::query(sql::SET_SEND_RATE)
                 .bind(channel.as_str())
-                .bind(t - items.len() as f64)
-                .bind(q.now_ms)
+                .bind(t.0 - items.len() as f64)
+                .bind(t.1)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -560,8 +561,6 @@ impl IntakeTx for PgIntake<'_> {
     async fn set_clock_base(&mut self, case_id: i64, r: &super::Round) -> StoreResult<()> {
         sqlx::query(sql::SET_CLOCK_BASE)
             .bind(r.base)
-            .bind(r.answer_due)
-            .bind(r.resolve_due)
             .bind(case_id)
             .execute(&mut *self.0)
             .await?;

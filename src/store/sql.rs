@@ -237,7 +237,8 @@ pub fn opted_out_among(n: usize) -> String {
 /// What a case's clock has done: (steps taken mask, answered 0/1, opened at, has a clock 0/1,
 /// tier, category, status) (case id).
 pub const SLA_STATE: &str = "SELECT COALESCE(k.fired, 0), \
-     CAST(CASE WHEN c.acked_at IS NULL THEN 0 ELSE 1 END AS BIGINT), COALESCE(c.sla_base_at, c.opened_at), \
+     CAST(CASE WHEN c.acked_at IS NULL OR COALESCE(c.answered_at, 0) < COALESCE(c.sla_base_at, 0) THEN 0 ELSE 1 END AS BIGINT), \
+     COALESCE(c.sla_base_at, c.opened_at), \
      CAST(CASE WHEN k.case_id IS NULL THEN 0 ELSE 1 END AS BIGINT), c.tier, c.category, c.status \
      FROM cases c LEFT JOIN sla_clock k ON k.case_id = c.id WHERE c.id = $1";
 
@@ -245,9 +246,10 @@ pub const SLA_STATE: &str = "SELECT COALESCE(k.fired, 0), \
 pub const SET_DEADLINES: &str =
     "UPDATE cases SET ack_due_at = $1, resolve_due_at = $2 WHERE id = $3";
 
-/// A new round of a case's clock (base, answer due, resolve due, case id).
-pub const SET_CLOCK_BASE: &str =
-    "UPDATE cases SET sla_base_at = $1, ack_due_at = $2, resolve_due_at = $3 WHERE id = $4";
+/// A new round of a case's clock (base, case id). The stored deadlines stay the first
+/// round's: the SLA report judges the case by its first promise; the round's own deadlines
+/// are the clock's and the case view's.
+pub const SET_CLOCK_BASE: &str = "UPDATE cases SET sla_base_at = $1 WHERE id = $2";
 
 /// A case's clock: next step and when (NULL: none left), steps taken (case id, step, due, mask).
 pub const SET_CLOCK: &str = "INSERT INTO sla_clock (case_id, step, due_at, fired, lease_until) \

@@ -133,11 +133,12 @@ pub fn claim(c: &Connection, q: &super::ClaimQuery) -> StoreResult<Vec<super::Ou
             .prepare_cached(sql::SEND_RATE)?
             .query_row(params![q.channel.as_str()], |r| Ok((r.get(0)?, r.get(1)?))))?;
         let t = rate.available(last, q.now_ms);
-        limit = limit.min(t.floor() as i64);
+        limit = rate.grant(t, limit);
         if limit <= 0 {
             return Ok(Vec::new());
         }
-        tokens = Some(t);
+        // A clock behind the last claimer's never moves the bucket back in time.
+        tokens = Some((t, last.map_or(q.now_ms, |l: (f64, i64)| l.1.max(q.now_ms))));
     }
     let mut claimed: Vec<(i64, i64, Option<i64>)> = Vec::new();
     for lane in crate::domain::Lane::ALL {
@@ -166,8 +167,8 @@ pub fn claim(c: &Connection, q: &super::ClaimQuery) -> StoreResult<Vec<super::Ou
         // zero and the next claims wait for it, so the rate holds on average.
         c.prepare_cached(sql::SET_SEND_RATE)?.execute(params![
             q.channel.as_str(),
-            t - claimed.len() as f64,
-            q.now_ms
+            t.0 - claimed.len() as f64,
+            t.1
         ])?;
     }
     let mut items = Vec::with_capacity(claimed.len());
@@ -642,7 +643,7 @@ impl IntakeTx for SqliteIntake<'_> {
     async fn set_clock_base(&mut self, case_id: i64, r: &super::Round) -> StoreResult<()> {
         self.0
             .prepare_cached(sql::SET_CLOCK_BASE)?
-            .execute(params![r.base, r.answer_due, r.resolve_due, case_id])?;
+            .execute(params![r.base, case_id])?;
         Ok(())
     }
 
