@@ -80,7 +80,7 @@ pub struct Report {
 
 /// Streams batches of recipients out of a CSV.
 pub struct Rows<R: Read> {
-    csv: csv::Reader<std::io::BufReader<R>>,
+    csv: csv::Reader<std::io::Chain<std::io::Cursor<Vec<u8>>, R>>,
     target: Target,
     country: String,
     encoding: Option<Encoding>,
@@ -148,11 +148,15 @@ impl<R: Read> Rows<R> {
     /// # Errors
     /// No header, no address column the channel needs, a header in neither encoding.
     pub fn new(r: R, target: Target, default_country: &str) -> Result<Rows<R>, ImportError> {
-        let mut input = std::io::BufReader::with_capacity(SAMPLE, r);
-        let encoding = sniff(
-            std::io::BufRead::fill_buf(&mut input)
-                .map_err(|e| ImportError::File(format!("reading the file: {e}")))?,
-        );
+        // The first SAMPLE bytes however many reads they take, then the rest of the stream.
+        let mut r = r;
+        let mut head = Vec::with_capacity(SAMPLE);
+        Read::by_ref(&mut r)
+            .take(SAMPLE as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| ImportError::File(format!("reading the file: {e}")))?;
+        let encoding = sniff(&head);
+        let input = std::io::Cursor::new(head).chain(r);
         let mut csv = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -447,6 +451,35 @@ mod tests {
         assert_eq!(v.len(), 2);
         assert!(v[0].vars.contains("郑伟"), "{}", v[0].vars);
         assert!(v[1].vars.contains("张三"), "{}", v[1].vars);
+    }
+
+    /// The sample is the file's first 64 KiB however the reads come (a pipe, a socket):
+    /// one byte a read gives the same answer as the whole file at once.
+    #[test]
+    fn the_sample_does_not_depend_on_how_the_reads_come() {
+        struct OneByte<'a>(&'a [u8]);
+        impl std::io::Read for OneByte<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                match (self.0.split_first(), buf.first_mut()) {
+                    (Some((b, rest)), Some(slot)) => {
+                        *slot = *b;
+                        self.0 = rest;
+                        Ok(1)
+                    }
+                    _ => Ok(0),
+                }
+            }
+        }
+        let (gbk, _, _) =
+            encoding_rs::GBK.encode("phone,name\n13800138000,郑伟\n13800138001,张三\n");
+        let mut rows = Rows::new(OneByte(&gbk), Target::Sms, "86").unwrap();
+        let mut v = Vec::new();
+        while let Some(b) = rows.next_batch(2).unwrap() {
+            v.extend(b);
+        }
+        assert_eq!(rows.report.encoding, Some("gb18030"));
+        assert_eq!(v.len(), 2);
+        assert!(v[0].vars.contains("郑伟"), "{}", v[0].vars);
     }
 
     /// A UTF-8 file longer than the sample, with a character cut at the sample's edge, and a
