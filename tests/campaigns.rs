@@ -391,13 +391,7 @@ async fn bad_campaigns_and_files_are_refused_with_the_reason() {
     );
     assert_eq!(progress(&app, &token, id).await["recipients"], 0);
     // One import at a time, and no start while one runs: another instance holds the import.
-    let real_now = switchboard::clock::Clock::now_ms(&switchboard::clock::SystemClock);
-    assert!(
-        app.store()
-            .hold_import(id, real_now + 60_000, real_now, false)
-            .await
-            .unwrap()
-    );
+    hold_import_elsewhere(&app, id).await;
     let (st, v) = app
         .post_with(
             &path,
@@ -443,13 +437,7 @@ async fn bad_campaigns_and_files_are_refused_with_the_reason() {
     assert_eq!(r["errors"][0][0], 3, "{v}");
     assert_eq!(r["encoding"], "gb18030");
     // No start while an import runs.
-    let real_now = switchboard::clock::Clock::now_ms(&switchboard::clock::SystemClock);
-    assert!(
-        app.store()
-            .hold_import(id, real_now + 60_000, real_now, false)
-            .await
-            .unwrap()
-    );
+    hold_import_elsewhere(&app, id).await;
     let (st, v) = app
         .api(
             "POST",
@@ -547,6 +535,18 @@ async fn create(app: &common::TestApp, token: &str, body: serde_json::Value) -> 
         .await;
     assert_eq!(st, 201, "{v}");
     v["campaign"]["id"].as_i64().unwrap()
+}
+
+/// Another instance's import into campaign `id` is running (its hold is taken on real time,
+/// as `manage::import` takes it).
+async fn hold_import_elsewhere(app: &common::TestApp, id: i64) {
+    let now = switchboard::clock::Clock::now_ms(&switchboard::clock::SystemClock);
+    assert!(
+        app.store()
+            .hold_import(id, now + 60_000, now, false)
+            .await
+            .unwrap()
+    );
 }
 
 async fn load_and_start(app: &common::TestApp, token: &str, id: i64, csv: String) {
@@ -952,24 +952,7 @@ async fn two_instances_pace_a_campaign_once_and_send_each_message_once() {
     let n = 1_000;
     let rate = 50.0;
     let id = marketing(&a, &token, rate).await;
-    let (st, v) = a
-        .post_with(
-            &format!("/api/v1/campaigns/{id}/recipients"),
-            &token,
-            "text/csv",
-            csv(n),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
-    let (st, _) = a
-        .api(
-            "POST",
-            &format!("/api/v1/campaigns/{id}/start"),
-            &token,
-            None,
-        )
-        .await;
-    assert_eq!(st, 200);
+    load_and_start(&a, &token, id, csv(n)).await;
     let (da, db) = (a.state.campaigns.clone(), b.state.campaigns.clone());
     let mut t = clock.now_ms();
     let mut per_tick = Vec::new();

@@ -637,6 +637,23 @@ async fn a_step_decided_before_a_re_plan_is_refused_and_decided_again() {
     app.shutdown().await;
 }
 
+/// Resolved by an agent straight through the store (no code, no return visit).
+async fn resolve_by_store(app: &common::TestApp, case: i64, now_ms: i64) {
+    app.store()
+        .resolve_case(
+            case,
+            &switchboard::store::Resolve {
+                by: "li.wei",
+                code: None,
+                note: None,
+                visit_due: None,
+                now_ms,
+            },
+        )
+        .await
+        .unwrap();
+}
+
 async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
     let clock = Arc::new(ManualClock::new(T0));
     let (app, sla) = spawn_app_with_clock(clock.clone(), move |s, _| {
@@ -697,19 +714,7 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
         m.contains("allowed: reply, contact, note, assign, escalate, start, resolve"),
         "{m}"
     );
-    app.store()
-        .resolve_case(
-            case,
-            &switchboard::store::Resolve {
-                by: "li.wei",
-                code: None,
-                note: None,
-                visit_due: None,
-                now_ms: clock.now_ms(),
-            },
-        )
-        .await
-        .unwrap();
+    resolve_by_store(&app, case, clock.now_ms()).await;
     let (st, v) = call("POST", p("close"), serde_json::Value::Null).await;
     assert_eq!(
         (st, v["case"]["status"].as_str()),
@@ -782,19 +787,7 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
     )
     .await;
     assert_eq!(st, 201, "{v}");
-    app.store()
-        .resolve_case(
-            case,
-            &switchboard::store::Resolve {
-                by: "li.wei",
-                code: None,
-                note: None,
-                visit_due: None,
-                now_ms: clock.now_ms(),
-            },
-        )
-        .await
-        .unwrap();
+    resolve_by_store(&app, case, clock.now_ms()).await;
     let later = T0 + 80 * HOUR;
     clock.set_ms(later);
     let first_due = app
