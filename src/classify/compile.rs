@@ -42,6 +42,26 @@ fn model_cache() -> &'static Mutex<HashMap<Vec<u8>, Arc<Model>>> {
 
 /// Largest compiled size of one regex and of the whole set; larger patterns are refused.
 const REGEX_SIZE_LIMIT: usize = 256 * 1024;
+
+/// Largest anchored DFA built for one gated pattern; a pattern whose DFA would be larger is
+/// searched by its `meta::Regex`.
+pub(super) const ANCHORED_DFA_LIMIT: usize = 512 * 1024;
+
+/// A gated pattern as an anchored dense DFA (leftmost-first, as the `meta::Regex`), or `None`
+/// when it would exceed [`ANCHORED_DFA_LIMIT`] or needs what a DFA cannot do (Unicode word
+/// boundaries; `ascii_word_boundaries` has already made the usual ones ASCII).
+fn anchored_dfa(pat: &str) -> Option<regex_automata::dfa::dense::DFA<Vec<u32>>> {
+    use regex_automata::dfa::{StartKind, dense};
+    dense::Builder::new()
+        .configure(
+            dense::Config::new()
+                .start_kind(StartKind::Anchored)
+                .dfa_size_limit(Some(ANCHORED_DFA_LIMIT))
+                .determinize_size_limit(Some(4 * ANCHORED_DFA_LIMIT)),
+        )
+        .build(pat)
+        .ok()
+}
 const REGEX_SET_SIZE_LIMIT: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
@@ -304,11 +324,16 @@ impl Classifier {
                     set_patterns.push(patterns.len());
                     regex_sources.push(pat.clone());
                 }
+                let exact = triggers.as_ref().is_some_and(|(_, exact)| *exact);
+                let anchored = (triggers.is_some() && !exact)
+                    .then(|| anchored_dfa(pat))
+                    .flatten();
                 patterns.push(Pattern {
                     rule: ri,
                     index: pi,
                     re,
-                    exact: triggers.is_some_and(|(_, exact)| exact),
+                    anchored,
+                    exact,
                 });
             }
         }
@@ -600,7 +625,7 @@ fn with_aliases(pat: &str, aliases: &[(String, String)]) -> String {
     out
 }
 
-fn ascii_word_boundaries(pat: &str) -> String {
+pub(super) fn ascii_word_boundaries(pat: &str) -> String {
     let mut out = String::with_capacity(pat.len() + 16);
     let mut chars = pat.chars().peekable();
     while let Some(c) = chars.next() {

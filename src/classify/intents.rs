@@ -12,10 +12,7 @@ impl Classifier {
     /// The intent of a text (opt-out, opt-in, escalation, or a case).
     pub fn intent_of(&self, text: &str) -> Intent {
         let mut buf = String::with_capacity(text.len().min(4 * MAX_CLASSIFY_CHARS));
-        let clipped: &str = match text.char_indices().nth(MAX_CLASSIFY_CHARS) {
-            Some((b, _)) => &text[..b],
-            None => text,
-        };
+        let clipped: &str = super::clip(text);
         self.fold.fold_into(clipped, &mut buf);
         self.intent(&buf)
     }
@@ -49,10 +46,7 @@ impl Classifier {
     /// The self-service query of a text, if it is one.
     pub fn query_of(&self, text: &str) -> Option<Query> {
         let mut buf = String::new();
-        let clipped: &str = match text.char_indices().nth(MAX_CLASSIFY_CHARS) {
-            Some((b, _)) => &text[..b],
-            None => text,
-        };
+        let clipped: &str = super::clip(text);
         self.fold.fold_into(clipped, &mut buf);
         self.query_folded(&buf)
     }

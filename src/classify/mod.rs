@@ -46,6 +46,19 @@ use std::sync::Arc;
 /// Text beyond this many characters is not classified (the message is still stored whole).
 pub const MAX_CLASSIFY_CHARS: usize = 4096;
 
+/// The first [`MAX_CLASSIFY_CHARS`] characters of `text` (a text of no more bytes than that
+/// is returned without counting its characters).
+#[inline]
+fn clip(text: &str) -> &str {
+    if text.len() <= MAX_CLASSIFY_CHARS {
+        return text;
+    }
+    match text.char_indices().nth(MAX_CLASSIFY_CHARS) {
+        Some((b, _)) => &text[..b],
+        None => text,
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Term {
     /// `slot` numbers the keyword across rules: a keyword and its aliases share it, so
@@ -80,6 +93,10 @@ struct Pattern {
     /// Index in the rule's `patterns`.
     index: usize,
     re: meta::Regex,
+    /// The same pattern as a small anchored DFA, when it builds within
+    /// [`compile::ANCHORED_DFA_LIMIT`]: a search at a trigger is then a walk over a few
+    /// bytes, without the regex engine's per-search set-up.
+    anchored: Option<regex_automata::dfa::dense::DFA<Vec<u32>>>,
     /// Its triggers are whole matches: a trigger hit is a match, no search needed.
     exact: bool,
 }

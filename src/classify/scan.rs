@@ -5,7 +5,7 @@
 //! ([`Classifier::category`]).
 
 use super::learned::Feature;
-use super::{Classifier, Folded, MAX_CLASSIFY_CHARS, Scanner, Term};
+use super::{Classifier, Folded, Scanner, Term};
 use crate::domain::{Category, Intent};
 use aho_corasick::Anchored as AcAnchored;
 use aho_corasick::automaton::Automaton;
@@ -92,10 +92,7 @@ fn scan_overlapping<A: Automaton>(aut: &A, hay: &[u8], mut found: impl FnMut(usi
 impl Classifier {
     /// Classifies a text. Pure: no I/O, no clock.
     pub fn classify(&self, text: &str) -> Classification {
-        let clipped: &str = match text.char_indices().nth(MAX_CLASSIFY_CHARS) {
-            Some((b, _)) => &text[..b],
-            None => text,
-        };
+        let clipped: &str = super::clip(text);
         let folded = Folded::new(clipped, &self.fold);
         let intent = self.intent(&folded.text);
 
@@ -214,10 +211,7 @@ impl Classifier {
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             let s = &mut *s;
-            let clipped: &str = match text.char_indices().nth(MAX_CLASSIFY_CHARS) {
-                Some((b, _)) => &text[..b],
-                None => text,
-            };
+            let clipped: &str = super::clip(text);
             self.fold.fold_into(clipped, &mut s.text);
             s.terms.clear();
             s.negs.clear();
@@ -371,6 +365,15 @@ impl Classifier {
             let pat = &self.patterns[p];
             let m = if pat.exact {
                 Some((start as usize, end as usize))
+            } else if let Some(dfa) = &pat.anchored {
+                let input = Input::new(text)
+                    .range(start as usize..)
+                    .anchored(Anchored::Yes);
+                match regex_automata::dfa::Automaton::try_search_fwd(dfa, &input) {
+                    Ok(m) => m.map(|h| (start as usize, h.offset())),
+                    // The DFA gave up (it cannot); the regex engine decides.
+                    Err(_) => pat.re.search(&input).map(|m| (m.start(), m.end())),
+                }
             } else {
                 let input = Input::new(text)
                     .range(start as usize..)
@@ -475,6 +478,46 @@ mod tests {
     use super::*;
     use crate::classify::eval;
     use crate::classify::tests::{RULES, c};
+
+    /// A gated pattern's anchored DFA finds the same match as its regex, at every character
+    /// of real customer texts (the shipped rules, labeled and tune rows, folded).
+    #[test]
+    fn anchored_dfas_agree_with_their_regexes() {
+        let c = Classifier::builtin();
+        let with_dfa = c.patterns.iter().filter(|p| p.anchored.is_some()).count();
+        assert!(with_dfa >= 40, "only {with_dfa} gated patterns have a DFA");
+        let mut rows =
+            eval::parse_csv(include_bytes!("../../fixtures/classify/labeled.csv")).unwrap();
+        rows.extend(
+            eval::parse_csv(include_bytes!(
+                "../../fixtures/classify/independent/tune.csv"
+            ))
+            .unwrap(),
+        );
+        let mut folded = String::new();
+        let mut matches = 0;
+        for row in rows.iter().step_by(3) {
+            c.fold.fold_into(&row.text, &mut folded);
+            for pat in c.patterns.iter() {
+                let Some(dfa) = &pat.anchored else { continue };
+                for (b, _) in folded.char_indices() {
+                    let input = Input::new(folded.as_str())
+                        .range(b..)
+                        .anchored(Anchored::Yes);
+                    let want = pat.re.search(&input).map(|m| (m.start(), m.end()));
+                    let got = regex_automata::dfa::Automaton::try_search_fwd(dfa, &input)
+                        .unwrap()
+                        .map(|h| (b, h.offset()));
+                    assert_eq!(got, want, "{:?} at {b} of {folded:?}", pat.re);
+                    matches += usize::from(want.is_some());
+                }
+            }
+        }
+        assert!(
+            matches > 50,
+            "only {matches} matches: the texts do not exercise the patterns"
+        );
+    }
 
     #[test]
     fn complaint_outranks_fault_outranks_inquiry() {
