@@ -47,20 +47,35 @@ const REGEX_SIZE_LIMIT: usize = 256 * 1024;
 /// searched by its `meta::Regex`.
 pub(super) const ANCHORED_DFA_LIMIT: usize = 512 * 1024;
 
+/// What all of a rules file's anchored DFAs may take together, attempts that failed counted at
+/// the limit: a file of many costly patterns compiles in bounded time and memory, the rest
+/// searched by their regexes.
+const ANCHORED_DFA_BUDGET: usize = 16 * ANCHORED_DFA_LIMIT;
+
 /// A gated pattern as an anchored dense DFA (leftmost-first, as the `meta::Regex`), or `None`
 /// when it would exceed [`ANCHORED_DFA_LIMIT`] or needs what a DFA cannot do (Unicode word
 /// boundaries; `ascii_word_boundaries` has already made the usual ones ASCII).
-fn anchored_dfa(pat: &str) -> Option<regex_automata::dfa::dense::DFA<Vec<u32>>> {
-    use regex_automata::dfa::{StartKind, dense};
-    dense::Builder::new()
+fn anchored_dfa(
+    pat: &str,
+    budget: &mut usize,
+) -> Option<regex_automata::dfa::dense::DFA<Vec<u32>>> {
+    use regex_automata::dfa::{Automaton, StartKind, dense};
+    if *budget < ANCHORED_DFA_LIMIT {
+        return None;
+    }
+    let built = dense::Builder::new()
         .configure(
             dense::Config::new()
                 .start_kind(StartKind::Anchored)
                 .dfa_size_limit(Some(ANCHORED_DFA_LIMIT))
-                .determinize_size_limit(Some(4 * ANCHORED_DFA_LIMIT)),
+                .determinize_size_limit(Some(2 * ANCHORED_DFA_LIMIT)),
         )
         .build(pat)
-        .ok()
+        .ok();
+    *budget -= built.as_ref().map_or(ANCHORED_DFA_LIMIT, |d| {
+        d.memory_usage().min(ANCHORED_DFA_LIMIT)
+    });
+    built
 }
 const REGEX_SET_SIZE_LIMIT: usize = 8 * 1024 * 1024;
 
@@ -257,6 +272,7 @@ impl Classifier {
         let mut regex_sources = Vec::new();
         let mut set_patterns = Vec::new();
         let mut patterns = Vec::new();
+        let mut dfa_budget = ANCHORED_DFA_BUDGET;
         let mut trigger_map: BTreeMap<Vec<u8>, Vec<u32>> = BTreeMap::new();
         for (ri, rule) in file.rules.iter().enumerate() {
             if !ids.insert(rule.id.clone()) {
@@ -326,7 +342,7 @@ impl Classifier {
                 }
                 let exact = triggers.as_ref().is_some_and(|(_, exact)| *exact);
                 let anchored = (triggers.is_some() && !exact)
-                    .then(|| anchored_dfa(pat))
+                    .then(|| anchored_dfa(pat, &mut dfa_budget))
                     .flatten();
                 patterns.push(Pattern {
                     rule: ri,
