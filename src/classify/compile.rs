@@ -59,7 +59,7 @@ fn anchored_dfa(
     pat: &str,
     budget: &mut usize,
 ) -> Option<regex_automata::dfa::dense::DFA<Vec<u32>>> {
-    use regex_automata::dfa::{Automaton, StartKind, dense};
+    use regex_automata::dfa::{StartKind, dense};
     if *budget < ANCHORED_DFA_LIMIT {
         return None;
     }
