@@ -70,7 +70,8 @@ impl Application {
             metrics: metrics.clone(),
             config: WorkerConfig::new(Channel::Sms, &o.pacing(), grace)
                 .with_part_cap(o.part_cap())
-                .with_quiet(quiet),
+                .with_quiet(quiet)
+                .with_acks(intake.acks()),
             unrecorded: Default::default(),
         });
         let e = &settings.email.smtp;
@@ -81,7 +82,9 @@ impl Application {
                 sender: Arc::new(crate::outbound::email::SmtpSender::new(&settings)?),
                 notify: intake.email_notify.clone(),
                 metrics: metrics.clone(),
-                config: WorkerConfig::new(Channel::Email, &e.pacing(), grace).with_quiet(quiet),
+                config: WorkerConfig::new(Channel::Email, &e.pacing(), grace)
+                    .with_quiet(quiet)
+                    .with_acks(intake.acks()),
                 unrecorded: Default::default(),
             })
         } else {

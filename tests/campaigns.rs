@@ -497,6 +497,7 @@ async fn the_worker_holds_bulk_messages_in_quiet_hours_and_sends_acks() {
         encoding: "ucs2",
         segments: 1,
         not_before: None,
+        render: None,
     };
     let ids = app
         .store()

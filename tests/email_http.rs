@@ -54,7 +54,7 @@ async fn a_gbk_complaint_opens_a_case_and_a_reply_to_our_ack_joins_it() {
     );
     assert!(m.subject.as_deref().unwrap().contains("投诉"));
     let case = m.case_id.unwrap();
-    let ack = store.recent_messages("out", 1).await.unwrap().remove(0);
+    let ack = app.last_out().await;
     assert_eq!(ack.to_addr, m.from_addr);
     assert!(
         ack.subject

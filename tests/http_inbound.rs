@@ -45,7 +45,7 @@ async fn kannel_get_utf8_stores_classifies_opens_case_and_queues_chinese_ack() {
     assert_eq!(case.category, "complaint");
     assert_eq!(case.ack_due_at - case.opened_at, 3 * 3_600_000);
     assert_eq!(case.resolve_due_at - case.opened_at, 72 * 3_600_000);
-    let acks = store.recent_messages("out", 10).await.unwrap();
+    let acks = app.recent_out(10).await;
     assert_eq!(acks.len(), 1);
     let a = &acks[0];
     assert!(a.body.contains(&format!("SB{:08}", case.id)), "{}", a.body);
@@ -98,10 +98,9 @@ async fn kannel_ucs2_without_mo_recode_and_post_url_are_decoded() {
         texts.contains(&("+8613800138002", "my broadband is down")),
         "{texts:?}"
     );
-    let en = store
-        .recent_messages("out", 10)
+    let en = app
+        .recent_out(10)
         .await
-        .unwrap()
         .into_iter()
         .find(|m| m.to_addr == "+8613800138002")
         .unwrap();
@@ -467,13 +466,7 @@ async fn self_service_and_survey_answers_get_their_own_replies_and_no_case() {
     let case = app.store().recent_messages("in", 1).await.unwrap()[0]
         .case_id
         .unwrap();
-    let last_out = || async {
-        app.store()
-            .recent_messages("out", 1)
-            .await
-            .unwrap()
-            .remove(0)
-    };
+    let last_out = || async { app.last_out().await };
     assert_eq!(
         app.get(&send(
             "q2",

@@ -88,6 +88,86 @@ async fn kannel_driver_sends_ucs2_with_coding_2_and_a_dlr_url_carrying_our_id() 
     app.shutdown().await;
 }
 
+/// An ack is queued with what it is rendered from, not its text (the intake transaction runs
+/// no template; on SQLite it is the writer thread's). Read while queued, it shows the text its
+/// send will render; the send renders that same text, hands it to the bridge, and records it
+/// (text, encoding, parts) with the result, its inputs cleared.
+async fn an_ack_is_rendered_when_sent_and_recorded_with_its_result(url: Option<String>) {
+    let bridge = StubBridge::start(202, "0: Accepted for delivery").await;
+    let burl = format!("{}/cgi-bin/sendsms", bridge.url);
+    // First queued with the worker paused, then sent by an app on the same database.
+    let dir = tempfile::tempdir().unwrap();
+    let db = url.unwrap_or_else(|| format!("sqlite://{}/r.db", dir.path().display()));
+    let (db1, burl1) = (db.clone(), burl.clone());
+    let app = spawn_app(move |s, _| {
+        s.database.url = switchboard::config::Secret::new(db1);
+        s.sms.outbound.url = burl1;
+        s.sms.outbound.paused = true;
+    })
+    .await;
+    post_mo(&app, "r-1", "13800138000", "宽带坏了三天了，我要投诉").await;
+    let raw = app
+        .store()
+        .recent_messages("out", 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(
+        raw.body.is_empty(),
+        "no text rendered in the intake: {raw:?}"
+    );
+    assert!(
+        raw.render
+            .as_deref()
+            .is_some_and(|r| r.contains("\"template\":\"ack\""))
+    );
+    let shown = app.last_out().await;
+    assert!(
+        shown.body.contains("SB") && shown.body.contains("投诉"),
+        "{}",
+        shown.body
+    );
+    app.shutdown().await;
+
+    let app = spawn_app(move |s, _| {
+        s.database.url = switchboard::config::Secret::new(db);
+        s.sms.outbound.url = burl;
+    })
+    .await;
+    let reqs = bridge.wait_for(1, Duration::from_secs(10)).await;
+    let sent_text = from_utf16be(&reqs[0].param_bytes("text").unwrap()).unwrap();
+    assert_eq!(
+        sent_text, shown.body,
+        "the bridge got the text shown while queued"
+    );
+    let sent = eventually(Duration::from_secs(5), || async {
+        ack_status(&app, "+8613800138000")
+            .await
+            .filter(|m| m.status == "sent")
+    })
+    .await
+    .expect("marked sent");
+    assert_eq!(sent.body, sent_text, "the text is recorded with the result");
+    assert_eq!(sent.render, None, "inputs cleared: never rendered again");
+    assert_eq!(
+        (sent.encoding.as_deref(), sent.segments),
+        (Some("ucs2"), Some(1))
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn sqlite_an_ack_is_rendered_when_sent_and_recorded_with_its_result() {
+    an_ack_is_rendered_when_sent_and_recorded_with_its_result(None).await;
+}
+
+#[tokio::test]
+async fn postgres_an_ack_is_rendered_when_sent_and_recorded_with_its_result() {
+    let url = common::fresh_pg_database().await;
+    an_ack_is_rendered_when_sent_and_recorded_with_its_result(Some(url.clone())).await;
+    common::drop_pg_database(&url).await;
+}
+
 #[tokio::test]
 async fn server_errors_are_retried_with_backoff_then_sent_once() {
     let bridge = StubBridge::start(202, "0: Accepted for delivery").await;
@@ -643,6 +723,7 @@ async fn a_complaint_ack_leaves_ahead_of_100000_queued_marketing_messages() {
             encoding: "ucs2",
             segments: 1,
             not_before: None,
+            render: None,
         })
         .collect();
     let now = app.state.intake.clock.now_ms();
@@ -708,6 +789,7 @@ async fn two_workers_share_the_bridge_rate(url: String) {
             encoding: "ucs2",
             segments: 1,
             not_before: None,
+            render: None,
         })
         .collect();
     s1.queue_outbound_bulk(&drafts, clock.now_ms())

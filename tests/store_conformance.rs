@@ -39,6 +39,7 @@ impl AckBuilder for TestAck {
             encoding: "gsm7",
             segments: 1,
             not_before: None,
+            render: None,
         })
     }
 }
@@ -792,6 +793,7 @@ async fn case_progress_is_answered_only_to_the_case_owner(s: Arc<dyn Store>) {
                 encoding: "gsm7",
                 segments: 1,
                 not_before: None,
+                render: None,
             })
         }
     }
@@ -946,6 +948,7 @@ async fn an_agent_reply_is_queued_on_its_case_or_refused_whole(s: Arc<dyn Store>
         encoding: "ucs2",
         segments: 1,
         not_before: None,
+        render: None,
     };
     let before = s.counts().await.unwrap();
     assert_eq!(
@@ -1206,6 +1209,7 @@ fn draft(kind: &'static str, to: &str) -> OutboundDraft {
         encoding: "gsm7",
         segments: 1,
         not_before: None,
+        render: None,
     }
 }
 

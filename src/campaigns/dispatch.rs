@@ -184,6 +184,7 @@ impl Dispatcher {
                     encoding: seg.encoding.as_str(),
                     segments: seg.segments as i64,
                     not_before: None,
+                    render: None,
                 })
             }
             Channel::Email if self.email_on => Some(OutboundDraft {
@@ -199,6 +200,7 @@ impl Dispatcher {
                 encoding: "utf-8",
                 segments: 1,
                 not_before: None,
+                render: None,
             }),
             _ => None,
         }

@@ -222,7 +222,9 @@ pub async fn get_case(
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
     let case = s.intake.store.case(id).await?.ok_or_else(|| no_case(id))?;
-    let messages = s.intake.store.case_messages(id).await?;
+    let mut messages = s.intake.store.case_messages(id).await?;
+    let acks = s.intake.acks();
+    messages.iter_mut().for_each(|m| acks.show(m));
     let events = s.intake.store.case_events(id).await?;
     // Every deadline of the case's policy, and whether its step was taken.
     let clock = s.intake.store.case_clock(id).await?;

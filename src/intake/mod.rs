@@ -21,6 +21,12 @@ use sha2::{Digest, Sha256};
 use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 
+impl std::fmt::Debug for AckRenderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AckRenderer").finish_non_exhaustive()
+    }
+}
+
 /// Renders acknowledgements from templates once the store has settled the case.
 pub struct AckRenderer {
     templates: Templates,
@@ -91,8 +97,9 @@ impl AckRenderer {
         }
     }
 
-    /// The text of the acknowledgement for `ctx`, or `None` when nothing is to be sent.
-    pub fn text(&self, ctx: &AckContext) -> Option<String> {
+    /// What the acknowledgement for `ctx` is rendered from, or `None` when nothing is to be
+    /// sent. Cheap (no template runs): it is worked out inside the intake transaction.
+    pub fn inputs(&self, ctx: &AckContext) -> Option<AckRender> {
         let name = match (ctx.intent, ctx.new_case) {
             (Intent::Automated, _) => return None,
             (Intent::OptOut, _) => "opt_out",
@@ -113,34 +120,176 @@ impl AckRenderer {
             (Intent::Case, false) => return None,
         };
         let tier = ctx.progress.as_ref().map(|p| p.tier).unwrap_or(ctx.tier);
-        let values = minijinja::context! {
-            service_name => self.service_name,
-            service_name_en => self.service_name_en,
-            case_no => ctx.case_id.map(|c| c.to_string()).unwrap_or_default(),
-            category => ctx.category.as_str(),
-            category_zh => ctx.category.zh(),
-            ack_hours => fmt_hours(self.sla.policy(ctx.category, &ctx.customer).answer_within.hours()),
-            resolve_hours => fmt_hours(self.sla.policy(ctx.category, &ctx.customer).resolve_within.hours()),
-            tier => tier,
-            tier_zh => tier_zh(tier),
-            tier_en => tier_en(tier),
-            asked_case => match ctx.query {
-                Some(Query::CaseProgress(id)) => id.to_string(),
-                _ => String::new(),
+        let policy = self.sla.policy(ctx.category, &ctx.customer);
+        let progress = ctx.progress.as_ref();
+        Some(AckRender {
+            template: name.to_string(),
+            lang: ctx.lang,
+            subject: ctx.subject.clone().unwrap_or_default(),
+            values: AckValues {
+                service_name: self.service_name.clone(),
+                service_name_en: self.service_name_en.clone(),
+                case_no: ctx.case_id.map(|c| c.to_string()).unwrap_or_default(),
+                category: ctx.category.as_str().to_string(),
+                category_zh: ctx.category.zh().to_string(),
+                ack_hours: fmt_hours(policy.answer_within.hours()),
+                resolve_hours: fmt_hours(policy.resolve_within.hours()),
+                tier,
+                tier_zh: tier_zh(tier).to_string(),
+                tier_en: tier_en(tier).to_string(),
+                asked_case: match ctx.query {
+                    Some(Query::CaseProgress(id)) => id.to_string(),
+                    _ => String::new(),
+                },
+                status_zh: progress
+                    .map(|p| status_zh(&p.status))
+                    .unwrap_or_default()
+                    .to_string(),
+                status: progress.map(|p| p.status.clone()).unwrap_or_default(),
+                resolve_by: progress
+                    .map(|p| self.local_time(p.resolve_due_at))
+                    .unwrap_or_default(),
+                backend: ctx.backend.as_deref().cloned().unwrap_or_default(),
             },
-            status_zh => ctx.progress.as_ref().map(|p| status_zh(&p.status)).unwrap_or_default(),
-            status => ctx.progress.as_ref().map(|p| p.status.clone()).unwrap_or_default(),
-            resolve_by => ctx.progress.as_ref().map(|p| self.local_time(p.resolve_due_at)).unwrap_or_default(),
-            backend => ctx.backend.as_deref().cloned().unwrap_or_default(),
-        };
-        match self.templates.render(name, ctx.lang, values) {
+        })
+    }
+
+    /// The text of the acknowledgement for `ctx`, or `None` when nothing is to be sent or its
+    /// template fails.
+    pub fn text(&self, ctx: &AckContext) -> Option<String> {
+        let inputs = self.inputs(ctx)?;
+        match self.render_text(&inputs) {
             Ok(t) => Some(t),
             Err(e) => {
-                tracing::error!(template = name, error = %e, "acknowledgement template failed; no ack queued");
+                tracing::error!(template = inputs.template, error = %e, "acknowledgement template failed");
                 None
             }
         }
     }
+
+    fn render_text(&self, inputs: &AckRender) -> Result<String, minijinja::Error> {
+        self.templates.render(
+            &inputs.template,
+            inputs.lang,
+            minijinja::Value::from_serialize(&inputs.values),
+        )
+    }
+
+    /// A stored message as it reads: a queued ack not sent yet gets the text (subject,
+    /// encoding, parts) its send will render, so agents see what the customer will get. A
+    /// message whose inputs do not render keeps its empty body.
+    pub fn show(&self, m: &mut crate::store::MessageRecord) {
+        let Some(inputs) = m.render.as_deref() else {
+            return;
+        };
+        let Ok(channel) = m.channel.parse::<Channel>() else {
+            return;
+        };
+        let item = crate::store::OutboxItem {
+            message_id: m.id,
+            channel,
+            from: m.from_addr.clone(),
+            to: m.to_addr.clone(),
+            subject: None,
+            text: String::new(),
+            html: None,
+            headers: None,
+            kind: m.kind.clone().unwrap_or_default(),
+            render: None,
+            attempts: m.attempts,
+            not_after: None,
+        };
+        if let Ok(r) = self.render_queued(&item, inputs) {
+            m.body = r.text;
+            m.subject = r.subject;
+            m.encoding = Some(r.encoding.to_string());
+            m.segments = Some(r.segments);
+        }
+    }
+
+    /// Renders a queued ack when its send takes it (off the intake transaction, so the SQLite
+    /// writer thread runs nothing but SQL): an SMS is fitted to the bridge's part cap and its
+    /// parts counted; an email gets its subject and HTML letter.
+    ///
+    /// # Errors
+    /// Inputs that do not parse or a template that fails: the send fails with this reason.
+    pub fn render_queued(
+        &self,
+        item: &crate::store::OutboxItem,
+        inputs: &str,
+    ) -> Result<crate::store::Rendered, String> {
+        let inputs: AckRender =
+            serde_json::from_str(inputs).map_err(|e| format!("ack inputs do not parse: {e}"))?;
+        let text = self
+            .render_text(&inputs)
+            .map_err(|e| format!("ack template {:?} failed: {e}", inputs.template))?;
+        match item.channel {
+            Channel::Sms => {
+                // Never more parts than the bridge sends: it would cut the text silently.
+                let text = crate::outbound::segment::fit(&text, self.sms_part_cap);
+                let seg = segment(&text);
+                Ok(crate::store::Rendered {
+                    message_id: item.message_id,
+                    text,
+                    subject: None,
+                    html: None,
+                    encoding: seg.encoding.as_str(),
+                    segments: seg.segments as i64,
+                })
+            }
+            Channel::Email => {
+                let (subject, html) = self
+                    .email_parts(
+                        "email_subject",
+                        inputs.lang,
+                        &inputs.values.case_no,
+                        &inputs.subject,
+                        &text,
+                    )
+                    .map_err(|e| format!("ack email templates failed: {e}"))?;
+                Ok(crate::store::Rendered {
+                    message_id: item.message_id,
+                    text,
+                    subject: Some(subject),
+                    html: Some(html),
+                    encoding: "utf-8",
+                    segments: 1,
+                })
+            }
+        }
+    }
+}
+
+/// What a queued ack is rendered from when it is sent (`messages.render`, JSON): everything
+/// the intake transaction knew, so the text is the same whenever it is rendered.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AckRender {
+    pub template: String,
+    pub lang: Lang,
+    /// The customer's subject (email: the letter's `Re:` line).
+    pub subject: String,
+    pub values: AckValues,
+}
+
+/// The values an ack template sees.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AckValues {
+    pub service_name: String,
+    pub service_name_en: String,
+    pub case_no: String,
+    pub category: String,
+    pub category_zh: String,
+    pub ack_hours: String,
+    pub resolve_hours: String,
+    pub tier: i64,
+    pub tier_zh: String,
+    pub tier_en: String,
+    pub asked_case: String,
+    pub status_zh: String,
+    pub status: String,
+    pub resolve_by: String,
+    /// The self-service backend's answer (fees, points).
+    pub backend: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The language of an opt-out / opt-in keyword's confirmation.
@@ -208,36 +357,22 @@ fn fmt_hours(h: f64) -> String {
 }
 
 impl AckBuilder for AckRenderer {
+    /// Whether an ack goes out and to whom; its text is rendered when it is sent
+    /// ([`AckRenderer::render_queued`]), so the draft carries the inputs and no text yet.
     fn build(&self, ctx: &AckContext) -> Option<OutboundDraft> {
-        match ctx.channel {
+        let (driver, from, to) = match ctx.channel {
             Channel::Sms => {
                 if !self.sms_enabled {
                     return None;
                 }
-                // Never more parts than the bridge sends: it would cut the text silently.
-                let text = crate::outbound::segment::fit(&self.text(ctx)?, self.sms_part_cap);
-                let seg = segment(&text);
-                // Reply from the number the customer wrote to (10000, 10001...); fall back to the
-                // configured sender.
+                // Reply from the number the customer wrote to (10000, 10001...); fall back to
+                // the configured sender.
                 let from = if ctx.service_addr.is_empty() {
                     self.sms_from.clone()
                 } else {
                     ctx.service_addr.clone()
                 };
-                Some(OutboundDraft {
-                    channel: Channel::Sms,
-                    driver: self.sms_driver.clone(),
-                    from,
-                    to: ctx.customer.clone(),
-                    subject: None,
-                    text,
-                    html: None,
-                    headers: None,
-                    kind: "ack",
-                    encoding: seg.encoding.as_str(),
-                    segments: seg.segments as i64,
-                    not_before: None,
-                })
+                (self.sms_driver.clone(), from, ctx.customer.clone())
             }
             Channel::Email => {
                 if !self.email_enabled {
@@ -245,37 +380,30 @@ impl AckBuilder for AckRenderer {
                 }
                 // RFC 3834: only to a real return path; never to machines.
                 let to = ctx.reply_to.clone().filter(|r| !r.is_empty())?;
-                let text = self.text(ctx)?;
-                let case_no = ctx.case_id.map(|c| c.to_string()).unwrap_or_default();
-                let subject = ctx.subject.as_deref().unwrap_or_default();
-                let rendered =
-                    self.email_parts("email_subject", ctx.lang, &case_no, subject, &text);
-                let (subject, html) = match rendered {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::error!(error = %e, "email acknowledgement template failed; no ack queued");
-                        return None;
-                    }
-                };
-                let headers = ctx.in_reply_to.as_ref().map(|id| {
-                    serde_json::json!({ "in_reply_to": id, "references": [id] }).to_string()
-                });
-                Some(OutboundDraft {
-                    channel: Channel::Email,
-                    driver: "smtp".into(),
-                    from: self.email_from.clone(),
-                    to,
-                    subject: Some(subject),
-                    text,
-                    html: Some(html),
-                    headers,
-                    kind: "ack",
-                    encoding: "utf-8",
-                    segments: 1,
-                    not_before: None,
-                })
+                ("smtp".to_string(), self.email_from.clone(), to)
             }
-        }
+        };
+        let inputs = self.inputs(ctx)?;
+        let headers = ctx
+            .in_reply_to
+            .as_ref()
+            .filter(|_| ctx.channel == Channel::Email)
+            .map(|id| serde_json::json!({ "in_reply_to": id, "references": [id] }).to_string());
+        Some(OutboundDraft {
+            channel: ctx.channel,
+            driver,
+            from,
+            to,
+            subject: None,
+            text: String::new(),
+            html: None,
+            headers,
+            kind: "ack",
+            encoding: "",
+            segments: 0,
+            not_before: None,
+            render: Some(serde_json::to_string(&inputs).ok()?),
+        })
     }
 }
 
@@ -359,6 +487,7 @@ impl AckRenderer {
                     encoding: seg.encoding.as_str(),
                     segments: seg.segments as i64,
                     not_before: None,
+                    render: None,
                 })
             }
             "email" => {
@@ -413,6 +542,7 @@ impl AckRenderer {
                     encoding: "utf-8",
                     segments: 1,
                     not_before: None,
+                    render: None,
                 })
             }
             other => Err(ReplyError::Invalid(format!(
@@ -447,6 +577,11 @@ pub struct Intake {
 }
 
 impl Intake {
+    /// The renderer of acks and replies (the outbound workers render queued acks with it).
+    pub fn acks(&self) -> Arc<AckRenderer> {
+        self.acks.clone()
+    }
+
     pub fn new(
         settings: &Settings,
         store: Arc<dyn Store>,
@@ -1015,12 +1150,45 @@ mod tests {
                     let d = r
                         .build(&ctx)
                         .unwrap_or_else(|| panic!("{intent:?} {lang:?} {channel:?}"));
-                    assert!(!d.text.is_empty());
+                    // Queued with its inputs only; the send renders it.
+                    assert!(d.text.is_empty() && d.html.is_none() && d.subject.is_none());
+                    let item = crate::store::OutboxItem {
+                        message_id: 7,
+                        channel,
+                        from: d.from.clone(),
+                        to: d.to.clone(),
+                        subject: None,
+                        text: String::new(),
+                        html: None,
+                        headers: d.headers.clone(),
+                        kind: d.kind.to_string(),
+                        render: d.render.clone(),
+                        attempts: 0,
+                        not_after: None,
+                    };
+                    let inputs = d.render.as_deref().expect("inputs");
+                    let out = r.render_queued(&item, inputs).unwrap();
+                    assert_eq!(out.message_id, 7);
+                    assert!(
+                        !out.text.is_empty() && !out.text.contains("{{"),
+                        "{}",
+                        out.text
+                    );
+                    assert!(out.segments >= 1);
+                    assert_eq!(
+                        Some(out.text.clone()),
+                        r.text(&ctx),
+                        "rendered when sent = rendered at once"
+                    );
                     if channel == Channel::Email {
-                        let html = d.html.unwrap();
+                        let html = out.html.unwrap();
                         assert!(html.contains("SB00000042"));
                         assert!(html.contains("<p>") && !html.contains("{{"), "{html}");
-                        assert!(d.subject.unwrap().contains("SB00000042"));
+                        assert!(out.subject.unwrap().contains("SB00000042"));
+                        assert_eq!(out.encoding, "utf-8");
+                    } else {
+                        assert!(out.subject.is_none() && out.html.is_none());
+                        assert!(matches!(out.encoding, "gsm7" | "ucs2"), "{}", out.encoding);
                     }
                 }
             }

@@ -85,6 +85,9 @@ pub struct WorkerConfig {
     /// Quiet hours of the service and bulk lanes: a claimed message of those lanes inside its
     /// window goes back to the queue until the window ends.
     pub quiet: Option<QuietGate>,
+    /// Renders the acks the intake queued with their inputs only; without it such an ack
+    /// fails.
+    pub acks: Option<Arc<crate::intake::AckRenderer>>,
 }
 
 /// The quiet hours the workers keep for what is already queued (`[campaigns]`).
@@ -126,7 +129,14 @@ impl WorkerConfig {
             grace,
             max_parts: None,
             quiet: None,
+            acks: None,
         }
+    }
+
+    /// With the renderer of queued acks.
+    pub fn with_acks(mut self, acks: Arc<crate::intake::AckRenderer>) -> WorkerConfig {
+        self.acks = Some(acks);
+        self
     }
 
     /// With the bridge's part cap (`sms.outbound.max_parts`).
@@ -288,12 +298,32 @@ impl Worker {
     }
 
     #[tracing::instrument(skip_all, fields(message_id = item.message_id, to = %crate::domain::mask(&item.to), driver = self.sender.name()))]
-    async fn send_one(&self, item: OutboxItem) {
+    async fn send_one(&self, mut item: OutboxItem) {
         let expired = item.not_after.is_some_and(|t| t <= self.clock.now_ms());
+        // An ack queued with its inputs is rendered now, off the intake transaction; its text
+        // is recorded with the result, so a later attempt sends the same text.
+        let mut rendered = None;
+        let mut unrenderable = None;
+        if let Some(inputs) = item.render.take() {
+            let r = match &self.config.acks {
+                Some(acks) => acks.render_queued(&item, &inputs),
+                None => Err("no ack renderer on this worker".to_string()),
+            };
+            match r {
+                Ok(r) => {
+                    item.text.clone_from(&r.text);
+                    item.subject.clone_from(&r.subject);
+                    item.html.clone_from(&r.html);
+                    rendered = Some(r);
+                }
+                Err(e) => unrenderable = Some(e),
+            }
+        }
         let result = match self.config.max_parts {
             _ if expired => {
                 SendResult::Fail("expired: past its campaign's validity, never sent".to_string())
             }
+            _ if unrenderable.is_some() => SendResult::Fail(unrenderable.unwrap_or_default()),
             Some(cap) if segment::segment(&item.text).segments > cap => SendResult::Fail(format!(
                 "needs {} SMS parts; the bridge sends at most {cap} (sms.outbound.max_parts) and \
                  would cut the text",
@@ -312,7 +342,10 @@ impl Worker {
         let mut wait = Duration::from_millis(100);
         let mut first = true;
         loop {
-            match self.record(&item, &result, attempt, first).await {
+            match self
+                .record(&item, &result, rendered.clone(), attempt, first)
+                .await
+            {
                 Ok(()) => break,
                 Err(e) => {
                     if first {
@@ -340,20 +373,26 @@ impl Worker {
         &self,
         item: &OutboxItem,
         result: &SendResult,
+        rendered: Option<crate::store::Rendered>,
         attempt: u32,
         count: bool,
     ) -> crate::store::StoreResult<()> {
+        use crate::store::SendUpdate;
         let now = self.clock.now_ms();
         let ch = self.config.channel;
+        let message_id = item.message_id;
         match result.clone() {
             SendResult::Sent { provider_id } => {
                 if count {
                     self.metrics.sent(ch, crate::http::Sent::Sent);
                     tracing::info!(attempt, "sent");
                 }
-                self.store
-                    .complete_send(item.message_id, provider_id.as_deref(), now)
-                    .await
+                let u = SendUpdate::Complete {
+                    message_id,
+                    provider_id,
+                    now_ms: now,
+                };
+                self.store.record_send(u, rendered).await
             }
             SendResult::Retry(reason) if attempt < self.config.max_attempts => {
                 let delay = self.config.backoff.delay(attempt);
@@ -361,14 +400,13 @@ impl Worker {
                     self.metrics.sent(ch, crate::http::Sent::Retry);
                     tracing::warn!(attempt, reason = %crate::domain::scrub(&reason), delay_ms = delay.as_millis() as u64, "send failed; will retry");
                 }
-                self.store
-                    .retry_send(
-                        item.message_id,
-                        now + delay.as_millis() as i64,
-                        &reason,
-                        now,
-                    )
-                    .await?;
+                let u = SendUpdate::Retry {
+                    message_id,
+                    next_at_ms: now + delay.as_millis() as i64,
+                    error: reason,
+                    now_ms: now,
+                };
+                self.store.record_send(u, rendered).await?;
                 // The run loop may have gone to sleep while this send was in flight (a leased
                 // row is not "due"): wake it so it sleeps until this retry instead.
                 self.notify.notify_one();
@@ -379,15 +417,25 @@ impl Worker {
                     self.metrics.sent(ch, crate::http::Sent::Failed);
                     tracing::error!(attempt, reason = %crate::domain::scrub(&reason), "send failed; attempts exhausted");
                 }
-                let reason = format!("gave up after {attempt} attempts: {reason}");
-                self.store.fail_send(item.message_id, &reason, now).await
+                let error = format!("gave up after {attempt} attempts: {reason}");
+                let u = SendUpdate::Fail {
+                    message_id,
+                    error,
+                    now_ms: now,
+                };
+                self.store.record_send(u, rendered).await
             }
             SendResult::Fail(reason) => {
                 if count {
                     self.metrics.sent(ch, crate::http::Sent::Failed);
                     tracing::error!(attempt, reason = %crate::domain::scrub(&reason), "send refused by the bridge; not retried");
                 }
-                self.store.fail_send(item.message_id, &reason, now).await
+                let u = SendUpdate::Fail {
+                    message_id,
+                    error: reason,
+                    now_ms: now,
+                };
+                self.store.record_send(u, rendered).await
             }
         }
     }

@@ -150,6 +150,7 @@ impl Notices {
                         encoding: "utf-8",
                         segments: 1,
                         not_before,
+                        render: None,
                     });
                 }
             }
@@ -170,6 +171,7 @@ impl Notices {
                         encoding: seg.encoding.as_str(),
                         segments: seg.segments as i64,
                         not_before,
+                        render: None,
                     });
                 }
             }
@@ -215,6 +217,7 @@ impl Notices {
                     encoding: "utf-8",
                     segments: 1,
                     not_before: None,
+                    render: None,
                 })
             }
             "sms" if self.sms_on => {
@@ -233,6 +236,7 @@ impl Notices {
                     encoding: seg.encoding.as_str(),
                     segments: seg.segments as i64,
                     not_before: None,
+                    render: None,
                 })
             }
             _ => None,

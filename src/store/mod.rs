@@ -196,6 +196,9 @@ pub struct OutboundDraft {
     pub segments: i64,
     /// Not sent before this instant (a notice to a tier that is off work); `None`: now.
     pub not_before: Option<i64>,
+    /// An ack rendered when it is sent: its inputs (`crate::intake::AckRender`, JSON); `text`,
+    /// `subject` and `html` are empty until then.
+    pub render: Option<String>,
 }
 
 /// Renders the acknowledgement for a settled intake; `None` sends nothing.
@@ -236,6 +239,8 @@ pub struct OutboxItem {
     /// JSON: {"in_reply_to": "...", "references": ["..."]}.
     pub headers: Option<String>,
     pub kind: String,
+    /// An ack not rendered yet: its rendering inputs (`crate::intake::AckRender`, JSON).
+    pub render: Option<String>,
     pub attempts: i64,
     /// Never sent after this (a campaign's validity).
     pub not_after: Option<i64>,
@@ -263,6 +268,7 @@ pub(crate) struct OutboxRow {
     pub body_html: Option<String>,
     pub headers: Option<String>,
     pub kind: Option<String>,
+    pub render: Option<String>,
     pub not_after: Option<i64>,
 }
 
@@ -278,6 +284,7 @@ impl OutboxRow {
             html: self.body_html,
             headers: self.headers,
             kind: self.kind.unwrap_or_default(),
+            render: self.render,
             attempts: self.attempts,
             not_after: self.not_after,
         }
@@ -286,7 +293,7 @@ impl OutboxRow {
 
 /// The result of one send attempt, as the outbox records it.
 #[derive(Debug, Clone)]
-pub(crate) enum SendUpdate {
+pub enum SendUpdate {
     /// Sent: status `sent`, outbox row gone.
     Complete {
         message_id: i64,
@@ -306,6 +313,17 @@ pub(crate) enum SendUpdate {
         error: String,
         now_ms: i64,
     },
+}
+
+/// A queued ack as its send rendered it (`sql::SET_RENDERED`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub message_id: i64,
+    pub text: String,
+    pub subject: Option<String>,
+    pub html: Option<String>,
+    pub encoding: &'static str,
+    pub segments: i64,
 }
 
 /// Delivery state of an outbound message as a bridge reports it.
@@ -409,6 +427,10 @@ pub struct MessageRecord {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// A queued ack not sent yet: what it is rendered from (`crate::intake::AckRender`);
+    /// [`crate::intake::AckRenderer::show`] fills in its text for a reader.
+    #[serde(skip)]
+    pub render: Option<String>,
 }
 
 /// What the agents' work queue filters by. Empty or `None` fields do not filter.
@@ -776,20 +798,53 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// The earliest `not_before` of an unleased send, for the worker's wake-up timer.
     async fn next_outbox_due(&self, channel: Channel) -> StoreResult<Option<i64>>;
+    /// A send's result and, for an ack this send rendered, its text, in one transaction.
+    async fn record_send(&self, update: SendUpdate, rendered: Option<Rendered>) -> StoreResult<()>;
     async fn complete_send(
         &self,
         message_id: i64,
         provider_id: Option<&str>,
         now_ms: i64,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<()> {
+        self.record_send(
+            SendUpdate::Complete {
+                message_id,
+                provider_id: provider_id.map(str::to_string),
+                now_ms,
+            },
+            None,
+        )
+        .await
+    }
     async fn retry_send(
         &self,
         message_id: i64,
         next_at_ms: i64,
         error: &str,
         now_ms: i64,
-    ) -> StoreResult<()>;
-    async fn fail_send(&self, message_id: i64, error: &str, now_ms: i64) -> StoreResult<()>;
+    ) -> StoreResult<()> {
+        self.record_send(
+            SendUpdate::Retry {
+                message_id,
+                next_at_ms,
+                error: error.to_string(),
+                now_ms,
+            },
+            None,
+        )
+        .await
+    }
+    async fn fail_send(&self, message_id: i64, error: &str, now_ms: i64) -> StoreResult<()> {
+        self.record_send(
+            SendUpdate::Fail {
+                message_id,
+                error: error.to_string(),
+                now_ms,
+            },
+            None,
+        )
+        .await
+    }
     /// Returns leased sends to the queue (shutdown).
     async fn release_leases(&self, message_ids: &[i64]) -> StoreResult<()>;
     /// Puts claimed sends back until `not_before` (quiet hours), attempts unchanged.

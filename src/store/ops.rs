@@ -12,7 +12,7 @@ macro_rules! common_ops {
 
         const MESSAGE_COLUMNS: &str = "id, direction, channel, dialect, external_id, from_addr, to_addr, \
             subject, body, category, intent, rules_version, case_id, kind, status, encoding, \
-            segments, attempts, provider_id, last_error, created_at, updated_at";
+            segments, attempts, provider_id, last_error, created_at, updated_at, render";
 
         /// Bind placeholder `n` of a statement with many of them: `$n` on PostgreSQL, a bare `?`
         /// (bound in order) on SQLite. sqlx asks SQLite the name of every parameter when it
@@ -1099,6 +1099,7 @@ macro_rules! common_ops {
             .bind(now_ms)
             .bind(&d.html)
             .bind(&d.headers)
+            .bind(&d.render)
             .fetch_one(&mut *conn)
             .await?;
             sqlx::query(sql::INSERT_OUTBOX)
@@ -1524,46 +1525,12 @@ macro_rules! impl_store {
             async fn next_outbox_due(&self, channel: Channel) -> StoreResult<Option<i64>> {
                 ops::next_outbox_due(&self.pool, channel.as_str()).await
             }
-            async fn complete_send(
+            async fn record_send(
                 &self,
-                message_id: i64,
-                provider_id: Option<&str>,
-                now_ms: i64,
+                update: crate::store::SendUpdate,
+                rendered: Option<crate::store::Rendered>,
             ) -> StoreResult<()> {
-                self.do_send_update(crate::store::SendUpdate::Complete {
-                    message_id,
-                    provider_id: provider_id.map(str::to_string),
-                    now_ms,
-                })
-                .await
-            }
-            async fn retry_send(
-                &self,
-                message_id: i64,
-                next_at_ms: i64,
-                error: &str,
-                now_ms: i64,
-            ) -> StoreResult<()> {
-                self.do_send_update(crate::store::SendUpdate::Retry {
-                    message_id,
-                    next_at_ms,
-                    error: error.to_string(),
-                    now_ms,
-                })
-                .await
-            }
-            async fn fail_send(
-                &self,
-                message_id: i64,
-                error: &str,
-                now_ms: i64,
-            ) -> StoreResult<()> {
-                self.do_send_update(crate::store::SendUpdate::Fail {
-                    message_id,
-                    error: error.to_string(),
-                    now_ms,
-                })
-                .await
+                self.do_send_update(update, rendered).await
             }
             async fn defer_sends(&self, ids: &[i64], not_before: i64) -> StoreResult<()> {
                 ops::defer_sends(&self.pool, ids, not_before).await

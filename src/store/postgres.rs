@@ -113,8 +113,26 @@ impl PgStore {
         Ok(gone)
     }
 
-    pub(crate) async fn do_send_update(&self, u: crate::store::SendUpdate) -> StoreResult<()> {
+    /// The rendered text is written first, on its own: should the result then fail to be
+    /// written, the lease expires and the send repeats with that stored text (no inputs left
+    /// to render again), which is what it sent.
+    pub(crate) async fn do_send_update(
+        &self,
+        u: crate::store::SendUpdate,
+        rendered: Option<crate::store::Rendered>,
+    ) -> StoreResult<()> {
         use crate::store::SendUpdate;
+        if let Some(r) = rendered {
+            sqlx::query(sql::SET_RENDERED)
+                .bind(r.text)
+                .bind(r.subject)
+                .bind(r.html)
+                .bind(r.encoding)
+                .bind(r.segments)
+                .bind(r.message_id)
+                .execute(&self.pool)
+                .await?;
+        }
         match u {
             SendUpdate::Complete {
                 message_id,
@@ -196,7 +214,7 @@ impl PgStore {
                    FOR UPDATE SKIP LOCKED), \
                  claimed AS (UPDATE outbox o SET lease_until = $4 FROM due WHERE o.message_id = due.message_id \
                    RETURNING o.message_id, o.attempts, o.not_after) \
-                 SELECT c.message_id, c.attempts, m.from_addr, m.to_addr, m.subject, m.body, m.body_html, m.headers, m.kind, c.not_after \
+                 SELECT c.message_id, c.attempts, m.from_addr, m.to_addr, m.subject, m.body, m.body_html, m.headers, m.kind, m.render, c.not_after \
                  FROM claimed c JOIN messages m ON m.id = c.message_id ORDER BY c.message_id",
             )
             .bind(channel.as_str())

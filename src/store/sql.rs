@@ -107,12 +107,19 @@ pub const DELETE_SUPPRESSED_OUTBOX: &str = "DELETE FROM outbox WHERE message_id 
 pub const EMAIL_ACKS_SINCE: &str = "SELECT COUNT(*) FROM messages WHERE direction = 'out' \
      AND channel = 'email' AND kind = 'ack' AND to_addr = $1 AND created_at >= $2";
 
-/// An outbound message (13 values: channel, driver, from, to, subject, text, case id, kind,
-/// encoding, segments, now, html, headers).
+/// An outbound message (14 values: channel, driver, from, to, subject, text, case id, kind,
+/// encoding, segments, now, html, headers, render: an ack's rendering inputs, rendered when
+/// it is sent).
 pub const INSERT_OUTBOUND: &str = "INSERT INTO messages (direction, channel, dialect, from_addr, \
      to_addr, subject, body, case_id, kind, status, encoding, segments, created_at, updated_at, \
-     body_html, headers) \
-     VALUES ('out', $1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, $11, $11, $12, $13) RETURNING id";
+     body_html, headers, render) \
+     VALUES ('out', $1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, $11, $11, $12, $13, $14) \
+     RETURNING id";
+
+/// A queued ack rendered by the send that takes it (text, subject, html, encoding, segments,
+/// message id): the inputs are cleared, so it is never rendered again.
+pub const SET_RENDERED: &str = "UPDATE messages SET body = $1, subject = $2, body_html = $3, \
+     encoding = $4, segments = $5, render = NULL WHERE id = $6 AND render IS NOT NULL";
 
 /// (message id, channel, not before, lane).
 pub const INSERT_OUTBOX: &str =
@@ -169,8 +176,8 @@ pub const LEASE_CAMPAIGN: &str = "UPDATE campaigns SET lease_owner = $1, lease_u
      AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $4)";
 
 /// A claimed message's content (message id).
-pub const OUTBOX_CONTENT: &str = "SELECT from_addr, to_addr, subject, body, body_html, headers, kind \
-     FROM messages WHERE id = $1";
+pub const OUTBOX_CONTENT: &str = "SELECT from_addr, to_addr, subject, body, body_html, headers, kind, \
+     render FROM messages WHERE id = $1";
 
 /// An outbound message by our id: (id, status) (message id).
 pub const OUTBOUND_BY_ID: &str =
@@ -299,6 +306,7 @@ pub const ALL: &[&str] = &[
     DELETE_SUPPRESSED_OUTBOX,
     EMAIL_ACKS_SINCE,
     INSERT_OUTBOUND,
+    SET_RENDERED,
     INSERT_OUTBOX,
     SEND_COMPLETE,
     SEND_RETRY_MESSAGE,

@@ -75,8 +75,15 @@ impl SqliteStore {
 
     /// Send results go through the writer too, so they share its group commit (one fsync for
     /// many) instead of one `BEGIN IMMEDIATE` transaction each.
-    pub(crate) async fn do_send_update(&self, u: crate::store::SendUpdate) -> StoreResult<()> {
-        self.on_writer(u, sqlite_writer::send_update).await
+    pub(crate) async fn do_send_update(
+        &self,
+        u: crate::store::SendUpdate,
+        rendered: Option<crate::store::Rendered>,
+    ) -> StoreResult<()> {
+        self.on_writer((u, rendered), |c, (u, r)| {
+            sqlite_writer::send_update(c, u, r.as_ref())
+        })
+        .await
     }
 
     /// SLA steps go through the writer: its statements cost microseconds, not a thread hop

@@ -8,12 +8,12 @@
 //! a synchronous connection on a dedicated thread more than doubled intake throughput (README,
 //! Performance). The intake's decisions are not here: `crate::intake::decide` makes them over
 //! [`IntakeTx`], which this file implements with the statement text of `sql.rs` that
-//! PostgreSQL runs too. Besides SQL, one thing still runs on this thread: `decide` renders the
-//! ack from its template once the case is settled (`AckBuilder`), inside the transaction.
+//! PostgreSQL runs too. Nothing but SQL runs here: `decide` queues an ack with its template
+//! inputs (`AckBuilder::build`), and the outbound worker renders it when it sends it.
 
 use super::{
-    CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, SendUpdate, SlaApply, StoreError,
-    StoreResult, sql,
+    CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, Rendered, SendUpdate, SlaApply,
+    StoreError, StoreResult, sql,
 };
 use crate::domain::{Category, Channel};
 use crate::intake::decide::{
@@ -186,6 +186,7 @@ pub fn claim(c: &Connection, q: &super::ClaimQuery) -> StoreResult<Vec<super::Ou
                     body_html: r.get(4)?,
                     headers: r.get(5)?,
                     kind: r.get(6)?,
+                    render: r.get(7)?,
                     not_after,
                 })
             })
@@ -305,7 +306,17 @@ fn run_batch(conn: &mut Connection, jobs: &mut [Job]) -> StoreResult<()> {
 }
 
 /// A send result, with the statements PostgreSQL runs too (`sql::SEND_*`).
-pub fn send_update(c: &Connection, u: &SendUpdate) -> StoreResult<()> {
+pub fn send_update(c: &Connection, u: &SendUpdate, rendered: Option<&Rendered>) -> StoreResult<()> {
+    if let Some(r) = rendered {
+        c.prepare_cached(sql::SET_RENDERED)?.execute(params![
+            r.text,
+            r.subject,
+            r.html,
+            r.encoding,
+            r.segments,
+            r.message_id
+        ])?;
+    }
     match u {
         SendUpdate::Complete {
             message_id,
@@ -667,7 +678,8 @@ impl IntakeTx for SqliteIntake<'_> {
                 d.segments,
                 now_ms,
                 d.html,
-                d.headers
+                d.headers,
+                d.render
             ],
             |r| r.get(0),
         )?;

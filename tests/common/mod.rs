@@ -199,12 +199,27 @@ impl TestApp {
     }
 
     /// The latest outbound message.
+    /// The newest `n` outbound messages, newest first, as they read (queued acks with the
+    /// text their sends will render).
+    #[allow(dead_code)]
+    pub async fn recent_out(&self, n: i64) -> Vec<switchboard::store::MessageRecord> {
+        let mut v = self.store().recent_messages("out", n).await.unwrap();
+        let acks = self.state.intake.acks();
+        v.iter_mut().for_each(|m| acks.show(m));
+        v
+    }
+
+    /// The newest outbound message, as it reads (a queued ack with the text its send will
+    /// render).
     pub async fn last_out(&self) -> switchboard::store::MessageRecord {
-        self.store()
+        let mut m = self
+            .store()
             .recent_messages("out", 1)
             .await
             .unwrap()
-            .remove(0)
+            .remove(0);
+        self.state.intake.acks().show(&mut m);
+        m
     }
 
     pub async fn get(&self, path_and_query: &str) -> (u16, String) {
