@@ -732,8 +732,8 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
     // Two agents at once: the one who saw `resolved` is too late.
     let stale = switchboard::store::Transition {
         case_id: case,
-        from: "resolved".into(),
-        to: "closed".into(),
+        from: switchboard::domain::CaseStatus::Resolved,
+        to: switchboard::domain::CaseStatus::Closed,
         assignee: None,
         event: "closed".into(),
         detail: "late".into(),

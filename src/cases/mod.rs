@@ -133,7 +133,8 @@ pub enum Action {
 }
 
 /// The statuses a case can be in, as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CaseStatus {
     Open,
     /// Answered by a person.
@@ -177,9 +178,16 @@ impl CaseStatus {
     }
 }
 
-/// Whether a stored status is an active one (unknown values are not).
-pub fn is_active(status: &str) -> bool {
-    CaseStatus::parse(status).is_some_and(CaseStatus::is_active)
+impl std::fmt::Display for CaseStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for CaseStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 impl Action {
@@ -199,43 +207,40 @@ impl Action {
 }
 
 /// The actions a case in `status` allows.
-pub fn allowed(status: &str) -> &'static [Action] {
+pub fn allowed(status: CaseStatus) -> &'static [Action] {
     use Action::*;
     match status {
-        "open" | "acknowledged" => &[Reply, Contact, Note, Assign, Escalate, Start, Resolve],
-        "in_progress" => &[Reply, Contact, Note, Assign, Escalate, Resolve],
-        "resolved" => &[Note, Close, Reopen],
-        "closed" => &[Note, Reopen],
-        _ => &[Note],
+        CaseStatus::Open | CaseStatus::Acknowledged => {
+            &[Reply, Contact, Note, Assign, Escalate, Start, Resolve]
+        }
+        CaseStatus::InProgress => &[Reply, Contact, Note, Assign, Escalate, Resolve],
+        CaseStatus::Resolved => &[Note, Close, Reopen],
+        CaseStatus::Closed => &[Note, Reopen],
     }
 }
 
 /// The status `action` leads to from `status`; `None`: not allowed. `answered`: a person has
 /// answered the case before (a reopened case goes back to `acknowledged` then).
-pub fn target(status: &str, action: Action, answered: bool) -> Option<&'static str> {
+pub fn target(status: CaseStatus, action: Action, answered: bool) -> Option<CaseStatus> {
     if !allowed(status).contains(&action) {
         return None;
     }
     Some(match action {
-        Action::Reply | Action::Contact if status == "in_progress" => "in_progress",
-        Action::Reply | Action::Contact => "acknowledged",
-        Action::Start => "in_progress",
-        Action::Resolve => "resolved",
-        Action::Close => "closed",
-        Action::Reopen if answered => "acknowledged",
-        Action::Reopen => "open",
-        Action::Note | Action::Assign | Action::Escalate => match status {
-            "open" => "open",
-            "acknowledged" => "acknowledged",
-            "in_progress" => "in_progress",
-            "resolved" => "resolved",
-            _ => "closed",
-        },
+        Action::Reply | Action::Contact if status == CaseStatus::InProgress => {
+            CaseStatus::InProgress
+        }
+        Action::Reply | Action::Contact => CaseStatus::Acknowledged,
+        Action::Start => CaseStatus::InProgress,
+        Action::Resolve => CaseStatus::Resolved,
+        Action::Close => CaseStatus::Closed,
+        Action::Reopen if answered => CaseStatus::Acknowledged,
+        Action::Reopen => CaseStatus::Open,
+        Action::Note | Action::Assign | Action::Escalate => status,
     })
 }
 
 /// "open allows reply, contact, …" for a 409.
-pub fn allowed_list(status: &str) -> String {
+pub fn allowed_list(status: CaseStatus) -> String {
     allowed(status)
         .iter()
         .map(|a| a.as_str())
@@ -249,34 +254,27 @@ mod tests {
 
     #[test]
     fn each_status_allows_its_actions_and_leads_where_it_should() {
-        assert_eq!(target("open", Action::Resolve, false), Some("resolved"));
+        use CaseStatus::*;
+        assert_eq!(target(Open, Action::Resolve, false), Some(Resolved));
         assert_eq!(
-            target("acknowledged", Action::Assign, true),
-            Some("acknowledged")
+            target(Acknowledged, Action::Assign, true),
+            Some(Acknowledged)
         );
-        assert_eq!(target("resolved", Action::Close, true), Some("closed"));
-        assert_eq!(
-            target("resolved", Action::Reopen, true),
-            Some("acknowledged")
-        );
-        assert_eq!(target("closed", Action::Reopen, false), Some("open"));
-        assert_eq!(target("open", Action::Close, false), None, "resolve first");
-        assert_eq!(target("closed", Action::Assign, false), None);
-        assert_eq!(target("resolved", Action::Reply, false), None);
-        assert_eq!(allowed_list("resolved"), "note, close, reopen");
-        assert_eq!(
-            target("acknowledged", Action::Start, true),
-            Some("in_progress")
-        );
-        assert_eq!(
-            target("in_progress", Action::Reply, true),
-            Some("in_progress")
-        );
-        assert_eq!(target("in_progress", Action::Start, true), None);
-        assert_eq!(
-            target("in_progress", Action::Resolve, true),
-            Some("resolved")
-        );
-        assert!(is_active("in_progress") && !is_active("resolved") && !is_active("bogus"));
+        assert_eq!(target(Resolved, Action::Close, true), Some(Closed));
+        assert_eq!(target(Resolved, Action::Reopen, true), Some(Acknowledged));
+        assert_eq!(target(Closed, Action::Reopen, false), Some(Open));
+        assert_eq!(target(Open, Action::Close, false), None, "resolve first");
+        assert_eq!(target(Closed, Action::Assign, false), None);
+        assert_eq!(target(Resolved, Action::Reply, false), None);
+        assert_eq!(allowed_list(Resolved), "note, close, reopen");
+        assert_eq!(target(Acknowledged, Action::Start, true), Some(InProgress));
+        assert_eq!(target(InProgress, Action::Reply, true), Some(InProgress));
+        assert_eq!(target(InProgress, Action::Start, true), None);
+        assert_eq!(target(InProgress, Action::Resolve, true), Some(Resolved));
+        assert!(InProgress.is_active() && !Resolved.is_active());
+        assert_eq!(CaseStatus::parse("bogus"), None);
+        for s in CaseStatus::ALL {
+            assert_eq!(CaseStatus::parse(s.as_str()), Some(s));
+        }
     }
 }

@@ -78,7 +78,7 @@ mod tests {
             due_at: 0,
             channel: "sms".into(),
             customer: "+8613800138000".into(),
-            status: status.into(),
+            status: crate::domain::CaseStatus::parse(status).unwrap(),
             category: "complaint".into(),
             tier: 1,
             lang: "zh-CN".into(),

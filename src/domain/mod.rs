@@ -37,6 +37,66 @@ impl FromStr for Channel {
     }
 }
 
+/// Column impls for an enum stored as its `as_str()` text, on both sqlx engines and rusqlite:
+/// read back with `$parse`, an unknown value is a decode error that names it.
+macro_rules! text_column {
+    ($t:ty, $what:literal, $parse:expr) => {
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $t
+        where
+            String: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <String as sqlx::Type<DB>>::type_info()
+            }
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <String as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $t
+        where
+            &'r str: sqlx::Decode<'r, DB>,
+        {
+            fn decode(
+                v: <DB as sqlx::Database>::ValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let s = <&'r str as sqlx::Decode<'r, DB>>::decode(v)?;
+                let parse: fn(&str) -> Option<$t> = $parse;
+                parse(s).ok_or_else(|| format!("unknown {} {s:?}", $what).into())
+            }
+        }
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $t
+        where
+            &'q str: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&'q str as sqlx::Encode<'q, DB>>::encode_by_ref(&self.as_str(), buf)
+            }
+        }
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(
+                v: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                let s = v.as_str()?;
+                let parse: fn(&str) -> Option<$t> = $parse;
+                parse(s).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(format!("unknown {} {s:?}", $what).into())
+                })
+            }
+        }
+    };
+}
+
+pub use crate::cases::CaseStatus;
+text_column!(CaseStatus, "case status", CaseStatus::parse);
+
 /// The three case categories of the operator's process. Order matters: a higher rank wins a
 /// tie and a case never moves to a lower-ranked category when a reply is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -426,7 +426,7 @@ pub async fn resolve_case(
     if case.status == "resolved" {
         return Ok(axum::Json(serde_json::json!({ "case": case })));
     }
-    if crate::cases::target(&case.status, crate::cases::Action::Resolve, false).is_none() {
+    if crate::cases::target(case.status, crate::cases::Action::Resolve, false).is_none() {
         return Err(not_allowed(&case, crate::cases::Action::Resolve));
     }
     let codes = &s.settings.cases.resolution_codes;
@@ -638,7 +638,7 @@ pub async fn log_contact(
     let note = optional_note(body.0.note.as_deref(), "note")?;
     let store = &s.intake.store;
     let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
-    if !crate::cases::is_active(&case.status) {
+    if !case.status.is_active() {
         return Err(not_in_state(&case, "logging a contact"));
     }
     let case = store
@@ -675,7 +675,7 @@ pub async fn escalate(
     )?;
     let store = &s.intake.store;
     let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
-    if !crate::cases::is_active(&case.status) {
+    if !case.status.is_active() {
         return Err(not_in_state(&case, "escalating"));
     }
     if case.tier >= 4 {
@@ -761,7 +761,7 @@ fn not_allowed(case: &crate::store::CaseRecord, action: crate::cases::Action) ->
             crate::domain::CaseId(case.id),
             case.status,
             action.as_str(),
-            crate::cases::allowed_list(&case.status)
+            crate::cases::allowed_list(case.status)
         ),
     )
 }
@@ -794,12 +794,12 @@ async fn lifecycle(
     let clock = clock(&case, now);
     // A new round of the clock is a new promise: the case is open until a person answers.
     let new_round = matches!(clock, crate::store::ClockChange::Set { round: Some(_), .. });
-    let to = crate::cases::target(&case.status, action, case.acked_at.is_some() && !new_round)
+    let to = crate::cases::target(case.status, action, case.acked_at.is_some() && !new_round)
         .ok_or_else(|| not_allowed(&case, action))?;
     let t = crate::store::Transition {
         case_id: id,
-        from: case.status.clone(),
-        to: to.to_string(),
+        from: case.status,
+        to,
         assignee,
         event: event.to_string(),
         detail: format!("{} -> {to} {detail}", case.status),
@@ -865,7 +865,7 @@ pub async fn recategorize(
     }
     let now = s.intake.clock.now_ms();
     let policy = s.sla.sla.policy(to, &case.customer);
-    let clock = if crate::cases::is_active(&case.status) {
+    let clock = if case.status.is_active() {
         let fired = store
             .case_clock(id)
             .await?

@@ -11,7 +11,7 @@
 //! (its futures are always ready: each method runs its statement before returning).
 
 use crate::cases::Rating;
-use crate::domain::{CaseId, Category, Channel, Intent, Query};
+use crate::domain::{CaseId, CaseStatus, Category, Channel, Intent, Query};
 use crate::store::{
     AckContext, CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, StoreError, StoreResult,
 };
@@ -25,7 +25,7 @@ pub struct OpenCase {
     /// As stored; an unknown value counts as an inquiry.
     pub category: String,
     pub tier: i64,
-    pub status: String,
+    pub status: crate::domain::CaseStatus,
 }
 
 /// Where to look for the case a message joins.
@@ -76,7 +76,7 @@ pub struct SlaState {
     pub tier: i64,
     /// As stored; an unknown value counts as an inquiry.
     pub category: Category,
-    pub status: String,
+    pub status: crate::domain::CaseStatus,
 }
 
 /// An inbound message row (`direction` in, `status` received).
@@ -166,7 +166,7 @@ pub trait IntakeTx {
     async fn set_status(
         &mut self,
         case_id: i64,
-        status: &str,
+        status: CaseStatus,
         tier: i64,
         now_ms: i64,
     ) -> StoreResult<()>;
@@ -305,17 +305,14 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
     } else if opens_case(intent) {
         let mut found = thread_onto(tx, req).await?;
         let mut linked = None;
-        if let Some(c) = found
-            .as_ref()
-            .filter(|c| !crate::cases::is_active(&c.status))
-        {
-            if c.status == "resolved" {
+        if let Some(c) = found.as_ref().filter(|c| !c.status.is_active()) {
+            if c.status == CaseStatus::Resolved {
                 // The customer writes again about a resolved case: it is not done for them.
                 let tier = next_tier(Some(c.tier), req.intent);
                 reopen(tx, req, c.id, tier, "reopened", "the customer wrote again").await?;
                 case_change = Some("reopened");
                 found = Some(OpenCase {
-                    status: "open".into(),
+                    status: CaseStatus::Open,
                     ..c.clone()
                 });
             } else {
@@ -516,7 +513,7 @@ async fn visit_answered<T: IntakeTx>(
         tell_tier_now(tx, case_id, req.now_ms).await?;
         return Ok((Some(settled(tier)), Some("reopened")));
     }
-    tx.set_status(case_id, "closed", state.tier, req.now_ms)
+    tx.set_status(case_id, CaseStatus::Closed, state.tier, req.now_ms)
         .await?;
     tx.case_event(
         case_id,
@@ -545,7 +542,11 @@ async fn reopen<T: IntakeTx>(
     let round = crate::sla::new_round(policy, state.opened_ms, req.now_ms);
     // A new round is a new promise: answered only once a person answers in it.
     let answered = state.answered && round.is_none();
-    let status = if answered { "acknowledged" } else { "open" };
+    let status = if answered {
+        CaseStatus::Acknowledged
+    } else {
+        CaseStatus::Open
+    };
     tx.set_status(case_id, status, tier, req.now_ms).await?;
     tx.case_event(case_id, req.now_ms, event, why).await?;
     let mut base = state.opened_ms;

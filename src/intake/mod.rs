@@ -142,10 +142,12 @@ impl AckRenderer {
                     _ => String::new(),
                 },
                 status_zh: progress
-                    .map(|p| status_zh(&p.status))
+                    .map(|p| status_zh(p.status))
                     .unwrap_or_default()
                     .to_string(),
-                status: progress.map(|p| p.status.clone()).unwrap_or_default(),
+                status: progress
+                    .map(|p| p.status.as_str().to_string())
+                    .unwrap_or_default(),
                 resolve_by: progress
                     .map(|p| self.local_time(p.resolve_due_at))
                     .unwrap_or_default(),
@@ -338,13 +340,14 @@ pub fn our_message_id(id: &str, domain: &str) -> Option<i64> {
     local.strip_prefix("sb-")?.parse().ok()
 }
 
-fn status_zh(s: &str) -> &'static str {
+fn status_zh(s: crate::domain::CaseStatus) -> &'static str {
+    use crate::domain::CaseStatus::*;
     match s {
-        "open" => "已受理，等待处理",
-        "acknowledged" => "已答复，处理中",
-        "in_progress" => "处理中",
-        "resolved" => "已处理完毕",
-        _ => "已关闭",
+        Open => "已受理，等待处理",
+        Acknowledged => "已答复，处理中",
+        InProgress => "处理中",
+        Resolved => "已处理完毕",
+        Closed => "已关闭",
     }
 }
 
@@ -1099,7 +1102,7 @@ mod tests {
         let r = AckRenderer::new(&settings).unwrap();
         let progress = CaseProgress {
             id: 42,
-            status: "open".into(),
+            status: crate::domain::CaseStatus::Open,
             category: "fault".into(),
             tier: 2,
             resolve_due_at: 1_790_000_000_000,

@@ -418,7 +418,7 @@ pub fn next_step(p: &Policy, opened_ms: i64, fired: i64, answered: bool) -> Opti
 pub struct CaseNow {
     pub id: i64,
     pub category: Category,
-    pub status: String,
+    pub status: crate::domain::CaseStatus,
     pub tier: i64,
     pub opened_ms: i64,
     pub answered: bool,
@@ -440,7 +440,7 @@ pub struct Fired {
 /// Decides what the due `step` does to the case. `None`: nothing, the step is moot (the case
 /// is resolved or closed; the clock stops).
 pub fn fire(case: &CaseNow, step: Step) -> Option<Fired> {
-    if !crate::cases::is_active(&case.status) {
+    if !case.status.is_active() {
         return None;
     }
     let quiet = |detail: String| Fired {
@@ -589,7 +589,7 @@ mod tests {
         CaseNow {
             id: 1,
             category: Category::Complaint,
-            status: status.into(),
+            status: crate::domain::CaseStatus::parse(status).unwrap(),
             tier,
             opened_ms: 0,
             answered,

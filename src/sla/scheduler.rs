@@ -443,7 +443,7 @@ impl Scheduler {
         let case = CaseNow {
             id: c.case_id,
             category,
-            status: c.status.clone(),
+            status: c.status,
             tier: c.tier,
             opened_ms: c.opened_at,
             answered: c.acked != 0,
@@ -573,7 +573,7 @@ impl DueClock {
             due_at: 0,
             fired: 0,
             category: c.category.clone(),
-            status: c.status.clone(),
+            status: c.status,
             tier: c.tier,
             opened_at: c.clock_base(),
             acked: i64::from(c.answered_in_round()),

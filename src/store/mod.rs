@@ -173,7 +173,7 @@ pub struct AckContext {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CaseProgress {
     pub id: i64,
-    pub status: String,
+    pub status: crate::domain::CaseStatus,
     pub category: String,
     pub tier: i64,
     pub resolve_due_at: i64,
@@ -469,7 +469,7 @@ pub struct DueClock {
     /// Steps taken (`crate::sla::Step::bit`).
     pub fired: i64,
     pub category: String,
-    pub status: String,
+    pub status: crate::domain::CaseStatus,
     pub tier: i64,
     pub opened_at: i64,
     /// 1 once a person answered (`acked_at` set).
@@ -508,7 +508,7 @@ pub struct CaseRecord {
     pub channel: String,
     pub customer: String,
     pub category: String,
-    pub status: String,
+    pub status: crate::domain::CaseStatus,
     pub tier: i64,
     pub lang: String,
     pub subject: Option<String>,
@@ -634,7 +634,7 @@ pub struct DueVisit {
     pub due_at: i64,
     pub channel: String,
     pub customer: String,
-    pub status: String,
+    pub status: crate::domain::CaseStatus,
     pub category: String,
     pub tier: i64,
     pub lang: String,
@@ -694,8 +694,8 @@ pub struct Round {
 #[derive(Debug, Clone)]
 pub struct Transition {
     pub case_id: i64,
-    pub from: String,
-    pub to: String,
+    pub from: crate::domain::CaseStatus,
+    pub to: crate::domain::CaseStatus,
     /// Set the assignee (None: keep).
     pub assignee: Option<String>,
     pub event: String,

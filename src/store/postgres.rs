@@ -7,7 +7,7 @@ use super::{
     CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, OutboxItem, StoreError, StoreResult,
     sql,
 };
-use crate::domain::{Category, Channel};
+use crate::domain::{CaseStatus, Category, Channel};
 use crate::intake::decide::{
     CaseLookup, InboundRow, IntakeTx, NewCase, OpenCase, SlaState, SurveyAnswer, decide,
 };
@@ -307,7 +307,7 @@ impl IntakeTx for PgIntake<'_> {
     }
 
     async fn open_case(&mut self, lookup: CaseLookup<'_>) -> StoreResult<Option<OpenCase>> {
-        let row: Option<(i64, String, i64, String)> = match lookup {
+        let row: Option<(i64, String, i64, crate::domain::CaseStatus)> = match lookup {
             CaseLookup::OfOurMessage(id) => {
                 sqlx::query_as(sql::CASE_OF_OUR_MESSAGE)
                     .bind(id)
@@ -464,10 +464,11 @@ impl IntakeTx for PgIntake<'_> {
     }
 
     async fn sla_state(&mut self, case_id: i64) -> StoreResult<Option<SlaState>> {
-        let row: Option<(i64, i64, i64, i64, i64, String, String)> = sqlx::query_as(sql::SLA_STATE)
-            .bind(case_id)
-            .fetch_optional(&mut *self.0)
-            .await?;
+        let row: Option<(i64, i64, i64, i64, i64, String, crate::domain::CaseStatus)> =
+            sqlx::query_as(sql::SLA_STATE)
+                .bind(case_id)
+                .fetch_optional(&mut *self.0)
+                .await?;
         Ok(row.map(
             |(fired, answered, opened_ms, has_clock, tier, category, status)| SlaState {
                 fired,
@@ -510,7 +511,7 @@ impl IntakeTx for PgIntake<'_> {
     async fn set_status(
         &mut self,
         case_id: i64,
-        status: &str,
+        status: CaseStatus,
         tier: i64,
         now_ms: i64,
     ) -> StoreResult<()> {

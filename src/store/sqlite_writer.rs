@@ -15,7 +15,7 @@ use super::{
     CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, Rendered, SendUpdate, SlaApply,
     StoreError, StoreResult, sql,
 };
-use crate::domain::{Category, Channel};
+use crate::domain::{CaseStatus, Category, Channel};
 use crate::intake::decide::{
     CaseLookup, InboundRow, IntakeTx, NewCase, OpenCase, SlaState, SurveyAnswer, decide, run_ready,
 };
@@ -598,7 +598,7 @@ impl IntakeTx for SqliteIntake<'_> {
     async fn set_status(
         &mut self,
         case_id: i64,
-        status: &str,
+        status: CaseStatus,
         tier: i64,
         now_ms: i64,
     ) -> StoreResult<()> {
