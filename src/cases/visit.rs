@@ -26,10 +26,7 @@ pub fn next(v: &DueVisit, cfg: &ReturnVisit, zone: chrono_tz::Tz, now: i64) -> V
     }
     // Switched off (or the category taken off the list) since it was scheduled: no survey;
     // the case stays resolved.
-    let category_on = v
-        .category
-        .parse()
-        .is_ok_and(|c| cfg.categories.contains(&c));
+    let category_on = cfg.categories.contains(&v.category);
     if v.state == "scheduled" && (!cfg.enabled || !category_on) {
         return VisitStep::Cancel;
     }
@@ -79,7 +76,7 @@ mod tests {
             channel: "sms".into(),
             customer: "+8613800138000".into(),
             status: crate::domain::CaseStatus::parse(status).unwrap(),
-            category: "complaint".into(),
+            category: crate::domain::Category::Complaint,
             tier: 1,
             lang: "zh-CN".into(),
             subject: None,

@@ -96,6 +96,7 @@ macro_rules! text_column {
 
 pub use crate::cases::CaseStatus;
 text_column!(CaseStatus, "case status", CaseStatus::parse);
+text_column!(Category, "category", |s| s.parse().ok());
 
 /// The three case categories of the operator's process. Order matters: a higher rank wins a
 /// tie and a case never moves to a lower-ranked category when a reply is attached.
@@ -139,6 +140,12 @@ impl Category {
 impl fmt::Display for Category {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Category {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 

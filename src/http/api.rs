@@ -229,10 +229,7 @@ pub async fn get_case(
     // Every deadline of the case's policy, and whether its step was taken.
     let clock = s.intake.store.case_clock(id).await?;
     let fired = clock.as_ref().map(|c| c.2).unwrap_or(0);
-    let category = case
-        .category
-        .parse()
-        .unwrap_or(crate::domain::Category::Inquiry);
+    let category = case.category;
     let deadlines: Vec<serde_json::Value> = crate::sla::plan(
         s.sla.sla.policy(category, &case.customer),
         case.clock_base(),
@@ -442,10 +439,7 @@ pub async fn resolve_case(
         ));
     }
     let now = s.intake.clock.now_ms();
-    let category = case
-        .category
-        .parse()
-        .unwrap_or(crate::domain::Category::Inquiry);
+    let category = case.category;
     let visit_due = s
         .settings
         .cases
@@ -689,10 +683,7 @@ pub async fn escalate(
         ));
     }
     let to = case.tier + 1;
-    let category: crate::domain::Category = case
-        .category
-        .parse()
-        .unwrap_or(crate::domain::Category::Inquiry);
+    let category: crate::domain::Category = case.category;
     let notices = s.sla.notices.render(
         &s.sla.sla,
         &crate::store::DueClock::of_case(&case),
@@ -852,7 +843,7 @@ pub async fn recategorize(
     if case.status == "closed" {
         return Err(not_in_state(&case, "correcting the category"));
     }
-    if case.category == to.as_str() {
+    if case.category == to {
         return Err(AppError::new(
             StatusCode::CONFLICT,
             "conflict",
@@ -877,7 +868,7 @@ pub async fn recategorize(
     };
     let c = crate::store::Recategorize {
         case_id: id,
-        from: case.category.clone(),
+        from: case.category.as_str().to_string(),
         to: to.as_str().into(),
         answer_due: case.clock_base() + policy.answer_within.ms(),
         resolve_due: case.clock_base() + policy.resolve_within.ms(),
@@ -1058,10 +1049,7 @@ pub async fn reopen(
     )?;
     let sla = s.sla.sla.clone();
     let clock = move |case: &crate::store::CaseRecord, now: i64| {
-        let category = case
-            .category
-            .parse()
-            .unwrap_or(crate::domain::Category::Inquiry);
+        let category = case.category;
         let policy = sla.policy(category, &case.customer);
         match crate::sla::new_round(policy, case.clock_base(), now) {
             // Past its resolution deadline: a new round from now.

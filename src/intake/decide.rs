@@ -22,10 +22,9 @@ use std::future::Future;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenCase {
     pub id: i64,
-    /// As stored; an unknown value counts as an inquiry.
-    pub category: String,
+    pub category: Category,
     pub tier: i64,
-    pub status: crate::domain::CaseStatus,
+    pub status: CaseStatus,
 }
 
 /// Where to look for the case a message joins.
@@ -323,7 +322,7 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
         }
         case = Some(match found {
             Some(open) => {
-                let existing: Category = open.category.parse().unwrap_or(Category::Inquiry);
+                let existing = open.category;
                 let category = merged_category(existing, req.category, req.intent);
                 let tier = next_tier(Some(open.tier), req.intent);
                 tx.touch_case(open.id, req.now_ms, category, tier).await?;

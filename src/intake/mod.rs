@@ -661,10 +661,7 @@ impl Intake {
         let draft = self.acks.reply_draft(&case, &thread, text)?;
         if case.status == "closed" {
             let now = self.clock.now_ms();
-            let category = case
-                .category
-                .parse()
-                .unwrap_or(crate::domain::Category::Inquiry);
+            let category = case.category;
             let policy = self.sla.policy(category, &case.customer);
             let deadlines = (
                 now + policy.answer_within.ms(),
@@ -1103,7 +1100,7 @@ mod tests {
         let progress = CaseProgress {
             id: 42,
             status: crate::domain::CaseStatus::Open,
-            category: "fault".into(),
+            category: crate::domain::Category::Fault,
             tier: 2,
             resolve_due_at: 1_790_000_000_000,
         };

@@ -418,7 +418,7 @@ impl Scheduler {
 
     /// What the due step of one clock does.
     fn decide(&self, c: &DueClock, now: i64) -> SlaApply {
-        let category: Category = c.category.parse().unwrap_or(Category::Inquiry);
+        let category = c.category;
         let policy = self.sla.policy(category, &c.customer);
         let mut apply = SlaApply {
             case_id: c.case_id,
@@ -572,7 +572,7 @@ impl DueClock {
             step: String::new(),
             due_at: 0,
             fired: 0,
-            category: c.category.clone(),
+            category: c.category,
             status: c.status,
             tier: c.tier,
             opened_at: c.clock_base(),

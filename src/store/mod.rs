@@ -174,7 +174,7 @@ pub struct AckContext {
 pub struct CaseProgress {
     pub id: i64,
     pub status: crate::domain::CaseStatus,
-    pub category: String,
+    pub category: crate::domain::Category,
     pub tier: i64,
     pub resolve_due_at: i64,
 }
@@ -468,7 +468,7 @@ pub struct DueClock {
     pub due_at: i64,
     /// Steps taken (`crate::sla::Step::bit`).
     pub fired: i64,
-    pub category: String,
+    pub category: crate::domain::Category,
     pub status: crate::domain::CaseStatus,
     pub tier: i64,
     pub opened_at: i64,
@@ -507,7 +507,7 @@ pub struct CaseRecord {
     pub id: i64,
     pub channel: String,
     pub customer: String,
-    pub category: String,
+    pub category: crate::domain::Category,
     pub status: crate::domain::CaseStatus,
     pub tier: i64,
     pub lang: String,
@@ -635,7 +635,7 @@ pub struct DueVisit {
     pub channel: String,
     pub customer: String,
     pub status: crate::domain::CaseStatus,
-    pub category: String,
+    pub category: crate::domain::Category,
     pub tier: i64,
     pub lang: String,
     pub subject: Option<String>,

@@ -307,7 +307,7 @@ impl IntakeTx for PgIntake<'_> {
     }
 
     async fn open_case(&mut self, lookup: CaseLookup<'_>) -> StoreResult<Option<OpenCase>> {
-        let row: Option<(i64, String, i64, crate::domain::CaseStatus)> = match lookup {
+        let row: Option<(i64, Category, i64, CaseStatus)> = match lookup {
             CaseLookup::OfOurMessage(id) => {
                 sqlx::query_as(sql::CASE_OF_OUR_MESSAGE)
                     .bind(id)
