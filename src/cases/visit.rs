@@ -73,7 +73,7 @@ mod tests {
             case_id: 1,
             state: state.into(),
             due_at: 0,
-            channel: "sms".into(),
+            channel: crate::domain::Channel::Sms,
             customer: "+8613800138000".into(),
             status: crate::domain::CaseStatus::parse(status).unwrap(),
             category: crate::domain::Category::Complaint,

@@ -37,6 +37,55 @@ impl FromStr for Channel {
     }
 }
 
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Channel {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Whether a message came in or goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Direction> {
+        match s {
+            "in" => Some(Direction::In),
+            "out" => Some(Direction::Out),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Direction {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// Column impls for an enum stored as its `as_str()` text, on both sqlx engines and rusqlite:
 /// read back with `$parse`, an unknown value is a decode error that names it.
 macro_rules! text_column {
@@ -96,6 +145,8 @@ macro_rules! text_column {
 
 pub use crate::cases::CaseStatus;
 text_column!(CaseStatus, "case status", CaseStatus::parse);
+text_column!(Channel, "channel", |s| s.parse().ok());
+text_column!(Direction, "direction", Direction::parse);
 text_column!(Category, "category", |s| s.parse().ok());
 
 /// The three case categories of the operator's process. Order matters: a higher rank wins a

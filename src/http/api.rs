@@ -278,7 +278,7 @@ pub async fn reply(
             "message_id": message_id,
             "case_id": case_id,
             "linked_from": (case_id != id).then_some(id),
-            "channel": out.as_ref().map(|m| m.channel.clone()),
+            "channel": out.as_ref().map(|m| m.channel),
             "to": out.as_ref().map(|m| m.to_addr.clone()),
             "status": out.as_ref().map(|m| m.status.clone()),
         })),

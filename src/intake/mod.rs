@@ -184,12 +184,9 @@ impl AckRenderer {
         let Some(inputs) = m.render.as_deref() else {
             return;
         };
-        let Ok(channel) = m.channel.parse::<Channel>() else {
-            return;
-        };
         let item = crate::store::OutboxItem {
             message_id: m.id,
-            channel,
+            channel: m.channel,
             from: m.from_addr.clone(),
             to: m.to_addr.clone(),
             subject: None,

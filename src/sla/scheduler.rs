@@ -578,7 +578,7 @@ impl DueClock {
             opened_at: c.clock_base(),
             acked: i64::from(c.answered_in_round()),
             customer: c.customer.clone(),
-            channel: c.channel.clone(),
+            channel: c.channel,
             ack_due_at: c.ack_due_at,
             resolve_due_at: c.resolve_due_at,
         }

@@ -406,8 +406,8 @@ pub struct DlrUpdate {
 #[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow)]
 pub struct MessageRecord {
     pub id: i64,
-    pub direction: String,
-    pub channel: String,
+    pub direction: crate::domain::Direction,
+    pub channel: crate::domain::Channel,
     pub dialect: String,
     pub external_id: Option<String>,
     pub from_addr: String,
@@ -475,7 +475,7 @@ pub struct DueClock {
     /// 1 once a person answered (`acked_at` set).
     pub acked: i64,
     pub customer: String,
-    pub channel: String,
+    pub channel: crate::domain::Channel,
     pub ack_due_at: i64,
     pub resolve_due_at: i64,
 }
@@ -505,7 +505,7 @@ pub struct SlaApply {
 #[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow)]
 pub struct CaseRecord {
     pub id: i64,
-    pub channel: String,
+    pub channel: crate::domain::Channel,
     pub customer: String,
     pub category: crate::domain::Category,
     pub status: crate::domain::CaseStatus,
@@ -632,7 +632,7 @@ pub struct DueVisit {
     /// `scheduled` (the survey is due) or `sent` (the answer time is up).
     pub state: String,
     pub due_at: i64,
-    pub channel: String,
+    pub channel: crate::domain::Channel,
     pub customer: String,
     pub status: crate::domain::CaseStatus,
     pub category: crate::domain::Category,
