@@ -48,7 +48,7 @@ if ! psql "$PG_URL" -Atc 'select 1' >/dev/null 2>&1; then
   psql "$PG_URL" -Atc 'select 1' >/dev/null || { echo "cannot connect to $PG_URL" >&2; exit 1; }
 fi
 
-# A real Jasmin 0.11.0 for tests/jasmin_e2e.rs: venv outside the repo, Redis, RabbitMQ vhosts.
+# A real Jasmin 0.11.0 for tests/it/jasmin_e2e.rs: venv outside the repo, Redis, RabbitMQ vhosts.
 export JASMIN_VENV="${JASMIN_VENV:-/var/tmp/switchboard-jasmin-venv}"
 bash tests/jasmin/setup.sh
 

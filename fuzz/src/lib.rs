@@ -1,6 +1,6 @@
 //! What each fuzz target does with one input: call the parser and check the properties that
 //! hold for every input (no panic is the baseline; round trips, bounds and invariants where
-//! they exist). The targets in `fuzz_targets/` call these; `tests/fuzz_regressions.rs` in the
+//! they exist). The targets in `fuzz_targets/` call these; `tests/it/fuzz_regressions.rs` in the
 //! main crate includes this file (`#[path]`) and replays `fixtures/fuzz/regressions/*` through
 //! [`run`], so a regression test checks exactly what the fuzzer checked.
 //!

@@ -1,7 +1,7 @@
 //! Durable state behind one trait, [`Store`], with a SQLite implementation (embedded default,
 //! one writer task doing group commit) and a PostgreSQL one (several instances, leases with
 //! `FOR UPDATE SKIP LOCKED`). The backend is chosen by the URL scheme. Both pass the same
-//! conformance suite (`tests/store_conformance.rs`).
+//! conformance suite (`tests/it/store_conformance.rs`).
 //!
 //! Layout: `mod.rs` types and the trait; `sqlite.rs`, `postgres.rs` the engines;
 //! `migrations/{sqlite,postgres}/` their schemas.

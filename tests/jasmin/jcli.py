@@ -5,7 +5,7 @@
 
 types every line of SCRIPT that is not empty and does not start with '#' into jCli, after
 replacing ${KEY} by VALUE, waits for the prompt after each line, prints the transcript, and
-exits 1 when jCli answers a line with an error (the same rules as tests/support/jasmin.rs).
+exits 1 when jCli answers a line with an error (the same rules as tests/it/support/jasmin.rs).
 Used by tests/jasmin/capture.py; the Rust harness has its own copy of this logic.
 """
 import re

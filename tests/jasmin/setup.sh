@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything the real-Jasmin tests (tests/jasmin_e2e.rs, tests/support/jasmin.rs) need, made
+# Everything the real-Jasmin tests (tests/it/jasmin_e2e.rs, tests/it/support/jasmin.rs) need, made
 # ready idempotently; called by tests/run.sh before the tests. Fails loudly (non-zero exit,
 # the reason on stderr) when something cannot be had; never skips.
 #

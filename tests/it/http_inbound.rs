@@ -2,9 +2,7 @@
 //! an ack; bad input gets a 4xx naming what is wrong and stores nothing; a database failure
 //! answers 503.
 
-mod common;
-
-use common::{enc, enc_bytes, spawn_app};
+use crate::common::{self, Engine, enc, enc_bytes, spawn_app, spawn_app_on};
 use std::time::Duration;
 use switchboard::config::Secret;
 use switchboard::outbound::segment::utf16be;
@@ -125,17 +123,12 @@ async fn repeated_mo_is_acknowledged_but_makes_no_second_case() {
     }
     // Jasmin retries the same id; the generic JSON without id dedupes by content.
     for _ in 0..2 {
-        let (st, body) = app.post("/inbound/sms/jasmin", "application/x-www-form-urlencoded",
-            "id=j-1&from=8613800138004&to=10000&origin-connector=smpp&coding=%08&binary=624B673A6CA14FE153F7").await;
+        let (st, body) = app.jasmin("id=j-1&from=8613800138004&to=10000&origin-connector=smpp&coding=%08&binary=624B673A6CA14FE153F7").await;
         assert_eq!((st, body.as_str()), (200, "ACK/Jasmin"));
     }
     for _ in 0..2 {
         let (st, _) = app
-            .post(
-                "/inbound/sms",
-                "application/json",
-                r#"{"from":"13800138005","to":"10000","text":"how much is the plan"}"#,
-            )
+            .generic(r#"{"from":"13800138005","to":"10000","text":"how much is the plan"}"#)
             .await;
         assert_eq!(st, 200);
     }
@@ -157,18 +150,13 @@ async fn repeated_mo_is_acknowledged_but_makes_no_second_case() {
 async fn generic_json_reports_the_case_and_twilio_answers_twiml() {
     let app = spawn_app(|s, _| outbox_off(s)).await;
     let (st, body) = app
-        .post(
-            "/inbound/sms",
-            "application/json",
-            r#"{"id":"g-1","from":"+8613800138006","to":"10000","text":"网络太慢了"}"#,
-        )
+        .generic(r#"{"id":"g-1","from":"+8613800138006","to":"10000","text":"网络太慢了"}"#)
         .await;
     assert_eq!(st, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], "stored");
     assert!(v["case"].as_str().unwrap().starts_with("SB"));
-    let (st, body) = app.post("/inbound/sms/twilio", "application/x-www-form-urlencoded",
-        "MessageSid=SM1&AccountSid=AC1&From=%2B8613800138007&To=%2B10000&Body=no+signal+at+home&NumMedia=0").await;
+    let (st, body) = app.twilio("MessageSid=SM1&AccountSid=AC1&From=%2B8613800138007&To=%2B10000&Body=no+signal+at+home&NumMedia=0").await;
     assert_eq!(st, 200);
     assert!(body.contains("<Response></Response>"), "{body}");
     assert_eq!(app.store().counts().await.unwrap().cases, 2);
@@ -240,28 +228,18 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_stores_nothing() {
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(msg.contains(needle), "{path}: {msg}");
     }
-    let (st, body) = app
-        .post("/inbound/sms", "application/json", "{\"from\": 1")
-        .await;
+    let (st, body) = app.generic("{\"from\": 1").await;
     assert_eq!(st, 400, "{body}");
     assert!(body.contains("error"));
     let (st, body) = app
-        .post(
-            "/inbound/sms",
-            "application/json",
-            r#"{"from":"13800138000","to":"10000","text":"a\u0000b"}"#,
-        )
+        .generic(r#"{"from":"13800138000","to":"10000","text":"a\u0000b"}"#)
         .await;
     assert_eq!(st, 400, "{body}");
     let (st, body) = app
-        .post(
-            "/inbound/sms",
-            "application/json",
-            format!(
-                r#"{{"from":"13800138000","to":"10000","text":"{}"}}"#,
-                "x".repeat(10_000)
-            ),
-        )
+        .generic(format!(
+            r#"{{"from":"13800138000","to":"10000","text":"{}"}}"#,
+            "x".repeat(10_000)
+        ))
         .await;
     assert_eq!(st, 413, "{body}");
     assert!(body.contains("payload_too_large"), "{body}");
@@ -542,20 +520,8 @@ fn jasmin_part(id: &str, from: &str, reference: u16, total: u8, seq: u8, text: &
 
 #[tokio::test]
 async fn concatenated_parts_out_of_order_and_repeated_make_one_message_and_one_ack() {
-    for pg in [false, true] {
-        let pg_url = if pg {
-            Some(common::fresh_pg_database().await)
-        } else {
-            None
-        };
-        let url = pg_url.clone();
-        let app = spawn_app(move |s, _| {
-            outbox_off(s);
-            if let Some(u) = url {
-                s.database.url = Secret::new(u);
-            }
-        })
-        .await;
+    for engine in Engine::BOTH {
+        let app = spawn_app_on(engine, |s, _| outbox_off(s)).await;
         let parts = [
             jasmin_part("p3", "8613800138021", 0x1234, 3, 3, "三天了。"),
             jasmin_part("p1", "8613800138021", 0x1234, 3, 1, "我要投诉，"),
@@ -564,28 +530,19 @@ async fn concatenated_parts_out_of_order_and_repeated_make_one_message_and_one_a
             jasmin_part("p2", "8613800138021", 0x1234, 3, 2, "宽带断网"),
         ];
         for p in &parts {
-            let (st, body) = app
-                .post(
-                    "/inbound/sms/jasmin",
-                    "application/x-www-form-urlencoded",
-                    p.clone(),
-                )
-                .await;
+            let (st, body) = app.jasmin(p.clone()).await;
             assert_eq!((st, body.as_str()), (200, "ACK/Jasmin"), "{p}");
         }
         let c = app.store().counts().await.unwrap();
         assert_eq!(
             (c.messages_in, c.cases, c.messages_out),
             (1, 1, 1),
-            "pg={pg}"
+            "{engine:?}"
         );
         let m = &app.store().recent_messages("in", 10).await.unwrap()[0];
         assert_eq!(m.body, "我要投诉，宽带断网三天了。");
         assert_eq!(m.category.as_deref(), Some("complaint"));
         app.shutdown().await;
-        if let Some(u) = pg_url {
-            common::drop_pg_database(&u).await;
-        }
     }
 }
 
@@ -600,13 +557,7 @@ async fn a_concatenated_message_missing_a_part_is_stored_after_the_timeout_and_a
         jasmin_part("q1", "8613800138022", 7, 3, 1, "网速太慢"),
         jasmin_part("q3", "8613800138022", 7, 3, 3, "请尽快处理"),
     ] {
-        let (st, _) = app
-            .post(
-                "/inbound/sms/jasmin",
-                "application/x-www-form-urlencoded",
-                p,
-            )
-            .await;
+        let (st, _) = app.jasmin(p).await;
         assert_eq!(st, 200);
     }
     assert_eq!(app.store().counts().await.unwrap().messages_in, 0);
@@ -621,11 +572,7 @@ async fn a_concatenated_message_missing_a_part_is_stored_after_the_timeout_and_a
     assert_eq!(m.body, "网速太慢[…]请尽快处理");
     // The late part after the join opens nothing new while its id is remembered.
     let (st, _) = app
-        .post(
-            "/inbound/sms/jasmin",
-            "application/x-www-form-urlencoded",
-            jasmin_part("q1", "8613800138022", 7, 3, 1, "网速太慢"),
-        )
+        .jasmin(jasmin_part("q1", "8613800138022", 7, 3, 1, "网速太慢"))
         .await;
     assert_eq!(st, 200);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -639,11 +586,9 @@ async fn the_same_bridge_id_from_another_sender_is_another_message() {
     let app = spawn_app(|s, _| outbox_off(s)).await;
     for from in ["8613800138031", "8613800138032"] {
         let (st, _) = app
-            .post(
-                "/inbound/sms/jasmin",
-                "application/x-www-form-urlencoded",
-                format!("id=shared-1&from={from}&to=10000&coding=%00&content=hello"),
-            )
+            .jasmin(format!(
+                "id=shared-1&from={from}&to=10000&coding=%00&content=hello"
+            ))
             .await;
         assert_eq!(st, 200);
     }
@@ -655,30 +600,14 @@ async fn the_same_bridge_id_from_another_sender_is_another_message() {
 /// forever on PostgreSQL), and long keys are stored (hashed), not refused by an index.
 #[tokio::test]
 async fn poison_input_is_a_4xx_on_both_engines_and_long_keys_are_stored() {
-    for pg in [false, true] {
-        let pg_url = if pg {
-            Some(common::fresh_pg_database().await)
-        } else {
-            None
-        };
-        let url = pg_url.clone();
-        let app = spawn_app(move |s, _| {
-            outbox_off(s);
-            if let Some(u) = url {
-                s.database.url = Secret::new(u);
-            }
-        })
-        .await;
+    for engine in Engine::BOTH {
+        let app = spawn_app_on(engine, |s, _| outbox_off(s)).await;
         let form = "application/x-www-form-urlencoded";
         // NUL in an id, in a DLR field.
         let (st, body) = app
-            .post(
-                "/inbound/sms/jasmin",
-                form,
-                "id=a%00b&from=8613800138041&to=10000&coding=%00&content=hi",
-            )
+            .jasmin("id=a%00b&from=8613800138041&to=10000&coding=%00&content=hi")
             .await;
-        assert_eq!(st, 400, "pg={pg}: {body}");
+        assert_eq!(st, 400, "{engine:?}: {body}");
         assert!(body.contains("NUL"), "{body}");
         let (st, body) = app
             .post(
@@ -687,26 +616,20 @@ async fn poison_input_is_a_4xx_on_both_engines_and_long_keys_are_stored() {
                 "id=x%00y&message_status=DELIVRD&level=1",
             )
             .await;
-        assert_eq!(st, 400, "pg={pg}: {body}");
+        assert_eq!(st, 400, "{engine:?}: {body}");
         let (st, _) = app
-            .post(
-                "/inbound/sms",
-                "application/json",
-                r#"{"id":"a\u0000b","from":"13800138041","to":"10000","text":"hi"}"#,
-            )
+            .generic(r#"{"id":"a\u0000b","from":"13800138041","to":"10000","text":"hi"}"#)
             .await;
         assert_eq!(st, 400);
         // A 3,000-byte id: stored once, then a duplicate.
         let long = "i".repeat(3000);
         for _ in 0..2 {
             let (st, body) = app
-                .post(
-                    "/inbound/sms/jasmin",
-                    form,
-                    format!("id={long}&from=8613800138042&to=10000&coding=%00&content=hello"),
-                )
+                .jasmin(format!(
+                    "id={long}&from=8613800138042&to=10000&coding=%00&content=hello"
+                ))
                 .await;
-            assert_eq!((st, body.as_str()), (200, "ACK/Jasmin"), "pg={pg}");
+            assert_eq!((st, body.as_str()), (200, "ACK/Jasmin"), "{engine:?}");
         }
         // An email with NULs in To and Subject and a 3,000-byte Message-ID is stored.
         let mail = format!(
@@ -716,7 +639,7 @@ async fn poison_input_is_a_4xx_on_both_engines_and_long_keys_are_stored() {
         let (st, body) = app
             .post("/inbound/email", "message/rfc822", mail.into_bytes())
             .await;
-        assert_eq!(st, 200, "pg={pg}: {body}");
+        assert_eq!(st, 200, "{engine:?}: {body}");
         // A sender address no mail server would accept is refused.
         let mail = format!(
             "From: {}@example.com\r\nTo: svc@example.com\r\n\r\nhi\r\n",
@@ -725,13 +648,10 @@ async fn poison_input_is_a_4xx_on_both_engines_and_long_keys_are_stored() {
         let (st, body) = app
             .post("/inbound/email", "message/rfc822", mail.into_bytes())
             .await;
-        assert_eq!(st, 400, "pg={pg}: {body}");
+        assert_eq!(st, 400, "{engine:?}: {body}");
         let c = app.store().counts().await.unwrap();
-        assert_eq!(c.messages_in, 2, "pg={pg}");
+        assert_eq!(c.messages_in, 2, "{engine:?}");
         app.shutdown().await;
-        if let Some(u) = pg_url {
-            common::drop_pg_database(&u).await;
-        }
     }
 }
 

@@ -3,19 +3,9 @@
 //! back, retries the email ack against a relay that is not there, and refuses a malformed
 //! number; its whole stderr is searched for the raw addresses.
 
-mod common;
-
-use common::{StubBridge, eventually};
+use crate::common::{StubBridge, free_port, sigterm, wait_ready};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_of_intake_send_and_failure_hold_no_raw_number_or_address() {
@@ -43,21 +33,7 @@ async fn logs_of_intake_send_and_failure_hold_no_raw_number_or_address() {
         .expect("spawn switchboard");
     let c = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    eventually(Duration::from_secs(20), || {
-        let c = c.clone();
-        let url = format!("{base}/readyz");
-        async move {
-            c.get(url)
-                .send()
-                .await
-                .ok()?
-                .status()
-                .is_success()
-                .then_some(())
-        }
-    })
-    .await
-    .expect("gateway ready");
+    wait_ready(port).await;
 
     let r = c
         .get(format!(
@@ -88,7 +64,7 @@ async fn logs_of_intake_send_and_failure_hold_no_raw_number_or_address() {
     // The SMS ack is refused by the bridge; the email ack is retried at least once.
     bridge.wait_for(1, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    unsafe { libc_kill(child.id() as i32, 15) };
+    sigterm(&child);
     let _ = child.wait();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
@@ -107,9 +83,4 @@ async fn logs_of_intake_send_and_failure_hold_no_raw_number_or_address() {
             hit.unwrap_or_default()
         );
     }
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }

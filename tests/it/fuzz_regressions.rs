@@ -12,7 +12,7 @@
 //! production. A stack overflow aborts only the child, and shows up as the failure of the one
 //! test named after the file, with the child's output.
 
-#[path = "../fuzz/src/lib.rs"]
+#[path = "../../fuzz/src/lib.rs"]
 mod fuzz_checks;
 
 use std::io::Read;
@@ -89,7 +89,7 @@ fn every_regression_file_has_a_test() {
     }
     assert!(
         missing.is_empty(),
-        "add these to regressions! in tests/fuzz_regressions.rs: {missing:?}"
+        "add these to regressions! in tests/it/fuzz_regressions.rs: {missing:?}"
     );
 }
 
@@ -131,7 +131,12 @@ fn replay_file(file: &str) {
 fn replay(target: &str, path: &Path, bound: Duration) {
     let exe: PathBuf = std::env::current_exe().expect("the test binary");
     let mut child = Command::new(exe)
-        .args(["replay_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "fuzz_regressions::replay_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, format!("{target}={}", path.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

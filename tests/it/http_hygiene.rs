@@ -4,9 +4,7 @@
 //! 408 after `server.body_read_timeout_secs`; a handler stuck on a locked database answers 503
 //! at `server.request_timeout_secs` with nothing half stored, and the server goes on.
 
-mod common;
-
-use common::{enc, spawn_app};
+use crate::common::{enc, spawn_app};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -11,11 +11,12 @@
 //! 127.0.0.1:5432 and root (Postfix instances and `postqueue -c` need it): fails loudly otherwise,
 //! never skips.
 
-mod common;
-
-use common::{drop_pg_database, eventually, fresh_pg_database, pg_admin_url, spawn_app};
+use crate::common::{
+    self, drop_pg_database, email_fixture as fixture, eventually, free_port, fresh_pg_database,
+    pg_admin_url, spawn_app, wait_ready,
+};
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -31,8 +32,8 @@ const PYTHON: &str = "/usr/bin/python3";
 const INSTALL_HINT: &str = "install the test peers: apt-get install postfix swaks python3-aiosmtpd \
      (tests/run.sh does it; preseed postfix with `postfix postfix/main_mailer_type select No configuration`)";
 
-const MAIN_CF: &str = include_str!("postfix/main.cf.tmpl");
-const MASTER_CF: &str = include_str!("postfix/master.cf.tmpl");
+const MAIN_CF: &str = include_str!("../postfix/main.cf.tmpl");
+const MASTER_CF: &str = include_str!("../postfix/master.cf.tmpl");
 const SINK_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp/sink.py");
 
 /// Our address in these tests: its domain names our Message-IDs (`<sb-42@gw.test>`).
@@ -46,24 +47,11 @@ fn fixture_path(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn fixture(name: &str) -> Vec<u8> {
-    let p = fixture_path(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
-}
-
 fn require(path: &str) {
     assert!(
         Path::new(path).exists(),
         "{path} is missing: {INSTALL_HINT}"
     );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn output_text(o: &Output) -> String {
@@ -605,7 +593,7 @@ fn customer_mail(from: &str, msgid: &str) -> Vec<u8> {
 }
 
 async fn post_email(app: &common::TestApp, raw: Vec<u8>, what: &str) {
-    let (status, body) = app.post("/inbound/email", "message/rfc822", raw).await;
+    let (status, body) = app.email(raw).await;
     assert_eq!(status, 200, "POST /inbound/email {what}: {body}");
 }
 
@@ -1431,21 +1419,7 @@ escalate = [{{ tier = 2, after = "6s" }}]
         .expect("spawn switchboard");
     let base = format!("http://127.0.0.1:{port}");
     let c = reqwest::Client::new();
-    eventually(Duration::from_secs(20), || {
-        let c = c.clone();
-        let url = format!("{base}/readyz");
-        async move {
-            c.get(url)
-                .send()
-                .await
-                .ok()?
-                .status()
-                .is_success()
-                .then_some(())
-        }
-    })
-    .await
-    .expect("gateway ready");
+    wait_ready(port).await;
 
     let t0 = Instant::now();
     let r = c

@@ -1,6 +1,7 @@
 //! The binary's contract: `migrate`, `classify`, and start-up refusing a bad config with the
 //! file, the key and the reason.
 
+use crate::common::spawn_app;
 use std::process::Command;
 
 fn bin() -> Command {
@@ -211,23 +212,26 @@ fn rules_backtest_lists_messages_whose_category_would_change() {
     // Store three messages through the real intake path.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut s = switchboard::config::Settings::load_with_env(None, Vec::<(String, String)>::new()).unwrap();
-        s.server.listen = "127.0.0.1:0".parse().unwrap();
-        s.database.url = switchboard::config::Secret::new(db.clone());
-        s.sms.outbound.enabled = false;
-        let app = switchboard::app::Application::build(s).await.unwrap();
-        let port = app.port();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let h = tokio::spawn(app.run_until_stopped(async move {
-            let _ = rx.await;
-        }));
-        let c = reqwest::Client::new();
-        for (i, t) in ["zzqq 请问套餐多少钱", "hello there", "zzqq 请问营业厅几点开门"].iter().enumerate() {
-            let url = format!("http://127.0.0.1:{port}/inbound/sms/kannel?id=b{i}&from=1380000000{i}&to=10000&text={}", t.replace(' ', "+"));
-            assert_eq!(c.get(url).send().await.unwrap().status(), 200);
+        let url = db.clone();
+        let app = spawn_app(move |s, _| {
+            s.database.url = switchboard::config::Secret::new(url);
+            s.sms.outbound.enabled = false;
+        })
+        .await;
+        for (i, t) in [
+            "zzqq 请问套餐多少钱",
+            "hello there",
+            "zzqq 请问营业厅几点开门",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let (st, _) = app
+                .kannel_mo(&format!("b{i}"), &format!("1380000000{i}"), t)
+                .await;
+            assert_eq!(st, 200);
         }
-        let _ = tx.send(());
-        h.await.unwrap().unwrap();
+        app.shutdown().await;
     });
     let candidate = dir.path().join("candidate.toml");
     std::fs::write(
@@ -424,23 +428,22 @@ fn report_sla_prints_the_cases_of_the_window_as_a_table_json_and_csv() {
     let db = format!("sqlite://{}/report.db", dir.path().display());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut s = switchboard::config::Settings::load_with_env(None, Vec::<(String, String)>::new()).unwrap();
-        s.server.listen = "127.0.0.1:0".parse().unwrap();
-        s.database.url = switchboard::config::Secret::new(db.clone());
-        s.sms.outbound.enabled = false;
-        let app = switchboard::app::Application::build(s).await.unwrap();
-        let port = app.port();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let h = tokio::spawn(app.run_until_stopped(async move {
-            let _ = rx.await;
-        }));
-        let c = reqwest::Client::new();
-        for (i, t) in ["我要投诉，信号太差", "宽带断网了，修一下"].iter().enumerate() {
-            let url = format!("http://127.0.0.1:{port}/inbound/sms/kannel?id=r{i}&from=1380000000{i}&to=10000&text={t}");
-            assert_eq!(c.get(url).send().await.unwrap().status(), 200);
+        let url = db.clone();
+        let app = spawn_app(move |s, _| {
+            s.database.url = switchboard::config::Secret::new(url);
+            s.sms.outbound.enabled = false;
+        })
+        .await;
+        for (i, t) in ["我要投诉，信号太差", "宽带断网了，修一下"]
+            .iter()
+            .enumerate()
+        {
+            let (st, _) = app
+                .kannel_mo(&format!("r{i}"), &format!("1380000000{i}"), t)
+                .await;
+            assert_eq!(st, 200);
         }
-        let _ = tx.send(());
-        h.await.unwrap().unwrap();
+        app.shutdown().await;
     });
     let run = |args: &[&str]| {
         let out = bin()

@@ -39,20 +39,23 @@
 //! returns the tails of all logs. Everything here is blocking: in async tests use
 //! `#[tokio::test(flavor = "multi_thread")]` and `spawn_blocking` (`Jasmin` is `Send + Sync`).
 
+// A harness API: not every method or field is used by today's tests.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const CONFIG_TEMPLATE: &str = include_str!("../jasmin/jasmin.cfg.tmpl");
+use super::{decode_utf16be, free_ports, is_executable, port_open, stop};
+
+const CONFIG_TEMPLATE: &str = include_str!("../../jasmin/jasmin.cfg.tmpl");
 /// The operator's jCli script, applied as is (placeholders substituted).
-pub const JCLI_SCRIPT: &str = include_str!("../../config/examples/jasmin.txt");
+pub const JCLI_SCRIPT: &str = include_str!("../../../config/examples/jasmin.txt");
 const DEFAULT_VENV: &str = "/var/tmp/switchboard-jasmin-venv";
 const SETUP_HINT: &str = "run `bash tests/jasmin/setup.sh` (as root on Debian)";
 const SLOTS: usize = 8;
@@ -64,10 +67,8 @@ pub const SMSC_SYSTEM_ID: &str = "sbsmsc";
 pub const SMSC_PASSWORD: &str = "sbsmscpw";
 
 unsafe extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
     fn flock(fd: i32, operation: i32) -> i32;
 }
-const SIGTERM: i32 = 15;
 const LOCK_EX: i32 = 2;
 const LOCK_NB: i32 = 4;
 
@@ -197,14 +198,6 @@ pub fn gsm7_decode(bytes: &[u8]) -> String {
         }
     }
     out
-}
-
-pub fn decode_utf16be(bytes: &[u8]) -> String {
-    let units: Vec<u16> = bytes
-        .chunks(2)
-        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
-        .collect();
-    String::from_utf16_lossy(&units)
 }
 
 /// One submit_sm the SMSC simulator received (a line of its JSONL file).
@@ -854,24 +847,6 @@ impl Drop for Jasmin {
     }
 }
 
-fn stop(mut child: Child) {
-    if let Ok(None) = child.try_wait() {
-        // SAFETY: plain kill(2) on our own, not yet reaped, child pid.
-        unsafe {
-            kill(child.id() as i32, SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while let Ok(None) = child.try_wait() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-    let _ = child.wait();
-}
-
 fn tests_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")
 }
@@ -936,11 +911,6 @@ fn find_bin(name: &str) -> Option<PathBuf> {
         .chain(["/usr/sbin", "/usr/bin", "/usr/local/bin", "/sbin"].map(PathBuf::from))
         .map(|d| d.join(name))
         .find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Lock one of the vhost slots (flock, released when the file is closed, also on a crash).
@@ -1215,18 +1185,4 @@ fn read_lines(p: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn free_ports(n: usize) -> io::Result<Vec<u16>> {
-    // Hold all listeners at once so the ports are distinct, then drop them.
-    let ls = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<io::Result<Vec<_>>>()?;
-    ls.iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect()
-}
-
-fn port_open(port: u16) -> bool {
-    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
 }

@@ -2,21 +2,11 @@
 //! got a 2xx must be in the database with its case and a queued ack; after a restart with the
 //! sender pointed at a stub bridge, every ack is sent exactly once.
 
-mod common;
-
-use common::{StubBridge, eventually};
+use crate::common::{StubBridge, eventually, free_port, sigterm, wait_ready};
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn spawn_gateway(port: u16, db: &str, extra: &[(&str, String)]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
@@ -34,23 +24,6 @@ fn spawn_gateway(port: u16, db: &str, extra: &[(&str, String)]) -> Child {
         cmd.env(k, v);
     }
     cmd.spawn().expect("spawn switchboard")
-}
-
-async fn wait_ready(port: u16) {
-    let c = reqwest::Client::new();
-    eventually(Duration::from_secs(20), || {
-        let c = c.clone();
-        async move {
-            let r = c
-                .get(format!("http://127.0.0.1:{port}/readyz"))
-                .send()
-                .await
-                .ok()?;
-            r.status().is_success().then_some(())
-        }
-    })
-    .await
-    .expect("gateway ready");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,14 +156,6 @@ async fn sigkill_under_load_loses_nothing_answered_2xx_and_acks_go_out_once() {
         "SIGTERM stops the gateway cleanly: {status:?}"
     );
     store.close().await;
-}
-
-fn sigterm(child: &Child) {
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
 }
 
 /// A campaign survives SIGKILL in the middle of its dispatch: started on the real binary with

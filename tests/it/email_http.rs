@@ -1,20 +1,8 @@
 //! Email intake over HTTP without outside peers: raw MIME, SendGrid and Mailgun multipart,
 //! threading, DSN bounces, bad input; and `ingest-email`'s exit codes for the MTA.
 
-mod common;
-
-use common::spawn_app;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use crate::common::{email_fixture as fixture, ingest_email, spawn_app};
 use switchboard::config::Secret;
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/fixtures/email/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
 
 fn no_smtp(s: &mut switchboard::config::Settings) {
     // Acks stay queued in the outbox (nothing listens on port 9).
@@ -23,27 +11,10 @@ fn no_smtp(s: &mut switchboard::config::Settings) {
     s.email.smtp.backoff_base_ms = 60_000;
 }
 
-async fn post_raw(app: &common::TestApp, body: Vec<u8>) -> (u16, serde_json::Value) {
-    let r = app
-        .client
-        .post(format!("{}/inbound/email", app.base))
-        .header("content-type", "message/rfc822")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let st = r.status().as_u16();
-    let t = r.text().await.unwrap();
-    (
-        st,
-        serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)),
-    )
-}
-
 #[tokio::test]
 async fn a_gbk_complaint_opens_a_case_and_a_reply_to_our_ack_joins_it() {
     let app = spawn_app(|s, _| no_smtp(s)).await;
-    let (st, v) = post_raw(&app, fixture("gbk_complaint.eml")).await;
+    let (st, v) = app.email(fixture("gbk_complaint.eml")).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["new_case"], true);
     let store = app.store();
@@ -70,12 +41,12 @@ async fn a_gbk_complaint_opens_a_case_and_a_reply_to_our_ack_joins_it() {
         ack.id,
         ack.id
     );
-    let (st, v) = post_raw(&app, reply.into_bytes()).await;
+    let (st, v) = app.email(reply.into_bytes()).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["case"], format!("SB{case:08}"));
     assert_eq!(v["new_case"], false);
     // A resend of the same Message-ID is a duplicate.
-    let (_, v) = post_raw(&app, fixture("gbk_complaint.eml")).await;
+    let (_, v) = app.email(fixture("gbk_complaint.eml")).await;
     assert_eq!(v["status"], "duplicate");
     app.shutdown().await;
 }
@@ -88,7 +59,7 @@ async fn a_dsn_fails_our_outbound_message_and_opens_no_case() {
     })
     .await;
     // Outbound message 2 will be the ack of this first mail.
-    let (st, _) = post_raw(&app, fixture("big5_inquiry.eml")).await;
+    let (st, _) = app.email(fixture("big5_inquiry.eml")).await;
     assert_eq!(st, 200);
     let ack = app
         .store()
@@ -102,7 +73,7 @@ async fn a_dsn_fails_our_outbound_message_and_opens_no_case() {
             "out-7@switchboard.local",
             &format!("sb-{}@switchboard.local", ack.id),
         );
-    let (st, v) = post_raw(&app, dsn.into_bytes()).await;
+    let (st, v) = app.email(dsn.into_bytes()).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["case"], serde_json::Value::Null);
     let m = app.store().message(ack.id).await.unwrap().unwrap();
@@ -210,17 +181,17 @@ async fn bad_email_input_gets_a_clear_4xx_and_malformed_mail_is_kept() {
         s.email.max_bytes = 2_000_000;
     })
     .await;
-    let (st, v) = post_raw(&app, Vec::new()).await;
+    let (st, v) = app.email(Vec::new()).await;
     assert_eq!(st, 400, "{v}");
     assert!(
         v["error"]["message"].as_str().unwrap().contains("empty"),
         "{v}"
     );
-    let (st, v) = post_raw(&app, fixture("not_an_email.eml")).await;
+    let (st, v) = app.email(fixture("not_an_email.eml")).await;
     assert_eq!(st, 400, "{v}");
     let mut big = fixture("gbk_complaint.eml");
     big.extend(std::iter::repeat_n(b'a', 3_000_000));
-    let (st, v) = post_raw(&app, big).await;
+    let (st, v) = app.email(big).await;
     assert_eq!(st, 413, "{v}");
     assert_eq!(app.store().counts().await.unwrap().messages_in, 0);
     for f in [
@@ -230,7 +201,7 @@ async fn bad_email_input_gets_a_clear_4xx_and_malformed_mail_is_kept() {
         "nul_bytes.eml",
         "many_headers.eml",
     ] {
-        let (st, v) = post_raw(&app, fixture(f)).await;
+        let (st, v) = app.email(fixture(f)).await;
         assert_eq!(st, 200, "{f}: {v}");
     }
     let stored = app.store().recent_messages("in", 10).await.unwrap();
@@ -239,40 +210,28 @@ async fn bad_email_input_gets_a_clear_4xx_and_malformed_mail_is_kept() {
     app.shutdown().await;
 }
 
-fn ingest(db: &str, input: &[u8]) -> (i32, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .arg("ingest-email")
-        .env("SWITCHBOARD__DATABASE__URL", db)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn ingest_email_exits_0_stored_65_not_an_email_75_database_down() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/ingest.db", dir.path().display());
-    assert_eq!(ingest(&db, &fixture("gbk_complaint.eml")).0, 0);
     assert_eq!(
-        ingest(&db, &fixture("gbk_complaint.eml")).0,
+        ingest_email(&db, &fixture("gbk_complaint.eml"), &[], &[]).0,
+        0
+    );
+    assert_eq!(
+        ingest_email(&db, &fixture("gbk_complaint.eml"), &[], &[]).0,
         0,
         "a redelivery is a duplicate, still 0"
     );
-    let (code, err) = ingest(&db, &fixture("not_an_email.eml"));
+    let (code, err) = ingest_email(&db, &fixture("not_an_email.eml"), &[], &[]);
     assert_eq!(code, 65, "{err}");
-    assert_eq!(ingest(&db, b"").0, 65);
+    assert_eq!(ingest_email(&db, b"", &[], &[]).0, 65);
     // An unreachable database must defer (75), never bounce.
-    let (code, err) = ingest(
+    let (code, err) = ingest_email(
         "postgres://postgres@127.0.0.1:1/none",
         &fixture("gbk_complaint.eml"),
+        &[],
+        &[],
     );
     assert_eq!(code, 75, "{err}");
     assert!(

@@ -6,11 +6,8 @@
 //! thrower posts it to our /dlr/jasmin. Needs `bash tests/jasmin/setup.sh` (run by
 //! tests/run.sh); fails loudly without it.
 
-mod common;
-#[path = "support/jasmin.rs"]
-mod jasmin;
-
-use common::{TestApp, eventually, spawn_app};
+use crate::common::{TestApp, eventually, free_port, spawn_app};
+use crate::support::jasmin;
 use jasmin::{Concat, Jasmin, Submit};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,14 +19,6 @@ const DLR_TOKEN: &str = "jasmin-dlr-secret";
 const ZH_CUSTOMER: &str = "8613800138000";
 const EN_CUSTOMER: &str = "8613900139000";
 const SERVICE: &str = "10000";
-
-fn reserve_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn mo_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}/inbound/sms/jasmin?token={MO_TOKEN}")
@@ -124,7 +113,7 @@ async fn wait_cases(app: &TestApp, n: i64, j: &Jasmin) -> switchboard::store::Co
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jasmin_ucs2_and_gsm7_mos_each_open_a_case_and_their_acks_reach_the_smsc() {
-    let port = reserve_port();
+    let port = free_port();
     let j = start_jasmin(mo_url(port)).await;
     let app = start_gateway(&j, port).await;
 
@@ -284,7 +273,7 @@ fn form_field(req: &[u8], name: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jasmin_rethrowing_the_same_mo_id_after_a_lost_ack_adds_no_message_case_or_ack() {
-    let port = reserve_port();
+    let port = free_port();
     let proxy = LossyProxy::start(port, 1).await;
     let j = start_jasmin(format!(
         "http://127.0.0.1:{}/inbound/sms/jasmin?token={MO_TOKEN}",
@@ -338,7 +327,7 @@ async fn jasmin_rethrowing_the_same_mo_id_after_a_lost_ack_adds_no_message_case_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jasmin_mo_thrown_while_switchboard_is_down_arrives_on_a_later_attempt() {
-    let port = reserve_port(); // nothing listens here until the gateway starts
+    let port = free_port(); // nothing listens here until the gateway starts
     let j = start_jasmin(mo_url(port)).await;
 
     inject_ucs2(&j, ZH_CUSTOMER, "我要投诉，宽带断网三天了").await;
@@ -366,7 +355,7 @@ async fn jasmin_mo_thrown_while_switchboard_is_down_arrives_on_a_later_attempt()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jasmin_delivery_receipts_mark_acks_delivered_or_failed() {
-    let port = reserve_port();
+    let port = free_port();
     let j = start_jasmin(mo_url(port)).await;
     let app = start_gateway(&j, port).await;
     let store = app.store();
@@ -423,7 +412,7 @@ async fn jasmin_delivery_receipts_mark_acks_delivered_or_failed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jasmin_reassembles_long_mos_with_8bit_udh_or_sar_into_one_message_each() {
-    let port = reserve_port();
+    let port = free_port();
     let j = start_jasmin(mo_url(port)).await;
     let app = start_gateway(&j, port).await;
 
@@ -478,7 +467,7 @@ async fn jasmin_reassembles_long_mos_with_8bit_udh_or_sar_into_one_message_each(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jasmin_passes_16bit_udh_parts_through_and_switchboard_joins_them_out_of_order() {
-    let port = reserve_port();
+    let port = free_port();
     let j = start_jasmin(mo_url(port)).await;
     let app = start_gateway(&j, port).await;
 

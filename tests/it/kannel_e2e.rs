@@ -3,11 +3,8 @@
 //! sendsms, and fakesmsc receives it; Kannel's delivery reports come back to /dlr/kannel.
 //! Needs Debian `kannel` and `kannel-extras` (installed by .ci/run); fails loudly without them.
 
-mod common;
-#[path = "support/kannel.rs"]
-mod kannel;
-
-use common::{eventually, spawn_app};
+use crate::common::{eventually, spawn_app};
+use crate::support::kannel;
 use kannel::Kannel;
 use std::sync::Arc;
 use std::time::Duration;

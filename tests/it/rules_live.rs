@@ -2,37 +2,10 @@
 //! of rule sets that do not compile or lower macro-F1 below the floor (the live set stays);
 //! activation and rollback; every case records the version that classified it.
 
-mod common;
-
-use common::{enc, spawn_app};
-use serde_json::{Value, json};
+use crate::common::{self, spawn_app};
+use serde_json::json;
 
 const EXTRA: &str = "\n[[rules]]\nid = \"complaint.test.extra\"\ncategory = \"complaint\"\nweight = 10.0\nkeywords = [\"zzqq\"]\n";
-
-async fn api(
-    app: &common::TestApp,
-    token: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let url = format!("{}{path}", app.base);
-    let mut r = match method {
-        "GET" => app.client.get(url),
-        _ => app.client.post(url),
-    }
-    .bearer_auth(token);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.unwrap();
-    let st = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (
-        st,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
 
 async fn sms(
     app: &common::TestApp,
@@ -40,11 +13,7 @@ async fn sms(
     from: &str,
     text: &str,
 ) -> switchboard::store::CaseRecord {
-    let q = format!(
-        "/inbound/sms/kannel?id={id}&from={from}&to=10000&text={}",
-        enc(text)
-    );
-    assert_eq!(app.get(&q).await.0, 200);
+    assert_eq!(app.kannel_mo(id, from, text).await.0, 200);
     let m = app
         .store()
         .recent_messages("in", 1)
@@ -61,13 +30,13 @@ async fn rules_are_versioned_gated_activated_and_rolled_back() {
     let agent = app.token("agent").await;
 
     // Version 1 is the built-in set, stored at start-up.
-    let (st, list) = api(&app, &ops, "GET", "/api/v1/rules", None).await;
+    let (st, list) = app.api("GET", "/api/v1/rules", &ops, None).await;
     assert_eq!(st, 200, "{list}");
     assert_eq!(list["live"], "v1");
     assert_eq!(list["versions"].as_array().unwrap().len(), 1);
     assert!(list["versions"][0]["macro_f1"].as_f64().unwrap() >= 0.9);
-    assert_eq!(api(&app, &agent, "GET", "/api/v1/rules", None).await.0, 403);
-    assert_eq!(api(&app, "nope", "GET", "/api/v1/rules", None).await.0, 401);
+    assert_eq!(app.api("GET", "/api/v1/rules", &agent, None).await.0, 403);
+    assert_eq!(app.api("GET", "/api/v1/rules", "nope", None).await.0, 401);
 
     let case = sms(&app, "a1", "13800000001", "zzqq 请问套餐多少钱").await;
     assert_eq!(
@@ -80,28 +49,23 @@ async fn rules_are_versioned_gated_activated_and_rolled_back() {
     let broken = format!(
         "{base}\n[[rules]]\nid = \"bad.regex\"\ncategory = \"fault\"\npatterns = ['(unclosed']\n"
     );
-    let (st, e) = api(
-        &app,
-        &ops,
-        "POST",
-        "/api/v1/rules",
-        Some(json!({"source": broken})),
-    )
-    .await;
+    let (st, e) = app
+        .api(
+            "POST",
+            "/api/v1/rules",
+            &ops,
+            Some(json!({"source": broken})),
+        )
+        .await;
     assert_eq!(st, 422, "{e}");
     let msg = e["error"]["message"].as_str().unwrap();
     assert!(msg.contains("bad.regex") && msg.contains("line "), "{msg}");
     let huge = format!(
         "{base}\n[[rules]]\nid = \"huge.regex\"\ncategory = \"fault\"\npatterns = ['\\w{{500}}\\w{{500}}\\w{{500}}']\n"
     );
-    let (st, e) = api(
-        &app,
-        &ops,
-        "POST",
-        "/api/v1/rules",
-        Some(json!({"source": huge})),
-    )
-    .await;
+    let (st, e) = app
+        .api("POST", "/api/v1/rules", &ops, Some(json!({"source": huge})))
+        .await;
     assert_eq!(st, 422, "{e}");
     assert!(
         e["error"]["message"]
@@ -110,14 +74,9 @@ async fn rules_are_versioned_gated_activated_and_rolled_back() {
             .contains("huge.regex")
     );
     let weak = "fallback = \"inquiry\"\n[[rules]]\nid = \"only\"\ncategory = \"complaint\"\nkeywords = [\"投诉\"]\n";
-    let (st, e) = api(
-        &app,
-        &ops,
-        "POST",
-        "/api/v1/rules",
-        Some(json!({"source": weak})),
-    )
-    .await;
+    let (st, e) = app
+        .api("POST", "/api/v1/rules", &ops, Some(json!({"source": weak})))
+        .await;
     assert_eq!(st, 422, "{e}");
     assert!(
         e["error"]["message"]
@@ -126,14 +85,14 @@ async fn rules_are_versioned_gated_activated_and_rolled_back() {
             .contains("below the floor"),
         "{e}"
     );
-    let (st, e) = api(
-        &app,
-        &ops,
-        "POST",
-        "/api/v1/rules",
-        Some(json!({"source": "fallback = \"inquiry\"\nbogus = 1\n"})),
-    )
-    .await;
+    let (st, e) = app
+        .api(
+            "POST",
+            "/api/v1/rules",
+            &ops,
+            Some(json!({"source": "fallback = \"inquiry\"\nbogus = 1\n"})),
+        )
+        .await;
     assert_eq!(st, 422);
     assert!(e["error"]["message"].as_str().unwrap().contains("bogus"));
     assert_eq!(
@@ -144,14 +103,14 @@ async fn rules_are_versioned_gated_activated_and_rolled_back() {
 
     // Accepted and live: a new keyword, recorded with author and diff.
     let better = format!("{base}{EXTRA}");
-    let (st, a) = api(
-        &app,
-        &ops,
-        "POST",
-        "/api/v1/rules",
-        Some(json!({"source": better, "note": "add zzqq"})),
-    )
-    .await;
+    let (st, a) = app
+        .api(
+            "POST",
+            "/api/v1/rules",
+            &ops,
+            Some(json!({"source": better, "note": "add zzqq"})),
+        )
+        .await;
     assert_eq!(st, 201, "{a}");
     let v2 = a["version"].as_i64().unwrap();
     assert_eq!(a["active"], true);
@@ -160,7 +119,9 @@ async fn rules_are_versioned_gated_activated_and_rolled_back() {
         (case.category.as_str(), case.rules_version.as_str()),
         ("complaint", format!("v{v2}").as_str())
     );
-    let (_, v) = api(&app, &ops, "GET", &format!("/api/v1/rules/{v2}"), None).await;
+    let (_, v) = app
+        .api("GET", &format!("/api/v1/rules/{v2}"), &ops, None)
+        .await;
     assert_eq!(v["created_by"], "ops");
     assert_eq!(v["note"], "add zzqq");
     assert!(
@@ -173,14 +134,16 @@ async fn rules_are_versioned_gated_activated_and_rolled_back() {
     );
 
     // Rollback to version 1.
-    let (st, r) = api(&app, &ops, "POST", "/api/v1/rules/1/activate", None).await;
+    let (st, r) = app
+        .api("POST", "/api/v1/rules/1/activate", &ops, None)
+        .await;
     assert_eq!(st, 200, "{r}");
     let case = sms(&app, "a3", "13800000003", "zzqq 请问套餐多少钱").await;
     assert_eq!(
         (case.category.as_str(), case.rules_version.as_str()),
         ("inquiry", "v1")
     );
-    let (_, list) = api(&app, &ops, "GET", "/api/v1/rules", None).await;
+    let (_, list) = app.api("GET", "/api/v1/rules", &ops, None).await;
     assert_eq!(list["live"], "v1");
     assert_eq!(
         list["versions"]
@@ -192,7 +155,7 @@ async fn rules_are_versioned_gated_activated_and_rolled_back() {
         1
     );
     assert_eq!(
-        api(&app, &ops, "POST", "/api/v1/rules/999/activate", None)
+        app.api("POST", "/api/v1/rules/999/activate", &ops, None)
             .await
             .0,
         404
@@ -205,14 +168,14 @@ async fn the_active_version_survives_a_restart() {
     let app = spawn_app(|s, _| s.sms.outbound.enabled = false).await;
     let ops = app.token("ops").await;
     let better = format!("{}{EXTRA}", switchboard::classify::DEFAULT_RULES);
-    let (st, _) = api(
-        &app,
-        &ops,
-        "POST",
-        "/api/v1/rules",
-        Some(json!({"source": better})),
-    )
-    .await;
+    let (st, _) = app
+        .api(
+            "POST",
+            "/api/v1/rules",
+            &ops,
+            Some(json!({"source": better})),
+        )
+        .await;
     assert_eq!(st, 201);
     let dir = app.shutdown().await;
     let db = format!("sqlite://{}/sb.db", dir.path().display());

@@ -6,9 +6,7 @@
 //! two instances on one PostgreSQL take each step once; of many open cases only the due ones
 //! fire.
 
-mod common;
-
-use common::{enc, spawn_app_with_clock};
+use crate::common::{self, spawn_app_with_clock};
 use std::sync::Arc;
 use switchboard::clock::{Clock, ManualClock};
 use switchboard::config::{Secret, Settings};
@@ -49,12 +47,7 @@ fn ladder(s: &mut Settings) {
 }
 
 async fn mo(app: &common::TestApp, id: &str, from: &str, text: &str) -> i64 {
-    let q = format!(
-        "/inbound/sms/kannel?id={id}&from={}&to=10000&text={}",
-        enc(from),
-        enc(text)
-    );
-    let (st, body) = app.get(&q).await;
+    let (st, body) = app.kannel_mo(id, from, text).await;
     assert_eq!(st, 200, "{body}");
     app.store().recent_messages("in", 1).await.unwrap()[0]
         .case_id

@@ -4,9 +4,7 @@
 //! PostgreSQL at a smaller size; bad input refused before anything is created; the workers
 //! keep quiet hours for what is already queued.
 
-mod common;
-
-use common::spawn_app_with_clock;
+use crate::common::{self, spawn_app_with_clock};
 use std::sync::Arc;
 use switchboard::clock::{Clock, ManualClock};
 use switchboard::config::{Secret, Settings};

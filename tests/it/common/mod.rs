@@ -1,12 +1,18 @@
-//! Test helpers: spawn the app on port 0 with a fresh database, a stub HTTP bridge that
-//! records requests, fresh PostgreSQL databases, and polling with a deadline.
-#![allow(dead_code)]
+//! The test app and its helpers, shared by every test module: spawn the app on port 0 with a
+//! fresh database on either engine ([`spawn_app`], [`spawn_app_on`], [`spawn_app_with_clock`]),
+//! admin tokens and API calls ([`TestApp::token`], [`TestApp::api`]), one typed call per
+//! inbound dialect ([`TestApp::kannel_mo`], [`TestApp::jasmin`], [`TestApp::twilio`],
+//! [`TestApp::generic`], [`TestApp::email`]), a stub HTTP bridge that records requests, fresh
+//! PostgreSQL databases, the real binary ([`wait_ready`], [`sigterm`], [`ingest_email`]), and
+//! polling with a deadline.
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{Method, StatusCode, Uri};
 use std::collections::VecDeque;
 use std::future::Future;
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchboard::app::Application;
@@ -76,6 +82,27 @@ pub fn base_settings() -> Settings {
     s
 }
 
+/// The two store engines. HTTP tests that touch the store run on both:
+/// `for engine in Engine::BOTH { let app = spawn_app_on(engine, |s, _| ...).await; ... }`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// A fresh SQLite file in the app's temp dir.
+    Sqlite,
+    /// A fresh database on the server at `SWITCHBOARD_TEST_PG_URL` (never skipped).
+    Postgres,
+}
+
+impl Engine {
+    pub const BOTH: [Engine; 2] = [Engine::Sqlite, Engine::Postgres];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
 pub struct TestApp {
     pub base: String,
     pub port: u16,
@@ -84,6 +111,30 @@ pub struct TestApp {
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL database made by [`spawn_app_on`]; dropped by [`TestApp::shutdown`].
+    pg_database: Option<String>,
+}
+
+/// Spawns the application on `engine` with a fresh database. A PostgreSQL database made here is
+/// dropped by [`TestApp::shutdown`]; `customize` must leave `database.url` alone.
+pub async fn spawn_app_on(
+    engine: Engine,
+    customize: impl FnOnce(&mut Settings, &std::path::Path),
+) -> TestApp {
+    let pg = match engine {
+        Engine::Sqlite => None,
+        Engine::Postgres => Some(fresh_pg_database().await),
+    };
+    let url = pg.clone();
+    let mut app = spawn_app(move |s, dir| {
+        if let Some(u) = url {
+            s.database.url = Secret::new(u);
+        }
+        customize(s, dir);
+    })
+    .await;
+    app.pg_database = pg;
+    app
 }
 
 /// Spawns the application with a fresh SQLite database (unless `customize` sets another URL).
@@ -123,18 +174,23 @@ pub async fn spawn_app_with_clock(
         stop: Some(tx),
         handle: Some(handle),
         dir,
+        pg_database: None,
     };
     (app, sla)
 }
 
 impl TestApp {
-    /// Stops like SIGTERM does and returns the data directory (kept until dropped).
+    /// Stops like SIGTERM does and returns the data directory (kept until dropped). A
+    /// PostgreSQL database made by [`spawn_app_on`] is dropped.
     pub async fn shutdown(mut self) -> tempfile::TempDir {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(h) = self.handle.take() {
             h.await.expect("join").expect("clean stop");
+        }
+        if let Some(url) = self.pg_database.take() {
+            drop_pg_database(&url).await;
         }
         self.dir
     }
@@ -153,7 +209,8 @@ impl TestApp {
         token
     }
 
-    /// An admin API call with a bearer token: (status, JSON body; `null` when not JSON).
+    /// An admin API call with a bearer token: (status, JSON body; the text as a JSON string
+    /// when it is not JSON).
     pub async fn api(
         &self,
         method: &str,
@@ -161,20 +218,32 @@ impl TestApp {
         token: &str,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
+        self.api_with(method, path, Some(token), body).await
+    }
+
+    /// As [`TestApp::api`], with or without a bearer token.
+    pub async fn api_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
         let url = format!("{}{path}", self.base);
-        let req = match method {
+        let mut req = match method {
             "GET" => self.client.get(url),
             "POST" => self.client.post(url),
             other => panic!("method {other}"),
-        }
-        .bearer_auth(token);
-        let req = match body {
-            Some(b) => req.json(&b),
-            None => req,
         };
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
         let r = req.send().await.unwrap();
         let st = r.status().as_u16();
-        (st, r.json().await.unwrap_or(serde_json::Value::Null))
+        (st, json_or_text(r.text().await.unwrap()))
     }
 
     /// A POST with a bearer token and a raw body: (status, JSON body).
@@ -195,7 +264,7 @@ impl TestApp {
             .await
             .unwrap();
         let st = r.status().as_u16();
-        (st, r.json().await.unwrap_or(serde_json::Value::Null))
+        (st, json_or_text(r.text().await.unwrap()))
     }
 
     /// The latest outbound message.
@@ -250,6 +319,138 @@ impl TestApp {
         let s = r.status().as_u16();
         (s, r.text().await.unwrap())
     }
+
+    /// Kannel's GET: an MO `id` from `from` to 10000 with UTF-8 `text` (each value
+    /// form-encoded): (status, body).
+    pub async fn kannel_mo(&self, id: &str, from: &str, text: &str) -> (u16, String) {
+        self.get(&format!(
+            "/inbound/sms/kannel?id={}&from={}&to=10000&text={}",
+            enc(id),
+            enc(from),
+            enc(text)
+        ))
+        .await
+    }
+
+    /// Jasmin's POST: `form` as Jasmin sends it (`id=..&from=..&to=..&coding=%00&content=..`):
+    /// (status, body; `ACK/Jasmin` when taken).
+    pub async fn jasmin(&self, form: impl Into<reqwest::Body>) -> (u16, String) {
+        self.post("/inbound/sms/jasmin", FORM, form).await
+    }
+
+    /// Twilio's form POST, unsigned: (status, TwiML or error body).
+    pub async fn twilio(&self, form: impl Into<reqwest::Body>) -> (u16, String) {
+        self.post("/inbound/sms/twilio", FORM, form).await
+    }
+
+    /// The generic JSON webhook; `json` is sent as is, so it may be malformed: (status, body).
+    pub async fn generic(&self, json: impl Into<reqwest::Body>) -> (u16, String) {
+        self.post("/inbound/sms", "application/json", json).await
+    }
+
+    /// A raw email (`message/rfc822`) to `POST /inbound/email`: (status, JSON answer). Every
+    /// answer of this route, error or not, must be JSON.
+    pub async fn email(&self, raw: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .post(format!("{}/inbound/email", self.base))
+            .header("content-type", "message/rfc822")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        let st = r.status().as_u16();
+        let ct = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string());
+        let t = r.text().await.unwrap();
+        assert_eq!(ct.as_deref(), Some("application/json"), "{st} {t}");
+        (st, serde_json::from_str(&t).unwrap())
+    }
+}
+
+/// The content type of Kannel's POST, Jasmin's and Twilio's webhooks.
+pub const FORM: &str = "application/x-www-form-urlencoded";
+
+fn json_or_text(text: String) -> serde_json::Value {
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+}
+
+/// A file of `fixtures/email/`.
+pub fn email_fixture(name: &str) -> Vec<u8> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/email")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
+
+/// A port that was free a moment ago (for the real binary and peers, which bind it themselves).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits up to 20 s until the real binary on 127.0.0.1:`port` answers `/readyz` with a 2xx.
+pub async fn wait_ready(port: u16) {
+    let c = reqwest::Client::new();
+    eventually(Duration::from_secs(20), || {
+        let c = c.clone();
+        let url = format!("http://127.0.0.1:{port}/readyz");
+        async move {
+            c.get(url)
+                .send()
+                .await
+                .ok()?
+                .status()
+                .is_success()
+                .then_some(())
+        }
+    })
+    .await
+    .expect("gateway ready");
+}
+
+unsafe extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Sends SIGTERM to a child process (the real binary's graceful stop).
+pub fn sigterm(child: &Child) {
+    // SAFETY: plain kill(2) on our own, not yet reaped, child pid.
+    unsafe {
+        kill(child.id() as i32, 15);
+    }
+}
+
+/// Runs `switchboard ingest-email` on `db` with `input` on stdin, extra `env` and `args`:
+/// (exit code, or -1 on a signal; stderr).
+pub fn ingest_email(db: &str, input: &[u8], env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("ingest-email")
+        .args(args)
+        .env("SWITCHBOARD__DATABASE__URL", db)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    // The child may exit before reading everything (an abort, a bad flag).
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// One request the stub bridge received.

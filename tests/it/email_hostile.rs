@@ -3,11 +3,7 @@
 //! or stored with the value capped) and the gateway goes on serving SMS; `ingest-email` exits
 //! 65 for such mail, 75 when its child crashes, and never anything but 0, 65 or 75.
 
-mod common;
-
-use common::{enc, spawn_app};
-use std::io::Write;
-use std::process::{Command, Stdio};
+use crate::common::{self, ingest_email, spawn_app};
 use std::time::{Duration, Instant};
 
 /// A message/rfc822 nested `n` deep (~30 bytes a level: 50,000 levels are ~1.5 MB).
@@ -60,33 +56,9 @@ fn long_subject(bytes: usize) -> Vec<u8> {
     v
 }
 
-async fn post_email(app: &common::TestApp, body: Vec<u8>) -> (u16, serde_json::Value) {
-    let r = app
-        .client
-        .post(format!("{}/inbound/email", app.base))
-        .header("content-type", "message/rfc822")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let st = r.status().as_u16();
-    let ct = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string());
-    let t = r.text().await.unwrap();
-    assert_eq!(ct.as_deref(), Some("application/json"), "{st} {t}");
-    (st, serde_json::from_str(&t).unwrap())
-}
-
 /// An SMS still goes through: the process is alive and serving.
 async fn sms_works(app: &common::TestApp, id: &str) {
-    let (st, body) = app
-        .get(&format!(
-            "/inbound/sms/kannel?id={id}&from=13800138000&to=10000&text={}",
-            enc("宽带断网了")
-        ))
-        .await;
+    let (st, body) = app.kannel_mo(id, "13800138000", "宽带断网了").await;
     assert_eq!(st, 200, "{body}");
 }
 
@@ -118,7 +90,7 @@ async fn hostile_mail_over_http_is_answered_and_the_gateway_lives_on() {
     ];
     for (i, (name, raw, want)) in cases.into_iter().enumerate() {
         let started = Instant::now();
-        let (st, v) = post_email(&app, raw).await;
+        let (st, v) = app.email(raw).await;
         let took = started.elapsed();
         assert_eq!(st, 400, "{name}: {v}");
         assert_eq!(v["error"]["code"], "bad_request", "{name}: {v}");
@@ -134,7 +106,7 @@ async fn hostile_mail_over_http_is_answered_and_the_gateway_lives_on() {
     );
 
     // A 10 MB header line: bounded work, stored, the subject capped.
-    let (st, v) = post_email(&app, long_subject(10_000_000)).await;
+    let (st, v) = app.email(long_subject(10_000_000)).await;
     assert_eq!(st, 200, "{v}");
     let m = app
         .store()
@@ -146,31 +118,6 @@ async fn hostile_mail_over_http_is_answered_and_the_gateway_lives_on() {
     assert_eq!(m.subject.as_deref().unwrap().chars().count(), 1000);
     sms_works(&app, "after-long").await;
     app.shutdown().await;
-}
-
-fn ingest(db: &str, input: &[u8], env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .arg("ingest-email")
-        .args(args)
-        .env("SWITCHBOARD__DATABASE__URL", db)
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    // The child may exit before reading everything (an abort, a bad flag).
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn stored(db: &str) -> i64 {
@@ -192,13 +139,13 @@ fn ingest_email_refuses_the_nested_mail_with_65_never_134() {
         ("multipart nested 50,000 deep", nested_multipart(50_000)),
         ("100,000 parts", many_parts(100_000)),
     ] {
-        let (code, err) = ingest(&db, &raw, &[], &[]);
+        let (code, err) = ingest_email(&db, &raw, &[], &[]);
         assert_eq!(code, 65, "{name}: {err}");
         assert!(err.contains("refused"), "{name}: {err}");
     }
     // Ordinary mail right after: stored.
     let ok = b"From: Li Si <lisi@example.cn>\nTo: cs@gw.test\nSubject: fault\nMessage-ID: <ok-1@example.cn>\n\nno signal\n";
-    assert_eq!(ingest(&db, ok, &[], &[]).0, 0);
+    assert_eq!(ingest_email(&db, ok, &[], &[]).0, 0);
     assert_eq!(stored(&db), 1);
 }
 
@@ -207,7 +154,7 @@ fn ingest_email_exits_75_when_its_child_crashes() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/ingest.db", dir.path().display());
     let ok = b"From: Li Si <lisi@example.cn>\nTo: cs@gw.test\nSubject: fault\nMessage-ID: <crash-1@example.cn>\n\nno signal\n";
-    let (code, err) = ingest(&db, ok, &[(switchboard::cli::TEST_ABORT_INGEST, "1")], &[]);
+    let (code, err) = ingest_email(&db, ok, &[(switchboard::cli::TEST_ABORT_INGEST, "1")], &[]);
     assert_eq!(code, 75, "{err}");
     assert!(err.contains("signal 6"), "{err}");
     assert!(
@@ -215,12 +162,12 @@ fn ingest_email_exits_75_when_its_child_crashes() {
         "Postfix would read a leading status code: {err}"
     );
     // The redelivery (Postfix deferred it) is stored once.
-    assert_eq!(ingest(&db, ok, &[], &[]).0, 0);
+    assert_eq!(ingest_email(&db, ok, &[], &[]).0, 0);
     assert_eq!(stored(&db), 1);
 }
 
 #[test]
 fn ingest_email_exits_75_on_a_bad_command_line() {
-    let (code, err) = ingest("sqlite::memory:", b"", &[], &["--no-such-flag"]);
+    let (code, err) = ingest_email("sqlite::memory:", b"", &[], &["--no-such-flag"]);
     assert_eq!(code, 75, "{err}");
 }

@@ -72,32 +72,30 @@
 //! the same runtime use `#[tokio::test(flavor = "multi_thread")]` or `spawn_blocking`
 //! (`Kannel` is `Send + Sync`, share it via `Arc`), or a current-thread runtime deadlocks.
 
+// A harness API: not every method or field is used by today's tests.
 #![allow(dead_code)]
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::{decode_utf16be, free_ports, is_executable, port_open, stop};
+
 /// Where Debian's kannel-extras installs the fake SMSC client.
 pub const FAKESMSC: &str = "/usr/lib/kannel/test/fakesmsc";
 
-const TEMPLATE: &str = include_str!("../kannel/kannel.conf.tmpl");
+const TEMPLATE: &str = include_str!("../../kannel/kannel.conf.tmpl");
 const INSTALL_HINT: &str = "run `apt-get install kannel kannel-extras` (Debian/Ubuntu)";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 const INJECT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(20);
 /// fakesmsc reads stdin with `fgets(buf, 256)`: at most 254 bytes plus `\n`.
 pub const MAX_INJECT_LINE: usize = 254;
-
-unsafe extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
-}
-const SIGTERM: i32 = 15;
 
 /// One MT as logged by fakesmsc (`Got message N: <FROM TO TYPE DATA>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -517,24 +515,6 @@ impl Drop for Kannel {
     }
 }
 
-fn stop(mut child: Child) {
-    if let Ok(None) = child.try_wait() {
-        // SAFETY: plain kill(2) on our own, not yet reaped, child pid.
-        unsafe {
-            kill(child.id() as i32, SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while let Ok(None) = child.try_wait() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-    let _ = child.wait();
-}
-
 struct Bins {
     bearerbox: PathBuf,
     smsbox: PathBuf,
@@ -570,11 +550,6 @@ fn find_sbin(name: &str) -> io::Result<PathBuf> {
         })
 }
 
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
 fn missing(what: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::NotFound,
@@ -587,20 +562,6 @@ fn spawn_error(bin: &Path, e: io::Error) -> io::Error {
         e.kind(),
         format!("failed to spawn {}: {e}; {INSTALL_HINT}", bin.display()),
     )
-}
-
-fn free_ports(n: usize) -> io::Result<Vec<u16>> {
-    // Hold all listeners at once so the ports are distinct, then drop them.
-    let ls = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<io::Result<Vec<_>>>()?;
-    ls.iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect()
-}
-
-fn port_open(port: u16) -> bool {
-    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
 }
 
 /// Minimal HTTP/1.0 GET on 127.0.0.1 (std only): (status, body).
@@ -669,14 +630,6 @@ pub fn url_decode_bytes(s: &str) -> Vec<u8> {
         }
     }
     out
-}
-
-pub fn decode_utf16be(bytes: &[u8]) -> String {
-    let units: Vec<u16> = bytes
-        .chunks(2)
-        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
-        .collect();
-    String::from_utf16_lossy(&units)
 }
 
 /// Parse fakesmsc log lines into MTs (see module docs for the format).

@@ -1,7 +1,7 @@
 //! One conformance suite, run against both engines: SQLite (temp file) and PostgreSQL (a fresh
 //! database on the server at SWITCHBOARD_TEST_PG_URL, default postgres://postgres@127.0.0.1:5432/test).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use switchboard::domain::{Category, Channel, Intent, Lang};

@@ -2,20 +2,14 @@
 //! coding=2, Jasmin hex-content, generic JSON), retry with backoff on 5xx and connection
 //! errors, no retry on 4xx, pacing, delivery reports, and graceful shutdown.
 
-mod common;
-
-use common::{StubBridge, enc, eventually, spawn_app};
+use crate::common::{self, StubBridge, enc, eventually, spawn_app};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard::config::SmsDriver;
 use switchboard::outbound::segment::from_utf16be;
 
 async fn post_mo(app: &common::TestApp, id: &str, from: &str, text: &str) {
-    let q = format!(
-        "/inbound/sms/kannel?id={id}&from={from}&to=10000&coding=0&charset=UTF-8&text={}",
-        enc(text)
-    );
-    assert_eq!(app.get(&q).await.0, 200);
+    assert_eq!(app.kannel_mo(id, from, text).await.0, 200);
 }
 
 async fn ack_status(app: &common::TestApp, to: &str) -> Option<switchboard::store::MessageRecord> {
@@ -366,26 +360,6 @@ async fn transport_errors_are_retried_and_never_record_the_bridge_password() {
     app.shutdown().await;
 }
 
-/// POSTs JSON to an admin route with a bearer token.
-async fn api_post(
-    app: &common::TestApp,
-    path: &str,
-    token: Option<&str>,
-    body: serde_json::Value,
-) -> (u16, serde_json::Value) {
-    let mut r = app.client.post(format!("{}{path}", app.base)).json(&body);
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    let r = r.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-    )
-}
-
 /// An agent answers an SMS case through `POST /api/v1/cases/{id}/replies`: the reply goes out
 /// through the bridge from the number the customer wrote to, is recorded on the case (kind
 /// `reply`, case acknowledged) and shows in `GET /api/v1/cases/{id}`. Bad requests are refused
@@ -407,13 +381,14 @@ async fn an_agent_reply_on_an_sms_case_goes_out_through_the_bridge() {
     let agent = app.token("agent").await;
     let path = format!("/api/v1/cases/{case_id}/replies");
     let text = "您好，维修师傅今天下午三点上门，请保持电话畅通。";
-    let (status, body) = api_post(
-        &app,
-        &path,
-        Some(&agent),
-        serde_json::json!({ "text": text }),
-    )
-    .await;
+    let (status, body) = app
+        .api_with(
+            "POST",
+            &path,
+            Some(&agent),
+            Some(serde_json::json!({ "text": text })),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["channel"], "sms");
     assert_eq!(body["to"], "+8613800138000");
@@ -505,7 +480,7 @@ async fn an_agent_reply_on_an_sms_case_goes_out_through_the_bridge() {
         ),
     ];
     for (token, p, body, want) in cases {
-        let (status, got) = api_post(&app, &p, token, body.clone()).await;
+        let (status, got) = app.api_with("POST", &p, token, Some(body.clone())).await;
         assert_eq!(status, want, "{p} {body}: {got}");
         assert!(
             got["error"]["message"]
@@ -555,17 +530,20 @@ async fn agents_list_open_cases_and_resolve_them() {
     let id = cases[0]["id"].as_i64().unwrap();
 
     let path = format!("/api/v1/cases/{id}/resolve");
-    let (status, body) = api_post(
-        &app,
-        &path,
-        Some(&agent),
-        serde_json::json!({ "note": "line repaired", "code": "fixed" }),
-    )
-    .await;
+    let (status, body) = app
+        .api_with(
+            "POST",
+            &path,
+            Some(&agent),
+            Some(serde_json::json!({ "note": "line repaired", "code": "fixed" })),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["case"]["status"], "resolved");
     let resolved_at = body["case"]["resolved_at"].as_i64().expect("resolved_at");
-    let (status, again) = api_post(&app, &path, Some(&agent), serde_json::json!({})).await;
+    let (status, again) = app
+        .api_with("POST", &path, Some(&agent), Some(serde_json::json!({})))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(again["case"]["resolved_at"].as_i64(), Some(resolved_at));
 
@@ -593,16 +571,19 @@ async fn agents_list_open_cases_and_resolve_them() {
             "{body}"
         );
     }
-    let (status, _) = api_post(
-        &app,
-        "/api/v1/cases/999999/resolve",
-        Some(&agent),
-        serde_json::json!({}),
-    )
-    .await;
+    let (status, _) = app
+        .api_with(
+            "POST",
+            "/api/v1/cases/999999/resolve",
+            Some(&agent),
+            Some(serde_json::json!({})),
+        )
+        .await;
     assert_eq!(status, 404);
     let marketing = app.token("marketing").await;
-    let (status, _) = api_post(&app, &path, Some(&marketing), serde_json::json!({})).await;
+    let (status, _) = app
+        .api_with("POST", &path, Some(&marketing), Some(serde_json::json!({})))
+        .await;
     assert_eq!(status, 403);
     app.shutdown().await;
 }
@@ -632,26 +613,28 @@ async fn replies_longer_than_the_bridge_sends_are_refused_and_acks_are_cut_to_fi
     let agent = app.token("agent").await;
     let path = format!("/api/v1/cases/{case_id}/replies");
     let long = "您好，".repeat(30);
-    let (status, body) = api_post(
-        &app,
-        &path,
-        Some(&agent),
-        serde_json::json!({ "text": long }),
-    )
-    .await;
+    let (status, body) = app
+        .api_with(
+            "POST",
+            &path,
+            Some(&agent),
+            Some(serde_json::json!({ "text": long })),
+        )
+        .await;
     assert_eq!(status, 422, "{body}");
     let msg = body["error"]["message"].as_str().unwrap();
     assert!(
         msg.contains("sms.outbound.max_parts") && msg.contains("at most 1"),
         "{msg}"
     );
-    let (status, _) = api_post(
-        &app,
-        &path,
-        Some(&agent),
-        serde_json::json!({ "text": "维修师傅今天下午上门。" }),
-    )
-    .await;
+    let (status, _) = app
+        .api_with(
+            "POST",
+            &path,
+            Some(&agent),
+            Some(serde_json::json!({ "text": "维修师傅今天下午上门。" })),
+        )
+        .await;
     assert_eq!(status, 201);
     app.shutdown().await;
 }
