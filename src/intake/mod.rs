@@ -444,11 +444,13 @@ impl AckRenderer {
         if text.contains('\0') {
             return Err(ReplyError::Invalid("text contains a NUL character".into()));
         }
-        let inbound: Vec<&crate::store::MessageRecord> =
-            thread.iter().filter(|m| m.direction == "in").collect();
+        let inbound: Vec<&crate::store::MessageRecord> = thread
+            .iter()
+            .filter(|m| m.direction == crate::domain::Direction::In)
+            .collect();
         let chars = text.chars().count();
-        match case.channel.as_str() {
-            "sms" => {
+        match case.channel {
+            Channel::Sms => {
                 if !self.sms_enabled {
                     return Err(ReplyError::Disabled("sms.outbound.enabled is false".into()));
                 }
@@ -490,7 +492,7 @@ impl AckRenderer {
                     render: None,
                 })
             }
-            "email" => {
+            Channel::Email => {
                 if !self.email_enabled {
                     return Err(ReplyError::Disabled("email.smtp.enabled is false".into()));
                 }
@@ -526,7 +528,9 @@ impl AckRenderer {
                 let to = thread
                     .iter()
                     .rev()
-                    .find(|m| m.direction == "out" && m.channel == "email")
+                    .find(|m| {
+                        m.direction == crate::domain::Direction::Out && m.channel == Channel::Email
+                    })
                     .map(|m| m.to_addr.clone())
                     .unwrap_or_else(|| case.customer.clone());
                 Ok(OutboundDraft {
@@ -545,10 +549,6 @@ impl AckRenderer {
                     render: None,
                 })
             }
-            other => Err(ReplyError::Invalid(format!(
-                "case {} has channel {other:?}, which cannot be answered",
-                case.id
-            ))),
         }
     }
 }
