@@ -10,7 +10,6 @@ mod ops;
 mod postgres;
 pub(crate) mod sql;
 mod sqlite;
-mod sqlite_writer;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

@@ -1,5 +1,5 @@
 //! SQLite engine: WAL, `synchronous = FULL`, and one writer thread that commits the intake of
-//! many concurrent requests in one transaction (group commit, `sqlite_writer.rs`), so one
+//! many concurrent requests in one transaction (group commit, `writer.rs`), so one
 //! fsync serves a batch. Other writes (outbox leases, send results, delivery reports) are short
 //! `BEGIN IMMEDIATE` transactions on the sqlx pool; SQLite serialises them behind the writer
 //! with `busy_timeout`.
@@ -16,7 +16,10 @@ mod ops {
     super::super::ops::common_ops!(sqlx::Sqlite, sqlx::SqliteConnection, "BEGIN IMMEDIATE");
 }
 
-use super::sqlite_writer::{self, Job};
+mod writer;
+
+use writer as sqlite_writer;
+use writer::Job;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -55,7 +58,7 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await
             .map_err(|e| anyhow::anyhow!("opening SQLite database {}: {e}", path.display()))?;
-        let writer = super::sqlite_writer::start(&path, group_commit_max)?;
+        let writer = sqlite_writer::start(&path, group_commit_max)?;
         Ok(SqliteStore { pool, writer })
     }
 }

@@ -11,13 +11,13 @@
 //! PostgreSQL runs too. Nothing but SQL runs here: `decide` queues an ack with its template
 //! inputs (`AckBuilder::build`), and the outbound worker renders it when it sends it.
 
-use super::{
-    CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, Rendered, SendUpdate, SlaApply,
-    StoreError, StoreResult, sql,
-};
 use crate::domain::{CaseStatus, Category, Channel};
 use crate::intake::decide::{
     CaseLookup, InboundRow, IntakeTx, NewCase, OpenCase, SlaState, SurveyAnswer, decide, run_ready,
+};
+use crate::store::{
+    CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, Rendered, SendUpdate, SlaApply,
+    StoreError, StoreResult, sql,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::Path;
@@ -93,7 +93,7 @@ pub fn dispatch(c: &Connection, d: &crate::campaigns::apply::Dispatch) -> StoreR
 }
 
 /// A delivery report.
-pub fn delivery(c: &Connection, dlr: &super::DlrUpdate) -> StoreResult<Option<i64>> {
+pub fn delivery(c: &Connection, dlr: &crate::store::DlrUpdate) -> StoreResult<Option<i64>> {
     run_ready(crate::outbound::report::apply(&mut SqliteIntake(c), dlr))
 }
 
@@ -125,7 +125,10 @@ pub fn claim_sla(c: &Connection, q: &(i64, i64, i64)) -> StoreResult<Vec<i64>> {
 
 /// The outbox claim of one channel (lane by lane, oldest first within a lane), with each
 /// claimed message's content.
-pub fn claim(c: &Connection, q: &super::ClaimQuery) -> StoreResult<Vec<super::OutboxItem>> {
+pub fn claim(
+    c: &Connection,
+    q: &crate::store::ClaimQuery,
+) -> StoreResult<Vec<crate::store::OutboxItem>> {
     let mut limit = q.limit;
     let mut tokens = None;
     if let Some(rate) = q.rate {
@@ -142,7 +145,7 @@ pub fn claim(c: &Connection, q: &super::ClaimQuery) -> StoreResult<Vec<super::Ou
     }
     let mut claimed: Vec<(i64, i64, Option<i64>)> = Vec::new();
     for lane in crate::domain::Lane::ALL {
-        let quota = super::lane_quota(lane, limit, claimed.len() as i64);
+        let quota = crate::store::lane_quota(lane, limit, claimed.len() as i64);
         if quota <= 0 {
             continue;
         }
@@ -176,7 +179,7 @@ pub fn claim(c: &Connection, q: &super::ClaimQuery) -> StoreResult<Vec<super::Ou
     for (id, attempts, not_after) in claimed {
         let row = st
             .query_row(params![id], |r| {
-                Ok(super::OutboxRow {
+                Ok(crate::store::OutboxRow {
                     message_id: id,
                     attempts,
                     from_addr: r.get(0)?,
@@ -651,7 +654,7 @@ impl IntakeTx for SqliteIntake<'_> {
         Ok(())
     }
 
-    async fn set_clock_base(&mut self, case_id: i64, r: &super::Round) -> StoreResult<()> {
+    async fn set_clock_base(&mut self, case_id: i64, r: &crate::store::Round) -> StoreResult<()> {
         self.0
             .prepare_cached(sql::SET_CLOCK_BASE)?
             .execute(params![r.base, case_id])?;
@@ -888,7 +891,7 @@ impl crate::outbound::report::DeliveryTx for SqliteIntake<'_> {
     async fn insert_report(
         &mut self,
         message_id: Option<i64>,
-        dlr: &super::DlrUpdate,
+        dlr: &crate::store::DlrUpdate,
     ) -> StoreResult<()> {
         self.0
             .prepare_cached(sql::INSERT_DELIVERY_REPORT)?
