@@ -86,10 +86,28 @@ impl PartialEq<&str> for Direction {
     }
 }
 
-/// Column impls for an enum stored as its `as_str()` text, on both sqlx engines and rusqlite:
-/// read back with `$parse`, an unknown value is a decode error that names it.
+/// Column impls for an enum stored as its `as_str()` text, on both sqlx engines and rusqlite.
+/// A stored value `$parse` does not know is read as `$fallback`, with a warning naming it, so
+/// one hand-edited or newer-version row cannot fail a whole batch (an SLA round, a work queue
+/// page, every intake of that customer): an unknown status reads as `closed` (not active), an
+/// unknown category as `inquiry`, as before these columns were typed.
 macro_rules! text_column {
-    ($t:ty, $what:literal, $parse:expr) => {
+    ($t:ty, $what:literal, $parse:expr, $fallback:expr) => {
+        impl $t {
+            /// The stored text read back; see `text_column!`.
+            pub fn from_column(s: &str) -> $t {
+                let parse: fn(&str) -> Option<$t> = $parse;
+                parse(s).unwrap_or_else(|| {
+                    let fallback: $t = $fallback;
+                    tracing::warn!(
+                        value = %crate::domain::scrub(s),
+                        read_as = fallback.as_str(),
+                        concat!("unknown ", $what, " in the database")
+                    );
+                    fallback
+                })
+            }
+        }
         impl<DB: sqlx::Database> sqlx::Type<DB> for $t
         where
             String: sqlx::Type<DB>,
@@ -109,8 +127,7 @@ macro_rules! text_column {
                 v: <DB as sqlx::Database>::ValueRef<'r>,
             ) -> Result<Self, sqlx::error::BoxDynError> {
                 let s = <&'r str as sqlx::Decode<'r, DB>>::decode(v)?;
-                let parse: fn(&str) -> Option<$t> = $parse;
-                parse(s).ok_or_else(|| format!("unknown {} {s:?}", $what).into())
+                Ok(<$t>::from_column(s))
             }
         }
         impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $t
@@ -130,24 +147,23 @@ macro_rules! text_column {
             }
         }
         impl rusqlite::types::FromSql for $t {
-            fn column_result(
-                v: rusqlite::types::ValueRef<'_>,
-            ) -> rusqlite::types::FromSqlResult<Self> {
-                let s = v.as_str()?;
-                let parse: fn(&str) -> Option<$t> = $parse;
-                parse(s).ok_or_else(|| {
-                    rusqlite::types::FromSqlError::Other(format!("unknown {} {s:?}", $what).into())
-                })
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                Ok(<$t>::from_column(v.as_str()?))
             }
         }
     };
 }
 
 pub use crate::cases::CaseStatus;
-text_column!(CaseStatus, "case status", CaseStatus::parse);
-text_column!(Channel, "channel", |s| s.parse().ok());
-text_column!(Direction, "direction", Direction::parse);
-text_column!(Category, "category", |s| s.parse().ok());
+text_column!(
+    CaseStatus,
+    "case status",
+    CaseStatus::parse,
+    CaseStatus::Closed
+);
+text_column!(Channel, "channel", |s| s.parse().ok(), Channel::Sms);
+text_column!(Direction, "direction", Direction::parse, Direction::In);
+text_column!(Category, "category", |s| s.parse().ok(), Category::Inquiry);
 
 /// The three case categories of the operator's process. Order matters: a higher rank wins a
 /// tie and a case never moves to a lower-ranked category when a reply is attached.
@@ -364,6 +380,49 @@ pub fn scrub(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stored value the enums do not know reads as the fallback on both drivers (sqlx and
+    /// rusqlite), so one bad row cannot fail a batch; known values read back as written.
+    #[test]
+    fn unknown_stored_values_read_as_the_fallback() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        let row: (CaseStatus, Category, Channel, Direction) = c
+            .query_row("SELECT 'archived', 'billing', 'fax', 'sideways'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .unwrap();
+        assert_eq!(
+            row,
+            (
+                CaseStatus::Closed,
+                Category::Inquiry,
+                Channel::Sms,
+                Direction::In
+            )
+        );
+        let known: CaseStatus = c
+            .query_row("SELECT ?1", [CaseStatus::InProgress], |r| r.get(0))
+            .unwrap();
+        assert_eq!(known, CaseStatus::InProgress);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+            let row: (CaseStatus, Category) = sqlx::query_as("SELECT 'Closed', 'complaint'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(row, (CaseStatus::Closed, Category::Complaint));
+            let row: (CaseStatus, Direction) = sqlx::query_as("SELECT $1, 'out'")
+                .bind(CaseStatus::Acknowledged)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(row, (CaseStatus::Acknowledged, Direction::Out));
+        });
+    }
 
     #[test]
     fn scrub_masks_numbers_and_addresses_in_free_text() {

@@ -181,7 +181,8 @@ impl AckRenderer {
     /// encoding, parts) its send will render, so agents see what the customer will get. A
     /// message whose inputs do not render keeps its empty body.
     pub fn show(&self, m: &mut crate::store::MessageRecord) {
-        let Some(inputs) = m.render.as_deref() else {
+        // Only a queued ack: one whose send failed was never sent, whatever it renders to now.
+        let Some(inputs) = m.render.as_deref().filter(|_| m.status == "queued") else {
             return;
         };
         let item = crate::store::OutboxItem {
@@ -260,18 +261,22 @@ impl AckRenderer {
 }
 
 /// What a queued ack is rendered from when it is sent (`messages.render`, JSON): everything
-/// the intake transaction knew, so the text is the same whenever it is rendered.
+/// the intake transaction knew, so the text is the same whenever it is rendered. Fields added
+/// later must have defaults: acks queued by an older version are rendered by a newer one.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AckRender {
     pub template: String,
     pub lang: Lang,
     /// The customer's subject (email: the letter's `Re:` line).
+    #[serde(default)]
     pub subject: String,
+    #[serde(default)]
     pub values: AckValues,
 }
 
-/// The values an ack template sees.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// The values an ack template sees (a missing one is empty).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AckValues {
     pub service_name: String,
     pub service_name_en: String,

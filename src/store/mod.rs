@@ -6,6 +6,24 @@
 //! Layout: `mod.rs` types and the trait; `sqlite.rs`, `postgres.rs` the engines;
 //! `migrations/{sqlite,postgres}/` their schemas.
 
+mod engine;
+pub use engine::EngineStore;
+mod intake_store;
+pub use intake_store::IntakeStore;
+mod outbox;
+pub use outbox::OutboxStore;
+mod campaigns_store;
+pub use campaigns_store::CampaignStore;
+mod cases_store;
+pub use cases_store::CaseStore;
+mod sla_store;
+pub use sla_store::SlaStore;
+mod surveys;
+pub use surveys::SurveyStore;
+mod rules_store;
+pub use rules_store::RuleStore;
+mod tokens;
+pub use tokens::TokenStore;
 mod ops;
 mod postgres;
 pub(crate) mod sql;
@@ -15,7 +33,6 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::domain::{CaseId, Category, Channel, Intent, Lang, Query};
-use async_trait::async_trait;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -755,365 +772,47 @@ pub struct Counts {
     pub outbox: i64,
 }
 
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Applies pending migrations.
-    async fn migrate(&self) -> StoreResult<()>;
-    /// A cheap round trip for `/readyz`.
-    async fn ping(&self) -> StoreResult<()>;
-    /// Dedupe, case, message, ack and outbox row in ONE transaction, committed on return.
-    async fn intake(&self, req: IntakeRequest) -> StoreResult<IntakeOutcome>;
-    /// Leases due sends of `channel` until `now + lease_ms`: up to `limit`, plus at most a
-    /// share (`lane_quota`) for each lower lane with due work, so a full urgent lane never
-    /// starves them.
-    async fn claim_outbox(
-        &self,
-        channel: Channel,
-        now_ms: i64,
-        lease_ms: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<OutboxItem>> {
-        self.claim_outbox_paced(channel, now_ms, lease_ms, limit, None)
-            .await
-    }
-    /// The same, taking at most the tokens the channel's deployment-wide bucket holds (and
-    /// taking them), when `rate` is given.
-    async fn claim_outbox_paced(
-        &self,
-        channel: Channel,
-        now_ms: i64,
-        lease_ms: i64,
-        limit: i64,
-        rate: Option<crate::outbound::rate::Rate>,
-    ) -> StoreResult<Vec<OutboxItem>>;
-    /// Takes or renews a running campaign's dispatch lease for `owner` until `until_ms`;
-    /// false while another instance holds it.
-    async fn lease_campaign(
-        &self,
-        campaign_id: i64,
-        owner: &str,
-        now_ms: i64,
-        until_ms: i64,
-    ) -> StoreResult<bool>;
-    /// The earliest `not_before` of an unleased send, for the worker's wake-up timer.
-    async fn next_outbox_due(&self, channel: Channel) -> StoreResult<Option<i64>>;
-    /// A send's result and, for an ack this send rendered, its text, in one transaction.
-    async fn record_send(&self, update: SendUpdate, rendered: Option<Rendered>) -> StoreResult<()>;
-    async fn complete_send(
-        &self,
-        message_id: i64,
-        provider_id: Option<&str>,
-        now_ms: i64,
-    ) -> StoreResult<()> {
-        self.record_send(
-            SendUpdate::Complete {
-                message_id,
-                provider_id: provider_id.map(str::to_string),
-                now_ms,
-            },
-            None,
-        )
-        .await
-    }
-    async fn retry_send(
-        &self,
-        message_id: i64,
-        next_at_ms: i64,
-        error: &str,
-        now_ms: i64,
-    ) -> StoreResult<()> {
-        self.record_send(
-            SendUpdate::Retry {
-                message_id,
-                next_at_ms,
-                error: error.to_string(),
-                now_ms,
-            },
-            None,
-        )
-        .await
-    }
-    async fn fail_send(&self, message_id: i64, error: &str, now_ms: i64) -> StoreResult<()> {
-        self.record_send(
-            SendUpdate::Fail {
-                message_id,
-                error: error.to_string(),
-                now_ms,
-            },
-            None,
-        )
-        .await
-    }
-    /// Returns leased sends to the queue (shutdown).
-    async fn release_leases(&self, message_ids: &[i64]) -> StoreResult<()>;
-    /// Puts claimed sends back until `not_before` (quiet hours), attempts unchanged.
-    async fn defer_sends(&self, message_ids: &[i64], not_before: i64) -> StoreResult<()>;
-    /// A new campaign (status `draft`); its id.
-    async fn create_campaign(&self, c: &NewCampaign) -> StoreResult<i64>;
-    async fn campaign(&self, id: i64) -> StoreResult<Option<CampaignRecord>>;
-    async fn campaigns(&self, limit: i64) -> StoreResult<Vec<CampaignRecord>>;
-    /// Stores recipients (a duplicate of one already in the campaign is skipped); how many
-    /// were new.
-    async fn add_recipients(
-        &self,
-        campaign_id: i64,
-        rows: &[crate::campaigns::import::NewRecipient],
-    ) -> StoreResult<u64>;
-    /// Takes (`renew` false: only a draft or paused campaign with no import running) or
-    /// renews the campaign's import hold until `until_ms`; false when not taken.
-    async fn hold_import(
-        &self,
-        campaign_id: i64,
-        until_ms: i64,
-        now_ms: i64,
-        renew: bool,
-    ) -> StoreResult<bool>;
-    async fn end_import(&self, campaign_id: i64) -> StoreResult<()>;
-    /// An import that failed half-way taken back: its recipients (line numbers after
-    /// `after_seq`) not yet dispatched are removed; how many.
-    async fn remove_recipients_after(&self, campaign_id: i64, after_seq: i64) -> StoreResult<u64>;
-    /// The highest recipient line number so far (0: none); a later import numbers after it.
-    async fn max_recipient_seq(&self, campaign_id: i64) -> StoreResult<i64>;
-    /// Messages among these (commercial, claimed) whose address opted out since they were
-    /// queued: withdrawn (status `suppressed`, outbox row gone, recipient `opted_out`).
-    async fn withdraw_opted_out(&self, message_ids: &[i64], now_ms: i64) -> StoreResult<Vec<i64>>;
-    /// (state, reason, message status, count) of a campaign's recipients.
-    async fn campaign_counts(
-        &self,
-        campaign_id: i64,
-    ) -> StoreResult<Vec<(String, Option<String>, Option<String>, i64)>>;
-    /// A campaign's status from one of `from` to `to`; `None` when it was in none of them.
-    async fn set_campaign_status(
-        &self,
-        id: i64,
-        from: &[&str],
-        to: &str,
-        note: Option<&str>,
-        now_ms: i64,
-    ) -> StoreResult<Option<CampaignRecord>>;
-    /// Recurring campaigns whose next occurrence has come.
-    async fn due_recurring(&self, now_ms: i64) -> StoreResult<Vec<CampaignRecord>>;
-    /// One occurrence of a recurring campaign: a child campaign (running, starting at
-    /// `occurrence`) with a copy of the recipients, and the parent's next occurrence moved from
-    /// `occurrence` to `next`, in one transaction; `None` if another instance did it first.
-    async fn spawn_run(
-        &self,
-        parent: &CampaignRecord,
-        occurrence: i64,
-        next: Option<i64>,
-        now_ms: i64,
-    ) -> StoreResult<Option<i64>>;
-    /// Sets a recurring campaign's next occurrence (start, resume).
-    async fn set_next_run(&self, id: i64, next: Option<i64>) -> StoreResult<()>;
-    /// Running campaigns whose start has come.
-    async fn running_campaigns(&self, now_ms: i64) -> StoreResult<Vec<CampaignRecord>>;
-    /// The next pending recipients of a campaign, by line (after `after_seq`).
-    async fn pending_recipients(
-        &self,
-        campaign_id: i64,
-        after_seq: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<RecipientRow>>;
-    /// What is known of these addresses on a channel: opt-out / opt-in, the campaign messages
-    /// (all, commercial) queued to them since `since_ms`, and the commercial texts sent to
-    /// them since `texts_since_ms`.
-    async fn standings(
-        &self,
-        channel: Channel,
-        addresses: &[String],
-        since_ms: i64,
-        texts_since_ms: i64,
-    ) -> StoreResult<HashMap<String, crate::campaigns::Standing>>;
-    /// Applies the dispatcher's decisions in one transaction: each recipient only if still
-    /// pending; a message is queued (in the lane of its kind, never sent after `not_after`)
-    /// or the recipient suppressed with the reason. Returns how many were queued.
-    async fn dispatch_recipients(&self, d: crate::campaigns::apply::Dispatch) -> StoreResult<u64>;
-    /// A shared secret by name, made (random) on first use; every instance gets the same.
-    async fn app_secret(&self, name: &str) -> StoreResult<String>;
-    /// An opt-out outside intake (one-click unsubscribe): recorded with the message as
-    /// evidence, and the address's queued commercial messages withdrawn, in one transaction.
-    async fn opt_out(
-        &self,
-        channel: Channel,
-        address: &str,
-        message_id: Option<i64>,
-        now_ms: i64,
-    ) -> StoreResult<()>;
-    /// The message a campaign queued to an address.
-    async fn campaign_message(&self, campaign_id: i64, address: &str) -> StoreResult<Option<i64>>;
-    /// A campaign's sends finished since `since_ms`: (tried, failed).
-    async fn campaign_outcomes(&self, campaign_id: i64, since_ms: i64) -> StoreResult<(i64, i64)>;
-    /// Records a delivery report; returns the message it applied to, if any.
-    async fn apply_dlr(&self, dlr: &DlrUpdate) -> StoreResult<Option<i64>>;
-    /// Queues outbound messages (each in the lane of its kind) in one transaction.
-    async fn queue_outbound_bulk(
-        &self,
-        drafts: &[OutboundDraft],
-        now_ms: i64,
-    ) -> StoreResult<Vec<i64>>;
-    /// Stores one part of a concatenated SMS (committed before it returns).
-    async fn store_part(&self, part: &NewPart) -> StoreResult<PartOutcome>;
-    /// The open parts of a group, in order.
-    async fn part_group(&self, group_key: &str) -> StoreResult<Vec<StoredPart>>;
-    /// Groups whose first part arrived before `received_before`.
-    async fn overdue_part_groups(
-        &self,
-        received_before: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<String>>;
-    /// Marks parts as joined into a message; forgets done parts older than `purge_before`.
-    async fn close_parts(&self, ids: &[i64], purge_before: i64) -> StoreResult<()>;
-    async fn message(&self, id: i64) -> StoreResult<Option<MessageRecord>>;
-    async fn case(&self, id: i64) -> StoreResult<Option<CaseRecord>>;
-    async fn case_messages(&self, case_id: i64) -> StoreResult<Vec<MessageRecord>>;
-    /// A case's history, oldest first.
-    async fn case_events(&self, case_id: i64) -> StoreResult<Vec<CaseEvent>>;
-    /// Cases in `statuses` (all when empty), the most urgent first (earliest resolve deadline).
-    async fn cases(&self, statuses: &[String], limit: i64) -> StoreResult<Vec<CaseRecord>> {
-        let filter = CaseFilter {
-            statuses: statuses.to_vec(),
-            ..CaseFilter::default()
-        };
-        self.find_cases(&filter, limit).await
-    }
-    /// Cases matching `filter`, the earliest resolve deadline first, after `filter.after`.
-    async fn find_cases(&self, filter: &CaseFilter, limit: i64) -> StoreResult<Vec<CaseRecord>>;
-    /// Marks a case resolved by `by` (a `resolved` case event with the note); `None` when it
-    /// does not exist. Resolving a resolved case changes nothing and records nothing.
-    /// An open case resolved (with its code, and its return visit scheduled), in one
-    /// transaction. `Err(Rejected)`-free: `None` when no case; a case not active (closed) is
-    /// returned unchanged.
-    async fn resolve_case(&self, case_id: i64, r: &Resolve<'_>) -> StoreResult<Option<CaseRecord>>;
-    /// A new case opened about a closed one (an agent replies to a closed case): same customer,
-    /// channel, category, language and subject, tier 1, `linked_case_id` the old one, its clock
-    /// set to `next`; a `linked` event on both. `None`: no such case.
-    async fn open_linked_case(
-        &self,
-        old_id: i64,
-        deadlines: (i64, i64),
-        next: Option<(crate::sla::Step, i64)>,
-        by: &str,
-        now_ms: i64,
-    ) -> StoreResult<Option<CaseRecord>>;
-    /// Active cases without a clock (opened before clocks existed), by id after `after_id`:
-    /// (id, category, opened at, answered, customer).
-    async fn unclocked_cases(
-        &self,
-        after_id: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<(i64, String, i64, bool, String)>>;
-    /// Starts those clocks: (case id, next step, due, steps taken); a clock set meanwhile wins.
-    async fn start_clocks(&self, clocks: &[(i64, String, Option<i64>, i64)]) -> StoreResult<()>;
-    /// A case's clock: (next step, due, steps taken mask).
-    async fn case_clock(&self, case_id: i64) -> StoreResult<Option<(String, Option<i64>, i64)>>;
-    /// An agent's correction of a case's category, only if it is still `c.from`: the new
-    /// category, its deadlines and clock, a `recategorized` event and a `corrections` row (the
-    /// case's first message as the text), in one transaction. `None`: changed meanwhile.
-    async fn recategorize(&self, c: &Recategorize) -> StoreResult<Option<CaseRecord>>;
-    /// Corrections since `since_ms`: (to category, text), oldest first.
-    async fn corrections(&self, since_ms: i64) -> StoreResult<Vec<(String, String)>>;
-    /// The earliest instant a return visit falls due.
-    async fn next_visit_due(&self, now_ms: i64) -> StoreResult<Option<i64>>;
-    /// Leases up to `limit` visits due at `now_ms`.
-    async fn claim_visits(
-        &self,
-        now_ms: i64,
-        lease_ms: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<DueVisit>>;
-    /// Applies one decision in one transaction; false when the visit changed since the claim.
-    async fn apply_visit(&self, a: &VisitApply) -> StoreResult<bool>;
-    /// A contact an agent logged (phone call, visit…): the case's first answer if it had none
-    /// (`acked_at`, status `acknowledged`), and a `contact` event. `None`: no open or
-    /// acknowledged case with this id.
-    async fn log_contact(
-        &self,
-        case_id: i64,
-        channel: &str,
-        note: &str,
-        by: &str,
-        now_ms: i64,
-    ) -> StoreResult<Option<CaseRecord>>;
-    /// A lifecycle change, only if the case is still in `t.from`; `None` otherwise.
-    async fn transition(&self, t: &Transition) -> StoreResult<Option<CaseRecord>>;
-    /// An escalation by hand: the tier from `tier_before` to `tier_after` (only if still at
-    /// `tier_before` and open or acknowledged), an `escalated` event, the notices. `None`:
-    /// the case changed meanwhile.
-    async fn escalate_case(
-        &self,
-        case_id: i64,
-        tier_before: i64,
-        tier_after: i64,
-        detail: &str,
-        notices: &[OutboundDraft],
-        now_ms: i64,
-    ) -> StoreResult<Option<CaseRecord>>;
-    /// One row per case opened in `[from_ms, to_ms)`, for the SLA report.
-    async fn sla_rows(
-        &self,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> StoreResult<Vec<crate::sla::report::SlaRow>>;
-    /// The earliest instant a case clock falls due (leased clocks aside).
-    async fn next_sla_due(&self, now_ms: i64) -> StoreResult<Option<i64>>;
-    /// Leases up to `limit` clocks due at `now_ms` until `now + lease_ms`.
-    async fn claim_sla(&self, now_ms: i64, lease_ms: i64, limit: i64)
-    -> StoreResult<Vec<DueClock>>;
-    /// Applies the scheduler's decisions in ONE transaction; per item whether it was applied
-    /// (false: the clock or the case changed since the claim; its lease is released).
-    async fn apply_sla(&self, items: &[SlaApply]) -> StoreResult<Vec<bool>>;
-    /// Queues an agent's reply on a case in one transaction: the outbound message, its outbox
-    /// row, a `reply` case event naming `by`, and the case's first answer (`acked_at`, status
-    /// `acknowledged` when it was `open`). `None` when the case does not exist.
-    async fn queue_reply(
-        &self,
-        case_id: i64,
-        draft: &OutboundDraft,
-        by: &str,
-        now_ms: i64,
-    ) -> StoreResult<Option<i64>>;
-    /// Messages in one direction, newest first, for the API and tests.
-    async fn recent_messages(&self, direction: &str, limit: i64)
-    -> StoreResult<Vec<MessageRecord>>;
-    async fn counts(&self) -> StoreResult<Counts>;
-    /// Inbound messages received since `since_ms`, oldest first (rules backtest).
-    async fn inbound_since(&self, since_ms: i64, limit: i64) -> StoreResult<Vec<StoredText>>;
-    /// Whether a customer has opted out of commercial messages.
-    async fn opted_out(&self, channel: Channel, address: &str) -> StoreResult<bool>;
-    /// Waiting outbox rows: (channel, lane, count), for `/metrics`.
-    async fn outbox_depth(&self) -> StoreResult<Vec<(String, i64, i64)>>;
-    /// Stores a rule set (or returns the id of an identical one) without activating it.
-    async fn insert_rule_version(&self, v: &NewRuleVersion) -> StoreResult<i64>;
-    /// Makes a stored version the active one, recording who and when.
-    async fn activate_rule_version(&self, id: i64, by: &str, now_ms: i64) -> StoreResult<()>;
-    /// The active version (latest activation) with its source.
-    async fn active_rule_version(&self) -> StoreResult<Option<RuleVersion>>;
-    async fn rule_version(&self, id: i64) -> StoreResult<Option<RuleVersion>>;
-    /// All versions, newest first, without sources.
-    async fn rule_versions(&self) -> StoreResult<Vec<RuleVersionSummary>>;
-    async fn insert_api_token(
-        &self,
-        name: &str,
-        role: &str,
-        token_hash: &str,
-        now_ms: i64,
-    ) -> StoreResult<i64>;
-    /// (name, role) of a live token.
-    async fn api_token(&self, token_hash: &str) -> StoreResult<Option<(String, String)>>;
-    /// Records that a survey waits for this customer's answer until `expires_ms`.
-    async fn await_survey(
-        &self,
-        channel: Channel,
-        address: &str,
-        survey: &str,
-        case_id: Option<i64>,
-        now_ms: i64,
-        expires_ms: i64,
-    ) -> StoreResult<()>;
-    /// Answers received for a survey: (address, answer).
-    async fn survey_answers(&self, survey: &str) -> StoreResult<Vec<(String, String)>>;
-    /// Flushes and closes connections.
-    async fn close(&self);
+/// The whole store, one trait per aggregate (each in its file beside this one); an engine
+/// implements them all and is a `Store`. Bring the aggregates' methods into scope with
+/// `use crate::store::prelude::*`.
+pub trait Store:
+    EngineStore
+    + IntakeStore
+    + OutboxStore
+    + CampaignStore
+    + CaseStore
+    + SlaStore
+    + SurveyStore
+    + RuleStore
+    + TokenStore
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: EngineStore
+        + IntakeStore
+        + OutboxStore
+        + CampaignStore
+        + CaseStore
+        + SlaStore
+        + SurveyStore
+        + RuleStore
+        + TokenStore
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The aggregate traits, for `use crate::store::prelude::*`.
+pub mod prelude {
+    pub use super::{
+        CampaignStore, CaseStore, EngineStore, IntakeStore, OutboxStore, RuleStore, SlaStore,
+        Store, SurveyStore, TokenStore,
+    };
 }
 
 /// Opens the backend named by the URL scheme and migrates it.

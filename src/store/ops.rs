@@ -1481,7 +1481,7 @@ macro_rules! common_ops {
 macro_rules! impl_store {
     ($T:ty) => {
         #[async_trait::async_trait]
-        impl crate::store::Store for $T {
+        impl crate::store::EngineStore for $T {
             async fn migrate(&self) -> StoreResult<()> {
                 self.do_migrate().await
             }
@@ -1489,12 +1489,74 @@ macro_rules! impl_store {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 self.engine_ready()
             }
+            async fn app_secret(&self, name: &str) -> StoreResult<String> {
+                ops::app_secret(&self.pool, name).await
+            }
+            async fn counts(&self) -> StoreResult<crate::store::Counts> {
+                ops::counts(&self.pool).await
+            }
+            async fn outbox_depth(&self) -> StoreResult<Vec<(String, i64, i64)>> {
+                ops::outbox_depth(&self.pool).await
+            }
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl crate::store::IntakeStore for $T {
             async fn intake(
                 &self,
                 req: crate::store::IntakeRequest,
             ) -> StoreResult<crate::store::IntakeOutcome> {
                 self.do_intake(req).await
             }
+            async fn message(&self, id: i64) -> StoreResult<Option<crate::store::MessageRecord>> {
+                ops::message(&self.pool, id).await
+            }
+            async fn recent_messages(
+                &self,
+                direction: &str,
+                limit: i64,
+            ) -> StoreResult<Vec<crate::store::MessageRecord>> {
+                ops::recent_messages(&self.pool, direction, limit).await
+            }
+            async fn inbound_since(
+                &self,
+                since_ms: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<crate::store::StoredText>> {
+                ops::inbound_since(&self.pool, since_ms, limit).await
+            }
+            async fn opted_out(&self, channel: Channel, address: &str) -> StoreResult<bool> {
+                ops::opted_out(&self.pool, channel.as_str(), address).await
+            }
+            async fn store_part(
+                &self,
+                p: &crate::store::NewPart,
+            ) -> StoreResult<crate::store::PartOutcome> {
+                ops::store_part(&self.pool, p).await
+            }
+            async fn part_group(
+                &self,
+                group_key: &str,
+            ) -> StoreResult<Vec<crate::store::StoredPart>> {
+                ops::part_group(&self.pool, group_key).await
+            }
+            async fn overdue_part_groups(
+                &self,
+                before: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<String>> {
+                ops::overdue_part_groups(&self.pool, before, limit).await
+            }
+            async fn close_parts(&self, ids: &[i64], purge_before: i64) -> StoreResult<()> {
+                ops::close_parts(&self.pool, ids, purge_before).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl crate::store::OutboxStore for $T {
             async fn claim_outbox_paced(
                 &self,
                 channel: Channel,
@@ -1512,16 +1574,6 @@ macro_rules! impl_store {
                 };
                 self.do_claim(q).await
             }
-            async fn lease_campaign(
-                &self,
-                campaign_id: i64,
-                owner: &str,
-                now_ms: i64,
-                until_ms: i64,
-            ) -> StoreResult<bool> {
-                self.do_lease_campaign(campaign_id, owner, now_ms, until_ms)
-                    .await
-            }
             async fn next_outbox_due(&self, channel: Channel) -> StoreResult<Option<i64>> {
                 ops::next_outbox_due(&self.pool, channel.as_str()).await
             }
@@ -1534,6 +1586,42 @@ macro_rules! impl_store {
             }
             async fn defer_sends(&self, ids: &[i64], not_before: i64) -> StoreResult<()> {
                 ops::defer_sends(&self.pool, ids, not_before).await
+            }
+            async fn release_leases(&self, ids: &[i64]) -> StoreResult<()> {
+                ops::release_leases(&self.pool, ids).await
+            }
+            async fn apply_dlr(&self, dlr: &crate::store::DlrUpdate) -> StoreResult<Option<i64>> {
+                self.do_apply_dlr(dlr).await
+            }
+            async fn queue_reply(
+                &self,
+                case_id: i64,
+                draft: &crate::store::OutboundDraft,
+                by: &str,
+                now_ms: i64,
+            ) -> StoreResult<Option<i64>> {
+                ops::queue_reply(&self.pool, case_id, draft, by, now_ms).await
+            }
+            async fn queue_outbound_bulk(
+                &self,
+                drafts: &[crate::store::OutboundDraft],
+                now_ms: i64,
+            ) -> StoreResult<Vec<i64>> {
+                ops::queue_outbound_bulk(&self.pool, drafts, now_ms).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl crate::store::CampaignStore for $T {
+            async fn lease_campaign(
+                &self,
+                campaign_id: i64,
+                owner: &str,
+                now_ms: i64,
+                until_ms: i64,
+            ) -> StoreResult<bool> {
+                self.do_lease_campaign(campaign_id, owner, now_ms, until_ms)
+                    .await
             }
             async fn create_campaign(&self, c: &crate::store::NewCampaign) -> StoreResult<i64> {
                 ops::create_campaign(&self.pool, c).await
@@ -1642,9 +1730,6 @@ macro_rules! impl_store {
             ) -> StoreResult<u64> {
                 self.do_dispatch(d).await
             }
-            async fn app_secret(&self, name: &str) -> StoreResult<String> {
-                ops::app_secret(&self.pool, name).await
-            }
             async fn opt_out(
                 &self,
                 channel: crate::domain::Channel,
@@ -1668,24 +1753,10 @@ macro_rules! impl_store {
             ) -> StoreResult<(i64, i64)> {
                 ops::campaign_outcomes(&self.pool, campaign_id, since_ms).await
             }
-            async fn release_leases(&self, ids: &[i64]) -> StoreResult<()> {
-                ops::release_leases(&self.pool, ids).await
-            }
-            async fn apply_dlr(&self, dlr: &crate::store::DlrUpdate) -> StoreResult<Option<i64>> {
-                self.do_apply_dlr(dlr).await
-            }
-            async fn message(&self, id: i64) -> StoreResult<Option<crate::store::MessageRecord>> {
-                ops::message(&self.pool, id).await
-            }
-            async fn queue_reply(
-                &self,
-                case_id: i64,
-                draft: &crate::store::OutboundDraft,
-                by: &str,
-                now_ms: i64,
-            ) -> StoreResult<Option<i64>> {
-                ops::queue_reply(&self.pool, case_id, draft, by, now_ms).await
-            }
+        }
+
+        #[async_trait::async_trait]
+        impl crate::store::CaseStore for $T {
             async fn find_cases(
                 &self,
                 filter: &crate::store::CaseFilter,
@@ -1704,28 +1775,6 @@ macro_rules! impl_store {
                 ops::open_linked_case(&self.pool, old_id, deadlines, next, by, now_ms).await
             }
 
-            async fn unclocked_cases(
-                &self,
-                after_id: i64,
-                limit: i64,
-            ) -> StoreResult<Vec<(i64, String, i64, bool, String)>> {
-                ops::unclocked_cases(&self.pool, after_id, limit).await
-            }
-
-            async fn start_clocks(
-                &self,
-                clocks: &[(i64, String, Option<i64>, i64)],
-            ) -> StoreResult<()> {
-                ops::start_clocks(&self.pool, clocks).await
-            }
-
-            async fn case_clock(
-                &self,
-                case_id: i64,
-            ) -> StoreResult<Option<(String, Option<i64>, i64)>> {
-                ops::case_clock(&self.pool, case_id).await
-            }
-
             async fn recategorize(
                 &self,
                 c: &crate::store::Recategorize,
@@ -1734,22 +1783,6 @@ macro_rules! impl_store {
             }
             async fn corrections(&self, since_ms: i64) -> StoreResult<Vec<(String, String)>> {
                 ops::corrections(&self.pool, since_ms).await
-            }
-            async fn next_visit_due(&self, now_ms: i64) -> StoreResult<Option<i64>> {
-                ops::next_visit_due(&self.pool, now_ms).await
-            }
-
-            async fn claim_visits(
-                &self,
-                now_ms: i64,
-                lease_ms: i64,
-                limit: i64,
-            ) -> StoreResult<Vec<crate::store::DueVisit>> {
-                ops::claim_visits(&self.pool, now_ms, lease_ms, limit).await
-            }
-
-            async fn apply_visit(&self, a: &crate::store::VisitApply) -> StoreResult<bool> {
-                ops::apply_visit(&self.pool, a).await
             }
 
             async fn resolve_case(
@@ -1770,23 +1803,6 @@ macro_rules! impl_store {
                 case_id: i64,
             ) -> StoreResult<Vec<crate::store::MessageRecord>> {
                 ops::case_messages(&self.pool, case_id).await
-            }
-            async fn recent_messages(
-                &self,
-                direction: &str,
-                limit: i64,
-            ) -> StoreResult<Vec<crate::store::MessageRecord>> {
-                ops::recent_messages(&self.pool, direction, limit).await
-            }
-            async fn counts(&self) -> StoreResult<crate::store::Counts> {
-                ops::counts(&self.pool).await
-            }
-            async fn inbound_since(
-                &self,
-                since_ms: i64,
-                limit: i64,
-            ) -> StoreResult<Vec<crate::store::StoredText>> {
-                ops::inbound_since(&self.pool, since_ms, limit).await
             }
             async fn log_contact(
                 &self,
@@ -1824,6 +1840,31 @@ macro_rules! impl_store {
                 )
                 .await
             }
+        }
+
+        #[async_trait::async_trait]
+        impl crate::store::SlaStore for $T {
+            async fn unclocked_cases(
+                &self,
+                after_id: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<(i64, String, i64, bool, String)>> {
+                ops::unclocked_cases(&self.pool, after_id, limit).await
+            }
+
+            async fn start_clocks(
+                &self,
+                clocks: &[(i64, String, Option<i64>, i64)],
+            ) -> StoreResult<()> {
+                ops::start_clocks(&self.pool, clocks).await
+            }
+
+            async fn case_clock(
+                &self,
+                case_id: i64,
+            ) -> StoreResult<Option<(String, Option<i64>, i64)>> {
+                ops::case_clock(&self.pool, case_id).await
+            }
             async fn sla_rows(
                 &self,
                 from_ms: i64,
@@ -1846,12 +1887,53 @@ macro_rules! impl_store {
             async fn apply_sla(&self, items: &[crate::store::SlaApply]) -> StoreResult<Vec<bool>> {
                 self.do_apply_sla(items).await
             }
-            async fn outbox_depth(&self) -> StoreResult<Vec<(String, i64, i64)>> {
-                ops::outbox_depth(&self.pool).await
+        }
+
+        #[async_trait::async_trait]
+        impl crate::store::SurveyStore for $T {
+            async fn next_visit_due(&self, now_ms: i64) -> StoreResult<Option<i64>> {
+                ops::next_visit_due(&self.pool, now_ms).await
             }
-            async fn opted_out(&self, channel: Channel, address: &str) -> StoreResult<bool> {
-                ops::opted_out(&self.pool, channel.as_str(), address).await
+
+            async fn claim_visits(
+                &self,
+                now_ms: i64,
+                lease_ms: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<crate::store::DueVisit>> {
+                ops::claim_visits(&self.pool, now_ms, lease_ms, limit).await
             }
+
+            async fn apply_visit(&self, a: &crate::store::VisitApply) -> StoreResult<bool> {
+                ops::apply_visit(&self.pool, a).await
+            }
+            async fn await_survey(
+                &self,
+                channel: Channel,
+                address: &str,
+                survey: &str,
+                case_id: Option<i64>,
+                now_ms: i64,
+                expires_ms: i64,
+            ) -> StoreResult<()> {
+                ops::await_survey(
+                    &self.pool,
+                    channel.as_str(),
+                    address,
+                    survey,
+                    case_id,
+                    now_ms,
+                    expires_ms,
+                )
+                .await
+            }
+            async fn survey_answers(&self, survey: &str) -> StoreResult<Vec<(String, String)>> {
+                ops::survey_answers(&self.pool, survey).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl crate::store::RuleStore for $T {
             async fn insert_rule_version(
                 &self,
                 v: &crate::store::NewRuleVersion,
@@ -1878,6 +1960,10 @@ macro_rules! impl_store {
             async fn rule_versions(&self) -> StoreResult<Vec<crate::store::RuleVersionSummary>> {
                 ops::rule_versions(&self.pool).await
             }
+        }
+
+        #[async_trait::async_trait]
+        impl crate::store::TokenStore for $T {
             async fn insert_api_token(
                 &self,
                 name: &str,
@@ -1889,61 +1975,6 @@ macro_rules! impl_store {
             }
             async fn api_token(&self, hash: &str) -> StoreResult<Option<(String, String)>> {
                 ops::api_token(&self.pool, hash).await
-            }
-            async fn await_survey(
-                &self,
-                channel: Channel,
-                address: &str,
-                survey: &str,
-                case_id: Option<i64>,
-                now_ms: i64,
-                expires_ms: i64,
-            ) -> StoreResult<()> {
-                ops::await_survey(
-                    &self.pool,
-                    channel.as_str(),
-                    address,
-                    survey,
-                    case_id,
-                    now_ms,
-                    expires_ms,
-                )
-                .await
-            }
-            async fn survey_answers(&self, survey: &str) -> StoreResult<Vec<(String, String)>> {
-                ops::survey_answers(&self.pool, survey).await
-            }
-            async fn queue_outbound_bulk(
-                &self,
-                drafts: &[crate::store::OutboundDraft],
-                now_ms: i64,
-            ) -> StoreResult<Vec<i64>> {
-                ops::queue_outbound_bulk(&self.pool, drafts, now_ms).await
-            }
-            async fn store_part(
-                &self,
-                p: &crate::store::NewPart,
-            ) -> StoreResult<crate::store::PartOutcome> {
-                ops::store_part(&self.pool, p).await
-            }
-            async fn part_group(
-                &self,
-                group_key: &str,
-            ) -> StoreResult<Vec<crate::store::StoredPart>> {
-                ops::part_group(&self.pool, group_key).await
-            }
-            async fn overdue_part_groups(
-                &self,
-                before: i64,
-                limit: i64,
-            ) -> StoreResult<Vec<String>> {
-                ops::overdue_part_groups(&self.pool, before, limit).await
-            }
-            async fn close_parts(&self, ids: &[i64], purge_before: i64) -> StoreResult<()> {
-                ops::close_parts(&self.pool, ids, purge_before).await
-            }
-            async fn close(&self) {
-                self.pool.close().await;
             }
         }
     };
