@@ -8,7 +8,7 @@ use crate::store::{OutboundDraft, SlaApply, StoreError, StoreResult};
 
 /// The statements one applied step needs (text in `crate::store::sql`).
 #[allow(async_fn_in_trait)]
-pub trait SlaTx {
+pub trait SlaTx: crate::intake::decide::IntakeTx {
     /// Takes the case row's lock before the clock's (PostgreSQL; nothing on SQLite), the
     /// order the intake takes them in, so the two never deadlock.
     async fn lock_case(&mut self, case_id: i64) -> StoreResult<()>;
@@ -27,19 +27,25 @@ pub trait SlaTx {
     /// The case's tier from `tier_before` to `tier_after`; rows changed.
     async fn set_tier(&mut self, a: &SlaApply) -> StoreResult<u64>;
     async fn release_lease(&mut self, case_id: i64) -> StoreResult<()>;
+    /// A case event, as the intake writes them.
     async fn sla_event(
         &mut self,
         case_id: i64,
         now_ms: i64,
         kind: &str,
         detail: &str,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<()> {
+        self.case_event(case_id, now_ms, kind, detail).await
+    }
+    /// A notice queued on the case, as the intake queues its messages.
     async fn sla_notice(
         &mut self,
         d: &OutboundDraft,
         case_id: i64,
         now_ms: i64,
-    ) -> StoreResult<i64>;
+    ) -> StoreResult<i64> {
+        self.queue_outbound(d, Some(case_id), now_ms).await
+    }
 }
 
 /// Applies `items` in the caller's transaction; per item whether it was applied. An item

@@ -758,25 +758,6 @@ impl crate::sla::apply::SlaTx for SqliteIntake<'_> {
             .execute(params![case_id])?;
         Ok(())
     }
-
-    async fn sla_event(
-        &mut self,
-        case_id: i64,
-        now_ms: i64,
-        kind: &str,
-        detail: &str,
-    ) -> StoreResult<()> {
-        self.case_event(case_id, now_ms, kind, detail).await
-    }
-
-    async fn sla_notice(
-        &mut self,
-        d: &OutboundDraft,
-        case_id: i64,
-        now_ms: i64,
-    ) -> StoreResult<i64> {
-        self.queue_outbound(d, Some(case_id), now_ms).await
-    }
 }
 
 impl crate::campaigns::apply::CampaignTx for SqliteIntake<'_> {
