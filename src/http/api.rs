@@ -316,23 +316,25 @@ pub async fn list_cases(
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
     let axum::extract::Query(q) =
         query.map_err(|e| AppError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
-    let statuses: Vec<String> = q
+    let mut statuses = Vec::new();
+    for p in q
         .status
         .as_deref()
         .unwrap_or("open,acknowledged,in_progress")
         .split(',')
-        .map(|p| p.trim().to_string())
+        .map(str::trim)
         .filter(|p| !p.is_empty())
-        .collect();
-    if let Some(bad) = statuses
-        .iter()
-        .find(|p| crate::cases::CaseStatus::parse(p).is_none())
     {
-        return Err(AppError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("status {bad:?}: expected open, acknowledged, in_progress, resolved or closed"),
-        ));
+        let Some(st) = crate::cases::CaseStatus::parse(p) else {
+            return Err(AppError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!(
+                    "status {p:?}: expected open, acknowledged, in_progress, resolved or closed"
+                ),
+            ));
+        };
+        statuses.push(st);
     }
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {

@@ -11,7 +11,11 @@ pub trait CaseStore: Send + Sync {
     /// A case's history, oldest first.
     async fn case_events(&self, case_id: i64) -> StoreResult<Vec<CaseEvent>>;
     /// Cases in `statuses` (all when empty), the most urgent first (earliest resolve deadline).
-    async fn cases(&self, statuses: &[String], limit: i64) -> StoreResult<Vec<CaseRecord>> {
+    async fn cases(
+        &self,
+        statuses: &[crate::domain::CaseStatus],
+        limit: i64,
+    ) -> StoreResult<Vec<CaseRecord>> {
         let filter = CaseFilter {
             statuses: statuses.to_vec(),
             ..CaseFilter::default()

@@ -452,7 +452,7 @@ pub struct MessageRecord {
 /// What the agents' work queue filters by. Empty or `None` fields do not filter.
 #[derive(Debug, Clone, Default)]
 pub struct CaseFilter {
-    pub statuses: Vec<String>,
+    pub statuses: Vec<crate::domain::CaseStatus>,
     pub category: Option<String>,
     pub tier: Option<i64>,
     /// Resolve deadline before this instant.

@@ -695,7 +695,7 @@ macro_rules! common_ops {
             if !f.statuses.is_empty() {
                 let mut list = Vec::new();
                 for st in &f.statuses {
-                    vals.push(V::S(st));
+                    vals.push(V::S(st.as_str()));
                     list.push(format!("${}", vals.len()));
                 }
                 conds.push(format!("status IN ({})", list.join(", ")));

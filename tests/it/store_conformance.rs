@@ -1015,7 +1015,7 @@ async fn cases_list_by_urgency_and_resolve_once(s: Arc<dyn Store>) {
         .await
         .unwrap();
     let (a, b) = (stored(&o1).1.unwrap(), stored(&o2).1.unwrap());
-    let open = ["open".to_string()];
+    let open = [switchboard::domain::CaseStatus::Open];
     let ids =
         |v: Vec<switchboard::store::CaseRecord>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
     assert_eq!(
@@ -1076,7 +1076,10 @@ async fn cases_list_by_urgency_and_resolve_once(s: Arc<dyn Store>) {
     );
     assert_eq!(ids(s.cases(&open, 10).await.unwrap()), vec![b]);
     assert_eq!(
-        ids(s.cases(&["resolved".to_string()], 10).await.unwrap()),
+        ids(s
+            .cases(&[switchboard::domain::CaseStatus::Resolved], 10)
+            .await
+            .unwrap()),
         vec![a]
     );
     assert_eq!(s.cases(&[], 10).await.unwrap().len(), 2);
