@@ -383,7 +383,7 @@ impl<R: Read> Rows<R> {
 /// What is wrong.
 pub fn valid_phone(p: &str, country: &str) -> Result<String, String> {
     let n = crate::domain::PhoneNumber::parse(p, country)
-        .map(|n| n.to_string())
+        .map(String::from)
         .map_err(|e| e.to_string())?;
     if n.trim_start_matches('+').len() < 7 {
         return Err(format!("{p:?} is too short for a subscriber number"));

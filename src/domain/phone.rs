@@ -5,7 +5,10 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A customer's number. Its `Debug` and `Display` mask it (`+86138****8000`), so a number
+/// formatted into a log line does not leak; the number itself is [`PhoneNumber::as_str`] (and
+/// what serde writes).
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PhoneNumber(String);
 
@@ -91,7 +94,13 @@ impl PhoneNumber {
 
 impl fmt::Display for PhoneNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&super::mask(&self.0))
+    }
+}
+
+impl fmt::Debug for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PhoneNumber({})", super::mask(&self.0))
     }
 }
 
@@ -112,8 +121,21 @@ impl From<PhoneNumber> for String {
 mod tests {
     use super::*;
 
+    /// Formatted for a log (`{}` or `{:?}`), a number is masked; the number itself is only
+    /// what `as_str`, `String::from` and serde give.
+    #[test]
+    fn a_number_formats_masked() {
+        let p = PhoneNumber::parse("13800138000", "86").unwrap();
+        assert_eq!(p.as_str(), "+8613800138000");
+        assert_eq!(format!("{p}"), "+86138****8000");
+        assert_eq!(format!("{p:?}"), "PhoneNumber(+86138****8000)");
+        assert!(!format!("{p} {p:?} {:?}", Some(&p)).contains("0013800"));
+        assert_eq!(String::from(p.clone()), "+8613800138000");
+        assert_eq!(serde_json::to_string(&p).unwrap(), "\"+8613800138000\"");
+    }
+
     fn p(s: &str) -> String {
-        PhoneNumber::parse(s, "86").unwrap().to_string()
+        String::from(PhoneNumber::parse(s, "86").unwrap())
     }
 
     #[test]

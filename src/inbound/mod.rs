@@ -33,7 +33,7 @@ impl BadInput {
 /// refused, so no ack goes to a number that does not exist.
 pub fn phone(field: &'static str, v: &str, country: &str) -> Result<String, BadInput> {
     let p = PhoneNumber::parse(v, country)
-        .map(|p| p.to_string())
+        .map(String::from)
         .map_err(|e| BadInput::new(field, e.to_string()))?;
     let digits = p.trim_start_matches('+');
     if field.eq_ignore_ascii_case("from") && (digits.len() < 3 || digits.bytes().all(|b| b == b'0'))
