@@ -178,17 +178,7 @@ impl CaseStatus {
     }
 }
 
-impl std::fmt::Display for CaseStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl PartialEq<&str> for CaseStatus {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
+// `Display` and `PartialEq<&str>` come with its column impl (`text_column!` in `domain`).
 
 impl Action {
     pub fn as_str(self) -> &'static str {

@@ -37,18 +37,6 @@ impl FromStr for Channel {
     }
 }
 
-impl fmt::Display for Channel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl PartialEq<&str> for Channel {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 /// Whether a message came in or goes out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -74,18 +62,6 @@ impl Direction {
     }
 }
 
-impl fmt::Display for Direction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl PartialEq<&str> for Direction {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 /// Column impls for an enum stored as its `as_str()` text, on both sqlx engines and rusqlite.
 /// A stored value `$parse` does not know is read as `$fallback`, with a warning naming it, so
 /// one hand-edited or newer-version row cannot fail a whole batch (an SLA round, a work queue
@@ -93,6 +69,16 @@ impl PartialEq<&str> for Direction {
 /// unknown category as `inquiry`, as before these columns were typed.
 macro_rules! text_column {
     ($t:ty, $what:literal, $parse:expr, $fallback:expr) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
         impl $t {
             /// The stored text read back; see `text_column!`.
             pub fn from_column(s: &str) -> $t {
@@ -201,18 +187,6 @@ impl Category {
             Category::Fault => 1,
             Category::Inquiry => 2,
         }
-    }
-}
-
-impl fmt::Display for Category {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl PartialEq<&str> for Category {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
     }
 }
 

@@ -185,21 +185,7 @@ impl AckRenderer {
         let Some(inputs) = m.render.as_deref().filter(|_| m.status == "queued") else {
             return;
         };
-        let item = crate::store::OutboxItem {
-            message_id: m.id,
-            channel: m.channel,
-            from: m.from_addr.clone(),
-            to: m.to_addr.clone(),
-            subject: None,
-            text: String::new(),
-            html: None,
-            headers: None,
-            kind: m.kind.clone().unwrap_or_default(),
-            render: None,
-            attempts: m.attempts,
-            not_after: None,
-        };
-        if let Ok(r) = self.render_queued(&item, inputs) {
+        if let Ok(r) = self.render_queued(m.id, m.channel, inputs) {
             m.body = r.text;
             m.subject = r.subject;
             m.encoding = Some(r.encoding.to_string());
@@ -215,7 +201,8 @@ impl AckRenderer {
     /// Inputs that do not parse or a template that fails: the send fails with this reason.
     pub fn render_queued(
         &self,
-        item: &crate::store::OutboxItem,
+        message_id: i64,
+        channel: Channel,
         inputs: &str,
     ) -> Result<crate::store::Rendered, String> {
         let inputs: AckRender =
@@ -223,13 +210,13 @@ impl AckRenderer {
         let text = self
             .render_text(&inputs)
             .map_err(|e| format!("ack template {:?} failed: {e}", inputs.template))?;
-        match item.channel {
+        match channel {
             Channel::Sms => {
                 // Never more parts than the bridge sends: it would cut the text silently.
                 let text = crate::outbound::segment::fit(&text, self.sms_part_cap);
                 let seg = segment(&text);
                 Ok(crate::store::Rendered {
-                    message_id: item.message_id,
+                    message_id,
                     text,
                     subject: None,
                     html: None,
@@ -248,7 +235,7 @@ impl AckRenderer {
                     )
                     .map_err(|e| format!("ack email templates failed: {e}"))?;
                 Ok(crate::store::Rendered {
-                    message_id: item.message_id,
+                    message_id,
                     text,
                     subject: Some(subject),
                     html: Some(html),
@@ -1154,22 +1141,8 @@ mod tests {
                         .unwrap_or_else(|| panic!("{intent:?} {lang:?} {channel:?}"));
                     // Queued with its inputs only; the send renders it.
                     assert!(d.text.is_empty() && d.html.is_none() && d.subject.is_none());
-                    let item = crate::store::OutboxItem {
-                        message_id: 7,
-                        channel,
-                        from: d.from.clone(),
-                        to: d.to.clone(),
-                        subject: None,
-                        text: String::new(),
-                        html: None,
-                        headers: d.headers.clone(),
-                        kind: d.kind.to_string(),
-                        render: d.render.clone(),
-                        attempts: 0,
-                        not_after: None,
-                    };
                     let inputs = d.render.as_deref().expect("inputs");
-                    let out = r.render_queued(&item, inputs).unwrap();
+                    let out = r.render_queued(7, channel, inputs).unwrap();
                     assert_eq!(out.message_id, 7);
                     assert!(
                         !out.text.is_empty() && !out.text.contains("{{"),

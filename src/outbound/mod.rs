@@ -306,7 +306,7 @@ impl Worker {
         let mut unrenderable = None;
         if let Some(inputs) = item.render.take() {
             let r = match &self.config.acks {
-                Some(acks) => acks.render_queued(&item, &inputs),
+                Some(acks) => acks.render_queued(item.message_id, item.channel, &inputs),
                 None => Err("no ack renderer on this worker".to_string()),
             };
             match r {
@@ -319,16 +319,18 @@ impl Worker {
                 Err(e) => unrenderable = Some(e),
             }
         }
-        let result = match self.config.max_parts {
+        let result = match (self.config.max_parts, unrenderable) {
             _ if expired => {
                 SendResult::Fail("expired: past its campaign's validity, never sent".to_string())
             }
-            _ if unrenderable.is_some() => SendResult::Fail(unrenderable.unwrap_or_default()),
-            Some(cap) if segment::segment(&item.text).segments > cap => SendResult::Fail(format!(
-                "needs {} SMS parts; the bridge sends at most {cap} (sms.outbound.max_parts) and \
+            (_, Some(reason)) => SendResult::Fail(reason),
+            (Some(cap), None) if segment::segment(&item.text).segments > cap => {
+                SendResult::Fail(format!(
+                    "needs {} SMS parts; the bridge sends at most {cap} (sms.outbound.max_parts) and \
                  would cut the text",
-                segment::segment(&item.text).segments
-            )),
+                    segment::segment(&item.text).segments
+                ))
+            }
             _ => {
                 let started = std::time::Instant::now();
                 let r = self.sender.send(&item).await;
