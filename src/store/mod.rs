@@ -24,7 +24,6 @@ mod rules_store;
 pub use rules_store::RuleStore;
 mod tokens;
 pub use tokens::TokenStore;
-mod ops;
 mod postgres;
 pub(crate) mod sql;
 mod sqlite;

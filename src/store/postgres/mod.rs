@@ -17,9 +17,17 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
 use std::time::Duration;
 
-mod ops {
-    super::super::ops::common_ops!(sqlx::Postgres, sqlx::PgConnection, "BEGIN");
-}
+// This engine's types for the shared sqlx code (`store/shared`), compiled once per engine.
+type DB = sqlx::Postgres;
+type Conn = sqlx::PgConnection;
+type Engine = PgStore;
+const BEGIN: &str = "BEGIN";
+#[path = "../shared/ops.rs"]
+#[allow(clippy::duplicate_mod, reason = "one file, compiled per engine")]
+mod ops;
+#[path = "../shared/store_impl.rs"]
+#[allow(clippy::duplicate_mod, reason = "one file, compiled per engine")]
+mod store_impl;
 
 pub struct PgStore {
     pool: PgPool,
@@ -257,8 +265,6 @@ impl PgStore {
         Ok(n == 1)
     }
 }
-
-super::ops::impl_store!(PgStore);
 
 /// [`IntakeTx`] on the request's PostgreSQL transaction, with the statement text of `sql.rs`
 /// that the SQLite writer runs too.

@@ -5,16 +5,23 @@
 //! with `busy_timeout`.
 
 use super::{IntakeOutcome, IntakeRequest, OutboxItem, StoreError, StoreResult};
-use crate::domain::Channel;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-mod ops {
-    super::super::ops::common_ops!(sqlx::Sqlite, sqlx::SqliteConnection, "BEGIN IMMEDIATE");
-}
+// This engine's types for the shared sqlx code (`store/shared`), compiled once per engine.
+type DB = sqlx::Sqlite;
+type Conn = sqlx::SqliteConnection;
+type Engine = SqliteStore;
+const BEGIN: &str = "BEGIN IMMEDIATE";
+#[path = "../shared/ops.rs"]
+#[allow(clippy::duplicate_mod, reason = "one file, compiled per engine")]
+mod ops;
+#[path = "../shared/store_impl.rs"]
+#[allow(clippy::duplicate_mod, reason = "one file, compiled per engine")]
+mod store_impl;
 
 mod writer;
 
@@ -184,5 +191,3 @@ impl SqliteStore {
         .await
     }
 }
-
-super::ops::impl_store!(SqliteStore);
