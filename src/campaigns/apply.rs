@@ -82,7 +82,7 @@ pub async fn dispatch<T: CampaignTx>(tx: &mut T, d: &Dispatch) -> StoreResult<u6
         .items
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok())
-        .filter(|r| matches!(r.kind, "marketing" | "research"))
+        .filter(|r| r.kind.is_commercial())
         .map(|r| r.to.as_str())
         .collect();
     let mut opted_out: HashSet<(String, String)> = HashSet::new();

@@ -10,7 +10,7 @@
 use super::{CampaignSettings, Kind, Suppressed};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::Channel;
+use crate::domain::{Channel, MessageKind};
 use crate::outbound::segment::segment;
 use crate::store::{CampaignRecord, OutboundDraft, Store, StoreResult};
 use std::collections::HashMap;
@@ -159,7 +159,7 @@ impl Dispatcher {
         &self,
         channel: Channel,
         to: &str,
-        kind: &'static str,
+        kind: MessageKind,
         text: String,
         subject: Option<String>,
     ) -> Option<OutboundDraft> {

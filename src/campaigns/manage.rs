@@ -430,7 +430,13 @@ pub async fn preview(
                     *out.suppressed.entry("template".into()).or_default() += 1;
                     continue;
                 };
-                let Some(draft) = d.draft(ch, &r.address, kind.as_str(), text, subject) else {
+                let Some(draft) = d.draft(
+                    ch,
+                    &r.address,
+                    kind.message_kind(c.urgent != 0),
+                    text,
+                    subject,
+                ) else {
                     let why = if ch == Channel::Sms {
                         "too_long_or_channel_off"
                     } else {

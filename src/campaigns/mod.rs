@@ -19,6 +19,7 @@ pub mod import;
 pub mod manage;
 pub mod unsubscribe;
 
+use crate::domain::MessageKind;
 use crate::sla::calendar::Window;
 use serde::{Deserialize, Serialize};
 
@@ -119,10 +120,16 @@ impl Kind {
 
     /// The outbox message kind (its lane follows: service or bulk; an urgent service
     /// campaign goes in the urgent lane, which keeps no quiet hours).
-    pub fn message_kind(self, urgent: bool) -> &'static str {
+    pub fn message_kind(self, urgent: bool) -> MessageKind {
         match self {
-            Kind::Notice | Kind::PaymentReminder | Kind::Survey if urgent => "urgent_notice",
-            k => k.as_str(),
+            Kind::Notice | Kind::PaymentReminder | Kind::Survey if urgent => {
+                MessageKind::UrgentNotice
+            }
+            Kind::PaymentReminder => MessageKind::PaymentReminder,
+            Kind::Notice => MessageKind::Notice,
+            Kind::Survey => MessageKind::Survey,
+            Kind::Research => MessageKind::Research,
+            Kind::Marketing => MessageKind::Marketing,
         }
     }
 }
@@ -150,18 +157,6 @@ pub fn next_occurrence(
         .ok()
         .map(|t| t.timestamp_millis().div_euclid(1000) * 1000))
 }
-
-/// The message kinds campaigns queue (for caps and suppression). The partial index
-/// `messages_campaign_to` (migration 0013) names them in this order, word for word, so the daily
-/// caps' query (`store::standings`) can use it: change both together.
-pub const MESSAGE_KINDS: &[&str] = &[
-    "payment_reminder",
-    "notice",
-    "survey",
-    "research",
-    "marketing",
-    "urgent_notice",
-];
 
 /// Checks a commercial template: a signature `【…】` first, 2–12 characters by default, none
 /// inside the body, and the opt-out footer.
@@ -388,11 +383,11 @@ mod tests {
         assert!(quiet_window(Kind::Notice, true, &s).is_none());
         assert_eq!(Kind::Notice.message_kind(true), "urgent_notice");
         assert_eq!(
-            crate::domain::Lane::of_kind(Kind::Marketing.message_kind(false)),
+            Kind::Marketing.message_kind(false).lane(),
             crate::domain::Lane::Bulk
         );
         assert_eq!(
-            crate::domain::Lane::of_kind(Kind::Notice.message_kind(true)),
+            Kind::Notice.message_kind(true).lane(),
             crate::domain::Lane::Urgent
         );
     }

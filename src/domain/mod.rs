@@ -150,6 +150,101 @@ text_column!(
 text_column!(Channel, "channel", |s| s.parse().ok(), Channel::Sms);
 text_column!(Direction, "direction", Direction::parse, Direction::In);
 text_column!(Category, "category", |s| s.parse().ok(), Category::Inquiry);
+text_column!(
+    MessageKind,
+    "message kind",
+    MessageKind::parse,
+    MessageKind::Reply
+);
+
+/// What an outbound message is (`messages.kind`). It decides the message's outbox lane, its
+/// quiet hours, and whether campaign caps, consent and opt-outs apply. Inbound messages have
+/// none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// The automatic acknowledgement of an inbound message.
+    Ack,
+    /// An agent's reply, or a self-service answer.
+    Reply,
+    /// A deadline warning or escalation to a support tier's contact.
+    SlaNotice,
+    /// The survey after a resolved case.
+    ReturnVisit,
+    PaymentReminder,
+    Notice,
+    /// A service campaign sent as urgent: the urgent lane, no quiet hours.
+    UrgentNotice,
+    Survey,
+    Research,
+    Marketing,
+}
+
+impl MessageKind {
+    pub const ALL: [MessageKind; 10] = [
+        MessageKind::Ack,
+        MessageKind::Reply,
+        MessageKind::SlaNotice,
+        MessageKind::ReturnVisit,
+        MessageKind::PaymentReminder,
+        MessageKind::Notice,
+        MessageKind::UrgentNotice,
+        MessageKind::Survey,
+        MessageKind::Research,
+        MessageKind::Marketing,
+    ];
+
+    /// The kinds campaigns queue (for caps and suppression). The partial index
+    /// `messages_campaign_to` (migration 0013) names them in this order, word for word, so the
+    /// daily caps' query (`store::standings`) can use it: change both together.
+    pub const CAMPAIGN: [MessageKind; 6] = [
+        MessageKind::PaymentReminder,
+        MessageKind::Notice,
+        MessageKind::Survey,
+        MessageKind::Research,
+        MessageKind::Marketing,
+        MessageKind::UrgentNotice,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Ack => "ack",
+            MessageKind::Reply => "reply",
+            MessageKind::SlaNotice => "sla_notice",
+            MessageKind::ReturnVisit => "return_visit",
+            MessageKind::PaymentReminder => "payment_reminder",
+            MessageKind::Notice => "notice",
+            MessageKind::UrgentNotice => "urgent_notice",
+            MessageKind::Survey => "survey",
+            MessageKind::Research => "research",
+            MessageKind::Marketing => "marketing",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MessageKind> {
+        MessageKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Marketing and research: consent, opt-out, signature, footer, daytime only.
+    pub fn is_commercial(self) -> bool {
+        matches!(self, MessageKind::Research | MessageKind::Marketing)
+    }
+
+    /// The outbox lane of a message of this kind.
+    pub fn lane(self) -> Lane {
+        match self {
+            MessageKind::PaymentReminder
+            | MessageKind::Notice
+            | MessageKind::Survey
+            | MessageKind::ReturnVisit => Lane::Service,
+            MessageKind::Marketing | MessageKind::Research => Lane::Bulk,
+            MessageKind::Ack
+            | MessageKind::Reply
+            | MessageKind::SlaNotice
+            | MessageKind::UrgentNotice => Lane::Urgent,
+        }
+    }
+}
 
 /// The three case categories of the operator's process. Order matters: a higher rank wins a
 /// tie and a case never moves to a lower-ranked category when a reply is attached.
@@ -439,6 +534,40 @@ mod tests {
     }
 
     #[test]
+    fn message_kinds_round_trip_pick_their_lane_and_match_the_campaign_index() {
+        for k in MessageKind::ALL {
+            assert_eq!(MessageKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
+        }
+        assert_eq!(MessageKind::parse("bulk"), None);
+        assert_eq!(MessageKind::from_column("bulk"), MessageKind::Reply);
+        assert_eq!(MessageKind::Ack.lane(), Lane::Urgent);
+        assert_eq!(MessageKind::SlaNotice.lane(), Lane::Urgent);
+        assert_eq!(MessageKind::UrgentNotice.lane(), Lane::Urgent);
+        assert_eq!(MessageKind::ReturnVisit.lane(), Lane::Service);
+        assert_eq!(MessageKind::PaymentReminder.lane(), Lane::Service);
+        assert_eq!(MessageKind::Marketing.lane(), Lane::Bulk);
+        assert_eq!(MessageKind::Research.lane(), Lane::Bulk);
+        let commercial: Vec<_> = MessageKind::ALL
+            .into_iter()
+            .filter(|k| k.is_commercial())
+            .collect();
+        assert_eq!(commercial, [MessageKind::Research, MessageKind::Marketing]);
+        // The caps' query names the campaign kinds as the partial index does, word for word.
+        let list = MessageKind::CAMPAIGN
+            .iter()
+            .map(|k| format!("'{k}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for index in [
+            include_str!("../store/migrations/sqlite/0013_campaign_standings_index.sql"),
+            include_str!("../store/migrations/postgres/0013_campaign_standings_index.sql"),
+        ] {
+            assert!(index.contains(&format!("kind IN ({list})")), "{list}");
+        }
+    }
+
+    #[test]
     fn category_parse_rejects_unknown_names() {
         assert_eq!(
             "Complaint".parse::<Category>().unwrap(),
@@ -463,15 +592,6 @@ pub enum Lane {
 
 impl Lane {
     pub const ALL: [Lane; 3] = [Lane::Urgent, Lane::Service, Lane::Bulk];
-
-    /// The lane of a message kind (`messages.kind`).
-    pub fn of_kind(kind: &str) -> Lane {
-        match kind {
-            "payment_reminder" | "notice" | "survey" | "return_visit" => Lane::Service,
-            "marketing" | "research" => Lane::Bulk,
-            _ => Lane::Urgent,
-        }
-    }
 
     pub fn as_i64(self) -> i64 {
         self as i64

@@ -145,9 +145,9 @@ impl SmtpSender {
             .to(to)
             .subject(item.subject.clone().unwrap_or_default())
             .message_id(Some(format!("<sb-{}@{}>", item.message_id, self.domain)));
-        if item.kind == "ack" {
+        if item.kind == crate::domain::MessageKind::Ack {
             b = b.header(AutoSubmitted("auto-replied".into()));
-        } else if item.kind == "sla_notice" {
+        } else if item.kind == crate::domain::MessageKind::SlaNotice {
             // RFC 3834: made by a machine, not in answer to anything.
             b = b.header(AutoSubmitted("auto-generated".into()));
         }

@@ -13,7 +13,7 @@ pub mod sms;
 pub mod smtp_pool;
 
 use crate::clock::Clock;
-use crate::domain::Channel;
+use crate::domain::{Channel, MessageKind};
 use crate::store::{OutboxItem, Store};
 use retry::{Backoff, SendResult};
 use std::sync::Arc;
@@ -100,8 +100,8 @@ pub struct QuietGate {
 
 impl QuietGate {
     /// Until when a message of `kind` waits at `now`; `None`: it may go now.
-    pub fn hold_until(&self, kind: &str, now: i64) -> Option<i64> {
-        let w = match crate::domain::Lane::of_kind(kind) {
+    pub fn hold_until(&self, kind: MessageKind, now: i64) -> Option<i64> {
+        let w = match kind.lane() {
             crate::domain::Lane::Urgent => return None,
             crate::domain::Lane::Service => self.service,
             crate::domain::Lane::Bulk => self.commercial,
@@ -198,7 +198,7 @@ impl Worker {
                     // retried) wins over the send.
                     let commercial: Vec<i64> = v
                         .iter()
-                        .filter(|i| matches!(i.kind.as_str(), "marketing" | "research"))
+                        .filter(|i| i.kind.is_commercial())
                         .map(|i| i.message_id)
                         .collect();
                     if !commercial.is_empty() {
@@ -216,7 +216,7 @@ impl Worker {
                     if let Some(q) = &cfg.quiet {
                         let mut held: std::collections::BTreeMap<i64, Vec<i64>> =
                             Default::default();
-                        v.retain(|i| match q.hold_until(&i.kind, now) {
+                        v.retain(|i| match q.hold_until(i.kind, now) {
                             Some(t) => {
                                 held.entry(t).or_default().push(i.message_id);
                                 false

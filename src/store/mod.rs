@@ -31,7 +31,7 @@ mod sqlite;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::domain::{CaseId, Category, Channel, Intent, Lang, Query};
+use crate::domain::{CaseId, Category, Channel, Intent, Lang, MessageKind, Query};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -206,7 +206,7 @@ pub struct OutboundDraft {
     /// Email: the HTML alternative and threading headers (JSON).
     pub html: Option<String>,
     pub headers: Option<String>,
-    pub kind: &'static str,
+    pub kind: MessageKind,
     pub encoding: &'static str,
     pub segments: i64,
     /// Not sent before this instant (a notice to a tier that is off work); `None`: now.
@@ -253,7 +253,7 @@ pub struct OutboxItem {
     pub html: Option<String>,
     /// JSON: {"in_reply_to": "...", "references": ["..."]}.
     pub headers: Option<String>,
-    pub kind: String,
+    pub kind: MessageKind,
     /// An ack not rendered yet: its rendering inputs (`crate::intake::AckRender`, JSON).
     pub render: Option<String>,
     pub attempts: i64,
@@ -282,7 +282,7 @@ pub(crate) struct OutboxRow {
     pub body: String,
     pub body_html: Option<String>,
     pub headers: Option<String>,
-    pub kind: Option<String>,
+    pub kind: Option<MessageKind>,
     pub render: Option<String>,
     pub not_after: Option<i64>,
 }
@@ -298,7 +298,7 @@ impl OutboxRow {
             text: self.body,
             html: self.body_html,
             headers: self.headers,
-            kind: self.kind.unwrap_or_default(),
+            kind: self.kind.unwrap_or(MessageKind::Reply),
             render: self.render,
             attempts: self.attempts,
             not_after: self.not_after,
@@ -433,7 +433,7 @@ pub struct MessageRecord {
     pub intent: Option<String>,
     pub rules_version: Option<String>,
     pub case_id: Option<i64>,
-    pub kind: Option<String>,
+    pub kind: Option<MessageKind>,
     pub status: String,
     pub encoding: Option<String>,
     pub segments: Option<i64>,

@@ -250,7 +250,7 @@ async fn big_campaign(n: usize, db: String) {
         .unwrap();
     let mut to: Vec<&str> = msgs
         .iter()
-        .filter(|m| m.kind.as_deref() == Some("marketing") && m.status != "suppressed")
+        .filter(|m| m.kind.map(|k| k.as_str()) == Some("marketing") && m.status != "suppressed")
         .map(|m| m.to_addr.as_str())
         .collect();
     assert_eq!(to.len() as i64, queued);
@@ -491,7 +491,7 @@ async fn the_worker_holds_bulk_messages_in_quiet_hours_and_sends_acks() {
         text: "【某某通信】八折，回复TD退订".into(),
         html: None,
         headers: None,
-        kind: "marketing",
+        kind: switchboard::domain::MessageKind::Marketing,
         encoding: "ucs2",
         segments: 1,
         not_before: None,
@@ -647,7 +647,7 @@ async fn survey_answers_are_summarised_and_failing_campaigns_pause_themselves() 
         .await
         .unwrap()
         .into_iter()
-        .filter(|m| m.kind.as_deref() == Some("notice"))
+        .filter(|m| m.kind.map(|k| k.as_str()) == Some("notice"))
         .collect();
     for (i, m) in sent.iter().take(100).enumerate() {
         if i < 30 {
@@ -880,7 +880,7 @@ async fn second_imports_consent_words_long_texts_and_late_opt_outs() {
     let draft = app.state.campaigns.draft(
         Channel::Sms,
         "+8613800000405",
-        "marketing",
+        switchboard::domain::MessageKind::Marketing,
         "【某某通信】宽带提速，回复TD退订".into(),
         None,
     );
@@ -996,7 +996,7 @@ async fn two_instances_pace_a_campaign_once_and_send_each_message_once() {
     let msgs = a.store().recent_messages("out", 5_000).await.unwrap();
     let mut to: Vec<&str> = msgs
         .iter()
-        .filter(|m| m.kind.as_deref() == Some("marketing"))
+        .filter(|m| m.kind.map(|k| k.as_str()) == Some("marketing"))
         .map(|m| m.to_addr.as_str())
         .collect();
     let sent = to.len();

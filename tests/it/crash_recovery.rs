@@ -90,7 +90,7 @@ async fn sigkill_under_load_loses_nothing_answered_2xx_and_acks_go_out_once() {
         let msgs = store.case_messages(case).await.unwrap();
         let acks: Vec<_> = msgs
             .iter()
-            .filter(|x| x.direction == "out" && x.kind.as_deref() == Some("ack"))
+            .filter(|x| x.direction == "out" && x.kind.map(|k| k.as_str()) == Some("ack"))
             .collect();
         assert_eq!(acks.len(), 1, "{id}: exactly one ack queued");
         assert_eq!(acks[0].status, "queued");

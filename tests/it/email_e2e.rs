@@ -829,7 +829,7 @@ async fn smtp_sink_receives_the_ack_with_threading_headers_and_both_parts() {
     )
     .await;
     assert_eq!(out.channel, "email");
-    assert_eq!(out.kind.as_deref(), Some("ack"));
+    assert_eq!(out.kind.map(|k| k.as_str()), Some("ack"));
     assert_eq!(out.case_id, Some(case_id));
     check_ack(
         &mails[0],
@@ -1314,7 +1314,7 @@ async fn an_agent_reply_on_an_email_case_is_threaded_and_not_auto_submitted() {
     )
     .await;
     assert_eq!(
-        (rec.kind.as_deref(), rec.case_id),
+        (rec.kind.map(|k| k.as_str()), rec.case_id),
         (Some("reply"), Some(case_id))
     );
     app.shutdown().await;

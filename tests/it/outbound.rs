@@ -401,7 +401,11 @@ async fn an_agent_reply_on_an_sms_case_goes_out_through_the_bridge() {
     assert_eq!(reqs[1].param("to").as_deref(), Some("8613800138000"));
     let rec = app.store().message(reply_id).await.unwrap().unwrap();
     assert_eq!(
-        (rec.kind.as_deref(), rec.case_id, rec.direction.as_str()),
+        (
+            rec.kind.map(|k| k.as_str()),
+            rec.case_id,
+            rec.direction.as_str()
+        ),
         (Some("reply"), Some(case_id), "out")
     );
     let case = app.store().case(case_id).await.unwrap().unwrap();
@@ -702,7 +706,7 @@ async fn a_complaint_ack_leaves_ahead_of_100000_queued_marketing_messages() {
             text: "【客服中心】本月流量包八折，回复TD退订".into(),
             html: None,
             headers: None,
-            kind: "marketing",
+            kind: switchboard::domain::MessageKind::Marketing,
             encoding: "ucs2",
             segments: 1,
             not_before: None,
@@ -768,7 +772,7 @@ async fn two_workers_share_the_bridge_rate(url: String) {
             text: "您的话费余额不足".into(),
             html: None,
             headers: None,
-            kind: "notice",
+            kind: switchboard::domain::MessageKind::Notice,
             encoding: "ucs2",
             segments: 1,
             not_before: None,

@@ -62,7 +62,7 @@ async fn notices(app: &common::TestApp) -> Vec<(String, String)> {
         .await
         .unwrap()
         .into_iter()
-        .filter(|m| m.kind.as_deref() == Some("sla_notice"))
+        .filter(|m| m.kind.map(|k| k.as_str()) == Some("sla_notice"))
         .map(|m| (m.to_addr, m.body))
         .collect();
     v.reverse();
@@ -860,7 +860,7 @@ async fn surveys(app: &common::TestApp) -> Vec<(String, String)> {
         .await
         .unwrap()
         .into_iter()
-        .filter(|m| m.kind.as_deref() == Some("return_visit"))
+        .filter(|m| m.kind.map(|k| k.as_str()) == Some("return_visit"))
         .map(|m| (m.to_addr, m.body))
         .collect();
     v.reverse();

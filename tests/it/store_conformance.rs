@@ -35,7 +35,7 @@ impl AckBuilder for TestAck {
             ),
             html: None,
             headers: None,
-            kind: "ack",
+            kind: switchboard::domain::MessageKind::Ack,
             encoding: "gsm7",
             segments: 1,
             not_before: None,
@@ -789,7 +789,7 @@ async fn case_progress_is_answered_only_to_the_case_owner(s: Arc<dyn Store>) {
                 text,
                 html: None,
                 headers: None,
-                kind: "ack",
+                kind: switchboard::domain::MessageKind::Ack,
                 encoding: "gsm7",
                 segments: 1,
                 not_before: None,
@@ -944,7 +944,7 @@ async fn an_agent_reply_is_queued_on_its_case_or_refused_whole(s: Arc<dyn Store>
         text: "师傅下午上门".into(),
         html: None,
         headers: None,
-        kind: "reply",
+        kind: switchboard::domain::MessageKind::Reply,
         encoding: "ucs2",
         segments: 1,
         not_before: None,
@@ -969,7 +969,7 @@ async fn an_agent_reply_is_queued_on_its_case_or_refused_whole(s: Arc<dyn Store>
     assert_eq!(
         (
             m.direction.as_str(),
-            m.kind.as_deref(),
+            m.kind.map(|k| k.as_str()),
             m.case_id,
             m.status.as_str()
         ),
@@ -1199,13 +1199,14 @@ async fn sms_parts_group_dedupe_and_close(s: Arc<dyn Store>) {
 }
 
 fn draft(kind: &'static str, to: &str) -> OutboundDraft {
+    let kind = switchboard::domain::MessageKind::parse(kind).expect("a message kind");
     OutboundDraft {
         channel: Channel::Sms,
         driver: "kannel".into(),
         from: "10000".into(),
         to: to.into(),
         subject: None,
-        text: kind.into(),
+        text: kind.as_str().into(),
         html: None,
         headers: None,
         kind,

@@ -666,7 +666,7 @@ pub async fn standings(
             e.opted_in = in_at.is_some() && !e.opted_out;
         }
         let list: Vec<String> = (0..chunk.len()).map(|i| ph(i + 3)).collect();
-        let kinds = crate::campaigns::MESSAGE_KINDS
+        let kinds = crate::domain::MessageKind::CAMPAIGN
             .iter()
             .map(|k| format!("'{k}'"))
             .collect::<Vec<_>>()
@@ -1251,7 +1251,7 @@ pub async fn queue_outbound(
         .bind(id)
         .bind(d.channel.as_str())
         .bind(d.not_before.unwrap_or(now_ms).max(now_ms))
-        .bind(crate::domain::Lane::of_kind(d.kind).as_i64())
+        .bind(d.kind.lane().as_i64())
         .execute(&mut *conn)
         .await?;
     Ok(id)

@@ -690,7 +690,7 @@ impl IntakeTx for SqliteIntake<'_> {
             id,
             d.channel.as_str(),
             d.not_before.unwrap_or(now_ms).max(now_ms),
-            crate::domain::Lane::of_kind(d.kind).as_i64()
+            d.kind.lane().as_i64()
         ])?;
         Ok(id)
     }
