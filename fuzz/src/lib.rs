@@ -95,11 +95,13 @@ pub fn email(raw: &[u8]) {
         "text_for_classification holds a NUL"
     );
     single_line("subject", &m.subject);
-    single_line("from", &m.from);
-    let (local, domain) = m.from.split_once('@').expect("from has an @");
+    let from = m.from.as_str();
+    single_line("from", from);
+    let (local, domain) = from.split_once('@').expect("from has an @");
     assert!(!local.is_empty() && !domain.is_empty() && !domain.contains('@'));
-    assert!(!m.from.chars().any(|c| c.is_whitespace() || c.is_control()));
-    assert_eq!(m.from, m.from.to_lowercase(), "from is not lowercased");
+    assert!(!from.chars().any(|c| c.is_whitespace() || c.is_control()));
+    assert!(from.len() <= 254, "from is over 254 bytes");
+    assert_eq!(from, from.to_lowercase(), "from is not lowercased");
     assert_eq!(m.to, m.to.to_lowercase(), "to is not lowercased");
     if let Some(n) = &m.from_name {
         single_line("from_name", n);

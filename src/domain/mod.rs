@@ -1,8 +1,10 @@
 //! Newtypes parsed at the edge. A value of these types exists only if it is valid, so the
 //! rest of the code never re-checks. No I/O here.
 
+mod email_address;
 mod phone;
 
+pub use email_address::{EmailAddress, EmailAddressError};
 pub use phone::{PhoneError, PhoneNumber};
 
 use serde::{Deserialize, Serialize};

@@ -3,9 +3,9 @@
 //! Sender), the repair of header values mail-parser would misread, threading ids and our case
 //! number in the subject.
 
-use super::MAX_ADDRESS_BYTES;
 use super::body::clean_line;
 use super::charset::{alias, decode_guess};
+use crate::domain::EmailAddress;
 use mail_parser::decoders::charsets::DecoderFnc;
 use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::{Addr, Header, HeaderName, HeaderValue, MessageParser};
@@ -166,20 +166,10 @@ pub(super) fn addr_parts(a: &Addr<'_>) -> (Option<String>, Option<String>) {
     )
 }
 
-/// Lowercased address if it has exactly one `@` with something on both sides, no spaces, and
-/// at most [`MAX_ADDRESS_BYTES`] bytes.
-pub(super) fn valid_address(a: &str) -> Option<String> {
-    let a = a.trim().trim_matches(['<', '>']);
-    if a.len() > MAX_ADDRESS_BYTES {
-        return None;
-    }
-    let a = a.to_lowercase();
-    let (local, domain) = a.split_once('@')?;
-    (!local.is_empty()
-        && !domain.is_empty()
-        && !domain.contains('@')
-        && !a.chars().any(|c| c.is_whitespace() || c.is_control()))
-    .then_some(a)
+/// The address, lowercased, if it has exactly one `@` with something on both sides, no
+/// spaces, and at most [`MAX_ADDRESS_BYTES`] bytes ([`EmailAddress::parse`]).
+pub(super) fn valid_address(a: &str) -> Option<EmailAddress> {
+    EmailAddress::parse(a).ok()
 }
 
 /// The address inside `<…>` of a Return-Path / Sender style value (`""` for `<>`), lowercased.

@@ -49,6 +49,7 @@ pub use shape::{
     Shape, check_shape,
 };
 
+use crate::domain::EmailAddress;
 use crate::inbound::BadInput;
 use body::{body_text, clean_line, is_type};
 use charset::{decoder_for, is_ascii_label};
@@ -105,8 +106,8 @@ pub fn configured(max_bytes: usize) -> Limits {
 pub struct ParsedEmail {
     /// `Message-ID` without the angle brackets.
     pub message_id: Option<String>,
-    /// Lowercased From address: one `@`, non-empty local part and domain.
-    pub from: String,
+    /// The From address (lowercased; masked in logs).
+    pub from: EmailAddress,
     pub from_name: Option<String>,
     /// First To address, lowercased; `""` when there is none.
     pub to: String,
@@ -336,7 +337,7 @@ fn parse_message(raw: &[u8], limits: &Limits) -> Result<ParsedEmail, BadInput> {
             .is_some_and(|t| t.trim().eq_ignore_ascii_case("delivery-status"));
     let dsn = is_delivery_report.then(|| delivery_status(msg));
 
-    let auto = auto_reason(&h, raw, is_report, return_path.as_deref(), &from);
+    let auto = auto_reason(&h, raw, is_report, return_path.as_deref(), from.as_str());
 
     Ok(ParsedEmail {
         message_id: msg

@@ -457,7 +457,10 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
     };
     let mut ack_allowed = true;
     if let Some((limit, window)) = req.ack_limit {
-        let to = ctx.reply_to.as_deref().unwrap_or(&m.from);
+        let to = ctx
+            .reply_to
+            .as_ref()
+            .map_or(m.from.as_str(), |a| a.as_str());
         ack_allowed = tx.email_acks_since(to, req.now_ms - window).await? < limit;
     }
     let mut ack_message_id = None;

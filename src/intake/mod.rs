@@ -371,8 +371,12 @@ impl AckBuilder for AckRenderer {
                     return None;
                 }
                 // RFC 3834: only to a real return path; never to machines.
-                let to = ctx.reply_to.clone().filter(|r| !r.is_empty())?;
-                ("smtp".to_string(), self.email_from.clone(), to)
+                let to = ctx.reply_to.as_ref()?;
+                (
+                    "smtp".to_string(),
+                    self.email_from.clone(),
+                    String::from(to.clone()),
+                )
             }
         };
         let inputs = self.inputs(ctx)?;
@@ -1016,26 +1020,16 @@ impl Intake {
                     .await?;
             }
         }
-        // Stored safely whatever the mail holds: NULs removed (the raw bytes keep them), a
-        // sender longer than any mail server accepts refused, an unusable return path gets no
-        // ack, a recipient list cut to its first 320 bytes.
-        let from = no_nul(&p.from);
-        if from.len() > MAX_ADDRESS_BYTES {
-            return Err(crate::inbound::BadInput::new(
-                "from",
-                format!(
-                    "sender address of {} bytes is over {MAX_ADDRESS_BYTES}",
-                    from.len()
-                ),
-            )
-            .into());
-        }
+        // Stored safely whatever the mail holds: NULs removed (the raw bytes keep them), the
+        // sender a checked address (no control characters, at most 254 bytes: the parser
+        // refuses any other), a return path that is no address gets no ack, a recipient list
+        // cut to its first 320 bytes.
+        let from = p.from.as_str().to_string();
         let reply_to = match &p.return_path {
             Some(rp) if rp.is_empty() => None,
-            Some(rp) => Some(no_nul(rp)),
-            None => Some(from.clone()),
-        }
-        .filter(|r| r.len() <= MAX_ADDRESS_BYTES);
+            Some(rp) => crate::domain::EmailAddress::parse(rp).ok(),
+            None => Some(p.from.clone()),
+        };
         let mut refs: Vec<String> = p.in_reply_to.iter().map(|r| no_nul(r)).collect();
         refs.extend(p.references.iter().map(|r| no_nul(r)));
         let msg = NewInbound {
@@ -1130,7 +1124,9 @@ mod tests {
                         tier: 1,
                         query: *query,
                         progress: progress.clone(),
-                        reply_to: Some("c@example.com".into()),
+                        reply_to: Some(
+                            crate::domain::EmailAddress::parse("c@example.com").unwrap(),
+                        ),
                         in_reply_to: Some("m1@example.com".into()),
                         subject: Some("宽带断了".into()),
                         backend: None,

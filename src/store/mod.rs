@@ -31,7 +31,7 @@ mod sqlite;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::domain::{CaseId, Category, Channel, Intent, Lang, MessageKind, Query};
+use crate::domain::{CaseId, Category, Channel, EmailAddress, Intent, Lang, MessageKind, Query};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -115,7 +115,7 @@ pub struct EmailMeta {
     /// The text with quoted history removed: what the classifier sees.
     pub text_for_rules: String,
     /// Where an acknowledgement goes (Return-Path, else From); None: never acknowledge.
-    pub reply_to: Option<String>,
+    pub reply_to: Option<EmailAddress>,
     /// Message-IDs from In-Reply-To and References (without <>).
     pub refs: Vec<String>,
     /// A case number found in the subject.
@@ -173,7 +173,7 @@ pub struct AckContext {
     /// The asked-for case when it exists and belongs to the customer.
     pub progress: Option<CaseProgress>,
     /// Email: the address acks go to and the customer's Message-ID we reply to.
-    pub reply_to: Option<String>,
+    pub reply_to: Option<EmailAddress>,
     pub in_reply_to: Option<String>,
     pub subject: Option<String>,
     /// The self-service backend's answer (`None`: none configured, or it could not answer).

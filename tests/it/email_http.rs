@@ -51,6 +51,48 @@ async fn a_gbk_complaint_opens_a_case_and_a_reply_to_our_ack_joins_it() {
     app.shutdown().await;
 }
 
+/// The ack goes to the return path when it is an address, to From without one, and nowhere
+/// when the return path is null (`<>`) or not an address; the message is stored each time.
+#[tokio::test]
+async fn the_ack_goes_to_a_real_return_path_only() {
+    let app = spawn_app(|s, _| no_smtp(s)).await;
+    let mail = |n: u32, return_path: Option<&str>| {
+        format!(
+            "{}From: Li Si <LiSi{n}@Example.cn>\nTo: customer-service@gw.test\nSubject: 宽带断了\nMessage-ID: <rp{n}@example.cn>\nContent-Type: text/plain; charset=utf-8\n\n家里宽带从昨天开始断网，请尽快处理。\n",
+            return_path.map(|r| format!("Return-Path: {r}\n")).unwrap_or_default()
+        )
+        .into_bytes()
+    };
+    let cases = [
+        (None, Some("lisi1@example.cn")),
+        (
+            Some("<Bounce+LiSi2@Example.cn>"),
+            Some("bounce+lisi2@example.cn"),
+        ),
+        (Some("<>"), None),
+        (Some("<not an address>"), None),
+        (Some("<nobody>"), None),
+    ];
+    for (n, (rp, ack_to)) in (1..).zip(cases) {
+        let (st, v) = app.email(mail(n, rp)).await;
+        assert_eq!(st, 200, "{v}");
+        let m = app
+            .store()
+            .recent_messages("in", 1)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(m.from_addr, format!("lisi{n}@example.cn"));
+        let ack = app
+            .recent_out(10)
+            .await
+            .into_iter()
+            .find(|o| o.case_id == m.case_id);
+        assert_eq!(ack.map(|a| a.to_addr).as_deref(), ack_to, "{rp:?}");
+    }
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_dsn_fails_our_outbound_message_and_opens_no_case() {
     let app = spawn_app(|s, _| {
