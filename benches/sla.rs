@@ -22,7 +22,7 @@ fn settings() -> Settings {
     let mut s = Settings::load_with_env(None, Vec::<(String, String)>::new()).expect("defaults");
     s.email.from = "service@gw.test".into();
     s.sla.contacts = vec![Contact {
-        tier: 2,
+        tier: switchboard::domain::Tier::CITY,
         city: None,
         email: vec!["branch@ops.test".into()],
         sms: vec![],

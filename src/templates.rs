@@ -246,21 +246,3 @@ impl Templates {
         self.env.get_template(file)?.render(ctx)
     }
 }
-
-pub fn tier_zh(tier: i64) -> &'static str {
-    match tier {
-        1 => "营业厅服务窗口",
-        2 => "地市分公司后台",
-        3 => "省公司运营中心",
-        _ => "全国集中运营中心",
-    }
-}
-
-pub fn tier_en(tier: i64) -> &'static str {
-    match tier {
-        1 => "service window",
-        2 => "city branch back office",
-        3 => "provincial operations centre",
-        _ => "national operations centre",
-    }
-}

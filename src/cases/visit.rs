@@ -50,6 +50,10 @@ pub fn next(v: &DueVisit, cfg: &ReturnVisit, zone: chrono_tz::Tz, now: i64) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn t(n: i64) -> crate::domain::Tier {
+        crate::domain::Tier::new(n).unwrap()
+    }
     use crate::sla::Span;
     use crate::sla::calendar::Window;
     use chrono::TimeZone;
@@ -77,7 +81,7 @@ mod tests {
             customer: "+8613800138000".into(),
             status: crate::domain::CaseStatus::parse(status).unwrap(),
             category: crate::domain::Category::Complaint,
-            tier: 1,
+            tier: t(1),
             lang: "zh-CN".into(),
             subject: None,
             last_sent,

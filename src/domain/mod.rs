@@ -248,6 +248,139 @@ impl MessageKind {
     }
 }
 
+/// One of the operator's four support tiers: 1 the service window, 2 the city branch, 3 the
+/// province, 4 the national centre. Stored and written (JSON, config) as its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct Tier(u8);
+
+impl Tier {
+    pub const WINDOW: Tier = Tier(1);
+    pub const CITY: Tier = Tier(2);
+    pub const PROVINCE: Tier = Tier(3);
+    pub const NATIONAL: Tier = Tier(4);
+    pub const ALL: [Tier; 4] = [Tier::WINDOW, Tier::CITY, Tier::PROVINCE, Tier::NATIONAL];
+
+    /// `None` outside 1–4.
+    pub fn new(n: i64) -> Option<Tier> {
+        (1..=4).contains(&n).then_some(Tier(n as u8))
+    }
+
+    pub fn get(self) -> i64 {
+        i64::from(self.0)
+    }
+
+    /// One tier up; the national centre is the top.
+    pub fn up(self) -> Tier {
+        Tier((self.0 + 1).min(4))
+    }
+
+    /// Its name in the customer's and the operator's language.
+    pub fn name_zh(self) -> &'static str {
+        match self.0 {
+            1 => "营业厅服务窗口",
+            2 => "地市分公司后台",
+            3 => "省公司运营中心",
+            _ => "全国集中运营中心",
+        }
+    }
+
+    pub fn name_en(self) -> &'static str {
+        match self.0 {
+            1 => "service window",
+            2 => "city branch back office",
+            3 => "provincial operations centre",
+            _ => "national operations centre",
+        }
+    }
+
+    /// A stored tier read back: a value outside 1–4 (a hand-edited row) is clamped into the
+    /// ladder with a warning instead of failing the batch it is in.
+    pub fn from_column(n: i64) -> Tier {
+        Tier::new(n).unwrap_or_else(|| {
+            let t = Tier(n.clamp(1, 4) as u8);
+            tracing::warn!(value = n, read_as = t.get(), "unknown tier in the database");
+            t
+        })
+    }
+}
+
+impl PartialEq<i64> for Tier {
+    fn eq(&self, n: &i64) -> bool {
+        self.get() == *n
+    }
+}
+
+impl Default for Tier {
+    fn default() -> Tier {
+        Tier::WINDOW
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl TryFrom<i64> for Tier {
+    type Error = String;
+    fn try_from(n: i64) -> Result<Tier, String> {
+        Tier::new(n).ok_or_else(|| format!("tier {n} is not 1 to 4"))
+    }
+}
+
+impl From<Tier> for i64 {
+    fn from(t: Tier) -> i64 {
+        t.get()
+    }
+}
+
+impl<DB: sqlx::Database> sqlx::Type<DB> for Tier
+where
+    i64: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <i64 as sqlx::Type<DB>>::type_info()
+    }
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <i64 as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for Tier
+where
+    i64: sqlx::Decode<'r, DB>,
+{
+    fn decode(v: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(Tier::from_column(<i64 as sqlx::Decode<'r, DB>>::decode(v)?))
+    }
+}
+
+impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for Tier
+where
+    i64: sqlx::Encode<'q, DB>,
+{
+    fn encode_by_ref(
+        &self,
+        buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <i64 as sqlx::Encode<'q, DB>>::encode_by_ref(&self.get(), buf)
+    }
+}
+
+impl rusqlite::types::ToSql for Tier {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.get().into())
+    }
+}
+
+impl rusqlite::types::FromSql for Tier {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        Ok(Tier::from_column(v.as_i64()?))
+    }
+}
+
 /// The three case categories of the operator's process. Order matters: a higher rank wins a
 /// tie and a case never moves to a lower-ranked category when a reply is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -567,6 +700,25 @@ mod tests {
         ] {
             assert!(index.contains(&format!("kind IN ({list})")), "{list}");
         }
+    }
+
+    #[test]
+    fn tiers_are_one_to_four_go_up_to_the_national_centre_and_read_back_clamped() {
+        assert_eq!(Tier::new(0), None);
+        assert_eq!(Tier::new(5), None);
+        assert_eq!(Tier::ALL.map(Tier::get), [1, 2, 3, 4]);
+        assert_eq!(Tier::WINDOW.up(), Tier::CITY);
+        assert_eq!(Tier::PROVINCE.up(), Tier::NATIONAL);
+        assert_eq!(Tier::NATIONAL.up(), Tier::NATIONAL);
+        assert!(Tier::WINDOW < Tier::NATIONAL);
+        assert_eq!(serde_json::to_string(&Tier::PROVINCE).unwrap(), "3");
+        assert_eq!(serde_json::from_str::<Tier>("2").unwrap(), Tier::CITY);
+        let e = serde_json::from_str::<Tier>("7").unwrap_err().to_string();
+        assert!(e.contains("tier 7 is not 1 to 4"), "{e}");
+        assert_eq!(Tier::from_column(9), Tier::NATIONAL);
+        assert_eq!(Tier::from_column(0), Tier::WINDOW);
+        assert_eq!(Tier::CITY.name_en(), "city branch back office");
+        assert_eq!(Tier::NATIONAL.name_zh(), "全国集中运营中心");
     }
 
     #[test]

@@ -353,7 +353,7 @@ pub async fn list_cases(
         )));
     }
     if let Some(t) = q.tier
-        && !(1..=4).contains(&t)
+        && crate::domain::Tier::new(t).is_none()
     {
         return Err(bad(format!("tier {t}: expected 1 to 4")));
     }
@@ -381,7 +381,7 @@ pub async fn list_cases(
         city: q.city.clone().filter(|c| !c.trim().is_empty()),
         statuses,
         category: q.category.clone(),
-        tier: q.tier,
+        tier: q.tier.and_then(crate::domain::Tier::new),
         due_before,
         breached: q.breached,
         text: q.q.clone().filter(|t| !t.trim().is_empty()),
@@ -674,7 +674,7 @@ pub async fn escalate(
     if !case.status.is_active() {
         return Err(not_in_state(&case, "escalating"));
     }
-    if case.tier >= 4 {
+    if case.tier == crate::domain::Tier::NATIONAL {
         return Err(AppError::new(
             StatusCode::CONFLICT,
             "conflict",
@@ -684,7 +684,7 @@ pub async fn escalate(
             ),
         ));
     }
-    let to = case.tier + 1;
+    let to = case.tier.up();
     let category: crate::domain::Category = case.category;
     let notices = s.sla.notices.render(
         &s.sla.sla,

@@ -11,7 +11,7 @@
 //! (its futures are always ready: each method runs its statement before returning).
 
 use crate::cases::Rating;
-use crate::domain::{CaseId, CaseStatus, Category, Channel, Intent, Query};
+use crate::domain::{CaseId, CaseStatus, Category, Channel, Intent, Query, Tier};
 use crate::store::{
     AckContext, CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, StoreError, StoreResult,
 };
@@ -23,7 +23,7 @@ use std::future::Future;
 pub struct OpenCase {
     pub id: i64,
     pub category: Category,
-    pub tier: i64,
+    pub tier: Tier,
     pub status: CaseStatus,
 }
 
@@ -48,7 +48,7 @@ pub struct NewCase<'a> {
     pub channel: Channel,
     pub customer: &'a str,
     pub category: Category,
-    pub tier: i64,
+    pub tier: Tier,
     pub lang: &'a str,
     pub subject: Option<&'a str>,
     pub rules_version: &'a str,
@@ -72,7 +72,7 @@ pub struct SlaState {
     pub opened_ms: i64,
     /// false: the case has no clock (opened before clocks existed).
     pub has_clock: bool,
-    pub tier: i64,
+    pub tier: Tier,
     /// As stored; an unknown value counts as an inquiry.
     pub category: Category,
     pub status: crate::domain::CaseStatus,
@@ -131,7 +131,7 @@ pub trait IntakeTx {
         case_id: i64,
         now_ms: i64,
         category: Category,
-        tier: i64,
+        tier: Tier,
     ) -> StoreResult<()>;
     async fn case_event(
         &mut self,
@@ -166,7 +166,7 @@ pub trait IntakeTx {
         &mut self,
         case_id: i64,
         status: CaseStatus,
-        tier: i64,
+        tier: Tier,
         now_ms: i64,
     ) -> StoreResult<()>;
     /// A return visit answered (`state` answered) with the rating.
@@ -220,13 +220,13 @@ pub fn opens_case(intent: Intent) -> bool {
 
 /// Tier of a case after a message: a customer's escalation request moves it up one (at most
 /// tier 4); a new case asked to be escalated starts at tier 2.
-pub fn next_tier(current: Option<i64>, intent: Intent) -> i64 {
+pub fn next_tier(current: Option<Tier>, intent: Intent) -> Tier {
     let escalate = intent == Intent::Escalate;
     match current {
-        Some(t) if escalate => (t + 1).min(4),
+        Some(t) if escalate => t.up(),
         Some(t) => t,
-        None if escalate => 2,
-        None => 1,
+        None if escalate => Tier::CITY,
+        None => Tier::WINDOW,
     }
 }
 
@@ -236,7 +236,7 @@ struct Settled {
     id: i64,
     new: bool,
     category: Category,
-    tier: i64,
+    tier: Tier,
 }
 
 /// One intake, inside the caller's transaction.
@@ -387,7 +387,7 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
                     .await?;
                     case_change = Some("linked");
                 }
-                if tier > 1 {
+                if tier > Tier::WINDOW {
                     // Asked to be escalated from the first message: that tier is told.
                     tell_tier_now(tx, id, req.now_ms).await?;
                 }
@@ -446,7 +446,7 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
         channel: m.channel,
         customer: m.from.clone(),
         service_addr: m.to.clone(),
-        tier: case.map(|c| c.tier).unwrap_or(1),
+        tier: case.map_or(Tier::WINDOW, |c| c.tier),
         query: req.query,
         progress,
         reply_to: m.email.as_ref().and_then(|e| e.reply_to.clone()),
@@ -502,7 +502,7 @@ async fn visit_answered<T: IntakeTx>(
         tier,
     };
     if rating == Rating::Dissatisfied {
-        let tier = (state.tier + 1).min(4);
+        let tier = state.tier.up();
         reopen(
             tx,
             req,
@@ -533,7 +533,7 @@ async fn reopen<T: IntakeTx>(
     tx: &mut T,
     req: &IntakeRequest,
     case_id: i64,
-    tier: i64,
+    tier: Tier,
     event: &str,
     why: &str,
 ) -> StoreResult<()> {
@@ -660,6 +660,10 @@ where
 mod tests {
     use super::*;
 
+    fn t(n: i64) -> crate::domain::Tier {
+        crate::domain::Tier::new(n).unwrap()
+    }
+
     #[test]
     fn categories_are_never_downgraded_and_escalation_makes_a_complaint() {
         use Category::*;
@@ -673,11 +677,11 @@ mod tests {
 
     #[test]
     fn escalation_moves_one_tier_up_and_stops_at_four() {
-        assert_eq!(next_tier(None, Intent::Case), 1);
-        assert_eq!(next_tier(None, Intent::Escalate), 2);
-        assert_eq!(next_tier(Some(3), Intent::Case), 3);
-        assert_eq!(next_tier(Some(3), Intent::Escalate), 4);
-        assert_eq!(next_tier(Some(4), Intent::Escalate), 4);
+        assert_eq!(next_tier(None, Intent::Case), t(1));
+        assert_eq!(next_tier(None, Intent::Escalate), t(2));
+        assert_eq!(next_tier(Some(t(3)), Intent::Case), t(3));
+        assert_eq!(next_tier(Some(t(3)), Intent::Escalate), t(4));
+        assert_eq!(next_tier(Some(t(4)), Intent::Escalate), t(4));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::store::{
     AckBuilder, AckContext, IntakeOutcome, IntakeRequest, NewInbound, OutboundDraft, Store,
     StoreResult,
 };
-use crate::templates::{Templates, tier_en, tier_zh};
+use crate::templates::Templates;
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
@@ -135,8 +135,8 @@ impl AckRenderer {
                 ack_hours: fmt_hours(policy.answer_within.hours()),
                 resolve_hours: fmt_hours(policy.resolve_within.hours()),
                 tier,
-                tier_zh: tier_zh(tier).to_string(),
-                tier_en: tier_en(tier).to_string(),
+                tier_zh: tier.name_zh().to_string(),
+                tier_en: tier.name_en().to_string(),
                 asked_case: match ctx.query {
                     Some(Query::CaseProgress(id)) => id.to_string(),
                     _ => String::new(),
@@ -272,7 +272,7 @@ pub struct AckValues {
     pub category_zh: String,
     pub ack_hours: String,
     pub resolve_hours: String,
-    pub tier: i64,
+    pub tier: crate::domain::Tier,
     pub tier_zh: String,
     pub tier_en: String,
     pub asked_case: String,
@@ -1073,6 +1073,10 @@ pub fn content_hash(msg: &NewInbound) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn t(n: i64) -> crate::domain::Tier {
+        crate::domain::Tier::new(n).unwrap()
+    }
     use crate::domain::{CaseId, Category};
     use crate::store::{AckContext, CaseProgress};
 
@@ -1084,7 +1088,7 @@ mod tests {
             id: 42,
             status: crate::domain::CaseStatus::Open,
             category: crate::domain::Category::Fault,
-            tier: 2,
+            tier: t(2),
             resolve_due_at: 1_790_000_000_000,
         };
         let cases: Vec<(Intent, bool, Option<Query>, Option<CaseProgress>)> = vec![
@@ -1121,7 +1125,7 @@ mod tests {
                         channel,
                         customer: "c@example.com".into(),
                         service_addr: "10000".into(),
-                        tier: 1,
+                        tier: t(1),
                         query: *query,
                         progress: progress.clone(),
                         reply_to: Some(

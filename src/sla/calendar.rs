@@ -107,7 +107,7 @@ impl<'de> Deserialize<'de> for Window {
 pub struct Calendar {
     /// Tiers that keep these hours (e.g. `[2, 3]`); empty: every tier works 24×7.
     #[serde(default)]
-    pub tiers: Vec<i64>,
+    pub tiers: Vec<crate::domain::Tier>,
     /// Work hours each work day, `"08:30-17:30"`.
     #[serde(default = "default_hours")]
     pub hours: Window,
@@ -146,9 +146,6 @@ impl Calendar {
     /// # Errors
     /// Naming the key and the reason.
     pub fn check(&self) -> Result<(), String> {
-        if let Some(t) = self.tiers.iter().find(|t| !(1..=4).contains(*t)) {
-            return Err(format!("sla.calendar.tiers: tier {t} is not 1 to 4"));
-        }
         if let Some(d) = self.days.iter().find(|d| !(1..=7).contains(*d)) {
             return Err(format!(
                 "sla.calendar.days: {d} is not an ISO weekday (1 = Monday … 7 = Sunday)"
@@ -168,7 +165,7 @@ impl Calendar {
     }
 
     /// The first instant at or after `ms` when `tier` is at work (`ms` for a 24×7 tier).
-    pub fn next_open(&self, zone: Tz, tier: i64, ms: i64) -> i64 {
+    pub fn next_open(&self, zone: Tz, tier: crate::domain::Tier, ms: i64) -> i64 {
         if !self.tiers.contains(&tier) {
             return ms;
         }
@@ -199,6 +196,10 @@ impl Calendar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn t(n: i64) -> crate::domain::Tier {
+        crate::domain::Tier::new(n).unwrap()
+    }
 
     fn at(zone: Tz, s: &str) -> i64 {
         let n = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
@@ -234,7 +235,7 @@ mod tests {
     #[test]
     fn a_tier_on_office_hours_is_told_on_the_next_working_morning() {
         let c = Calendar {
-            tiers: vec![2, 3],
+            tiers: vec![t(2), t(3)],
             holidays: vec![NaiveDate::from_ymd_opt(2026, 12, 7).unwrap()],
             workdays: vec![NaiveDate::from_ymd_opt(2026, 12, 13).unwrap()],
             ..Calendar::default()
@@ -242,26 +243,23 @@ mod tests {
         c.check().unwrap();
         // Friday 2026-12-04 evening -> Monday is a holiday -> Tuesday 08:30.
         let fri = at(SH, "2026-12-04 19:00");
-        assert_eq!(c.next_open(SH, 2, fri), at(SH, "2026-12-08 08:30"));
+        assert_eq!(c.next_open(SH, t(2), fri), at(SH, "2026-12-08 08:30"));
         // Tier 1 works around the clock.
-        assert_eq!(c.next_open(SH, 1, fri), fri);
+        assert_eq!(c.next_open(SH, t(1), fri), fri);
         // Inside work hours: at once.
         let tue = at(SH, "2026-12-08 10:00");
-        assert_eq!(c.next_open(SH, 3, tue), tue);
+        assert_eq!(c.next_open(SH, t(3), tue), tue);
         // Early morning on a work day: that day's opening.
         assert_eq!(
-            c.next_open(SH, 2, at(SH, "2026-12-09 06:00")),
+            c.next_open(SH, t(2), at(SH, "2026-12-09 06:00")),
             at(SH, "2026-12-09 08:30")
         );
         // Saturday 12th -> Sunday 13th is a make-up work day.
         assert_eq!(
-            c.next_open(SH, 2, at(SH, "2026-12-12 09:00")),
+            c.next_open(SH, t(2), at(SH, "2026-12-12 09:00")),
             at(SH, "2026-12-13 08:30")
         );
-        let bad = Calendar {
-            tiers: vec![5],
-            ..Calendar::default()
-        };
-        assert!(bad.check().unwrap_err().contains("tier 5"));
+        let bad = toml::from_str::<Calendar>("tiers = [2, 5]").unwrap_err();
+        assert!(bad.to_string().contains("tier 5 is not 1 to 4"), "{bad}");
     }
 }

@@ -13,7 +13,7 @@ pub mod calendar;
 pub mod report;
 pub mod scheduler;
 
-use crate::domain::Category;
+use crate::domain::{Category, Tier};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 
@@ -67,7 +67,7 @@ impl<'de> Deserialize<'de> for Span {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rung {
-    pub tier: i64,
+    pub tier: Tier,
     pub after: Span,
 }
 
@@ -116,7 +116,7 @@ impl Segment {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
-    pub tier: i64,
+    pub tier: Tier,
     #[serde(default)]
     pub city: Option<String>,
     #[serde(default)]
@@ -239,9 +239,9 @@ impl SlaSettings {
                     "{key}.warn_before: must be shorter than answer_within"
                 ));
             }
-            let mut last = (1, 0);
+            let mut last = (Tier::WINDOW, 0);
             for r in &p.escalate {
-                if !(2..=4).contains(&r.tier) {
+                if r.tier == Tier::WINDOW {
                     return Err(format!("{key}.escalate: tier {} is not 2, 3 or 4", r.tier));
                 }
                 if r.tier <= last.0 || r.after.0 <= last.1 {
@@ -262,9 +262,6 @@ impl SlaSettings {
             }
         }
         for c in &self.contacts {
-            if !(1..=4).contains(&c.tier) {
-                return Err(format!("sla.contacts: tier {} is not 1 to 4", c.tier));
-            }
             if c.email.is_empty() && c.sms.is_empty() {
                 return Err(format!(
                     "sla.contacts: the tier {} contact has neither email nor sms",
@@ -291,7 +288,7 @@ impl SlaSettings {
 
     /// Who is told at `tier` about a case in `city`: the city's own contacts at that tier when
     /// there are any, else the tier's contacts without a city.
-    pub fn contacts(&self, tier: i64, city: &str) -> Vec<&Contact> {
+    pub fn contacts(&self, tier: Tier, city: &str) -> Vec<&Contact> {
         let at: Vec<&Contact> = self.contacts.iter().filter(|c| c.tier == tier).collect();
         let own: Vec<&Contact> = at
             .iter()
@@ -377,8 +374,8 @@ pub fn plan(p: &Policy, opened_ms: i64) -> Vec<(Step, i64)> {
     }
     for r in &p.escalate {
         let step = match r.tier {
-            2 => Step::Tier2,
-            3 => Step::Tier3,
+            Tier::CITY => Step::Tier2,
+            Tier::PROVINCE => Step::Tier3,
             _ => Step::Tier4,
         };
         v.push((step, opened_ms + r.after.0));
@@ -419,7 +416,7 @@ pub struct CaseNow {
     pub id: i64,
     pub category: Category,
     pub status: crate::domain::CaseStatus,
-    pub tier: i64,
+    pub tier: Tier,
     pub opened_ms: i64,
     pub answered: bool,
 }
@@ -429,12 +426,12 @@ pub struct CaseNow {
 pub struct Fired {
     pub step: Step,
     /// The case's tier after the step (unchanged for warnings).
-    pub tier: i64,
+    pub tier: Tier,
     /// `case_events.kind`: `sla_warning`, `sla_breach` or `escalated`.
     pub event: &'static str,
     pub detail: String,
     /// `None`: the step passes silently (answered already, or the tier is already higher).
-    pub notify_tier: Option<i64>,
+    pub notify_tier: Option<Tier>,
 }
 
 /// Decides what the due `step` does to the case. `None`: nothing, the step is moot (the case
@@ -463,7 +460,7 @@ pub fn fire(case: &CaseNow, step: Step) -> Option<Fired> {
         },
         Step::AnswerBreach => {
             // A missed answer moves the case up one tier at once.
-            let tier = (case.tier + 1).min(4);
+            let tier = case.tier.up();
             Fired {
                 step,
                 tier,
@@ -487,7 +484,11 @@ pub fn fire(case: &CaseNow, step: Step) -> Option<Fired> {
             notify_tier: Some(case.tier),
         },
         Step::Tier2 | Step::Tier3 | Step::Tier4 => {
-            let to = step as i64;
+            let to = match step {
+                Step::Tier2 => Tier::CITY,
+                Step::Tier3 => Tier::PROVINCE,
+                _ => Tier::NATIONAL,
+            };
             if case.tier >= to {
                 quiet(format!("{}: already at tier {}", step.as_str(), case.tier))
             } else {
@@ -507,6 +508,10 @@ pub fn fire(case: &CaseNow, step: Step) -> Option<Fired> {
 mod tests {
     use super::*;
 
+    fn t(n: i64) -> crate::domain::Tier {
+        crate::domain::Tier::new(n).unwrap()
+    }
+
     const H: i64 = 3_600_000;
 
     fn complaint() -> Policy {
@@ -516,15 +521,15 @@ mod tests {
             warn_before: Span(H / 2),
             escalate: vec![
                 Rung {
-                    tier: 2,
+                    tier: t(2),
                     after: Span(24 * H),
                 },
                 Rung {
-                    tier: 3,
+                    tier: t(3),
                     after: Span(48 * H),
                 },
                 Rung {
-                    tier: 4,
+                    tier: t(4),
                     after: Span(66 * H),
                 },
             ],
@@ -585,7 +590,7 @@ mod tests {
         assert_eq!(next_step(&p, 0, all, false), None);
     }
 
-    fn case(tier: i64, answered: bool, status: &str) -> CaseNow {
+    fn case(tier: Tier, answered: bool, status: &str) -> CaseNow {
         CaseNow {
             id: 1,
             category: Category::Complaint,
@@ -598,22 +603,28 @@ mod tests {
 
     #[test]
     fn a_missed_answer_moves_one_tier_up_and_the_ladder_never_moves_down() {
-        let f = fire(&case(1, false, "open"), Step::AnswerBreach).unwrap();
-        assert_eq!((f.tier, f.event, f.notify_tier), (2, "sla_breach", Some(2)));
-        let f = fire(&case(3, false, "open"), Step::Tier2).unwrap();
-        assert_eq!((f.tier, f.notify_tier), (3, None));
-        let f = fire(&case(2, true, "acknowledged"), Step::Tier3).unwrap();
-        assert_eq!((f.tier, f.event, f.notify_tier), (3, "escalated", Some(3)));
-        let f = fire(&case(4, false, "open"), Step::AnswerBreach).unwrap();
-        assert_eq!(f.tier, 4);
+        let f = fire(&case(t(1), false, "open"), Step::AnswerBreach).unwrap();
+        assert_eq!(
+            (f.tier, f.event, f.notify_tier),
+            (t(2), "sla_breach", Some(t(2)))
+        );
+        let f = fire(&case(t(3), false, "open"), Step::Tier2).unwrap();
+        assert_eq!((f.tier, f.notify_tier), (t(3), None));
+        let f = fire(&case(t(2), true, "acknowledged"), Step::Tier3).unwrap();
+        assert_eq!(
+            (f.tier, f.event, f.notify_tier),
+            (t(3), "escalated", Some(t(3)))
+        );
+        let f = fire(&case(t(4), false, "open"), Step::AnswerBreach).unwrap();
+        assert_eq!(f.tier, t(4));
     }
 
     #[test]
     fn answered_cases_skip_answer_steps_and_resolved_cases_stop_the_clock() {
-        let f = fire(&case(1, true, "acknowledged"), Step::AnswerWarn).unwrap();
+        let f = fire(&case(t(1), true, "acknowledged"), Step::AnswerWarn).unwrap();
         assert_eq!(f.notify_tier, None);
-        assert!(fire(&case(1, false, "resolved"), Step::ResolveWarn).is_none());
-        assert!(fire(&case(1, false, "closed"), Step::Tier2).is_none());
+        assert!(fire(&case(t(1), false, "resolved"), Step::ResolveWarn).is_none());
+        assert!(fire(&case(t(1), false, "closed"), Step::Tier2).is_none());
     }
 
     fn settings() -> SlaSettings {
@@ -651,9 +662,9 @@ mod tests {
         assert_eq!(s.city_of("+8675512345678"), "shenzhen");
         assert_eq!(s.city_of("+8613912345678"), "shenzhen");
         assert_eq!(s.city_of("+8613812345678"), "guangzhou");
-        assert_eq!(s.contacts(2, "shenzhen")[0].email, ["sz@ops.test"]);
-        assert_eq!(s.contacts(2, "guangzhou")[0].email, ["t2@ops.test"]);
-        assert!(s.contacts(3, "guangzhou").is_empty());
+        assert_eq!(s.contacts(t(2), "shenzhen")[0].email, ["sz@ops.test"]);
+        assert_eq!(s.contacts(t(2), "guangzhou")[0].email, ["t2@ops.test"]);
+        assert!(s.contacts(t(3), "guangzhou").is_empty());
     }
 
     #[test]
@@ -661,11 +672,11 @@ mod tests {
         let mut s = settings();
         s.complaint.escalate = vec![
             Rung {
-                tier: 3,
+                tier: t(3),
                 after: Span(24 * H),
             },
             Rung {
-                tier: 2,
+                tier: t(2),
                 after: Span(48 * H),
             },
         ];

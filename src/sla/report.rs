@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SlaRow {
     pub category: String,
-    pub tier: i64,
+    pub tier: crate::domain::Tier,
     pub opened_at: i64,
     pub acked_at: Option<i64>,
     pub ack_due_at: i64,
@@ -26,7 +26,7 @@ pub struct SlaRow {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Line {
     pub category: String,
-    pub tier: i64,
+    pub tier: crate::domain::Tier,
     pub cases: u64,
     /// Answered within the deadline, of the cases whose answer deadline has come or that were
     /// answered; `None` when there are none yet.
@@ -89,7 +89,7 @@ pub fn summarize(rows: &[SlaRow], now_ms: i64) -> Vec<Line> {
         "inquiry" => 2,
         _ => 3,
     };
-    let mut by: BTreeMap<(u8, String, i64), Acc> = BTreeMap::new();
+    let mut by: BTreeMap<(u8, String, crate::domain::Tier), Acc> = BTreeMap::new();
     for r in rows {
         let a = by
             .entry((order(&r.category), r.category.clone(), r.tier))
@@ -180,9 +180,18 @@ pub fn parse_instant(s: &str, zone: chrono_tz::Tz, now_ms: i64) -> Result<i64, S
 mod tests {
     use super::*;
 
+    fn t(n: i64) -> crate::domain::Tier {
+        crate::domain::Tier::new(n).unwrap()
+    }
+
     const M: i64 = 60_000;
 
-    fn row(cat: &str, tier: i64, acked: Option<i64>, resolved: Option<i64>) -> SlaRow {
+    fn row(
+        cat: &str,
+        tier: crate::domain::Tier,
+        acked: Option<i64>,
+        resolved: Option<i64>,
+    ) -> SlaRow {
         SlaRow {
             category: cat.into(),
             tier,
@@ -198,24 +207,24 @@ mod tests {
 
     #[test]
     fn in_time_shares_count_only_cases_whose_deadline_came() {
-        let mut late = row("complaint", 2, Some(200 * M), None);
+        let mut late = row("complaint", t(2), Some(200 * M), None);
         late.breaches = 1;
         late.satisfaction = Some("不满意".into());
-        let mut happy = row("complaint", 1, Some(60 * M), Some(600 * M));
+        let mut happy = row("complaint", t(1), Some(60 * M), Some(600 * M));
         happy.satisfaction = Some("1".into());
         let rows = vec![
             happy,
-            row("complaint", 1, Some(120 * M), None),
-            row("complaint", 1, None, None), // deadline not come yet at 100 min
+            row("complaint", t(1), Some(120 * M), None),
+            row("complaint", t(1), None, None), // deadline not come yet at 100 min
             late,
-            row("inquiry", 1, None, None),
+            row("inquiry", t(1), None, None),
         ];
         let r = summarize(&rows, 100 * M);
         assert_eq!(r.len(), 3);
         let c1 = &r[0];
         assert_eq!(
             (c1.category.as_str(), c1.tier, c1.cases),
-            ("complaint", 1, 3)
+            ("complaint", t(1), 3)
         );
         assert_eq!(c1.answered_in_time_pct, Some(100.0));
         assert_eq!(c1.resolved_in_time_pct, Some(100.0));
@@ -223,7 +232,7 @@ mod tests {
         assert_eq!(c1.answer_p90_min, Some(120.0));
         assert_eq!(c1.satisfied, 1);
         let c2 = &r[1];
-        assert_eq!((c2.tier, c2.breaches, c2.unsatisfied), (2, 1, 1));
+        assert_eq!((c2.tier, c2.breaches, c2.unsatisfied), (t(2), 1, 1));
         assert_eq!(c2.answered_in_time_pct, Some(0.0));
         assert_eq!(r[2].category, "inquiry");
         assert_eq!(r[2].answered_in_time_pct, None);

@@ -13,7 +13,7 @@ use crate::config::Settings;
 use crate::domain::{Category, Channel, Lang};
 use crate::outbound::segment::{fit, segment};
 use crate::store::{DueClock, DueVisit, OutboundDraft, SlaApply, Store, StoreResult, VisitApply};
-use crate::templates::{Templates, tier_en, tier_zh};
+use crate::templates::Templates;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -77,14 +77,14 @@ impl Notices {
         c: &DueClock,
         category: Category,
         step: Option<Step>,
-        tier: i64,
+        tier: crate::domain::Tier,
         now: i64,
     ) -> Vec<OutboundDraft> {
         let contacts = sla.contacts(tier, sla.city_of(&c.customer));
         if contacts.is_empty() {
             tracing::warn!(
                 case_id = c.case_id,
-                tier,
+                tier = tier.get(),
                 step = step.map(Step::as_str).unwrap_or("escalated_by_hand"),
                 "no SLA contact configured for this tier; nobody is told"
             );
@@ -110,8 +110,8 @@ impl Notices {
             category => category.as_str(),
             category_zh => category.zh(),
             tier => tier,
-            tier_zh => tier_zh(tier),
-            tier_en => tier_en(tier),
+            tier_zh => tier.name_zh(),
+            tier_en => tier.name_en(),
             step => step.map(Step::as_str).unwrap_or("escalated_by_hand"),
             step_zh => step_zh,
             step_en => step_en,

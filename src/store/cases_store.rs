@@ -66,8 +66,8 @@ pub trait CaseStore: Send + Sync {
     async fn escalate_case(
         &self,
         case_id: i64,
-        tier_before: i64,
-        tier_after: i64,
+        tier_before: crate::domain::Tier,
+        tier_after: crate::domain::Tier,
         detail: &str,
         notices: &[OutboundDraft],
         now_ms: i64,

@@ -168,7 +168,7 @@ pub struct AckContext {
     /// Customer address (reply goes here) and our address (reply comes from it).
     pub customer: String,
     pub service_addr: String,
-    pub tier: i64,
+    pub tier: crate::domain::Tier,
     pub query: Option<Query>,
     /// The asked-for case when it exists and belongs to the customer.
     pub progress: Option<CaseProgress>,
@@ -190,7 +190,7 @@ pub struct CaseProgress {
     pub id: i64,
     pub status: crate::domain::CaseStatus,
     pub category: crate::domain::Category,
-    pub tier: i64,
+    pub tier: crate::domain::Tier,
     pub resolve_due_at: i64,
 }
 
@@ -453,7 +453,7 @@ pub struct MessageRecord {
 pub struct CaseFilter {
     pub statuses: Vec<crate::domain::CaseStatus>,
     pub category: Option<String>,
-    pub tier: Option<i64>,
+    pub tier: Option<crate::domain::Tier>,
     /// Resolve deadline before this instant.
     pub due_before: Option<i64>,
     /// Only cases with (true) or without (false) an `sla_breach` event.
@@ -485,7 +485,7 @@ pub struct DueClock {
     pub fired: i64,
     pub category: crate::domain::Category,
     pub status: crate::domain::CaseStatus,
-    pub tier: i64,
+    pub tier: crate::domain::Tier,
     pub opened_at: i64,
     /// 1 once a person answered (`acked_at` set).
     pub acked: i64,
@@ -509,8 +509,8 @@ pub struct SlaApply {
     pub next: Option<(String, i64)>,
     pub remove: bool,
     /// The case's tier as claimed (guard) and after.
-    pub tier_before: i64,
-    pub tier_after: i64,
+    pub tier_before: crate::domain::Tier,
+    pub tier_after: crate::domain::Tier,
     /// A case event (kind, detail).
     pub event: Option<(String, String)>,
     pub notices: Vec<OutboundDraft>,
@@ -524,7 +524,7 @@ pub struct CaseRecord {
     pub customer: String,
     pub category: crate::domain::Category,
     pub status: crate::domain::CaseStatus,
-    pub tier: i64,
+    pub tier: crate::domain::Tier,
     pub lang: String,
     pub subject: Option<String>,
     pub rules_version: String,
@@ -651,7 +651,7 @@ pub struct DueVisit {
     pub customer: String,
     pub status: crate::domain::CaseStatus,
     pub category: crate::domain::Category,
-    pub tier: i64,
+    pub tier: crate::domain::Tier,
     pub lang: String,
     pub subject: Option<String>,
     /// When this customer's latest visit went out (this case's earlier one too, if it was

@@ -19,7 +19,7 @@ const T0: i64 = 1_796_349_600_000;
 
 fn contact(tier: i64, city: Option<&str>, email: &[&str], sms: &[&str]) -> Contact {
     Contact {
-        tier,
+        tier: switchboard::domain::Tier::new(tier).expect("a tier"),
         city: city.map(str::to_string),
         email: email.iter().map(|s| s.to_string()).collect(),
         sms: sms.iter().map(|s| s.to_string()).collect(),
@@ -98,7 +98,7 @@ async fn complaint_crosses_every_step_once_with_a_restart_between(url: Option<St
     )
     .await;
     let c = app.store().case(case).await.unwrap().unwrap();
-    assert_eq!((c.category.as_str(), c.tier), ("complaint", 1));
+    assert_eq!((c.category.as_str(), c.tier.get()), ("complaint", 1));
     assert_eq!(c.ack_due_at, T0 + 3 * HOUR);
 
     let step = |at: i64| {
@@ -946,7 +946,7 @@ async fn return_visits(url: Option<String>) {
         .await;
     assert_eq!(st, 200);
     let c = app.store().case(a).await.unwrap().unwrap();
-    assert_eq!((c.status.as_str(), c.tier), ("open", 2), "{c:?}");
+    assert_eq!((c.status.as_str(), c.tier.get()), ("open", 2), "{c:?}");
     assert!(app.last_out().await.body.contains("重新处理"));
     assert_eq!(
         app.store().survey_answers("return_visit").await.unwrap(),
@@ -1117,7 +1117,7 @@ async fn closed_cases_link_and_in_progress(url: Option<String>) {
     assert_eq!(v["linked_from"].as_i64(), Some(sz));
     let n = app.store().case(new).await.unwrap().unwrap();
     assert_eq!(
-        (n.linked_case_id, n.status.as_str(), n.tier),
+        (n.linked_case_id, n.status.as_str(), n.tier.get()),
         (Some(sz), "acknowledged", 1)
     );
     assert_eq!(
@@ -1242,7 +1242,7 @@ async fn a_tier_on_office_hours_gets_its_notice_when_it_comes_in() {
     let clock = Arc::new(ManualClock::new(T0));
     let (app, sla) = spawn_app_with_clock(clock.clone(), move |s, _| {
         ladder(s);
-        s.sla.calendar.tiers = vec![2];
+        s.sla.calendar.tiers = vec![switchboard::domain::Tier::CITY];
         s.sla.calendar.hours = switchboard::sla::calendar::Window::parse("08:30-12:00").unwrap();
     })
     .await;

@@ -313,7 +313,7 @@ impl IntakeTx for PgIntake<'_> {
     }
 
     async fn open_case(&mut self, lookup: CaseLookup<'_>) -> StoreResult<Option<OpenCase>> {
-        let row: Option<(i64, Category, i64, CaseStatus)> = match lookup {
+        let row: Option<(i64, Category, crate::domain::Tier, CaseStatus)> = match lookup {
             CaseLookup::OfOurMessage(id) => {
                 sqlx::query_as(sql::CASE_OF_OUR_MESSAGE)
                     .bind(id)
@@ -353,7 +353,7 @@ impl IntakeTx for PgIntake<'_> {
         case_id: i64,
         now_ms: i64,
         category: Category,
-        tier: i64,
+        tier: crate::domain::Tier,
     ) -> StoreResult<()> {
         sqlx::query(sql::TOUCH_CASE)
             .bind(now_ms)
@@ -470,11 +470,18 @@ impl IntakeTx for PgIntake<'_> {
     }
 
     async fn sla_state(&mut self, case_id: i64) -> StoreResult<Option<SlaState>> {
-        let row: Option<(i64, i64, i64, i64, i64, String, crate::domain::CaseStatus)> =
-            sqlx::query_as(sql::SLA_STATE)
-                .bind(case_id)
-                .fetch_optional(&mut *self.0)
-                .await?;
+        let row: Option<(
+            i64,
+            i64,
+            i64,
+            i64,
+            crate::domain::Tier,
+            String,
+            crate::domain::CaseStatus,
+        )> = sqlx::query_as(sql::SLA_STATE)
+            .bind(case_id)
+            .fetch_optional(&mut *self.0)
+            .await?;
         Ok(row.map(
             |(fired, answered, opened_ms, has_clock, tier, category, status)| SlaState {
                 fired,
@@ -518,7 +525,7 @@ impl IntakeTx for PgIntake<'_> {
         &mut self,
         case_id: i64,
         status: CaseStatus,
-        tier: i64,
+        tier: crate::domain::Tier,
         now_ms: i64,
     ) -> StoreResult<()> {
         sqlx::query(sql::SET_CASE_STATUS)

@@ -805,7 +805,7 @@ pub async fn find_cases(
         conds.push(format!("city = ${}", vals.len()));
     }
     if let Some(t) = f.tier {
-        vals.push(V::I(t));
+        vals.push(V::I(t.get()));
         conds.push(format!("tier = ${}", vals.len()));
     }
     if let Some(d) = f.due_before {
@@ -1421,8 +1421,8 @@ pub async fn transition(
 pub async fn escalate_case(
     pool: &Pool<DB>,
     case_id: i64,
-    tier_before: i64,
-    tier_after: i64,
+    tier_before: crate::domain::Tier,
+    tier_after: crate::domain::Tier,
     detail: &str,
     notices: &[crate::store::OutboundDraft],
     now_ms: i64,

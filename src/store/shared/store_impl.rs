@@ -318,8 +318,8 @@ impl crate::store::CaseStore for Engine {
     async fn escalate_case(
         &self,
         case_id: i64,
-        tier_before: i64,
-        tier_after: i64,
+        tier_before: crate::domain::Tier,
+        tier_after: crate::domain::Tier,
         detail: &str,
         notices: &[crate::store::OutboundDraft],
         now_ms: i64,

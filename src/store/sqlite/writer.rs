@@ -449,7 +449,7 @@ impl IntakeTx for SqliteIntake<'_> {
         case_id: i64,
         now_ms: i64,
         category: Category,
-        tier: i64,
+        tier: crate::domain::Tier,
     ) -> StoreResult<()> {
         self.0.prepare_cached(sql::TOUCH_CASE)?.execute(params![
             now_ms,
@@ -602,7 +602,7 @@ impl IntakeTx for SqliteIntake<'_> {
         &mut self,
         case_id: i64,
         status: CaseStatus,
-        tier: i64,
+        tier: crate::domain::Tier,
         now_ms: i64,
     ) -> StoreResult<()> {
         self.0
