@@ -169,7 +169,7 @@ pub fn kannel(data: &[u8]) {
         };
         assert_eq!(m.dialect, "kannel");
         assert!(!m.text.contains('\0'), "text holds a NUL");
-        normalised(&m.from, country);
+        normalised(m.from.as_str(), country);
         normalised(&m.to, country);
         let stored_query = match body {
             Some(b) => {
@@ -195,7 +195,7 @@ pub fn jasmin(form: &[u8]) {
     };
     assert_eq!(m.dialect, "jasmin");
     assert!(!m.text.contains('\0'), "text holds a NUL");
-    normalised(&m.from, "86");
+    normalised(m.from.as_str(), "86");
     normalised(&m.to, "86");
     no_token(&m.raw);
     if let Some(id) = &m.external_id {
@@ -210,7 +210,7 @@ pub fn twilio(form: &[u8]) {
         assert_eq!(m.dialect, "twilio");
         assert!(!m.text.contains('\0'), "text holds a NUL");
         assert_eq!(m.raw, form, "the form is not stored as received");
-        normalised(&m.from, "86");
+        normalised(m.from.as_str(), "86");
         normalised(&m.to, "86");
     }
     let url = "https://gw.example/inbound/sms/twilio";
@@ -230,7 +230,7 @@ pub fn generic(body: &[u8]) {
     if let Some(id) = &m.external_id {
         assert!(!id.is_empty());
     }
-    normalised(&m.from, "86");
+    normalised(m.from.as_str(), "86");
     normalised(&m.to, "86");
 }
 

@@ -1,9 +1,11 @@
 //! Newtypes parsed at the edge. A value of these types exists only if it is valid, so the
 //! rest of the code never re-checks. No I/O here.
 
+mod address;
 mod email_address;
 mod phone;
 
+pub use address::Address;
 pub use email_address::{EmailAddress, EmailAddressError};
 pub use phone::{PhoneError, PhoneNumber};
 

@@ -31,11 +31,9 @@ impl BadInput {
 /// Parses a number or says which field is wrong.
 /// A sender of only zeros (`0`, `000`) or of fewer than three digits is no one we could answer:
 /// refused, so no ack goes to a number that does not exist.
-pub fn phone(field: &'static str, v: &str, country: &str) -> Result<String, BadInput> {
-    let p = PhoneNumber::parse(v, country)
-        .map(String::from)
-        .map_err(|e| BadInput::new(field, e.to_string()))?;
-    let digits = p.trim_start_matches('+');
+pub fn phone(field: &'static str, v: &str, country: &str) -> Result<PhoneNumber, BadInput> {
+    let p = PhoneNumber::parse(v, country).map_err(|e| BadInput::new(field, e.to_string()))?;
+    let digits = p.digits();
     if field.eq_ignore_ascii_case("from") && (digits.len() < 3 || digits.bytes().all(|b| b == b'0'))
     {
         return Err(BadInput::new(
@@ -162,8 +160,8 @@ mod tests {
                 "{sender}"
             );
         }
-        assert_eq!(phone("to", "10000", "86").unwrap(), "10000");
-        assert_eq!(phone("from", "10086", "86").unwrap(), "10086");
+        assert_eq!(phone("to", "10000", "86").unwrap().as_str(), "10000");
+        assert_eq!(phone("from", "10086", "86").unwrap().as_str(), "10086");
     }
 
     #[test]

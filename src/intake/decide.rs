@@ -263,7 +263,9 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
     let mut visit: Option<(i64, Rating)> = None;
     if intent == Intent::Case
         && (req.survey_answer.is_some() || req.category == Category::Complaint)
-        && let Some((name, survey_case)) = tx.survey_wait(m.channel, &m.from, req.now_ms).await?
+        && let Some((name, survey_case)) = tx
+            .survey_wait(m.channel, m.from.as_str(), req.now_ms)
+            .await?
     {
         if name == VISIT_SURVEY {
             let rating = match &req.survey_answer {
@@ -291,7 +293,7 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
         }
     }
     let progress = match req.query {
-        Some(Query::CaseProgress(id)) => tx.case_progress(id.0, &m.from).await?,
+        Some(Query::CaseProgress(id)) => tx.case_progress(id.0, m.from.as_str()).await?,
         _ => None,
     };
 
@@ -327,7 +329,7 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
                 let tier = next_tier(Some(open.tier), req.intent);
                 tx.touch_case(open.id, req.now_ms, category, tier).await?;
                 if category != existing {
-                    reclock(tx, &req.sla, open.id, category, &m.from, req.now_ms).await?;
+                    reclock(tx, &req.sla, open.id, category, m.from.as_str(), req.now_ms).await?;
                 }
                 if tier > open.tier {
                     tell_tier_now(tx, open.id, req.now_ms).await?;
@@ -349,11 +351,11 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
             None => {
                 let category = merged_category(Category::Inquiry, req.category, req.intent);
                 let tier = next_tier(None, req.intent);
-                let policy = req.sla.policy(category, &m.from);
+                let policy = req.sla.policy(category, m.from.as_str());
                 let id = tx
                     .insert_case(&NewCase {
                         channel: m.channel,
-                        customer: &m.from,
+                        customer: m.from.as_str(),
                         category,
                         tier,
                         lang: req.lang.as_str(),
@@ -362,7 +364,7 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
                         now_ms: req.now_ms,
                         ack_due_ms: req.now_ms + policy.answer_within.ms(),
                         resolve_due_ms: req.now_ms + policy.resolve_within.ms(),
-                        city: req.sla.city_of(&m.from),
+                        city: req.sla.city_of(m.from.as_str()),
                         linked_case_id: linked,
                     })
                     .await?;
@@ -413,7 +415,7 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
         tx.survey_answer(&SurveyAnswer {
             survey: name,
             channel: m.channel,
-            address: &m.from,
+            address: m.from.as_str(),
             case_id: *survey_case,
             answer,
             message_id,
@@ -425,7 +427,7 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
     if matches!(intent, Intent::OptOut | Intent::OptIn) {
         tx.set_consent(
             m.channel,
-            &m.from,
+            m.from.as_str(),
             intent == Intent::OptOut,
             req.now_ms,
             message_id,
@@ -433,7 +435,8 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
         .await?;
         if intent == Intent::OptOut {
             // At once, also for what a campaign already queued.
-            tx.suppress_queued(m.channel, &m.from, req.now_ms).await?;
+            tx.suppress_queued(m.channel, m.from.as_str(), req.now_ms)
+                .await?;
         }
     }
 
@@ -444,7 +447,7 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
         intent,
         lang: req.lang,
         channel: m.channel,
-        customer: m.from.clone(),
+        customer: String::from(m.from.clone()),
         service_addr: m.to.clone(),
         tier: case.map_or(Tier::WINDOW, |c| c.tier),
         query: req.query,
@@ -540,7 +543,7 @@ async fn reopen<T: IntakeTx>(
     let Some(state) = tx.sla_state(case_id).await? else {
         return Ok(());
     };
-    let policy = req.sla.policy(state.category, &req.msg.from);
+    let policy = req.sla.policy(state.category, req.msg.from.as_str());
     let round = crate::sla::new_round(policy, state.opened_ms, req.now_ms);
     // A new round is a new promise: answered only once a person answers in it.
     let answered = state.answered && round.is_none();
@@ -622,14 +625,14 @@ async fn thread_onto<T: IntakeTx>(
         && let Some(c) = tx
             .open_case(CaseLookup::Numbered {
                 case_id,
-                customer: &m.from,
+                customer: m.from.as_str(),
             })
             .await?
     {
         return Ok(Some(c));
     }
     tx.open_case(CaseLookup::Recent {
-        customer: &m.from,
+        customer: m.from.as_str(),
         channel: m.channel,
         since_ms: req.now_ms - req.reply_window_ms,
     })

@@ -729,7 +729,7 @@ impl Intake {
             .external_id
             .as_ref()
             .filter(|id| !id.is_empty())
-            .map(|id| dedupe_key(msg.dialect, &msg.from, id));
+            .map(|id| dedupe_key(msg.dialect, msg.from.as_str(), id));
         // Only id-less messages dedupe by content; hashing a 20 KB email for nothing costs.
         let content_hash = if dedupe_key.is_none() {
             content_hash(&msg)
@@ -762,7 +762,7 @@ impl Intake {
     ///
     /// # Errors
     /// The store's error; the caller answers 503 so the bridge retries.
-    #[tracing::instrument(skip_all, fields(dialect = msg.dialect, from = %crate::domain::mask(&msg.from)))]
+    #[tracing::instrument(skip_all, fields(dialect = msg.dialect, from = %msg.from))]
     pub async fn accept(&self, msg: NewInbound) -> StoreResult<IntakeOutcome> {
         if let Some(part) = msg.part {
             return self.accept_part(msg, part).await;
@@ -771,7 +771,7 @@ impl Intake {
         let mut req = self.plan(msg);
         if let Some(q) = req.query.filter(|_| req.intent == Intent::SelfService) {
             // Before the transaction: never I/O inside it.
-            req.backend = self.backend.ask(q, &req.msg.from).await;
+            req.backend = self.backend.ask(q, req.msg.from.as_str()).await;
         }
         let category = req.category;
         let outcome = self.store.intake(req).await?;
@@ -810,7 +810,11 @@ impl Intake {
         let np = crate::store::NewPart {
             group_key: format!(
                 "{}:{}:{}:{}:{}",
-                msg.dialect, msg.from, msg.to, part.reference, part.total
+                msg.dialect,
+                msg.from.as_str(),
+                msg.to,
+                part.reference,
+                part.total
             ),
             seq: i64::from(part.seq),
             total: i64::from(part.total),
@@ -819,9 +823,9 @@ impl Intake {
                 .external_id
                 .as_deref()
                 .filter(|id| !id.is_empty())
-                .map(|id| dedupe_key(msg.dialect, &msg.from, id)),
+                .map(|id| dedupe_key(msg.dialect, msg.from.as_str(), id)),
             external_id: msg.external_id.clone(),
-            from: msg.from,
+            from: msg.from.into(),
             to: msg.to,
             body: msg.text,
             raw: msg.raw,
@@ -872,11 +876,18 @@ impl Intake {
             _ => "generic",
         };
         let min_id = group.iter().map(|p| p.id).min().unwrap_or(first.id);
+        // The parts were stored from a parsed number, so it parses again.
+        let from =
+            crate::domain::Address::stored(Channel::Sms, &first.from_addr).ok_or_else(|| {
+                crate::store::StoreError::Rejected(format!(
+                    "part {min_id}: stored sender is not a number"
+                ))
+            })?;
         let joined = NewInbound {
             channel: Channel::Sms,
             dialect,
             external_id: Some(format!("parts-{min_id}")),
-            from: first.from_addr.clone(),
+            from,
             to: first.to_addr.clone(),
             subject: None,
             text,
@@ -1024,7 +1035,6 @@ impl Intake {
         // sender a checked address (no control characters, at most 254 bytes: the parser
         // refuses any other), a return path that is no address gets no ack, a recipient list
         // cut to its first 320 bytes.
-        let from = p.from.as_str().to_string();
         let reply_to = match &p.return_path {
             Some(rp) if rp.is_empty() => None,
             Some(rp) => crate::domain::EmailAddress::parse(rp).ok(),
@@ -1036,7 +1046,7 @@ impl Intake {
             channel: Channel::Email,
             dialect: "email",
             external_id: p.message_id.as_deref().map(no_nul),
-            from,
+            from: p.from.clone().into(),
             to: cut(&no_nul(&p.to), MAX_ADDRESS_BYTES),
             subject: Some(no_nul(&p.subject)).filter(|s| !s.is_empty()),
             text: no_nul(&p.text),

@@ -97,7 +97,9 @@ pub struct NewInbound {
     pub dialect: &'static str,
     /// The bridge's message id, when the dialect has one.
     pub external_id: Option<String>,
-    pub from: String,
+    /// The customer: a number or a mailbox, parsed at the edge.
+    pub from: crate::domain::Address,
+    /// Our number or address the message was sent to, as the peer gave it.
     pub to: String,
     pub subject: Option<String>,
     pub text: String,

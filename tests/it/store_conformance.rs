@@ -64,7 +64,15 @@ fn req(
         channel: Channel::Sms,
         dialect: "kannel",
         external_id: id.map(str::to_string),
-        from: from.into(),
+        from: if from.contains('@') {
+            switchboard::domain::EmailAddress::parse(from)
+                .expect("a test address")
+                .into()
+        } else {
+            switchboard::domain::PhoneNumber::parse(from, "86")
+                .expect("a test number")
+                .into()
+        },
         to: "10000".into(),
         subject: None,
         text: text.into(),

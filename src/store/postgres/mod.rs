@@ -62,7 +62,11 @@ impl PgStore {
     pub(crate) async fn do_intake(&self, req: IntakeRequest) -> StoreResult<IntakeOutcome> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!("{}:{}", req.msg.channel.as_str(), req.msg.from))
+            .bind(format!(
+                "{}:{}",
+                req.msg.channel.as_str(),
+                req.msg.from.as_str()
+            ))
             .execute(&mut *tx)
             .await?;
         let outcome = decide(&mut PgIntake(&mut tx), &req).await?;
