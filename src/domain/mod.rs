@@ -75,7 +75,7 @@ macro_rules! text_column {
     ($t:ty, $what:literal, $parse:expr, $fallback:expr) => {
         impl std::fmt::Display for $t {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
         impl PartialEq<&str> for $t {
@@ -321,7 +321,7 @@ impl Default for Tier {
 
 impl fmt::Display for Tier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -699,8 +699,13 @@ mod tests {
         for index in [
             include_str!("../store/migrations/sqlite/0013_campaign_standings_index.sql"),
             include_str!("../store/migrations/postgres/0013_campaign_standings_index.sql"),
+            crate::store::sql::SUPPRESS_QUEUED_RECIPIENTS,
+            crate::store::sql::SUPPRESS_QUEUED_MESSAGES,
+            crate::store::sql::DELETE_SUPPRESSED_OUTBOX,
         ] {
             assert!(index.contains(&format!("kind IN ({list})")), "{list}");
+            let commercial = "kind IN ('marketing', 'research')";
+            assert!(!index.contains("kind IN ('marketing'") || index.contains(commercial));
         }
     }
 
@@ -721,6 +726,9 @@ mod tests {
         assert_eq!(Tier::from_column(0), Tier::WINDOW);
         assert_eq!(Tier::CITY.name_en(), "city branch back office");
         assert_eq!(Tier::NATIONAL.name_zh(), "全国集中运营中心");
+        // A report's columns keep their width.
+        assert_eq!(format!("[{:>4}]", Tier::CITY), "[   2]");
+        assert_eq!(format!("[{:<6}]", Channel::Sms), "[sms   ]");
     }
 
     #[test]

@@ -94,7 +94,7 @@ impl PhoneNumber {
 
 impl fmt::Display for PhoneNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&super::mask(&self.0))
+        f.pad(&super::mask(&self.0))
     }
 }
 

@@ -167,7 +167,7 @@ pub(super) fn addr_parts(a: &Addr<'_>) -> (Option<String>, Option<String>) {
 }
 
 /// The address, lowercased, if it has exactly one `@` with something on both sides, no
-/// spaces, and at most [`MAX_ADDRESS_BYTES`] bytes ([`EmailAddress::parse`]).
+/// spaces, and at most [`EmailAddress::MAX_BYTES`] bytes ([`EmailAddress::parse`]).
 pub(super) fn valid_address(a: &str) -> Option<EmailAddress> {
     EmailAddress::parse(a).ok()
 }

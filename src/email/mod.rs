@@ -73,7 +73,7 @@ pub const MAX_REFERENCES: usize = 64;
 /// Per-recipient blocks of a delivery status notification kept.
 pub const MAX_DSN_RECIPIENTS: usize = 64;
 /// Longest From address (RFC 5321 paths are at most 256 octets with the brackets).
-pub const MAX_ADDRESS_BYTES: usize = 254;
+pub const MAX_ADDRESS_BYTES: usize = crate::domain::EmailAddress::MAX_BYTES;
 
 /// The structural limits [`parse`] applies, set once at start-up from the configuration
 /// ([`configure`]); [`Limits::DEFAULT`] until then. Process-wide because the intake calls
