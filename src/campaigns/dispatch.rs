@@ -236,14 +236,29 @@ impl Dispatcher {
             if p.valid_until.is_some_and(|v| at >= v) {
                 // Past the campaign's validity: no more runs.
                 self.store
-                    .set_campaign_status(p.id, &["recurring"], "done", Some("validity ended"), now)
+                    .set_campaign_status(
+                        p.id,
+                        &super::status_change(&["recurring"], "done"),
+                        Some("validity ended"),
+                        now,
+                    )
                     .await?;
                 continue;
             }
             let next = super::next_occurrence(cron, self.zone, at.max(now))
                 .ok()
                 .flatten();
-            if let Some(child) = self.store.spawn_run(&p, at, next, now).await? {
+            if let Some(child) = self
+                .store
+                .spawn_run(
+                    &p,
+                    at,
+                    super::run_valid_until(p.start_at, p.valid_until, at),
+                    next,
+                    now,
+                )
+                .await?
+            {
                 tracing::info!(
                     campaign = p.id,
                     run = child,
@@ -331,7 +346,12 @@ impl Dispatcher {
             );
             tracing::warn!(campaign = c.id, "{note}");
             self.store
-                .set_campaign_status(c.id, &["running"], "paused", Some(&note), now)
+                .set_campaign_status(
+                    c.id,
+                    &super::status_change(&["running"], "paused"),
+                    Some(&note),
+                    now,
+                )
                 .await?;
             return Ok(0);
         }
@@ -342,7 +362,7 @@ impl Dispatcher {
         let rows = self.store.pending_recipients(c.id, 0, n as i64).await?;
         if rows.is_empty() {
             self.store
-                .set_campaign_status(c.id, &["running"], "done", None, now)
+                .set_campaign_status(c.id, &super::status_change(&["running"], "done"), None, now)
                 .await?;
             return Ok(0);
         }
@@ -351,7 +371,12 @@ impl Dispatcher {
             Err(e) => {
                 let note = format!("paused: {e}");
                 self.store
-                    .set_campaign_status(c.id, &["running"], "paused", Some(&note), now)
+                    .set_campaign_status(
+                        c.id,
+                        &super::status_change(&["running"], "paused"),
+                        Some(&note),
+                        now,
+                    )
                     .await?;
                 return Ok(0);
             }
@@ -477,7 +502,12 @@ impl Dispatcher {
                 .await?;
         }
         self.store
-            .set_campaign_status(c.id, &["running"], "done", Some("validity ended"), now)
+            .set_campaign_status(
+                c.id,
+                &super::status_change(&["running"], "done"),
+                Some("validity ended"),
+                now,
+            )
             .await?;
         Ok(0)
     }

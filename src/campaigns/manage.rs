@@ -516,7 +516,7 @@ pub async fn transition(
         _ => None,
     };
     let changed = store
-        .set_campaign_status(id, from, to, Some(&note), now)
+        .set_campaign_status(id, &super::status_change(from, to), Some(&note), now)
         .await?
         .ok_or_else(|| {
             CampaignError::Conflict(format!(

@@ -134,6 +134,41 @@ impl Kind {
     }
 }
 
+/// A campaign's move from one of `from` to `to`, with what it does besides the status
+/// (`status_change`); the store applies it in one transaction, only if the campaign is still
+/// in one of `from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange<'a> {
+    pub from: &'a [&'a str],
+    pub to: &'a str,
+    /// A recurring campaign keeps its next occurrence; any other status clears it.
+    pub keep_next_run: bool,
+    /// Starting waits for a running import into the campaign (`import_until`) to end.
+    pub after_import: bool,
+    /// A recurring campaign's runs follow it (pause, cancel).
+    pub runs_follow: bool,
+    /// Queued messages not yet claimed are withdrawn (cancel): nothing more goes out.
+    pub withdraw_queued: bool,
+}
+
+/// What moving a campaign to `to` does.
+pub fn status_change<'a>(from: &'a [&'a str], to: &'a str) -> StatusChange<'a> {
+    StatusChange {
+        from,
+        to,
+        keep_next_run: to == "recurring",
+        after_import: matches!(to, "running" | "recurring"),
+        runs_follow: matches!(to, "paused" | "cancelled"),
+        withdraw_queued: to == "cancelled",
+    }
+}
+
+/// When a run of a recurring campaign stops being valid: as long after its occurrence as the
+/// campaign's own window, and never past the campaign's end. `None`: no end.
+pub fn run_valid_until(start_at: i64, valid_until: Option<i64>, occurrence: i64) -> Option<i64> {
+    valid_until.map(|v| (occurrence + (v - start_at).max(0)).min(v))
+}
+
 /// The next occurrence of a cron (`"0 9 1 * *"`: 09:00 on the 1st) after `after_ms`, read in
 /// `zone`; `None` when it has none.
 ///
@@ -307,6 +342,37 @@ pub fn quiet_window(kind: Kind, urgent: bool, s: &CampaignSettings) -> Option<Wi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_change_says_what_it_does_besides_the_status() {
+        let c = status_change(&["draft"], "recurring");
+        assert!(c.keep_next_run && c.after_import && !c.runs_follow && !c.withdraw_queued);
+        let c = status_change(&["paused"], "running");
+        assert!(!c.keep_next_run && c.after_import && !c.runs_follow);
+        let c = status_change(&["running", "recurring"], "paused");
+        assert!(c.runs_follow && !c.withdraw_queued && !c.after_import);
+        let c = status_change(&["running"], "cancelled");
+        assert!(c.runs_follow && c.withdraw_queued);
+        assert_eq!(c.from, ["running"]);
+        let c = status_change(&["running"], "done");
+        assert!(!c.runs_follow && !c.withdraw_queued && !c.keep_next_run);
+    }
+
+    #[test]
+    fn a_run_is_valid_for_the_campaigns_window_and_never_past_its_end() {
+        const D: i64 = 86_400_000;
+        // A campaign valid for 2 days from its start, ending on day 30.
+        assert_eq!(run_valid_until(0, Some(30 * D), 10 * D), Some(30 * D));
+        assert_eq!(run_valid_until(28 * D, Some(30 * D), 29 * D), Some(30 * D));
+        assert_eq!(run_valid_until(0, Some(2 * D), D), Some(2 * D));
+        assert_eq!(run_valid_until(5 * D, Some(7 * D), 5 * D), Some(7 * D));
+        assert_eq!(run_valid_until(5 * D, Some(7 * D), 6 * D), Some(7 * D));
+        assert_eq!(run_valid_until(5 * D, Some(9 * D), 6 * D), Some(9 * D));
+        assert_eq!(run_valid_until(5 * D, Some(20 * D), 6 * D), Some(20 * D));
+        // An occurrence before the campaign's start keeps the window's length.
+        assert_eq!(run_valid_until(10 * D, Some(12 * D), 9 * D), Some(11 * D));
+        assert_eq!(run_valid_until(0, None, D), None);
+    }
 
     fn settings() -> CampaignSettings {
         CampaignSettings {

@@ -229,6 +229,46 @@ pub fn target(status: CaseStatus, action: Action, answered: bool) -> Option<Case
     })
 }
 
+/// What a move to `to` does to the case's `resolved_at`: `Some(Some(now))` when it is
+/// resolved, `Some(None)` (cleared) when it is active again, `None` (kept) when it is closed.
+pub fn resolved_at(to: CaseStatus, now_ms: i64) -> Option<Option<i64>> {
+    match to {
+        CaseStatus::Resolved => Some(Some(now_ms)),
+        s if s.is_active() => Some(None),
+        _ => None,
+    }
+}
+
+/// The `resolved` event's detail: who, the resolution code, the note.
+pub fn resolve_detail(by: &str, code: Option<&str>, note: Option<&str>) -> String {
+    let mut detail = format!("by {by}");
+    if let Some(c) = code {
+        detail.push_str(&format!(" [{c}]"));
+    }
+    if let Some(n) = note {
+        detail.push_str(&format!(": {n}"));
+    }
+    detail
+}
+
+/// Where a case opened about a closed one starts: open, at the service window, with its own
+/// clock.
+pub const LINKED_START: (CaseStatus, crate::domain::Tier) =
+    (CaseStatus::Open, crate::domain::Tier::WINDOW);
+
+/// The `linked` events of a new case opened by `by` about closed case `old_id`: (case,
+/// detail) for the new case and for the old one.
+pub fn link_details(old_id: i64, new_id: i64, by: &str) -> [(i64, String); 2] {
+    let (old_no, new_no) = (crate::domain::CaseId(old_id), crate::domain::CaseId(new_id));
+    [
+        (new_id, format!("opened by {by} about closed case {old_no}")),
+        (
+            old_id,
+            format!("{by} wrote after the close: new case {new_no}"),
+        ),
+    ]
+}
+
 /// "open allows reply, contact, …" for a 409.
 pub fn allowed_list(status: CaseStatus) -> String {
     allowed(status)
@@ -241,6 +281,37 @@ pub fn allowed_list(status: CaseStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolving_stamps_reopening_clears_closing_keeps_the_resolve_time() {
+        assert_eq!(resolved_at(CaseStatus::Resolved, 7), Some(Some(7)));
+        for s in CaseStatus::ACTIVE {
+            assert_eq!(resolved_at(s, 7), Some(None), "{s}");
+        }
+        assert_eq!(resolved_at(CaseStatus::Closed, 7), None);
+        assert_eq!(
+            resolve_detail("agent-1", Some("fixed"), Some("line repaired")),
+            "by agent-1 [fixed]: line repaired"
+        );
+        assert_eq!(resolve_detail("agent-1", None, None), "by agent-1");
+        assert_eq!(
+            link_details(42, 43, "agent-2"),
+            [
+                (
+                    43,
+                    "opened by agent-2 about closed case SB00000042".to_string()
+                ),
+                (
+                    42,
+                    "agent-2 wrote after the close: new case SB00000043".to_string()
+                ),
+            ]
+        );
+        assert_eq!(
+            LINKED_START,
+            (CaseStatus::Open, crate::domain::Tier::WINDOW)
+        );
+    }
 
     #[test]
     fn each_status_allows_its_actions_and_leads_where_it_should() {

@@ -447,9 +447,9 @@ pub async fn resolve_case(
         .cases
         .visit_due(category, s.settings.time.zone, now);
     let r = crate::store::Resolve {
-        by: &caller.name,
+        from: case.status,
         code: Some(code),
-        note,
+        detail: crate::cases::resolve_detail(&caller.name, Some(code), note),
         visit_due,
         now_ms: now,
     };
@@ -699,14 +699,15 @@ pub async fn escalate(
         case.tier, caller.name
     );
     let updated = store
-        .escalate_case(
-            id,
-            case.tier,
-            to,
-            &detail,
-            &notices,
-            s.intake.clock.now_ms(),
-        )
+        .escalate_case(&crate::store::Escalation {
+            case_id: id,
+            status: case.status,
+            tier_before: case.tier,
+            tier_after: to,
+            detail,
+            notices: &notices,
+            now_ms: s.intake.clock.now_ms(),
+        })
         .await?
         .ok_or_else(|| {
             AppError::new(
@@ -793,6 +794,7 @@ async fn lifecycle(
         case_id: id,
         from: case.status,
         to,
+        resolved_at: crate::cases::resolved_at(to, now),
         assignee,
         event: event.to_string(),
         detail: format!("{} -> {to} {detail}", case.status),

@@ -49,12 +49,12 @@ pub trait CampaignStore: Send + Sync {
         &self,
         campaign_id: i64,
     ) -> StoreResult<Vec<(String, Option<String>, Option<String>, i64)>>;
-    /// A campaign's status from one of `from` to `to`; `None` when it was in none of them.
+    /// A campaign's status change (`campaigns::status_change`); `None` when it was in none
+    /// of `change.from` (or an import holds it).
     async fn set_campaign_status(
         &self,
         id: i64,
-        from: &[&str],
-        to: &str,
+        change: &crate::campaigns::StatusChange<'_>,
         note: Option<&str>,
         now_ms: i64,
     ) -> StoreResult<Option<CampaignRecord>>;
@@ -67,6 +67,7 @@ pub trait CampaignStore: Send + Sync {
         &self,
         parent: &CampaignRecord,
         occurrence: i64,
+        valid_until: Option<i64>,
         next: Option<i64>,
         now_ms: i64,
     ) -> StoreResult<Option<i64>>;

@@ -60,16 +60,11 @@ pub trait CaseStore: Send + Sync {
     ) -> StoreResult<Option<CaseRecord>>;
     /// A lifecycle change, only if the case is still in `t.from`; `None` otherwise.
     async fn transition(&self, t: &Transition) -> StoreResult<Option<CaseRecord>>;
-    /// An escalation by hand: the tier from `tier_before` to `tier_after` (only if still at
-    /// `tier_before` and open or acknowledged), an `escalated` event, the notices. `None`:
-    /// the case changed meanwhile.
+    /// An escalation by hand: the tier from `tier_before` to `tier_after` (only if the case
+    /// is still at `tier_before` and in `status`, both as the caller saw them), an
+    /// `escalated` event, the notices. `None`: the case changed meanwhile.
     async fn escalate_case(
         &self,
-        case_id: i64,
-        tier_before: crate::domain::Tier,
-        tier_after: crate::domain::Tier,
-        detail: &str,
-        notices: &[OutboundDraft],
-        now_ms: i64,
+        e: &crate::store::Escalation<'_>,
     ) -> StoreResult<Option<CaseRecord>>;
 }

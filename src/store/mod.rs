@@ -634,9 +634,11 @@ pub struct Recategorize {
 /// An agent resolving a case.
 #[derive(Debug, Clone)]
 pub struct Resolve<'a> {
-    pub by: &'a str,
+    /// The status the caller saw: the case resolves only if it is still in it.
+    pub from: crate::domain::CaseStatus,
     pub code: Option<&'a str>,
-    pub note: Option<&'a str>,
+    /// The `resolved` event's detail (`cases::resolve_detail`).
+    pub detail: String,
     /// When its return visit goes out (`None`: no visit).
     pub visit_due: Option<i64>,
     pub now_ms: i64,
@@ -706,6 +708,19 @@ pub struct Round {
     pub base: i64,
 }
 
+/// An escalation by hand: one tier up, its event and its notices.
+#[derive(Debug, Clone)]
+pub struct Escalation<'a> {
+    pub case_id: i64,
+    /// The status and tier the caller saw: the case moves only if it is still in both.
+    pub status: crate::domain::CaseStatus,
+    pub tier_before: crate::domain::Tier,
+    pub tier_after: crate::domain::Tier,
+    pub detail: String,
+    pub notices: &'a [OutboundDraft],
+    pub now_ms: i64,
+}
+
 /// A case going from one status to another (the same for a note or an assignment), with its
 /// event; applied only if the case is still in `from`.
 #[derive(Debug, Clone)]
@@ -713,6 +728,8 @@ pub struct Transition {
     pub case_id: i64,
     pub from: crate::domain::CaseStatus,
     pub to: crate::domain::CaseStatus,
+    /// `resolved_at` after the move (`cases::resolved_at`): `None` keeps it.
+    pub resolved_at: Option<Option<i64>>,
     /// Set the assignee (None: keep).
     pub assignee: Option<String>,
     pub event: String,

@@ -256,9 +256,14 @@ async fn an_answered_case_skips_the_answer_steps_and_a_resolved_case_stops_its_c
         .resolve_case(
             resolved,
             &switchboard::store::Resolve {
-                by: "agent-1",
+                from: app
+                    .store()
+                    .case(resolved)
+                    .await
+                    .unwrap()
+                    .map_or(switchboard::domain::CaseStatus::Open, |c| c.status),
                 code: None,
-                note: None,
+                detail: switchboard::cases::resolve_detail("agent-1", None, None),
                 visit_due: None,
                 now_ms: clock.now_ms(),
             },
@@ -439,9 +444,14 @@ async fn a_logged_contact_answers_the_case_and_an_escalation_by_hand_tells_the_n
         .resolve_case(
             case,
             &switchboard::store::Resolve {
-                by: "agent-1",
+                from: app
+                    .store()
+                    .case(case)
+                    .await
+                    .unwrap()
+                    .map_or(switchboard::domain::CaseStatus::Open, |c| c.status),
                 code: None,
-                note: None,
+                detail: switchboard::cases::resolve_detail("agent-1", None, None),
                 visit_due: None,
                 now_ms: clock.now_ms(),
             },
@@ -636,9 +646,14 @@ async fn resolve_by_store(app: &common::TestApp, case: i64, now_ms: i64) {
         .resolve_case(
             case,
             &switchboard::store::Resolve {
-                by: "li.wei",
+                from: app
+                    .store()
+                    .case(case)
+                    .await
+                    .unwrap()
+                    .map_or(switchboard::domain::CaseStatus::Open, |c| c.status),
                 code: None,
-                note: None,
+                detail: switchboard::cases::resolve_detail("li.wei", None, None),
                 visit_due: None,
                 now_ms,
             },
@@ -727,6 +742,7 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
         case_id: case,
         from: switchboard::domain::CaseStatus::Resolved,
         to: switchboard::domain::CaseStatus::Closed,
+        resolved_at: None,
         assignee: None,
         event: "closed".into(),
         detail: "late".into(),

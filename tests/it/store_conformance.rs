@@ -1037,9 +1037,13 @@ async fn cases_list_by_urgency_and_resolve_once(s: Arc<dyn Store>) {
         .resolve_case(
             a,
             &switchboard::store::Resolve {
-                by: "agent-1",
+                from: s
+                    .case(a)
+                    .await
+                    .unwrap()
+                    .map_or(switchboard::domain::CaseStatus::Open, |c| c.status),
                 code: None,
-                note: Some("line repaired"),
+                detail: switchboard::cases::resolve_detail("agent-1", None, Some("line repaired")),
                 visit_due: None,
                 now_ms: T0 + 2 * HOUR,
             },
@@ -1051,14 +1055,14 @@ async fn cases_list_by_urgency_and_resolve_once(s: Arc<dyn Store>) {
         (r.status.as_str(), r.resolved_at),
         ("resolved", Some(T0 + 2 * HOUR))
     );
-    // Again: nothing changes.
+    // Again, by an agent who saw it open: nothing changes.
     let again = s
         .resolve_case(
             a,
             &switchboard::store::Resolve {
-                by: "agent-2",
+                from: switchboard::domain::CaseStatus::Open,
                 code: None,
-                note: None,
+                detail: switchboard::cases::resolve_detail("agent-2", None, None),
                 visit_due: None,
                 now_ms: T0 + 3 * HOUR,
             },
@@ -1071,9 +1075,13 @@ async fn cases_list_by_urgency_and_resolve_once(s: Arc<dyn Store>) {
         s.resolve_case(
             b + 1000,
             &switchboard::store::Resolve {
-                by: "x",
+                from: s
+                    .case(b + 1000)
+                    .await
+                    .unwrap()
+                    .map_or(switchboard::domain::CaseStatus::Open, |c| c.status),
                 code: None,
-                note: None,
+                detail: switchboard::cases::resolve_detail("x", None, None),
                 visit_due: None,
                 now_ms: T0
             }

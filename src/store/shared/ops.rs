@@ -472,29 +472,34 @@ pub async fn campaign_counts(
 pub async fn set_campaign_status(
     pool: &Pool<DB>,
     id: i64,
-    from: &[&str],
-    to: &str,
+    c: &crate::campaigns::StatusChange<'_>,
     note: Option<&str>,
     now_ms: i64,
 ) -> StoreResult<Option<crate::store::CampaignRecord>> {
     let mut tx = pool.begin_with(BEGIN).await?;
-    let list: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 5)).collect();
+    let list: Vec<String> = (0..c.from.len()).map(|i| format!("${}", i + 7)).collect();
     let sql = format!(
         "UPDATE campaigns SET status = $1, note = $2, updated_at = $3, \
-         next_run_at = CASE WHEN $1 = 'recurring' THEN next_run_at ELSE NULL END \
+         next_run_at = CASE WHEN $5 THEN next_run_at ELSE NULL END \
          WHERE id = $4 AND status IN ({}) \
-         AND ($1 NOT IN ('running', 'recurring') OR import_until IS NULL OR import_until < $3)",
+         AND (NOT $6 OR import_until IS NULL OR import_until < $3)",
         list.join(", ")
     );
-    let mut q = sqlx::query(&sql).bind(to).bind(note).bind(now_ms).bind(id);
-    for f in from {
+    let mut q = sqlx::query(&sql)
+        .bind(c.to)
+        .bind(note)
+        .bind(now_ms)
+        .bind(id)
+        .bind(c.keep_next_run)
+        .bind(c.after_import);
+    for f in c.from {
         q = q.bind(*f);
     }
     if q.execute(&mut *tx).await?.rows_affected() == 0 {
         return Ok(None);
     }
-    if matches!(to, "paused" | "cancelled") {
-        // A recurring campaign's runs follow it.
+    let to = c.to;
+    if c.runs_follow {
         sqlx::query(
             "UPDATE campaigns SET status = $1, note = $2, updated_at = $3 WHERE parent_id = $4 \
              AND status IN ('running', 'paused')",
@@ -506,8 +511,7 @@ pub async fn set_campaign_status(
         .execute(&mut *tx)
         .await?;
     }
-    if to == "cancelled" {
-        // Nothing more goes out: queued messages not yet claimed are withdrawn.
+    if c.withdraw_queued {
         sqlx::query(
             "UPDATE messages SET status = 'cancelled', updated_at = $1 WHERE id IN \
              (SELECT r.message_id FROM campaign_recipients r JOIN outbox o ON o.message_id = r.message_id \
@@ -550,6 +554,7 @@ pub async fn spawn_run(
     pool: &Pool<DB>,
     p: &crate::store::CampaignRecord,
     occurrence: i64,
+    valid_until: Option<i64>,
     next: Option<i64>,
     now_ms: i64,
 ) -> StoreResult<Option<i64>> {
@@ -566,11 +571,6 @@ pub async fn spawn_run(
     if moved != 1 {
         return Ok(None);
     }
-    // A run is valid as long after its occurrence as the campaign's own window, and
-    // never past the campaign's end.
-    let valid_until = p
-        .valid_until
-        .map(|v| (occurrence + (v - p.start_at).max(0)).min(v));
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO campaigns (name, kind, channel, template, subject, status, start_at, valid_until, \
          rate_per_sec, urgent, created_by, created_at, updated_at, parent_id) \
@@ -865,32 +865,26 @@ pub async fn resolve_case(
 ) -> StoreResult<Option<CaseRecord>> {
     let mut tx = pool.begin_with(BEGIN).await?;
     let changed = sqlx::query(
-        "UPDATE cases SET status = 'resolved', resolved_at = $1, resolution_code = $2 \
-         WHERE id = $3 AND status IN ('open', 'acknowledged', 'in_progress')",
+        "UPDATE cases SET status = $1, resolved_at = $2, resolution_code = $3 \
+         WHERE id = $4 AND status = $5",
     )
+    .bind(crate::domain::CaseStatus::Resolved)
     .bind(r.now_ms)
     .bind(r.code)
     .bind(case_id)
+    .bind(r.from)
     .execute(&mut *tx)
     .await?
     .rows_affected();
     if changed > 0 {
-        let mut detail = format!("by {}", r.by);
-        if let Some(c) = r.code {
-            detail.push_str(&format!(" [{c}]"));
-        }
-        if let Some(n) = r.note {
-            detail.push_str(&format!(": {n}"));
-        }
-        sqlx::query(
-            "INSERT INTO case_events (case_id, at, kind, detail) VALUES ($1, $2, 'resolved', $3)",
-        )
-        .bind(case_id)
-        .bind(r.now_ms)
-        .bind(detail)
-        .execute(&mut *tx)
-        .await?;
-        // A resolved case has no deadline left.
+        sqlx::query(sql::INSERT_CASE_EVENT)
+            .bind(case_id)
+            .bind(r.now_ms)
+            .bind("resolved")
+            .bind(&r.detail)
+            .execute(&mut *tx)
+            .await?;
+        // Its clock stops: the case is no longer active.
         sqlx::query("DELETE FROM sla_clock WHERE case_id = $1")
             .bind(case_id)
             .execute(&mut *tx)
@@ -929,9 +923,11 @@ pub async fn open_linked_case(
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO cases (channel, customer, category, status, tier, lang, subject, rules_version, \
          opened_at, last_message_at, ack_due_at, resolve_due_at, city, linked_case_id, message_count) \
-         SELECT channel, customer, category, 'open', 1, lang, subject, rules_version, $1, $1, $2, $3, \
-         city, id, 0 FROM cases WHERE id = $4 RETURNING id",
+         SELECT channel, customer, category, $1, $2, lang, subject, rules_version, $3, $3, $4, $5, \
+         city, id, 0 FROM cases WHERE id = $6 RETURNING id",
     )
+    .bind(crate::cases::LINKED_START.0)
+    .bind(crate::cases::LINKED_START.1)
     .bind(now_ms)
     .bind(deadlines.0)
     .bind(deadlines.1)
@@ -952,15 +948,7 @@ pub async fn open_linked_case(
         .bind(0_i64)
         .execute(&mut *tx)
         .await?;
-    let new_no = crate::domain::CaseId(id).to_string();
-    let old_no = crate::domain::CaseId(old_id).to_string();
-    for (case, detail) in [
-        (id, format!("opened by {by} about closed case {old_no}")),
-        (
-            old_id,
-            format!("{by} wrote after the close: new case {new_no}"),
-        ),
-    ] {
+    for (case, detail) in crate::cases::link_details(old_id, id, by) {
         sqlx::query(sql::INSERT_CASE_EVENT)
             .bind(case)
             .bind(now_ms)
@@ -1398,12 +1386,12 @@ pub async fn transition(
     let mut tx = pool.begin_with(BEGIN).await?;
     let updated = sqlx::query(
         "UPDATE cases SET status = $1, \
-         resolved_at = CASE WHEN $1 = 'resolved' THEN $2 \
-           WHEN $1 IN ('open', 'acknowledged', 'in_progress') THEN NULL ELSE resolved_at END, \
-         assignee = COALESCE($3, assignee) WHERE id = $4 AND status = $5",
+         resolved_at = CASE WHEN $2 THEN $3 ELSE resolved_at END, \
+         assignee = COALESCE($4, assignee) WHERE id = $5 AND status = $6",
     )
     .bind(t.to)
-    .bind(t.now_ms)
+    .bind(t.resolved_at.is_some())
+    .bind(t.resolved_at.flatten())
     .bind(&t.assignee)
     .bind(t.case_id)
     .bind(t.from)
@@ -1420,30 +1408,24 @@ pub async fn transition(
 
 pub async fn escalate_case(
     pool: &Pool<DB>,
-    case_id: i64,
-    tier_before: crate::domain::Tier,
-    tier_after: crate::domain::Tier,
-    detail: &str,
-    notices: &[crate::store::OutboundDraft],
-    now_ms: i64,
+    e: &crate::store::Escalation<'_>,
 ) -> StoreResult<Option<CaseRecord>> {
     let mut tx = pool.begin_with(BEGIN).await?;
-    let updated = sqlx::query(
-        "UPDATE cases SET tier = $1 WHERE id = $2 AND tier = $3 \
-         AND status IN ('open', 'acknowledged', 'in_progress')",
-    )
-    .bind(tier_after)
-    .bind(case_id)
-    .bind(tier_before)
-    .execute(&mut *tx)
-    .await?;
+    let updated =
+        sqlx::query("UPDATE cases SET tier = $1 WHERE id = $2 AND tier = $3 AND status = $4")
+            .bind(e.tier_after)
+            .bind(e.case_id)
+            .bind(e.tier_before)
+            .bind(e.status)
+            .execute(&mut *tx)
+            .await?;
     if updated.rows_affected() == 0 {
         return Ok(None);
     }
-    for d in notices {
-        queue_outbound(&mut tx, d, Some(case_id), now_ms).await?;
+    for d in e.notices {
+        queue_outbound(&mut tx, d, Some(e.case_id), e.now_ms).await?;
     }
-    let case = event_and_case(&mut tx, case_id, now_ms, "escalated", detail).await?;
+    let case = event_and_case(&mut tx, e.case_id, e.now_ms, "escalated", &e.detail).await?;
     tx.commit().await?;
     Ok(case)
 }

@@ -188,12 +188,11 @@ impl crate::store::CampaignStore for Engine {
     async fn set_campaign_status(
         &self,
         id: i64,
-        from: &[&str],
-        to: &str,
+        change: &crate::campaigns::StatusChange<'_>,
         note: Option<&str>,
         now_ms: i64,
     ) -> StoreResult<Option<crate::store::CampaignRecord>> {
-        ops::set_campaign_status(&self.pool, id, from, to, note, now_ms).await
+        ops::set_campaign_status(&self.pool, id, change, note, now_ms).await
     }
     async fn due_recurring(&self, now_ms: i64) -> StoreResult<Vec<crate::store::CampaignRecord>> {
         ops::due_recurring(&self.pool, now_ms).await
@@ -202,10 +201,11 @@ impl crate::store::CampaignStore for Engine {
         &self,
         parent: &crate::store::CampaignRecord,
         occurrence: i64,
+        valid_until: Option<i64>,
         next: Option<i64>,
         now_ms: i64,
     ) -> StoreResult<Option<i64>> {
-        ops::spawn_run(&self.pool, parent, occurrence, next, now_ms).await
+        ops::spawn_run(&self.pool, parent, occurrence, valid_until, next, now_ms).await
     }
     async fn set_next_run(&self, id: i64, next: Option<i64>) -> StoreResult<()> {
         ops::set_next_run(&self.pool, id, next).await
@@ -317,23 +317,9 @@ impl crate::store::CaseStore for Engine {
     }
     async fn escalate_case(
         &self,
-        case_id: i64,
-        tier_before: crate::domain::Tier,
-        tier_after: crate::domain::Tier,
-        detail: &str,
-        notices: &[crate::store::OutboundDraft],
-        now_ms: i64,
+        e: &crate::store::Escalation<'_>,
     ) -> StoreResult<Option<crate::store::CaseRecord>> {
-        ops::escalate_case(
-            &self.pool,
-            case_id,
-            tier_before,
-            tier_after,
-            detail,
-            notices,
-            now_ms,
-        )
-        .await
+        ops::escalate_case(&self.pool, e).await
     }
 }
 
