@@ -87,10 +87,10 @@ async fn apply_one<T: SlaTx>(tx: &mut T, a: &SlaApply) -> StoreResult<bool> {
     let moved = if a.remove {
         tx.remove_clock(a).await?
     } else {
-        let (step, due) = match &a.next {
-            Some((s, d)) => (s.as_str(), Some(*d)),
-            None => ("done", None),
-        };
+        let (step, due) = a
+            .next
+            .as_ref()
+            .map_or((super::CLOCK_DONE, None), |(s, d)| (s.as_str(), Some(*d)));
         tx.move_clock(a, step, due).await?
     };
     if moved != 1 {

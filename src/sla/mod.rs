@@ -303,6 +303,15 @@ impl SlaSettings {
     }
 }
 
+/// The step of a clock with no step left (`sla_clock.step`).
+pub const CLOCK_DONE: &str = "done";
+
+/// The `sla_clock` row's (step, due) for a clock's next step; `(CLOCK_DONE, None)` when no
+/// step is left.
+pub fn clock_row(next: Option<(Step, i64)>) -> (&'static str, Option<i64>) {
+    next.map_or((CLOCK_DONE, None), |(s, d)| (s.as_str(), Some(d)))
+}
+
 /// A step on a case's clock. The discriminant is its bit in the clock's `fired` mask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Step {

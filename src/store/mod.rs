@@ -218,6 +218,13 @@ pub struct OutboundDraft {
     pub render: Option<String>,
 }
 
+impl OutboundDraft {
+    /// When its outbox row may be claimed: its `not_before`, never before `now_ms`.
+    pub fn queue_at(&self, now_ms: i64) -> i64 {
+        self.not_before.unwrap_or(now_ms).max(now_ms)
+    }
+}
+
 /// Renders the acknowledgement for a settled intake; `None` sends nothing.
 pub trait AckBuilder: Send + Sync {
     fn build(&self, ctx: &AckContext) -> Option<OutboundDraft>;

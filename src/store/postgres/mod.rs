@@ -480,7 +480,7 @@ impl IntakeTx for PgIntake<'_> {
             i64,
             i64,
             crate::domain::Tier,
-            String,
+            Category,
             crate::domain::CaseStatus,
         )> = sqlx::query_as(sql::SLA_STATE)
             .bind(case_id)
@@ -493,7 +493,7 @@ impl IntakeTx for PgIntake<'_> {
                 opened_ms,
                 has_clock: has_clock != 0,
                 tier,
-                category: category.parse().unwrap_or(Category::Inquiry),
+                category,
                 status,
             },
         ))
@@ -580,10 +580,7 @@ impl IntakeTx for PgIntake<'_> {
         next: Option<(crate::sla::Step, i64)>,
         fired: i64,
     ) -> StoreResult<()> {
-        let (step, due) = match next {
-            Some((s, d)) => (s.as_str(), Some(d)),
-            None => ("done", None),
-        };
+        let (step, due) = crate::sla::clock_row(next);
         sqlx::query(sql::SET_CLOCK)
             .bind(case_id)
             .bind(step)

@@ -937,10 +937,7 @@ pub async fn open_linked_case(
     let Some(id) = id else {
         return Ok(None);
     };
-    let (step, due) = match next {
-        Some((s, d)) => (s.as_str(), Some(d)),
-        None => ("done", None),
-    };
+    let (step, due) = crate::sla::clock_row(next);
     sqlx::query(sql::SET_CLOCK)
         .bind(id)
         .bind(step)
@@ -1238,7 +1235,7 @@ pub async fn queue_outbound(
     sqlx::query(sql::INSERT_OUTBOX)
         .bind(id)
         .bind(d.channel.as_str())
-        .bind(d.not_before.unwrap_or(now_ms).max(now_ms))
+        .bind(d.queue_at(now_ms))
         .bind(d.kind.lane().as_i64())
         .execute(&mut *conn)
         .await?;

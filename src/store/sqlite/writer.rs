@@ -574,7 +574,7 @@ impl IntakeTx for SqliteIntake<'_> {
                     opened_ms: r.get(2)?,
                     has_clock: r.get::<_, i64>(3)? != 0,
                     tier: r.get(4)?,
-                    category: r.get::<_, String>(5)?.parse().unwrap_or(Category::Inquiry),
+                    category: r.get(5)?,
                     status: r.get(6)?,
                 })
             }))
@@ -644,10 +644,7 @@ impl IntakeTx for SqliteIntake<'_> {
         next: Option<(crate::sla::Step, i64)>,
         fired: i64,
     ) -> StoreResult<()> {
-        let (step, due) = match next {
-            Some((s, d)) => (s.as_str(), Some(d)),
-            None => ("done", None),
-        };
+        let (step, due) = crate::sla::clock_row(next);
         self.0
             .prepare_cached(sql::SET_CLOCK)?
             .execute(params![case_id, step, due, fired])?;
@@ -689,7 +686,7 @@ impl IntakeTx for SqliteIntake<'_> {
         self.0.prepare_cached(sql::INSERT_OUTBOX)?.execute(params![
             id,
             d.channel.as_str(),
-            d.not_before.unwrap_or(now_ms).max(now_ms),
+            d.queue_at(now_ms),
             d.kind.lane().as_i64()
         ])?;
         Ok(id)
