@@ -24,7 +24,7 @@ fn settings() -> Settings {
     s.sla.contacts = vec![Contact {
         tier: switchboard::domain::Tier::CITY,
         city: None,
-        email: vec!["branch@ops.test".into()],
+        email: vec![switchboard::domain::EmailAddress::parse("branch@ops.test").unwrap()],
         sms: vec![],
     }];
     s

@@ -92,7 +92,10 @@ pub async fn dispatch<T: CampaignTx>(tx: &mut T, d: &Dispatch) -> StoreResult<u6
     let mut queued = 0;
     for (seq, decision) in &d.items {
         let decision = match decision {
-            Ok(m) if opted_out.contains(&(m.channel.as_str().to_string(), m.to.clone())) => {
+            Ok(m)
+                if opted_out
+                    .contains(&(m.channel.as_str().to_string(), m.to.as_str().to_string())) =>
+            {
                 &Err(Suppressed::OptedOut)
             }
             other => other,
@@ -116,7 +119,7 @@ pub async fn dispatch<T: CampaignTx>(tx: &mut T, d: &Dispatch) -> StoreResult<u6
         tx.link_recipient(d.campaign_id, *seq, id).await?;
         if let Some((name, expires)) = &d.survey {
             // The answer counts while this waits (intake reads it).
-            tx.wait_survey(m.channel, &m.to, name, d.now_ms, *expires)
+            tx.wait_survey(m.channel, m.to.as_str(), name, d.now_ms, *expires)
                 .await?;
         }
         queued += 1;

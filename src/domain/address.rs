@@ -38,6 +38,23 @@ impl Address {
     }
 }
 
+/// An address in either shape: a mailbox if it has an `@`, else a number (country 86 for a
+/// national one). For input that carries no channel (tests, tools).
+impl std::str::FromStr for Address {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Address, String> {
+        if s.contains('@') {
+            EmailAddress::parse(s)
+                .map(Address::Email)
+                .map_err(|e| e.to_string())
+        } else {
+            PhoneNumber::parse(s, "86")
+                .map(Address::Phone)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
 impl From<PhoneNumber> for Address {
     fn from(p: PhoneNumber) -> Address {
         Address::Phone(p)

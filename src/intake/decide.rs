@@ -447,7 +447,7 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
         intent,
         lang: req.lang,
         channel: m.channel,
-        customer: String::from(m.from.clone()),
+        customer: m.from.clone(),
         service_addr: m.to.clone(),
         tier: case.map_or(Tier::WINDOW, |c| c.tier),
         query: req.query,

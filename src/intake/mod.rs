@@ -120,7 +120,7 @@ impl AckRenderer {
             (Intent::Case, false) => return None,
         };
         let tier = ctx.progress.as_ref().map(|p| p.tier).unwrap_or(ctx.tier);
-        let policy = self.sla.policy(ctx.category, &ctx.customer);
+        let policy = self.sla.policy(ctx.category, ctx.customer.as_str());
         let progress = ctx.progress.as_ref();
         Some(AckRender {
             template: name.to_string(),
@@ -375,7 +375,7 @@ impl AckBuilder for AckRenderer {
                 (
                     "smtp".to_string(),
                     self.email_from.clone(),
-                    String::from(to.clone()),
+                    to.clone().into(),
                 )
             }
         };
@@ -419,6 +419,17 @@ pub enum ReplyError {
     Disabled(String),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+}
+
+/// A customer's address as the store holds it, for a reply: it was parsed when the message
+/// came in, so it parses again; if not (a hand-edited row), the reply is refused.
+fn stored_address(channel: Channel, s: &str) -> Result<crate::domain::Address, ReplyError> {
+    crate::domain::Address::stored(channel, s).ok_or_else(|| {
+        ReplyError::Invalid(format!(
+            "the case's {} address is not one we can send to",
+            channel.as_str()
+        ))
+    })
 }
 
 impl AckRenderer {
@@ -476,7 +487,7 @@ impl AckRenderer {
                     channel: Channel::Sms,
                     driver: self.sms_driver.clone(),
                     from,
-                    to: case.customer.clone(),
+                    to: stored_address(Channel::Sms, &case.customer)?,
                     subject: None,
                     text: text.to_string(),
                     html: None,
@@ -527,8 +538,8 @@ impl AckRenderer {
                     .find(|m| {
                         m.direction == crate::domain::Direction::Out && m.channel == Channel::Email
                     })
-                    .map(|m| m.to_addr.clone())
-                    .unwrap_or_else(|| case.customer.clone());
+                    .map_or(case.customer.as_str(), |m| m.to_addr.as_str());
+                let to = stored_address(Channel::Email, to)?;
                 Ok(OutboundDraft {
                     channel: Channel::Email,
                     driver: "smtp".into(),
@@ -1133,7 +1144,9 @@ mod tests {
                         intent: *intent,
                         lang,
                         channel,
-                        customer: "c@example.com".into(),
+                        customer: crate::domain::EmailAddress::parse("c@example.com")
+                            .unwrap()
+                            .into(),
                         service_addr: "10000".into(),
                         tier: t(1),
                         query: *query,

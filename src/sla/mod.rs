@@ -120,9 +120,9 @@ pub struct Contact {
     #[serde(default)]
     pub city: Option<String>,
     #[serde(default)]
-    pub email: Vec<String>,
+    pub email: Vec<crate::domain::EmailAddress>,
     #[serde(default)]
-    pub sms: Vec<String>,
+    pub sms: Vec<crate::domain::PhoneNumber>,
 }
 
 /// `[sla]` in the configuration.
@@ -662,6 +662,20 @@ mod tests {
             email = ["t2@ops.test"]
         "#;
         toml::from_str(t).unwrap()
+    }
+
+    #[test]
+    fn a_contact_address_or_tier_that_does_not_parse_refuses_the_config() {
+        for (bad, says) in [
+            ("tier = 2\nemail = [\"ops at example.cn\"]", "whitespace"),
+            ("tier = 2\nsms = [\"138-ops\"]", "characters other than digits"),
+            ("tier = 5\nsms = [\"13800138000\"]", "tier 5 is not 1 to 4"),
+        ] {
+            let e = toml::from_str::<Contact>(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let c: Contact = toml::from_str("tier = 3\nsms = [\"13800138000\"]").unwrap();
+        assert_eq!(c.sms[0].as_str(), "+8613800138000");
     }
 
     #[test]

@@ -168,7 +168,7 @@ pub struct AckContext {
     pub lang: Lang,
     pub channel: Channel,
     /// Customer address (reply goes here) and our address (reply comes from it).
-    pub customer: String,
+    pub customer: crate::domain::Address,
     pub service_addr: String,
     pub tier: crate::domain::Tier,
     pub query: Option<Query>,
@@ -202,7 +202,8 @@ pub struct OutboundDraft {
     pub channel: Channel,
     pub driver: String,
     pub from: String,
-    pub to: String,
+    /// The customer or contact it goes to (masked in logs; bound as its raw text).
+    pub to: crate::domain::Address,
     pub subject: Option<String>,
     pub text: String,
     /// Email: the HTML alternative and threading headers (JSON).

@@ -486,7 +486,7 @@ async fn the_worker_holds_bulk_messages_in_quiet_hours_and_sends_acks() {
         channel: Channel::Sms,
         driver: "kannel".into(),
         from: "10000".into(),
-        to: "+8613800000099".into(),
+        to: "+8613800000099".parse().unwrap(),
         subject: None,
         text: "【某某通信】八折，回复TD退订".into(),
         html: None,

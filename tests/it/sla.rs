@@ -21,8 +21,14 @@ fn contact(tier: i64, city: Option<&str>, email: &[&str], sms: &[&str]) -> Conta
     Contact {
         tier: switchboard::domain::Tier::new(tier).expect("a tier"),
         city: city.map(str::to_string),
-        email: email.iter().map(|s| s.to_string()).collect(),
-        sms: sms.iter().map(|s| s.to_string()).collect(),
+        email: email
+            .iter()
+            .map(|s| switchboard::domain::EmailAddress::parse(s).unwrap())
+            .collect(),
+        sms: sms
+            .iter()
+            .map(|s| switchboard::domain::PhoneNumber::parse(s, "86").unwrap())
+            .collect(),
     }
 }
 

@@ -947,7 +947,7 @@ async fn an_agent_reply_is_queued_on_its_case_or_refused_whole(s: Arc<dyn Store>
         channel: Channel::Sms,
         driver: "kannel".into(),
         from: "10000".into(),
-        to: "+8613800000077".into(),
+        to: "+8613800000077".parse().unwrap(),
         subject: None,
         text: "师傅下午上门".into(),
         html: None,
@@ -1220,7 +1220,7 @@ fn draft(kind: &'static str, to: &str) -> OutboundDraft {
         channel: Channel::Sms,
         driver: "kannel".into(),
         from: "10000".into(),
-        to: to.into(),
+        to: to.parse().unwrap(),
         subject: None,
         text: kind.as_str().into(),
         html: None,
@@ -1340,7 +1340,7 @@ async fn sqlite_writer_survives_a_panic_in_a_batch() {
     struct PanickyAck;
     impl AckBuilder for PanickyAck {
         fn build(&self, ctx: &AckContext) -> Option<OutboundDraft> {
-            if ctx.customer.ends_with("666") {
+            if ctx.customer.as_str().ends_with("666") {
                 panic!("renderer bug");
             }
             TestAck.build(ctx)
