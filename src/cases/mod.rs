@@ -251,6 +251,10 @@ pub fn resolve_detail(by: &str, code: Option<&str>, note: Option<&str>) -> Strin
     detail
 }
 
+/// The one status a reply (or a logged contact) changes by itself, and what it becomes: an
+/// open case is acknowledged; any other keeps its status (`target` for `Action::Reply`).
+pub const REPLY_MOVES: (CaseStatus, CaseStatus) = (CaseStatus::Open, CaseStatus::Acknowledged);
+
 /// Where a case opened about a closed one starts: open, at the service window, with its own
 /// clock.
 pub const LINKED_START: (CaseStatus, crate::domain::Tier) =

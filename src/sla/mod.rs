@@ -668,7 +668,10 @@ mod tests {
     fn a_contact_address_or_tier_that_does_not_parse_refuses_the_config() {
         for (bad, says) in [
             ("tier = 2\nemail = [\"ops at example.cn\"]", "whitespace"),
-            ("tier = 2\nsms = [\"138-ops\"]", "characters other than digits"),
+            (
+                "tier = 2\nsms = [\"138-ops\"]",
+                "characters other than digits",
+            ),
             ("tier = 5\nsms = [\"13800138000\"]", "tier 5 is not 1 to 4"),
         ] {
             let e = toml::from_str::<Contact>(bad).unwrap_err().to_string();

@@ -1143,8 +1143,11 @@ pub async fn apply_visit(pool: &Pool<DB>, a: &crate::store::VisitApply) -> Store
         return Ok(false);
     }
     if a.close_case {
-        sqlx::query("UPDATE cases SET status = 'closed' WHERE id = $1 AND status = 'resolved'")
+        // A satisfied or silent visit closes the resolved case.
+        sqlx::query("UPDATE cases SET status = $2 WHERE id = $1 AND status = $3")
             .bind(a.case_id)
+            .bind(crate::domain::CaseStatus::Closed)
+            .bind(crate::domain::CaseStatus::Resolved)
             .execute(&mut *tx)
             .await?;
     }
@@ -1267,10 +1270,12 @@ pub async fn queue_reply(
     let mut tx = pool.begin_with(BEGIN).await?;
     let updated = sqlx::query(
         "UPDATE cases SET acked_at = COALESCE(acked_at, $1), answered_at = $1, \
-         status = CASE WHEN status = 'open' THEN 'acknowledged' ELSE status END WHERE id = $2",
+         status = CASE WHEN status = $3 THEN $4 ELSE status END WHERE id = $2",
     )
     .bind(now_ms)
     .bind(case_id)
+    .bind(crate::cases::REPLY_MOVES.0)
+    .bind(crate::cases::REPLY_MOVES.1)
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() == 0 {
@@ -1298,11 +1303,16 @@ pub async fn log_contact(
     let mut tx = pool.begin_with(BEGIN).await?;
     let updated = sqlx::query(
         "UPDATE cases SET acked_at = COALESCE(acked_at, $1), answered_at = $1, \
-         status = CASE WHEN status = 'open' THEN 'acknowledged' ELSE status END \
-         WHERE id = $2 AND status IN ('open', 'acknowledged', 'in_progress')",
+         status = CASE WHEN status = $3 THEN $4 ELSE status END \
+         WHERE id = $2 AND status IN ($5, $6, $7)",
     )
     .bind(now_ms)
     .bind(case_id)
+    .bind(crate::cases::REPLY_MOVES.0)
+    .bind(crate::cases::REPLY_MOVES.1)
+    .bind(crate::domain::CaseStatus::ACTIVE[0])
+    .bind(crate::domain::CaseStatus::ACTIVE[1])
+    .bind(crate::domain::CaseStatus::ACTIVE[2])
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() == 0 {
