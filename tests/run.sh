@@ -58,3 +58,16 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --no-fail-fast
 fi
+
+# The second pass: every HTTP test whose app is on the default SQLite file runs again on a
+# fresh PostgreSQL database (tests/it/common: SWITCHBOARD_TEST_ENGINE). Tests that read the
+# SQLite file themselves ask for it; the store conformance suite runs both engines already;
+# the CLI, crash and log tests run the real binary on SQLite.
+echo "== tests again, HTTP apps on PostgreSQL"
+pg_pass='kind(test) & not test(/^(store_conformance|fuzz_regressions|cli|crash_recovery|log_privacy)::/)'
+if cargo nextest --version >/dev/null 2>&1; then
+  SWITCHBOARD_TEST_ENGINE=postgres cargo nextest run --no-fail-fast --test-threads 4 -E "$pg_pass"
+else
+  SWITCHBOARD_TEST_ENGINE=postgres cargo test --no-fail-fast --test it -- \
+    --skip store_conformance:: --skip fuzz_regressions:: --skip cli:: --skip crash_recovery:: --skip log_privacy::
+fi

@@ -397,18 +397,17 @@ pub fn valid_phone(p: &str, country: &str) -> Result<String, String> {
 /// # Errors
 /// What is wrong.
 pub fn valid_email(e: &str) -> Result<String, String> {
-    let e = e.trim();
-    if e.len() > 254 || e.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // The form stored is the form sent and opted out (lower-cased whole, as inbound mail
+    // stores addresses): `EmailAddress`, with a dotted domain and no angle brackets.
+    if e.contains(['<', '>']) {
         return Err(format!("{e:?} is not an address"));
     }
-    let (local, domain) = e
-        .rsplit_once('@')
-        .ok_or_else(|| format!("{e:?} has no @"))?;
-    if local.is_empty() || local.contains('@') || !domain.contains('.') || domain.starts_with('.') {
+    let a = crate::domain::EmailAddress::parse(e).map_err(|why| format!("{e:?}: {why}"))?;
+    let domain = a.domain();
+    if !domain.contains('.') || domain.starts_with('.') {
         return Err(format!("{e:?} is not an address"));
     }
-    // Lower-cased whole, as inbound mail and opt-outs store addresses.
-    Ok(format!("{local}@{domain}").to_lowercase())
+    Ok(a.into())
 }
 
 #[cfg(test)]

@@ -229,11 +229,13 @@ pub fn target(status: CaseStatus, action: Action, answered: bool) -> Option<Case
     })
 }
 
-/// What a move to `to` does to the case's `resolved_at`: `Some(Some(now))` when it is
-/// resolved, `Some(None)` (cleared) when it is active again, `None` (kept) when it is closed.
-pub fn resolved_at(to: CaseStatus, now_ms: i64) -> Option<Option<i64>> {
+/// What a move from `from` to `to` does to the case's `resolved_at`: `Some(Some(now))` when
+/// it becomes resolved, `Some(None)` (cleared) when it is active again, `None` (kept)
+/// otherwise: a note on a resolved case, or its close, keeps the time it was resolved (the
+/// SLA report judges the resolve by it).
+pub fn resolved_at(from: CaseStatus, to: CaseStatus, now_ms: i64) -> Option<Option<i64>> {
     match to {
-        CaseStatus::Resolved => Some(Some(now_ms)),
+        CaseStatus::Resolved if from != CaseStatus::Resolved => Some(Some(now_ms)),
         s if s.is_active() => Some(None),
         _ => None,
     }
@@ -288,11 +290,16 @@ mod tests {
 
     #[test]
     fn resolving_stamps_reopening_clears_closing_keeps_the_resolve_time() {
-        assert_eq!(resolved_at(CaseStatus::Resolved, 7), Some(Some(7)));
+        use CaseStatus::*;
+        assert_eq!(resolved_at(InProgress, Resolved, 7), Some(Some(7)));
         for s in CaseStatus::ACTIVE {
-            assert_eq!(resolved_at(s, 7), Some(None), "{s}");
+            assert_eq!(resolved_at(Resolved, s, 7), Some(None), "{s}");
+            assert_eq!(resolved_at(s, s, 7), Some(None), "{s}");
         }
-        assert_eq!(resolved_at(CaseStatus::Closed, 7), None);
+        // A note on a resolved case keeps when it was resolved; so does its close.
+        assert_eq!(resolved_at(Resolved, Resolved, 7), None);
+        assert_eq!(resolved_at(Resolved, Closed, 7), None);
+        assert_eq!(resolved_at(Closed, Closed, 7), None);
         assert_eq!(
             resolve_detail("agent-1", Some("fixed"), Some("line repaired")),
             "by agent-1 [fixed]: line repaired"

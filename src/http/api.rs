@@ -447,7 +447,6 @@ pub async fn resolve_case(
         .cases
         .visit_due(category, s.settings.time.zone, now);
     let r = crate::store::Resolve {
-        from: case.status,
         code: Some(code),
         detail: crate::cases::resolve_detail(&caller.name, Some(code), note),
         visit_due,
@@ -701,7 +700,6 @@ pub async fn escalate(
     let updated = store
         .escalate_case(&crate::store::Escalation {
             case_id: id,
-            status: case.status,
             tier_before: case.tier,
             tier_after: to,
             detail,
@@ -794,7 +792,7 @@ async fn lifecycle(
         case_id: id,
         from: case.status,
         to,
-        resolved_at: crate::cases::resolved_at(to, now),
+        resolved_at: crate::cases::resolved_at(case.status, to, now),
         assignee,
         event: event.to_string(),
         detail: format!("{} -> {to} {detail}", case.status),

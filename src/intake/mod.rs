@@ -530,16 +530,28 @@ impl AckRenderer {
                     let refs = &ids[ids.len().saturating_sub(10)..];
                     serde_json::json!({ "in_reply_to": last, "references": refs }).to_string()
                 });
-                // Where our last mail on this case went (the ack honoured Reply-To and the
-                // return path), else the customer's address.
+                // Where our last ack or reply to the customer on this case went (the ack
+                // honoured the return path), else the customer's address. Deadline notices
+                // to support staff are on the case too, and never count.
                 let to = thread
                     .iter()
                     .rev()
-                    .find(|m| {
-                        m.direction == crate::domain::Direction::Out && m.channel == Channel::Email
+                    .filter(|m| {
+                        m.direction == crate::domain::Direction::Out
+                            && m.channel == Channel::Email
+                            && matches!(
+                                m.kind,
+                                Some(
+                                    crate::domain::MessageKind::Ack
+                                        | crate::domain::MessageKind::Reply
+                                )
+                            )
                     })
-                    .map_or(case.customer.as_str(), |m| m.to_addr.as_str());
-                let to = stored_address(Channel::Email, to)?;
+                    .find_map(|m| crate::domain::Address::stored(Channel::Email, &m.to_addr));
+                let to = match to {
+                    Some(a) => a,
+                    None => stored_address(Channel::Email, &case.customer)?,
+                };
                 Ok(OutboundDraft {
                     channel: Channel::Email,
                     driver: "smtp".into(),

@@ -121,8 +121,27 @@ pub struct Contact {
     pub city: Option<String>,
     #[serde(default)]
     pub email: Vec<crate::domain::EmailAddress>,
-    #[serde(default)]
+    /// In international form (`+86…`): a contact's number does not depend on
+    /// `phone.default_country`.
+    #[serde(default, deserialize_with = "international_numbers")]
     pub sms: Vec<crate::domain::PhoneNumber>,
+}
+
+fn international_numbers<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<crate::domain::PhoneNumber>, D::Error> {
+    use serde::de::Error;
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            if !s.trim_start().starts_with('+') {
+                return Err(D::Error::custom(format!(
+                    "sms contact {s:?}: write it in international form, +<country><number>"
+                )));
+            }
+            crate::domain::PhoneNumber::parse(s, "86").map_err(D::Error::custom)
+        })
+        .collect()
 }
 
 /// `[sla]` in the configuration.
@@ -669,15 +688,19 @@ mod tests {
         for (bad, says) in [
             ("tier = 2\nemail = [\"ops at example.cn\"]", "whitespace"),
             (
-                "tier = 2\nsms = [\"138-ops\"]",
+                "tier = 2\nsms = [\"+86 138-ops\"]",
                 "characters other than digits",
             ),
-            ("tier = 5\nsms = [\"13800138000\"]", "tier 5 is not 1 to 4"),
+            ("tier = 2\nsms = [\"13800138000\"]", "international form"),
+            (
+                "tier = 5\nsms = [\"+8613800138000\"]",
+                "tier 5 is not 1 to 4",
+            ),
         ] {
             let e = toml::from_str::<Contact>(bad).unwrap_err().to_string();
             assert!(e.contains(says), "{bad}: {e}");
         }
-        let c: Contact = toml::from_str("tier = 3\nsms = [\"13800138000\"]").unwrap();
+        let c: Contact = toml::from_str("tier = 3\nsms = [\"+86 138 0013 8000\"]").unwrap();
         assert_eq!(c.sms[0].as_str(), "+8613800138000");
     }
 

@@ -198,6 +198,22 @@ impl Notices {
                 return None;
             }
         };
+        if crate::domain::Address::stored(
+            if v.channel == "email" {
+                Channel::Email
+            } else {
+                Channel::Sms
+            },
+            &v.customer,
+        )
+        .is_none()
+        {
+            tracing::warn!(
+                case_id = v.case_id,
+                "return visit: the case's stored address does not parse; no survey sent"
+            );
+            return None;
+        }
         match v.channel.as_str() {
             "email" if self.email_on => {
                 let subject = self
@@ -486,14 +502,11 @@ impl Scheduler {
             let clocks: Vec<(i64, String, Option<i64>, i64)> = rows
                 .iter()
                 .map(|(id, category, opened, answered, customer)| {
-                    let policy = self
-                        .sla
-                        .policy(category.parse().unwrap_or(Category::Inquiry), customer);
+                    let policy = self.sla.policy(Category::from_column(category), customer);
                     let fired = super::past_steps(policy, *opened, now);
-                    match super::next_step(policy, *opened, fired, *answered) {
-                        Some((s, d)) => (*id, s.as_str().to_string(), Some(d), fired),
-                        None => (*id, "done".to_string(), None, fired),
-                    }
+                    let (step, due) =
+                        super::clock_row(super::next_step(policy, *opened, fired, *answered));
+                    (*id, step.to_string(), due, fired)
                 })
                 .collect();
             self.store.start_clocks(&clocks).await?;

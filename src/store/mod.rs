@@ -642,8 +642,6 @@ pub struct Recategorize {
 /// An agent resolving a case.
 #[derive(Debug, Clone)]
 pub struct Resolve<'a> {
-    /// The status the caller saw: the case resolves only if it is still in it.
-    pub from: crate::domain::CaseStatus,
     pub code: Option<&'a str>,
     /// The `resolved` event's detail (`cases::resolve_detail`).
     pub detail: String,
@@ -720,8 +718,7 @@ pub struct Round {
 #[derive(Debug, Clone)]
 pub struct Escalation<'a> {
     pub case_id: i64,
-    /// The status and tier the caller saw: the case moves only if it is still in both.
-    pub status: crate::domain::CaseStatus,
+    /// The tier the caller saw: the case moves only if it is still at it (and active).
     pub tier_before: crate::domain::Tier,
     pub tier_after: crate::domain::Tier,
     pub detail: String,

@@ -191,9 +191,10 @@ pub const OUTBOUND_BY_PROVIDER_ID: &str = "SELECT id, status FROM messages \
 pub const INSERT_DELIVERY_REPORT: &str = "INSERT INTO delivery_reports \
      (message_id, received_at, status, detail) VALUES ($1, $2, $3, $4)";
 
-/// A message's delivery status (status, error or NULL to keep, now, message id).
+/// A message's delivery status (status, error or NULL to keep, now, message id, the status it
+/// was read with): only if no other report moved it meanwhile.
 pub const SET_DELIVERY_STATUS: &str = "UPDATE messages SET status = $1, \
-     last_error = COALESCE($2, last_error), updated_at = $3 WHERE id = $4";
+     last_error = COALESCE($2, last_error), updated_at = $3 WHERE id = $4 AND status = $5";
 
 /// A campaign's status (campaign id).
 pub const CAMPAIGN_STATUS: &str = "SELECT status FROM campaigns WHERE id = $1";

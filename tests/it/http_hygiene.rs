@@ -257,7 +257,7 @@ async fn a_stalled_body_gets_408_and_the_connection_closes() {
 
 #[tokio::test]
 async fn a_handler_stuck_on_a_locked_database_answers_503_and_nothing_is_half_stored() {
-    let app = spawn_app(|s, _| {
+    let app = crate::common::spawn_app_on(crate::common::Engine::Sqlite, |s, _| {
         s.server.request_timeout_secs = 1;
         // Keep the queued ack in the outbox.
         s.sms.outbound.rate_per_sec = 0.001;

@@ -316,7 +316,10 @@ async fn shutdown_lets_in_flight_sends_finish_and_records_them() {
     let bridge = StubBridge::start(202, "0: Accepted for delivery").await;
     bridge.set_delay(Duration::from_millis(800));
     let url = format!("{}/cgi-bin/sendsms", bridge.url);
-    let app = spawn_app(move |s, _| s.sms.outbound.url = url).await;
+    let app = crate::common::spawn_app_on(crate::common::Engine::Sqlite, move |s, _| {
+        s.sms.outbound.url = url
+    })
+    .await;
     post_mo(&app, "s-1", "13800138020", "hello").await;
     // The bridge holds the request for 800 ms: the send is in flight when we stop.
     bridge.wait_for(1, Duration::from_secs(5)).await;

@@ -165,7 +165,10 @@ async fn rules_are_versioned_gated_activated_and_rolled_back() {
 
 #[tokio::test]
 async fn the_active_version_survives_a_restart() {
-    let app = spawn_app(|s, _| s.sms.outbound.enabled = false).await;
+    let app = crate::common::spawn_app_on(crate::common::Engine::Sqlite, |s, _| {
+        s.sms.outbound.enabled = false
+    })
+    .await;
     let ops = app.token("ops").await;
     let better = format!("{}{EXTRA}", switchboard::classify::DEFAULT_RULES);
     let (st, _) = app

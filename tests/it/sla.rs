@@ -262,12 +262,6 @@ async fn an_answered_case_skips_the_answer_steps_and_a_resolved_case_stops_its_c
         .resolve_case(
             resolved,
             &switchboard::store::Resolve {
-                from: app
-                    .store()
-                    .case(resolved)
-                    .await
-                    .unwrap()
-                    .map_or(switchboard::domain::CaseStatus::Open, |c| c.status),
                 code: None,
                 detail: switchboard::cases::resolve_detail("agent-1", None, None),
                 visit_due: None,
@@ -450,12 +444,6 @@ async fn a_logged_contact_answers_the_case_and_an_escalation_by_hand_tells_the_n
         .resolve_case(
             case,
             &switchboard::store::Resolve {
-                from: app
-                    .store()
-                    .case(case)
-                    .await
-                    .unwrap()
-                    .map_or(switchboard::domain::CaseStatus::Open, |c| c.status),
                 code: None,
                 detail: switchboard::cases::resolve_detail("agent-1", None, None),
                 visit_due: None,
@@ -488,7 +476,10 @@ async fn a_logged_contact_answers_the_case_and_an_escalation_by_hand_tells_the_n
 #[tokio::test]
 async fn of_100000_open_cases_only_the_10_due_fire() {
     let clock = Arc::new(ManualClock::new(T0));
-    let (app, sla) = spawn_app_with_clock(clock.clone(), |s, _| ladder(s)).await;
+    let (app, sla) = crate::common::spawn(clock.clone(), crate::common::Engine::Sqlite, |s, _| {
+        ladder(s)
+    })
+    .await;
     let url = format!("sqlite://{}/sb.db", app.dir.path().display());
     {
         use sqlx::Connection;
@@ -652,12 +643,6 @@ async fn resolve_by_store(app: &common::TestApp, case: i64, now_ms: i64) {
         .resolve_case(
             case,
             &switchboard::store::Resolve {
-                from: app
-                    .store()
-                    .case(case)
-                    .await
-                    .unwrap()
-                    .map_or(switchboard::domain::CaseStatus::Open, |c| c.status),
                 code: None,
                 detail: switchboard::cases::resolve_detail("li.wei", None, None),
                 visit_due: None,

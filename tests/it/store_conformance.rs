@@ -1037,11 +1037,6 @@ async fn cases_list_by_urgency_and_resolve_once(s: Arc<dyn Store>) {
         .resolve_case(
             a,
             &switchboard::store::Resolve {
-                from: s
-                    .case(a)
-                    .await
-                    .unwrap()
-                    .map_or(switchboard::domain::CaseStatus::Open, |c| c.status),
                 code: None,
                 detail: switchboard::cases::resolve_detail("agent-1", None, Some("line repaired")),
                 visit_due: None,
@@ -1060,7 +1055,6 @@ async fn cases_list_by_urgency_and_resolve_once(s: Arc<dyn Store>) {
         .resolve_case(
             a,
             &switchboard::store::Resolve {
-                from: switchboard::domain::CaseStatus::Open,
                 code: None,
                 detail: switchboard::cases::resolve_detail("agent-2", None, None),
                 visit_due: None,
@@ -1075,11 +1069,6 @@ async fn cases_list_by_urgency_and_resolve_once(s: Arc<dyn Store>) {
         s.resolve_case(
             b + 1000,
             &switchboard::store::Resolve {
-                from: s
-                    .case(b + 1000)
-                    .await
-                    .unwrap()
-                    .map_or(switchboard::domain::CaseStatus::Open, |c| c.status),
                 code: None,
                 detail: switchboard::cases::resolve_detail("x", None, None),
                 visit_due: None,
@@ -1282,6 +1271,71 @@ async fn outbox_lanes_claim_urgent_first_and_never_starve_bulk(s: Arc<dyn Store>
     );
 }
 
+/// All parts of a message arriving at once: exactly one of them sees the whole group, so the
+/// message is joined once and at once (on PostgreSQL, each part alone would miss the other).
+async fn parts_arriving_together_complete_their_group_once(s: Arc<dyn Store>) {
+    use switchboard::store::PartOutcome;
+    for g in 0..20 {
+        let key = format!("jasmin:+8613800138000:10000:{g}:3");
+        let tasks: Vec<_> = (1..=3)
+            .map(|seq| {
+                let (s, key) = (s.clone(), key.clone());
+                tokio::spawn(async move {
+                    s.store_part(&part(&key, seq, None, &format!("p{seq}"), T0))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut complete = 0;
+        for t in tasks {
+            if let PartOutcome::Stored { group, .. } = t.await.unwrap()
+                && group.len() == 3
+            {
+                complete += 1;
+            }
+        }
+        assert_eq!(complete, 1, "group {g}");
+    }
+}
+
+/// Two reports of one message at once (`accepted` and `delivered`, as Kannel sends them):
+/// the message ends `delivered` whichever commits last.
+async fn concurrent_delivery_reports_never_move_a_status_back(s: Arc<dyn Store>) {
+    use switchboard::store::{DeliveryStatus, DlrUpdate};
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let d = OutboundDraft {
+            to: format!("+86138000{i:05}").parse().unwrap(),
+            ..draft("ack", "+8613800000000")
+        };
+        ids.push(s.queue_outbound_bulk(&[d], T0).await.unwrap()[0]);
+    }
+    for &id in &ids {
+        s.complete_send(id, Some(&format!("k-{id}")), T0)
+            .await
+            .unwrap();
+    }
+    let report = |id: i64, status| DlrUpdate {
+        message_id: Some(id),
+        provider_id: None,
+        status,
+        detail: String::new(),
+        now_ms: T0 + 1,
+    };
+    for &id in &ids {
+        let (a, b) = (s.clone(), s.clone());
+        let (x, y) = tokio::join!(
+            tokio::spawn(async move { a.apply_dlr(&report(id, DeliveryStatus::Accepted)).await }),
+            tokio::spawn(async move { b.apply_dlr(&report(id, DeliveryStatus::Delivered)).await }),
+        );
+        x.unwrap().unwrap();
+        y.unwrap().unwrap();
+        let m = s.message(id).await.unwrap().unwrap();
+        assert_eq!(m.status, "delivered", "message {id}");
+    }
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1331,6 +1385,8 @@ suite!(
     cases_list_by_urgency_and_resolve_once,
     sms_parts_group_dedupe_and_close,
     outbox_lanes_claim_urgent_first_and_never_starve_bulk,
+    parts_arriving_together_complete_their_group_once,
+    concurrent_delivery_reports_never_move_a_status_back,
 );
 
 /// A panic while the SQLite writer runs a batch (here: the ack renderer) rolls that batch back

@@ -22,6 +22,9 @@ type DB = sqlx::Postgres;
 type Conn = sqlx::PgConnection;
 type Engine = PgStore;
 const BEGIN: &str = "BEGIN";
+/// Serialises the transactions of one key (a concatenated SMS's part group): READ COMMITTED
+/// would let two parts each miss the other and neither join the group.
+const LOCK_KEY: Option<&str> = Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))");
 #[path = "../shared/ops.rs"]
 #[allow(clippy::duplicate_mod, reason = "one file, compiled per engine")]
 mod ops;
@@ -828,15 +831,17 @@ impl crate::outbound::report::DeliveryTx for PgIntake<'_> {
         status: &str,
         error: Option<&str>,
         now_ms: i64,
-    ) -> StoreResult<()> {
-        sqlx::query(sql::SET_DELIVERY_STATUS)
+        was: &str,
+    ) -> StoreResult<u64> {
+        Ok(sqlx::query(sql::SET_DELIVERY_STATUS)
             .bind(status)
             .bind(error)
             .bind(now_ms)
             .bind(id)
+            .bind(was)
             .execute(&mut *self.0)
-            .await?;
-        Ok(())
+            .await?
+            .rows_affected())
     }
 
     async fn drop_from_outbox(&mut self, id: i64) -> StoreResult<()> {

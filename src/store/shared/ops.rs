@@ -7,7 +7,7 @@
 //! starts: SQLite needs `BEGIN IMMEDIATE`, or a transaction that reads first fails with
 //! SQLITE_BUSY when it upgrades to write while the group-commit writer holds the lock.
 
-use super::{BEGIN, Conn, DB};
+use super::{BEGIN, Conn, DB, LOCK_KEY};
 use crate::store::{CaseRecord, Counts, MessageRecord, StoreResult, sql};
 use sqlx::Pool;
 
@@ -116,6 +116,13 @@ pub async fn store_part(
     p: &crate::store::NewPart,
 ) -> StoreResult<crate::store::PartOutcome> {
     let mut tx = pool.begin_with(BEGIN).await?;
+    if let Some(lock) = LOCK_KEY {
+        // The parts of one message arrive together: each must see the others it follows.
+        sqlx::query(lock)
+            .bind(&p.group_key)
+            .execute(&mut *tx)
+            .await?;
+    }
     if let Some(key) = &p.dedupe_key {
         let seen: Option<i64> =
             sqlx::query_scalar("SELECT id FROM sms_parts WHERE dedupe_key = $1")
@@ -866,13 +873,16 @@ pub async fn resolve_case(
     let mut tx = pool.begin_with(BEGIN).await?;
     let changed = sqlx::query(
         "UPDATE cases SET status = $1, resolved_at = $2, resolution_code = $3 \
-         WHERE id = $4 AND status = $5",
+         WHERE id = $4 AND status IN ($5, $6, $7)",
     )
     .bind(crate::domain::CaseStatus::Resolved)
     .bind(r.now_ms)
     .bind(r.code)
     .bind(case_id)
-    .bind(r.from)
+    // Resolving is allowed from every active status (`cases::allowed`).
+    .bind(crate::domain::CaseStatus::ACTIVE[0])
+    .bind(crate::domain::CaseStatus::ACTIVE[1])
+    .bind(crate::domain::CaseStatus::ACTIVE[2])
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -924,7 +934,7 @@ pub async fn open_linked_case(
         "INSERT INTO cases (channel, customer, category, status, tier, lang, subject, rules_version, \
          opened_at, last_message_at, ack_due_at, resolve_due_at, city, linked_case_id, message_count) \
          SELECT channel, customer, category, $1, $2, lang, subject, rules_version, $3, $3, $4, $5, \
-         city, id, 0 FROM cases WHERE id = $6 RETURNING id",
+         city, id, 0 FROM cases WHERE id = $6 AND status = $7 RETURNING id",
     )
     .bind(crate::cases::LINKED_START.0)
     .bind(crate::cases::LINKED_START.1)
@@ -932,6 +942,7 @@ pub async fn open_linked_case(
     .bind(deadlines.0)
     .bind(deadlines.1)
     .bind(old_id)
+    .bind(crate::domain::CaseStatus::Closed)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = id else {
@@ -1418,14 +1429,18 @@ pub async fn escalate_case(
     e: &crate::store::Escalation<'_>,
 ) -> StoreResult<Option<CaseRecord>> {
     let mut tx = pool.begin_with(BEGIN).await?;
-    let updated =
-        sqlx::query("UPDATE cases SET tier = $1 WHERE id = $2 AND tier = $3 AND status = $4")
-            .bind(e.tier_after)
-            .bind(e.case_id)
-            .bind(e.tier_before)
-            .bind(e.status)
-            .execute(&mut *tx)
-            .await?;
+    let updated = sqlx::query(
+        "UPDATE cases SET tier = $1 WHERE id = $2 AND tier = $3 AND status IN ($4, $5, $6)",
+    )
+    .bind(e.tier_after)
+    .bind(e.case_id)
+    .bind(e.tier_before)
+    // Escalating is allowed from every active status (`cases::allowed`).
+    .bind(crate::domain::CaseStatus::ACTIVE[0])
+    .bind(crate::domain::CaseStatus::ACTIVE[1])
+    .bind(crate::domain::CaseStatus::ACTIVE[2])
+    .execute(&mut *tx)
+    .await?;
     if updated.rows_affected() == 0 {
         return Ok(None);
     }

@@ -16,6 +16,8 @@ type DB = sqlx::Sqlite;
 type Conn = sqlx::SqliteConnection;
 type Engine = SqliteStore;
 const BEGIN: &str = "BEGIN IMMEDIATE";
+/// `BEGIN IMMEDIATE` serialises every write transaction already.
+const LOCK_KEY: Option<&str> = None;
 #[path = "../shared/ops.rs"]
 #[allow(clippy::duplicate_mod, reason = "one file, compiled per engine")]
 mod ops;

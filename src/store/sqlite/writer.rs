@@ -888,11 +888,12 @@ impl crate::outbound::report::DeliveryTx for SqliteIntake<'_> {
         status: &str,
         error: Option<&str>,
         now_ms: i64,
-    ) -> StoreResult<()> {
-        self.0
+        was: &str,
+    ) -> StoreResult<u64> {
+        Ok(self
+            .0
             .prepare_cached(sql::SET_DELIVERY_STATUS)?
-            .execute(params![status, error, now_ms, id])?;
-        Ok(())
+            .execute(params![status, error, now_ms, id, was])? as u64)
     }
 
     async fn drop_from_outbox(&mut self, id: i64) -> StoreResult<()> {

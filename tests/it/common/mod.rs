@@ -92,6 +92,15 @@ pub enum Engine {
     Postgres,
 }
 
+/// The engine of [`spawn_app`]: SQLite unless `SWITCHBOARD_TEST_ENGINE=postgres`.
+pub fn default_engine() -> Engine {
+    match std::env::var("SWITCHBOARD_TEST_ENGINE").as_deref() {
+        Ok("postgres") => Engine::Postgres,
+        Ok("sqlite") | Err(_) => Engine::Sqlite,
+        Ok(other) => panic!("SWITCHBOARD_TEST_ENGINE={other:?}: sqlite or postgres"),
+    }
+}
+
 impl Engine {
     pub const BOTH: [Engine; 2] = [Engine::Sqlite, Engine::Postgres];
 
@@ -121,23 +130,14 @@ pub async fn spawn_app_on(
     engine: Engine,
     customize: impl FnOnce(&mut Settings, &std::path::Path),
 ) -> TestApp {
-    let pg = match engine {
-        Engine::Sqlite => None,
-        Engine::Postgres => Some(fresh_pg_database().await),
-    };
-    let url = pg.clone();
-    let mut app = spawn_app(move |s, dir| {
-        if let Some(u) = url {
-            s.database.url = Secret::new(u);
-        }
-        customize(s, dir);
-    })
-    .await;
-    app.pg_database = pg;
-    app
+    spawn(Arc::new(switchboard::clock::SystemClock), engine, customize)
+        .await
+        .0
 }
 
-/// Spawns the application with a fresh SQLite database (unless `customize` sets another URL).
+/// Spawns the application with a fresh database on [`default_engine`] (unless `customize`
+/// sets another URL). `SWITCHBOARD_TEST_ENGINE=postgres` (tests/run.sh's second pass) puts
+/// every such app on a fresh PostgreSQL database.
 pub async fn spawn_app(customize: impl FnOnce(&mut Settings, &std::path::Path)) -> TestApp {
     spawn_app_with_clock(Arc::new(switchboard::clock::SystemClock), customize)
         .await
@@ -150,12 +150,30 @@ pub async fn spawn_app_with_clock(
     clock: Arc<dyn switchboard::clock::Clock>,
     customize: impl FnOnce(&mut Settings, &std::path::Path),
 ) -> (TestApp, Arc<switchboard::sla::scheduler::Scheduler>) {
+    spawn(clock, default_engine(), customize).await
+}
+
+/// The app on `engine` reading time from `clock`: a fresh SQLite file in its temp dir, or a
+/// fresh PostgreSQL database, unless `customize` sets another `database.url`. A test that
+/// reads the SQLite file itself asks for `Engine::Sqlite`.
+pub async fn spawn(
+    clock: Arc<dyn switchboard::clock::Clock>,
+    engine: Engine,
+    customize: impl FnOnce(&mut Settings, &std::path::Path),
+) -> (TestApp, Arc<switchboard::sla::scheduler::Scheduler>) {
     let dir = tempfile::tempdir().unwrap();
     let mut s = base_settings();
-    s.database.url = Secret::new(format!("sqlite://{}/sb.db", dir.path().display()));
+    let sqlite = format!("sqlite://{}/sb.db", dir.path().display());
+    s.database.url = Secret::new(sqlite.clone());
     // By default sends go nowhere useful; tests that send point this at a stub.
     s.sms.outbound.url = "http://127.0.0.1:9/cgi-bin/sendsms".into();
     customize(&mut s, dir.path());
+    let mut pg_database = None;
+    if engine == Engine::Postgres && s.database.url.expose() == sqlite {
+        let url = fresh_pg_database().await;
+        s.database.url = Secret::new(url.clone());
+        pg_database = Some(url);
+    }
     let app = Application::build_with_clock(s, clock)
         .await
         .expect("app builds");
@@ -174,7 +192,7 @@ pub async fn spawn_app_with_clock(
         stop: Some(tx),
         handle: Some(handle),
         dir,
-        pg_database: None,
+        pg_database,
     };
     (app, sla)
 }
