@@ -161,13 +161,15 @@ pub trait IntakeTx {
         address: &str,
         now_ms: i64,
     ) -> StoreResult<()>;
-    /// A case's status and tier (a reopen, a close after a return visit).
+    /// A case's status and tier (a reopen, a close after a return visit); a reopen forgets
+    /// the resolution (`forget_resolution`: its time and code).
     async fn set_status(
         &mut self,
         case_id: i64,
         status: CaseStatus,
         tier: Tier,
         now_ms: i64,
+        forget_resolution: bool,
     ) -> StoreResult<()>;
     /// A return visit answered (`state` answered) with the rating.
     async fn finish_visit(
@@ -518,7 +520,7 @@ async fn visit_answered<T: IntakeTx>(
         tell_tier_now(tx, case_id, req.now_ms).await?;
         return Ok((Some(settled(tier)), Some("reopened")));
     }
-    tx.set_status(case_id, CaseStatus::Closed, state.tier, req.now_ms)
+    tx.set_status(case_id, CaseStatus::Closed, state.tier, req.now_ms, false)
         .await?;
     tx.case_event(
         case_id,
@@ -552,7 +554,9 @@ async fn reopen<T: IntakeTx>(
     } else {
         CaseStatus::Open
     };
-    tx.set_status(case_id, status, tier, req.now_ms).await?;
+    // Back to work: the resolution no longer holds.
+    tx.set_status(case_id, status, tier, req.now_ms, true)
+        .await?;
     tx.case_event(case_id, req.now_ms, event, why).await?;
     let mut base = state.opened_ms;
     if let Some(r) = round {

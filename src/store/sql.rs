@@ -32,11 +32,11 @@ pub const RECENT_OPEN_CASE: &str = "SELECT id, category, tier, status FROM cases
      AND last_message_at >= $3 ORDER BY last_message_at DESC LIMIT 1";
 
 /// A case's status and tier set by intake (a reopen, a close after a return visit) (status,
-/// tier, now, case id). Leaving resolved or closed forgets the resolution.
+/// tier, now, whether the resolution is forgotten (`IntakeTx::set_status`), case id).
 pub const SET_CASE_STATUS: &str = "UPDATE cases SET status = $1, tier = $2, last_message_at = $3, \
-     resolved_at = CASE WHEN $1 IN ('resolved', 'closed') THEN resolved_at ELSE NULL END, \
-     resolution_code = CASE WHEN $1 IN ('resolved', 'closed') THEN resolution_code ELSE NULL END \
-     WHERE id = $4";
+     resolved_at = CASE WHEN $4 THEN NULL ELSE resolved_at END, \
+     resolution_code = CASE WHEN $4 THEN NULL ELSE resolution_code END \
+     WHERE id = $5";
 
 /// A return visit answered or ended (state, answer, now, case id).
 pub const FINISH_VISIT: &str = "UPDATE return_visits SET state = $1, answer = $2, \

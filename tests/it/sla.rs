@@ -643,8 +643,8 @@ async fn resolve_by_store(app: &common::TestApp, case: i64, now_ms: i64) {
         .resolve_case(
             case,
             &switchboard::store::Resolve {
-                code: None,
-                detail: switchboard::cases::resolve_detail("li.wei", None, None),
+                code: Some("fixed"),
+                detail: switchboard::cases::resolve_detail("li.wei", Some("fixed"), None),
                 visit_due: None,
                 now_ms,
             },
@@ -714,6 +714,8 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
         "{m}"
     );
     resolve_by_store(&app, case, clock.now_ms()).await;
+    let resolved = app.store().case(case).await.unwrap().unwrap();
+    assert_eq!(resolved.resolution_code.as_deref(), Some("fixed"));
     let (st, v) = call("POST", p("close"), serde_json::Value::Null).await;
     assert_eq!(
         (st, v["case"]["status"].as_str()),
@@ -755,6 +757,8 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
         "{v}"
     );
     assert!(v["case"]["resolved_at"].is_null());
+    // The resolution no longer holds, its code neither (as when the customer writes again).
+    assert!(v["case"]["resolution_code"].is_null(), "{v}");
     let (st, _) = call("POST", p("reopen"), serde_json::json!({"reason": ""})).await;
     assert_eq!(st, 422);
     clock.set_ms(T0 + 2 * HOUR + 30 * MIN);

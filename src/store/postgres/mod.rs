@@ -534,11 +534,13 @@ impl IntakeTx for PgIntake<'_> {
         status: CaseStatus,
         tier: crate::domain::Tier,
         now_ms: i64,
+        forget_resolution: bool,
     ) -> StoreResult<()> {
         sqlx::query(sql::SET_CASE_STATUS)
             .bind(status)
             .bind(tier)
             .bind(now_ms)
+            .bind(forget_resolution)
             .bind(case_id)
             .execute(&mut *self.0)
             .await?;

@@ -1405,6 +1405,7 @@ pub async fn transition(
     let updated = sqlx::query(
         "UPDATE cases SET status = $1, \
          resolved_at = CASE WHEN $2 THEN $3 ELSE resolved_at END, \
+         resolution_code = CASE WHEN $2 AND $3 IS NULL THEN NULL ELSE resolution_code END, \
          assignee = COALESCE($4, assignee) WHERE id = $5 AND status = $6",
     )
     .bind(t.to)

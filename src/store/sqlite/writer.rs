@@ -604,10 +604,11 @@ impl IntakeTx for SqliteIntake<'_> {
         status: CaseStatus,
         tier: crate::domain::Tier,
         now_ms: i64,
+        forget_resolution: bool,
     ) -> StoreResult<()> {
         self.0
             .prepare_cached(sql::SET_CASE_STATUS)?
-            .execute(params![status, tier, now_ms, case_id])?;
+            .execute(params![status, tier, now_ms, forget_resolution, case_id])?;
         Ok(())
     }
 
