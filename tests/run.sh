@@ -52,11 +52,17 @@ fi
 export JASMIN_VENV="${JASMIN_VENV:-/var/tmp/switchboard-jasmin-venv}"
 bash tests/jasmin/setup.sh
 
+# Test databases a crashed earlier run left behind (each test makes its own sb_test_*).
+for db in $(psql "$PG_URL" -Atc "select datname from pg_database where datname like 'sb\_test\_%'"); do
+  psql "$PG_URL" -qc "drop database if exists $db" >/dev/null || true
+done
+
 echo "== tests"
+failed=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --no-fail-fast --test-threads 4
+  cargo nextest run --no-fail-fast --test-threads 4 || failed=1
 else
-  cargo test --no-fail-fast
+  cargo test --no-fail-fast || failed=1
 fi
 
 # The second pass: every HTTP test whose app is on the default SQLite file runs again on a
@@ -64,10 +70,13 @@ fi
 # SQLite file themselves ask for it; the store conformance suite runs both engines already;
 # the CLI, crash and log tests run the real binary on SQLite.
 echo "== tests again, HTTP apps on PostgreSQL"
-pg_pass='kind(test) & not test(/^(store_conformance|fuzz_regressions|cli|crash_recovery|log_privacy)::/)'
+# (Tests named for one engine, `sqlite_…` / `postgres_…`, ran on it already.)
+pg_pass='kind(test) & not test(/^(store_conformance|fuzz_regressions|cli|crash_recovery|log_privacy)::/) & not test(/::(sqlite|postgres)_/)'
 if cargo nextest --version >/dev/null 2>&1; then
-  SWITCHBOARD_TEST_ENGINE=postgres cargo nextest run --no-fail-fast --test-threads 4 -E "$pg_pass"
+  SWITCHBOARD_TEST_ENGINE=postgres cargo nextest run --no-fail-fast --test-threads 4 -E "$pg_pass" || failed=1
 else
   SWITCHBOARD_TEST_ENGINE=postgres cargo test --no-fail-fast --test it -- \
-    --skip store_conformance:: --skip fuzz_regressions:: --skip cli:: --skip crash_recovery:: --skip log_privacy::
+    --skip store_conformance:: --skip fuzz_regressions:: --skip cli:: --skip crash_recovery:: --skip log_privacy:: \
+    --skip ::sqlite_ --skip ::postgres_ || failed=1
 fi
+exit "$failed"

@@ -143,8 +143,10 @@ pub const SEND_RETRY_MESSAGE: &str = "UPDATE messages SET attempts = attempts + 
 pub const SEND_RETRY_OUTBOX: &str = "UPDATE outbox SET attempts = attempts + 1, not_before = $1, \
      lease_until = NULL WHERE message_id = $2";
 
-/// A send given up (error, now, message id).
-pub const SEND_FAIL: &str = "UPDATE messages SET status = 'failed', attempts = attempts + 1, \
+/// A send given up (error, now, message id). A delivery report that came while the attempt
+/// was in flight (the bridge took it after all) keeps its status.
+pub const SEND_FAIL: &str = "UPDATE messages SET \
+     status = CASE WHEN status = 'queued' THEN 'failed' ELSE status END, attempts = attempts + 1, \
      last_error = $1, updated_at = $2 WHERE id = $3";
 
 /// The outbox row of a finished send (message id).

@@ -1334,6 +1334,10 @@ async fn concurrent_delivery_reports_never_move_a_status_back(s: Arc<dyn Store>)
         let m = s.message(id).await.unwrap().unwrap();
         assert_eq!(m.status, "delivered", "message {id}");
     }
+    // A send given up after its report came (the bridge took it after all) stays delivered.
+    s.fail_send(ids[0], "timed out", T0 + 2).await.unwrap();
+    let m = s.message(ids[0]).await.unwrap().unwrap();
+    assert_eq!(m.status, "delivered");
 }
 
 macro_rules! suite {

@@ -21,7 +21,9 @@ use std::time::Duration;
 type DB = sqlx::Postgres;
 type Conn = sqlx::PgConnection;
 type Engine = PgStore;
-const BEGIN: &str = "BEGIN";
+/// READ COMMITTED whatever the server's default: the advisory locks and the delivery report's
+/// compare-and-set rely on each statement seeing what committed before it.
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 /// Serialises the transactions of one key (a concatenated SMS's part group): READ COMMITTED
 /// would let two parts each miss the other and neither join the group.
 const LOCK_KEY: Option<&str> = Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))");
@@ -63,7 +65,7 @@ impl PgStore {
     }
 
     pub(crate) async fn do_intake(&self, req: IntakeRequest) -> StoreResult<IntakeOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN).await?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(format!(
                 "{}:{}",
@@ -85,7 +87,7 @@ impl PgStore {
         // shared memory before it spills, so commit every 50.
         let mut done = Vec::with_capacity(items.len());
         for chunk in items.chunks(50) {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pool.begin_with(BEGIN).await?;
             done.extend(crate::sla::apply::apply_all(&mut PgIntake(&mut tx), chunk).await?);
             tx.commit().await?;
         }
@@ -100,7 +102,7 @@ impl PgStore {
         &self,
         d: crate::campaigns::apply::Dispatch,
     ) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN).await?;
         let n = crate::campaigns::apply::dispatch(&mut PgIntake(&mut tx), &d).await?;
         tx.commit().await?;
         Ok(n)
@@ -110,7 +112,7 @@ impl PgStore {
         &self,
         dlr: &crate::store::DlrUpdate,
     ) -> StoreResult<Option<i64>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN).await?;
         let id = crate::outbound::report::apply(&mut PgIntake(&mut tx), dlr).await?;
         tx.commit().await?;
         Ok(id)
@@ -121,7 +123,7 @@ impl PgStore {
         ids: &[i64],
         now_ms: i64,
     ) -> StoreResult<Vec<i64>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN).await?;
         let gone = crate::campaigns::apply::withdraw_opted_out(&mut PgIntake(&mut tx), ids, now_ms)
             .await?;
         tx.commit().await?;
@@ -193,7 +195,7 @@ impl PgStore {
     /// bucket one at a time (its row is locked), and claim different rows (`SKIP LOCKED`).
     pub(crate) async fn do_claim(&self, q: super::ClaimQuery) -> StoreResult<Vec<OutboxItem>> {
         let channel = q.channel;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN).await?;
         let mut limit = q.limit;
         let mut tokens = None;
         if let Some(rate) = q.rate {

@@ -501,6 +501,15 @@ impl Jasmin {
         self.wait_ready("jasmind (jCli and HTTP API ports)", deadline, |_| {
             Ok(port_open(jcli) && port_open(http))
         })?;
+        // jasmind goes on when one of its services cannot listen (a free port taken by another
+        // process meanwhile); without its router no MO is routed. Fail, so `start` retries.
+        let out = std::fs::read_to_string(d.join("jasmind.out")).unwrap_or_default();
+        if out.contains("Couldn't listen on") {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "jasmind could not listen on one of its ports",
+            ));
+        }
 
         let script = render_script(
             JCLI_SCRIPT,
