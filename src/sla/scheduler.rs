@@ -198,22 +198,18 @@ impl Notices {
                 return None;
             }
         };
-        if crate::domain::Address::stored(
-            if v.channel == "email" {
-                Channel::Email
-            } else {
-                Channel::Sms
-            },
-            &v.customer,
-        )
-        .is_none()
-        {
+        let channel = if v.channel == "email" {
+            Channel::Email
+        } else {
+            Channel::Sms
+        };
+        let Some(to) = crate::domain::Address::stored(channel, &v.customer) else {
             tracing::warn!(
                 case_id = v.case_id,
                 "return visit: the case's stored address does not parse; no survey sent"
             );
             return None;
-        }
+        };
         match v.channel.as_str() {
             "email" if self.email_on => {
                 let subject = self
@@ -224,7 +220,7 @@ impl Notices {
                     channel: Channel::Email,
                     driver: "smtp".into(),
                     from: self.email_from.clone(),
-                    to: crate::domain::Address::stored(Channel::Email, &v.customer)?,
+                    to,
                     subject: Some(subject),
                     text,
                     html: None,
@@ -243,7 +239,7 @@ impl Notices {
                     channel: Channel::Sms,
                     driver: self.sms_driver.clone(),
                     from: self.sms_from.clone(),
-                    to: crate::domain::Address::stored(Channel::Sms, &v.customer)?,
+                    to,
                     subject: None,
                     text: t,
                     html: None,

@@ -28,6 +28,24 @@ fn ph(n: usize) -> String {
     }
 }
 
+/// `$first, $first+1, …`: one placeholder per active case status, for `status IN (…)`; the
+/// statement binds them last, with [`bind_active`].
+fn active_placeholders(first: usize) -> String {
+    (0..crate::domain::CaseStatus::ACTIVE.len())
+        .map(|i| format!("${}", first + i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn bind_active<'q>(
+    mut q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>> {
+    for s in crate::domain::CaseStatus::ACTIVE {
+        q = q.bind(s);
+    }
+    q
+}
+
 pub async fn next_outbox_due(pool: &Pool<DB>, channel: &str) -> StoreResult<Option<i64>> {
     Ok(sqlx::query_scalar(
         "SELECT MIN(not_before) FROM outbox WHERE channel = $1 AND lease_until IS NULL",
@@ -871,18 +889,19 @@ pub async fn resolve_case(
     r: &crate::store::Resolve<'_>,
 ) -> StoreResult<Option<CaseRecord>> {
     let mut tx = pool.begin_with(BEGIN).await?;
-    let changed = sqlx::query(
-        "UPDATE cases SET status = $1, resolved_at = $2, resolution_code = $3 \
-         WHERE id = $4 AND status IN ($5, $6, $7)",
-    )
-    .bind(crate::domain::CaseStatus::Resolved)
-    .bind(r.now_ms)
-    .bind(r.code)
-    .bind(case_id)
     // Resolving is allowed from every active status (`cases::allowed`).
-    .bind(crate::domain::CaseStatus::ACTIVE[0])
-    .bind(crate::domain::CaseStatus::ACTIVE[1])
-    .bind(crate::domain::CaseStatus::ACTIVE[2])
+    let sql = format!(
+        "UPDATE cases SET status = $1, resolved_at = $2, resolution_code = $3 \
+         WHERE id = $4 AND status IN ({})",
+        active_placeholders(5)
+    );
+    let changed = bind_active(
+        sqlx::query(&sql)
+            .bind(crate::domain::CaseStatus::Resolved)
+            .bind(r.now_ms)
+            .bind(r.code)
+            .bind(case_id),
+    )
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -1312,18 +1331,19 @@ pub async fn log_contact(
     now_ms: i64,
 ) -> StoreResult<Option<CaseRecord>> {
     let mut tx = pool.begin_with(BEGIN).await?;
-    let updated = sqlx::query(
+    let sql = format!(
         "UPDATE cases SET acked_at = COALESCE(acked_at, $1), answered_at = $1, \
          status = CASE WHEN status = $3 THEN $4 ELSE status END \
-         WHERE id = $2 AND status IN ($5, $6, $7)",
+         WHERE id = $2 AND status IN ({})",
+        active_placeholders(5)
+    );
+    let updated = bind_active(
+        sqlx::query(&sql)
+            .bind(now_ms)
+            .bind(case_id)
+            .bind(crate::cases::REPLY_MOVES.0)
+            .bind(crate::cases::REPLY_MOVES.1),
     )
-    .bind(now_ms)
-    .bind(case_id)
-    .bind(crate::cases::REPLY_MOVES.0)
-    .bind(crate::cases::REPLY_MOVES.1)
-    .bind(crate::domain::CaseStatus::ACTIVE[0])
-    .bind(crate::domain::CaseStatus::ACTIVE[1])
-    .bind(crate::domain::CaseStatus::ACTIVE[2])
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() == 0 {
@@ -1430,16 +1450,17 @@ pub async fn escalate_case(
     e: &crate::store::Escalation<'_>,
 ) -> StoreResult<Option<CaseRecord>> {
     let mut tx = pool.begin_with(BEGIN).await?;
-    let updated = sqlx::query(
-        "UPDATE cases SET tier = $1 WHERE id = $2 AND tier = $3 AND status IN ($4, $5, $6)",
-    )
-    .bind(e.tier_after)
-    .bind(e.case_id)
-    .bind(e.tier_before)
     // Escalating is allowed from every active status (`cases::allowed`).
-    .bind(crate::domain::CaseStatus::ACTIVE[0])
-    .bind(crate::domain::CaseStatus::ACTIVE[1])
-    .bind(crate::domain::CaseStatus::ACTIVE[2])
+    let sql = format!(
+        "UPDATE cases SET tier = $1 WHERE id = $2 AND tier = $3 AND status IN ({})",
+        active_placeholders(4)
+    );
+    let updated = bind_active(
+        sqlx::query(&sql)
+            .bind(e.tier_after)
+            .bind(e.case_id)
+            .bind(e.tier_before),
+    )
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() == 0 {
