@@ -396,6 +396,56 @@ mod tests {
         }
     }
 
+    /// The intake's lookups run for every message on the writer thread: each must reach its
+    /// rows through an index, and the threading lookup through the partial index of active
+    /// cases (migration 0018), whose status list it must repeat word for word.
+    #[test]
+    fn the_intake_lookups_use_indexes_on_sqlite() {
+        let (_dir, c) = schema();
+        let plan = |q: &str| -> Vec<String> {
+            let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {q}")).unwrap();
+            let n = st.parameter_count();
+            st.query_map(rusqlite::params_from_iter((0..n).map(|_| "x")), |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+        };
+        for q in [
+            super::DUPLICATE_BY_KEY,
+            super::DUPLICATE_BY_HASH,
+            super::CASE_OF_CUSTOMER,
+            super::CASE_OF_OUR_MESSAGE,
+            super::RECENT_OPEN_CASE,
+            super::SURVEY_WAIT,
+        ] {
+            let p = plan(q);
+            assert!(
+                p.iter()
+                    .all(|l| !l.starts_with("SCAN") || l.contains("INDEX")),
+                "{q}: {p:?}"
+            );
+        }
+        let p = plan(super::RECENT_OPEN_CASE);
+        assert!(
+            p.iter().any(|l| l.contains("cases_customer_active")),
+            "{p:?}"
+        );
+        let list = crate::domain::CaseStatus::ACTIVE
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for text in [
+            super::RECENT_OPEN_CASE,
+            include_str!("migrations/sqlite/0018_intake_write_path.sql"),
+            include_str!("migrations/postgres/0018_intake_write_path.sql"),
+        ] {
+            assert!(text.contains(&format!("status IN ({list})")), "{text}");
+        }
+    }
+
     /// rusqlite binds `params![a, b, …]` by index, and SQLite gives `$N` the index of its first
     /// appearance: so `$N` must appear first in the order 1, 2, 3… for the values to land where
     /// PostgreSQL puts them. Every statement is prepared against the real schema.

@@ -25,6 +25,7 @@ mod ops;
 #[allow(clippy::duplicate_mod, reason = "one file, compiled per engine")]
 mod store_impl;
 
+mod checkpoint;
 mod writer;
 
 use writer as sqlite_writer;
@@ -51,7 +52,14 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // The pool's rare writes leave checkpoints to the checkpoint thread too, unless the
+            // log is as long as the writer lets it grow (`checkpoint`): SQLite's default (1,000
+            // pages) would have them copy up to that many pages inside their own COMMIT.
+            .pragma(
+                "wal_autocheckpoint",
+                checkpoint::Limits::DEFAULT.restart.to_string(),
+            );
         let path = opts.get_filename().to_path_buf();
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()

@@ -245,14 +245,15 @@ pub fn start(path: &Path, max: usize) -> anyhow::Result<mpsc::Sender<Job>> {
     conn.pragma_update(None, "cache_size", -8192)?;
     conn.pragma_update(None, "mmap_size", 0)?;
     conn.set_prepared_statement_cache_capacity(64);
+    let wal = super::checkpoint::start(path, &conn, super::checkpoint::Limits::DEFAULT)?;
     let (tx, rx) = mpsc::channel(max * 4);
     std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || run(conn, rx, max))?;
+        .spawn(move || run(conn, rx, max, wal))?;
     Ok(tx)
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max: usize) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max: usize, wal: super::checkpoint::Wal) {
     let mut batch: Vec<Job> = Vec::with_capacity(max);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -276,7 +277,10 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max: usize) {
                 }
             }
         }
+        // After the answers: a batch's callers never wait for the log to be bounded.
+        wal.bound(&conn);
     }
+    wal.detach(&conn);
 }
 
 /// Supervision: a panic inside a batch (a bug) rolls the transaction back (the transaction is
