@@ -265,7 +265,7 @@ async fn marketing_campaign(
     url: &str,
     n: usize,
     now: i64,
-) -> i64 {
+) -> switchboard::domain::CampaignId {
     let templates = switchboard::templates::Templates::load(None).unwrap();
     let c = manage::create(
         store.as_ref(),

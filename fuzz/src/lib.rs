@@ -116,7 +116,7 @@ pub fn email(raw: &[u8]) {
         assert!(!id.is_empty());
     }
     if let Some(n) = m.case_ref {
-        assert!(n > 0, "case_ref {n}");
+        assert!(n.get() > 0, "case_ref {}", n.get());
     }
     if let Some(d) = &m.dsn {
         for r in &d.recipients {

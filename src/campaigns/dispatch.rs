@@ -10,7 +10,7 @@
 use super::{CampaignSettings, Kind, Suppressed};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::{Channel, MessageKind};
+use crate::domain::{CampaignStatus, Channel, MessageKind};
 use crate::outbound::segment::segment;
 use crate::store::{CampaignRecord, OutboundDraft, Store, StoreResult};
 use std::collections::HashMap;
@@ -238,7 +238,7 @@ impl Dispatcher {
                 self.store
                     .set_campaign_status(
                         p.id,
-                        &super::status_change(&["recurring"], "done"),
+                        &super::status_change(&[CampaignStatus::Recurring], CampaignStatus::Done),
                         Some("validity ended"),
                         now,
                     )
@@ -260,8 +260,8 @@ impl Dispatcher {
                 .await?
             {
                 tracing::info!(
-                    campaign = p.id,
-                    run = child,
+                    campaign = p.id.get(),
+                    run = child.get(),
                     "recurring campaign: a run starts"
                 );
             }
@@ -280,7 +280,7 @@ impl Dispatcher {
     fn take_budget(&self, c: &CampaignRecord, now: i64) -> usize {
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let rate = c.rate_per_sec.max(0.001);
-        let e = b.entry(c.id).or_insert((now - 1_000, 0.0));
+        let e = b.entry(c.id.get()).or_insert((now - 1_000, 0.0));
         let elapsed = (now - e.0).max(0) as f64;
         // At most one second's worth banked (a paused or quiet campaign does not burst).
         e.1 = (e.1 + elapsed * rate / 1_000.0).min(rate.max(1.0));
@@ -318,14 +318,14 @@ impl Dispatcher {
             self.buckets
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(c.id, (now, 0.0));
+                .insert(c.id.get(), (now, 0.0));
             return Ok(0);
         }
         // Too many failures lately: stop and let a person look (looked at every 5 s).
         let s = &self.settings;
         let look = {
             let mut m = self.checked.lock().unwrap_or_else(|p| p.into_inner());
-            let last = m.entry(c.id).or_insert(i64::MIN);
+            let last = m.entry(c.id.get()).or_insert(i64::MIN);
             let due = now.saturating_sub(*last) >= 5_000;
             if due {
                 *last = now;
@@ -344,11 +344,11 @@ impl Dispatcher {
                 "auto-paused: {failed} of the last {tried} sends failed (over {:.0}%)",
                 s.failure_rate * 100.0
             );
-            tracing::warn!(campaign = c.id, "{note}");
+            tracing::warn!(campaign = c.id.get(), "{note}");
             self.store
                 .set_campaign_status(
                     c.id,
-                    &super::status_change(&["running"], "paused"),
+                    &super::status_change(&[CampaignStatus::Running], CampaignStatus::Paused),
                     Some(&note),
                     now,
                 )
@@ -362,7 +362,12 @@ impl Dispatcher {
         let rows = self.store.pending_recipients(c.id, 0, n as i64).await?;
         if rows.is_empty() {
             self.store
-                .set_campaign_status(c.id, &super::status_change(&["running"], "done"), None, now)
+                .set_campaign_status(
+                    c.id,
+                    &super::status_change(&[CampaignStatus::Running], CampaignStatus::Done),
+                    None,
+                    now,
+                )
                 .await?;
             return Ok(0);
         }
@@ -373,7 +378,7 @@ impl Dispatcher {
                 self.store
                     .set_campaign_status(
                         c.id,
-                        &super::status_change(&["running"], "paused"),
+                        &super::status_change(&[CampaignStatus::Running], CampaignStatus::Paused),
                         Some(&note),
                         now,
                     )
@@ -419,7 +424,7 @@ impl Dispatcher {
             let consent = super::has_consent(r.consent.as_deref());
             let decision = super::admit(kind, consent, &st, &self.settings).and_then(|_| {
                 let (text, subject) = compiled.render(&r.vars).map_err(|e| {
-                    tracing::warn!(campaign = c.id, line = r.seq, error = %e, "campaign template failed for a recipient");
+                    tracing::warn!(campaign = c.id.get(), line = r.seq, error = %e, "campaign template failed for a recipient");
                     Suppressed::Template
                 })?;
                 if kind.is_commercial() {
@@ -442,7 +447,7 @@ impl Dispatcher {
                     let url = format!(
                         "{}/unsubscribe/{}",
                         self.public_url,
-                        super::unsubscribe::token(key, c.id, &r.address)
+                        super::unsubscribe::token(key, c.id.get(), &r.address)
                     );
                     d.text
                         .push_str(&format!("\n\n退订 / Unsubscribe: {url}\n"));
@@ -452,16 +457,16 @@ impl Dispatcher {
             });
             items.push((r.seq, decision));
         }
-        self.spend(c.id, items.len());
+        self.spend(c.id.get(), items.len());
         let survey = (kind == Kind::Survey).then(|| {
             (
-                survey_name(c.id),
+                survey_name(c.id.get()),
                 now + self.settings.survey_answer_within.ms(),
             )
         });
         self.store
             .dispatch_recipients(super::apply::Dispatch {
-                campaign_id: c.id,
+                campaign_id: c.id.get(),
                 items,
                 not_after: c.valid_until,
                 survey,
@@ -493,7 +498,7 @@ impl Dispatcher {
                 .collect();
             self.store
                 .dispatch_recipients(super::apply::Dispatch {
-                    campaign_id: c.id,
+                    campaign_id: c.id.get(),
                     items,
                     not_after: None,
                     survey: None,
@@ -504,7 +509,7 @@ impl Dispatcher {
         self.store
             .set_campaign_status(
                 c.id,
-                &super::status_change(&["running"], "done"),
+                &super::status_change(&[CampaignStatus::Running], CampaignStatus::Done),
                 Some("validity ended"),
                 now,
             )
@@ -537,13 +542,13 @@ mod tests {
 
     fn campaign(template: &str) -> CampaignRecord {
         CampaignRecord {
-            id: 1,
+            id: crate::domain::CampaignId(1),
             name: "t".into(),
             kind: "notice".into(),
             channel: "sms".into(),
             template: template.into(),
             subject: None,
-            status: "draft".into(),
+            status: crate::domain::CampaignStatus::Draft,
             start_at: 0,
             valid_until: None,
             rate_per_sec: 1.0,

@@ -5,7 +5,7 @@
 use super::dispatch::{Compiled, Dispatcher};
 use super::import::{Report, Rows, Target};
 use super::{CampaignSettings, Kind};
-use crate::domain::Channel;
+use crate::domain::{CampaignId, Channel};
 use crate::store::{CampaignRecord, NewCampaign, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -16,7 +16,7 @@ pub enum CampaignError {
     #[error("{0}")]
     Invalid(String),
     #[error("campaign {0} not found")]
-    NotFound(i64),
+    NotFound(CampaignId),
     /// 409: not in this status.
     #[error("{0}")]
     Conflict(String),
@@ -149,13 +149,13 @@ pub async fn create(
         }
     }
     let rec = CampaignRecord {
-        id: 0,
+        id: CampaignId(0),
         name: name.to_string(),
         kind: kind.as_str().into(),
         channel: r.channel.clone(),
         template: template.trim().to_string(),
         subject: r.subject.clone().filter(|s| !s.trim().is_empty()),
-        status: "draft".into(),
+        status: crate::domain::CampaignStatus::Draft,
         start_at,
         valid_until,
         rate_per_sec: r.rate_per_sec,
@@ -191,7 +191,7 @@ pub async fn create(
     store.campaign(id).await?.ok_or(CampaignError::NotFound(id))
 }
 
-async fn get(store: &dyn Store, id: i64) -> Result<CampaignRecord, CampaignError> {
+async fn get(store: &dyn Store, id: CampaignId) -> Result<CampaignRecord, CampaignError> {
     store.campaign(id).await?.ok_or(CampaignError::NotFound(id))
 }
 
@@ -204,7 +204,7 @@ async fn get(store: &dyn Store, id: i64) -> Result<CampaignRecord, CampaignError
 /// Not found, not importable now (409), a file refused (422), the store.
 pub async fn import<R: Read>(
     store: &dyn Store,
-    id: i64,
+    id: CampaignId,
     input: R,
     default_country: &str,
     mut progress: impl FnMut(&Report),
@@ -230,7 +230,7 @@ pub async fn import<R: Read>(
     }
     let r = import_held(store, id, &c, input, default_country, &mut progress).await;
     if let Err(e) = store.end_import(id).await {
-        tracing::warn!(campaign = id, error = %e, "releasing the import hold failed; it lapses by itself");
+        tracing::warn!(campaign = id.get(), error = %e, "releasing the import hold failed; it lapses by itself");
     }
     r
 }
@@ -240,7 +240,7 @@ const IMPORT_HOLD_MS: i64 = 60_000;
 
 async fn import_held<R: Read>(
     store: &dyn Store,
-    id: i64,
+    id: CampaignId,
     c: &CampaignRecord,
     input: R,
     default_country: &str,
@@ -284,7 +284,7 @@ async fn import_held<R: Read>(
         // All or nothing: a file refused half-way (a line in neither encoding, an outage)
         // leaves the campaign as it was before this import.
         if let Err(undo) = store.remove_recipients_after(id, offset).await {
-            tracing::error!(campaign = id, error = %undo, "taking back a failed import failed; its rows stay pending");
+            tracing::error!(campaign = id.get(), error = %undo, "taking back a failed import failed; its rows stay pending");
         }
         return Err(e);
     }
@@ -312,7 +312,7 @@ pub struct Progress {
 
 /// # Errors
 /// The store.
-pub async fn progress(store: &dyn Store, id: i64) -> Result<Progress, CampaignError> {
+pub async fn progress(store: &dyn Store, id: CampaignId) -> Result<Progress, CampaignError> {
     let mut p = Progress::default();
     for (state, reason, status, n) in store.campaign_counts(id).await? {
         p.recipients += n;
@@ -335,7 +335,7 @@ pub async fn progress(store: &dyn Store, id: i64) -> Result<Progress, CampaignEr
         .is_some_and(|c| c.kind == "survey")
     {
         let answers = store
-            .survey_answers(&super::dispatch::survey_name(id))
+            .survey_answers(&super::dispatch::survey_name(id.get()))
             .await?;
         let who: std::collections::HashSet<&str> =
             answers.iter().map(|(a, _)| a.as_str()).collect();
@@ -378,7 +378,7 @@ pub async fn preview(
     store: &dyn Store,
     d: &Dispatcher,
     zone: chrono_tz::Tz,
-    id: i64,
+    id: CampaignId,
     n: usize,
     now: i64,
 ) -> Result<Preview, CampaignError> {
@@ -481,22 +481,19 @@ pub async fn preview(
 pub async fn transition(
     store: &dyn Store,
     zone: chrono_tz::Tz,
-    id: i64,
+    id: CampaignId,
     action: &str,
     now: i64,
 ) -> Result<CampaignRecord, CampaignError> {
     let c = get(store, id).await?;
     // A recurring campaign runs as children; it is itself `recurring` between occurrences.
-    let active = if c.cron.is_some() {
-        "recurring"
-    } else {
-        "running"
-    };
-    let (from, to): (&[&str], &str) = match action {
-        "start" => (&["draft"], active),
-        "pause" => (&["running", "recurring"], "paused"),
-        "resume" => (&["paused"], active),
-        "cancel" => (&["draft", "running", "recurring", "paused"], "cancelled"),
+    use crate::domain::CampaignStatus::*;
+    let active = if c.cron.is_some() { Recurring } else { Running };
+    let (from, to): (&[crate::domain::CampaignStatus], _) = match action {
+        "start" => (&[Draft], active),
+        "pause" => (&[Running, Recurring], Paused),
+        "resume" => (&[Paused], active),
+        "cancel" => (&[Draft, Running, Recurring, Paused], Cancelled),
         other => return Err(CampaignError::Invalid(format!("unknown action {other:?}"))),
     };
     if action == "start" && progress(store, id).await?.pending == 0 {
@@ -511,7 +508,7 @@ pub async fn transition(
     }
     let note = format!("{action} at {now}");
     let next = match (&c.cron, to) {
-        (Some(cron), "recurring") => super::next_occurrence(cron, zone, c.start_at.max(now) - 1)
+        (Some(cron), Recurring) => super::next_occurrence(cron, zone, c.start_at.max(now) - 1)
             .map_err(CampaignError::Invalid)?,
         _ => None,
     };
@@ -522,10 +519,13 @@ pub async fn transition(
             CampaignError::Conflict(format!(
                 "campaign {id} is {}: {action} needs it {}, and no import into it running",
                 c.status,
-                from.join(" or ")
+                from.iter()
+                    .map(|f| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             ))
         })?;
-    if to == "recurring" {
+    if to == Recurring {
         store.set_next_run(id, next).await?;
         return get(store, id).await;
     }

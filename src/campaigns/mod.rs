@@ -134,13 +134,55 @@ impl Kind {
     }
 }
 
+/// A campaign's status (`campaigns.status`, its text column; JSON as that text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignStatus {
+    /// Created, recipients being imported; nothing goes out.
+    Draft,
+    /// Its recipients are being dispatched.
+    Running,
+    /// A cron campaign: each occurrence starts a run of its own.
+    Recurring,
+    Paused,
+    /// Every recipient dispatched, or its validity ended.
+    Done,
+    Cancelled,
+}
+
+impl CampaignStatus {
+    pub const ALL: [CampaignStatus; 6] = [
+        CampaignStatus::Draft,
+        CampaignStatus::Running,
+        CampaignStatus::Recurring,
+        CampaignStatus::Paused,
+        CampaignStatus::Done,
+        CampaignStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignStatus::Draft => "draft",
+            CampaignStatus::Running => "running",
+            CampaignStatus::Recurring => "recurring",
+            CampaignStatus::Paused => "paused",
+            CampaignStatus::Done => "done",
+            CampaignStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CampaignStatus> {
+        CampaignStatus::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
 /// A campaign's move from one of `from` to `to`, with what it does besides the status
 /// (`status_change`); the store applies it in one transaction, only if the campaign is still
 /// in one of `from`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusChange<'a> {
-    pub from: &'a [&'a str],
-    pub to: &'a str,
+    pub from: &'a [CampaignStatus],
+    pub to: CampaignStatus,
     /// A recurring campaign keeps its next occurrence; any other status clears it.
     pub keep_next_run: bool,
     /// Starting waits for a running import into the campaign (`import_until`) to end.
@@ -152,14 +194,15 @@ pub struct StatusChange<'a> {
 }
 
 /// What moving a campaign to `to` does.
-pub fn status_change<'a>(from: &'a [&'a str], to: &'a str) -> StatusChange<'a> {
+pub fn status_change(from: &[CampaignStatus], to: CampaignStatus) -> StatusChange<'_> {
+    use CampaignStatus::*;
     StatusChange {
         from,
         to,
-        keep_next_run: to == "recurring",
-        after_import: matches!(to, "running" | "recurring"),
-        runs_follow: matches!(to, "paused" | "cancelled"),
-        withdraw_queued: to == "cancelled",
+        keep_next_run: to == Recurring,
+        after_import: matches!(to, Running | Recurring),
+        runs_follow: matches!(to, Paused | Cancelled),
+        withdraw_queued: to == Cancelled,
     }
 }
 
@@ -345,16 +388,19 @@ mod tests {
 
     #[test]
     fn a_status_change_says_what_it_does_besides_the_status() {
-        let c = status_change(&["draft"], "recurring");
+        let c = status_change(&[CampaignStatus::Draft], CampaignStatus::Recurring);
         assert!(c.keep_next_run && c.after_import && !c.runs_follow && !c.withdraw_queued);
-        let c = status_change(&["paused"], "running");
+        let c = status_change(&[CampaignStatus::Paused], CampaignStatus::Running);
         assert!(!c.keep_next_run && c.after_import && !c.runs_follow);
-        let c = status_change(&["running", "recurring"], "paused");
+        let c = status_change(
+            &[CampaignStatus::Running, CampaignStatus::Recurring],
+            CampaignStatus::Paused,
+        );
         assert!(c.runs_follow && !c.withdraw_queued && !c.after_import);
-        let c = status_change(&["running"], "cancelled");
+        let c = status_change(&[CampaignStatus::Running], CampaignStatus::Cancelled);
         assert!(c.runs_follow && c.withdraw_queued);
-        assert_eq!(c.from, ["running"]);
-        let c = status_change(&["running"], "done");
+        assert_eq!(c.from, [CampaignStatus::Running]);
+        let c = status_change(&[CampaignStatus::Running], CampaignStatus::Done);
         assert!(!c.runs_follow && !c.withdraw_queued && !c.keep_next_run);
     }
 

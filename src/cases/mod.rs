@@ -265,7 +265,10 @@ pub const LINKED_START: (CaseStatus, crate::domain::Tier) =
 /// The `linked` events of a new case opened by `by` about closed case `old_id`: (case,
 /// detail) for the new case and for the old one.
 pub fn link_details(old_id: i64, new_id: i64, by: &str) -> [(i64, String); 2] {
-    let (old_no, new_no) = (crate::domain::CaseId(old_id), crate::domain::CaseId(new_id));
+    let (old_no, new_no) = (
+        crate::domain::CaseId(old_id).number(),
+        crate::domain::CaseId(new_id).number(),
+    );
     [
         (new_id, format!("opened by {by} about closed case {old_no}")),
         (

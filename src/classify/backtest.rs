@@ -37,7 +37,7 @@ pub fn backtest(candidate: &Classifier, msgs: &[StoredText]) -> BacktestReport {
         if old != new.as_str() {
             *transitions.entry(format!("{old} -> {new}")).or_insert(0) += 1;
             changes.push(Change {
-                message_id: m.id,
+                message_id: m.id.get(),
                 old,
                 new: new.as_str().to_string(),
                 text: m.body.chars().take(200).collect(),
@@ -88,7 +88,7 @@ mod tests {
         )
         .unwrap();
         let m = |id, body: &str, cat: &str| StoredText {
-            id,
+            id: crate::domain::MessageId(id),
             subject: None,
             body: body.into(),
             category: Some(cat.into()),

@@ -4,6 +4,7 @@
 
 use crate::campaigns::manage::{self, CampaignError, CreateRequest};
 use crate::config::Settings;
+use crate::domain::CampaignId;
 use clap::Subcommand;
 use std::path::PathBuf;
 
@@ -185,7 +186,7 @@ async fn run_on(
             let reader = bar.wrap_read(std::io::BufReader::with_capacity(1 << 20, f));
             let r = manage::import(
                 store.as_ref(),
-                id,
+                CampaignId(id),
                 reader,
                 &settings.phone.default_country,
                 |r| bar.set_message(format!("{} rows", r.rows)),
@@ -216,17 +217,26 @@ async fn run_on(
                 Default::default(),
                 Default::default(),
             );
-            let p = manage::preview(store.as_ref(), &d, settings.time.zone, id, n, now)
-                .await
-                .map_err(fail)?;
+            let p = manage::preview(
+                store.as_ref(),
+                &d,
+                settings.time.zone,
+                CampaignId(id),
+                n,
+                now,
+            )
+            .await
+            .map_err(fail)?;
             println!("{}", serde_json::to_string_pretty(&p)?);
         }
         CampaignCommand::Status { id, .. } => {
             let c = store
-                .campaign(id)
+                .campaign(CampaignId(id))
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("campaign {id} not found"))?;
-            let p = manage::progress(store.as_ref(), id).await.map_err(fail)?;
+            let p = manage::progress(store.as_ref(), CampaignId(id))
+                .await
+                .map_err(fail)?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({ "campaign": c, "progress": p }))?
@@ -255,7 +265,7 @@ async fn act(
     action: &str,
     now: i64,
 ) -> anyhow::Result<()> {
-    let c = manage::transition(store, settings.time.zone, id, action, now)
+    let c = manage::transition(store, settings.time.zone, CampaignId(id), action, now)
         .await
         .map_err(fail)?;
     println!("campaign {id}: {}", c.status);

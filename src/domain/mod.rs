@@ -3,10 +3,12 @@
 
 mod address;
 mod email_address;
+mod ids;
 mod phone;
 
 pub use address::Address;
 pub use email_address::{EmailAddress, EmailAddressError};
+pub use ids::{CampaignId, CaseId, MessageId};
 pub use phone::{PhoneError, PhoneNumber};
 
 use serde::{Deserialize, Serialize};
@@ -150,6 +152,14 @@ text_column!(
     "case status",
     CaseStatus::parse,
     CaseStatus::Closed
+);
+pub use crate::campaigns::CampaignStatus;
+// An unknown status reads as paused: nothing of such a campaign goes out.
+text_column!(
+    CampaignStatus,
+    "campaign status",
+    CampaignStatus::parse,
+    CampaignStatus::Paused
 );
 text_column!(Channel, "channel", |s| s.parse().ok(), Channel::Sms);
 text_column!(Direction, "direction", Direction::parse, Direction::In);
@@ -476,17 +486,6 @@ impl Intent {
     }
 }
 
-/// A case's number as customers see it: `SB` followed by the zero-padded row id. The row id
-/// comes from the database sequence, so numbers are unique across instances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct CaseId(pub i64);
-
-impl fmt::Display for CaseId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SB{:08}", self.0)
-    }
-}
-
 impl FromStr for CaseId {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -647,7 +646,7 @@ mod tests {
     #[test]
     fn case_id_round_trips_through_display() {
         let id = CaseId(123);
-        assert_eq!(id.to_string(), "SB00000123");
+        assert_eq!(id.number(), "SB00000123");
         assert_eq!("SB00000123".parse::<CaseId>().unwrap(), id);
         assert_eq!("sb123".parse::<CaseId>().unwrap(), id);
         assert!("SB".parse::<CaseId>().is_err());

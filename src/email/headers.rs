@@ -266,7 +266,7 @@ pub(super) fn ids(v: &HeaderValue<'_>) -> Vec<String> {
 
 /// The case number in a tag like `[SB00000042]` (8 or more digits after `SB`, not glued to
 /// other letters or digits).
-pub(super) fn case_ref(subject: &str) -> Option<i64> {
+pub(super) fn case_ref(subject: &str) -> Option<crate::domain::CaseId> {
     let b = subject.as_bytes();
     let mut i = 0;
     while i + 2 <= b.len() {
@@ -277,7 +277,7 @@ pub(super) fn case_ref(subject: &str) -> Option<i64> {
                 let n: i64 = subject[i + 2..i + 2 + digits].parse().ok()?;
                 let glued = b.get(i + 2 + digits).is_some_and(u8::is_ascii_alphabetic);
                 if n > 0 && !glued {
-                    return Some(n);
+                    return Some(crate::domain::CaseId(n));
                 }
             }
         }
@@ -294,10 +294,19 @@ mod tests {
 
     #[test]
     fn case_numbers_in_subjects() {
-        assert_eq!(case_ref("Re: [SB00000042] x"), Some(42));
-        assert_eq!(case_ref("工单SB00000007进展"), Some(7));
-        assert_eq!(case_ref("sb00000042"), Some(42));
-        assert_eq!(case_ref("[SB123456789]"), Some(123_456_789));
+        assert_eq!(
+            case_ref("Re: [SB00000042] x"),
+            Some(crate::domain::CaseId(42))
+        );
+        assert_eq!(
+            case_ref("工单SB00000007进展"),
+            Some(crate::domain::CaseId(7))
+        );
+        assert_eq!(case_ref("sb00000042"), Some(crate::domain::CaseId(42)));
+        assert_eq!(
+            case_ref("[SB123456789]"),
+            Some(crate::domain::CaseId(123_456_789))
+        );
         assert_eq!(case_ref("SB0000042"), None);
         assert_eq!(case_ref("XSB00000042"), None);
         assert_eq!(case_ref("SB00000042X"), None);

@@ -128,7 +128,7 @@ pub struct ParsedEmail {
     /// `References` ids without `<>`.
     pub references: Vec<String>,
     /// Our case number from a tag like `[SB00000042]` in the subject.
-    pub case_ref: Option<i64>,
+    pub case_ref: Option<crate::domain::CaseId>,
     /// Why no automatic reply may be sent (RFC 3834 and PROTOCOLS.md); `None` = an ack is allowed.
     pub auto: Option<&'static str>,
     /// Present for `multipart/report; report-type=delivery-status`.
@@ -451,7 +451,7 @@ mod tests {
     fn reply_thread() {
         let m = ok("reply_thread");
         assert_eq!(m.subject, "Re: [SB00000042] 投诉：宽带三天无法上网");
-        assert_eq!(m.case_ref, Some(42));
+        assert_eq!(m.case_ref, Some(crate::domain::CaseId(42)));
         assert_eq!(m.in_reply_to, vec!["ack-42@switchboard.local"]);
         assert_eq!(
             m.references,

@@ -197,7 +197,7 @@ impl From<crate::intake::ReplyError> for AppError {
         use crate::intake::ReplyError;
         match e {
             ReplyError::Store(s) => s.into(),
-            ReplyError::NoCase(id) => no_case(id),
+            ReplyError::NoCase(id) => no_case(id.get()),
             ReplyError::Invalid(m) => {
                 AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_reply", m)
             }
@@ -221,11 +221,24 @@ pub async fn get_case(
     AppPath(id): AppPath<i64>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
-    let case = s.intake.store.case(id).await?.ok_or_else(|| no_case(id))?;
-    let mut messages = s.intake.store.case_messages(id).await?;
+    let case = s
+        .intake
+        .store
+        .case(crate::domain::CaseId(id))
+        .await?
+        .ok_or_else(|| no_case(id))?;
+    let mut messages = s
+        .intake
+        .store
+        .case_messages(crate::domain::CaseId(id))
+        .await?;
     let acks = s.intake.acks();
     messages.iter_mut().for_each(|m| acks.show(m));
-    let events = s.intake.store.case_events(id).await?;
+    let events = s
+        .intake
+        .store
+        .case_events(crate::domain::CaseId(id))
+        .await?;
     // Every deadline of the case's policy, and whether its step was taken.
     let clock = s.intake.store.case_clock(id).await?;
     let fired = clock.as_ref().map(|c| c.2).unwrap_or(0);
@@ -245,7 +258,7 @@ pub async fn get_case(
     .collect();
     Ok(axum::Json(serde_json::json!({
         "case": case,
-        "case_no": crate::domain::CaseId(id).to_string(),
+        "case_no": crate::domain::CaseId(id).number(),
         "messages": messages,
         "events": events,
         "deadlines": deadlines,
@@ -270,6 +283,7 @@ pub async fn reply(
     body: AppJson<ReplyRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
+    let id = crate::domain::CaseId(id);
     let (message_id, case_id) = s.intake.reply_on(id, &body.0.text, &caller.name).await?;
     let out = s.intake.store.message(message_id).await?;
     Ok((
@@ -392,7 +406,7 @@ pub async fn list_cases(
         .then(|| {
             cases
                 .last()
-                .map(|c| format!("{}:{}", c.resolve_due_at, c.id))
+                .map(|c| format!("{}:{}", c.resolve_due_at, c.id.get()))
         })
         .flatten();
     Ok(axum::Json(
@@ -421,7 +435,10 @@ pub async fn resolve_case(
     let note = optional_note(body.0.note.as_deref(), "note")?;
     let note = Some(note.as_str()).filter(|n| !n.is_empty());
     let store = &s.intake.store;
-    let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
+    let case = store
+        .case(crate::domain::CaseId(id))
+        .await?
+        .ok_or_else(|| no_case(id))?;
     if case.status == "resolved" {
         return Ok(axum::Json(serde_json::json!({ "case": case })));
     }
@@ -453,7 +470,7 @@ pub async fn resolve_case(
         now_ms: now,
     };
     let case = store
-        .resolve_case(id, &r)
+        .resolve_case(crate::domain::CaseId(id), &r)
         .await?
         .ok_or_else(|| no_case(id))?;
     if case.status != "resolved" {
@@ -567,7 +584,7 @@ fn not_in_state(case: &crate::store::CaseRecord, action: &str) -> AppError {
         "conflict",
         format!(
             "case {} is {}: {action} needs an open or acknowledged case (allowed now: view{})",
-            crate::domain::CaseId(case.id),
+            case.id.number(),
             case.status,
             if case.status == "resolved" {
                 ", a new message from the customer opens a new case"
@@ -632,12 +649,21 @@ pub async fn log_contact(
     }
     let note = optional_note(body.0.note.as_deref(), "note")?;
     let store = &s.intake.store;
-    let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
+    let case = store
+        .case(crate::domain::CaseId(id))
+        .await?
+        .ok_or_else(|| no_case(id))?;
     if !case.status.is_active() {
         return Err(not_in_state(&case, "logging a contact"));
     }
     let case = store
-        .log_contact(id, &channel, &note, &caller.name, s.intake.clock.now_ms())
+        .log_contact(
+            crate::domain::CaseId(id),
+            &channel,
+            &note,
+            &caller.name,
+            s.intake.clock.now_ms(),
+        )
         .await?
         .ok_or_else(|| not_in_state(&case, "logging a contact"))?;
     Ok((
@@ -669,7 +695,10 @@ pub async fn escalate(
         "say why the case goes up a tier",
     )?;
     let store = &s.intake.store;
-    let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
+    let case = store
+        .case(crate::domain::CaseId(id))
+        .await?
+        .ok_or_else(|| no_case(id))?;
     if !case.status.is_active() {
         return Err(not_in_state(&case, "escalating"));
     }
@@ -679,7 +708,7 @@ pub async fn escalate(
             "conflict",
             format!(
                 "case {} is at tier 4, the national centre, already",
-                crate::domain::CaseId(id)
+                crate::domain::CaseId(id).number()
             ),
         ));
     }
@@ -713,7 +742,7 @@ pub async fn escalate(
                 "conflict",
                 format!(
                     "case {} changed meanwhile (another agent, or the SLA clock); look again",
-                    crate::domain::CaseId(id)
+                    crate::domain::CaseId(id).number()
                 ),
             )
         })?;
@@ -750,7 +779,7 @@ fn not_allowed(case: &crate::store::CaseRecord, action: crate::cases::Action) ->
         "conflict",
         format!(
             "case {} is {}: {} is not allowed; allowed: {}",
-            crate::domain::CaseId(case.id),
+            case.id.number(),
             case.status,
             action.as_str(),
             crate::cases::allowed_list(case.status)
@@ -764,7 +793,7 @@ fn changed_meanwhile(id: i64) -> AppError {
         "conflict",
         format!(
             "case {} changed meanwhile (another agent); look again",
-            crate::domain::CaseId(id)
+            crate::domain::CaseId(id).number()
         ),
     )
 }
@@ -781,7 +810,10 @@ async fn lifecycle(
     clock: impl FnOnce(&crate::store::CaseRecord, i64) -> crate::store::ClockChange,
 ) -> Result<crate::store::CaseRecord, AppError> {
     let store = &s.intake.store;
-    let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
+    let case = store
+        .case(crate::domain::CaseId(id))
+        .await?
+        .ok_or_else(|| no_case(id))?;
     let now = s.intake.clock.now_ms();
     let clock = clock(&case, now);
     // A new round of the clock is a new promise: the case is open until a person answers.
@@ -841,7 +873,10 @@ pub async fn recategorize(
         "say why the category is wrong",
     )?;
     let store = &s.intake.store;
-    let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
+    let case = store
+        .case(crate::domain::CaseId(id))
+        .await?
+        .ok_or_else(|| no_case(id))?;
     if case.status == "closed" {
         return Err(not_in_state(&case, "correcting the category"));
     }
@@ -851,7 +886,7 @@ pub async fn recategorize(
             "conflict",
             format!(
                 "case {} is a {} already",
-                crate::domain::CaseId(id),
+                crate::domain::CaseId(id).number(),
                 to.as_str()
             ),
         ));

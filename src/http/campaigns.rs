@@ -72,6 +72,7 @@ pub async fn get(
     caller: Caller,
     AppPath(id): AppPath<i64>,
 ) -> Result<impl IntoResponse, AppError> {
+    let id = crate::domain::CampaignId(id);
     caller.require(ROLES)?;
     let store = s.intake.store.as_ref();
     let c = store
@@ -92,6 +93,7 @@ pub async fn recipients(
     AppPath(id): AppPath<i64>,
     body: Bytes,
 ) -> Result<impl IntoResponse, AppError> {
+    let id = crate::domain::CampaignId(id);
     caller.require(ROLES)?;
     // The import runs on its own task: a request past its deadline (503) does not cut it
     // half-way; it finishes, and the client's retry finds every row a duplicate.
@@ -118,6 +120,7 @@ pub async fn answers(
     caller: Caller,
     AppPath(id): AppPath<i64>,
 ) -> Result<impl IntoResponse, AppError> {
+    let id = crate::domain::CampaignId(id);
     caller.require(ROLES)?;
     let store = s.intake.store.as_ref();
     store
@@ -125,7 +128,7 @@ pub async fn answers(
         .await?
         .ok_or(CampaignError::NotFound(id))?;
     let rows = store
-        .survey_answers(&crate::campaigns::dispatch::survey_name(id))
+        .survey_answers(&crate::campaigns::dispatch::survey_name(id.get()))
         .await?;
     let mut counts = std::collections::BTreeMap::<String, i64>::new();
     for (_, a) in &rows {
@@ -162,7 +165,9 @@ pub async fn unsubscribe(
     let key = s.campaigns.unsubscribe_key().await?.to_vec();
     let (campaign, address) = unsubscribe_target(&token, &key)?;
     let store = s.intake.store.as_ref();
-    let message = store.campaign_message(campaign, &address).await?;
+    let message = store
+        .campaign_message(crate::domain::CampaignId(campaign), &address)
+        .await?;
     store
         .opt_out(
             crate::domain::Channel::Email,
@@ -211,6 +216,7 @@ pub async fn preview(
     AppPath(id): AppPath<i64>,
     q: axum::extract::Query<PreviewQuery>,
 ) -> Result<impl IntoResponse, AppError> {
+    let id = crate::domain::CampaignId(id);
     caller.require(ROLES)?;
     let p = manage::preview(
         s.intake.store.as_ref(),
@@ -231,6 +237,7 @@ pub async fn action(
     caller: Caller,
     AppPath((id, action)): AppPath<(i64, String)>,
 ) -> Result<impl IntoResponse, AppError> {
+    let id = crate::domain::CampaignId(id);
     caller.require(ROLES)?;
     if !matches!(action.as_str(), "start" | "pause" | "resume" | "cancel") {
         return Err(AppError::new(

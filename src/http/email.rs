@@ -142,7 +142,7 @@ pub async fn inbound_email(
                     serde_json::json!({
                         "status": "stored",
                         "message_id": message_id,
-                        "case": case_id.map(|c| crate::domain::CaseId(c).to_string()),
+                        "case": case_id.map(|c| c.number()),
                         "new_case": new_case,
                     })
                 }

@@ -189,7 +189,7 @@ pub async fn generic(
         } => serde_json::json!({
             "status": "stored",
             "message_id": message_id,
-            "case": case_id.map(|c| crate::domain::CaseId(c).to_string()),
+            "case": case_id.map(|c| c.number()),
             "new_case": new_case,
         }),
         IntakeOutcome::Part {

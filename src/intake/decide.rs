@@ -11,7 +11,7 @@
 //! (its futures are always ready: each method runs its statement before returning).
 
 use crate::cases::Rating;
-use crate::domain::{CaseId, CaseStatus, Category, Channel, Intent, Query, Tier};
+use crate::domain::{CaseId, CaseStatus, Category, Channel, Intent, MessageId, Query, Tier};
 use crate::store::{
     AckContext, CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, StoreError, StoreResult,
 };
@@ -255,7 +255,9 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
         }
     };
     if let Some(message_id) = dup {
-        return Ok(IntakeOutcome::Duplicate { message_id });
+        return Ok(IntakeOutcome::Duplicate {
+            message_id: MessageId(message_id),
+        });
     }
 
     // A survey answer only counts while a survey waits for this customer. While a return
@@ -373,8 +375,8 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
                 let next = crate::sla::next_step(policy, req.now_ms, 0, false);
                 tx.set_clock(id, next, 0).await?;
                 if let Some(old) = linked {
-                    let new_no = CaseId(id).to_string();
-                    let old_no = CaseId(old).to_string();
+                    let new_no = CaseId(id).number();
+                    let old_no = CaseId(old).number();
                     tx.case_event(
                         id,
                         req.now_ms,
@@ -476,10 +478,10 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
         );
     }
     Ok(IntakeOutcome::Stored {
-        message_id,
-        case_id: case.map(|c| c.id),
+        message_id: MessageId(message_id),
+        case_id: case.map(|c| CaseId(c.id)),
         new_case: case.is_some_and(|c| c.new),
-        ack_message_id,
+        ack_message_id: ack_message_id.map(MessageId),
     })
 }
 
@@ -621,14 +623,14 @@ async fn thread_onto<T: IntakeTx>(
 ) -> StoreResult<Option<OpenCase>> {
     let m = &req.msg;
     for mid in &req.thread_message_ids {
-        if let Some(c) = tx.open_case(CaseLookup::OfOurMessage(*mid)).await? {
+        if let Some(c) = tx.open_case(CaseLookup::OfOurMessage(mid.get())).await? {
             return Ok(Some(c));
         }
     }
     if let Some(case_id) = req.case_ref
         && let Some(c) = tx
             .open_case(CaseLookup::Numbered {
-                case_id,
+                case_id: case_id.get(),
                 customer: m.from.as_str(),
             })
             .await?

@@ -10,7 +10,7 @@ pub mod selfservice;
 use crate::classify::Classifier;
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::{Channel, Intent, Lang, Query};
+use crate::domain::{CaseId, Channel, Intent, Lang, MessageId, Query};
 use crate::outbound::segment::segment;
 use crate::store::{
     AckBuilder, AckContext, IntakeOutcome, IntakeRequest, NewInbound, OutboundDraft, Store,
@@ -129,7 +129,7 @@ impl AckRenderer {
             values: AckValues {
                 service_name: self.service_name.clone(),
                 service_name_en: self.service_name_en.clone(),
-                case_no: ctx.case_id.map(|c| c.to_string()).unwrap_or_default(),
+                case_no: ctx.case_id.map(|c| c.number()).unwrap_or_default(),
                 category: ctx.category.as_str().to_string(),
                 category_zh: ctx.category.zh().to_string(),
                 ack_hours: fmt_hours(policy.answer_within.hours()),
@@ -138,7 +138,7 @@ impl AckRenderer {
                 tier_zh: tier.name_zh().to_string(),
                 tier_en: tier.name_en().to_string(),
                 asked_case: match ctx.query {
-                    Some(Query::CaseProgress(id)) => id.to_string(),
+                    Some(Query::CaseProgress(id)) => id.number(),
                     _ => String::new(),
                 },
                 status_zh: progress
@@ -185,7 +185,7 @@ impl AckRenderer {
         let Some(inputs) = m.render.as_deref().filter(|_| m.status == "queued") else {
             return;
         };
-        if let Ok(r) = self.render_queued(m.id, m.channel, inputs) {
+        if let Ok(r) = self.render_queued(m.id.get(), m.channel, inputs) {
             m.body = r.text;
             m.subject = r.subject;
             m.encoding = Some(r.encoding.to_string());
@@ -216,7 +216,7 @@ impl AckRenderer {
                 let text = crate::outbound::segment::fit(&text, self.sms_part_cap);
                 let seg = segment(&text);
                 Ok(crate::store::Rendered {
-                    message_id,
+                    message_id: crate::domain::MessageId(message_id),
                     text,
                     subject: None,
                     html: None,
@@ -235,7 +235,7 @@ impl AckRenderer {
                     )
                     .map_err(|e| format!("ack email templates failed: {e}"))?;
                 Ok(crate::store::Rendered {
-                    message_id,
+                    message_id: crate::domain::MessageId(message_id),
                     text,
                     subject: Some(subject),
                     html: Some(html),
@@ -320,13 +320,13 @@ pub fn email_domain(from: &str) -> String {
 }
 
 /// Our outbound message id from a Message-ID we generated (`sb-42@domain`).
-pub fn our_message_id(id: &str, domain: &str) -> Option<i64> {
+pub fn our_message_id(id: &str, domain: &str) -> Option<MessageId> {
     let id = id.trim().trim_start_matches('<').trim_end_matches('>');
     let (local, d) = id.rsplit_once('@')?;
     if !d.eq_ignore_ascii_case(domain) {
         return None;
     }
-    local.strip_prefix("sb-")?.parse().ok()
+    local.strip_prefix("sb-")?.parse().ok().map(MessageId)
 }
 
 fn status_zh(s: crate::domain::CaseStatus) -> &'static str {
@@ -411,8 +411,8 @@ const MAX_EMAIL_REPLY_CHARS: usize = 100_000;
 /// Why an agent reply was not queued.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplyError {
-    #[error("case {0} does not exist")]
-    NoCase(i64),
+    #[error("case {} does not exist", .0.get())]
+    NoCase(CaseId),
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -517,7 +517,7 @@ impl AckRenderer {
                     .email_parts(
                         "reply_subject",
                         lang,
-                        &crate::domain::CaseId(case.id).to_string(),
+                        &case.id.number(),
                         case.subject.as_deref().unwrap_or_default(),
                         text,
                     )
@@ -651,7 +651,12 @@ impl Intake {
     ///
     /// # Errors
     /// No such case, an empty or oversize text, the channel's sending disabled, the store.
-    pub async fn reply(&self, case_id: i64, text: &str, by: &str) -> Result<i64, ReplyError> {
+    pub async fn reply(
+        &self,
+        case_id: CaseId,
+        text: &str,
+        by: &str,
+    ) -> Result<MessageId, ReplyError> {
         Ok(self.reply_on(case_id, text, by).await?.0)
     }
 
@@ -662,10 +667,10 @@ impl Intake {
     /// As [`Intake::reply`].
     pub async fn reply_on(
         &self,
-        case_id: i64,
+        case_id: CaseId,
         text: &str,
         by: &str,
-    ) -> Result<(i64, i64), ReplyError> {
+    ) -> Result<(MessageId, CaseId), ReplyError> {
         let mut case = self
             .store
             .case(case_id)
@@ -724,7 +729,7 @@ impl Intake {
         } else {
             classifier.intent_of(body_for_rules)
         };
-        let thread_message_ids: Vec<i64> = msg
+        let thread_message_ids: Vec<MessageId> = msg
             .email
             .as_ref()
             .map(|e| {
@@ -855,7 +860,9 @@ impl Intake {
             received_at: self.clock.now_ms(),
         };
         match self.store.store_part(&np).await? {
-            crate::store::PartOutcome::Duplicate => Ok(IntakeOutcome::Duplicate { message_id: 0 }),
+            crate::store::PartOutcome::Duplicate => Ok(IntakeOutcome::Duplicate {
+                message_id: MessageId(0),
+            }),
             crate::store::PartOutcome::Stored { part_id, group } => {
                 if group.len() as i64 >= np.total {
                     return self.join_parts(group).await;
@@ -874,7 +881,9 @@ impl Intake {
     /// derived from its first part, so a crash between the two steps repeats nothing.
     async fn join_parts(&self, group: Vec<crate::store::StoredPart>) -> StoreResult<IntakeOutcome> {
         let Some(first) = group.first().cloned() else {
-            return Ok(IntakeOutcome::Duplicate { message_id: 0 });
+            return Ok(IntakeOutcome::Duplicate {
+                message_id: MessageId(0),
+            });
         };
         let mut text = String::new();
         let mut raw = Vec::new();
@@ -1178,7 +1187,7 @@ mod tests {
                     assert!(d.text.is_empty() && d.html.is_none() && d.subject.is_none());
                     let inputs = d.render.as_deref().expect("inputs");
                     let out = r.render_queued(7, channel, inputs).unwrap();
-                    assert_eq!(out.message_id, 7);
+                    assert_eq!(out.message_id, crate::domain::MessageId(7));
                     assert!(
                         !out.text.is_empty() && !out.text.contains("{{"),
                         "{}",
@@ -1209,9 +1218,12 @@ mod tests {
     fn our_message_ids_are_recognised_only_for_our_domain() {
         assert_eq!(
             super::our_message_id("<sb-42@gw.test>", "gw.test"),
-            Some(42)
+            Some(MessageId(42))
         );
-        assert_eq!(super::our_message_id("sb-42@GW.test", "gw.test"), Some(42));
+        assert_eq!(
+            super::our_message_id("sb-42@GW.test", "gw.test"),
+            Some(MessageId(42))
+        );
         assert_eq!(super::our_message_id("sb-42@other.test", "gw.test"), None);
         assert_eq!(super::our_message_id("abc@gw.test", "gw.test"), None);
         assert_eq!(super::email_domain("Service <service@gw.test>"), "gw.test");

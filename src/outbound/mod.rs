@@ -13,7 +13,7 @@ pub mod sms;
 pub mod smtp_pool;
 
 use crate::clock::Clock;
-use crate::domain::{Channel, MessageKind};
+use crate::domain::{Channel, MessageId, MessageKind};
 use crate::store::{OutboxItem, Store};
 use retry::{Backoff, SendResult};
 use std::sync::Arc;
@@ -160,7 +160,7 @@ pub struct Worker {
     pub metrics: Arc<crate::http::Metrics>,
     /// Sends whose result is not yet recorded (the database failed): never claimed again by
     /// this worker while their result is being retried.
-    pub unrecorded: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+    pub unrecorded: Arc<std::sync::Mutex<std::collections::HashSet<MessageId>>>,
 }
 
 impl Worker {
@@ -196,7 +196,7 @@ impl Worker {
                     }
                     // An opt-out that came while a commercial message waited (or was being
                     // retried) wins over the send.
-                    let commercial: Vec<i64> = v
+                    let commercial: Vec<MessageId> = v
                         .iter()
                         .filter(|i| i.kind.is_commercial())
                         .map(|i| i.message_id)
@@ -214,7 +214,7 @@ impl Worker {
                         }
                     }
                     if let Some(q) = &cfg.quiet {
-                        let mut held: std::collections::BTreeMap<i64, Vec<i64>> =
+                        let mut held: std::collections::BTreeMap<i64, Vec<MessageId>> =
                             Default::default();
                         v.retain(|i| match q.hold_until(i.kind, now) {
                             Some(t) => {
@@ -281,7 +281,7 @@ impl Worker {
                 });
             }
             if !pending.is_empty() {
-                let ids: Vec<i64> = pending.iter().map(|i| i.message_id).collect();
+                let ids: Vec<MessageId> = pending.iter().map(|i| i.message_id).collect();
                 if let Err(e) = this.store.release_leases(&ids).await {
                     tracing::warn!(error = %e, "releasing leases failed; they expire by themselves");
                 }
@@ -297,7 +297,7 @@ impl Worker {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(message_id = item.message_id, to = %crate::domain::mask(&item.to), driver = self.sender.name()))]
+    #[tracing::instrument(skip_all, fields(message_id = item.message_id.get(), to = %crate::domain::mask(&item.to), driver = self.sender.name()))]
     async fn send_one(&self, mut item: OutboxItem) {
         let expired = item.not_after.is_some_and(|t| t <= self.clock.now_ms());
         // An ack queued with its inputs is rendered now, off the intake transaction; its text
@@ -306,7 +306,7 @@ impl Worker {
         let mut unrenderable = None;
         if let Some(inputs) = item.render.take() {
             let r = match &self.config.acks {
-                Some(acks) => acks.render_queued(item.message_id, item.channel, &inputs),
+                Some(acks) => acks.render_queued(item.message_id.get(), item.channel, &inputs),
                 None => Err("no ack renderer on this worker".to_string()),
             };
             match r {

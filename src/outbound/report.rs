@@ -34,7 +34,7 @@ pub trait DeliveryTx {
 /// The engine's.
 pub async fn apply<T: DeliveryTx>(tx: &mut T, dlr: &DlrUpdate) -> StoreResult<Option<i64>> {
     let found = match (dlr.message_id, &dlr.provider_id) {
-        (Some(id), _) => tx.outbound_by_id(id).await?,
+        (Some(id), _) => tx.outbound_by_id(id.get()).await?,
         (None, Some(pid)) => tx.outbound_by_provider_id(pid).await?,
         (None, None) => None,
     };
@@ -131,7 +131,7 @@ mod tests {
 
     fn report(status: DeliveryStatus) -> DlrUpdate {
         DlrUpdate {
-            message_id: Some(7),
+            message_id: Some(crate::domain::MessageId(7)),
             provider_id: None,
             status,
             detail: String::new(),

@@ -20,7 +20,12 @@ pub fn client(timeout: Duration) -> reqwest::Client {
 }
 
 /// The `dlr-url` a bridge calls back, carrying our message id.
-pub fn dlr_url(settings: &Settings, route: &str, message_id: i64, extra: &str) -> String {
+pub fn dlr_url(
+    settings: &Settings,
+    route: &str,
+    message_id: crate::domain::MessageId,
+    extra: &str,
+) -> String {
     let base = settings.server.public_url.trim_end_matches('/');
     let token = settings
         .inbound

@@ -83,7 +83,7 @@ impl Notices {
         let contacts = sla.contacts(tier, sla.city_of(&c.customer));
         if contacts.is_empty() {
             tracing::warn!(
-                case_id = c.case_id,
+                case_id = c.case_id.get(),
                 tier = tier.get(),
                 step = step.map(Step::as_str).unwrap_or("escalated_by_hand"),
                 "no SLA contact configured for this tier; nobody is told"
@@ -106,7 +106,7 @@ impl Notices {
         let values = minijinja::context! {
             service_name => self.service_name,
             service_name_en => self.service_name_en,
-            case_no => crate::domain::CaseId(c.case_id).to_string(),
+            case_no => c.case_id.number(),
             category => category.as_str(),
             category_zh => category.zh(),
             tier => tier,
@@ -189,7 +189,7 @@ impl Notices {
         let values = minijinja::context! {
             service_name => self.service_name,
             service_name_en => self.service_name_en,
-            case_no => crate::domain::CaseId(v.case_id).to_string(),
+            case_no => crate::domain::CaseId(v.case_id).number(),
         };
         let text = match self.templates.render("return_visit", lang, values.clone()) {
             Ok(t) => t,
@@ -433,7 +433,7 @@ impl Scheduler {
         let category = c.category;
         let policy = self.sla.policy(category, &c.customer);
         let mut apply = SlaApply {
-            case_id: c.case_id,
+            case_id: c.case_id.get(),
             step: c.step.clone(),
             fired_before: c.fired,
             due_before: c.due_at,
@@ -453,7 +453,7 @@ impl Scheduler {
             return apply;
         };
         let case = CaseNow {
-            id: c.case_id,
+            id: c.case_id.get(),
             category,
             status: c.status,
             tier: c.tier,

@@ -10,50 +10,58 @@ pub trait CampaignStore: Send + Sync {
     /// false while another instance holds it.
     async fn lease_campaign(
         &self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         owner: &str,
         now_ms: i64,
         until_ms: i64,
     ) -> StoreResult<bool>;
     /// A new campaign (status `draft`); its id.
-    async fn create_campaign(&self, c: &NewCampaign) -> StoreResult<i64>;
-    async fn campaign(&self, id: i64) -> StoreResult<Option<CampaignRecord>>;
+    async fn create_campaign(&self, c: &NewCampaign) -> StoreResult<CampaignId>;
+    async fn campaign(&self, id: CampaignId) -> StoreResult<Option<CampaignRecord>>;
     async fn campaigns(&self, limit: i64) -> StoreResult<Vec<CampaignRecord>>;
     /// Stores recipients (a duplicate of one already in the campaign is skipped); how many
     /// were new.
     async fn add_recipients(
         &self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         rows: &[crate::campaigns::import::NewRecipient],
     ) -> StoreResult<u64>;
     /// Takes (`renew` false: only a draft or paused campaign with no import running) or
     /// renews the campaign's import hold until `until_ms`; false when not taken.
     async fn hold_import(
         &self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         until_ms: i64,
         now_ms: i64,
         renew: bool,
     ) -> StoreResult<bool>;
-    async fn end_import(&self, campaign_id: i64) -> StoreResult<()>;
+    async fn end_import(&self, campaign_id: CampaignId) -> StoreResult<()>;
     /// An import that failed half-way taken back: its recipients (line numbers after
     /// `after_seq`) not yet dispatched are removed; how many.
-    async fn remove_recipients_after(&self, campaign_id: i64, after_seq: i64) -> StoreResult<u64>;
+    async fn remove_recipients_after(
+        &self,
+        campaign_id: CampaignId,
+        after_seq: i64,
+    ) -> StoreResult<u64>;
     /// The highest recipient line number so far (0: none); a later import numbers after it.
-    async fn max_recipient_seq(&self, campaign_id: i64) -> StoreResult<i64>;
+    async fn max_recipient_seq(&self, campaign_id: CampaignId) -> StoreResult<i64>;
     /// Messages among these (commercial, claimed) whose address opted out since they were
     /// queued: withdrawn (status `suppressed`, outbox row gone, recipient `opted_out`).
-    async fn withdraw_opted_out(&self, message_ids: &[i64], now_ms: i64) -> StoreResult<Vec<i64>>;
+    async fn withdraw_opted_out(
+        &self,
+        message_ids: &[MessageId],
+        now_ms: i64,
+    ) -> StoreResult<Vec<MessageId>>;
     /// (state, reason, message status, count) of a campaign's recipients.
     async fn campaign_counts(
         &self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
     ) -> StoreResult<Vec<(String, Option<String>, Option<String>, i64)>>;
     /// A campaign's status change (`campaigns::status_change`); `None` when it was in none
     /// of `change.from` (or an import holds it).
     async fn set_campaign_status(
         &self,
-        id: i64,
+        id: CampaignId,
         change: &crate::campaigns::StatusChange<'_>,
         note: Option<&str>,
         now_ms: i64,
@@ -70,15 +78,15 @@ pub trait CampaignStore: Send + Sync {
         valid_until: Option<i64>,
         next: Option<i64>,
         now_ms: i64,
-    ) -> StoreResult<Option<i64>>;
+    ) -> StoreResult<Option<CampaignId>>;
     /// Sets a recurring campaign's next occurrence (start, resume).
-    async fn set_next_run(&self, id: i64, next: Option<i64>) -> StoreResult<()>;
+    async fn set_next_run(&self, id: CampaignId, next: Option<i64>) -> StoreResult<()>;
     /// Running campaigns whose start has come.
     async fn running_campaigns(&self, now_ms: i64) -> StoreResult<Vec<CampaignRecord>>;
     /// The next pending recipients of a campaign, by line (after `after_seq`).
     async fn pending_recipients(
         &self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         after_seq: i64,
         limit: i64,
     ) -> StoreResult<Vec<RecipientRow>>;
@@ -102,11 +110,19 @@ pub trait CampaignStore: Send + Sync {
         &self,
         channel: Channel,
         address: &str,
-        message_id: Option<i64>,
+        message_id: Option<MessageId>,
         now_ms: i64,
     ) -> StoreResult<()>;
     /// The message a campaign queued to an address.
-    async fn campaign_message(&self, campaign_id: i64, address: &str) -> StoreResult<Option<i64>>;
+    async fn campaign_message(
+        &self,
+        campaign_id: CampaignId,
+        address: &str,
+    ) -> StoreResult<Option<MessageId>>;
     /// A campaign's sends finished since `since_ms`: (tried, failed).
-    async fn campaign_outcomes(&self, campaign_id: i64, since_ms: i64) -> StoreResult<(i64, i64)>;
+    async fn campaign_outcomes(
+        &self,
+        campaign_id: CampaignId,
+        since_ms: i64,
+    ) -> StoreResult<(i64, i64)>;
 }

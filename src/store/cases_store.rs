@@ -6,10 +6,10 @@ use async_trait::async_trait;
 /// Cases: reads, the work queue, agents' actions and category corrections.
 #[async_trait]
 pub trait CaseStore: Send + Sync {
-    async fn case(&self, id: i64) -> StoreResult<Option<CaseRecord>>;
-    async fn case_messages(&self, case_id: i64) -> StoreResult<Vec<MessageRecord>>;
+    async fn case(&self, id: CaseId) -> StoreResult<Option<CaseRecord>>;
+    async fn case_messages(&self, case_id: CaseId) -> StoreResult<Vec<MessageRecord>>;
     /// A case's history, oldest first.
-    async fn case_events(&self, case_id: i64) -> StoreResult<Vec<CaseEvent>>;
+    async fn case_events(&self, case_id: CaseId) -> StoreResult<Vec<CaseEvent>>;
     /// Cases in `statuses` (all when empty), the most urgent first (earliest resolve deadline).
     async fn cases(
         &self,
@@ -29,13 +29,17 @@ pub trait CaseStore: Send + Sync {
     /// An open case resolved (with its code, and its return visit scheduled), in one
     /// transaction. `Err(Rejected)`-free: `None` when no case; a case not active (closed) is
     /// returned unchanged.
-    async fn resolve_case(&self, case_id: i64, r: &Resolve<'_>) -> StoreResult<Option<CaseRecord>>;
+    async fn resolve_case(
+        &self,
+        case_id: CaseId,
+        r: &Resolve<'_>,
+    ) -> StoreResult<Option<CaseRecord>>;
     /// A new case opened about a closed one (an agent replies to a closed case): same customer,
     /// channel, category, language and subject, tier 1, `linked_case_id` the old one, its clock
     /// set to `next`; a `linked` event on both. `None`: no such case.
     async fn open_linked_case(
         &self,
-        old_id: i64,
+        old_id: CaseId,
         deadlines: (i64, i64),
         next: Option<(crate::sla::Step, i64)>,
         by: &str,
@@ -52,7 +56,7 @@ pub trait CaseStore: Send + Sync {
     /// acknowledged case with this id.
     async fn log_contact(
         &self,
-        case_id: i64,
+        case_id: CaseId,
         channel: &str,
         note: &str,
         by: &str,

@@ -20,7 +20,7 @@ pub trait IntakeStore: Send + Sync {
     ) -> StoreResult<Vec<String>>;
     /// Marks parts as joined into a message; forgets done parts older than `purge_before`.
     async fn close_parts(&self, ids: &[i64], purge_before: i64) -> StoreResult<()>;
-    async fn message(&self, id: i64) -> StoreResult<Option<MessageRecord>>;
+    async fn message(&self, id: MessageId) -> StoreResult<Option<MessageRecord>>;
     /// Messages in one direction, newest first, for the API and tests.
     async fn recent_messages(&self, direction: &str, limit: i64)
     -> StoreResult<Vec<MessageRecord>>;

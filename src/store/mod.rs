@@ -31,7 +31,10 @@ mod sqlite;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::domain::{CaseId, Category, Channel, EmailAddress, Intent, Lang, MessageKind, Query};
+use crate::domain::{
+    CampaignId, CaseId, Category, Channel, EmailAddress, Intent, Lang, MessageId, MessageKind,
+    Query,
+};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -121,7 +124,7 @@ pub struct EmailMeta {
     /// Message-IDs from In-Reply-To and References (without <>).
     pub refs: Vec<String>,
     /// A case number found in the subject.
-    pub case_ref: Option<i64>,
+    pub case_ref: Option<CaseId>,
     /// Why no automatic reply may be sent (RFC 3834: auto-submitted, list, bulk, bounce...).
     pub automated: Option<&'static str>,
 }
@@ -147,9 +150,9 @@ pub struct IntakeRequest {
     /// Service levels: a new case's deadlines and clock come from its category's policy.
     pub sla: Arc<crate::sla::SlaSettings>,
     /// Our outbound message ids this message refers to (email threading: `<sb-42@domain>`).
-    pub thread_message_ids: Vec<i64>,
+    pub thread_message_ids: Vec<MessageId>,
     /// A case number the customer quoted (email subject).
-    pub case_ref: Option<i64>,
+    pub case_ref: Option<CaseId>,
     /// (limit, window ms), email only: no ack when the sender already got `limit` email acks in
     /// the window.
     pub ack_limit: Option<(i64, i64)>,
@@ -235,13 +238,13 @@ pub trait AckBuilder: Send + Sync {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum IntakeOutcome {
     Duplicate {
-        message_id: i64,
+        message_id: MessageId,
     },
     Stored {
-        message_id: i64,
-        case_id: Option<i64>,
+        message_id: MessageId,
+        case_id: Option<CaseId>,
         new_case: bool,
-        ack_message_id: Option<i64>,
+        ack_message_id: Option<MessageId>,
     },
     /// One part of a concatenated SMS kept until the rest arrives.
     Part {
@@ -254,7 +257,7 @@ pub enum IntakeOutcome {
 /// A claimed send, leased to one worker until `lease_until`.
 #[derive(Debug, Clone)]
 pub struct OutboxItem {
-    pub message_id: i64,
+    pub message_id: MessageId,
     pub channel: Channel,
     pub from: String,
     pub to: String,
@@ -284,7 +287,7 @@ pub(crate) struct ClaimQuery {
 
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct OutboxRow {
-    pub message_id: i64,
+    pub message_id: MessageId,
     pub attempts: i64,
     pub from_addr: String,
     pub to_addr: String,
@@ -321,20 +324,20 @@ impl OutboxRow {
 pub enum SendUpdate {
     /// Sent: status `sent`, outbox row gone.
     Complete {
-        message_id: i64,
+        message_id: MessageId,
         provider_id: Option<String>,
         now_ms: i64,
     },
     /// Try again at `next_at_ms`.
     Retry {
-        message_id: i64,
+        message_id: MessageId,
         next_at_ms: i64,
         error: String,
         now_ms: i64,
     },
     /// Given up: status `failed`, outbox row gone.
     Fail {
-        message_id: i64,
+        message_id: MessageId,
         error: String,
         now_ms: i64,
     },
@@ -343,7 +346,7 @@ pub enum SendUpdate {
 /// A queued ack as its send rendered it (`sql::SET_RENDERED`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
-    pub message_id: i64,
+    pub message_id: MessageId,
     pub text: String,
     pub subject: Option<String>,
     pub html: Option<String>,
@@ -420,7 +423,7 @@ pub enum PartOutcome {
 #[derive(Debug, Clone)]
 pub struct DlrUpdate {
     /// Our message id when the report carries it (we put it in the dlr-url).
-    pub message_id: Option<i64>,
+    pub message_id: Option<MessageId>,
     /// The bridge's id (Jasmin's message uuid) as fallback.
     pub provider_id: Option<String>,
     pub status: DeliveryStatus,
@@ -430,7 +433,7 @@ pub struct DlrUpdate {
 
 #[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow)]
 pub struct MessageRecord {
-    pub id: i64,
+    pub id: MessageId,
     pub direction: crate::domain::Direction,
     pub channel: crate::domain::Channel,
     pub dialect: String,
@@ -442,7 +445,7 @@ pub struct MessageRecord {
     pub category: Option<String>,
     pub intent: Option<String>,
     pub rules_version: Option<String>,
-    pub case_id: Option<i64>,
+    pub case_id: Option<CaseId>,
     pub kind: Option<MessageKind>,
     pub status: String,
     pub encoding: Option<String>,
@@ -488,7 +491,7 @@ pub struct CaseEvent {
 /// A case clock claimed by the SLA scheduler, with the case as it is now.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DueClock {
-    pub case_id: i64,
+    pub case_id: CaseId,
     pub step: String,
     pub due_at: i64,
     /// Steps taken (`crate::sla::Step::bit`).
@@ -529,7 +532,7 @@ pub struct SlaApply {
 
 #[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow)]
 pub struct CaseRecord {
-    pub id: i64,
+    pub id: CaseId,
     pub channel: crate::domain::Channel,
     pub customer: String,
     pub category: crate::domain::Category,
@@ -553,7 +556,7 @@ pub struct CaseRecord {
     /// From the number's prefix when it opened (`sla.city_prefixes`).
     pub city: Option<String>,
     /// The closed case the customer wrote about when this one opened.
-    pub linked_case_id: Option<i64>,
+    pub linked_case_id: Option<CaseId>,
     /// When its SLA clock counts from, if not from its opening: a reopening after the
     /// resolution deadline (a new round).
     pub sla_base_at: Option<i64>,
@@ -595,13 +598,13 @@ pub struct NewCampaign {
 
 #[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow)]
 pub struct CampaignRecord {
-    pub id: i64,
+    pub id: CampaignId,
     pub name: String,
     pub kind: String,
     pub channel: String,
     pub template: String,
     pub subject: Option<String>,
-    pub status: String,
+    pub status: crate::domain::CampaignStatus,
     pub start_at: i64,
     pub valid_until: Option<i64>,
     pub rate_per_sec: f64,
@@ -611,7 +614,7 @@ pub struct CampaignRecord {
     pub updated_at: i64,
     pub note: Option<String>,
     pub cron: Option<String>,
-    pub parent_id: Option<i64>,
+    pub parent_id: Option<CampaignId>,
     pub next_run_at: Option<i64>,
 }
 
@@ -779,7 +782,7 @@ pub struct RuleVersionSummary {
 /// A stored inbound message as the classifier saw it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct StoredText {
-    pub id: i64,
+    pub id: MessageId,
     pub subject: Option<String>,
     pub body: String,
     pub category: Option<String>,

@@ -37,7 +37,7 @@ pub trait OutboxStore: Send + Sync {
     async fn record_send(&self, update: SendUpdate, rendered: Option<Rendered>) -> StoreResult<()>;
     async fn complete_send(
         &self,
-        message_id: i64,
+        message_id: MessageId,
         provider_id: Option<&str>,
         now_ms: i64,
     ) -> StoreResult<()> {
@@ -53,7 +53,7 @@ pub trait OutboxStore: Send + Sync {
     }
     async fn retry_send(
         &self,
-        message_id: i64,
+        message_id: MessageId,
         next_at_ms: i64,
         error: &str,
         now_ms: i64,
@@ -69,7 +69,7 @@ pub trait OutboxStore: Send + Sync {
         )
         .await
     }
-    async fn fail_send(&self, message_id: i64, error: &str, now_ms: i64) -> StoreResult<()> {
+    async fn fail_send(&self, message_id: MessageId, error: &str, now_ms: i64) -> StoreResult<()> {
         self.record_send(
             SendUpdate::Fail {
                 message_id,
@@ -81,25 +81,25 @@ pub trait OutboxStore: Send + Sync {
         .await
     }
     /// Returns leased sends to the queue (shutdown).
-    async fn release_leases(&self, message_ids: &[i64]) -> StoreResult<()>;
+    async fn release_leases(&self, message_ids: &[MessageId]) -> StoreResult<()>;
     /// Puts claimed sends back until `not_before` (quiet hours), attempts unchanged.
-    async fn defer_sends(&self, message_ids: &[i64], not_before: i64) -> StoreResult<()>;
+    async fn defer_sends(&self, message_ids: &[MessageId], not_before: i64) -> StoreResult<()>;
     /// Records a delivery report; returns the message it applied to, if any.
-    async fn apply_dlr(&self, dlr: &DlrUpdate) -> StoreResult<Option<i64>>;
+    async fn apply_dlr(&self, dlr: &DlrUpdate) -> StoreResult<Option<MessageId>>;
     /// Queues outbound messages (each in the lane of its kind) in one transaction.
     async fn queue_outbound_bulk(
         &self,
         drafts: &[OutboundDraft],
         now_ms: i64,
-    ) -> StoreResult<Vec<i64>>;
+    ) -> StoreResult<Vec<MessageId>>;
     /// Queues an agent's reply on a case in one transaction: the outbound message, its outbox
     /// row, a `reply` case event naming `by`, and the case's first answer (`acked_at`, status
     /// `acknowledged` when it was `open`). `None` when the case does not exist.
     async fn queue_reply(
         &self,
-        case_id: i64,
+        case_id: CaseId,
         draft: &OutboundDraft,
         by: &str,
         now_ms: i64,
-    ) -> StoreResult<Option<i64>>;
+    ) -> StoreResult<Option<MessageId>>;
 }

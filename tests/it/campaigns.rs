@@ -403,7 +403,10 @@ async fn bad_campaigns_and_files_are_refused_with_the_reason() {
         v["error"]["message"].as_str().unwrap().contains("import"),
         "{v}"
     );
-    app.store().end_import(id).await.unwrap();
+    app.store()
+        .end_import(switchboard::domain::CampaignId(id))
+        .await
+        .unwrap();
     // Start without recipients: 409. GBK file with a bad row: imported, the row reported.
     assert_eq!(
         app.api(
@@ -449,7 +452,10 @@ async fn bad_campaigns_and_files_are_refused_with_the_reason() {
         v["error"]["message"].as_str().unwrap().contains("import"),
         "{v}"
     );
-    app.store().end_import(id).await.unwrap();
+    app.store()
+        .end_import(switchboard::domain::CampaignId(id))
+        .await
+        .unwrap();
     // Lifecycle: start, pause, resume, cancel; resume of a running one is 409.
     for (a, st) in [
         ("start", 200),
@@ -542,7 +548,12 @@ async fn hold_import_elsewhere(app: &common::TestApp, id: i64) {
     let now = switchboard::clock::Clock::now_ms(&switchboard::clock::SystemClock);
     assert!(
         app.store()
-            .hold_import(id, now + 60_000, now, false)
+            .hold_import(
+                switchboard::domain::CampaignId(id),
+                now + 60_000,
+                now,
+                false
+            )
             .await
             .unwrap()
     );
@@ -731,8 +742,16 @@ async fn a_monthly_reminder_runs_once_per_occurrence() {
         "once per occurrence"
     );
     let all = app.store().campaigns(10).await.unwrap();
-    assert_eq!(all.iter().filter(|c| c.parent_id == Some(id)).count(), 1);
-    let parent = all.iter().find(|c| c.id == id).unwrap();
+    assert_eq!(
+        all.iter()
+            .filter(|c| c.parent_id == Some(switchboard::domain::CampaignId(id)))
+            .count(),
+        1
+    );
+    let parent = all
+        .iter()
+        .find(|c| c.id == switchboard::domain::CampaignId(id))
+        .unwrap();
     let feb = at(2027, 2, 1, 9);
     assert_eq!(parent.next_run_at, Some(feb));
     clock.set_ms(feb);

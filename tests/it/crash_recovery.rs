@@ -94,7 +94,7 @@ async fn sigkill_under_load_loses_nothing_answered_2xx_and_acks_go_out_once() {
             .collect();
         assert_eq!(acks.len(), 1, "{id}: exactly one ack queued");
         assert_eq!(acks[0].status, "queued");
-        ack_ids.insert(acks[0].id);
+        ack_ids.insert(acks[0].id.get());
     }
     let counts = store.counts().await.unwrap();
     assert_eq!(

@@ -819,7 +819,7 @@ async fn smtp_sink_receives_the_ack_with_threading_headers_and_both_parts() {
         case.subject.as_deref().is_some_and(|s| s.contains("投诉")),
         "{case:?}"
     );
-    let case_no = format!("SB{case_id:08}");
+    let case_no = format!("SB{:08}", case_id.get());
     let out = wait_outbound(
         &store,
         "zhangsan@example.cn",
@@ -1243,7 +1243,7 @@ async fn an_agent_reply_on_an_email_case_is_threaded_and_not_auto_submitted() {
     let case_id = store.recent_messages("in", 1).await.unwrap()[0]
         .case_id
         .expect("a case");
-    let case_no = format!("SB{case_id:08}");
+    let case_no = format!("SB{:08}", case_id.get());
     // The customer answers our ack: same case, second Message-ID in the thread, and an
     // envelope sender that differs from From, so our answers go to that return path.
     let return_path = "wang+bounces@example.com";
@@ -1266,7 +1266,11 @@ async fn an_agent_reply_on_an_email_case_is_threaded_and_not_auto_submitted() {
     let text = "Hello, an engineer will visit tomorrow between 9 and 12.";
     let r = app
         .client
-        .post(format!("{}/api/v1/cases/{case_id}/replies", app.base))
+        .post(format!(
+            "{}/api/v1/cases/{}/replies",
+            app.base,
+            case_id.get()
+        ))
         .bearer_auth(&agent)
         .json(&serde_json::json!({ "text": text }))
         .send()
@@ -1310,7 +1314,7 @@ async fn an_agent_reply_on_an_email_case_is_threaded_and_not_auto_submitted() {
         return_path,
         Duration::from_secs(10),
         "reply sent",
-        |o| o.id == reply_id && o.status == "sent",
+        |o| o.id.get() == reply_id && o.status == "sent",
     )
     .await;
     assert_eq!(

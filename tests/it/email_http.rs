@@ -31,7 +31,7 @@ async fn a_gbk_complaint_opens_a_case_and_a_reply_to_our_ack_joins_it() {
         ack.subject
             .as_deref()
             .unwrap()
-            .contains(&format!("SB{case:08}"))
+            .contains(&format!("SB{:08}", case.get()))
     );
     // The customer answers our ack days later, from the same thread.
     let reply = format!(
@@ -43,7 +43,7 @@ async fn a_gbk_complaint_opens_a_case_and_a_reply_to_our_ack_joins_it() {
     );
     let (st, v) = app.email(reply.into_bytes()).await;
     assert_eq!(st, 200, "{v}");
-    assert_eq!(v["case"], format!("SB{case:08}"));
+    assert_eq!(v["case"], format!("SB{:08}", case.get()));
     assert_eq!(v["new_case"], false);
     // A resend of the same Message-ID is a duplicate.
     let (_, v) = app.email(fixture("gbk_complaint.eml")).await;

@@ -46,7 +46,11 @@ async fn kannel_get_utf8_stores_classifies_opens_case_and_queues_chinese_ack() {
     let acks = app.recent_out(10).await;
     assert_eq!(acks.len(), 1);
     let a = &acks[0];
-    assert!(a.body.contains(&format!("SB{:08}", case.id)), "{}", a.body);
+    assert!(
+        a.body.contains(&format!("SB{:08}", case.id.get())),
+        "{}",
+        a.body
+    );
     assert!(
         a.body.contains("投诉") && a.body.starts_with('【'),
         "{}",
@@ -449,7 +453,7 @@ async fn self_service_and_survey_answers_get_their_own_replies_and_no_case() {
         app.get(&send(
             "q2",
             "13800138030",
-            &format!("查询工单SB{case:08}进度")
+            &format!("查询工单SB{:08}进度", case.get())
         ))
         .await
         .0,
@@ -457,14 +461,18 @@ async fn self_service_and_survey_answers_get_their_own_replies_and_no_case() {
     );
     let r = last_out().await;
     assert!(
-        r.body.contains(&format!("SB{case:08}")) && r.body.contains("当前状态"),
+        r.body.contains(&format!("SB{:08}", case.get())) && r.body.contains("当前状态"),
         "{}",
         r.body
     );
     assert_eq!(
-        app.get(&send("q3", "13800138031", &format!("SB{case:08} progress")))
-            .await
-            .0,
+        app.get(&send(
+            "q3",
+            "13800138031",
+            &format!("SB{:08} progress", case.get())
+        ))
+        .await
+        .0,
         200
     );
     let r = last_out().await;
@@ -485,7 +493,7 @@ async fn self_service_and_survey_answers_get_their_own_replies_and_no_case() {
             switchboard::domain::Channel::Sms,
             "+8613800138033",
             "revisit",
-            Some(case),
+            Some(case.get()),
             0,
             i64::MAX / 2,
         )

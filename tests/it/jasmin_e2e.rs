@@ -155,7 +155,7 @@ async fn jasmin_ucs2_and_gsm7_mos_each_open_a_case_and_their_acks_reach_the_smsc
         "a receipt is requested"
     );
     let zh_text = jasmin::join_submits(zh_ack);
-    let zh_case = format!("SB{:08}", zh.case_id.unwrap());
+    let zh_case = format!("SB{:08}", zh.case_id.unwrap().get());
     assert!(
         zh_text.contains(&zh_case) && zh_text.contains("投诉已受理"),
         "{zh_text}"
@@ -163,7 +163,7 @@ async fn jasmin_ucs2_and_gsm7_mos_each_open_a_case_and_their_acks_reach_the_smsc
     let en_ack = ack_to(&msgs, EN_CUSTOMER);
     assert_eq!(en_ack[0].data_coding, 0, "English ack is GSM 7-bit");
     let en_text = jasmin::join_submits(en_ack);
-    let en_case = format!("SB{:08}", en.case_id.unwrap());
+    let en_case = format!("SB{:08}", en.case_id.unwrap().get());
     assert!(
         en_text.contains(&format!("case {en_case}")) && en_text.contains("fault"),
         "{en_text}"

@@ -98,7 +98,7 @@ async fn run_end_to_end(mo_recode: bool) {
         .expect("ack to the Chinese customer");
     assert_eq!(zh_mt.from, "10000");
     assert_eq!(zh_mt.kind, "ucs-2");
-    let zh_case = format!("SB{:08}", zh_in.case_id.unwrap());
+    let zh_case = format!("SB{:08}", zh_in.case_id.unwrap().get());
     assert!(
         zh_mt.text.contains(&zh_case) && zh_mt.text.contains("投诉已受理"),
         "{}",
@@ -109,7 +109,7 @@ async fn run_end_to_end(mo_recode: bool) {
         .find(|m| m.to == "8613900139000")
         .expect("ack to the English customer");
     assert_eq!(en_mt.kind, "text");
-    let en_case = format!("SB{:08}", en_in.case_id.unwrap());
+    let en_case = format!("SB{:08}", en_in.case_id.unwrap().get());
     assert!(
         en_mt.text.contains(&format!("case {en_case}")) && en_mt.text.contains("fault"),
         "{}",

@@ -382,7 +382,7 @@ async fn an_agent_reply_on_an_sms_case_goes_out_through_the_bridge() {
         .case_id
         .expect("a case");
     let agent = app.token("agent").await;
-    let path = format!("/api/v1/cases/{case_id}/replies");
+    let path = format!("/api/v1/cases/{}/replies", case_id.get());
     let text = "您好，维修师傅今天下午三点上门，请保持电话畅通。";
     let (status, body) = app
         .api_with(
@@ -402,7 +402,12 @@ async fn an_agent_reply_on_an_sms_case_goes_out_through_the_bridge() {
     assert_eq!(sent, text);
     assert_eq!(reqs[1].param("from").as_deref(), Some("10001"));
     assert_eq!(reqs[1].param("to").as_deref(), Some("8613800138000"));
-    let rec = app.store().message(reply_id).await.unwrap().unwrap();
+    let rec = app
+        .store()
+        .message(switchboard::domain::MessageId(reply_id))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (
             rec.kind.map(|k| k.as_str()),
@@ -428,7 +433,7 @@ async fn an_agent_reply_on_an_sms_case_goes_out_through_the_bridge() {
 
     let r = app
         .client
-        .get(format!("{}/api/v1/cases/{case_id}", app.base))
+        .get(format!("{}/api/v1/cases/{}", app.base, case_id.get()))
         .bearer_auth(&agent)
         .send()
         .await
@@ -618,7 +623,7 @@ async fn replies_longer_than_the_bridge_sends_are_refused_and_acks_are_cut_to_fi
         .case_id
         .unwrap();
     let agent = app.token("agent").await;
-    let path = format!("/api/v1/cases/{case_id}/replies");
+    let path = format!("/api/v1/cases/{}/replies", case_id.get());
     let long = "您好，".repeat(30);
     let (status, body) = app
         .api_with(

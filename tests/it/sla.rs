@@ -10,6 +10,7 @@ use crate::common::{self, spawn_app_with_clock};
 use std::sync::Arc;
 use switchboard::clock::{Clock, ManualClock};
 use switchboard::config::{Secret, Settings};
+use switchboard::domain::CaseId;
 use switchboard::sla::Contact;
 
 const MIN: i64 = 60_000;
@@ -52,7 +53,7 @@ fn ladder(s: &mut Settings) {
     s.email.smtp.backoff_base_ms = 3_600_000;
 }
 
-async fn mo(app: &common::TestApp, id: &str, from: &str, text: &str) -> i64 {
+async fn mo(app: &common::TestApp, id: &str, from: &str, text: &str) -> CaseId {
     let (st, body) = app.kannel_mo(id, from, text).await;
     assert_eq!(st, 200, "{body}");
     app.store().recent_messages("in", 1).await.unwrap()[0]
@@ -75,7 +76,7 @@ async fn notices(app: &common::TestApp) -> Vec<(String, String)> {
     v
 }
 
-async fn kinds(app: &common::TestApp, case_id: i64) -> Vec<String> {
+async fn kinds(app: &common::TestApp, case_id: CaseId) -> Vec<String> {
     app.store()
         .case_events(case_id)
         .await
@@ -383,7 +384,7 @@ async fn a_logged_contact_answers_the_case_and_an_escalation_by_hand_tells_the_n
         }
     };
     let (st, v) = post(
-        format!("/api/v1/cases/{case}/contacts"),
+        format!("/api/v1/cases/{}/contacts", case.get()),
         serde_json::json!({"channel": "phone", "note": "约了明天上午上门"}),
     )
     .await;
@@ -391,7 +392,7 @@ async fn a_logged_contact_answers_the_case_and_an_escalation_by_hand_tells_the_n
     assert_eq!(v["case"]["status"], "acknowledged");
     assert!(v["case"]["acked_at"].is_i64());
     let (st, v) = post(
-        format!("/api/v1/cases/{case}/contacts"),
+        format!("/api/v1/cases/{}/contacts", case.get()),
         serde_json::json!({"channel": "carrier pigeon"}),
     )
     .await;
@@ -410,7 +411,7 @@ async fn a_logged_contact_answers_the_case_and_an_escalation_by_hand_tells_the_n
         (4, "national@ops.test"),
     ] {
         let (st, v) = post(
-            format!("/api/v1/cases/{case}/escalate"),
+            format!("/api/v1/cases/{}/escalate", case.get()),
             serde_json::json!({"reason": "客户要求上级处理"}),
         )
         .await;
@@ -419,7 +420,7 @@ async fn a_logged_contact_answers_the_case_and_an_escalation_by_hand_tells_the_n
         assert_eq!(notices(&app).await.last().unwrap().0, to);
     }
     let (st, v) = post(
-        format!("/api/v1/cases/{case}/escalate"),
+        format!("/api/v1/cases/{}/escalate", case.get()),
         serde_json::json!({"reason": "again"}),
     )
     .await;
@@ -435,7 +436,7 @@ async fn a_logged_contact_answers_the_case_and_an_escalation_by_hand_tells_the_n
     .await;
     assert_eq!(st, 404);
     let (st, _) = post(
-        format!("/api/v1/cases/{case}/escalate"),
+        format!("/api/v1/cases/{}/escalate", case.get()),
         serde_json::json!({"reason": "  "}),
     )
     .await;
@@ -453,7 +454,7 @@ async fn a_logged_contact_answers_the_case_and_an_escalation_by_hand_tells_the_n
         .await
         .unwrap();
     let (st, v) = post(
-        format!("/api/v1/cases/{case}/contacts"),
+        format!("/api/v1/cases/{}/contacts", case.get()),
         serde_json::json!({"channel": "visit"}),
     )
     .await;
@@ -513,14 +514,14 @@ async fn of_100000_open_cases_only_the_10_due_fire() {
     let fired: Vec<i64> = {
         let mut v = Vec::new();
         for id in (10_000..=100_000).step_by(10_000) {
-            if kinds(&app, id).await == ["sla_warning"] {
+            if kinds(&app, CaseId(id)).await == ["sla_warning"] {
                 v.push(id);
             }
         }
         v
     };
     assert_eq!(fired.len(), 10, "{fired:?}");
-    assert!(kinds(&app, 12_345).await.is_empty());
+    assert!(kinds(&app, CaseId(12_345)).await.is_empty());
     assert_eq!(sla.run_due().await.unwrap().fired, 0);
     app.shutdown().await;
 }
@@ -549,9 +550,13 @@ async fn work_queue_filters_and_pages(url: Option<String>) {
             let r = c.get(url).bearer_auth(agent).send().await.unwrap();
             let st = r.status().as_u16();
             let v: serde_json::Value = r.json().await.unwrap();
-            let ids: Vec<i64> = v["cases"]
+            let ids: Vec<CaseId> = v["cases"]
                 .as_array()
-                .map(|a| a.iter().map(|c| c["id"].as_i64().unwrap()).collect())
+                .map(|a| {
+                    a.iter()
+                        .map(|c| CaseId(c["id"].as_i64().unwrap()))
+                        .collect()
+                })
                 .unwrap_or_default();
             (st, ids, v)
         }
@@ -562,7 +567,7 @@ async fn work_queue_filters_and_pages(url: Option<String>) {
     assert_eq!(get("q=0000012").await.1, [fault]);
     assert_eq!(
         get("q=%25").await.1,
-        Vec::<i64>::new(),
+        Vec::<CaseId>::new(),
         "% matches itself only"
     );
     // Two a page, following `next`.
@@ -614,7 +619,7 @@ async fn a_step_decided_before_a_re_plan_is_refused_and_decided_again() {
     // The customer complains before the stale decision lands: re-planned as a complaint.
     mo(&app, "r-2", "+8613800000021", "一天了没人回复，我要投诉").await;
     let stale = switchboard::store::SlaApply {
-        case_id: c.case_id,
+        case_id: c.case_id.get(),
         step: c.step.clone(),
         fired_before: c.fired,
         due_before: c.due_at,
@@ -638,7 +643,7 @@ async fn a_step_decided_before_a_re_plan_is_refused_and_decided_again() {
 }
 
 /// Resolved by an agent straight through the store (no code, no return visit).
-async fn resolve_by_store(app: &common::TestApp, case: i64, now_ms: i64) {
+async fn resolve_by_store(app: &common::TestApp, case: CaseId, now_ms: i64) {
     app.store()
         .resolve_case(
             case,
@@ -684,7 +689,7 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
             (st, r.json::<serde_json::Value>().await.unwrap())
         }
     };
-    let p = |a: &str| format!("/api/v1/cases/{case}/{a}");
+    let p = |a: &str| format!("/api/v1/cases/{}/{a}", case.get());
     let (st, v) = call(
         "POST",
         p("notes"),
@@ -704,7 +709,7 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
         serde_json::Value::Null,
     )
     .await;
-    assert_eq!(v["cases"][0]["id"], case, "{v}");
+    assert_eq!(v["cases"][0]["id"], case.get(), "{v}");
     // An open case cannot be closed: the 409 says what it allows.
     let (st, v) = call("POST", p("close"), serde_json::Value::Null).await;
     assert_eq!(st, 409, "{v}");
@@ -732,7 +737,7 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
     );
     // Two agents at once: the one who saw `resolved` is too late.
     let stale = switchboard::store::Transition {
-        case_id: case,
+        case_id: case.get(),
         from: switchboard::domain::CaseStatus::Resolved,
         to: switchboard::domain::CaseStatus::Closed,
         resolved_at: None,
@@ -816,7 +821,7 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
     assert_eq!(v["case"]["resolve_due_at"], first_due, "{v}");
     let (_, view) = call(
         "GET",
-        format!("/api/v1/cases/{case}"),
+        format!("/api/v1/cases/{}", case.get()),
         serde_json::Value::Null,
     )
     .await;
@@ -878,7 +883,7 @@ async fn surveys(app: &common::TestApp) -> Vec<(String, String)> {
     v
 }
 
-async fn all_kinds(app: &common::TestApp, case_id: i64) -> Vec<String> {
+async fn all_kinds(app: &common::TestApp, case_id: CaseId) -> Vec<String> {
     app.store()
         .case_events(case_id)
         .await
@@ -903,13 +908,13 @@ async fn return_visits(url: Option<String>) {
     })
     .await;
     let agent = app.token("agent").await;
-    let resolve = |case: i64, code: &str| {
+    let resolve = |case: CaseId, code: &str| {
         let (app, agent) = (&app, agent.clone());
         let body = serde_json::json!({ "code": code, "note": "宽带已修复" });
         async move {
             app.api(
                 "POST",
-                &format!("/api/v1/cases/{case}/resolve"),
+                &format!("/api/v1/cases/{}/resolve", case.get()),
                 &agent,
                 Some(body),
             )
@@ -921,7 +926,7 @@ async fn return_visits(url: Option<String>) {
     let (st, v) = app
         .api(
             "POST",
-            &format!("/api/v1/cases/{a}/resolve"),
+            &format!("/api/v1/cases/{}/resolve", a.get()),
             &agent,
             Some(serde_json::json!({})),
         )
@@ -1060,7 +1065,12 @@ async fn closed_cases_link_and_in_progress(url: Option<String>) {
     let sz = mo(&app, "k-1", "+8675512345001", "投诉：信号太差").await;
     let gz = mo(&app, "k-2", "+8613800000051", "宽带坏了").await;
     let (st, v) = app
-        .api("POST", &format!("/api/v1/cases/{sz}/start"), &agent, None)
+        .api(
+            "POST",
+            &format!("/api/v1/cases/{}/start", sz.get()),
+            &agent,
+            None,
+        )
         .await;
     assert_eq!(
         (st, v["case"]["status"].as_str()),
@@ -1068,17 +1078,22 @@ async fn closed_cases_link_and_in_progress(url: Option<String>) {
         "{v}"
     );
     let (st, v) = app
-        .api("POST", &format!("/api/v1/cases/{sz}/start"), &agent, None)
+        .api(
+            "POST",
+            &format!("/api/v1/cases/{}/start", sz.get()),
+            &agent,
+            None,
+        )
         .await;
     assert_eq!(st, 409, "{v}");
     let (_, v) = app
         .api("GET", "/api/v1/cases?city=shenzhen", &agent, None)
         .await;
-    let ids: Vec<i64> = v["cases"]
+    let ids: Vec<CaseId> = v["cases"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| c["id"].as_i64().unwrap())
+        .map(|c| CaseId(c["id"].as_i64().unwrap()))
         .collect();
     assert_eq!(ids, vec![sz], "{v}");
     let (_, v) = app
@@ -1089,7 +1104,7 @@ async fn closed_cases_link_and_in_progress(url: Option<String>) {
     let (st, _) = app
         .api(
             "POST",
-            &format!("/api/v1/cases/{sz}/replies"),
+            &format!("/api/v1/cases/{}/replies", sz.get()),
             &agent,
             Some(serde_json::json!({"text": "我们已安排工程师"})),
         )
@@ -1107,7 +1122,7 @@ async fn closed_cases_link_and_in_progress(url: Option<String>) {
         let (st, v) = app
             .api(
                 "POST",
-                &format!("/api/v1/cases/{sz}/{action}"),
+                &format!("/api/v1/cases/{}/{action}", sz.get()),
                 &agent,
                 body,
             )
@@ -1117,15 +1132,15 @@ async fn closed_cases_link_and_in_progress(url: Option<String>) {
     let (st, v) = app
         .api(
             "POST",
-            &format!("/api/v1/cases/{sz}/replies"),
+            &format!("/api/v1/cases/{}/replies", sz.get()),
             &agent,
             Some(serde_json::json!({"text": "回访：信号已恢复吗？"})),
         )
         .await;
     assert_eq!(st, 201, "{v}");
-    let new = v["case_id"].as_i64().unwrap();
+    let new = CaseId(v["case_id"].as_i64().unwrap());
     assert_ne!(new, sz);
-    assert_eq!(v["linked_from"].as_i64(), Some(sz));
+    assert_eq!(v["linked_from"].as_i64(), Some(sz.get()));
     let n = app.store().case(new).await.unwrap().unwrap();
     assert_eq!(
         (n.linked_case_id, n.status.as_str(), n.tier.get()),
@@ -1152,11 +1167,11 @@ async fn closed_cases_link_and_in_progress(url: Option<String>) {
             .case_id
             .unwrap()
     };
-    let no = switchboard::domain::CaseId(first).to_string();
+    let no = first.number();
     let (st, _) = app
         .api(
             "POST",
-            &format!("/api/v1/cases/{first}/resolve"),
+            &format!("/api/v1/cases/{}/resolve", first.get()),
             &agent,
             Some(serde_json::json!({"code": "fixed"})),
         )
@@ -1196,7 +1211,7 @@ async fn closed_cases_link_and_in_progress(url: Option<String>) {
         assert_eq!(
             app.api(
                 "POST",
-                &format!("/api/v1/cases/{first}/{action}"),
+                &format!("/api/v1/cases/{}/{action}", first.get()),
                 &agent,
                 body
             )
@@ -1317,7 +1332,7 @@ async fn cases_without_a_clock_get_one_and_only_future_steps_fire() {
     clock.set_ms(T0 + 4 * HOUR);
     assert_eq!(sla.backfill().await.unwrap(), 2);
     assert_eq!(sla.backfill().await.unwrap(), 0, "once");
-    let (step, due, _) = app.store().case_clock(a).await.unwrap().unwrap();
+    let (step, due, _) = app.store().case_clock(a.get()).await.unwrap().unwrap();
     assert_eq!((step.as_str(), due), ("tier_2", Some(T0 + 24 * HOUR)));
     let before = notices(&app).await.len();
     assert_eq!(sla.run_due().await.unwrap().fired, 0, "no burst");
@@ -1365,7 +1380,7 @@ complaint = { answer_within = "1h", resolve_within = "24h", warn_before = "10m" 
     assert_eq!(app.store().case(n).await.unwrap().unwrap().tier, 1);
     let agent = app.token("agent").await;
     let (_, body) = app
-        .api("GET", &format!("/api/v1/cases/{v}"), &agent, None)
+        .api("GET", &format!("/api/v1/cases/{}", v.get()), &agent, None)
         .await;
     assert_eq!(body["segment"], "vip", "{body}");
     app.shutdown().await;
@@ -1390,7 +1405,7 @@ async fn a_category_correction_moves_the_deadlines_and_is_kept_as_a_labeled_row(
     let case = mo(&app, "r-1", "+8613800000081", "请问你们的宽带套餐怎么收费").await;
     let c = app.store().case(case).await.unwrap().unwrap();
     assert_eq!(c.category, "inquiry");
-    let path = format!("/api/v1/cases/{case}/category");
+    let path = format!("/api/v1/cases/{}/category", case.get());
     for (body, st) in [
         (serde_json::json!({"category": "spam", "reason": "x"}), 422),
         (

@@ -4,7 +4,7 @@
 use crate::common;
 
 use std::sync::Arc;
-use switchboard::domain::{Category, Channel, Intent, Lang};
+use switchboard::domain::{CaseId, Category, Channel, Intent, Lang, MessageId};
 use switchboard::store::{
     AckBuilder, AckContext, DeliveryStatus, DlrUpdate, IntakeOutcome, IntakeRequest, NewInbound,
     OutboundDraft, Store,
@@ -27,7 +27,7 @@ impl AckBuilder for TestAck {
             subject: None,
             text: format!(
                 "ack {} new={} cat={} intent={} tier={}",
-                ctx.case_id.map(|c| c.to_string()).unwrap_or_default(),
+                ctx.case_id.map(|c| c.number()).unwrap_or_default(),
                 ctx.new_case,
                 ctx.category,
                 ctx.intent.as_str(),
@@ -102,7 +102,7 @@ fn req(
     }
 }
 
-fn stored(o: &IntakeOutcome) -> (i64, Option<i64>, bool, Option<i64>) {
+fn stored(o: &IntakeOutcome) -> (MessageId, Option<CaseId>, bool, Option<MessageId>) {
     match o {
         IntakeOutcome::Stored {
             message_id,
@@ -145,7 +145,11 @@ async fn intake_opens_a_case_with_deadlines_and_queues_one_ack(s: Arc<dyn Store>
         (a.direction.as_str(), a.status.as_str(), a.to_addr.as_str()),
         ("out", "queued", "+8613800000001")
     );
-    assert!(a.body.contains(&format!("SB{:08}", case.id)), "{}", a.body);
+    assert!(
+        a.body.contains(&format!("SB{:08}", case.id.get())),
+        "{}",
+        a.body
+    );
     let c = s.counts().await.unwrap();
     assert_eq!(
         (c.messages_in, c.messages_out, c.cases, c.outbox),
@@ -506,7 +510,7 @@ async fn delivery_reports_move_status_forward_only(s: Arc<dyn Store>) {
     let a = a.unwrap();
     s.claim_outbox(Channel::Sms, T0, 1000, 10).await.unwrap();
     s.complete_send(a, Some("jas-uuid"), T0).await.unwrap();
-    let dlr = |status, id: Option<i64>, pid: Option<&str>| DlrUpdate {
+    let dlr = |status, id: Option<MessageId>, pid: Option<&str>| DlrUpdate {
         message_id: id,
         provider_id: pid.map(str::to_string),
         status,
@@ -539,9 +543,13 @@ async fn delivery_reports_move_status_forward_only(s: Arc<dyn Store>) {
         "final states stay"
     );
     assert_eq!(
-        s.apply_dlr(&dlr(DeliveryStatus::Delivered, Some(999_999), None))
-            .await
-            .unwrap(),
+        s.apply_dlr(&dlr(
+            DeliveryStatus::Delivered,
+            Some(MessageId(999_999)),
+            None
+        ))
+        .await
+        .unwrap(),
         None
     );
     // A report that beats the send result is not overwritten by "sent".
@@ -827,9 +835,7 @@ async fn case_progress_is_answered_only_to_the_case_owner(s: Arc<dyn Store>) {
             Intent::SelfService,
             T0 + 5,
         );
-        r.query = Some(switchboard::domain::Query::CaseProgress(
-            switchboard::domain::CaseId(case),
-        ));
+        r.query = Some(switchboard::domain::Query::CaseProgress(case));
         r.ack = Arc::new(ProgressAck);
         r
     };
@@ -837,7 +843,7 @@ async fn case_progress_is_answered_only_to_the_case_owner(s: Arc<dyn Store>) {
     assert_eq!(c, None, "a query opens no case");
     assert_eq!(
         s.message(ack.unwrap()).await.unwrap().unwrap().body,
-        format!("progress {case} open tier 1")
+        format!("progress {} open tier 1", case.get())
     );
     let (_, _, _, ack) = stored(&s.intake(ask("+8613600000011", "p3")).await.unwrap());
     assert_eq!(
@@ -960,7 +966,7 @@ async fn an_agent_reply_is_queued_on_its_case_or_refused_whole(s: Arc<dyn Store>
     };
     let before = s.counts().await.unwrap();
     assert_eq!(
-        s.queue_reply(case + 1000, &draft, "agent-1", T0 + 60_000)
+        s.queue_reply(CaseId(case.get() + 1000), &draft, "agent-1", T0 + 60_000)
             .await
             .unwrap(),
         None,
@@ -1067,7 +1073,7 @@ async fn cases_list_by_urgency_and_resolve_once(s: Arc<dyn Store>) {
     assert_eq!(again.resolved_at, Some(T0 + 2 * HOUR));
     assert_eq!(
         s.resolve_case(
-            b + 1000,
+            CaseId(b.get() + 1000),
             &switchboard::store::Resolve {
                 code: None,
                 detail: switchboard::cases::resolve_detail("x", None, None),
@@ -1316,7 +1322,7 @@ async fn concurrent_delivery_reports_never_move_a_status_back(s: Arc<dyn Store>)
             .await
             .unwrap();
     }
-    let report = |id: i64, status| DlrUpdate {
+    let report = |id: MessageId, status| DlrUpdate {
         message_id: Some(id),
         provider_id: None,
         status,

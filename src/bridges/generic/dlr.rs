@@ -29,7 +29,7 @@ impl GenericDlr {
             DeliveryStatusIn::Failed => DeliveryStatus::Failed,
         };
         DlrUpdate {
-            message_id: Some(self.id),
+            message_id: Some(crate::domain::MessageId(self.id)),
             provider_id: None,
             status,
             detail: self.detail.unwrap_or_default(),

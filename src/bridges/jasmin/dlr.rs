@@ -25,10 +25,10 @@ pub fn parse(query: &[u8], form: &[u8], now_ms: i64) -> Result<DlrUpdate, BadInp
     let mut p = form_pairs(query);
     p.extend(form_pairs(form));
     let message_id = match text_param(&p, "msg")? {
-        Some(m) => Some(
+        Some(m) => Some(crate::domain::MessageId(
             m.parse::<i64>()
                 .map_err(|_| BadInput::new("msg", "not a message id"))?,
-        ),
+        )),
         None => None,
     };
     let provider_id = text_param(&p, "id")?;

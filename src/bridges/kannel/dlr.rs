@@ -36,7 +36,7 @@ pub fn parse(query: &[u8], now_ms: i64) -> Result<DlrUpdate, BadInput> {
         text_param(&p, "reply")?.unwrap_or_default()
     );
     Ok(DlrUpdate {
-        message_id: Some(message_id),
+        message_id: Some(crate::domain::MessageId(message_id)),
         provider_id: text_param(&p, "smsc_id")?,
         status,
         detail,

@@ -8,6 +8,7 @@
 //! SQLITE_BUSY when it upgrades to write while the group-commit writer holds the lock.
 
 use super::{BEGIN, Conn, DB, LOCK_KEY};
+use crate::domain::{CampaignId, CaseId, MessageId};
 use crate::store::{CaseRecord, Counts, MessageRecord, StoreResult, sql};
 use sqlx::Pool;
 
@@ -59,7 +60,7 @@ pub async fn next_outbox_due(pool: &Pool<DB>, channel: &str) -> StoreResult<Opti
 #[allow(dead_code)]
 pub async fn complete_send(
     pool: &Pool<DB>,
-    message_id: i64,
+    message_id: MessageId,
     provider_id: Option<&str>,
     now_ms: i64,
 ) -> StoreResult<()> {
@@ -82,7 +83,7 @@ pub async fn complete_send(
 #[allow(dead_code)]
 pub async fn retry_send(
     pool: &Pool<DB>,
-    message_id: i64,
+    message_id: MessageId,
     next_at_ms: i64,
     error: &str,
     now_ms: i64,
@@ -107,7 +108,7 @@ pub async fn retry_send(
 #[allow(dead_code)]
 pub async fn fail_send(
     pool: &Pool<DB>,
-    message_id: i64,
+    message_id: MessageId,
     error: &str,
     now_ms: i64,
 ) -> StoreResult<()> {
@@ -225,7 +226,7 @@ pub async fn close_parts(pool: &Pool<DB>, ids: &[i64], purge_before: i64) -> Sto
     Ok(())
 }
 
-pub async fn release_leases(pool: &Pool<DB>, ids: &[i64]) -> StoreResult<()> {
+pub async fn release_leases(pool: &Pool<DB>, ids: &[MessageId]) -> StoreResult<()> {
     for id in ids {
         sqlx::query("UPDATE outbox SET lease_until = NULL WHERE message_id = $1")
             .bind(id)
@@ -260,7 +261,7 @@ pub async fn opt_out(
     pool: &Pool<DB>,
     channel: crate::domain::Channel,
     address: &str,
-    message_id: Option<i64>,
+    message_id: Option<MessageId>,
     now_ms: i64,
 ) -> StoreResult<()> {
     let mut tx = pool.begin_with(BEGIN).await?;
@@ -295,7 +296,7 @@ pub async fn opt_out(
 
 pub async fn campaign_message(
     pool: &Pool<DB>,
-    campaign_id: i64,
+    campaign_id: CampaignId,
     address: &str,
 ) -> StoreResult<Option<i64>> {
     Ok(sqlx::query_scalar::<_, Option<i64>>(
@@ -310,7 +311,7 @@ pub async fn campaign_message(
 
 pub async fn campaign_outcomes(
     pool: &Pool<DB>,
-    campaign_id: i64,
+    campaign_id: CampaignId,
     since_ms: i64,
 ) -> StoreResult<(i64, i64)> {
     let (tried, failed): (i64, i64) = sqlx::query_as(
@@ -326,7 +327,7 @@ pub async fn campaign_outcomes(
     Ok((tried, failed))
 }
 
-pub async fn defer_sends(pool: &Pool<DB>, ids: &[i64], not_before: i64) -> StoreResult<()> {
+pub async fn defer_sends(pool: &Pool<DB>, ids: &[MessageId], not_before: i64) -> StoreResult<()> {
     for id in ids {
         sqlx::query("UPDATE outbox SET lease_until = NULL, not_before = $1 WHERE message_id = $2")
             .bind(not_before)
@@ -365,7 +366,7 @@ pub async fn create_campaign(pool: &Pool<DB>, c: &crate::store::NewCampaign) -> 
 
 pub async fn campaign(
     pool: &Pool<DB>,
-    id: i64,
+    id: CampaignId,
 ) -> StoreResult<Option<crate::store::CampaignRecord>> {
     let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1");
     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?)
@@ -381,7 +382,7 @@ pub async fn campaigns(
 
 pub async fn add_recipients(
     pool: &Pool<DB>,
-    campaign_id: i64,
+    campaign_id: CampaignId,
     rows: &[crate::campaigns::import::NewRecipient],
 ) -> StoreResult<u64> {
     let mut tx = pool.begin_with(BEGIN).await?;
@@ -424,7 +425,7 @@ pub async fn add_recipients(
 
 pub async fn hold_import(
     pool: &Pool<DB>,
-    campaign_id: i64,
+    campaign_id: CampaignId,
     until_ms: i64,
     now_ms: i64,
     renew: bool,
@@ -447,7 +448,7 @@ pub async fn hold_import(
     Ok(q.execute(pool).await?.rows_affected() == 1)
 }
 
-pub async fn end_import(pool: &Pool<DB>, campaign_id: i64) -> StoreResult<()> {
+pub async fn end_import(pool: &Pool<DB>, campaign_id: CampaignId) -> StoreResult<()> {
     sqlx::query("UPDATE campaigns SET import_until = NULL WHERE id = $1")
         .bind(campaign_id)
         .execute(pool)
@@ -457,7 +458,7 @@ pub async fn end_import(pool: &Pool<DB>, campaign_id: i64) -> StoreResult<()> {
 
 pub async fn remove_recipients_after(
     pool: &Pool<DB>,
-    campaign_id: i64,
+    campaign_id: CampaignId,
     after_seq: i64,
 ) -> StoreResult<u64> {
     Ok(sqlx::query(
@@ -470,7 +471,7 @@ pub async fn remove_recipients_after(
     .rows_affected())
 }
 
-pub async fn max_recipient_seq(pool: &Pool<DB>, campaign_id: i64) -> StoreResult<i64> {
+pub async fn max_recipient_seq(pool: &Pool<DB>, campaign_id: CampaignId) -> StoreResult<i64> {
     Ok(sqlx::query_scalar::<_, Option<i64>>(
         "SELECT MAX(seq) FROM campaign_recipients WHERE campaign_id = $1",
     )
@@ -482,7 +483,7 @@ pub async fn max_recipient_seq(pool: &Pool<DB>, campaign_id: i64) -> StoreResult
 
 pub async fn campaign_counts(
     pool: &Pool<DB>,
-    campaign_id: i64,
+    campaign_id: CampaignId,
 ) -> StoreResult<Vec<(String, Option<String>, Option<String>, i64)>> {
     Ok(sqlx::query_as(
         "SELECT r.state, r.reason, m.status, COUNT(*) FROM campaign_recipients r \
@@ -496,7 +497,7 @@ pub async fn campaign_counts(
 
 pub async fn set_campaign_status(
     pool: &Pool<DB>,
-    id: i64,
+    id: CampaignId,
     c: &crate::campaigns::StatusChange<'_>,
     note: Option<&str>,
     now_ms: i64,
@@ -628,7 +629,7 @@ pub async fn spawn_run(
     Ok(Some(id))
 }
 
-pub async fn set_next_run(pool: &Pool<DB>, id: i64, next: Option<i64>) -> StoreResult<()> {
+pub async fn set_next_run(pool: &Pool<DB>, id: CampaignId, next: Option<i64>) -> StoreResult<()> {
     sqlx::query("UPDATE campaigns SET next_run_at = $1 WHERE id = $2")
         .bind(next)
         .bind(id)
@@ -649,7 +650,7 @@ pub async fn running_campaigns(
 
 pub async fn pending_recipients(
     pool: &Pool<DB>,
-    campaign_id: i64,
+    campaign_id: CampaignId,
     after_seq: i64,
     limit: i64,
 ) -> StoreResult<Vec<crate::store::RecipientRow>> {
@@ -740,7 +741,7 @@ pub async fn standings(
     Ok(out)
 }
 
-pub async fn message(pool: &Pool<DB>, id: i64) -> StoreResult<Option<MessageRecord>> {
+pub async fn message(pool: &Pool<DB>, id: MessageId) -> StoreResult<Option<MessageRecord>> {
     let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1");
     Ok(sqlx::query_as::<_, MessageRecord>(&sql)
         .bind(id)
@@ -750,7 +751,7 @@ pub async fn message(pool: &Pool<DB>, id: i64) -> StoreResult<Option<MessageReco
 
 pub async fn case_events(
     pool: &Pool<DB>,
-    case_id: i64,
+    case_id: CaseId,
 ) -> StoreResult<Vec<crate::store::CaseEvent>> {
     Ok(sqlx::query_as(
         "SELECT id, at, kind, detail FROM case_events WHERE case_id = $1 ORDER BY id",
@@ -760,7 +761,7 @@ pub async fn case_events(
     .await?)
 }
 
-pub async fn case_messages(pool: &Pool<DB>, case_id: i64) -> StoreResult<Vec<MessageRecord>> {
+pub async fn case_messages(pool: &Pool<DB>, case_id: CaseId) -> StoreResult<Vec<MessageRecord>> {
     let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE case_id = $1 ORDER BY id");
     Ok(sqlx::query_as::<_, MessageRecord>(&sql)
         .bind(case_id)
@@ -788,7 +789,7 @@ const CASE_COLUMNS: &str = "id, channel, customer, category, status, tier, lang,
     acked_at, resolved_at, assignee, resolution_code, city, linked_case_id, sla_base_at, \
     answered_at";
 
-pub async fn case(pool: &Pool<DB>, id: i64) -> StoreResult<Option<CaseRecord>> {
+pub async fn case(pool: &Pool<DB>, id: CaseId) -> StoreResult<Option<CaseRecord>> {
     let sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1");
     Ok(sqlx::query_as::<_, CaseRecord>(&sql)
         .bind(id)
@@ -885,7 +886,7 @@ pub async fn find_cases(
 
 pub async fn resolve_case(
     pool: &Pool<DB>,
-    case_id: i64,
+    case_id: CaseId,
     r: &crate::store::Resolve<'_>,
 ) -> StoreResult<Option<CaseRecord>> {
     let mut tx = pool.begin_with(BEGIN).await?;
@@ -942,7 +943,7 @@ pub async fn resolve_case(
 
 pub async fn open_linked_case(
     pool: &Pool<DB>,
-    old_id: i64,
+    old_id: CaseId,
     deadlines: (i64, i64),
     next: Option<(crate::sla::Step, i64)>,
     by: &str,
@@ -975,7 +976,7 @@ pub async fn open_linked_case(
         .bind(0_i64)
         .execute(&mut *tx)
         .await?;
-    for (case, detail) in crate::cases::link_details(old_id, id, by) {
+    for (case, detail) in crate::cases::link_details(old_id.get(), id, by) {
         sqlx::query(sql::INSERT_CASE_EVENT)
             .bind(case)
             .bind(now_ms)
@@ -1324,7 +1325,7 @@ pub async fn queue_reply(
 
 pub async fn log_contact(
     pool: &Pool<DB>,
-    case_id: i64,
+    case_id: CaseId,
     channel: &str,
     note: &str,
     by: &str,
@@ -1350,7 +1351,7 @@ pub async fn log_contact(
         return Ok(None);
     }
     let detail = format!("{channel} by {by}: {note}");
-    let case = event_and_case(&mut tx, case_id, now_ms, "contact", &detail).await?;
+    let case = event_and_case(&mut tx, case_id.get(), now_ms, "contact", &detail).await?;
     tx.commit().await?;
     Ok(case)
 }

@@ -3,7 +3,7 @@
 //! the rest forwards to the shared `ops` on the engine's pool.
 
 use super::{Engine, ops};
-use crate::domain::Channel;
+use crate::domain::{CampaignId, CaseId, Channel, MessageId};
 use crate::store::StoreResult;
 
 #[async_trait::async_trait]
@@ -37,7 +37,7 @@ impl crate::store::IntakeStore for Engine {
     ) -> StoreResult<crate::store::IntakeOutcome> {
         self.do_intake(req).await
     }
-    async fn message(&self, id: i64) -> StoreResult<Option<crate::store::MessageRecord>> {
+    async fn message(&self, id: MessageId) -> StoreResult<Option<crate::store::MessageRecord>> {
         ops::message(&self.pool, id).await
     }
     async fn recent_messages(
@@ -103,30 +103,35 @@ impl crate::store::OutboxStore for Engine {
     ) -> StoreResult<()> {
         self.do_send_update(update, rendered).await
     }
-    async fn defer_sends(&self, ids: &[i64], not_before: i64) -> StoreResult<()> {
+    async fn defer_sends(&self, ids: &[MessageId], not_before: i64) -> StoreResult<()> {
         ops::defer_sends(&self.pool, ids, not_before).await
     }
-    async fn release_leases(&self, ids: &[i64]) -> StoreResult<()> {
+    async fn release_leases(&self, ids: &[MessageId]) -> StoreResult<()> {
         ops::release_leases(&self.pool, ids).await
     }
-    async fn apply_dlr(&self, dlr: &crate::store::DlrUpdate) -> StoreResult<Option<i64>> {
-        self.do_apply_dlr(dlr).await
+    async fn apply_dlr(&self, dlr: &crate::store::DlrUpdate) -> StoreResult<Option<MessageId>> {
+        Ok(self.do_apply_dlr(dlr).await?.map(MessageId))
     }
     async fn queue_reply(
         &self,
-        case_id: i64,
+        case_id: CaseId,
         draft: &crate::store::OutboundDraft,
         by: &str,
         now_ms: i64,
-    ) -> StoreResult<Option<i64>> {
-        ops::queue_reply(&self.pool, case_id, draft, by, now_ms).await
+    ) -> StoreResult<Option<MessageId>> {
+        Ok(
+            ops::queue_reply(&self.pool, case_id.get(), draft, by, now_ms)
+                .await?
+                .map(MessageId),
+        )
     }
     async fn queue_outbound_bulk(
         &self,
         drafts: &[crate::store::OutboundDraft],
         now_ms: i64,
-    ) -> StoreResult<Vec<i64>> {
-        ops::queue_outbound_bulk(&self.pool, drafts, now_ms).await
+    ) -> StoreResult<Vec<MessageId>> {
+        let ids = ops::queue_outbound_bulk(&self.pool, drafts, now_ms).await?;
+        Ok(ids.into_iter().map(MessageId).collect())
     }
 }
 
@@ -134,18 +139,18 @@ impl crate::store::OutboxStore for Engine {
 impl crate::store::CampaignStore for Engine {
     async fn lease_campaign(
         &self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         owner: &str,
         now_ms: i64,
         until_ms: i64,
     ) -> StoreResult<bool> {
-        self.do_lease_campaign(campaign_id, owner, now_ms, until_ms)
+        self.do_lease_campaign(campaign_id.get(), owner, now_ms, until_ms)
             .await
     }
-    async fn create_campaign(&self, c: &crate::store::NewCampaign) -> StoreResult<i64> {
-        ops::create_campaign(&self.pool, c).await
+    async fn create_campaign(&self, c: &crate::store::NewCampaign) -> StoreResult<CampaignId> {
+        ops::create_campaign(&self.pool, c).await.map(CampaignId)
     }
-    async fn campaign(&self, id: i64) -> StoreResult<Option<crate::store::CampaignRecord>> {
+    async fn campaign(&self, id: CampaignId) -> StoreResult<Option<crate::store::CampaignRecord>> {
         ops::campaign(&self.pool, id).await
     }
     async fn campaigns(&self, limit: i64) -> StoreResult<Vec<crate::store::CampaignRecord>> {
@@ -153,41 +158,51 @@ impl crate::store::CampaignStore for Engine {
     }
     async fn add_recipients(
         &self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         rows: &[crate::campaigns::import::NewRecipient],
     ) -> StoreResult<u64> {
         ops::add_recipients(&self.pool, campaign_id, rows).await
     }
     async fn hold_import(
         &self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         until_ms: i64,
         now_ms: i64,
         renew: bool,
     ) -> StoreResult<bool> {
         ops::hold_import(&self.pool, campaign_id, until_ms, now_ms, renew).await
     }
-    async fn end_import(&self, campaign_id: i64) -> StoreResult<()> {
+    async fn end_import(&self, campaign_id: CampaignId) -> StoreResult<()> {
         ops::end_import(&self.pool, campaign_id).await
     }
-    async fn remove_recipients_after(&self, campaign_id: i64, after_seq: i64) -> StoreResult<u64> {
+    async fn remove_recipients_after(
+        &self,
+        campaign_id: CampaignId,
+        after_seq: i64,
+    ) -> StoreResult<u64> {
         ops::remove_recipients_after(&self.pool, campaign_id, after_seq).await
     }
-    async fn max_recipient_seq(&self, campaign_id: i64) -> StoreResult<i64> {
+    async fn max_recipient_seq(&self, campaign_id: CampaignId) -> StoreResult<i64> {
         ops::max_recipient_seq(&self.pool, campaign_id).await
     }
-    async fn withdraw_opted_out(&self, ids: &[i64], now_ms: i64) -> StoreResult<Vec<i64>> {
-        self.do_withdraw_opted_out(ids, now_ms).await
+    async fn withdraw_opted_out(
+        &self,
+        ids: &[MessageId],
+        now_ms: i64,
+    ) -> StoreResult<Vec<MessageId>> {
+        let ids: Vec<i64> = ids.iter().map(|i| i.get()).collect();
+        let out = self.do_withdraw_opted_out(&ids, now_ms).await?;
+        Ok(out.into_iter().map(MessageId).collect())
     }
     async fn campaign_counts(
         &self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
     ) -> StoreResult<Vec<(String, Option<String>, Option<String>, i64)>> {
         ops::campaign_counts(&self.pool, campaign_id).await
     }
     async fn set_campaign_status(
         &self,
-        id: i64,
+        id: CampaignId,
         change: &crate::campaigns::StatusChange<'_>,
         note: Option<&str>,
         now_ms: i64,
@@ -204,10 +219,14 @@ impl crate::store::CampaignStore for Engine {
         valid_until: Option<i64>,
         next: Option<i64>,
         now_ms: i64,
-    ) -> StoreResult<Option<i64>> {
-        ops::spawn_run(&self.pool, parent, occurrence, valid_until, next, now_ms).await
+    ) -> StoreResult<Option<CampaignId>> {
+        Ok(
+            ops::spawn_run(&self.pool, parent, occurrence, valid_until, next, now_ms)
+                .await?
+                .map(CampaignId),
+        )
     }
-    async fn set_next_run(&self, id: i64, next: Option<i64>) -> StoreResult<()> {
+    async fn set_next_run(&self, id: CampaignId, next: Option<i64>) -> StoreResult<()> {
         ops::set_next_run(&self.pool, id, next).await
     }
     async fn running_campaigns(
@@ -218,7 +237,7 @@ impl crate::store::CampaignStore for Engine {
     }
     async fn pending_recipients(
         &self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         after_seq: i64,
         limit: i64,
     ) -> StoreResult<Vec<crate::store::RecipientRow>> {
@@ -240,15 +259,25 @@ impl crate::store::CampaignStore for Engine {
         &self,
         channel: crate::domain::Channel,
         address: &str,
-        message_id: Option<i64>,
+        message_id: Option<MessageId>,
         now_ms: i64,
     ) -> StoreResult<()> {
         ops::opt_out(&self.pool, channel, address, message_id, now_ms).await
     }
-    async fn campaign_message(&self, campaign_id: i64, address: &str) -> StoreResult<Option<i64>> {
-        ops::campaign_message(&self.pool, campaign_id, address).await
+    async fn campaign_message(
+        &self,
+        campaign_id: CampaignId,
+        address: &str,
+    ) -> StoreResult<Option<MessageId>> {
+        Ok(ops::campaign_message(&self.pool, campaign_id, address)
+            .await?
+            .map(MessageId))
     }
-    async fn campaign_outcomes(&self, campaign_id: i64, since_ms: i64) -> StoreResult<(i64, i64)> {
+    async fn campaign_outcomes(
+        &self,
+        campaign_id: CampaignId,
+        since_ms: i64,
+    ) -> StoreResult<(i64, i64)> {
         ops::campaign_outcomes(&self.pool, campaign_id, since_ms).await
     }
 }
@@ -264,7 +293,7 @@ impl crate::store::CaseStore for Engine {
     }
     async fn open_linked_case(
         &self,
-        old_id: i64,
+        old_id: CaseId,
         deadlines: (i64, i64),
         next: Option<(crate::sla::Step, i64)>,
         by: &str,
@@ -285,23 +314,26 @@ impl crate::store::CaseStore for Engine {
 
     async fn resolve_case(
         &self,
-        case_id: i64,
+        case_id: CaseId,
         r: &crate::store::Resolve<'_>,
     ) -> StoreResult<Option<crate::store::CaseRecord>> {
         ops::resolve_case(&self.pool, case_id, r).await
     }
-    async fn case(&self, id: i64) -> StoreResult<Option<crate::store::CaseRecord>> {
+    async fn case(&self, id: CaseId) -> StoreResult<Option<crate::store::CaseRecord>> {
         ops::case(&self.pool, id).await
     }
-    async fn case_events(&self, case_id: i64) -> StoreResult<Vec<crate::store::CaseEvent>> {
+    async fn case_events(&self, case_id: CaseId) -> StoreResult<Vec<crate::store::CaseEvent>> {
         ops::case_events(&self.pool, case_id).await
     }
-    async fn case_messages(&self, case_id: i64) -> StoreResult<Vec<crate::store::MessageRecord>> {
+    async fn case_messages(
+        &self,
+        case_id: CaseId,
+    ) -> StoreResult<Vec<crate::store::MessageRecord>> {
         ops::case_messages(&self.pool, case_id).await
     }
     async fn log_contact(
         &self,
-        case_id: i64,
+        case_id: CaseId,
         channel: &str,
         note: &str,
         by: &str,

@@ -180,7 +180,7 @@ pub fn claim(
         let row = st
             .query_row(params![id], |r| {
                 Ok(crate::store::OutboxRow {
-                    message_id: id,
+                    message_id: crate::domain::MessageId(id),
                     attempts,
                     from_addr: r.get(0)?,
                     to_addr: r.get(1)?,
