@@ -5,6 +5,66 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// An integer column (sqlx on both engines, rusqlite): the type read from and written as an
+/// `i64` by the two conversions. Row ids and `Tier` use it.
+macro_rules! int_column {
+    ($t:ty, $from:expr, $to:expr) => {
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $t
+        where
+            i64: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <i64 as sqlx::Type<DB>>::type_info()
+            }
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <i64 as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $t
+        where
+            i64: sqlx::Decode<'r, DB>,
+        {
+            fn decode(
+                v: <DB as sqlx::Database>::ValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let from: fn(i64) -> $t = $from;
+                Ok(from(<i64 as sqlx::Decode<'r, DB>>::decode(v)?))
+            }
+        }
+
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $t
+        where
+            i64: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                let to: fn(&$t) -> i64 = $to;
+                <i64 as sqlx::Encode<'q, DB>>::encode_by_ref(&to(self), buf)
+            }
+        }
+
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                let to: fn(&$t) -> i64 = $to;
+                Ok(to(self).into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(
+                v: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                let from: fn(i64) -> $t = $from;
+                Ok(from(v.as_i64()?))
+            }
+        }
+    };
+}
+pub(crate) use int_column;
+
 macro_rules! row_id {
     ($(#[$doc:meta])* $t:ident) => {
         $(#[$doc])*
@@ -31,54 +91,7 @@ macro_rules! row_id {
             }
         }
 
-        impl<DB: sqlx::Database> sqlx::Type<DB> for $t
-        where
-            i64: sqlx::Type<DB>,
-        {
-            fn type_info() -> DB::TypeInfo {
-                <i64 as sqlx::Type<DB>>::type_info()
-            }
-            fn compatible(ty: &DB::TypeInfo) -> bool {
-                <i64 as sqlx::Type<DB>>::compatible(ty)
-            }
-        }
-
-        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $t
-        where
-            i64: sqlx::Decode<'r, DB>,
-        {
-            fn decode(
-                v: <DB as sqlx::Database>::ValueRef<'r>,
-            ) -> Result<Self, sqlx::error::BoxDynError> {
-                Ok($t(<i64 as sqlx::Decode<'r, DB>>::decode(v)?))
-            }
-        }
-
-        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $t
-        where
-            i64: sqlx::Encode<'q, DB>,
-        {
-            fn encode_by_ref(
-                &self,
-                buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
-            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-                <i64 as sqlx::Encode<'q, DB>>::encode_by_ref(&self.0, buf)
-            }
-        }
-
-        impl rusqlite::types::ToSql for $t {
-            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-                Ok(self.0.into())
-            }
-        }
-
-        impl rusqlite::types::FromSql for $t {
-            fn column_result(
-                v: rusqlite::types::ValueRef<'_>,
-            ) -> rusqlite::types::FromSqlResult<Self> {
-                Ok($t(v.as_i64()?))
-            }
-        }
+        int_column!($t, |v| $t(v), |t: &$t| t.0);
     };
 }
 

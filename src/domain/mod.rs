@@ -348,50 +348,7 @@ impl From<Tier> for i64 {
     }
 }
 
-impl<DB: sqlx::Database> sqlx::Type<DB> for Tier
-where
-    i64: sqlx::Type<DB>,
-{
-    fn type_info() -> DB::TypeInfo {
-        <i64 as sqlx::Type<DB>>::type_info()
-    }
-    fn compatible(ty: &DB::TypeInfo) -> bool {
-        <i64 as sqlx::Type<DB>>::compatible(ty)
-    }
-}
-
-impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for Tier
-where
-    i64: sqlx::Decode<'r, DB>,
-{
-    fn decode(v: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        Ok(Tier::from_column(<i64 as sqlx::Decode<'r, DB>>::decode(v)?))
-    }
-}
-
-impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for Tier
-where
-    i64: sqlx::Encode<'q, DB>,
-{
-    fn encode_by_ref(
-        &self,
-        buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
-    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-        <i64 as sqlx::Encode<'q, DB>>::encode_by_ref(&self.get(), buf)
-    }
-}
-
-impl rusqlite::types::ToSql for Tier {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(self.get().into())
-    }
-}
-
-impl rusqlite::types::FromSql for Tier {
-    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        Ok(Tier::from_column(v.as_i64()?))
-    }
-}
+ids::int_column!(Tier, Tier::from_column, |t: &Tier| t.get());
 
 /// The three case categories of the operator's process. Order matters: a higher rank wins a
 /// tie and a case never moves to a lower-ranked category when a reply is attached.
