@@ -173,6 +173,18 @@ impl CaseStatus {
         CaseStatus::ALL.into_iter().find(|x| x.as_str() == s)
     }
 
+    /// `(status = 'open' OR …)` over [`CaseStatus::ACTIVE`], `status` prefixed by `alias`
+    /// (`"c."` or empty): the predicate of the partial index `cases_customer_active`
+    /// (migration 0019), which a query must repeat word for word to use it. Equalities, not
+    /// IN: SQLite builds a temporary table for an IN list of more than two constants.
+    pub fn active_predicate(alias: &str) -> String {
+        let arms: Vec<String> = CaseStatus::ACTIVE
+            .iter()
+            .map(|s| format!("{alias}status = '{}'", s.as_str()))
+            .collect();
+        format!("({})", arms.join(" OR "))
+    }
+
     pub fn is_active(self) -> bool {
         CaseStatus::ACTIVE.contains(&self)
     }

@@ -209,8 +209,9 @@ impl MessageKind {
     ];
 
     /// The kinds campaigns queue (for caps and suppression). The partial index
-    /// `messages_campaign_to` (migration 0013) names them in this order, word for word, so the
-    /// daily caps' query (`store::standings`) can use it: change both together.
+    /// `messages_campaign_to` (migration 0019) names them in this order, word for word
+    /// ([`MessageKind::campaign_predicate`]), so the daily caps' query (`store::standings`)
+    /// can use it: change both together.
     pub const CAMPAIGN: [MessageKind; 6] = [
         MessageKind::PaymentReminder,
         MessageKind::Notice,
@@ -240,6 +241,18 @@ impl MessageKind {
     }
 
     /// Marketing and research: consent, opt-out, signature, footer, daytime only.
+    /// `(kind = 'payment_reminder' OR …)` over [`MessageKind::CAMPAIGN`], `kind` prefixed by
+    /// `alias` (`"m."` or empty): the predicate of the partial index `messages_campaign_to`.
+    /// Equalities, not IN: SQLite evaluates the predicate on every message insert, and builds
+    /// a temporary table for an IN list of more than two constants.
+    pub fn campaign_predicate(alias: &str) -> String {
+        let arms: Vec<String> = MessageKind::CAMPAIGN
+            .iter()
+            .map(|k| format!("{alias}kind = '{}'", k.as_str()))
+            .collect();
+        format!("({})", arms.join(" OR "))
+    }
+
     pub fn is_commercial(self) -> bool {
         matches!(self, MessageKind::Research | MessageKind::Marketing)
     }
@@ -647,19 +660,22 @@ mod tests {
             .collect();
         assert_eq!(commercial, [MessageKind::Research, MessageKind::Marketing]);
         // The caps' query names the campaign kinds as the partial index does, word for word.
-        let list = MessageKind::CAMPAIGN
-            .iter()
-            .map(|k| format!("'{k}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        for index in [
-            include_str!("../store/migrations/sqlite/0013_campaign_standings_index.sql"),
-            include_str!("../store/migrations/postgres/0013_campaign_standings_index.sql"),
-            crate::store::sql::SUPPRESS_QUEUED_RECIPIENTS,
-            crate::store::sql::SUPPRESS_QUEUED_MESSAGES,
-            crate::store::sql::DELETE_SUPPRESSED_OUTBOX,
+        let bare = MessageKind::campaign_predicate("");
+        let aliased = MessageKind::campaign_predicate("m.");
+        for (index, list) in [
+            (
+                include_str!("../store/migrations/sqlite/0019_partial_index_predicates.sql"),
+                &bare,
+            ),
+            (
+                include_str!("../store/migrations/postgres/0019_partial_index_predicates.sql"),
+                &bare,
+            ),
+            (crate::store::sql::SUPPRESS_QUEUED_RECIPIENTS, &aliased),
+            (crate::store::sql::SUPPRESS_QUEUED_MESSAGES, &aliased),
+            (crate::store::sql::DELETE_SUPPRESSED_OUTBOX, &aliased),
         ] {
-            assert!(index.contains(&format!("kind IN ({list})")), "{list}");
+            assert!(index.contains(list.as_str()), "{list} in {index}");
             let commercial = "kind IN ('marketing', 'research')";
             assert!(!index.contains("kind IN ('marketing'") || index.contains(commercial));
         }

@@ -27,6 +27,15 @@ pub struct OpenCase {
     pub status: CaseStatus,
 }
 
+/// The most recently touched of a customer's active cases (`IntakeTx::open_case`'s
+/// `Recent` lookup): the latest `last_message_at`, the newer case on a tie.
+pub fn latest(cases: impl IntoIterator<Item = (i64, OpenCase)>) -> Option<OpenCase> {
+    cases
+        .into_iter()
+        .max_by_key(|(last, c)| (*last, c.id))
+        .map(|(_, c)| c)
+}
+
 /// Where to look for the case a message joins.
 #[derive(Debug, Clone, Copy)]
 pub enum CaseLookup<'a> {
@@ -671,6 +680,23 @@ mod tests {
 
     fn t(n: i64) -> crate::domain::Tier {
         crate::domain::Tier::new(n).unwrap()
+    }
+
+    #[test]
+    fn a_message_joins_the_most_recently_touched_active_case() {
+        let case = |id| OpenCase {
+            id,
+            category: Category::Inquiry,
+            tier: t(1),
+            status: CaseStatus::Open,
+        };
+        assert_eq!(latest([]), None);
+        assert_eq!(
+            latest([(5, case(1)), (9, case(2)), (7, case(3))]).map(|c| c.id),
+            Some(2)
+        );
+        // Touched in the same millisecond: the newer case.
+        assert_eq!(latest([(9, case(4)), (9, case(2))]).map(|c| c.id), Some(4));
     }
 
     #[test]

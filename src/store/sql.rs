@@ -26,10 +26,13 @@ pub const CASE_OF_OUR_MESSAGE: &str = "SELECT c.id, c.category, c.tier, c.status
 pub const CASE_OF_CUSTOMER: &str = "SELECT id, category, tier, status FROM cases \
      WHERE id = $1 AND customer = $2";
 
-/// The customer's most recently touched open case on a channel since `$3`.
-pub const RECENT_OPEN_CASE: &str = "SELECT id, category, tier, status FROM cases \
-     WHERE customer = $1 AND channel = $2 AND status IN ('open', 'acknowledged', 'in_progress') \
-     AND last_message_at >= $3 ORDER BY last_message_at DESC LIMIT 1";
+/// The customer's active cases on a channel touched since `$3`, with when (a customer has
+/// one, rarely a few): `intake::decide::latest` picks the most recent. No ORDER BY … LIMIT 1:
+/// on SQLite that builds a sorter on every run, for every message.
+pub const RECENT_OPEN_CASES: &str = "SELECT id, category, tier, status, last_message_at \
+     FROM cases WHERE customer = $1 AND channel = $2 \
+     AND (status = 'open' OR status = 'acknowledged' OR status = 'in_progress') \
+     AND last_message_at >= $3";
 
 /// A case's status and tier set by intake (a reopen, a close after a return visit) (status,
 /// tier, now, whether the resolution is forgotten (`IntakeTx::set_status`), case id).
@@ -57,6 +60,17 @@ pub const INSERT_CASE: &str = "INSERT INTO cases (channel, customer, category, s
      linked_case_id) \
      VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $8, $8, $9, $10, $11, $12) RETURNING id";
 
+/// `insert` (an `INSERT … RETURNING id` of this file) without its RETURNING clause: how the
+/// SQLite writer runs it (`store/sqlite/writer.rs::insert_id`).
+///
+/// # Panics
+/// `insert` does not end in ` RETURNING id` (a bug caught by the tests).
+pub fn without_returning_id(insert: &'static str) -> &'static str {
+    insert
+        .strip_suffix(" RETURNING id")
+        .unwrap_or_else(|| panic!("not an INSERT … RETURNING id: {insert}"))
+}
+
 /// An inbound message (15 values, see [`crate::intake::decide::InboundRow`]).
 pub const INSERT_INBOUND: &str = "INSERT INTO messages (direction, channel, dialect, external_id, \
      dedupe_key, content_hash, from_addr, to_addr, subject, body, raw, category, intent, \
@@ -80,14 +94,14 @@ pub const UPSERT_CONSENT: &str = "INSERT INTO contacts \
 /// The commercial messages still queued (not being sent) to an address that opted out: their
 /// campaign recipients suppressed, the messages marked, the outbox rows gone (address,
 /// channel, now). Each repeats the predicate of the partial index `messages_campaign_to`
-/// (migration 0013) word for word, so SQLite finds the address's messages by the index
+/// (migration 0019) word for word, so SQLite finds the address's messages by the index
 /// instead of reading the whole table on every `TD` (a test reads the query plans).
 pub const SUPPRESS_QUEUED_RECIPIENTS: &str = "UPDATE campaign_recipients SET state = 'suppressed', \
      reason = 'opted_out' WHERE message_id IN (SELECT m.id FROM messages m \
      JOIN outbox o ON o.message_id = m.id WHERE m.to_addr = $1 AND m.channel = $2 \
      AND m.direction = 'out' AND m.kind IN ('marketing', 'research') \
      AND (o.lease_until IS NULL OR o.lease_until < $3) \
-     AND m.kind IN ('payment_reminder', 'notice', 'survey', 'research', 'marketing', 'urgent_notice'))";
+     AND (m.kind = 'payment_reminder' OR m.kind = 'notice' OR m.kind = 'survey' OR m.kind = 'research' OR m.kind = 'marketing' OR m.kind = 'urgent_notice'))";
 
 /// See [`SUPPRESS_QUEUED_RECIPIENTS`] (now, address, channel).
 pub const SUPPRESS_QUEUED_MESSAGES: &str = "UPDATE messages SET status = 'suppressed', \
@@ -95,13 +109,13 @@ pub const SUPPRESS_QUEUED_MESSAGES: &str = "UPDATE messages SET status = 'suppre
      JOIN outbox o ON o.message_id = m.id WHERE m.to_addr = $2 AND m.channel = $3 \
      AND m.direction = 'out' AND m.kind IN ('marketing', 'research') \
      AND (o.lease_until IS NULL OR o.lease_until < $1) \
-     AND m.kind IN ('payment_reminder', 'notice', 'survey', 'research', 'marketing', 'urgent_notice'))";
+     AND (m.kind = 'payment_reminder' OR m.kind = 'notice' OR m.kind = 'survey' OR m.kind = 'research' OR m.kind = 'marketing' OR m.kind = 'urgent_notice'))";
 
 /// See [`SUPPRESS_QUEUED_RECIPIENTS`] (address, channel).
 pub const DELETE_SUPPRESSED_OUTBOX: &str = "DELETE FROM outbox WHERE message_id IN \
      (SELECT m.id FROM messages m WHERE m.to_addr = $1 AND m.channel = $2 \
      AND m.direction = 'out' AND m.status = 'suppressed' AND m.kind IN ('marketing', 'research') \
-     AND m.kind IN ('payment_reminder', 'notice', 'survey', 'research', 'marketing', 'urgent_notice'))";
+     AND (m.kind = 'payment_reminder' OR m.kind = 'notice' OR m.kind = 'survey' OR m.kind = 'research' OR m.kind = 'marketing' OR m.kind = 'urgent_notice'))";
 
 /// Email acks sent to an address since `$2`.
 pub const EMAIL_ACKS_SINCE: &str = "SELECT COUNT(*) FROM messages WHERE direction = 'out' \
@@ -294,7 +308,7 @@ pub const ALL: &[&str] = &[
     CASE_PROGRESS,
     CASE_OF_OUR_MESSAGE,
     CASE_OF_CUSTOMER,
-    RECENT_OPEN_CASE,
+    RECENT_OPEN_CASES,
     SET_CASE_STATUS,
     FINISH_VISIT,
     TOUCH_CASE,
@@ -398,7 +412,7 @@ mod tests {
 
     /// The intake's lookups run for every message on the writer thread: each must reach its
     /// rows through an index, and the threading lookup through the partial index of active
-    /// cases (migration 0018), whose status list it must repeat word for word.
+    /// cases (migration 0019), whose predicate it must repeat word for word.
     #[test]
     fn the_intake_lookups_use_indexes_on_sqlite() {
         let (_dir, c) = schema();
@@ -417,7 +431,7 @@ mod tests {
             super::DUPLICATE_BY_HASH,
             super::CASE_OF_CUSTOMER,
             super::CASE_OF_OUR_MESSAGE,
-            super::RECENT_OPEN_CASE,
+            super::RECENT_OPEN_CASES,
             super::SURVEY_WAIT,
         ] {
             let p = plan(q);
@@ -427,22 +441,51 @@ mod tests {
                 "{q}: {p:?}"
             );
         }
-        let p = plan(super::RECENT_OPEN_CASE);
+        let p = plan(super::RECENT_OPEN_CASES);
         assert!(
             p.iter().any(|l| l.contains("cases_customer_active")),
             "{p:?}"
         );
-        let list = crate::domain::CaseStatus::ACTIVE
-            .iter()
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let active = crate::domain::CaseStatus::active_predicate("");
         for text in [
-            super::RECENT_OPEN_CASE,
-            include_str!("migrations/sqlite/0018_intake_write_path.sql"),
-            include_str!("migrations/postgres/0018_intake_write_path.sql"),
+            super::RECENT_OPEN_CASES,
+            include_str!("migrations/sqlite/0019_partial_index_predicates.sql"),
+            include_str!("migrations/postgres/0019_partial_index_predicates.sql"),
         ] {
-            assert!(text.contains(&format!("status IN ({list})")), "{text}");
+            assert!(text.contains(&active), "{active} in {text}");
+        }
+    }
+
+    /// SQLite evaluates a partial index's predicate on every insert into its table; an IN
+    /// list of more than two constants there (or in a hot lookup) builds a temporary b-tree
+    /// on every run of the statement. None of the writer's per-message statements may.
+    #[test]
+    fn the_intake_statements_build_no_temporary_tables_on_sqlite() {
+        let (_dir, c) = schema();
+        for q in [
+            super::without_returning_id(super::INSERT_INBOUND),
+            super::without_returning_id(super::INSERT_OUTBOUND),
+            super::without_returning_id(super::INSERT_CASE),
+            super::INSERT_OUTBOX,
+            super::SET_CLOCK,
+            super::RECENT_OPEN_CASES,
+            super::TOUCH_CASE,
+            super::INSERT_CASE_EVENT,
+            super::DUPLICATE_BY_KEY,
+        ] {
+            let mut st = c.prepare(&format!("EXPLAIN {q}")).unwrap();
+            let n = st.parameter_count();
+            let ops: Vec<String> = st
+                .query_map(rusqlite::params_from_iter((0..n).map(|_| "x")), |r| {
+                    r.get::<_, String>(1)
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(
+                !ops.iter().any(|o| o == "OpenEphemeral"),
+                "{q} builds a temporary table: {ops:?}"
+            );
         }
     }
 

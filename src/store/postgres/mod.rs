@@ -341,12 +341,26 @@ impl IntakeTx for PgIntake<'_> {
                 channel,
                 since_ms,
             } => {
-                sqlx::query_as(sql::RECENT_OPEN_CASE)
-                    .bind(customer)
-                    .bind(channel.as_str())
-                    .bind(since_ms)
-                    .fetch_optional(&mut *self.0)
-                    .await?
+                let cases: Vec<(i64, Category, crate::domain::Tier, CaseStatus, i64)> =
+                    sqlx::query_as(sql::RECENT_OPEN_CASES)
+                        .bind(customer)
+                        .bind(channel.as_str())
+                        .bind(since_ms)
+                        .fetch_all(&mut *self.0)
+                        .await?;
+                return Ok(crate::intake::decide::latest(cases.into_iter().map(
+                    |(id, category, tier, status, last)| {
+                        (
+                            last,
+                            OpenCase {
+                                id,
+                                category,
+                                tier,
+                                status,
+                            },
+                        )
+                    },
+                )));
             }
         };
         Ok(row.map(|(id, category, tier, status)| OpenCase {

@@ -692,15 +692,11 @@ pub async fn standings(
             e.opted_in = in_at.is_some() && !e.opted_out;
         }
         let list: Vec<String> = (0..chunk.len()).map(|i| ph(i + 3)).collect();
-        let kinds = crate::domain::MessageKind::CAMPAIGN
-            .iter()
-            .map(|k| format!("'{k}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let kinds = crate::domain::MessageKind::campaign_predicate("");
         let sql = format!(
             "SELECT to_addr, COUNT(*), SUM(CASE WHEN kind IN ('marketing', 'research') THEN 1 ELSE 0 END) \
              FROM messages WHERE direction = 'out' AND channel = {} AND created_at >= {} \
-             AND kind IN ({kinds}) AND status <> 'suppressed' AND status <> 'cancelled' \
+             AND {kinds} AND status <> 'suppressed' AND status <> 'cancelled' \
              AND to_addr IN ({}) GROUP BY to_addr",
             ph(1),
             ph(2),
@@ -719,7 +715,7 @@ pub async fn standings(
         }
         let sql = format!(
             "SELECT to_addr, body FROM messages WHERE direction = 'out' AND channel = {} \
-             AND created_at >= {} AND kind IN ({kinds}) AND kind IN ('marketing', 'research') \
+             AND created_at >= {} AND {kinds} AND kind IN ('marketing', 'research') \
              AND status <> 'suppressed' AND status <> 'cancelled' AND to_addr IN ({})",
             ph(1),
             ph(2),
@@ -999,17 +995,19 @@ pub async fn unclocked_cases(
     after_id: i64,
     limit: i64,
 ) -> StoreResult<Vec<(i64, String, i64, bool, String)>> {
-    let rows: Vec<(i64, String, i64, i64, String)> = sqlx::query_as(
+    let active = crate::domain::CaseStatus::active_predicate("c.");
+    let sql = format!(
         "SELECT c.id, c.category, COALESCE(c.sla_base_at, c.opened_at), \
          CAST(CASE WHEN c.acked_at IS NULL OR COALESCE(c.answered_at, 0) < COALESCE(c.sla_base_at, 0) THEN 0 ELSE 1 END AS BIGINT), c.customer FROM cases c \
-         WHERE c.status IN ('open', 'acknowledged', 'in_progress') \
+         WHERE {active} \
          AND c.id > $1 AND NOT EXISTS (SELECT 1 FROM sla_clock k WHERE k.case_id = c.id) \
-         ORDER BY c.id LIMIT $2",
-    )
-    .bind(after_id)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
+         ORDER BY c.id LIMIT $2"
+    );
+    let rows: Vec<(i64, String, i64, i64, String)> = sqlx::query_as(&sql)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|(id, c, o, a, cu)| (id, c, o, a != 0, cu))

@@ -16,8 +16,9 @@
 //! ([`Wal::bound`]), and its next transaction starts the log over. Were the checkpoint thread
 //! gone, that alone would still keep the log bounded.
 //!
-//! Durability is SQLite's own: the checkpoint connection runs with `synchronous = FULL`, so
-//! the database file is synced before the log may start over.
+//! Durability: the checkpoint connection runs with `synchronous = FULL`, and the writer's
+//! own checkpoint (`synchronous = NORMAL`, see `durable.rs`) syncs too, so the log is synced
+//! before it is copied and the database file before the log may start over.
 
 use rusqlite::{Connection, ffi};
 use std::ffi::{c_char, c_int, c_void};

@@ -1,6 +1,7 @@
-//! SQLite engine: WAL, `synchronous = FULL`, and one writer thread that commits the intake of
-//! many concurrent requests in one transaction (group commit, `writer.rs`), so one
-//! fsync serves a batch. Other writes (outbox leases, send results, delivery reports) are short
+//! SQLite engine: WAL and one writer thread that commits the intake of many concurrent
+//! requests in one transaction (group commit, `writer.rs`); a sync thread fsyncs the log
+//! after each commit and only then answers its callers (`durable.rs`), so one fsync serves
+//! one batch or more, while the writer runs the next. Other writes (outbox leases, send results, delivery reports) are short
 //! `BEGIN IMMEDIATE` transactions on the sqlx pool; SQLite serialises them behind the writer
 //! with `busy_timeout`.
 
@@ -26,6 +27,7 @@ mod ops;
 mod store_impl;
 
 mod checkpoint;
+mod durable;
 mod writer;
 
 use writer as sqlite_writer;
