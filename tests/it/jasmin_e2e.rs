@@ -380,7 +380,18 @@ async fn jasmin_delivery_receipts_mark_acks_delivered_or_failed() {
         out.provider_id
     );
     // Both of Jasmin's DLRs (level 1 ESME_ROK, level 2 DELIVRD) were acked by /dlr/jasmin.
-    let dlr_log = blocking(&j, |j| j.dlr_thrower_log()).await;
+    // The thrower logs a DLR after our answer reaches it, which can be after the test saw
+    // the status our commit set: wait for its line.
+    let thrown = |l: &Vec<String>| l.iter().filter(|l| l.contains("Throwed DLR")).count() >= 2;
+    let dlr_log = eventually(Duration::from_secs(10), || {
+        let j = j.clone();
+        async move { Some(blocking(&j, |j| j.dlr_thrower_log()).await).filter(thrown) }
+    })
+    .await;
+    let dlr_log = match dlr_log {
+        Some(l) => l,
+        None => blocking(&j, |j| j.dlr_thrower_log()).await,
+    };
     assert!(
         dlr_log.iter().filter(|l| l.contains("Throwed DLR")).count() >= 2
             && !dlr_log.iter().any(|l| l.contains("ERROR")),

@@ -21,17 +21,22 @@
 //! and every commit before it, so nothing answered is lost, and a send is never claimed before
 //! the intake that queued it is durable.
 //!
-//! A failed fsync cannot be retried (Linux may have dropped the failed pages from its cache):
-//! the jobs waiting for it are answered `Unavailable`, and the writer stops taking work, so
-//! `/readyz` reports it and every write answers 503 until the gateway is restarted and SQLite
-//! recovers the log.
+//! A failed fsync cannot be retried: Linux may have dropped the failed pages from its cache
+//! and marked them clean, so a later fsync (ours, or a pool connection's) would succeed over
+//! a log with a hole in it. As PostgreSQL does, the process stops: the jobs waiting for that
+//! fsync are answered `Unavailable` (the bridge retries), then the process aborts, and at the
+//! next start SQLite recovers the log up to its last intact commit.
+//!
+//! The log is the file SQLite itself names (`<database as SQLite resolved it>-wal`, symlinks
+//! followed), opened once when the writer starts; if the file at that path is ever another
+//! one, that is a failed sync too.
 
 use super::writer::Job;
 use crate::store::StoreError;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -39,6 +44,9 @@ use std::thread::JoinHandle;
 
 /// How the log is flushed: `File::sync_data` (`fdatasync`); tests put their own in.
 pub type SyncFn = Box<dyn FnMut(&File) -> io::Result<()> + Send>;
+
+/// What happens after a failed sync has been answered: the process aborts; tests count.
+pub type OnFailure = Box<dyn Fn() + Send>;
 
 /// The writer's side of the sync thread.
 pub struct Durable {
@@ -48,21 +56,45 @@ pub struct Durable {
 }
 
 impl Durable {
-    /// Starts the sync thread for the database at `db` (its log is `<db>-wal`).
+    /// Starts the sync thread for the log of the writer's connection `conn`.
     ///
     /// # Errors
-    /// The thread cannot be started.
-    pub fn start(db: &Path) -> io::Result<Durable> {
-        Self::with(db, Box::new(|f: &File| f.sync_data()))
+    /// The connection has no file, its log cannot be opened, or the thread cannot start.
+    pub fn start(conn: &rusqlite::Connection) -> io::Result<Durable> {
+        Self::with(
+            conn,
+            Box::new(|f: &File| f.sync_data()),
+            Box::new(|| {
+                eprintln!("switchboard: fsync of the SQLite log failed; stopping");
+                std::process::abort()
+            }),
+        )
     }
 
-    /// [`Durable::start`] with `sync` in place of `fdatasync`.
-    pub fn with(db: &Path, sync: SyncFn) -> io::Result<Durable> {
-        let mut wal = db.as_os_str().to_owned();
-        wal.push("-wal");
+    /// [`Durable::start`] with `sync` in place of `fdatasync` and `on_failure` in place of the
+    /// abort.
+    ///
+    /// # Errors
+    /// As [`Durable::start`].
+    pub fn with(
+        conn: &rusqlite::Connection,
+        sync: SyncFn,
+        on_failure: OnFailure,
+    ) -> io::Result<Durable> {
+        let db = conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| io::Error::other("an SQLite writer needs a database file"))?;
+        let path = PathBuf::from(format!("{db}-wal"));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?;
+        let meta = file.metadata()?;
         let log = Log {
-            path: PathBuf::from(wal),
-            file: None,
+            path,
+            file,
+            id: (meta.dev(), meta.ino()),
             sync,
         };
         let (tx, rx) = mpsc::channel();
@@ -70,7 +102,7 @@ impl Durable {
         let flag = failed.clone();
         let thread = std::thread::Builder::new()
             .name("sqlite-sync".into())
-            .spawn(move || run(log, &rx, &flag))?;
+            .spawn(move || run(log, &rx, &flag, &on_failure))?;
         Ok(Durable {
             tx: Some(tx),
             thread: Some(thread),
@@ -85,14 +117,15 @@ impl Durable {
         }
         let Some(tx) = &self.tx else { return };
         if let Err(mpsc::SendError(jobs)) = tx.send(jobs) {
-            // The thread is gone (a bug): nobody can vouch for these commits.
+            // The thread is gone (a bug): nobody can vouch for these commits or later ones.
+            self.failed.store(true, Ordering::Release);
             for job in jobs {
                 job.answer(Err(unsynced("the sync thread is gone")));
             }
         }
     }
 
-    /// A sync failed: the writer must stop taking work.
+    /// A sync failed (or the sync thread is gone): the writer must stop taking work.
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
     }
@@ -114,38 +147,31 @@ fn unsynced(why: &str) -> StoreError {
     ))
 }
 
-/// The WAL file, opened lazily and again whenever the path names another file.
+/// The WAL file, open since the writer started.
 struct Log {
     path: PathBuf,
-    file: Option<(File, u64, u64)>,
+    file: File,
+    /// (device, inode) of `file`.
+    id: (u64, u64),
     sync: SyncFn,
 }
 
 impl Log {
     fn sync(&mut self) -> io::Result<()> {
-        let meta = std::fs::metadata(&self.path)?;
-        let current =
-            matches!(&self.file, Some((_, dev, ino)) if *dev == meta.dev() && *ino == meta.ino());
-        if !current {
-            let f = std::fs::OpenOptions::new().write(true).open(&self.path)?;
-            // A log file new to us: its directory entry is made durable once, as SQLite does
-            // for a log it creates.
-            if let Some(dir) = self.path.parent() {
-                let dir = if dir.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    dir
-                };
-                File::open(dir)?.sync_all()?;
-            }
-            self.file = Some((f, meta.dev(), meta.ino()));
+        // SQLite deletes the log only when its last connection closes, and the writer's is
+        // open: another file at the path means someone else replaced it.
+        let now = std::fs::metadata(&self.path)?;
+        if (now.dev(), now.ino()) != self.id {
+            return Err(io::Error::other(format!(
+                "{} is no longer the log SQLite writes",
+                self.path.display()
+            )));
         }
-        let (f, _, _) = self.file.as_ref().expect("opened above");
-        (self.sync)(f)
+        (self.sync)(&self.file)
     }
 }
 
-fn run(mut log: Log, rx: &mpsc::Receiver<Vec<Job>>, failed: &AtomicBool) {
+fn run(mut log: Log, rx: &mpsc::Receiver<Vec<Job>>, failed: &AtomicBool, on_failure: &OnFailure) {
     while let Ok(mut jobs) = rx.recv() {
         while let Ok(more) = rx.try_recv() {
             jobs.extend(more);
@@ -163,12 +189,13 @@ fn run(mut log: Log, rx: &mpsc::Receiver<Vec<Job>>, failed: &AtomicBool) {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, log = %log.path.display(), "fsync of the SQLite log failed; the writer stops, restart the gateway");
+                tracing::error!(error = %e, log = %log.path.display(), "fsync of the SQLite log failed; stopping");
                 failed.store(true, Ordering::Release);
                 let why = e.to_string();
                 for job in jobs {
                     job.answer(Err(unsynced(&why)));
                 }
+                on_failure();
             }
         }
     }
@@ -198,38 +225,54 @@ mod tests {
         (Box::new(Probe(Some(tx))), rx)
     }
 
-    fn db() -> (tempfile::TempDir, PathBuf) {
+    /// A database in WAL mode: its log exists.
+    fn db() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("t.db");
-        std::fs::write(dir.path().join("t.db-wal"), b"log").unwrap();
-        (dir, db)
+        let c = Connection::open(dir.path().join("t.db")).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        (dir, c)
+    }
+
+    fn counting() -> (OnFailure, Arc<AtomicUsize>) {
+        let n = Arc::new(AtomicUsize::new(0));
+        let m = n.clone();
+        (
+            Box::new(move || {
+                m.fetch_add(1, Ordering::SeqCst);
+            }),
+            n,
+        )
     }
 
     #[test]
     fn a_commit_is_answered_only_after_a_sync_that_began_after_it() {
-        let (_dir, db) = db();
+        let (_dir, c) = db();
         let (began_tx, began) = std::sync::mpsc::channel::<()>();
         let (release, release_rx) = std::sync::mpsc::channel::<()>();
         let release_rx = std::sync::Mutex::new(release_rx);
         let syncs = Arc::new(AtomicUsize::new(0));
         let counted = syncs.clone();
         let d = Durable::with(
-            &db,
+            &c,
             Box::new(move |_f: &File| {
                 let _ = began_tx.send(());
                 release_rx.lock().unwrap().recv().unwrap();
                 counted.fetch_add(1, Ordering::SeqCst);
                 Ok(())
             }),
+            counting().0,
         )
         .unwrap();
         let (j1, mut a1) = probe();
         d.answer(vec![j1]);
         began.recv_timeout(Duration::from_secs(5)).unwrap();
-        // The first sync is under way; a second commit arrives during it.
+        // The first sync is under way; two more commits arrive during it.
         let (j2, mut a2) = probe();
         let (j3, mut a3) = probe();
-        d.answer(vec![j2, j3]);
+        d.answer(vec![j2]);
+        d.answer(vec![j3]);
         std::thread::sleep(Duration::from_millis(50));
         assert!(a1.try_recv().is_err(), "answered before its sync returned");
         release.send(()).unwrap();
@@ -237,8 +280,8 @@ mod tests {
             matches!(a1.blocking_recv(), Ok(Ok(()))),
             "the first commit is answered once its sync returned"
         );
-        // The second and third committed while the first sync ran: that sync may not cover
-        // them, so they wait for the next one, which answers both.
+        // The others committed while the first sync ran: that sync may not cover them, so
+        // they wait for the next one, which answers both.
         began.recv_timeout(Duration::from_secs(5)).unwrap();
         std::thread::sleep(Duration::from_millis(50));
         assert!(
@@ -258,11 +301,20 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_sync_fails_its_commits_and_every_later_one() {
-        let (_dir, db) = db();
+    fn a_failed_sync_fails_its_commits_and_every_later_one_even_if_syncs_work_again() {
+        let (_dir, c) = db();
+        let mut first = true;
+        let (on_failure, failures) = counting();
         let d = Durable::with(
-            &db,
-            Box::new(|_f: &File| Err(io::Error::other("EIO from the disk"))),
+            &c,
+            Box::new(move |_f: &File| {
+                if std::mem::take(&mut first) {
+                    Err(io::Error::other("EIO from the disk"))
+                } else {
+                    Ok(())
+                }
+            }),
+            on_failure,
         )
         .unwrap();
         let (j1, a1) = probe();
@@ -272,43 +324,54 @@ mod tests {
             other => panic!("a failed sync answered {other:?}"),
         }
         assert!(d.failed(), "the writer is told to stop");
+        // The next fsync would succeed, but the pages the failed one lost are gone.
         let (j2, a2) = probe();
         d.answer(vec![j2]);
         assert!(matches!(
             a2.blocking_recv().unwrap(),
             Err(StoreError::Unavailable(_))
         ));
+        assert_eq!(failures.load(Ordering::SeqCst), 1, "the process is stopped");
     }
 
     #[test]
-    fn the_log_is_synced_through_the_file_at_its_path_now() {
-        let (dir, db) = db();
-        let inodes = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = inodes.clone();
-        let d = Durable::with(
-            &db,
-            Box::new(move |f: &File| {
-                seen.lock().unwrap().push(f.metadata()?.ino());
-                Ok(())
-            }),
-        )
-        .unwrap();
+    fn the_log_is_the_one_sqlite_names_and_a_replaced_log_is_a_failure() {
+        let (dir, c) = db();
+        let (on_failure, failures) = counting();
+        let d = Durable::with(&c, Box::new(|f: &File| f.sync_data()), on_failure).unwrap();
         let (j, a) = probe();
         d.answer(vec![j]);
         assert!(matches!(a.blocking_recv(), Ok(Ok(()))));
-        // The log is deleted and made again (a restart of SQLite's): the next sync must reach
-        // the new file, not the unlinked one.
+        // Someone replaces the log: syncing the file we hold would vouch for nothing.
         let wal = dir.path().join("t.db-wal");
-        let keep = File::open(&wal).unwrap();
-        std::fs::remove_file(&wal).unwrap();
-        std::fs::write(&wal, b"new log").unwrap();
+        std::fs::rename(&wal, dir.path().join("moved")).unwrap();
+        std::fs::write(&wal, b"not the log").unwrap();
+        let (j, a) = probe();
+        d.answer(vec![j]);
+        assert!(matches!(
+            a.blocking_recv(),
+            Ok(Err(StoreError::Unavailable(_)))
+        ));
+        assert_eq!(failures.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_database_reached_through_a_symlink_syncs_the_log_beside_the_real_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        let real = dir.path().join("real/t.db");
+        Connection::open(&real).unwrap();
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let c = Connection::open(&link).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        c.execute_batch("CREATE TABLE t (x)").unwrap();
+        assert!(dir.path().join("real/t.db-wal").exists());
+        let (on_failure, failures) = counting();
+        let d = Durable::with(&c, Box::new(|f: &File| f.sync_data()), on_failure).unwrap();
         let (j, a) = probe();
         d.answer(vec![j]);
         assert!(matches!(a.blocking_recv(), Ok(Ok(()))));
-        drop(keep);
-        let now = std::fs::metadata(&wal).unwrap().ino();
-        let seen = inodes.lock().unwrap().clone();
-        assert_eq!(seen.len(), 2);
-        assert_eq!(seen[1], now, "synced the unlinked log");
+        assert_eq!(failures.load(Ordering::SeqCst), 0);
     }
 }

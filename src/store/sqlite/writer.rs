@@ -234,6 +234,15 @@ impl From<rusqlite::Error> for StoreError {
 /// # Errors
 /// The database cannot be opened.
 pub fn start(path: &Path, max: usize) -> anyhow::Result<mpsc::Sender<Job>> {
+    start_with(path, max, super::durable::Durable::start)
+}
+
+/// [`start`] with the sync thread `durable` makes.
+fn start_with(
+    path: &Path,
+    max: usize,
+    durable: impl FnOnce(&Connection) -> std::io::Result<super::durable::Durable>,
+) -> anyhow::Result<mpsc::Sender<Job>> {
     let conn = Connection::open(path)
         .map_err(|e| anyhow::anyhow!("opening SQLite writer connection {}: {e}", path.display()))?;
     conn.busy_timeout(Duration::from_secs(10))?;
@@ -250,7 +259,12 @@ pub fn start(path: &Path, max: usize) -> anyhow::Result<mpsc::Sender<Job>> {
     conn.pragma_update(None, "mmap_size", 0)?;
     conn.set_prepared_statement_cache_capacity(64);
     let wal = super::checkpoint::start(path, &conn, super::checkpoint::Limits::DEFAULT)?;
-    let durable = super::durable::Durable::start(path)?;
+    // A read opens the log (SQLite creates it) before the sync thread opens it too.
+    conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })?;
+    let durable = durable(&conn)
+        .map_err(|e| anyhow::anyhow!("starting the SQLite log's sync thread: {e}"))?;
     let (tx, rx) = mpsc::channel(max * 4);
     std::thread::Builder::new()
         .name("sqlite-writer".into())
@@ -949,5 +963,111 @@ impl crate::outbound::report::DeliveryTx for SqliteIntake<'_> {
             .prepare_cached(sql::DELETE_OUTBOX)?
             .execute(params![id])?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::durable::Durable;
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    fn insert(c: &Connection, x: &i64) -> StoreResult<i64> {
+        c.execute("CREATE TABLE IF NOT EXISTS t (x)", [])?;
+        c.execute("INSERT INTO t VALUES (?1)", [x])?;
+        Ok(c.last_insert_rowid())
+    }
+
+    fn send(w: &mpsc::Sender<Job>, x: i64) -> oneshot::Receiver<StoreResult<i64>> {
+        let (job, rx) = task(x, insert);
+        w.blocking_send(job).expect("the writer takes jobs");
+        rx
+    }
+
+    /// The writer hands a committed batch to the sync thread: its caller hears nothing until
+    /// the log's fsync returned, and the commit is in the log by then.
+    #[test]
+    fn the_writer_answers_a_commit_only_after_the_log_is_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let wait = Mutex::new(wait);
+        let w = start_with(&path, 8, |c| {
+            Durable::with(
+                c,
+                Box::new(move |f| {
+                    wait.lock().unwrap().recv().unwrap();
+                    f.sync_data()
+                }),
+                Box::new(|| panic!("no sync fails here")),
+            )
+        })
+        .unwrap();
+        let mut a = send(&w, 7);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(a.try_recv().is_err(), "answered before the log was synced");
+        // Committed already: another connection sees the row while the sync is pending.
+        let other = Connection::open(&path).unwrap();
+        let n: i64 = other
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        release.send(()).unwrap();
+        assert_eq!(a.blocking_recv().unwrap().unwrap(), 1);
+    }
+
+    /// A failed fsync: the batch is refused, the process would stop, and the writer takes no
+    /// more work (`/readyz` sees the closed channel).
+    #[test]
+    fn a_failed_fsync_refuses_the_batch_and_stops_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let stops = Arc::new(AtomicUsize::new(0));
+        let counted = stops.clone();
+        let w = start_with(&path, 8, move |c| {
+            Durable::with(
+                c,
+                Box::new(|_| Err(std::io::Error::other("EIO"))),
+                Box::new(move || {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }),
+            )
+        })
+        .unwrap();
+        match send(&w, 1).blocking_recv().unwrap() {
+            Err(StoreError::Unavailable(m)) => assert!(m.contains("EIO"), "{m}"),
+            other => panic!("answered {other:?}"),
+        }
+        // The stop comes right after the answers.
+        for _ in 0..100 {
+            if stops.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(stops.load(Ordering::SeqCst), 1);
+        // The next job is refused, and the writer's channel closes.
+        if let Ok(rx) = std::panic::catch_unwind(|| send(&w, 2)) {
+            assert!(!matches!(rx.blocking_recv(), Ok(Ok(_))));
+        }
+        for _ in 0..100 {
+            if w.is_closed() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the writer still takes work after a failed fsync");
+    }
+
+    #[test]
+    fn the_writer_connection_leaves_the_fsync_to_the_sync_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = start(&dir.path().join("w.db"), 8).unwrap();
+        let (job, rx) = task((), |c, _| {
+            Ok(c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?)
+        });
+        w.blocking_send(job).unwrap();
+        assert_eq!(rx.blocking_recv().unwrap().unwrap(), 1, "NORMAL");
     }
 }
