@@ -7,8 +7,9 @@
 pub const DUPLICATE_BY_KEY: &str = "SELECT id FROM messages WHERE dedupe_key = $1";
 
 /// An id-less message with the same content hash since `$2`.
-pub const DUPLICATE_BY_HASH: &str = "SELECT id FROM messages WHERE content_hash = $1 \
-     AND created_at >= $2 ORDER BY id LIMIT 1";
+/// MIN, not ORDER BY id LIMIT 1: that builds a sorter on SQLite on every run; NULL if none.
+pub const DUPLICATE_BY_HASH: &str = "SELECT MIN(id) FROM messages WHERE content_hash = $1 \
+     AND created_at >= $2";
 
 /// The survey waiting for an answer from this address (channel, address, now).
 pub const SURVEY_WAIT: &str = "SELECT survey, case_id FROM survey_waits \
@@ -472,6 +473,10 @@ mod tests {
             super::TOUCH_CASE,
             super::INSERT_CASE_EVENT,
             super::DUPLICATE_BY_KEY,
+            super::DUPLICATE_BY_HASH,
+            super::SURVEY_WAIT,
+            super::CASE_OF_CUSTOMER,
+            super::CASE_OF_OUR_MESSAGE,
         ] {
             let mut st = c.prepare(&format!("EXPLAIN {q}")).unwrap();
             let n = st.parameter_count();

@@ -288,10 +288,10 @@ impl IntakeTx for PgIntake<'_> {
     }
 
     async fn duplicate_by_hash(&mut self, hash: &str, since_ms: i64) -> StoreResult<Option<i64>> {
-        Ok(sqlx::query_scalar(sql::DUPLICATE_BY_HASH)
+        Ok(sqlx::query_scalar::<_, Option<i64>>(sql::DUPLICATE_BY_HASH)
             .bind(hash)
             .bind(since_ms)
-            .fetch_optional(&mut *self.0)
+            .fetch_one(&mut *self.0)
             .await?)
     }
 

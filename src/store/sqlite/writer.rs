@@ -429,10 +429,10 @@ impl IntakeTx for SqliteIntake<'_> {
     }
 
     async fn duplicate_by_hash(&mut self, hash: &str, since_ms: i64) -> StoreResult<Option<i64>> {
-        opt(self
+        Ok(self
             .0
             .prepare_cached(sql::DUPLICATE_BY_HASH)?
-            .query_row(params![hash, since_ms], |r| r.get(0)))
+            .query_row(params![hash, since_ms], |r| r.get(0))?)
     }
 
     async fn survey_wait(
