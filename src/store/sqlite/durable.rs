@@ -352,6 +352,8 @@ mod tests {
             a.blocking_recv(),
             Ok(Err(StoreError::Unavailable(_)))
         ));
+        // The stop comes right after the answers, on the sync thread.
+        drop(d);
         assert_eq!(failures.load(Ordering::SeqCst), 1);
     }
 
