@@ -178,11 +178,10 @@ impl CaseStatus {
     /// (migration 0019), which a query must repeat word for word to use it. Equalities, not
     /// IN: SQLite builds a temporary table for an IN list of more than two constants.
     pub fn active_predicate(alias: &str) -> String {
-        let arms: Vec<String> = CaseStatus::ACTIVE
-            .iter()
-            .map(|s| format!("{alias}status = '{}'", s.as_str()))
-            .collect();
-        format!("({})", arms.join(" OR "))
+        crate::domain::any_of(
+            &format!("{alias}status"),
+            CaseStatus::ACTIVE.map(|s| s.as_str()),
+        )
     }
 
     pub fn is_active(self) -> bool {

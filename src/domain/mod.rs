@@ -245,11 +245,10 @@ impl MessageKind {
     /// Equalities, not IN: SQLite evaluates the predicate on every message insert, and builds
     /// a temporary table for an IN list of more than two constants.
     pub fn campaign_predicate(alias: &str) -> String {
-        let arms: Vec<String> = MessageKind::CAMPAIGN
-            .iter()
-            .map(|k| format!("{alias}kind = '{}'", k.as_str()))
-            .collect();
-        format!("({})", arms.join(" OR "))
+        any_of(
+            &format!("{alias}kind"),
+            MessageKind::CAMPAIGN.map(|k| k.as_str()),
+        )
     }
 
     /// Marketing and research: consent, opt-out, signature, footer, daytime only.
@@ -520,6 +519,17 @@ impl FromStr for Lang {
             other => Err(format!("unknown language {other:?} (expected zh-CN or en)")),
         }
     }
+}
+
+/// `(column = 'a' OR column = 'b' …)`: a partial index's predicate over fixed values, as
+/// equalities rather than IN, for which SQLite builds a temporary table on every run once
+/// the list has more than two constants.
+pub fn any_of(column: &str, values: impl IntoIterator<Item = &'static str>) -> String {
+    let arms: Vec<String> = values
+        .into_iter()
+        .map(|v| format!("{column} = '{v}'"))
+        .collect();
+    format!("({})", arms.join(" OR "))
 }
 
 /// Masks an address for logs: 13800138000 → 138****8000, alice@example.com → a***@example.com.

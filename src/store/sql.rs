@@ -379,6 +379,18 @@ mod tests {
         (dir, c)
     }
 
+    /// Column `col` of `EXPLAIN {prefix}` of `q`, every parameter bound to a text.
+    fn explain(c: &rusqlite::Connection, prefix: &str, q: &str, col: usize) -> Vec<String> {
+        let mut st = c.prepare(&format!("EXPLAIN {prefix}{q}")).unwrap();
+        let n = st.parameter_count();
+        st.query_map(rusqlite::params_from_iter((0..n).map(|_| "x")), |r| {
+            r.get::<_, String>(col)
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+
     /// The opt-out statements run in the intake of every `TD`: they must find the address's
     /// messages by the partial index, not by reading the messages table.
     #[test]
@@ -389,15 +401,7 @@ mod tests {
             super::SUPPRESS_QUEUED_MESSAGES,
             super::DELETE_SUPPRESSED_OUTBOX,
         ] {
-            let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {q}")).unwrap();
-            let n = st.parameter_count();
-            let plan: Vec<String> = st
-                .query_map(rusqlite::params_from_iter((0..n).map(|_| "x")), |r| {
-                    r.get::<_, String>(3)
-                })
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
+            let plan = explain(&c, "QUERY PLAN ", q, 3);
             assert!(
                 plan.iter().any(|l| l.contains("messages_campaign_to")),
                 "{q}: {plan:?}"
@@ -417,16 +421,7 @@ mod tests {
     #[test]
     fn the_intake_lookups_use_indexes_on_sqlite() {
         let (_dir, c) = schema();
-        let plan = |q: &str| -> Vec<String> {
-            let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {q}")).unwrap();
-            let n = st.parameter_count();
-            st.query_map(rusqlite::params_from_iter((0..n).map(|_| "x")), |r| {
-                r.get::<_, String>(3)
-            })
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-        };
+        let plan = |q: &str| explain(&c, "QUERY PLAN ", q, 3);
         for q in [
             super::DUPLICATE_BY_KEY,
             super::DUPLICATE_BY_HASH,
@@ -477,15 +472,7 @@ mod tests {
             super::CASE_OF_CUSTOMER,
             super::CASE_OF_OUR_MESSAGE,
         ] {
-            let mut st = c.prepare(&format!("EXPLAIN {q}")).unwrap();
-            let n = st.parameter_count();
-            let ops: Vec<String> = st
-                .query_map(rusqlite::params_from_iter((0..n).map(|_| "x")), |r| {
-                    r.get::<_, String>(1)
-                })
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
+            let ops = explain(&c, "", q, 1);
             assert!(
                 !ops.iter().any(|o| o == "OpenEphemeral"),
                 "{q} builds a temporary table: {ops:?}"
