@@ -139,7 +139,7 @@ impl SmtpSender {
         let to: Mailbox = item
             .to
             .parse()
-            .map_err(|e| format!("recipient {:?}: {e}", item.to))?;
+            .map_err(|e| format!("recipient {}: {e}", crate::domain::mask(&item.to)))?;
         let mut b = Message::builder()
             .from(self.from.clone())
             .to(to)

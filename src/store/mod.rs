@@ -254,8 +254,10 @@ pub enum IntakeOutcome {
     },
 }
 
-/// A claimed send, leased to one worker until `lease_until`.
-#[derive(Debug, Clone)]
+/// A claimed send, leased to one worker until `lease_until`. Its `Debug` masks the
+/// recipient and leaves out the texts, so logging an item never writes a number, an address
+/// or what was said.
+#[derive(Clone)]
 pub struct OutboxItem {
     pub message_id: MessageId,
     pub channel: Channel,
@@ -274,6 +276,22 @@ pub struct OutboxItem {
     pub not_after: Option<i64>,
 }
 
+impl std::fmt::Debug for OutboxItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxItem")
+            .field("message_id", &self.message_id)
+            .field("channel", &self.channel)
+            .field("from", &self.from)
+            .field("to", &crate::domain::mask(&self.to))
+            .field("kind", &self.kind)
+            .field("text_chars", &self.text.chars().count())
+            .field("rendered", &self.render.is_none())
+            .field("attempts", &self.attempts)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The row behind an [`OutboxItem`], as both engines select it.
 /// One outbox claim: `limit` due sends of `channel`, leased until `now_ms + lease_ms`.
 #[derive(Debug, Clone, Copy)]
@@ -285,7 +303,7 @@ pub(crate) struct ClaimQuery {
     pub rate: Option<crate::outbound::rate::Rate>,
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(sqlx::FromRow)]
 pub(crate) struct OutboxRow {
     pub message_id: MessageId,
     pub attempts: i64,
@@ -927,5 +945,33 @@ mod memstatus_tests {
         let used = unsafe { rusqlite::ffi::sqlite3_memory_used() };
         println!("memstatus child: used {used}");
         assert_eq!(used, 0);
+    }
+}
+
+#[cfg(test)]
+mod outbox_item_tests {
+    use super::*;
+
+    #[test]
+    fn an_outbox_item_in_a_log_shows_neither_the_recipient_nor_the_text() {
+        let item = OutboxItem {
+            message_id: MessageId(7),
+            channel: Channel::Sms,
+            from: "10000".into(),
+            to: "+8613800138000".into(),
+            subject: Some("your case about the line at 12 Long Road".into()),
+            text: "Dear Zhang San, your case C-7 is open".into(),
+            html: Some("<p>Dear Zhang San</p>".into()),
+            headers: None,
+            kind: MessageKind::Reply,
+            render: None,
+            attempts: 1,
+            not_after: None,
+        };
+        let shown = format!("{item:?}");
+        assert!(shown.contains("+86138****8000"), "{shown}");
+        for secret in ["13800138000", "Zhang", "Long Road"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
     }
 }
