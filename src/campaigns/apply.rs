@@ -112,7 +112,7 @@ pub async fn dispatch<T: CampaignTx>(tx: &mut T, d: &Dispatch) -> StoreResult<u6
             continue;
         }
         let Ok(m) = decision else { continue };
-        let id = tx.queue_outbound(m, None, d.now_ms).await?;
+        let id = tx.queue_outbound(m, None, d.now_ms).await?.get();
         if let Some(t) = d.not_after {
             tx.set_not_after(id, t).await?;
         }

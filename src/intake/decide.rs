@@ -21,7 +21,7 @@ use std::future::Future;
 /// closed case a message refers to).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenCase {
-    pub id: i64,
+    pub id: CaseId,
     pub category: Category,
     pub tier: Tier,
     pub status: CaseStatus,
@@ -40,9 +40,9 @@ pub fn latest(cases: impl IntoIterator<Item = (i64, OpenCase)>) -> Option<OpenCa
 #[derive(Debug, Clone, Copy)]
 pub enum CaseLookup<'a> {
     /// The case of one of our outbound messages (email threading).
-    OfOurMessage(i64),
+    OfOurMessage(MessageId),
     /// A case number the customer quoted, only their own.
-    Numbered { case_id: i64, customer: &'a str },
+    Numbered { case_id: CaseId, customer: &'a str },
     /// The customer's most recently touched open case on the channel since `since_ms`.
     Recent {
         customer: &'a str,
@@ -67,7 +67,7 @@ pub struct NewCase<'a> {
     /// From the number's prefix (`sla.city_prefixes`); tier 2 is told per city.
     pub city: &'a str,
     /// The closed case this one was opened about.
-    pub linked_case_id: Option<i64>,
+    pub linked_case_id: Option<CaseId>,
 }
 
 /// What a case's clock has done so far.
@@ -91,7 +91,7 @@ pub struct SlaState {
 pub struct InboundRow<'a> {
     pub req: &'a IntakeRequest,
     pub intent: Intent,
-    pub case_id: Option<i64>,
+    pub case_id: Option<CaseId>,
 }
 
 impl InboundRow<'_> {
@@ -110,9 +110,9 @@ pub struct SurveyAnswer<'a> {
     pub survey: &'a str,
     pub channel: Channel,
     pub address: &'a str,
-    pub case_id: Option<i64>,
+    pub case_id: Option<CaseId>,
     pub answer: &'a str,
-    pub message_id: i64,
+    pub message_id: MessageId,
     pub now_ms: i64,
 }
 
@@ -120,37 +120,41 @@ pub struct SurveyAnswer<'a> {
 /// decides anything: each runs the statement of `crate::store::sql` its name says.
 #[allow(async_fn_in_trait)]
 pub trait IntakeTx {
-    async fn duplicate_by_key(&mut self, key: &str) -> StoreResult<Option<i64>>;
-    async fn duplicate_by_hash(&mut self, hash: &str, since_ms: i64) -> StoreResult<Option<i64>>;
+    async fn duplicate_by_key(&mut self, key: &str) -> StoreResult<Option<MessageId>>;
+    async fn duplicate_by_hash(
+        &mut self,
+        hash: &str,
+        since_ms: i64,
+    ) -> StoreResult<Option<MessageId>>;
     /// (survey name, its case) waiting for an answer from this address.
     async fn survey_wait(
         &mut self,
         channel: Channel,
         address: &str,
         now_ms: i64,
-    ) -> StoreResult<Option<(String, Option<i64>)>>;
+    ) -> StoreResult<Option<(String, Option<CaseId>)>>;
     async fn case_progress(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         customer: &str,
     ) -> StoreResult<Option<CaseProgress>>;
     async fn open_case(&mut self, lookup: CaseLookup<'_>) -> StoreResult<Option<OpenCase>>;
     async fn touch_case(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         now_ms: i64,
         category: Category,
         tier: Tier,
     ) -> StoreResult<()>;
     async fn case_event(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         now_ms: i64,
         kind: &str,
         detail: &str,
     ) -> StoreResult<()>;
-    async fn insert_case(&mut self, case: &NewCase<'_>) -> StoreResult<i64>;
-    async fn insert_inbound(&mut self, row: &InboundRow<'_>) -> StoreResult<i64>;
+    async fn insert_case(&mut self, case: &NewCase<'_>) -> StoreResult<CaseId>;
+    async fn insert_inbound(&mut self, row: &InboundRow<'_>) -> StoreResult<MessageId>;
     /// Records the answer and removes the wait.
     async fn survey_answer(&mut self, a: &SurveyAnswer<'_>) -> StoreResult<()>;
     /// Opted out (`true`) or back in, with the message as evidence.
@@ -160,7 +164,7 @@ pub trait IntakeTx {
         address: &str,
         opted_out: bool,
         now_ms: i64,
-        message_id: i64,
+        message_id: MessageId,
     ) -> StoreResult<()>;
     async fn email_acks_since(&mut self, to: &str, since_ms: i64) -> StoreResult<i64>;
     /// Withdraws the commercial messages still queued to an address that opted out.
@@ -174,7 +178,7 @@ pub trait IntakeTx {
     /// the resolution (`forget_resolution`: its time and code).
     async fn set_status(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         status: CaseStatus,
         tier: Tier,
         now_ms: i64,
@@ -183,24 +187,25 @@ pub trait IntakeTx {
     /// A return visit answered (`state` answered) with the rating.
     async fn finish_visit(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         state: &str,
         answer: &str,
         now_ms: i64,
     ) -> StoreResult<()>;
-    async fn sla_state(&mut self, case_id: i64) -> StoreResult<Option<SlaState>>;
+    async fn sla_state(&mut self, case_id: CaseId) -> StoreResult<Option<SlaState>>;
     async fn set_deadlines(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         answer_due_ms: i64,
         resolve_due_ms: i64,
     ) -> StoreResult<()>;
     /// A new round of the case's clock (a reopening past its resolution deadline).
-    async fn set_clock_base(&mut self, case_id: i64, r: &crate::store::Round) -> StoreResult<()>;
+    async fn set_clock_base(&mut self, case_id: CaseId, r: &crate::store::Round)
+    -> StoreResult<()>;
     /// The case's next step and when (`None`: every step is taken), and the steps taken.
     async fn set_clock(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         next: Option<(crate::sla::Step, i64)>,
         fired: i64,
     ) -> StoreResult<()>;
@@ -208,9 +213,9 @@ pub trait IntakeTx {
     async fn queue_outbound(
         &mut self,
         draft: &OutboundDraft,
-        case_id: Option<i64>,
+        case_id: Option<CaseId>,
         now_ms: i64,
-    ) -> StoreResult<i64>;
+    ) -> StoreResult<MessageId>;
 }
 
 /// Category of a case after a message: never downgraded; an escalation request makes it a
@@ -244,7 +249,7 @@ pub fn next_tier(current: Option<Tier>, intent: Intent) -> Tier {
 /// The case a message settled on: (id, new, category, tier).
 #[derive(Debug, Clone, Copy)]
 struct Settled {
-    id: i64,
+    id: CaseId,
     new: bool,
     category: Category,
     tier: Tier,
@@ -264,16 +269,14 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
         }
     };
     if let Some(message_id) = dup {
-        return Ok(IntakeOutcome::Duplicate {
-            message_id: MessageId(message_id),
-        });
+        return Ok(IntakeOutcome::Duplicate { message_id });
     }
 
     // A survey answer only counts while a survey waits for this customer. While a return
     // visit waits, a complaint instead of a rating is the dissatisfied answer.
     let mut intent = req.intent;
-    let mut survey: Option<(String, Option<i64>, String)> = None;
-    let mut visit: Option<(i64, Rating)> = None;
+    let mut survey: Option<(String, Option<CaseId>, String)> = None;
+    let mut visit: Option<(CaseId, Rating)> = None;
     if intent == Intent::Case
         && (req.survey_answer.is_some() || req.category == Category::Complaint)
         && let Some((name, survey_case)) = tx
@@ -306,7 +309,7 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
         }
     }
     let progress = match req.query {
-        Some(Query::CaseProgress(id)) => tx.case_progress(id.0, m.from.as_str()).await?,
+        Some(Query::CaseProgress(id)) => tx.case_progress(id, m.from.as_str()).await?,
         _ => None,
     };
 
@@ -384,8 +387,8 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
                 let next = crate::sla::next_step(policy, req.now_ms, 0, false);
                 tx.set_clock(id, next, 0).await?;
                 if let Some(old) = linked {
-                    let new_no = CaseId(id).number();
-                    let old_no = CaseId(old).number();
+                    let new_no = id.number();
+                    let old_no = old.number();
                     tx.case_event(
                         id,
                         req.now_ms,
@@ -454,7 +457,7 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
     }
 
     let ctx = AckContext {
-        case_id: case.map(|c| CaseId(c.id)),
+        case_id: case.map(|c| c.id),
         new_case: case.is_some_and(|c| c.new),
         category: case.map(|c| c.category).unwrap_or(req.category),
         intent,
@@ -487,10 +490,10 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
         );
     }
     Ok(IntakeOutcome::Stored {
-        message_id: MessageId(message_id),
-        case_id: case.map(|c| CaseId(c.id)),
+        message_id,
+        case_id: case.map(|c| c.id),
         new_case: case.is_some_and(|c| c.new),
-        ack_message_id: ack_message_id.map(MessageId),
+        ack_message_id,
     })
 }
 
@@ -502,7 +505,7 @@ pub const VISIT_SURVEY: &str = "return_visit";
 async fn visit_answered<T: IntakeTx>(
     tx: &mut T,
     req: &IntakeRequest,
-    case_id: i64,
+    case_id: CaseId,
     rating: Rating,
 ) -> StoreResult<(Option<Settled>, Option<&'static str>)> {
     let Some(state) = tx.sla_state(case_id).await? else {
@@ -548,7 +551,7 @@ async fn visit_answered<T: IntakeTx>(
 async fn reopen<T: IntakeTx>(
     tx: &mut T,
     req: &IntakeRequest,
-    case_id: i64,
+    case_id: CaseId,
     tier: Tier,
     event: &str,
     why: &str,
@@ -580,7 +583,7 @@ async fn reopen<T: IntakeTx>(
 }
 
 /// The case's clock fires a notice to its (new) tier at once, then goes on with its plan.
-async fn tell_tier_now<T: IntakeTx>(tx: &mut T, case_id: i64, now_ms: i64) -> StoreResult<()> {
+async fn tell_tier_now<T: IntakeTx>(tx: &mut T, case_id: CaseId, now_ms: i64) -> StoreResult<()> {
     let Some(state) = tx.sla_state(case_id).await? else {
         return Ok(());
     };
@@ -598,7 +601,7 @@ async fn tell_tier_now<T: IntakeTx>(tx: &mut T, case_id: i64, now_ms: i64) -> St
 async fn reclock<T: IntakeTx>(
     tx: &mut T,
     sla: &crate::sla::SlaSettings,
-    case_id: i64,
+    case_id: CaseId,
     category: Category,
     customer: &str,
     now_ms: i64,
@@ -632,14 +635,14 @@ async fn thread_onto<T: IntakeTx>(
 ) -> StoreResult<Option<OpenCase>> {
     let m = &req.msg;
     for mid in &req.thread_message_ids {
-        if let Some(c) = tx.open_case(CaseLookup::OfOurMessage(mid.get())).await? {
+        if let Some(c) = tx.open_case(CaseLookup::OfOurMessage(*mid)).await? {
             return Ok(Some(c));
         }
     }
     if let Some(case_id) = req.case_ref
         && let Some(c) = tx
             .open_case(CaseLookup::Numbered {
-                case_id: case_id.get(),
+                case_id,
                 customer: m.from.as_str(),
             })
             .await?
@@ -685,7 +688,7 @@ mod tests {
     #[test]
     fn a_message_joins_the_most_recently_touched_active_case() {
         let case = |id| OpenCase {
-            id,
+            id: CaseId(id),
             category: Category::Inquiry,
             tier: t(1),
             status: CaseStatus::Open,
@@ -693,10 +696,13 @@ mod tests {
         assert_eq!(latest([]), None);
         assert_eq!(
             latest([(5, case(1)), (9, case(2)), (7, case(3))]).map(|c| c.id),
-            Some(2)
+            Some(CaseId(2))
         );
         // Touched in the same millisecond: the newer case.
-        assert_eq!(latest([(9, case(4)), (9, case(2))]).map(|c| c.id), Some(4));
+        assert_eq!(
+            latest([(9, case(4)), (9, case(2))]).map(|c| c.id),
+            Some(CaseId(4))
+        );
     }
 
     #[test]

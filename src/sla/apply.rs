@@ -35,7 +35,8 @@ pub trait SlaTx: crate::intake::decide::IntakeTx {
         kind: &str,
         detail: &str,
     ) -> StoreResult<()> {
-        self.case_event(case_id, now_ms, kind, detail).await
+        self.case_event(crate::domain::CaseId(case_id), now_ms, kind, detail)
+            .await
     }
     /// A notice queued on the case, as the intake queues its messages.
     async fn sla_notice(
@@ -44,7 +45,9 @@ pub trait SlaTx: crate::intake::decide::IntakeTx {
         case_id: i64,
         now_ms: i64,
     ) -> StoreResult<i64> {
-        self.queue_outbound(d, Some(case_id), now_ms).await
+        self.queue_outbound(d, Some(crate::domain::CaseId(case_id)), now_ms)
+            .await
+            .map(crate::domain::MessageId::get)
     }
 }
 

@@ -7,7 +7,7 @@ use super::{
     CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, OutboxItem, StoreError, StoreResult,
     sql,
 };
-use crate::domain::{CaseStatus, Category, Channel};
+use crate::domain::{CaseId, CaseStatus, Category, Channel, MessageId};
 use crate::intake::decide::{
     CaseLookup, InboundRow, IntakeTx, NewCase, OpenCase, SlaState, SurveyAnswer, decide,
 };
@@ -280,19 +280,25 @@ impl PgStore {
 struct PgIntake<'c>(&'c mut PgConnection);
 
 impl IntakeTx for PgIntake<'_> {
-    async fn duplicate_by_key(&mut self, key: &str) -> StoreResult<Option<i64>> {
+    async fn duplicate_by_key(&mut self, key: &str) -> StoreResult<Option<MessageId>> {
         Ok(sqlx::query_scalar(sql::DUPLICATE_BY_KEY)
             .bind(key)
             .fetch_optional(&mut *self.0)
             .await?)
     }
 
-    async fn duplicate_by_hash(&mut self, hash: &str, since_ms: i64) -> StoreResult<Option<i64>> {
-        Ok(sqlx::query_scalar::<_, Option<i64>>(sql::DUPLICATE_BY_HASH)
-            .bind(hash)
-            .bind(since_ms)
-            .fetch_one(&mut *self.0)
-            .await?)
+    async fn duplicate_by_hash(
+        &mut self,
+        hash: &str,
+        since_ms: i64,
+    ) -> StoreResult<Option<MessageId>> {
+        Ok(
+            sqlx::query_scalar::<_, Option<MessageId>>(sql::DUPLICATE_BY_HASH)
+                .bind(hash)
+                .bind(since_ms)
+                .fetch_one(&mut *self.0)
+                .await?,
+        )
     }
 
     async fn survey_wait(
@@ -300,7 +306,7 @@ impl IntakeTx for PgIntake<'_> {
         channel: Channel,
         address: &str,
         now_ms: i64,
-    ) -> StoreResult<Option<(String, Option<i64>)>> {
+    ) -> StoreResult<Option<(String, Option<CaseId>)>> {
         Ok(sqlx::query_as(sql::SURVEY_WAIT)
             .bind(channel.as_str())
             .bind(address)
@@ -311,7 +317,7 @@ impl IntakeTx for PgIntake<'_> {
 
     async fn case_progress(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         customer: &str,
     ) -> StoreResult<Option<CaseProgress>> {
         Ok(sqlx::query_as(sql::CASE_PROGRESS)
@@ -322,7 +328,7 @@ impl IntakeTx for PgIntake<'_> {
     }
 
     async fn open_case(&mut self, lookup: CaseLookup<'_>) -> StoreResult<Option<OpenCase>> {
-        let row: Option<(i64, Category, crate::domain::Tier, CaseStatus)> = match lookup {
+        let row: Option<(CaseId, Category, crate::domain::Tier, CaseStatus)> = match lookup {
             CaseLookup::OfOurMessage(id) => {
                 sqlx::query_as(sql::CASE_OF_OUR_MESSAGE)
                     .bind(id)
@@ -341,7 +347,7 @@ impl IntakeTx for PgIntake<'_> {
                 channel,
                 since_ms,
             } => {
-                let cases: Vec<(i64, Category, crate::domain::Tier, CaseStatus, i64)> =
+                let cases: Vec<(CaseId, Category, crate::domain::Tier, CaseStatus, i64)> =
                     sqlx::query_as(sql::RECENT_OPEN_CASES)
                         .bind(customer)
                         .bind(channel.as_str())
@@ -373,7 +379,7 @@ impl IntakeTx for PgIntake<'_> {
 
     async fn touch_case(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         now_ms: i64,
         category: Category,
         tier: crate::domain::Tier,
@@ -390,7 +396,7 @@ impl IntakeTx for PgIntake<'_> {
 
     async fn case_event(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         now_ms: i64,
         kind: &str,
         detail: &str,
@@ -405,7 +411,7 @@ impl IntakeTx for PgIntake<'_> {
         Ok(())
     }
 
-    async fn insert_case(&mut self, c: &NewCase<'_>) -> StoreResult<i64> {
+    async fn insert_case(&mut self, c: &NewCase<'_>) -> StoreResult<CaseId> {
         Ok(sqlx::query_scalar(sql::INSERT_CASE)
             .bind(c.channel.as_str())
             .bind(c.customer)
@@ -423,7 +429,7 @@ impl IntakeTx for PgIntake<'_> {
             .await?)
     }
 
-    async fn insert_inbound(&mut self, row: &InboundRow<'_>) -> StoreResult<i64> {
+    async fn insert_inbound(&mut self, row: &InboundRow<'_>) -> StoreResult<MessageId> {
         let (req, m) = (row.req, &row.req.msg);
         let (dedupe_key, content_hash) = row.dedupe();
         Ok(sqlx::query_scalar(sql::INSERT_INBOUND)
@@ -471,7 +477,7 @@ impl IntakeTx for PgIntake<'_> {
         address: &str,
         opted_out: bool,
         now_ms: i64,
-        message_id: i64,
+        message_id: MessageId,
     ) -> StoreResult<()> {
         sqlx::query(sql::UPSERT_CONSENT)
             .bind(channel.as_str())
@@ -492,7 +498,7 @@ impl IntakeTx for PgIntake<'_> {
             .await?)
     }
 
-    async fn sla_state(&mut self, case_id: i64) -> StoreResult<Option<SlaState>> {
+    async fn sla_state(&mut self, case_id: CaseId) -> StoreResult<Option<SlaState>> {
         let row: Option<(
             i64,
             i64,
@@ -546,7 +552,7 @@ impl IntakeTx for PgIntake<'_> {
 
     async fn set_status(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         status: CaseStatus,
         tier: crate::domain::Tier,
         now_ms: i64,
@@ -565,7 +571,7 @@ impl IntakeTx for PgIntake<'_> {
 
     async fn finish_visit(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         state: &str,
         answer: &str,
         now_ms: i64,
@@ -582,7 +588,7 @@ impl IntakeTx for PgIntake<'_> {
 
     async fn set_deadlines(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         answer_due_ms: i64,
         resolve_due_ms: i64,
     ) -> StoreResult<()> {
@@ -597,7 +603,7 @@ impl IntakeTx for PgIntake<'_> {
 
     async fn set_clock(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         next: Option<(crate::sla::Step, i64)>,
         fired: i64,
     ) -> StoreResult<()> {
@@ -612,7 +618,7 @@ impl IntakeTx for PgIntake<'_> {
         Ok(())
     }
 
-    async fn set_clock_base(&mut self, case_id: i64, r: &super::Round) -> StoreResult<()> {
+    async fn set_clock_base(&mut self, case_id: CaseId, r: &super::Round) -> StoreResult<()> {
         sqlx::query(sql::SET_CLOCK_BASE)
             .bind(r.base)
             .bind(case_id)
@@ -624,10 +630,12 @@ impl IntakeTx for PgIntake<'_> {
     async fn queue_outbound(
         &mut self,
         d: &OutboundDraft,
-        case_id: Option<i64>,
+        case_id: Option<CaseId>,
         now_ms: i64,
-    ) -> StoreResult<i64> {
-        ops::queue_outbound(&mut *self.0, d, case_id, now_ms).await
+    ) -> StoreResult<MessageId> {
+        ops::queue_outbound(&mut *self.0, d, case_id.map(CaseId::get), now_ms)
+            .await
+            .map(MessageId)
     }
 }
 

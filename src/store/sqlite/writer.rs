@@ -12,7 +12,7 @@
 //! PostgreSQL runs too. Nothing but SQL runs here: `decide` queues an ack with its template
 //! inputs (`AckBuilder::build`), and the outbound worker renders it when it sends it.
 
-use crate::domain::{CaseStatus, Category, Channel};
+use crate::domain::{CaseId, CaseStatus, Category, Channel, MessageId};
 use crate::intake::decide::{
     CaseLookup, InboundRow, IntakeTx, NewCase, OpenCase, SlaState, SurveyAnswer, decide, run_ready,
 };
@@ -421,14 +421,18 @@ fn opt<T>(r: rusqlite::Result<T>) -> StoreResult<Option<T>> {
 }
 
 impl IntakeTx for SqliteIntake<'_> {
-    async fn duplicate_by_key(&mut self, key: &str) -> StoreResult<Option<i64>> {
+    async fn duplicate_by_key(&mut self, key: &str) -> StoreResult<Option<MessageId>> {
         opt(self
             .0
             .prepare_cached(sql::DUPLICATE_BY_KEY)?
             .query_row(params![key], |r| r.get(0)))
     }
 
-    async fn duplicate_by_hash(&mut self, hash: &str, since_ms: i64) -> StoreResult<Option<i64>> {
+    async fn duplicate_by_hash(
+        &mut self,
+        hash: &str,
+        since_ms: i64,
+    ) -> StoreResult<Option<MessageId>> {
         Ok(self
             .0
             .prepare_cached(sql::DUPLICATE_BY_HASH)?
@@ -440,7 +444,7 @@ impl IntakeTx for SqliteIntake<'_> {
         channel: Channel,
         address: &str,
         now_ms: i64,
-    ) -> StoreResult<Option<(String, Option<i64>)>> {
+    ) -> StoreResult<Option<(String, Option<CaseId>)>> {
         opt(self
             .0
             .prepare_cached(sql::SURVEY_WAIT)?
@@ -451,7 +455,7 @@ impl IntakeTx for SqliteIntake<'_> {
 
     async fn case_progress(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         customer: &str,
     ) -> StoreResult<Option<CaseProgress>> {
         opt(self
@@ -504,7 +508,7 @@ impl IntakeTx for SqliteIntake<'_> {
 
     async fn touch_case(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         now_ms: i64,
         category: Category,
         tier: crate::domain::Tier,
@@ -520,7 +524,7 @@ impl IntakeTx for SqliteIntake<'_> {
 
     async fn case_event(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         now_ms: i64,
         kind: &str,
         detail: &str,
@@ -531,7 +535,7 @@ impl IntakeTx for SqliteIntake<'_> {
         Ok(())
     }
 
-    async fn insert_case(&mut self, c: &NewCase<'_>) -> StoreResult<i64> {
+    async fn insert_case(&mut self, c: &NewCase<'_>) -> StoreResult<CaseId> {
         insert_id(
             self.0,
             sql::INSERT_CASE,
@@ -550,9 +554,10 @@ impl IntakeTx for SqliteIntake<'_> {
                 c.linked_case_id
             ],
         )
+        .map(CaseId)
     }
 
-    async fn insert_inbound(&mut self, row: &InboundRow<'_>) -> StoreResult<i64> {
+    async fn insert_inbound(&mut self, row: &InboundRow<'_>) -> StoreResult<MessageId> {
         let (req, m) = (row.req, &row.req.msg);
         let (dedupe_key, content_hash) = row.dedupe();
         insert_id(
@@ -576,6 +581,7 @@ impl IntakeTx for SqliteIntake<'_> {
                 req.now_ms
             ],
         )
+        .map(MessageId)
     }
 
     async fn survey_answer(&mut self, a: &SurveyAnswer<'_>) -> StoreResult<()> {
@@ -602,7 +608,7 @@ impl IntakeTx for SqliteIntake<'_> {
         address: &str,
         opted_out: bool,
         now_ms: i64,
-        message_id: i64,
+        message_id: MessageId,
     ) -> StoreResult<()> {
         self.0
             .prepare_cached(sql::UPSERT_CONSENT)?
@@ -623,7 +629,7 @@ impl IntakeTx for SqliteIntake<'_> {
             .query_row(params![to, since_ms], |r| r.get(0))?)
     }
 
-    async fn sla_state(&mut self, case_id: i64) -> StoreResult<Option<SlaState>> {
+    async fn sla_state(&mut self, case_id: CaseId) -> StoreResult<Option<SlaState>> {
         opt(self
             .0
             .prepare_cached(sql::SLA_STATE)?
@@ -660,7 +666,7 @@ impl IntakeTx for SqliteIntake<'_> {
 
     async fn set_status(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         status: CaseStatus,
         tier: crate::domain::Tier,
         now_ms: i64,
@@ -674,7 +680,7 @@ impl IntakeTx for SqliteIntake<'_> {
 
     async fn finish_visit(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         state: &str,
         answer: &str,
         now_ms: i64,
@@ -687,7 +693,7 @@ impl IntakeTx for SqliteIntake<'_> {
 
     async fn set_deadlines(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         answer_due_ms: i64,
         resolve_due_ms: i64,
     ) -> StoreResult<()> {
@@ -701,7 +707,7 @@ impl IntakeTx for SqliteIntake<'_> {
 
     async fn set_clock(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         next: Option<(crate::sla::Step, i64)>,
         fired: i64,
     ) -> StoreResult<()> {
@@ -712,7 +718,11 @@ impl IntakeTx for SqliteIntake<'_> {
         Ok(())
     }
 
-    async fn set_clock_base(&mut self, case_id: i64, r: &crate::store::Round) -> StoreResult<()> {
+    async fn set_clock_base(
+        &mut self,
+        case_id: CaseId,
+        r: &crate::store::Round,
+    ) -> StoreResult<()> {
         self.0
             .prepare_cached(sql::SET_CLOCK_BASE)?
             .execute(params![r.base, case_id])?;
@@ -722,9 +732,9 @@ impl IntakeTx for SqliteIntake<'_> {
     async fn queue_outbound(
         &mut self,
         d: &OutboundDraft,
-        case_id: Option<i64>,
+        case_id: Option<CaseId>,
         now_ms: i64,
-    ) -> StoreResult<i64> {
+    ) -> StoreResult<MessageId> {
         let id = insert_id(
             self.0,
             sql::INSERT_OUTBOUND,
@@ -751,7 +761,7 @@ impl IntakeTx for SqliteIntake<'_> {
             d.queue_at(now_ms),
             d.kind.lane().as_i64()
         ])?;
-        Ok(id)
+        Ok(MessageId(id))
     }
 }
 
