@@ -8,7 +8,7 @@
 //! or cancelled, the recipient opted out, or another instance moved the recipient first.
 
 use super::Suppressed;
-use crate::domain::Channel;
+use crate::domain::{CampaignId, Channel, MessageId};
 use crate::intake::decide::IntakeTx;
 use crate::store::{OutboundDraft, StoreResult};
 use std::collections::HashSet;
@@ -16,7 +16,7 @@ use std::collections::HashSet;
 /// A tick's decided recipients of one campaign: each `(seq, draft or why not)`.
 #[derive(Debug, Clone)]
 pub struct Dispatch {
-    pub campaign_id: i64,
+    pub campaign_id: CampaignId,
     pub items: Vec<(i64, Result<OutboundDraft, Suppressed>)>,
     /// Never sent after this (the campaign's validity).
     pub not_after: Option<i64>,
@@ -29,24 +29,24 @@ pub struct Dispatch {
 /// decides anything.
 #[allow(async_fn_in_trait)]
 pub trait CampaignTx: IntakeTx {
-    async fn campaign_status(&mut self, campaign_id: i64) -> StoreResult<Option<String>>;
+    async fn campaign_status(&mut self, campaign_id: CampaignId) -> StoreResult<Option<String>>;
     /// Of these addresses, the (channel, address) pairs opted out now.
     async fn opted_out_among(&mut self, addresses: &[&str]) -> StoreResult<Vec<(String, String)>>;
     /// A `pending` recipient to `state` (`queued` or `suppressed`, with why); rows moved (0
     /// when it was not pending any more).
     async fn move_recipient(
         &mut self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         seq: i64,
         state: &str,
         reason: Option<&str>,
     ) -> StoreResult<u64>;
-    async fn set_not_after(&mut self, message_id: i64, not_after: i64) -> StoreResult<()>;
+    async fn set_not_after(&mut self, message_id: MessageId, not_after: i64) -> StoreResult<()>;
     async fn link_recipient(
         &mut self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         seq: i64,
-        message_id: i64,
+        message_id: MessageId,
     ) -> StoreResult<()>;
     /// The survey now waits for this address's answer (a return visit still waiting keeps
     /// its place).
@@ -59,9 +59,9 @@ pub trait CampaignTx: IntakeTx {
         expires_ms: i64,
     ) -> StoreResult<()>;
     /// Whether a queued message is commercial and its recipient opted out.
-    async fn message_opted_out(&mut self, message_id: i64) -> StoreResult<bool>;
+    async fn message_opted_out(&mut self, message_id: MessageId) -> StoreResult<bool>;
     /// A queued message withdrawn (suppressed as opted out; its outbox row and recipient too).
-    async fn withdraw_message(&mut self, message_id: i64, now_ms: i64) -> StoreResult<()>;
+    async fn withdraw_message(&mut self, message_id: MessageId, now_ms: i64) -> StoreResult<()>;
 }
 
 /// Queues or suppresses a tick's recipients; how many messages were queued. Nothing is
@@ -112,7 +112,7 @@ pub async fn dispatch<T: CampaignTx>(tx: &mut T, d: &Dispatch) -> StoreResult<u6
             continue;
         }
         let Ok(m) = decision else { continue };
-        let id = tx.queue_outbound(m, None, d.now_ms).await?.get();
+        let id = tx.queue_outbound(m, None, d.now_ms).await?;
         if let Some(t) = d.not_after {
             tx.set_not_after(id, t).await?;
         }
@@ -134,9 +134,9 @@ pub async fn dispatch<T: CampaignTx>(tx: &mut T, d: &Dispatch) -> StoreResult<u6
 /// The engine's.
 pub async fn withdraw_opted_out<T: CampaignTx>(
     tx: &mut T,
-    ids: &[i64],
+    ids: &[MessageId],
     now_ms: i64,
-) -> StoreResult<Vec<i64>> {
+) -> StoreResult<Vec<MessageId>> {
     let mut out = Vec::new();
     for &id in ids {
         if tx.message_opted_out(id).await? {

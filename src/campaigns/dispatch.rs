@@ -466,7 +466,7 @@ impl Dispatcher {
         });
         self.store
             .dispatch_recipients(super::apply::Dispatch {
-                campaign_id: c.id.get(),
+                campaign_id: c.id,
                 items,
                 not_after: c.valid_until,
                 survey,
@@ -498,7 +498,7 @@ impl Dispatcher {
                 .collect();
             self.store
                 .dispatch_recipients(super::apply::Dispatch {
-                    campaign_id: c.id.get(),
+                    campaign_id: c.id,
                     items,
                     not_after: None,
                     survey: None,

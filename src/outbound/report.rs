@@ -6,35 +6,43 @@
 //! never moves a message backwards (`status_rank`), and delivered or failed stay final; a
 //! failure ends the sending, so a retry still queued is dropped.
 
+use crate::domain::MessageId;
 use crate::store::{DeliveryStatus, DlrUpdate, StoreResult};
 
 /// The statements of one delivery report, inside one transaction. No method decides anything.
 #[allow(async_fn_in_trait)]
 pub trait DeliveryTx {
     /// (id, status) of our outbound message with this id.
-    async fn outbound_by_id(&mut self, id: i64) -> StoreResult<Option<(i64, String)>>;
+    async fn outbound_by_id(&mut self, id: MessageId) -> StoreResult<Option<(MessageId, String)>>;
     /// (id, status) of the newest outbound message the bridge knows by this id.
-    async fn outbound_by_provider_id(&mut self, pid: &str) -> StoreResult<Option<(i64, String)>>;
-    async fn insert_report(&mut self, message_id: Option<i64>, dlr: &DlrUpdate) -> StoreResult<()>;
+    async fn outbound_by_provider_id(
+        &mut self,
+        pid: &str,
+    ) -> StoreResult<Option<(MessageId, String)>>;
+    async fn insert_report(
+        &mut self,
+        message_id: Option<MessageId>,
+        dlr: &DlrUpdate,
+    ) -> StoreResult<()>;
     /// Moves the status only if it is still `was`; rows changed.
     async fn set_delivery_status(
         &mut self,
-        id: i64,
+        id: MessageId,
         status: &str,
         error: Option<&str>,
         now_ms: i64,
         was: &str,
     ) -> StoreResult<u64>;
-    async fn drop_from_outbox(&mut self, id: i64) -> StoreResult<()>;
+    async fn drop_from_outbox(&mut self, id: MessageId) -> StoreResult<()>;
 }
 
 /// Applies one report; the message it matched.
 ///
 /// # Errors
 /// The engine's.
-pub async fn apply<T: DeliveryTx>(tx: &mut T, dlr: &DlrUpdate) -> StoreResult<Option<i64>> {
+pub async fn apply<T: DeliveryTx>(tx: &mut T, dlr: &DlrUpdate) -> StoreResult<Option<MessageId>> {
     let found = match (dlr.message_id, &dlr.provider_id) {
-        (Some(id), _) => tx.outbound_by_id(id.get()).await?,
+        (Some(id), _) => tx.outbound_by_id(id).await?,
         (None, Some(pid)) => tx.outbound_by_provider_id(pid).await?,
         (None, None) => None,
     };
@@ -97,18 +105,24 @@ mod tests {
     }
 
     impl DeliveryTx for Racing {
-        async fn outbound_by_id(&mut self, id: i64) -> StoreResult<Option<(i64, String)>> {
+        async fn outbound_by_id(
+            &mut self,
+            id: MessageId,
+        ) -> StoreResult<Option<(MessageId, String)>> {
             Ok(Some((id, self.status.clone())))
         }
-        async fn outbound_by_provider_id(&mut self, _: &str) -> StoreResult<Option<(i64, String)>> {
+        async fn outbound_by_provider_id(
+            &mut self,
+            _: &str,
+        ) -> StoreResult<Option<(MessageId, String)>> {
             Ok(None)
         }
-        async fn insert_report(&mut self, _: Option<i64>, _: &DlrUpdate) -> StoreResult<()> {
+        async fn insert_report(&mut self, _: Option<MessageId>, _: &DlrUpdate) -> StoreResult<()> {
             Ok(())
         }
         async fn set_delivery_status(
             &mut self,
-            _: i64,
+            _: MessageId,
             status: &str,
             _: Option<&str>,
             _: i64,
@@ -124,7 +138,7 @@ mod tests {
             self.writes.push(status.to_string());
             Ok(1)
         }
-        async fn drop_from_outbox(&mut self, _: i64) -> StoreResult<()> {
+        async fn drop_from_outbox(&mut self, _: MessageId) -> StoreResult<()> {
             Ok(())
         }
     }

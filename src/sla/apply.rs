@@ -4,6 +4,7 @@
 //! it was claimed with and the case still at the tier it had; else that item alone is rolled
 //! back and its lease released, to be claimed again with fresh state.
 
+use crate::domain::{CaseId, MessageId};
 use crate::store::{OutboundDraft, SlaApply, StoreError, StoreResult};
 
 /// The statements one applied step needs (text in `crate::store::sql`).
@@ -11,7 +12,7 @@ use crate::store::{OutboundDraft, SlaApply, StoreError, StoreResult};
 pub trait SlaTx: crate::intake::decide::IntakeTx {
     /// Takes the case row's lock before the clock's (PostgreSQL; nothing on SQLite), the
     /// order the intake takes them in, so the two never deadlock.
-    async fn lock_case(&mut self, case_id: i64) -> StoreResult<()>;
+    async fn lock_case(&mut self, case_id: CaseId) -> StoreResult<()>;
     async fn savepoint(&mut self) -> StoreResult<()>;
     async fn rollback_to_savepoint(&mut self) -> StoreResult<()>;
     async fn release_savepoint(&mut self) -> StoreResult<()>;
@@ -26,28 +27,25 @@ pub trait SlaTx: crate::intake::decide::IntakeTx {
     async fn remove_clock(&mut self, a: &SlaApply) -> StoreResult<u64>;
     /// The case's tier from `tier_before` to `tier_after`; rows changed.
     async fn set_tier(&mut self, a: &SlaApply) -> StoreResult<u64>;
-    async fn release_lease(&mut self, case_id: i64) -> StoreResult<()>;
+    async fn release_lease(&mut self, case_id: CaseId) -> StoreResult<()>;
     /// A case event, as the intake writes them.
     async fn sla_event(
         &mut self,
-        case_id: i64,
+        case_id: CaseId,
         now_ms: i64,
         kind: &str,
         detail: &str,
     ) -> StoreResult<()> {
-        self.case_event(crate::domain::CaseId(case_id), now_ms, kind, detail)
-            .await
+        self.case_event(case_id, now_ms, kind, detail).await
     }
     /// A notice queued on the case, as the intake queues its messages.
     async fn sla_notice(
         &mut self,
         d: &OutboundDraft,
-        case_id: i64,
+        case_id: CaseId,
         now_ms: i64,
-    ) -> StoreResult<i64> {
-        self.queue_outbound(d, Some(crate::domain::CaseId(case_id)), now_ms)
-            .await
-            .map(crate::domain::MessageId::get)
+    ) -> StoreResult<MessageId> {
+        self.queue_outbound(d, Some(case_id), now_ms).await
     }
 }
 
@@ -74,7 +72,7 @@ pub async fn apply_all<T: SlaTx>(tx: &mut T, items: &[SlaApply]) -> StoreResult<
             }
             Err(e @ StoreError::Unavailable(_)) => return Err(e),
             Err(e) => {
-                tracing::error!(case_id = a.case_id, step = %a.step, error = %crate::domain::scrub(&e.to_string()), "SLA step could not be applied; retried when its lease ends");
+                tracing::error!(case_id = a.case_id.get(), step = %a.step, error = %crate::domain::scrub(&e.to_string()), "SLA step could not be applied; retried when its lease ends");
                 tx.rollback_to_savepoint().await?;
                 tx.release_savepoint().await?;
                 done.push(false);

@@ -410,7 +410,7 @@ impl Scheduler {
                     round.fired += 1;
                     round.notices += a.notices.len();
                     if let Some((kind, detail)) = &a.event {
-                        tracing::info!(case_id = a.case_id, step = %a.step, kind = %kind, detail = %detail, "SLA step");
+                        tracing::info!(case_id = a.case_id.get(), step = %a.step, kind = %kind, detail = %detail, "SLA step");
                     }
                 } else {
                     round.conflicts += 1;
@@ -433,7 +433,7 @@ impl Scheduler {
         let category = c.category;
         let policy = self.sla.policy(category, &c.customer);
         let mut apply = SlaApply {
-            case_id: c.case_id.get(),
+            case_id: c.case_id,
             step: c.step.clone(),
             fired_before: c.fired,
             due_before: c.due_at,

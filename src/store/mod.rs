@@ -530,7 +530,7 @@ pub struct DueClock {
 /// the clock and the case are still as they were when claimed (else nothing of it).
 #[derive(Debug, Clone)]
 pub struct SlaApply {
-    pub case_id: i64,
+    pub case_id: CaseId,
     /// The clock as claimed (guard).
     pub step: String,
     pub fired_before: i64,

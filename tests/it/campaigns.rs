@@ -906,7 +906,7 @@ async fn second_imports_consent_words_long_texts_and_late_opt_outs() {
     let queued = app
         .store()
         .dispatch_recipients(switchboard::campaigns::apply::Dispatch {
-            campaign_id: id2,
+            campaign_id: switchboard::domain::CampaignId(id2),
             items: vec![(2, Ok(draft.unwrap()))],
             not_after: None,
             survey: None,

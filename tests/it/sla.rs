@@ -619,7 +619,7 @@ async fn a_step_decided_before_a_re_plan_is_refused_and_decided_again() {
     // The customer complains before the stale decision lands: re-planned as a complaint.
     mo(&app, "r-2", "+8613800000021", "一天了没人回复，我要投诉").await;
     let stale = switchboard::store::SlaApply {
-        case_id: c.case_id.get(),
+        case_id: c.case_id,
         step: c.step.clone(),
         fired_before: c.fired,
         due_before: c.due_at,

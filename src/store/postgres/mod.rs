@@ -7,7 +7,7 @@ use super::{
     CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, OutboxItem, StoreError, StoreResult,
     sql,
 };
-use crate::domain::{CaseId, CaseStatus, Category, Channel, MessageId};
+use crate::domain::{CampaignId, CaseId, CaseStatus, Category, Channel, MessageId};
 use crate::intake::decide::{
     CaseLookup, InboundRow, IntakeTx, NewCase, OpenCase, SlaState, SurveyAnswer, decide,
 };
@@ -111,7 +111,7 @@ impl PgStore {
     pub(crate) async fn do_apply_dlr(
         &self,
         dlr: &crate::store::DlrUpdate,
-    ) -> StoreResult<Option<i64>> {
+    ) -> StoreResult<Option<MessageId>> {
         let mut tx = self.pool.begin_with(BEGIN).await?;
         let id = crate::outbound::report::apply(&mut PgIntake(&mut tx), dlr).await?;
         tx.commit().await?;
@@ -120,9 +120,9 @@ impl PgStore {
 
     pub(crate) async fn do_withdraw_opted_out(
         &self,
-        ids: &[i64],
+        ids: &[MessageId],
         now_ms: i64,
-    ) -> StoreResult<Vec<i64>> {
+    ) -> StoreResult<Vec<MessageId>> {
         let mut tx = self.pool.begin_with(BEGIN).await?;
         let gone = crate::campaigns::apply::withdraw_opted_out(&mut PgIntake(&mut tx), ids, now_ms)
             .await?;
@@ -640,7 +640,7 @@ impl IntakeTx for PgIntake<'_> {
 }
 
 impl crate::sla::apply::SlaTx for PgIntake<'_> {
-    async fn lock_case(&mut self, case_id: i64) -> StoreResult<()> {
+    async fn lock_case(&mut self, case_id: CaseId) -> StoreResult<()> {
         sqlx::query(sql::SLA_LOCK_CASE)
             .bind(case_id)
             .execute(&mut *self.0)
@@ -709,7 +709,7 @@ impl crate::sla::apply::SlaTx for PgIntake<'_> {
             .rows_affected())
     }
 
-    async fn release_lease(&mut self, case_id: i64) -> StoreResult<()> {
+    async fn release_lease(&mut self, case_id: CaseId) -> StoreResult<()> {
         sqlx::query(sql::SLA_RELEASE_LEASE)
             .bind(case_id)
             .execute(&mut *self.0)
@@ -719,7 +719,7 @@ impl crate::sla::apply::SlaTx for PgIntake<'_> {
 }
 
 impl crate::campaigns::apply::CampaignTx for PgIntake<'_> {
-    async fn campaign_status(&mut self, campaign_id: i64) -> StoreResult<Option<String>> {
+    async fn campaign_status(&mut self, campaign_id: CampaignId) -> StoreResult<Option<String>> {
         Ok(sqlx::query_scalar(sql::CAMPAIGN_STATUS)
             .bind(campaign_id)
             .fetch_optional(&mut *self.0)
@@ -737,7 +737,7 @@ impl crate::campaigns::apply::CampaignTx for PgIntake<'_> {
 
     async fn move_recipient(
         &mut self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         seq: i64,
         state: &str,
         reason: Option<&str>,
@@ -752,7 +752,7 @@ impl crate::campaigns::apply::CampaignTx for PgIntake<'_> {
             .rows_affected())
     }
 
-    async fn set_not_after(&mut self, message_id: i64, not_after: i64) -> StoreResult<()> {
+    async fn set_not_after(&mut self, message_id: MessageId, not_after: i64) -> StoreResult<()> {
         sqlx::query(sql::OUTBOX_NOT_AFTER)
             .bind(not_after)
             .bind(message_id)
@@ -763,9 +763,9 @@ impl crate::campaigns::apply::CampaignTx for PgIntake<'_> {
 
     async fn link_recipient(
         &mut self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         seq: i64,
-        message_id: i64,
+        message_id: MessageId,
     ) -> StoreResult<()> {
         sqlx::query(sql::RECIPIENT_LINK)
             .bind(message_id)
@@ -795,7 +795,7 @@ impl crate::campaigns::apply::CampaignTx for PgIntake<'_> {
         Ok(())
     }
 
-    async fn message_opted_out(&mut self, message_id: i64) -> StoreResult<bool> {
+    async fn message_opted_out(&mut self, message_id: MessageId) -> StoreResult<bool> {
         Ok(sqlx::query_scalar::<_, i64>(sql::MESSAGE_OPTED_OUT)
             .bind(message_id)
             .fetch_optional(&mut *self.0)
@@ -803,7 +803,7 @@ impl crate::campaigns::apply::CampaignTx for PgIntake<'_> {
             .is_some())
     }
 
-    async fn withdraw_message(&mut self, message_id: i64, now_ms: i64) -> StoreResult<()> {
+    async fn withdraw_message(&mut self, message_id: MessageId, now_ms: i64) -> StoreResult<()> {
         sqlx::query(sql::WITHDRAW_MESSAGE)
             .bind(now_ms)
             .bind(message_id)
@@ -822,14 +822,17 @@ impl crate::campaigns::apply::CampaignTx for PgIntake<'_> {
 }
 
 impl crate::outbound::report::DeliveryTx for PgIntake<'_> {
-    async fn outbound_by_id(&mut self, id: i64) -> StoreResult<Option<(i64, String)>> {
+    async fn outbound_by_id(&mut self, id: MessageId) -> StoreResult<Option<(MessageId, String)>> {
         Ok(sqlx::query_as(sql::OUTBOUND_BY_ID)
             .bind(id)
             .fetch_optional(&mut *self.0)
             .await?)
     }
 
-    async fn outbound_by_provider_id(&mut self, pid: &str) -> StoreResult<Option<(i64, String)>> {
+    async fn outbound_by_provider_id(
+        &mut self,
+        pid: &str,
+    ) -> StoreResult<Option<(MessageId, String)>> {
         Ok(sqlx::query_as(sql::OUTBOUND_BY_PROVIDER_ID)
             .bind(pid)
             .fetch_optional(&mut *self.0)
@@ -838,7 +841,7 @@ impl crate::outbound::report::DeliveryTx for PgIntake<'_> {
 
     async fn insert_report(
         &mut self,
-        message_id: Option<i64>,
+        message_id: Option<MessageId>,
         dlr: &crate::store::DlrUpdate,
     ) -> StoreResult<()> {
         sqlx::query(sql::INSERT_DELIVERY_REPORT)
@@ -853,7 +856,7 @@ impl crate::outbound::report::DeliveryTx for PgIntake<'_> {
 
     async fn set_delivery_status(
         &mut self,
-        id: i64,
+        id: MessageId,
         status: &str,
         error: Option<&str>,
         now_ms: i64,
@@ -870,7 +873,7 @@ impl crate::outbound::report::DeliveryTx for PgIntake<'_> {
             .rows_affected())
     }
 
-    async fn drop_from_outbox(&mut self, id: i64) -> StoreResult<()> {
+    async fn drop_from_outbox(&mut self, id: MessageId) -> StoreResult<()> {
         sqlx::query(sql::DELETE_OUTBOX)
             .bind(id)
             .execute(&mut *self.0)

@@ -110,7 +110,7 @@ impl crate::store::OutboxStore for Engine {
         ops::release_leases(&self.pool, ids).await
     }
     async fn apply_dlr(&self, dlr: &crate::store::DlrUpdate) -> StoreResult<Option<MessageId>> {
-        Ok(self.do_apply_dlr(dlr).await?.map(MessageId))
+        self.do_apply_dlr(dlr).await
     }
     async fn queue_reply(
         &self,
@@ -190,9 +190,7 @@ impl crate::store::CampaignStore for Engine {
         ids: &[MessageId],
         now_ms: i64,
     ) -> StoreResult<Vec<MessageId>> {
-        let ids: Vec<i64> = ids.iter().map(|i| i.get()).collect();
-        let out = self.do_withdraw_opted_out(&ids, now_ms).await?;
-        Ok(out.into_iter().map(MessageId).collect())
+        self.do_withdraw_opted_out(ids, now_ms).await
     }
     async fn campaign_counts(
         &self,

@@ -128,9 +128,9 @@ impl SqliteStore {
 
     pub(crate) async fn do_withdraw_opted_out(
         &self,
-        ids: &[i64],
+        ids: &[crate::domain::MessageId],
         now_ms: i64,
-    ) -> StoreResult<Vec<i64>> {
+    ) -> StoreResult<Vec<crate::domain::MessageId>> {
         self.on_writer((ids.to_vec(), now_ms), sqlite_writer::withdraw)
             .await
     }
@@ -138,7 +138,7 @@ impl SqliteStore {
     pub(crate) async fn do_apply_dlr(
         &self,
         dlr: &crate::store::DlrUpdate,
-    ) -> StoreResult<Option<i64>> {
+    ) -> StoreResult<Option<crate::domain::MessageId>> {
         self.on_writer(dlr.clone(), sqlite_writer::delivery).await
     }
 

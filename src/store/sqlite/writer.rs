@@ -12,7 +12,7 @@
 //! PostgreSQL runs too. Nothing but SQL runs here: `decide` queues an ack with its template
 //! inputs (`AckBuilder::build`), and the outbound worker renders it when it sends it.
 
-use crate::domain::{CaseId, CaseStatus, Category, Channel, MessageId};
+use crate::domain::{CampaignId, CaseId, CaseStatus, Category, Channel, MessageId};
 use crate::intake::decide::{
     CaseLookup, InboundRow, IntakeTx, NewCase, OpenCase, SlaState, SurveyAnswer, decide, run_ready,
 };
@@ -94,12 +94,12 @@ pub fn dispatch(c: &Connection, d: &crate::campaigns::apply::Dispatch) -> StoreR
 }
 
 /// A delivery report.
-pub fn delivery(c: &Connection, dlr: &crate::store::DlrUpdate) -> StoreResult<Option<i64>> {
+pub fn delivery(c: &Connection, dlr: &crate::store::DlrUpdate) -> StoreResult<Option<MessageId>> {
     run_ready(crate::outbound::report::apply(&mut SqliteIntake(c), dlr))
 }
 
 /// Claimed commercial messages whose recipient opted out meanwhile: withdrawn.
-pub fn withdraw(c: &Connection, w: &(Vec<i64>, i64)) -> StoreResult<Vec<i64>> {
+pub fn withdraw(c: &Connection, w: &(Vec<MessageId>, i64)) -> StoreResult<Vec<MessageId>> {
     run_ready(crate::campaigns::apply::withdraw_opted_out(
         &mut SqliteIntake(c),
         &w.0,
@@ -767,7 +767,7 @@ impl IntakeTx for SqliteIntake<'_> {
 
 impl crate::sla::apply::SlaTx for SqliteIntake<'_> {
     /// SQLite: the writer's transaction holds the only write lock already.
-    async fn lock_case(&mut self, _case_id: i64) -> StoreResult<()> {
+    async fn lock_case(&mut self, _case_id: CaseId) -> StoreResult<()> {
         Ok(())
     }
 
@@ -821,7 +821,7 @@ impl crate::sla::apply::SlaTx for SqliteIntake<'_> {
         ])? as u64)
     }
 
-    async fn release_lease(&mut self, case_id: i64) -> StoreResult<()> {
+    async fn release_lease(&mut self, case_id: CaseId) -> StoreResult<()> {
         self.0
             .prepare_cached(sql::SLA_RELEASE_LEASE)?
             .execute(params![case_id])?;
@@ -830,7 +830,7 @@ impl crate::sla::apply::SlaTx for SqliteIntake<'_> {
 }
 
 impl crate::campaigns::apply::CampaignTx for SqliteIntake<'_> {
-    async fn campaign_status(&mut self, campaign_id: i64) -> StoreResult<Option<String>> {
+    async fn campaign_status(&mut self, campaign_id: CampaignId) -> StoreResult<Option<String>> {
         opt(self
             .0
             .prepare_cached(sql::CAMPAIGN_STATUS)?
@@ -851,7 +851,7 @@ impl crate::campaigns::apply::CampaignTx for SqliteIntake<'_> {
 
     async fn move_recipient(
         &mut self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         seq: i64,
         state: &str,
         reason: Option<&str>,
@@ -862,7 +862,7 @@ impl crate::campaigns::apply::CampaignTx for SqliteIntake<'_> {
             .execute(params![state, reason, campaign_id, seq])? as u64)
     }
 
-    async fn set_not_after(&mut self, message_id: i64, not_after: i64) -> StoreResult<()> {
+    async fn set_not_after(&mut self, message_id: MessageId, not_after: i64) -> StoreResult<()> {
         self.0
             .prepare_cached(sql::OUTBOX_NOT_AFTER)?
             .execute(params![not_after, message_id])?;
@@ -871,9 +871,9 @@ impl crate::campaigns::apply::CampaignTx for SqliteIntake<'_> {
 
     async fn link_recipient(
         &mut self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         seq: i64,
-        message_id: i64,
+        message_id: MessageId,
     ) -> StoreResult<()> {
         self.0
             .prepare_cached(sql::RECIPIENT_LINK)?
@@ -901,7 +901,7 @@ impl crate::campaigns::apply::CampaignTx for SqliteIntake<'_> {
         Ok(())
     }
 
-    async fn message_opted_out(&mut self, message_id: i64) -> StoreResult<bool> {
+    async fn message_opted_out(&mut self, message_id: MessageId) -> StoreResult<bool> {
         Ok(opt(self
             .0
             .prepare_cached(sql::MESSAGE_OPTED_OUT)?
@@ -909,7 +909,7 @@ impl crate::campaigns::apply::CampaignTx for SqliteIntake<'_> {
         .is_some())
     }
 
-    async fn withdraw_message(&mut self, message_id: i64, now_ms: i64) -> StoreResult<()> {
+    async fn withdraw_message(&mut self, message_id: MessageId, now_ms: i64) -> StoreResult<()> {
         self.0
             .prepare_cached(sql::WITHDRAW_MESSAGE)?
             .execute(params![now_ms, message_id])?;
@@ -924,14 +924,17 @@ impl crate::campaigns::apply::CampaignTx for SqliteIntake<'_> {
 }
 
 impl crate::outbound::report::DeliveryTx for SqliteIntake<'_> {
-    async fn outbound_by_id(&mut self, id: i64) -> StoreResult<Option<(i64, String)>> {
+    async fn outbound_by_id(&mut self, id: MessageId) -> StoreResult<Option<(MessageId, String)>> {
         opt(self
             .0
             .prepare_cached(sql::OUTBOUND_BY_ID)?
             .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?))))
     }
 
-    async fn outbound_by_provider_id(&mut self, pid: &str) -> StoreResult<Option<(i64, String)>> {
+    async fn outbound_by_provider_id(
+        &mut self,
+        pid: &str,
+    ) -> StoreResult<Option<(MessageId, String)>> {
         opt(self
             .0
             .prepare_cached(sql::OUTBOUND_BY_PROVIDER_ID)?
@@ -940,7 +943,7 @@ impl crate::outbound::report::DeliveryTx for SqliteIntake<'_> {
 
     async fn insert_report(
         &mut self,
-        message_id: Option<i64>,
+        message_id: Option<MessageId>,
         dlr: &crate::store::DlrUpdate,
     ) -> StoreResult<()> {
         self.0
@@ -956,7 +959,7 @@ impl crate::outbound::report::DeliveryTx for SqliteIntake<'_> {
 
     async fn set_delivery_status(
         &mut self,
-        id: i64,
+        id: MessageId,
         status: &str,
         error: Option<&str>,
         now_ms: i64,
@@ -968,7 +971,7 @@ impl crate::outbound::report::DeliveryTx for SqliteIntake<'_> {
             .execute(params![status, error, now_ms, id, was])? as u64)
     }
 
-    async fn drop_from_outbox(&mut self, id: i64) -> StoreResult<()> {
+    async fn drop_from_outbox(&mut self, id: MessageId) -> StoreResult<()> {
         self.0
             .prepare_cached(sql::DELETE_OUTBOX)?
             .execute(params![id])?;
