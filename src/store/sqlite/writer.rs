@@ -234,14 +234,57 @@ impl From<rusqlite::Error> for StoreError {
 /// # Errors
 /// The database cannot be opened.
 pub fn start(path: &Path, max: usize) -> anyhow::Result<mpsc::Sender<Job>> {
-    start_with(path, max, super::durable::Durable::start)
+    start_with(
+        path,
+        max,
+        super::durable::Durable::start,
+        Box::new(|why: &str| {
+            tracing::error!(why, "the SQLite writer thread ended; stopping the process");
+            eprintln!("switchboard: the SQLite writer thread ended ({why}); stopping");
+            std::process::abort()
+        }),
+    )
 }
 
-/// [`start`] with the sync thread `durable` makes.
+/// What the process does when the writer thread ends other than at shutdown (a bug panicked
+/// outside a batch, or the log could not be synced): it stops, so that the service manager
+/// starts it again and SQLite recovers the log, instead of answering 503 to every intake
+/// until someone looks. Tests count instead.
+pub type OnDeath = Box<dyn FnOnce(&str) + Send>;
+
+/// How the writer's loop ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// Every sender is gone: the gateway is shutting down.
+    Shutdown,
+    /// It stopped taking work after a failed fsync.
+    Stopped,
+}
+
+/// Runs the writer's loop; `on_death` with the reason unless it ended at shutdown.
+fn supervise(f: impl FnOnce() -> Ended, on_death: OnDeath) {
+    let why = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ended::Shutdown) => return,
+        Ok(Ended::Stopped) => "stopped after a failed fsync of the log".to_string(),
+        Err(p) => format!(
+            "panicked: {}",
+            crate::domain::scrub(
+                p.downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("")
+            )
+        ),
+    };
+    on_death(&why);
+}
+
+/// [`start`] with the sync thread `durable` makes, and `on_death` for its end.
 fn start_with(
     path: &Path,
     max: usize,
     durable: impl FnOnce(&Connection) -> std::io::Result<super::durable::Durable>,
+    on_death: OnDeath,
 ) -> anyhow::Result<mpsc::Sender<Job>> {
     let conn = Connection::open(path)
         .map_err(|e| anyhow::anyhow!("opening SQLite writer connection {}: {e}", path.display()))?;
@@ -268,7 +311,7 @@ fn start_with(
     let (tx, rx) = mpsc::channel(max * 4);
     std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || run(conn, rx, max, wal, durable))?;
+        .spawn(move || supervise(move || run(conn, rx, max, wal, durable), on_death))?;
     Ok(tx)
 }
 
@@ -278,8 +321,9 @@ fn run(
     max: usize,
     wal: super::checkpoint::Wal,
     durable: super::durable::Durable,
-) {
+) -> Ended {
     let mut batch: Vec<Job> = Vec::with_capacity(max);
+    let mut ended = Ended::Shutdown;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < max {
@@ -296,6 +340,7 @@ fn run(
                     "the SQLite writer stopped after a failed fsync; restart the gateway".into(),
                 )));
             }
+            ended = Ended::Stopped;
             break;
         }
         match guarded(&mut conn, &mut batch) {
@@ -320,6 +365,7 @@ fn run(
     wal.detach(&conn);
     // Dropping `durable` syncs and answers the last batches.
     drop(durable);
+    ended
 }
 
 /// Supervision: a panic inside a batch (a bug) rolls the transaction back (the transaction is
@@ -1006,16 +1052,21 @@ mod tests {
         let path = dir.path().join("w.db");
         let (release, wait) = std::sync::mpsc::channel::<()>();
         let wait = Mutex::new(wait);
-        let w = start_with(&path, 8, |c| {
-            Durable::with(
-                c,
-                Box::new(move |f| {
-                    wait.lock().unwrap().recv().unwrap();
-                    f.sync_data()
-                }),
-                Box::new(|| panic!("no sync fails here")),
-            )
-        })
+        let w = start_with(
+            &path,
+            8,
+            |c| {
+                Durable::with(
+                    c,
+                    Box::new(move |f| {
+                        wait.lock().unwrap().recv().unwrap();
+                        f.sync_data()
+                    }),
+                    Box::new(|| panic!("no sync fails here")),
+                )
+            },
+            Box::new(|why: &str| panic!("the writer ended: {why}")),
+        )
         .unwrap();
         let mut a = send(&w, 7);
         std::thread::sleep(Duration::from_millis(100));
@@ -1038,15 +1089,24 @@ mod tests {
         let path = dir.path().join("w.db");
         let stops = Arc::new(AtomicUsize::new(0));
         let counted = stops.clone();
-        let w = start_with(&path, 8, move |c| {
-            Durable::with(
-                c,
-                Box::new(|_| Err(std::io::Error::other("EIO"))),
-                Box::new(move || {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                }),
-            )
-        })
+        let death = Arc::new(Mutex::new(None::<String>));
+        let died = death.clone();
+        let w = start_with(
+            &path,
+            8,
+            move |c| {
+                Durable::with(
+                    c,
+                    Box::new(|_| Err(std::io::Error::other("EIO"))),
+                    Box::new(move || {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                    }),
+                )
+            },
+            Box::new(move |why: &str| {
+                *died.lock().unwrap() = Some(why.to_string());
+            }),
+        )
         .unwrap();
         match send(&w, 1).blocking_recv().unwrap() {
             Err(StoreError::Unavailable(m)) => assert!(m.contains("EIO"), "{m}"),
@@ -1065,12 +1125,42 @@ mod tests {
             assert!(!matches!(rx.blocking_recv(), Ok(Ok(_))));
         }
         for _ in 0..100 {
-            if w.is_closed() {
-                return;
+            if w.is_closed() && death.lock().unwrap().is_some() {
+                break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("the writer still takes work after a failed fsync");
+        assert!(
+            w.is_closed(),
+            "the writer still takes work after a failed fsync"
+        );
+        // And the process would stop (the service manager starts it again).
+        let why = death.lock().unwrap().clone();
+        assert!(
+            why.as_deref().is_some_and(|w| w.contains("failed fsync")),
+            "{why:?}"
+        );
+    }
+
+    /// The writer's supervisor: a panic outside a batch (a bug) or a stop after a failed
+    /// fsync ends the process; the end at shutdown does not.
+    #[test]
+    fn the_writer_thread_ending_other_than_at_shutdown_stops_the_process() {
+        let seen = |f: Box<dyn FnOnce() -> Ended>| {
+            let why = Arc::new(Mutex::new(None::<String>));
+            let w = why.clone();
+            supervise(
+                f,
+                Box::new(move |r: &str| *w.lock().unwrap() = Some(r.to_string())),
+            );
+            why.lock().unwrap().clone()
+        };
+        assert_eq!(seen(Box::new(|| Ended::Shutdown)), None);
+        let stopped = seen(Box::new(|| Ended::Stopped)).unwrap();
+        assert!(stopped.contains("failed fsync"), "{stopped}");
+        let panicked = seen(Box::new(|| panic!("bug near +8613800138000"))).unwrap();
+        assert!(panicked.starts_with("panicked: bug near"), "{panicked}");
+        assert!(!panicked.contains("13800138000"), "{panicked}");
     }
 
     #[test]
