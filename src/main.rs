@@ -22,6 +22,7 @@ fn main() -> std::process::ExitCode {
         // Colours only for a person at a terminal, not in journald, files or pipes.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    switchboard::cli::install_panic_hook();
     // For the MTA pipe every failure a retry could fix, a panic included, must be 75 so the
     // customer's mail is deferred, never bounced.
     let mta = matches!(cli.command, switchboard::cli::Command::IngestEmail { .. });

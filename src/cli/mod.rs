@@ -348,6 +348,40 @@ pub enum RulesCommand {
 ///
 /// # Errors
 /// Anything else, with the accepted forms.
+/// Replaces the standard panic message with the same line masked: a panic's message can
+/// quote what it was working on (a number, an address), and it goes to stderr with the logs,
+/// where no raw number or address may appear. The location and a backtrace (when
+/// `RUST_BACKTRACE` asks for one) are kept.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str));
+        eprintln!("{}", panic_line(thread.name(), info.location(), payload));
+        let trace = std::backtrace::Backtrace::capture();
+        if trace.status() == std::backtrace::BacktraceStatus::Captured {
+            eprintln!("{trace}");
+        }
+    }));
+}
+
+/// The line [`install_panic_hook`] writes for one panic.
+fn panic_line(
+    thread: Option<&str>,
+    at: Option<&std::panic::Location<'_>>,
+    message: Option<&str>,
+) -> String {
+    let at = at.map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
+    format!(
+        "thread '{}' panicked{at}: {}",
+        thread.unwrap_or("<unnamed>"),
+        crate::domain::scrub(message.unwrap_or("(no message)"))
+    )
+}
+
 pub fn parse_duration_ms(s: &str) -> anyhow::Result<i64> {
     let t = s.trim();
     let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
@@ -611,6 +645,29 @@ async fn rules(cmd: RulesCommand) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_panic_line_names_thread_and_place_and_masks_numbers_and_addresses() {
+        let at = std::panic::Location::caller();
+        let line = super::panic_line(
+            Some("sqlite-writer"),
+            Some(at),
+            Some("bad row for +8613812345678 and zhangsan@example.cn"),
+        );
+        assert!(
+            line.starts_with("thread 'sqlite-writer' panicked at src/cli/mod.rs:"),
+            "{line}"
+        );
+        assert!(line.contains("+86138****5678"), "{line}");
+        assert!(
+            !line.contains("13812345678") && !line.contains("zhangsan"),
+            "{line}"
+        );
+        assert_eq!(
+            super::panic_line(None, None, None),
+            "thread '<unnamed>' panicked: (no message)"
+        );
+    }
+
     #[test]
     fn durations_parse_with_units_and_refuse_garbage() {
         assert_eq!(super::parse_duration_ms("30m").unwrap(), 1_800_000);

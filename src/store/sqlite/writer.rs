@@ -234,7 +234,7 @@ impl From<rusqlite::Error> for StoreError {
 /// # Errors
 /// The database cannot be opened.
 pub fn start(path: &Path, max: usize) -> anyhow::Result<mpsc::Sender<Job>> {
-    start_with(
+    Ok(start_with(
         path,
         max,
         super::durable::Durable::start,
@@ -243,7 +243,8 @@ pub fn start(path: &Path, max: usize) -> anyhow::Result<mpsc::Sender<Job>> {
             eprintln!("switchboard: the SQLite writer thread ended ({why}); stopping");
             std::process::abort()
         }),
-    )
+    )?
+    .0)
 }
 
 /// What the process does when the writer thread ends other than at shutdown (a bug panicked
@@ -257,7 +258,8 @@ pub type OnDeath = Box<dyn FnOnce(&str) + Send>;
 enum Ended {
     /// Every sender is gone: the gateway is shutting down.
     Shutdown,
-    /// It stopped taking work after a failed fsync.
+    /// It stopped taking work: the log's sync failed or its thread is gone (a failed fsync
+    /// normally aborts on the sync thread first).
     Stopped,
 }
 
@@ -265,7 +267,9 @@ enum Ended {
 fn supervise(f: impl FnOnce() -> Ended, on_death: OnDeath) {
     let why = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ended::Shutdown) => return,
-        Ok(Ended::Stopped) => "stopped after a failed fsync of the log".to_string(),
+        Ok(Ended::Stopped) => {
+            "stopped: the log's sync failed or the sync thread is gone".to_string()
+        }
         Err(p) => format!(
             "panicked: {}",
             crate::domain::scrub(
@@ -279,13 +283,14 @@ fn supervise(f: impl FnOnce() -> Ended, on_death: OnDeath) {
     on_death(&why);
 }
 
-/// [`start`] with the sync thread `durable` makes, and `on_death` for its end.
+/// [`start`] with the sync thread `durable` makes, and `on_death` for its end; also the
+/// thread's handle.
 fn start_with(
     path: &Path,
     max: usize,
     durable: impl FnOnce(&Connection) -> std::io::Result<super::durable::Durable>,
     on_death: OnDeath,
-) -> anyhow::Result<mpsc::Sender<Job>> {
+) -> anyhow::Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>)> {
     let conn = Connection::open(path)
         .map_err(|e| anyhow::anyhow!("opening SQLite writer connection {}: {e}", path.display()))?;
     conn.busy_timeout(Duration::from_secs(10))?;
@@ -309,10 +314,10 @@ fn start_with(
     let durable = durable(&conn)
         .map_err(|e| anyhow::anyhow!("starting the SQLite log's sync thread: {e}"))?;
     let (tx, rx) = mpsc::channel(max * 4);
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("sqlite-writer".into())
         .spawn(move || supervise(move || run(conn, rx, max, wal, durable), on_death))?;
-    Ok(tx)
+    Ok((tx, thread))
 }
 
 fn run(
@@ -1052,7 +1057,9 @@ mod tests {
         let path = dir.path().join("w.db");
         let (release, wait) = std::sync::mpsc::channel::<()>();
         let wait = Mutex::new(wait);
-        let w = start_with(
+        let death = Arc::new(Mutex::new(None::<String>));
+        let died = death.clone();
+        let (w, thread) = start_with(
             &path,
             8,
             |c| {
@@ -1065,7 +1072,7 @@ mod tests {
                     Box::new(|| panic!("no sync fails here")),
                 )
             },
-            Box::new(|why: &str| panic!("the writer ended: {why}")),
+            Box::new(move |why: &str| *died.lock().unwrap() = Some(why.to_string())),
         )
         .unwrap();
         let mut a = send(&w, 7);
@@ -1079,6 +1086,10 @@ mod tests {
         assert_eq!(n, 1);
         release.send(()).unwrap();
         assert_eq!(a.blocking_recv().unwrap().unwrap(), 1);
+        // The last sender gone is a shutdown: the thread ends and the process goes on.
+        drop(w);
+        thread.join().unwrap();
+        assert_eq!(*death.lock().unwrap(), None);
     }
 
     /// A failed fsync: the batch is refused, the process would stop, and the writer takes no
@@ -1091,7 +1102,7 @@ mod tests {
         let counted = stops.clone();
         let death = Arc::new(Mutex::new(None::<String>));
         let died = death.clone();
-        let w = start_with(
+        let (w, _thread) = start_with(
             &path,
             8,
             move |c| {
@@ -1137,7 +1148,7 @@ mod tests {
         // And the process would stop (the service manager starts it again).
         let why = death.lock().unwrap().clone();
         assert!(
-            why.as_deref().is_some_and(|w| w.contains("failed fsync")),
+            why.as_deref().is_some_and(|w| w.contains("sync failed")),
             "{why:?}"
         );
     }
@@ -1157,7 +1168,7 @@ mod tests {
         };
         assert_eq!(seen(Box::new(|| Ended::Shutdown)), None);
         let stopped = seen(Box::new(|| Ended::Stopped)).unwrap();
-        assert!(stopped.contains("failed fsync"), "{stopped}");
+        assert!(stopped.contains("sync failed"), "{stopped}");
         let panicked = seen(Box::new(|| panic!("bug near +8613800138000"))).unwrap();
         assert!(panicked.starts_with("panicked: bug near"), "{panicked}");
         assert!(!panicked.contains("13800138000"), "{panicked}");
