@@ -138,8 +138,9 @@ impl SmtpSender {
     pub fn build(&self, item: &OutboxItem) -> Result<Message, String> {
         let to: Mailbox = item
             .to
+            .as_str()
             .parse()
-            .map_err(|e| format!("recipient {}: {e}", crate::domain::mask(&item.to)))?;
+            .map_err(|e| format!("recipient {}: {e}", item.to))?;
         let mut b = Message::builder()
             .from(self.from.clone())
             .to(to)

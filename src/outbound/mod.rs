@@ -297,7 +297,7 @@ impl Worker {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(message_id = item.message_id.get(), to = %crate::domain::mask(&item.to), driver = self.sender.name()))]
+    #[tracing::instrument(skip_all, fields(message_id = item.message_id.get(), to = %item.to, driver = self.sender.name()))]
     async fn send_one(&self, mut item: OutboxItem) {
         let expired = item.not_after.is_some_and(|t| t <= self.clock.now_ms());
         // An ack queued with its inputs is rendered now, off the intake transaction; its text

@@ -262,7 +262,8 @@ pub struct OutboxItem {
     pub message_id: MessageId,
     pub channel: Channel,
     pub from: String,
-    pub to: String,
+    /// Parsed again from the stored text when claimed (`OutboxRow::into_item`).
+    pub to: crate::domain::Address,
     pub subject: Option<String>,
     pub text: String,
     pub html: Option<String>,
@@ -282,7 +283,7 @@ impl std::fmt::Debug for OutboxItem {
             .field("message_id", &self.message_id)
             .field("channel", &self.channel)
             .field("from", &self.from)
-            .field("to", &crate::domain::mask(&self.to))
+            .field("to", &self.to)
             .field("kind", &self.kind)
             .field("text_chars", &self.text.chars().count())
             .field("rendered", &self.render.is_none())
@@ -318,13 +319,34 @@ pub(crate) struct OutboxRow {
     pub not_after: Option<i64>,
 }
 
+/// A claimed send whose stored recipient no longer parses as an address of its channel
+/// (written by an older version or by hand): the claim fails it at once, so it is neither
+/// sent to the bridge nor claimed again.
+pub(crate) struct Unsendable {
+    pub message_id: MessageId,
+    pub error: String,
+}
+
 impl OutboxRow {
-    pub fn into_item(self, channel: Channel) -> OutboxItem {
-        OutboxItem {
+    pub fn into_item(self, channel: Channel) -> Result<OutboxItem, Unsendable> {
+        let Some(to) = crate::domain::Address::stored(channel, &self.to_addr) else {
+            return Err(Unsendable {
+                message_id: self.message_id,
+                error: format!(
+                    "the stored recipient {} is not a valid {}",
+                    crate::domain::mask(&self.to_addr),
+                    match channel {
+                        Channel::Sms => "phone number",
+                        Channel::Email => "email address",
+                    }
+                ),
+            });
+        };
+        Ok(OutboxItem {
             message_id: self.message_id,
             channel,
             from: self.from_addr,
-            to: self.to_addr,
+            to,
             subject: self.subject,
             text: self.body,
             html: self.body_html,
@@ -333,7 +355,7 @@ impl OutboxRow {
             render: self.render,
             attempts: self.attempts,
             not_after: self.not_after,
-        }
+        })
     }
 }
 
@@ -958,7 +980,7 @@ mod outbox_item_tests {
             message_id: MessageId(7),
             channel: Channel::Sms,
             from: "10000".into(),
-            to: "+8613800138000".into(),
+            to: "+8613800138000".parse().unwrap(),
             subject: Some("your case about the line at 12 Long Road".into()),
             text: "Dear Zhang San, your case C-7 is open".into(),
             html: Some("<p>Dear Zhang San</p>".into()),

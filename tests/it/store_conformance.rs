@@ -1445,3 +1445,79 @@ async fn sqlite_writer_survives_a_panic_in_a_batch() {
     ));
     s.close().await;
 }
+
+/// A queued message whose stored recipient no longer parses (an older version's row, or one
+/// edited by hand) fails at its claim with the reason, masked, and is neither handed to a
+/// sender nor claimed again; the other claimed message goes out as usual. `corrupt` runs an
+/// UPDATE on the engine's own connection.
+async fn a_recipient_that_no_longer_parses_fails_at_its_claim<F, Fut>(s: Arc<dyn Store>, corrupt: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let ids = s
+        .queue_outbound_bulk(
+            &[
+                draft("notice", "+8613800000401"),
+                draft("notice", "+8613800000402"),
+            ],
+            T0,
+        )
+        .await
+        .unwrap();
+    corrupt(format!(
+        "UPDATE messages SET to_addr = 'call 12345678 pls' WHERE id = {}",
+        ids[0].get()
+    ))
+    .await;
+    let got = s.claim_outbox(Channel::Sms, T0, 10_000, 10).await.unwrap();
+    assert_eq!(
+        got.iter().map(|i| i.message_id).collect::<Vec<_>>(),
+        vec![ids[1]]
+    );
+    assert_eq!(got[0].to.as_str(), "+8613800000402");
+    let failed = s.message(ids[0]).await.unwrap().unwrap();
+    assert_eq!(failed.status, "failed");
+    let why = failed.last_error.unwrap_or_default();
+    assert!(why.contains("not a valid phone number"), "{why}");
+    assert!(!why.contains("12345678"), "{why}");
+    // Once the lease is over, only the other message comes back.
+    let again = s
+        .claim_outbox(Channel::Sms, T0 + 60_000, 10_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.iter().map(|i| i.message_id).collect::<Vec<_>>(),
+        vec![ids[1]]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_recipient_that_no_longer_parses_fails_at_its_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/to.db", dir.path().display());
+    let s = switchboard::store::open(&url, 4, 64).await.unwrap();
+    let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
+    a_recipient_that_no_longer_parses_fails_at_its_claim(s.clone(), |sql| async move {
+        sqlx::query(&sql).execute(&raw).await.unwrap();
+    })
+    .await;
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_recipient_that_no_longer_parses_fails_at_its_claim() {
+    let url = common::fresh_pg_database().await;
+    let s = switchboard::store::open(&url, 4, 64).await.unwrap();
+    let raw = sqlx::PgPool::connect(&url).await.unwrap();
+    a_recipient_that_no_longer_parses_fails_at_its_claim(s.clone(), |sql| {
+        let raw = raw.clone();
+        async move {
+            sqlx::query(&sql).execute(&raw).await.unwrap();
+        }
+    })
+    .await;
+    raw.close().await;
+    s.close().await;
+    common::drop_pg_database(&url).await;
+}

@@ -34,7 +34,7 @@ impl Sender for HttpSms {
         let body = serde_json::json!({
             "id": item.message_id,
             "from": from,
-            "to": item.to,
+            "to": item.to.as_str(),
             "text": item.text,
             "kind": item.kind,
             "dlr_url": o.dlr.then(|| sms::dlr_url(&self.settings, "generic", item.message_id, "")),

@@ -33,7 +33,7 @@ impl Jasmin {
         let mut f = vec![
             ("username", o.username.clone()),
             ("password", o.password.expose().to_string()),
-            ("to", item.to.trim_start_matches('+').to_string()),
+            ("to", item.to.as_str().trim_start_matches('+').to_string()),
             ("from", from.trim_start_matches('+').to_string()),
         ];
         if is_gsm7(&item.text) {

@@ -48,7 +48,7 @@ impl Kannel {
             enc(&o.username),
             enc(o.password.expose()),
             enc(from.trim_start_matches('+')),
-            enc(item.to.trim_start_matches('+')),
+            enc(item.to.as_str().trim_start_matches('+')),
         );
         if o.dlr {
             let dlr = sms::dlr_url(

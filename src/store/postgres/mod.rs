@@ -241,7 +241,24 @@ impl PgStore {
             .bind(lane.as_i64())
             .fetch_all(&mut *tx)
             .await?;
-            items.extend(rows.into_iter().map(|r| r.into_item(channel)));
+            for row in rows {
+                match row.into_item(channel) {
+                    Ok(item) => items.push(item),
+                    Err(u) => {
+                        tracing::warn!(message_id = u.message_id.get(), error = %u.error, "outbound message failed at its claim");
+                        sqlx::query(sql::SEND_FAIL)
+                            .bind(&u.error)
+                            .bind(q.now_ms)
+                            .bind(u.message_id)
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query(sql::DELETE_OUTBOX)
+                            .bind(u.message_id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
         }
         if let Some(t) = tokens {
             // As on SQLite: the lower lanes' share may take the bucket below zero.

@@ -195,7 +195,22 @@ pub fn claim(
                 })
             })
             .optional()?;
-        items.extend(row.map(|r| r.into_item(q.channel)));
+        match row.map(|r| r.into_item(q.channel)) {
+            Some(Ok(item)) => items.push(item),
+            Some(Err(u)) => {
+                tracing::warn!(message_id = u.message_id.get(), error = %u.error, "outbound message failed at its claim");
+                send_update(
+                    c,
+                    &SendUpdate::Fail {
+                        message_id: u.message_id,
+                        error: u.error,
+                        now_ms: q.now_ms,
+                    },
+                    None,
+                )?;
+            }
+            None => {}
+        }
     }
     Ok(items)
 }
