@@ -344,27 +344,28 @@ pub enum RulesCommand {
     },
 }
 
-/// Parses `30m`, `24h`, `7d`, `2w`, `90s` into milliseconds.
-///
-/// # Errors
-/// Anything else, with the accepted forms.
 /// Replaces the standard panic message with the same line masked: a panic's message can
 /// quote what it was working on (a number, an address), and it goes to stderr with the logs,
-/// where no raw number or address may appear. The location and a backtrace (when
-/// `RUST_BACKTRACE` asks for one) are kept.
+/// where no raw number or address may appear (runs of seven or more digits are masked, dates
+/// and long numbers included). The location is kept, and a backtrace when
+/// `std::backtrace::Backtrace::capture` takes one (`RUST_LIB_BACKTRACE`, else
+/// `RUST_BACKTRACE`). One write, whose failure is ignored as Rust's own hook does: a panic
+/// inside the hook would abort the process.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
+        use std::io::Write;
         let thread = std::thread::current();
         let payload = info
             .payload()
             .downcast_ref::<&str>()
             .copied()
             .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str));
-        eprintln!("{}", panic_line(thread.name(), info.location(), payload));
+        let mut text = panic_line(thread.name(), info.location(), payload);
         let trace = std::backtrace::Backtrace::capture();
         if trace.status() == std::backtrace::BacktraceStatus::Captured {
-            eprintln!("{trace}");
+            text.push_str(&format!("\n{trace:#}"));
         }
+        let _ = writeln!(std::io::stderr().lock(), "{text}");
     }));
 }
 
@@ -382,6 +383,10 @@ fn panic_line(
     )
 }
 
+/// Parses `30m`, `24h`, `7d`, `2w`, `90s` into milliseconds.
+///
+/// # Errors
+/// Anything else, with the accepted forms.
 pub fn parse_duration_ms(s: &str) -> anyhow::Result<i64> {
     let t = s.trim();
     let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));

@@ -329,15 +329,24 @@ pub(crate) struct Unsendable {
 
 impl OutboxRow {
     pub fn into_item(self, channel: Channel) -> Result<OutboxItem, Unsendable> {
-        let Some(to) = crate::domain::Address::stored(channel, &self.to_addr) else {
+        // Only a number in the form this version stores (E.164 or a short code) goes out:
+        // parsing anything else could change who receives it (a national number read with
+        // the wrong country). A mailbox may differ in case only (older rows kept it). The
+        // reason does not quote the value: masking assumes a well-formed address.
+        let Some(to) =
+            crate::domain::Address::stored(channel, &self.to_addr).filter(|a| match channel {
+                Channel::Sms => a.as_str() == self.to_addr,
+                Channel::Email => a.as_str().eq_ignore_ascii_case(&self.to_addr),
+            })
+        else {
             return Err(Unsendable {
                 message_id: self.message_id,
                 error: format!(
-                    "the stored recipient {} is not a valid {}",
-                    crate::domain::mask(&self.to_addr),
+                    "the stored recipient is not a {} in the form switchboard stores; \
+                     nothing was sent (queue the message again with a valid recipient)",
                     match channel {
-                        Channel::Sms => "phone number",
-                        Channel::Email => "email address",
+                        Channel::Sms => "phone number (E.164 or a short code)",
+                        Channel::Email => "valid email address",
                     }
                 ),
             });
@@ -973,6 +982,47 @@ mod memstatus_tests {
 #[cfg(test)]
 mod outbox_item_tests {
     use super::*;
+
+    fn row(to: &str) -> OutboxRow {
+        OutboxRow {
+            message_id: MessageId(3),
+            attempts: 0,
+            from_addr: "10000".into(),
+            to_addr: to.into(),
+            subject: None,
+            body: "hi".into(),
+            body_html: None,
+            headers: None,
+            kind: Some(MessageKind::Notice),
+            render: None,
+            not_after: None,
+        }
+    }
+
+    #[test]
+    fn a_claimed_recipient_goes_out_only_as_it_was_stored() {
+        let to = |t: &str, ch| row(t).into_item(ch).map(|i| i.to.as_str().to_string());
+        assert_eq!(
+            to("+8613800138000", Channel::Sms).ok().as_deref(),
+            Some("+8613800138000")
+        );
+        assert_eq!(to("10086", Channel::Sms).ok().as_deref(), Some("10086"));
+        // A national number would be read with a country: refused, not guessed.
+        assert!(to("13800138000", Channel::Sms).is_err());
+        assert!(to("07700900123", Channel::Sms).is_err());
+        assert!(to("zhangsan@example.cn", Channel::Sms).is_err());
+        // A mailbox may differ in case (older rows kept it).
+        assert_eq!(
+            to("ZhangSan@Example.cn", Channel::Email).ok().as_deref(),
+            Some("zhangsan@example.cn")
+        );
+        assert!(to("Ops <ops@example.cn>", Channel::Email).is_err());
+        let Err(u) = row("13800138000").into_item(Channel::Sms) else {
+            panic!("accepted")
+        };
+        assert_eq!(u.message_id, MessageId(3));
+        assert!(!u.error.contains("0013"), "{}", u.error);
+    }
 
     #[test]
     fn an_outbox_item_in_a_log_shows_neither_the_recipient_nor_the_text() {

@@ -1452,7 +1452,7 @@ async fn sqlite_writer_survives_a_panic_in_a_batch() {
 /// UPDATE on the engine's own connection.
 async fn a_recipient_that_no_longer_parses_fails_at_its_claim<F, Fut>(s: Arc<dyn Store>, corrupt: F)
 where
-    F: FnOnce(String) -> Fut,
+    F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let ids = s
@@ -1460,6 +1460,7 @@ where
             &[
                 draft("notice", "+8613800000401"),
                 draft("notice", "+8613800000402"),
+                draft("notice", "+8613800000403"),
             ],
             T0,
         )
@@ -1470,17 +1471,26 @@ where
         ids[0].get()
     ))
     .await;
+    // A national number parses (as +86…), but is not what this version stores: reading it
+    // with a country could change who receives it, so it is refused too.
+    corrupt(format!(
+        "UPDATE messages SET to_addr = '13800000403' WHERE id = {}",
+        ids[2].get()
+    ))
+    .await;
     let got = s.claim_outbox(Channel::Sms, T0, 10_000, 10).await.unwrap();
     assert_eq!(
         got.iter().map(|i| i.message_id).collect::<Vec<_>>(),
         vec![ids[1]]
     );
     assert_eq!(got[0].to.as_str(), "+8613800000402");
-    let failed = s.message(ids[0]).await.unwrap().unwrap();
-    assert_eq!(failed.status, "failed");
-    let why = failed.last_error.unwrap_or_default();
-    assert!(why.contains("not a valid phone number"), "{why}");
-    assert!(!why.contains("12345678"), "{why}");
+    for id in [ids[0], ids[2]] {
+        let failed = s.message(id).await.unwrap().unwrap();
+        assert_eq!(failed.status, "failed");
+        let why = failed.last_error.unwrap_or_default();
+        assert!(why.contains("not a phone number"), "{why}");
+        assert!(!why.contains("1234") && !why.contains("0403"), "{why}");
+    }
     // Once the lease is over, only the other message comes back.
     let again = s
         .claim_outbox(Channel::Sms, T0 + 60_000, 10_000, 10)
@@ -1498,8 +1508,11 @@ async fn sqlite_a_recipient_that_no_longer_parses_fails_at_its_claim() {
     let url = format!("sqlite://{}/to.db", dir.path().display());
     let s = switchboard::store::open(&url, 4, 64).await.unwrap();
     let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
-    a_recipient_that_no_longer_parses_fails_at_its_claim(s.clone(), |sql| async move {
-        sqlx::query(&sql).execute(&raw).await.unwrap();
+    a_recipient_that_no_longer_parses_fails_at_its_claim(s.clone(), |sql| {
+        let raw = raw.clone();
+        async move {
+            sqlx::query(&sql).execute(&raw).await.unwrap();
+        }
     })
     .await;
     s.close().await;

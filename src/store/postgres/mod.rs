@@ -245,7 +245,7 @@ impl PgStore {
                 match row.into_item(channel) {
                     Ok(item) => items.push(item),
                     Err(u) => {
-                        tracing::warn!(message_id = u.message_id.get(), error = %u.error, "outbound message failed at its claim");
+                        tracing::error!(message_id = u.message_id.get(), error = %u.error, "outbound message failed at its claim");
                         sqlx::query(sql::SEND_FAIL)
                             .bind(&u.error)
                             .bind(q.now_ms)

@@ -198,7 +198,7 @@ pub fn claim(
         match row.map(|r| r.into_item(q.channel)) {
             Some(Ok(item)) => items.push(item),
             Some(Err(u)) => {
-                tracing::warn!(message_id = u.message_id.get(), error = %u.error, "outbound message failed at its claim");
+                tracing::error!(message_id = u.message_id.get(), error = %u.error, "outbound message failed at its claim");
                 send_update(
                     c,
                     &SendUpdate::Fail {
