@@ -293,6 +293,61 @@ impl std::fmt::Debug for OutboxItem {
     }
 }
 
+impl std::fmt::Debug for MessageRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageRecord")
+            .field("id", &self.id)
+            .field("direction", &self.direction)
+            .field("channel", &self.channel)
+            .field("dialect", &self.dialect)
+            .field("from_addr", &crate::domain::mask(&self.from_addr))
+            .field("to_addr", &crate::domain::mask(&self.to_addr))
+            .field("body_chars", &self.body.chars().count())
+            .field("case_id", &self.case_id)
+            .field("kind", &self.kind)
+            .field("status", &self.status)
+            .field("attempts", &self.attempts)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for CaseRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaseRecord")
+            .field("id", &self.id)
+            .field("channel", &self.channel)
+            .field("customer", &crate::domain::mask(&self.customer))
+            .field("category", &self.category)
+            .field("status", &self.status)
+            .field("tier", &self.tier)
+            .field("opened_at", &self.opened_at)
+            .field("ack_due_at", &self.ack_due_at)
+            .field("resolve_due_at", &self.resolve_due_at)
+            .field("acked_at", &self.acked_at)
+            .field("resolved_at", &self.resolved_at)
+            .field("assignee", &self.assignee)
+            .field("linked_case_id", &self.linked_case_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for DueClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DueClock")
+            .field("case_id", &self.case_id)
+            .field("step", &self.step)
+            .field("due_at", &self.due_at)
+            .field("fired", &self.fired)
+            .field("category", &self.category)
+            .field("status", &self.status)
+            .field("tier", &self.tier)
+            .field("customer", &crate::domain::mask(&self.customer))
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The row behind an [`OutboxItem`], as both engines select it.
 /// One outbox claim: `limit` due sends of `channel`, leased until `now_ms + lease_ms`.
 #[derive(Debug, Clone, Copy)]
@@ -480,7 +535,9 @@ pub struct DlrUpdate {
     pub now_ms: i64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow)]
+/// A stored message for the API, which shows its addresses and text to agents; its `Debug`
+/// masks the addresses and leaves out subject, text and error, so a log never holds them.
+#[derive(Clone, Serialize, PartialEq, sqlx::FromRow)]
 pub struct MessageRecord {
     pub id: MessageId,
     pub direction: crate::domain::Direction,
@@ -537,8 +594,9 @@ pub struct CaseEvent {
     pub detail: Option<String>,
 }
 
-/// A case clock claimed by the SLA scheduler, with the case as it is now.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A case clock claimed by the SLA scheduler, with the case as it is now (`Debug` masks the
+/// customer).
+#[derive(Clone, sqlx::FromRow)]
 pub struct DueClock {
     pub case_id: CaseId,
     pub step: String,
@@ -579,7 +637,8 @@ pub struct SlaApply {
     pub now_ms: i64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow)]
+/// A case for the API; its `Debug` masks the customer and leaves out the subject.
+#[derive(Clone, Serialize, PartialEq, sqlx::FromRow)]
 pub struct CaseRecord {
     pub id: CaseId,
     pub channel: crate::domain::Channel,
@@ -996,6 +1055,67 @@ mod outbox_item_tests {
             kind: Some(MessageKind::Notice),
             render: None,
             not_after: None,
+        }
+    }
+
+    #[test]
+    fn records_in_a_log_show_neither_addresses_nor_texts() {
+        let m = MessageRecord {
+            id: MessageId(1),
+            direction: crate::domain::Direction::In,
+            channel: Channel::Email,
+            dialect: "email".into(),
+            external_id: None,
+            from_addr: "zhangsan@example.cn".into(),
+            to_addr: "service@example.cn".into(),
+            subject: Some("line at 12 Long Road".into()),
+            body: "my number is 13800138000".into(),
+            category: None,
+            intent: None,
+            rules_version: None,
+            case_id: Some(CaseId(2)),
+            kind: None,
+            status: "received".into(),
+            encoding: None,
+            segments: None,
+            attempts: 0,
+            provider_id: None,
+            last_error: Some("relay refused zhangsan@example.cn".into()),
+            created_at: 0,
+            updated_at: 0,
+            render: None,
+        };
+        let c = CaseRecord {
+            id: CaseId(2),
+            channel: Channel::Sms,
+            customer: "+8613800138000".into(),
+            category: crate::domain::Category::Complaint,
+            status: crate::domain::CaseStatus::Open,
+            tier: crate::domain::Tier::WINDOW,
+            lang: "zh".into(),
+            subject: Some("Long Road".into()),
+            rules_version: "v1".into(),
+            opened_at: 0,
+            last_message_at: 0,
+            ack_due_at: 0,
+            resolve_due_at: 0,
+            message_count: 1,
+            acked_at: None,
+            resolved_at: None,
+            assignee: None,
+            resolution_code: None,
+            city: None,
+            linked_case_id: None,
+            sla_base_at: None,
+            answered_at: None,
+        };
+        let shown = format!("{m:?} {c:?} {:?}", Some(&c));
+        assert!(
+            shown.contains("z***@example.cn") && shown.contains("+86138****8000"),
+            "{shown}"
+        );
+        for secret in ["zhangsan", "13800138000", "Long Road"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
         }
     }
 
