@@ -293,62 +293,6 @@ impl std::fmt::Debug for OutboxItem {
     }
 }
 
-impl std::fmt::Debug for MessageRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MessageRecord")
-            .field("id", &self.id)
-            .field("direction", &self.direction)
-            .field("channel", &self.channel)
-            .field("dialect", &self.dialect)
-            .field("from_addr", &crate::domain::mask(&self.from_addr))
-            .field("to_addr", &crate::domain::mask(&self.to_addr))
-            .field("body_chars", &self.body.chars().count())
-            .field("case_id", &self.case_id)
-            .field("kind", &self.kind)
-            .field("status", &self.status)
-            .field("attempts", &self.attempts)
-            .field("created_at", &self.created_at)
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for CaseRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CaseRecord")
-            .field("id", &self.id)
-            .field("channel", &self.channel)
-            .field("customer", &crate::domain::mask(&self.customer))
-            .field("category", &self.category)
-            .field("status", &self.status)
-            .field("tier", &self.tier)
-            .field("opened_at", &self.opened_at)
-            .field("ack_due_at", &self.ack_due_at)
-            .field("resolve_due_at", &self.resolve_due_at)
-            .field("acked_at", &self.acked_at)
-            .field("resolved_at", &self.resolved_at)
-            .field("assignee", &self.assignee)
-            .field("linked_case_id", &self.linked_case_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for DueClock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DueClock")
-            .field("case_id", &self.case_id)
-            .field("step", &self.step)
-            .field("due_at", &self.due_at)
-            .field("fired", &self.fired)
-            .field("category", &self.category)
-            .field("status", &self.status)
-            .field("tier", &self.tier)
-            .field("customer", &crate::domain::mask(&self.customer))
-            .field("channel", &self.channel)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The row behind an [`OutboxItem`], as both engines select it.
 /// One outbox claim: `limit` due sends of `channel`, leased until `now_ms + lease_ms`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClaimQuery {
@@ -359,6 +303,7 @@ pub(crate) struct ClaimQuery {
     pub rate: Option<crate::outbound::rate::Rate>,
 }
 
+/// The row behind an [`OutboxItem`], as both engines select it.
 #[derive(sqlx::FromRow)]
 pub(crate) struct OutboxRow {
     pub message_id: MessageId,
@@ -567,6 +512,25 @@ pub struct MessageRecord {
     pub render: Option<String>,
 }
 
+impl std::fmt::Debug for MessageRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageRecord")
+            .field("id", &self.id)
+            .field("direction", &self.direction)
+            .field("channel", &self.channel)
+            .field("dialect", &self.dialect)
+            .field("from_addr", &crate::domain::mask(&self.from_addr))
+            .field("to_addr", &crate::domain::mask(&self.to_addr))
+            .field("body_chars", &self.body.chars().count())
+            .field("case_id", &self.case_id)
+            .field("kind", &self.kind)
+            .field("status", &self.status)
+            .field("attempts", &self.attempts)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the agents' work queue filters by. Empty or `None` fields do not filter.
 #[derive(Debug, Clone, Default)]
 pub struct CaseFilter {
@@ -613,6 +577,22 @@ pub struct DueClock {
     pub channel: crate::domain::Channel,
     pub ack_due_at: i64,
     pub resolve_due_at: i64,
+}
+
+impl std::fmt::Debug for DueClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DueClock")
+            .field("case_id", &self.case_id)
+            .field("step", &self.step)
+            .field("due_at", &self.due_at)
+            .field("fired", &self.fired)
+            .field("category", &self.category)
+            .field("status", &self.status)
+            .field("tier", &self.tier)
+            .field("customer", &crate::domain::mask(&self.customer))
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the SLA scheduler decided for one due clock; the store applies it as given, only if
@@ -670,6 +650,26 @@ pub struct CaseRecord {
     pub sla_base_at: Option<i64>,
     /// When a person last answered (`acked_at` is the first time).
     pub answered_at: Option<i64>,
+}
+
+impl std::fmt::Debug for CaseRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaseRecord")
+            .field("id", &self.id)
+            .field("channel", &self.channel)
+            .field("customer", &crate::domain::mask(&self.customer))
+            .field("category", &self.category)
+            .field("status", &self.status)
+            .field("tier", &self.tier)
+            .field("opened_at", &self.opened_at)
+            .field("ack_due_at", &self.ack_due_at)
+            .field("resolve_due_at", &self.resolve_due_at)
+            .field("acked_at", &self.acked_at)
+            .field("resolved_at", &self.resolved_at)
+            .field("assignee", &self.assignee)
+            .field("linked_case_id", &self.linked_case_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CaseRecord {

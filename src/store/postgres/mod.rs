@@ -246,16 +246,7 @@ impl PgStore {
                     Ok(item) => items.push(item),
                     Err(u) => {
                         tracing::error!(message_id = u.message_id.get(), error = %u.error, "outbound message failed at its claim");
-                        sqlx::query(sql::SEND_FAIL)
-                            .bind(&u.error)
-                            .bind(q.now_ms)
-                            .bind(u.message_id)
-                            .execute(&mut *tx)
-                            .await?;
-                        sqlx::query(sql::DELETE_OUTBOX)
-                            .bind(u.message_id)
-                            .execute(&mut *tx)
-                            .await?;
+                        ops::fail_send_in(&mut tx, u.message_id, &u.error, q.now_ms).await?;
                     }
                 }
             }

@@ -113,17 +113,30 @@ pub async fn fail_send(
     now_ms: i64,
 ) -> StoreResult<()> {
     let mut tx = pool.begin_with(BEGIN).await?;
+    fail_send_in(&mut tx, message_id, error, now_ms).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`fail_send`] inside the caller's transaction (the PostgreSQL claim fails a message whose
+/// stored recipient it refuses).
+#[allow(dead_code)]
+pub async fn fail_send_in(
+    conn: &mut Conn,
+    message_id: MessageId,
+    error: &str,
+    now_ms: i64,
+) -> StoreResult<()> {
     sqlx::query(sql::SEND_FAIL)
         .bind(error)
         .bind(now_ms)
         .bind(message_id)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
     sqlx::query(sql::DELETE_OUTBOX)
         .bind(message_id)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
-    tx.commit().await?;
     Ok(())
 }
 
