@@ -74,7 +74,7 @@ mod tests {
 
     fn visit(state: &str, status: &str, last_sent: Option<i64>) -> DueVisit {
         DueVisit {
-            case_id: 1,
+            case_id: crate::domain::CaseId(1),
             state: state.into(),
             due_at: 0,
             channel: crate::domain::Channel::Sms,

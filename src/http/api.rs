@@ -240,7 +240,7 @@ pub async fn get_case(
         .case_events(crate::domain::CaseId(id))
         .await?;
     // Every deadline of the case's policy, and whether its step was taken.
-    let clock = s.intake.store.case_clock(id).await?;
+    let clock = s.intake.store.case_clock(crate::domain::CaseId(id)).await?;
     let fired = clock.as_ref().map(|c| c.2).unwrap_or(0);
     let category = case.category;
     let deadlines: Vec<serde_json::Value> = crate::sla::plan(
@@ -728,7 +728,7 @@ pub async fn escalate(
     );
     let updated = store
         .escalate_case(&crate::store::Escalation {
-            case_id: id,
+            case_id: crate::domain::CaseId(id),
             tier_before: case.tier,
             tier_after: to,
             detail,
@@ -821,7 +821,7 @@ async fn lifecycle(
     let to = crate::cases::target(case.status, action, case.acked_at.is_some() && !new_round)
         .ok_or_else(|| not_allowed(&case, action))?;
     let t = crate::store::Transition {
-        case_id: id,
+        case_id: crate::domain::CaseId(id),
         from: case.status,
         to,
         resolved_at: crate::cases::resolved_at(case.status, to, now),
@@ -895,7 +895,7 @@ pub async fn recategorize(
     let policy = s.sla.sla.policy(to, &case.customer);
     let clock = if case.status.is_active() {
         let fired = store
-            .case_clock(id)
+            .case_clock(crate::domain::CaseId(id))
             .await?
             .map(|c| c.2)
             .unwrap_or_else(|| crate::sla::past_steps(policy, case.clock_base(), now));
@@ -904,7 +904,7 @@ pub async fn recategorize(
         crate::store::ClockChange::Keep
     };
     let c = crate::store::Recategorize {
-        case_id: id,
+        case_id: crate::domain::CaseId(id),
         from: case.category.as_str().to_string(),
         to: to.as_str().into(),
         answer_due: case.clock_base() + policy.answer_within.ms(),

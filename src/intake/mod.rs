@@ -1127,7 +1127,7 @@ mod tests {
         let settings = Settings::load_with_env(None, Vec::<(String, String)>::new()).unwrap();
         let r = AckRenderer::new(&settings).unwrap();
         let progress = CaseProgress {
-            id: 42,
+            id: crate::domain::CaseId(42),
             status: crate::domain::CaseStatus::Open,
             category: crate::domain::Category::Fault,
             tier: t(2),

@@ -441,7 +441,7 @@ pub fn next_step(p: &Policy, opened_ms: i64, fired: i64, answered: bool) -> Opti
 /// What a case looks like when one of its steps falls due.
 #[derive(Debug, Clone)]
 pub struct CaseNow {
-    pub id: i64,
+    pub id: crate::domain::CaseId,
     pub category: Category,
     pub status: crate::domain::CaseStatus,
     pub tier: Tier,
@@ -620,7 +620,7 @@ mod tests {
 
     fn case(tier: Tier, answered: bool, status: &str) -> CaseNow {
         CaseNow {
-            id: 1,
+            id: crate::domain::CaseId(1),
             category: Category::Complaint,
             status: crate::domain::CaseStatus::parse(status).unwrap(),
             tier,

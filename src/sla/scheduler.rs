@@ -10,7 +10,7 @@
 use super::{CaseNow, SlaSettings, Step};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::{Category, Channel, Lang};
+use crate::domain::{CaseId, Category, Channel, Lang};
 use crate::outbound::segment::{fit, segment};
 use crate::store::{DueClock, DueVisit, OutboundDraft, SlaApply, Store, StoreResult, VisitApply};
 use crate::templates::Templates;
@@ -189,7 +189,7 @@ impl Notices {
         let values = minijinja::context! {
             service_name => self.service_name,
             service_name_en => self.service_name_en,
-            case_no => crate::domain::CaseId(v.case_id).number(),
+            case_no => v.case_id.number(),
         };
         let text = match self.templates.render("return_visit", lang, values.clone()) {
             Ok(t) => t,
@@ -205,7 +205,7 @@ impl Notices {
         };
         let Some(to) = crate::domain::Address::stored(channel, &v.customer) else {
             tracing::warn!(
-                case_id = v.case_id,
+                case_id = v.case_id.get(),
                 "return visit: the case's stored address does not parse; no survey sent"
             );
             return None;
@@ -453,7 +453,7 @@ impl Scheduler {
             return apply;
         };
         let case = CaseNow {
-            id: c.case_id.get(),
+            id: c.case_id,
             category,
             status: c.status,
             tier: c.tier,
@@ -495,7 +495,7 @@ impl Scheduler {
                 return Ok(total);
             }
             let now = self.clock.now_ms();
-            let clocks: Vec<(i64, String, Option<i64>, i64)> = rows
+            let clocks: Vec<(CaseId, String, Option<i64>, i64)> = rows
                 .iter()
                 .map(|(id, category, opened, answered, customer)| {
                     let policy = self.sla.policy(Category::from_column(category), customer);
@@ -507,7 +507,7 @@ impl Scheduler {
                 .collect();
             self.store.start_clocks(&clocks).await?;
             total += clocks.len();
-            after = rows.last().map(|r| r.0).unwrap_or(after);
+            after = rows.last().map(|r| r.0.get()).unwrap_or(after);
             if (rows.len() as i64) < BATCH {
                 return Ok(total);
             }

@@ -192,7 +192,7 @@ pub struct AckContext {
 /// What a customer may learn about their own case by self-service.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CaseProgress {
-    pub id: i64,
+    pub id: CaseId,
     pub status: crate::domain::CaseStatus,
     pub category: crate::domain::Category,
     pub tier: crate::domain::Tier,
@@ -739,7 +739,7 @@ pub struct RecipientRow {
 /// An agent correcting a case's category.
 #[derive(Debug, Clone)]
 pub struct Recategorize {
-    pub case_id: i64,
+    pub case_id: CaseId,
     pub from: String,
     pub to: String,
     pub answer_due: i64,
@@ -764,7 +764,7 @@ pub struct Resolve<'a> {
 /// A return visit the scheduler claimed, with its case as it is now.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DueVisit {
-    pub case_id: i64,
+    pub case_id: CaseId,
     /// `scheduled` (the survey is due) or `sent` (the answer time is up).
     pub state: String,
     pub due_at: i64,
@@ -783,7 +783,7 @@ pub struct DueVisit {
 /// What the scheduler decided for one visit; applied only if the visit is still as claimed.
 #[derive(Debug, Clone)]
 pub struct VisitApply {
-    pub case_id: i64,
+    pub case_id: CaseId,
     pub state_before: String,
     pub due_before: i64,
     pub state: String,
@@ -828,7 +828,7 @@ pub struct Round {
 /// An escalation by hand: one tier up, its event and its notices.
 #[derive(Debug, Clone)]
 pub struct Escalation<'a> {
-    pub case_id: i64,
+    pub case_id: CaseId,
     /// The tier the caller saw: the case moves only if it is still at it (and active).
     pub tier_before: crate::domain::Tier,
     pub tier_after: crate::domain::Tier,
@@ -841,7 +841,7 @@ pub struct Escalation<'a> {
 /// event; applied only if the case is still in `from`.
 #[derive(Debug, Clone)]
 pub struct Transition {
-    pub case_id: i64,
+    pub case_id: CaseId,
     pub from: crate::domain::CaseStatus,
     pub to: crate::domain::CaseStatus,
     /// `resolved_at` after the move (`cases::resolved_at`): `None` keeps it.

@@ -12,11 +12,11 @@ pub trait SlaStore: Send + Sync {
         &self,
         after_id: i64,
         limit: i64,
-    ) -> StoreResult<Vec<(i64, String, i64, bool, String)>>;
+    ) -> StoreResult<Vec<(CaseId, String, i64, bool, String)>>;
     /// Starts those clocks: (case id, next step, due, steps taken); a clock set meanwhile wins.
-    async fn start_clocks(&self, clocks: &[(i64, String, Option<i64>, i64)]) -> StoreResult<()>;
+    async fn start_clocks(&self, clocks: &[(CaseId, String, Option<i64>, i64)]) -> StoreResult<()>;
     /// A case's clock: (next step, due, steps taken mask).
-    async fn case_clock(&self, case_id: i64) -> StoreResult<Option<(String, Option<i64>, i64)>>;
+    async fn case_clock(&self, case_id: CaseId) -> StoreResult<Option<(String, Option<i64>, i64)>>;
     /// One row per case opened in `[from_ms, to_ms)`, for the SLA report.
     async fn sla_rows(
         &self,

@@ -737,7 +737,7 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
     );
     // Two agents at once: the one who saw `resolved` is too late.
     let stale = switchboard::store::Transition {
-        case_id: case.get(),
+        case_id: case,
         from: switchboard::domain::CaseStatus::Resolved,
         to: switchboard::domain::CaseStatus::Closed,
         resolved_at: None,
@@ -1332,7 +1332,7 @@ async fn cases_without_a_clock_get_one_and_only_future_steps_fire() {
     clock.set_ms(T0 + 4 * HOUR);
     assert_eq!(sla.backfill().await.unwrap(), 2);
     assert_eq!(sla.backfill().await.unwrap(), 0, "once");
-    let (step, due, _) = app.store().case_clock(a.get()).await.unwrap().unwrap();
+    let (step, due, _) = app.store().case_clock(a).await.unwrap().unwrap();
     assert_eq!((step.as_str(), due), ("tier_2", Some(T0 + 24 * HOUR)));
     let before = notices(&app).await.len();
     assert_eq!(sla.run_due().await.unwrap().fired, 0, "no burst");

@@ -793,7 +793,7 @@ async fn case_progress_is_answered_only_to_the_case_owner(s: Arc<dyn Store>) {
     impl AckBuilder for ProgressAck {
         fn build(&self, ctx: &AckContext) -> Option<OutboundDraft> {
             let text = match &ctx.progress {
-                Some(p) => format!("progress {} {} tier {}", p.id, p.status, p.tier),
+                Some(p) => format!("progress {} {} tier {}", p.id.get(), p.status, p.tier),
                 None => "unknown".into(),
             };
             Some(OutboundDraft {
@@ -1448,8 +1448,8 @@ async fn sqlite_writer_survives_a_panic_in_a_batch() {
 
 /// A queued message whose stored recipient no longer parses (an older version's row, or one
 /// edited by hand) fails at its claim with the reason, masked, and is neither handed to a
-/// sender nor claimed again; the other claimed message goes out as usual. `corrupt` runs an
-/// UPDATE on the engine's own connection.
+/// sender nor claimed again, nor does it take a send token; the other claimed message goes
+/// out as usual. `corrupt` runs an UPDATE on the engine's own connection.
 async fn a_recipient_that_no_longer_parses_fails_at_its_claim<F, Fut>(s: Arc<dyn Store>, corrupt: F)
 where
     F: Fn(String) -> Fut,
@@ -1478,12 +1478,36 @@ where
         ids[2].get()
     ))
     .await;
-    let got = s.claim_outbox(Channel::Sms, T0, 10_000, 10).await.unwrap();
+    // A paced claim: the bucket holds three tokens and refills at one in 1,000 s.
+    let rate = Some(switchboard::outbound::rate::Rate {
+        per_sec: 0.001,
+        burst: 3.0,
+    });
+    let got = s
+        .claim_outbox_paced(Channel::Sms, T0, 10_000, 10, rate)
+        .await
+        .unwrap();
     assert_eq!(
         got.iter().map(|i| i.message_id).collect::<Vec<_>>(),
         vec![ids[1]]
     );
     assert_eq!(got[0].to.as_str(), "+8613800000402");
+    // The refused rows took no token: two are left for the next claim at the same instant.
+    let more = s
+        .queue_outbound_bulk(
+            &[
+                draft("notice", "+8613800000404"),
+                draft("notice", "+8613800000405"),
+            ],
+            T0,
+        )
+        .await
+        .unwrap();
+    let next = s
+        .claim_outbox_paced(Channel::Sms, T0, 10_000, 2, rate)
+        .await
+        .unwrap();
+    assert_eq!(next.iter().map(|i| i.message_id).collect::<Vec<_>>(), more);
     for id in [ids[0], ids[2]] {
         let failed = s.message(id).await.unwrap().unwrap();
         assert_eq!(failed.status, "failed");
@@ -1491,14 +1515,14 @@ where
         assert!(why.contains("not a phone number"), "{why}");
         assert!(!why.contains("1234") && !why.contains("0403"), "{why}");
     }
-    // Once the lease is over, only the other message comes back.
+    // Once the leases are over, the refused messages do not come back.
     let again = s
         .claim_outbox(Channel::Sms, T0 + 60_000, 10_000, 10)
         .await
         .unwrap();
     assert_eq!(
         again.iter().map(|i| i.message_id).collect::<Vec<_>>(),
-        vec![ids[1]]
+        vec![ids[1], more[0], more[1]]
     );
 }
 

@@ -641,7 +641,7 @@ impl IntakeTx for PgIntake<'_> {
         case_id: Option<CaseId>,
         now_ms: i64,
     ) -> StoreResult<MessageId> {
-        ops::queue_outbound(&mut *self.0, d, case_id.map(CaseId::get), now_ms)
+        ops::queue_outbound(&mut *self.0, d, case_id, now_ms)
             .await
             .map(MessageId)
     }

@@ -1007,7 +1007,7 @@ pub async fn unclocked_cases(
     pool: &Pool<DB>,
     after_id: i64,
     limit: i64,
-) -> StoreResult<Vec<(i64, String, i64, bool, String)>> {
+) -> StoreResult<Vec<(CaseId, String, i64, bool, String)>> {
     let active = crate::domain::CaseStatus::active_predicate("c.");
     let sql = format!(
         "SELECT c.id, c.category, COALESCE(c.sla_base_at, c.opened_at), \
@@ -1016,7 +1016,7 @@ pub async fn unclocked_cases(
          AND c.id > $1 AND NOT EXISTS (SELECT 1 FROM sla_clock k WHERE k.case_id = c.id) \
          ORDER BY c.id LIMIT $2"
     );
-    let rows: Vec<(i64, String, i64, i64, String)> = sqlx::query_as(&sql)
+    let rows: Vec<(CaseId, String, i64, i64, String)> = sqlx::query_as(&sql)
         .bind(after_id)
         .bind(limit)
         .fetch_all(pool)
@@ -1029,7 +1029,7 @@ pub async fn unclocked_cases(
 
 pub async fn start_clocks(
     pool: &Pool<DB>,
-    clocks: &[(i64, String, Option<i64>, i64)],
+    clocks: &[(CaseId, String, Option<i64>, i64)],
 ) -> StoreResult<()> {
     let mut tx = pool.begin_with(BEGIN).await?;
     for (id, step, due, fired) in clocks {
@@ -1050,7 +1050,7 @@ pub async fn start_clocks(
 
 pub async fn case_clock(
     pool: &Pool<DB>,
-    case_id: i64,
+    case_id: CaseId,
 ) -> StoreResult<Option<(String, Option<i64>, i64)>> {
     Ok(
         sqlx::query_as("SELECT step, due_at, fired FROM sla_clock WHERE case_id = $1")
@@ -1257,7 +1257,7 @@ pub async fn inbound_since(
 pub async fn queue_outbound(
     conn: &mut Conn,
     d: &crate::store::OutboundDraft,
-    case_id: Option<i64>,
+    case_id: Option<CaseId>,
     now_ms: i64,
 ) -> StoreResult<i64> {
     let id: i64 = sqlx::query_scalar(sql::INSERT_OUTBOUND)
@@ -1304,7 +1304,7 @@ pub async fn queue_outbound_bulk(
 
 pub async fn queue_reply(
     pool: &Pool<DB>,
-    case_id: i64,
+    case_id: CaseId,
     d: &crate::store::OutboundDraft,
     by: &str,
     now_ms: i64,
@@ -1362,7 +1362,7 @@ pub async fn log_contact(
         return Ok(None);
     }
     let detail = format!("{channel} by {by}: {note}");
-    let case = event_and_case(&mut tx, case_id.get(), now_ms, "contact", &detail).await?;
+    let case = event_and_case(&mut tx, case_id, now_ms, "contact", &detail).await?;
     tx.commit().await?;
     Ok(case)
 }
@@ -1370,7 +1370,7 @@ pub async fn log_contact(
 /// A lifecycle change's effect on the case's clock (inside the caller's transaction).
 async fn change_clock(
     conn: &mut Conn,
-    case_id: i64,
+    case_id: CaseId,
     change: &crate::store::ClockChange,
 ) -> StoreResult<()> {
     match change {
@@ -1409,7 +1409,7 @@ async fn change_clock(
 /// A case event, then the case as it now is (inside the caller's transaction).
 async fn event_and_case(
     conn: &mut Conn,
-    case_id: i64,
+    case_id: CaseId,
     now_ms: i64,
     kind: &str,
     detail: &str,

@@ -119,11 +119,9 @@ impl crate::store::OutboxStore for Engine {
         by: &str,
         now_ms: i64,
     ) -> StoreResult<Option<MessageId>> {
-        Ok(
-            ops::queue_reply(&self.pool, case_id.get(), draft, by, now_ms)
-                .await?
-                .map(MessageId),
-        )
+        Ok(ops::queue_reply(&self.pool, case_id, draft, by, now_ms)
+            .await?
+            .map(MessageId))
     }
     async fn queue_outbound_bulk(
         &self,
@@ -359,15 +357,15 @@ impl crate::store::SlaStore for Engine {
         &self,
         after_id: i64,
         limit: i64,
-    ) -> StoreResult<Vec<(i64, String, i64, bool, String)>> {
+    ) -> StoreResult<Vec<(CaseId, String, i64, bool, String)>> {
         ops::unclocked_cases(&self.pool, after_id, limit).await
     }
 
-    async fn start_clocks(&self, clocks: &[(i64, String, Option<i64>, i64)]) -> StoreResult<()> {
+    async fn start_clocks(&self, clocks: &[(CaseId, String, Option<i64>, i64)]) -> StoreResult<()> {
         ops::start_clocks(&self.pool, clocks).await
     }
 
-    async fn case_clock(&self, case_id: i64) -> StoreResult<Option<(String, Option<i64>, i64)>> {
+    async fn case_clock(&self, case_id: CaseId) -> StoreResult<Option<(String, Option<i64>, i64)>> {
         ops::case_clock(&self.pool, case_id).await
     }
     async fn sla_rows(

@@ -144,9 +144,11 @@ pub fn claim(
         // A clock behind the last claimer's never moves the bucket back in time.
         tokens = Some((t, last.map_or(q.now_ms, |l: (f64, i64)| l.1.max(q.now_ms))));
     }
-    let mut claimed: Vec<(i64, i64, Option<i64>)> = Vec::new();
+    // A refused row (its recipient no longer parses) fails here and, as on PostgreSQL, takes
+    // neither a lane's share nor a token: only what goes to a sender counts.
+    let mut items = Vec::new();
     for lane in crate::domain::Lane::ALL {
-        let quota = crate::store::lane_quota(lane, limit, claimed.len() as i64);
+        let quota = crate::store::lane_quota(lane, limit, items.len() as i64);
         if quota <= 0 {
             continue;
         }
@@ -164,20 +166,30 @@ pub fn claim(
             )?
             .collect::<Result<_, _>>()?;
         rows.sort_unstable();
-        claimed.extend(rows);
+        claim_content(c, q, rows, &mut items)?;
     }
     if let Some(t) = tokens {
         // The lower lanes' share may take a claim past the tokens: the bucket goes below
         // zero and the next claims wait for it, so the rate holds on average.
         c.prepare_cached(sql::SET_SEND_RATE)?.execute(params![
             q.channel.as_str(),
-            t.0 - claimed.len() as f64,
+            t.0 - items.len() as f64,
             t.1
         ])?;
     }
-    let mut items = Vec::with_capacity(claimed.len());
+    Ok(items)
+}
+
+/// The content of claimed rows `(id, attempts, not_after)`: each row an item for a sender, or,
+/// when its stored recipient no longer parses, failed in the claim's transaction.
+fn claim_content(
+    c: &Connection,
+    q: &crate::store::ClaimQuery,
+    rows: Vec<(i64, i64, Option<i64>)>,
+    items: &mut Vec<crate::store::OutboxItem>,
+) -> StoreResult<()> {
     let mut st = c.prepare_cached(sql::OUTBOX_CONTENT)?;
-    for (id, attempts, not_after) in claimed {
+    for (id, attempts, not_after) in rows {
         let row = st
             .query_row(params![id], |r| {
                 Ok(crate::store::OutboxRow {
@@ -212,7 +224,7 @@ pub fn claim(
             None => {}
         }
     }
-    Ok(items)
+    Ok(())
 }
 
 impl From<rusqlite::Error> for StoreError {
