@@ -25,7 +25,7 @@ pub use rules_store::RuleStore;
 mod tokens;
 pub use tokens::TokenStore;
 mod postgres;
-pub(crate) mod sql;
+pub mod sql;
 mod sqlite;
 
 pub use postgres::PgStore;

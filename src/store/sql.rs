@@ -359,6 +359,90 @@ pub const ALL: &[&str] = &[
     SLA_RELEASE_LEASE,
 ];
 
+/// A value bound to a built statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+/// The WHERE clause of the case list (the agents' work queue) for `f`, and its values, bound
+/// from `$2` on (`$1` is the caller's LIMIT). Only placeholders go into the text.
+///
+/// The work queue asks for active cases by resolve deadline: when every status asked for is
+/// an active one, the clause repeats the predicate of the partial index `cases_active_due`
+/// (migration 0020) word for word, so both engines walk that index in order and stop after a
+/// page instead of reading and sorting every case; the keyset cursor is a row-value
+/// comparison, which the index can seek to.
+pub fn case_filter(f: &super::CaseFilter) -> (String, Vec<Bind>) {
+    let mut conds: Vec<String> = Vec::new();
+    let mut vals: Vec<Bind> = Vec::new();
+    let next = |vals: &mut Vec<Bind>, v: Bind| {
+        vals.push(v);
+        format!("${}", vals.len() + 1)
+    };
+    if !f.statuses.is_empty() {
+        let list: Vec<String> = f
+            .statuses
+            .iter()
+            .map(|st| next(&mut vals, Bind::Text(st.as_str().to_string())))
+            .collect();
+        conds.push(format!("status IN ({})", list.join(", ")));
+        if f.statuses.iter().all(|st| st.is_active()) {
+            conds.push(crate::domain::CaseStatus::active_predicate(""));
+        }
+    }
+    if let Some(c) = &f.category {
+        let n = next(&mut vals, Bind::Text(c.clone()));
+        conds.push(format!("category = {n}"));
+    }
+    if let Some(a) = &f.assignee {
+        let n = next(&mut vals, Bind::Text(a.clone()));
+        conds.push(format!("assignee = {n}"));
+    }
+    if let Some(c) = &f.city {
+        let n = next(&mut vals, Bind::Text(c.clone()));
+        conds.push(format!("city = {n}"));
+    }
+    if let Some(t) = f.tier {
+        let n = next(&mut vals, Bind::Int(t.get()));
+        conds.push(format!("tier = {n}"));
+    }
+    if let Some(d) = f.due_before {
+        let n = next(&mut vals, Bind::Int(d));
+        conds.push(format!("resolve_due_at < {n}"));
+    }
+    if let Some(b) = f.breached {
+        conds.push(format!(
+            "{} EXISTS (SELECT 1 FROM case_events e WHERE e.case_id = cases.id AND e.kind = 'sla_breach')",
+            if b { "" } else { "NOT" }
+        ));
+    }
+    if let Some(t) = &f.text {
+        let pattern = format!(
+            "%{}%",
+            t.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let n = next(&mut vals, Bind::Text(pattern));
+        conds.push(format!(
+            "(customer LIKE {n} ESCAPE '\\' OR subject LIKE {n} ESCAPE '\\')"
+        ));
+    }
+    if let Some((due, id)) = f.after {
+        let a = next(&mut vals, Bind::Int(due));
+        let b = next(&mut vals, Bind::Int(id));
+        conds.push(format!("(resolve_due_at, id) > ({a}, {b})"));
+    }
+    let clause = if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
+    };
+    (clause, vals)
+}
+
 #[cfg(test)]
 mod tests {
     /// A database with every SQLite migration applied.
@@ -389,6 +473,69 @@ mod tests {
         .unwrap()
         .map(Result::unwrap)
         .collect()
+    }
+
+    /// The work queue (active cases by resolve deadline, any filter, first page or after a
+    /// cursor) walks the partial index of active cases in order: no scan of every case, no
+    /// sort. Asked for closed cases too, it may read the table (history, not the queue); a
+    /// city or assignee filter may take that column's index instead.
+    #[test]
+    fn the_work_queue_walks_the_active_case_index_on_sqlite() {
+        use crate::domain::CaseStatus;
+        let (_dir, c) = schema();
+        let queue = crate::store::CaseFilter {
+            statuses: CaseStatus::ACTIVE.to_vec(),
+            ..Default::default()
+        };
+        let filters = [
+            queue.clone(),
+            crate::store::CaseFilter {
+                after: Some((1, 2)),
+                ..queue.clone()
+            },
+            crate::store::CaseFilter {
+                statuses: vec![CaseStatus::Open],
+                category: Some("complaint".into()),
+                text: Some("138".into()),
+                breached: Some(true),
+                after: Some((1, 2)),
+                ..queue.clone()
+            },
+        ];
+        for f in &filters {
+            let (clause, vals) = super::case_filter(f);
+            // The values bind from $2 on, one placeholder each, in order.
+            for i in 2..=vals.len() + 1 {
+                assert!(clause.contains(&format!("${i}")), "${i} in {clause}");
+            }
+            assert!(
+                !clause.contains(&format!("${}", vals.len() + 2)),
+                "{clause}"
+            );
+            let q = format!("SELECT id FROM cases {clause} ORDER BY resolve_due_at, id LIMIT $1");
+            let plan = explain(&c, "QUERY PLAN ", &q, 3);
+            assert!(
+                plan.iter().any(|l| l.contains("cases_active_due")),
+                "{q}: {plan:?}"
+            );
+            assert!(
+                !plan.iter().any(|l| l.contains("TEMP B-TREE")),
+                "{q}: {plan:?}"
+            );
+        }
+        let history = crate::store::CaseFilter {
+            statuses: vec![CaseStatus::Open, CaseStatus::Closed],
+            ..Default::default()
+        };
+        let (clause, _) = super::case_filter(&history);
+        assert!(!clause.contains("status = 'open' OR"), "{clause}");
+        let active = CaseStatus::active_predicate("");
+        for text in [
+            include_str!("migrations/sqlite/0020_work_queue_index.sql"),
+            include_str!("migrations/postgres/0020_work_queue_index.sql"),
+        ] {
+            assert!(text.contains(&active), "{active} in {text}");
+        }
     }
 
     /// The opt-out statements run in the intake of every `TD`: they must find the address's

@@ -811,83 +811,14 @@ pub async fn find_cases(
     f: &crate::store::CaseFilter,
     limit: i64,
 ) -> StoreResult<Vec<CaseRecord>> {
-    // Only placeholders go into the text; values are bound in the same order.
-    enum V<'a> {
-        I(i64),
-        S(&'a str),
-        O(String),
-    }
-    let mut conds: Vec<String> = Vec::new();
-    let mut vals: Vec<V> = vec![V::I(limit)];
-    if !f.statuses.is_empty() {
-        let mut list = Vec::new();
-        for st in &f.statuses {
-            vals.push(V::S(st.as_str()));
-            list.push(format!("${}", vals.len()));
-        }
-        conds.push(format!("status IN ({})", list.join(", ")));
-    }
-    if let Some(c) = &f.category {
-        vals.push(V::S(c));
-        conds.push(format!("category = ${}", vals.len()));
-    }
-    if let Some(a) = &f.assignee {
-        vals.push(V::S(a));
-        conds.push(format!("assignee = ${}", vals.len()));
-    }
-    if let Some(c) = &f.city {
-        vals.push(V::S(c));
-        conds.push(format!("city = ${}", vals.len()));
-    }
-    if let Some(t) = f.tier {
-        vals.push(V::I(t.get()));
-        conds.push(format!("tier = ${}", vals.len()));
-    }
-    if let Some(d) = f.due_before {
-        vals.push(V::I(d));
-        conds.push(format!("resolve_due_at < ${}", vals.len()));
-    }
-    if let Some(b) = f.breached {
-        conds.push(format!(
-            "{} EXISTS (SELECT 1 FROM case_events e WHERE e.case_id = cases.id AND e.kind = 'sla_breach')",
-            if b { "" } else { "NOT" }
-        ));
-    }
-    if let Some(t) = &f.text {
-        let pattern = format!(
-            "%{}%",
-            t.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
-        vals.push(V::O(pattern));
-        let n = vals.len();
-        conds.push(format!(
-            "(customer LIKE ${n} ESCAPE '\\' OR subject LIKE ${n} ESCAPE '\\')"
-        ));
-    }
-    if let Some((due, id)) = f.after {
-        vals.push(V::I(due));
-        let a = vals.len();
-        vals.push(V::I(id));
-        let b = vals.len();
-        conds.push(format!(
-            "(resolve_due_at > ${a} OR (resolve_due_at = ${a} AND id > ${b}))"
-        ));
-    }
-    let filter = if conds.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conds.join(" AND "))
-    };
+    let (filter, vals) = sql::case_filter(f);
     let sql =
         format!("SELECT {CASE_COLUMNS} FROM cases {filter} ORDER BY resolve_due_at, id LIMIT $1");
-    let mut q = sqlx::query_as::<_, CaseRecord>(&sql);
-    for v in &vals {
+    let mut q = sqlx::query_as::<_, CaseRecord>(&sql).bind(limit);
+    for v in vals {
         q = match v {
-            V::I(i) => q.bind(*i),
-            V::S(s) => q.bind(*s),
-            V::O(s) => q.bind(s.as_str()),
+            sql::Bind::Int(i) => q.bind(i),
+            sql::Bind::Text(s) => q.bind(s),
         };
     }
     Ok(q.fetch_all(pool).await?)
