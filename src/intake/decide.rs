@@ -350,13 +350,25 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
                 if tier > open.tier {
                     tell_tier_now(tx, open.id, req.now_ms).await?;
                 }
-                let kind = if req.intent == Intent::Escalate {
-                    "escalated"
-                } else {
-                    "reply"
-                };
-                let detail = format!("category {}, tier {tier}", category.as_str());
-                tx.case_event(open.id, req.now_ms, kind, &detail).await?;
+                // A reply that changes nothing about the case is its message alone (the case
+                // view lists its messages); one that changes the category or the tier, or asks
+                // to escalate, is also an event saying what changed. (Each event is a row and
+                // an entry at a random place of the events' case index: on the intake's write
+                // path, one more page a message.)
+                if category != existing || tier != open.tier || req.intent == Intent::Escalate {
+                    let kind = if req.intent == Intent::Escalate {
+                        "escalated"
+                    } else {
+                        "reply"
+                    };
+                    let detail = format!(
+                        "category {} -> {}, tier {} -> {tier}",
+                        existing.as_str(),
+                        category.as_str(),
+                        open.tier
+                    );
+                    tx.case_event(open.id, req.now_ms, kind, &detail).await?;
+                }
                 Settled {
                     id: open.id,
                     new: false,

@@ -277,6 +277,8 @@ async fn a_reply_within_the_window_attaches_and_never_downgrades(s: Arc<dyn Stor
     );
     assert_eq!(case.message_count, 2);
     assert_eq!(case.last_message_at, T0 + HOUR);
+    // A reply that changed nothing about the case is its message, not an event too.
+    assert_eq!(s.case_events(case.id).await.unwrap(), []);
     assert!(
         s.message(ack2.unwrap())
             .await
@@ -352,6 +354,17 @@ async fn a_reply_upgrades_the_category_and_escalation_climbs_tiers(s: Arc<dyn St
     assert_eq!(
         s.case(c.unwrap()).await.unwrap().unwrap().category,
         "complaint"
+    );
+    // The reply that raised the category is an event saying so.
+    let events = s.case_events(c.unwrap()).await.unwrap();
+    let raised: Vec<_> = events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.detail.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        raised,
+        [("reply", "category fault -> complaint, tier 1 -> 1")],
+        "{events:?}"
     );
     for (i, want) in [(3, 2), (4, 3), (5, 4), (6, 4)] {
         stored(
