@@ -174,8 +174,9 @@ impl CaseStatus {
     }
 
     /// `(status = 'open' OR …)` over [`CaseStatus::ACTIVE`], `status` prefixed by `alias`
-    /// (`"c."` or empty): the predicate of the partial index `cases_customer_active`
-    /// (migration 0019), which a query must repeat word for word to use it. Equalities, not
+    /// (`"c."` or empty): the predicate of the partial indexes `cases_customer_active`
+    /// (migration 0019) and `cases_active_due` (0020), which a query must repeat word for
+    /// word for SQLite to use them. Equalities, not
     /// IN: SQLite builds a temporary table for an IN list of more than two constants.
     pub fn active_predicate(alias: &str) -> String {
         crate::domain::any_of(

@@ -351,11 +351,11 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
                     tell_tier_now(tx, open.id, req.now_ms).await?;
                 }
                 // A reply that changes nothing about the case is its message alone (the case
-                // view lists its messages); one that changes the category or the tier, or asks
-                // to escalate, is also an event saying what changed. (Each event is a row and
+                // view lists its messages); one that raises the category, or asks to escalate
+                // (the only way a reply moves the tier), is also an event saying what changed. (Each event is a row and
                 // an entry at a random place of the events' case index: on the intake's write
                 // path, one more page a message.)
-                if category != existing || tier != open.tier || req.intent == Intent::Escalate {
+                if category != existing || req.intent == Intent::Escalate {
                     let kind = if req.intent == Intent::Escalate {
                         "escalated"
                     } else {
