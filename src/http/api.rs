@@ -197,7 +197,7 @@ impl From<crate::intake::ReplyError> for AppError {
         use crate::intake::ReplyError;
         match e {
             ReplyError::Store(s) => s.into(),
-            ReplyError::NoCase(id) => no_case(id.get()),
+            ReplyError::NoCase(id) => no_case(id),
             ReplyError::Invalid(m) => {
                 AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_reply", m)
             }
@@ -206,11 +206,11 @@ impl From<crate::intake::ReplyError> for AppError {
     }
 }
 
-fn no_case(id: i64) -> AppError {
+fn no_case(id: crate::domain::CaseId) -> AppError {
     AppError::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        format!("case {id} does not exist"),
+        format!("case {} does not exist", id.get()),
     )
 }
 
@@ -218,29 +218,16 @@ fn no_case(id: i64) -> AppError {
 pub async fn get_case(
     State(s): State<AppState>,
     caller: Caller,
-    AppPath(id): AppPath<i64>,
+    AppPath(id): AppPath<crate::domain::CaseId>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
-    let case = s
-        .intake
-        .store
-        .case(crate::domain::CaseId(id))
-        .await?
-        .ok_or_else(|| no_case(id))?;
-    let mut messages = s
-        .intake
-        .store
-        .case_messages(crate::domain::CaseId(id))
-        .await?;
+    let case = s.intake.store.case(id).await?.ok_or_else(|| no_case(id))?;
+    let mut messages = s.intake.store.case_messages(id).await?;
     let acks = s.intake.acks();
     messages.iter_mut().for_each(|m| acks.show(m));
-    let events = s
-        .intake
-        .store
-        .case_events(crate::domain::CaseId(id))
-        .await?;
+    let events = s.intake.store.case_events(id).await?;
     // Every deadline of the case's policy, and whether its step was taken.
-    let clock = s.intake.store.case_clock(crate::domain::CaseId(id)).await?;
+    let clock = s.intake.store.case_clock(id).await?;
     let fired = clock.as_ref().map(|c| c.2).unwrap_or(0);
     let category = case.category;
     let deadlines: Vec<serde_json::Value> = crate::sla::plan(
@@ -258,7 +245,7 @@ pub async fn get_case(
     .collect();
     Ok(axum::Json(serde_json::json!({
         "case": case,
-        "case_no": crate::domain::CaseId(id).number(),
+        "case_no": id.number(),
         "messages": messages,
         "events": events,
         "deadlines": deadlines,
@@ -279,11 +266,10 @@ pub struct ReplyRequest {
 pub async fn reply(
     State(s): State<AppState>,
     caller: Caller,
-    AppPath(id): AppPath<i64>,
+    AppPath(id): AppPath<crate::domain::CaseId>,
     body: AppJson<ReplyRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
-    let id = crate::domain::CaseId(id);
     let (message_id, case_id) = s.intake.reply_on(id, &body.0.text, &caller.name).await?;
     let out = s.intake.store.message(message_id).await?;
     Ok((
@@ -428,17 +414,14 @@ pub struct ResolveRequest {
 pub async fn resolve_case(
     State(s): State<AppState>,
     caller: Caller,
-    AppPath(id): AppPath<i64>,
+    AppPath(id): AppPath<crate::domain::CaseId>,
     body: AppJson<ResolveRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
     let note = optional_note(body.0.note.as_deref(), "note")?;
     let note = Some(note.as_str()).filter(|n| !n.is_empty());
     let store = &s.intake.store;
-    let case = store
-        .case(crate::domain::CaseId(id))
-        .await?
-        .ok_or_else(|| no_case(id))?;
+    let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
     if case.status == "resolved" {
         return Ok(axum::Json(serde_json::json!({ "case": case })));
     }
@@ -470,7 +453,7 @@ pub async fn resolve_case(
         now_ms: now,
     };
     let case = store
-        .resolve_case(crate::domain::CaseId(id), &r)
+        .resolve_case(id, &r)
         .await?
         .ok_or_else(|| no_case(id))?;
     if case.status != "resolved" {
@@ -486,7 +469,7 @@ pub async fn resolve_case(
 pub async fn start_case(
     State(s): State<AppState>,
     caller: Caller,
-    AppPath(id): AppPath<i64>,
+    AppPath(id): AppPath<crate::domain::CaseId>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
     let detail = format!("by {}", caller.name);
@@ -631,7 +614,7 @@ fn optional_note(note: Option<&str>, name: &str) -> Result<String, AppError> {
 pub async fn log_contact(
     State(s): State<AppState>,
     caller: Caller,
-    AppPath(id): AppPath<i64>,
+    AppPath(id): AppPath<crate::domain::CaseId>,
     body: AppJson<ContactRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
@@ -649,21 +632,12 @@ pub async fn log_contact(
     }
     let note = optional_note(body.0.note.as_deref(), "note")?;
     let store = &s.intake.store;
-    let case = store
-        .case(crate::domain::CaseId(id))
-        .await?
-        .ok_or_else(|| no_case(id))?;
+    let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
     if !case.status.is_active() {
         return Err(not_in_state(&case, "logging a contact"));
     }
     let case = store
-        .log_contact(
-            crate::domain::CaseId(id),
-            &channel,
-            &note,
-            &caller.name,
-            s.intake.clock.now_ms(),
-        )
+        .log_contact(id, &channel, &note, &caller.name, s.intake.clock.now_ms())
         .await?
         .ok_or_else(|| not_in_state(&case, "logging a contact"))?;
     Ok((
@@ -684,7 +658,7 @@ pub struct EscalateRequest {
 pub async fn escalate(
     State(s): State<AppState>,
     caller: Caller,
-    AppPath(id): AppPath<i64>,
+    AppPath(id): AppPath<crate::domain::CaseId>,
     body: AppJson<EscalateRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
@@ -695,10 +669,7 @@ pub async fn escalate(
         "say why the case goes up a tier",
     )?;
     let store = &s.intake.store;
-    let case = store
-        .case(crate::domain::CaseId(id))
-        .await?
-        .ok_or_else(|| no_case(id))?;
+    let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
     if !case.status.is_active() {
         return Err(not_in_state(&case, "escalating"));
     }
@@ -708,7 +679,7 @@ pub async fn escalate(
             "conflict",
             format!(
                 "case {} is at tier 4, the national centre, already",
-                crate::domain::CaseId(id).number()
+                id.number()
             ),
         ));
     }
@@ -728,7 +699,7 @@ pub async fn escalate(
     );
     let updated = store
         .escalate_case(&crate::store::Escalation {
-            case_id: crate::domain::CaseId(id),
+            case_id: id,
             tier_before: case.tier,
             tier_after: to,
             detail,
@@ -742,7 +713,7 @@ pub async fn escalate(
                 "conflict",
                 format!(
                     "case {} changed meanwhile (another agent, or the SLA clock); look again",
-                    crate::domain::CaseId(id).number()
+                    id.number()
                 ),
             )
         })?;
@@ -787,13 +758,13 @@ fn not_allowed(case: &crate::store::CaseRecord, action: crate::cases::Action) ->
     )
 }
 
-fn changed_meanwhile(id: i64) -> AppError {
+fn changed_meanwhile(id: crate::domain::CaseId) -> AppError {
     AppError::new(
         StatusCode::CONFLICT,
         "conflict",
         format!(
             "case {} changed meanwhile (another agent); look again",
-            crate::domain::CaseId(id).number()
+            id.number()
         ),
     )
 }
@@ -802,7 +773,7 @@ fn changed_meanwhile(id: i64) -> AppError {
 /// it only if the status is still the one seen.
 async fn lifecycle(
     s: &AppState,
-    id: i64,
+    id: crate::domain::CaseId,
     action: crate::cases::Action,
     event: &str,
     detail: String,
@@ -810,10 +781,7 @@ async fn lifecycle(
     clock: impl FnOnce(&crate::store::CaseRecord, i64) -> crate::store::ClockChange,
 ) -> Result<crate::store::CaseRecord, AppError> {
     let store = &s.intake.store;
-    let case = store
-        .case(crate::domain::CaseId(id))
-        .await?
-        .ok_or_else(|| no_case(id))?;
+    let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
     let now = s.intake.clock.now_ms();
     let clock = clock(&case, now);
     // A new round of the clock is a new promise: the case is open until a person answers.
@@ -821,7 +789,7 @@ async fn lifecycle(
     let to = crate::cases::target(case.status, action, case.acked_at.is_some() && !new_round)
         .ok_or_else(|| not_allowed(&case, action))?;
     let t = crate::store::Transition {
-        case_id: crate::domain::CaseId(id),
+        case_id: id,
         from: case.status,
         to,
         resolved_at: crate::cases::resolved_at(case.status, to, now),
@@ -852,7 +820,7 @@ pub struct CategoryRequest {
 pub async fn recategorize(
     State(s): State<AppState>,
     caller: Caller,
-    AppPath(id): AppPath<i64>,
+    AppPath(id): AppPath<crate::domain::CaseId>,
     body: AppJson<CategoryRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
@@ -873,10 +841,7 @@ pub async fn recategorize(
         "say why the category is wrong",
     )?;
     let store = &s.intake.store;
-    let case = store
-        .case(crate::domain::CaseId(id))
-        .await?
-        .ok_or_else(|| no_case(id))?;
+    let case = store.case(id).await?.ok_or_else(|| no_case(id))?;
     if case.status == "closed" {
         return Err(not_in_state(&case, "correcting the category"));
     }
@@ -884,18 +849,14 @@ pub async fn recategorize(
         return Err(AppError::new(
             StatusCode::CONFLICT,
             "conflict",
-            format!(
-                "case {} is a {} already",
-                crate::domain::CaseId(id).number(),
-                to.as_str()
-            ),
+            format!("case {} is a {} already", id.number(), to.as_str()),
         ));
     }
     let now = s.intake.clock.now_ms();
     let policy = s.sla.sla.policy(to, &case.customer);
     let clock = if case.status.is_active() {
         let fired = store
-            .case_clock(crate::domain::CaseId(id))
+            .case_clock(id)
             .await?
             .map(|c| c.2)
             .unwrap_or_else(|| crate::sla::past_steps(policy, case.clock_base(), now));
@@ -904,7 +865,7 @@ pub async fn recategorize(
         crate::store::ClockChange::Keep
     };
     let c = crate::store::Recategorize {
-        case_id: crate::domain::CaseId(id),
+        case_id: id,
         from: case.category.as_str().to_string(),
         to: to.as_str().into(),
         answer_due: case.clock_base() + policy.answer_within.ms(),
@@ -979,7 +940,7 @@ pub struct NoteRequest {
 pub async fn add_note(
     State(s): State<AppState>,
     caller: Caller,
-    AppPath(id): AppPath<i64>,
+    AppPath(id): AppPath<crate::domain::CaseId>,
     body: AppJson<NoteRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
@@ -1013,7 +974,7 @@ pub struct AssignRequest {
 pub async fn assign(
     State(s): State<AppState>,
     caller: Caller,
-    AppPath(id): AppPath<i64>,
+    AppPath(id): AppPath<crate::domain::CaseId>,
     body: AppJson<AssignRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
@@ -1045,7 +1006,7 @@ pub async fn assign(
 pub async fn close_case(
     State(s): State<AppState>,
     caller: Caller,
-    AppPath(id): AppPath<i64>,
+    AppPath(id): AppPath<crate::domain::CaseId>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
     let detail = format!("by {}", caller.name);
@@ -1074,7 +1035,7 @@ pub struct ReopenRequest {
 pub async fn reopen(
     State(s): State<AppState>,
     caller: Caller,
-    AppPath(id): AppPath<i64>,
+    AppPath(id): AppPath<crate::domain::CaseId>,
     body: AppJson<ReopenRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     caller.require(&[Role::Agent, Role::Ops, Role::Admin])?;
