@@ -287,11 +287,7 @@ fn sighup_reloads_the_rules_file_and_refuses_a_broken_one() {
         );
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::common::free_port();
     let mut child = bin()
         .arg("serve")
         .env("SWITCHBOARD__DATABASE__URL", &db)

@@ -32,11 +32,7 @@ async fn wait_mts(k: &Arc<Kannel>, n: usize) -> Vec<kannel::ReceivedMt> {
 async fn run_end_to_end(mo_recode: bool) {
     // Kannel's get-url needs the gateway's port and the gateway's sender needs Kannel's:
     // reserve a port for the gateway, start Kannel, then bind the gateway to it.
-    let gateway_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let gateway_port = crate::common::free_port();
     let k = start_kannel(gateway_port, mo_recode).await;
     let (user, pass, url) = (
         k.username().to_string(),

@@ -405,11 +405,56 @@ pub fn email_fixture(name: &str) -> Vec<u8> {
 
 /// A port that was free a moment ago (for the real binary and peers, which bind it themselves).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports(1)[0]
+}
+
+/// `n` distinct ports that were free a moment ago, for servers that bind them themselves (the
+/// real binary, Kannel, Jasmin). They are taken *below* the kernel's ephemeral range: a port
+/// from `bind(0)` lies inside it, so an outgoing connection (Jasmin's to Redis, say) could be
+/// handed the same port between this check and the server's bind — a CI run lost a test to
+/// "Address already in use" that way. Random, so parallel test processes rarely meet; checked
+/// free; never handed out twice by one process.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    use rand::Rng;
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let low = ephemeral_low();
+    let lo = low.saturating_sub(12_000).max(10_000);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut held = Vec::new();
+    let mut rng = rand::thread_rng();
+    for _ in 0..100_000 {
+        if held.len() == n {
+            break;
+        }
+        let l = if lo < low {
+            let p = rng.gen_range(lo..low);
+            if given.contains(&p) {
+                continue;
+            }
+            std::net::TcpListener::bind(("127.0.0.1", p))
+        } else {
+            // An ephemeral range reaching down to 10,000: nothing lies below it to pick from.
+            std::net::TcpListener::bind("127.0.0.1:0")
+        };
+        if let Ok(l) = l {
+            given.insert(l.local_addr().unwrap().port());
+            held.push(l);
+        }
+    }
+    assert_eq!(held.len(), n, "found no {n} free ports in {lo}..{low}");
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// The low end of the kernel's ephemeral port range (Linux's default when it cannot be read).
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// Waits up to 20 s until the real binary on 127.0.0.1:`port` answers `/readyz` with a 2xx.

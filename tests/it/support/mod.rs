@@ -5,7 +5,7 @@ pub mod jasmin;
 pub mod kannel;
 
 use std::io;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::Child;
 use std::thread;
@@ -33,13 +33,7 @@ fn is_executable(p: &Path) -> bool {
 }
 
 fn free_ports(n: usize) -> io::Result<Vec<u16>> {
-    // Hold all listeners at once so the ports are distinct, then drop them.
-    let ls = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<io::Result<Vec<_>>>()?;
-    ls.iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect()
+    Ok(crate::common::free_ports(n))
 }
 
 fn port_open(port: u16) -> bool {
