@@ -5,13 +5,19 @@
 # baseline (one row per request, group commit) and prints the ratio.
 #
 #   bash benches/load.sh [DURATION_SECONDS]      (default 20; needs wrk: apt-get install wrk)
+#   BIN=path/to/switchboard bash benches/load.sh   (another build, for a before/after)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR="${1:-20}"
 CONNS=64
 THREADS=2
 command -v wrk >/dev/null || { echo "wrk is required: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release --bin switchboard --example baseline_server >&2
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --bin switchboard --example baseline_server >&2
+  BIN=target/release/switchboard
+else
+  cargo build --release --example baseline_server >&2
+fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -25,7 +31,7 @@ p99() { awk '$1=="99%" {print $2}'; }
 P=$(port)
 SWITCHBOARD__SERVER__LISTEN="127.0.0.1:$P" SWITCHBOARD__DATABASE__URL="sqlite://$work/sb.db" \
   SWITCHBOARD__SMS__OUTBOUND__PAUSED=true SWITCHBOARD_LOG=warn \
-  target/release/switchboard serve &
+  "$BIN" serve &
 SB=$!
 wait_up "$P" /readyz
 run_wrk "$P" > "$work/sb.txt"
