@@ -296,9 +296,7 @@ impl Dispatcher {
     }
 
     async fn campaign_tick(&self, c: &CampaignRecord, now: i64) -> StoreResult<u64> {
-        let Some(kind) = Kind::parse(&c.kind) else {
-            return Ok(0);
-        };
+        let kind = c.kind;
         // One instance paces a campaign at a time (its pace is the campaign's, not each
         // instance's); the others leave it alone while the lease lasts.
         if !self
@@ -390,7 +388,7 @@ impl Dispatcher {
         for ch in [Channel::Sms, Channel::Email] {
             let addrs: Vec<String> = rows
                 .iter()
-                .filter(|r| r.channel == ch.as_str())
+                .filter(|r| r.channel == ch)
                 .map(|r| r.address.clone())
                 .collect();
             if !addrs.is_empty() {
@@ -405,18 +403,14 @@ impl Dispatcher {
             }
         }
         let msg_kind = kind.message_kind(c.urgent != 0);
-        let key = if rows.iter().any(|r| r.channel == "email") {
+        let key = if rows.iter().any(|r| r.channel == Channel::Email) {
             Some(self.unsubscribe_key().await?.to_vec())
         } else {
             None
         };
         let mut items = Vec::with_capacity(rows.len());
         for r in &rows {
-            let ch = if r.channel == "email" {
-                Channel::Email
-            } else {
-                Channel::Sms
-            };
+            let ch = r.channel;
             let st = standings
                 .get(&(ch, r.address.clone()))
                 .cloned()
@@ -544,8 +538,8 @@ mod tests {
         CampaignRecord {
             id: crate::domain::CampaignId(1),
             name: "t".into(),
-            kind: "notice".into(),
-            channel: "sms".into(),
+            kind: crate::campaigns::Kind::Notice,
+            channel: crate::campaigns::import::Target::Sms,
             template: template.into(),
             subject: None,
             status: crate::domain::CampaignStatus::Draft,

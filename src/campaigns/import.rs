@@ -24,7 +24,8 @@ pub struct NewRecipient {
 
 /// The campaign's channel: one of them, or each recipient's own (phone when there is a valid
 /// one, else email).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Target {
     Sms,
     Email,
@@ -32,6 +33,14 @@ pub enum Target {
 }
 
 impl Target {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Sms => "sms",
+            Target::Email => "email",
+            Target::Own => "own",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Target> {
         match s {
             "sms" => Some(Target::Sms),

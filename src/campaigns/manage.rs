@@ -93,9 +93,9 @@ pub async fn create(
             r.kind
         ));
     };
-    if Target::parse(&r.channel).is_none() {
+    let Some(target) = Target::parse(&r.channel) else {
         return bad(format!("channel {:?}: one of sms, email, own", r.channel));
-    }
+    };
     if !r.rate_per_sec.is_finite() || r.rate_per_sec <= 0.0 || r.rate_per_sec > s.max_rate_per_sec {
         return bad(format!(
             "rate_per_sec {}: above 0 and at most {} (campaigns.max_rate_per_sec)",
@@ -151,8 +151,8 @@ pub async fn create(
     let rec = CampaignRecord {
         id: CampaignId(0),
         name: name.to_string(),
-        kind: kind.as_str().into(),
-        channel: r.channel.clone(),
+        kind,
+        channel: target,
         template: template.trim().to_string(),
         subject: r.subject.clone().filter(|s| !s.trim().is_empty()),
         status: crate::domain::CampaignStatus::Draft,
@@ -247,7 +247,7 @@ async fn import_held<R: Read>(
     progress: &mut impl FnMut(&Report),
 ) -> Result<Report, CampaignError> {
     let now = || crate::clock::Clock::now_ms(&crate::clock::SystemClock);
-    let target = Target::parse(&c.channel).unwrap_or(Target::Sms);
+    let target = c.channel;
     let mut rows = Rows::new(input, target, default_country)
         .map_err(|e| CampaignError::Invalid(e.to_string()))?;
     let compiled = Compiled::new(c).map_err(CampaignError::Invalid)?;
@@ -332,7 +332,7 @@ pub async fn progress(store: &dyn Store, id: CampaignId) -> Result<Progress, Cam
     if store
         .campaign(id)
         .await?
-        .is_some_and(|c| c.kind == "survey")
+        .is_some_and(|c| c.kind == Kind::Survey)
     {
         let answers = store
             .survey_answers(&super::dispatch::survey_name(id.get()))
@@ -384,7 +384,7 @@ pub async fn preview(
 ) -> Result<Preview, CampaignError> {
     use chrono::TimeZone;
     let c = get(store, id).await?;
-    let kind = Kind::parse(&c.kind).unwrap_or(Kind::Notice);
+    let kind = c.kind;
     let compiled = Compiled::new(&c).map_err(CampaignError::Invalid)?;
     let mut out = Preview {
         samples: Vec::new(),
@@ -403,7 +403,7 @@ pub async fn preview(
         for ch in [Channel::Sms, Channel::Email] {
             let addrs: Vec<String> = rows
                 .iter()
-                .filter(|r| r.channel == ch.as_str())
+                .filter(|r| r.channel == ch)
                 .map(|r| r.address.clone())
                 .collect();
             let st = if addrs.is_empty() {
@@ -418,7 +418,7 @@ pub async fn preview(
                     )
                     .await?
             };
-            for r in rows.iter().filter(|r| r.channel == ch.as_str()) {
+            for r in rows.iter().filter(|r| r.channel == ch) {
                 out.pending += 1;
                 let consent = super::has_consent(r.consent.as_deref());
                 let standing = st.get(&r.address).cloned().unwrap_or_default();

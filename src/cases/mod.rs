@@ -192,6 +192,81 @@ impl CaseStatus {
 
 // `Display` and `PartialEq<&str>` come with its column impl (`text_column!` in `domain`).
 
+/// What an entry of a case's history records (`case_events.kind`; the JSON of the case view
+/// has the same text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseEventKind {
+    /// A customer's reply that raised the category, or an agent's reply.
+    Reply,
+    /// A tier up: the customer asked, the clock's ladder, or by hand.
+    Escalated,
+    /// A new case about a closed one (on both cases).
+    Linked,
+    Reopened,
+    Started,
+    Note,
+    Assigned,
+    Contact,
+    Recategorized,
+    Resolved,
+    Closed,
+    /// The return-visit survey went out.
+    ReturnVisit,
+    /// The case's tier was told now (not a step of its plan).
+    TierNotified,
+    SlaWarning,
+    SlaBreach,
+    /// A due step passed silently (answered already, or the tier already higher).
+    SlaSkipped,
+}
+
+impl CaseEventKind {
+    pub const ALL: [CaseEventKind; 16] = [
+        CaseEventKind::Reply,
+        CaseEventKind::Escalated,
+        CaseEventKind::Linked,
+        CaseEventKind::Reopened,
+        CaseEventKind::Started,
+        CaseEventKind::Note,
+        CaseEventKind::Assigned,
+        CaseEventKind::Contact,
+        CaseEventKind::Recategorized,
+        CaseEventKind::Resolved,
+        CaseEventKind::Closed,
+        CaseEventKind::ReturnVisit,
+        CaseEventKind::TierNotified,
+        CaseEventKind::SlaWarning,
+        CaseEventKind::SlaBreach,
+        CaseEventKind::SlaSkipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaseEventKind::Reply => "reply",
+            CaseEventKind::Escalated => "escalated",
+            CaseEventKind::Linked => "linked",
+            CaseEventKind::Reopened => "reopened",
+            CaseEventKind::Started => "started",
+            CaseEventKind::Note => "note",
+            CaseEventKind::Assigned => "assigned",
+            CaseEventKind::Contact => "contact",
+            CaseEventKind::Recategorized => "recategorized",
+            CaseEventKind::Resolved => "resolved",
+            CaseEventKind::Closed => "closed",
+            CaseEventKind::ReturnVisit => "return_visit",
+            CaseEventKind::TierNotified => "tier_notified",
+            CaseEventKind::SlaWarning => "sla_warning",
+            CaseEventKind::SlaBreach => "sla_breach",
+            CaseEventKind::SlaSkipped => "sla_skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CaseEventKind> {
+        CaseEventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 impl Action {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -153,6 +153,28 @@ text_column!(
     CaseStatus::parse,
     CaseStatus::Closed
 );
+pub use crate::cases::CaseEventKind;
+// History: an unknown kind reads as a note, which nothing acts on.
+text_column!(
+    CaseEventKind,
+    "case event kind",
+    CaseEventKind::parse,
+    CaseEventKind::Note
+);
+// An unknown campaign kind is sent under the strictest rules: consent, opt-outs, commercial
+// caps, daytime only.
+text_column!(
+    crate::campaigns::Kind,
+    "campaign kind",
+    crate::campaigns::Kind::parse,
+    crate::campaigns::Kind::Marketing
+);
+text_column!(
+    crate::campaigns::import::Target,
+    "campaign channel",
+    crate::campaigns::import::Target::parse,
+    crate::campaigns::import::Target::Sms
+);
 pub use crate::campaigns::CampaignStatus;
 // An unknown status reads as paused: nothing of such a campaign goes out.
 text_column!(
@@ -607,6 +629,40 @@ mod tests {
                 .unwrap();
             assert_eq!(row, (CaseStatus::Acknowledged, Direction::Out));
         });
+    }
+
+    /// The later text columns: every known value reads back as itself (its text is its JSON
+    /// text too); an unknown one reads as its fallback — an event kind as a note, a campaign
+    /// kind as marketing (the strictest rules), a campaign channel as SMS.
+    #[test]
+    fn event_and_campaign_columns_round_trip_and_fall_back() {
+        use crate::campaigns::{Kind, import::Target};
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        for k in CaseEventKind::ALL {
+            let back: CaseEventKind = c.query_row("SELECT ?1", [k], |r| r.get(0)).unwrap();
+            assert_eq!(back, k);
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        for k in Kind::ALL {
+            let back: Kind = c.query_row("SELECT ?1", [k], |r| r.get(0)).unwrap();
+            assert_eq!(
+                (back, serde_json::to_value(k).unwrap()),
+                (k, k.as_str().into())
+            );
+        }
+        for t in [Target::Sms, Target::Email, Target::Own] {
+            let back: Target = c.query_row("SELECT ?1", [t], |r| r.get(0)).unwrap();
+            assert_eq!(
+                (back, serde_json::to_value(t).unwrap()),
+                (t, t.as_str().into())
+            );
+        }
+        let row: (CaseEventKind, Kind, Target) = c
+            .query_row("SELECT 'teleported', 'sweepstakes', 'fax'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(row, (CaseEventKind::Note, Kind::Marketing, Target::Sms));
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! (its futures are always ready: each method runs its statement before returning).
 
 use crate::cases::Rating;
-use crate::domain::{CaseId, CaseStatus, Category, Channel, Intent, MessageId, Query, Tier};
+use crate::domain::{
+    CaseEventKind, CaseId, CaseStatus, Category, Channel, Intent, MessageId, Query, Tier,
+};
 use crate::store::{
     AckContext, CaseProgress, IntakeOutcome, IntakeRequest, OutboundDraft, StoreError, StoreResult,
 };
@@ -150,7 +152,7 @@ pub trait IntakeTx {
         &mut self,
         case_id: CaseId,
         now_ms: i64,
-        kind: &str,
+        kind: CaseEventKind,
         detail: &str,
     ) -> StoreResult<()>;
     async fn insert_case(&mut self, case: &NewCase<'_>) -> StoreResult<CaseId>;
@@ -326,8 +328,16 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
             if c.status == CaseStatus::Resolved {
                 // The customer writes again about a resolved case: it is not done for them.
                 let tier = next_tier(Some(c.tier), req.intent);
-                reopen(tx, req, c.id, tier, "reopened", "the customer wrote again").await?;
-                case_change = Some("reopened");
+                reopen(
+                    tx,
+                    req,
+                    c.id,
+                    tier,
+                    CaseEventKind::Reopened,
+                    "the customer wrote again",
+                )
+                .await?;
+                case_change = Some(CaseEventKind::Reopened);
                 found = Some(OpenCase {
                     status: CaseStatus::Open,
                     ..c.clone()
@@ -357,9 +367,9 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
                 // path, one more page a message.)
                 if category != existing || req.intent == Intent::Escalate {
                     let kind = if req.intent == Intent::Escalate {
-                        "escalated"
+                        CaseEventKind::Escalated
                     } else {
-                        "reply"
+                        CaseEventKind::Reply
                     };
                     let detail = format!(
                         "category {} -> {}, tier {} -> {tier}",
@@ -404,18 +414,18 @@ pub async fn decide<T: IntakeTx>(tx: &mut T, req: &IntakeRequest) -> StoreResult
                     tx.case_event(
                         id,
                         req.now_ms,
-                        "linked",
+                        CaseEventKind::Linked,
                         &format!("opened about closed case {old_no}"),
                     )
                     .await?;
                     tx.case_event(
                         old,
                         req.now_ms,
-                        "linked",
+                        CaseEventKind::Linked,
                         &format!("the customer wrote again: new case {new_no}"),
                     )
                     .await?;
-                    case_change = Some("linked");
+                    case_change = Some(CaseEventKind::Linked);
                 }
                 if tier > Tier::WINDOW {
                     // Asked to be escalated from the first message: that tier is told.
@@ -519,7 +529,7 @@ async fn visit_answered<T: IntakeTx>(
     req: &IntakeRequest,
     case_id: CaseId,
     rating: Rating,
-) -> StoreResult<(Option<Settled>, Option<&'static str>)> {
+) -> StoreResult<(Option<Settled>, Option<CaseEventKind>)> {
     let Some(state) = tx.sla_state(case_id).await? else {
         return Ok((None, None));
     };
@@ -539,23 +549,23 @@ async fn visit_answered<T: IntakeTx>(
             req,
             case_id,
             tier,
-            "reopened",
+            CaseEventKind::Reopened,
             &format!("return visit: dissatisfied; tier {} -> {tier}", state.tier),
         )
         .await?;
         tell_tier_now(tx, case_id, req.now_ms).await?;
-        return Ok((Some(settled(tier)), Some("reopened")));
+        return Ok((Some(settled(tier)), Some(CaseEventKind::Reopened)));
     }
     tx.set_status(case_id, CaseStatus::Closed, state.tier, req.now_ms, false)
         .await?;
     tx.case_event(
         case_id,
         req.now_ms,
-        "closed",
+        CaseEventKind::Closed,
         &format!("return visit: {}", rating.as_str()),
     )
     .await?;
-    Ok((Some(settled(state.tier)), Some("closed")))
+    Ok((Some(settled(state.tier)), Some(CaseEventKind::Closed)))
 }
 
 /// A resolved or closed case back to work at `tier`: open again (acknowledged if a person had
@@ -565,7 +575,7 @@ async fn reopen<T: IntakeTx>(
     req: &IntakeRequest,
     case_id: CaseId,
     tier: Tier,
-    event: &str,
+    event: CaseEventKind,
     why: &str,
 ) -> StoreResult<()> {
     let Some(state) = tx.sla_state(case_id).await? else {

@@ -105,7 +105,11 @@ impl AckRenderer {
             (Intent::OptOut, _) => "opt_out",
             (Intent::OptIn, _) => "opt_in",
             (Intent::Escalate, _) => "escalate",
-            (Intent::SurveyAnswer, _) if ctx.case_change == Some("reopened") => "visit_reopened",
+            (Intent::SurveyAnswer, _)
+                if ctx.case_change == Some(crate::domain::CaseEventKind::Reopened) =>
+            {
+                "visit_reopened"
+            }
             (Intent::SurveyAnswer, _) => "survey_thanks",
             (Intent::SelfService, _) => match (ctx.query, &ctx.progress) {
                 (Some(Query::Fees), _) if ctx.backend.is_some() => "fees",

@@ -33,7 +33,7 @@ pub trait SlaTx: crate::intake::decide::IntakeTx {
         &mut self,
         case_id: CaseId,
         now_ms: i64,
-        kind: &str,
+        kind: crate::domain::CaseEventKind,
         detail: &str,
     ) -> StoreResult<()> {
         self.case_event(case_id, now_ms, kind, detail).await
@@ -101,7 +101,7 @@ async fn apply_one<T: SlaTx>(tx: &mut T, a: &SlaApply) -> StoreResult<bool> {
         return Ok(false);
     }
     if let Some((kind, detail)) = &a.event {
-        tx.sla_event(a.case_id, a.now_ms, kind, detail).await?;
+        tx.sla_event(a.case_id, a.now_ms, *kind, detail).await?;
     }
     for d in &a.notices {
         tx.sla_notice(d, a.case_id, a.now_ms).await?;

@@ -455,8 +455,9 @@ pub struct Fired {
     pub step: Step,
     /// The case's tier after the step (unchanged for warnings).
     pub tier: Tier,
-    /// `case_events.kind`: `sla_warning`, `sla_breach` or `escalated`.
-    pub event: &'static str,
+    /// `case_events.kind`: `sla_warning`, `sla_breach`, `escalated`, `tier_notified` or
+    /// `sla_skipped`.
+    pub event: crate::domain::CaseEventKind,
     pub detail: String,
     /// `None`: the step passes silently (answered already, or the tier is already higher).
     pub notify_tier: Option<Tier>,
@@ -471,7 +472,7 @@ pub fn fire(case: &CaseNow, step: Step) -> Option<Fired> {
     let quiet = |detail: String| Fired {
         step,
         tier: case.tier,
-        event: "sla_skipped",
+        event: crate::domain::CaseEventKind::SlaSkipped,
         detail,
         notify_tier: None,
     };
@@ -482,7 +483,7 @@ pub fn fire(case: &CaseNow, step: Step) -> Option<Fired> {
         Step::AnswerWarn | Step::ResolveWarn => Fired {
             step,
             tier: case.tier,
-            event: "sla_warning",
+            event: crate::domain::CaseEventKind::SlaWarning,
             detail: format!("{} at tier {}", step.as_str(), case.tier),
             notify_tier: Some(case.tier),
         },
@@ -492,7 +493,7 @@ pub fn fire(case: &CaseNow, step: Step) -> Option<Fired> {
             Fired {
                 step,
                 tier,
-                event: "sla_breach",
+                event: crate::domain::CaseEventKind::SlaBreach,
                 detail: format!("answer deadline missed; tier {} -> {tier}", case.tier),
                 notify_tier: Some(tier),
             }
@@ -500,14 +501,14 @@ pub fn fire(case: &CaseNow, step: Step) -> Option<Fired> {
         Step::ResolveBreach => Fired {
             step,
             tier: case.tier,
-            event: "sla_breach",
+            event: crate::domain::CaseEventKind::SlaBreach,
             detail: format!("resolve deadline missed at tier {}", case.tier),
             notify_tier: Some(case.tier),
         },
         Step::TierNotice => Fired {
             step,
             tier: case.tier,
-            event: "tier_notified",
+            event: crate::domain::CaseEventKind::TierNotified,
             detail: format!("tier {} told", case.tier),
             notify_tier: Some(case.tier),
         },
@@ -523,7 +524,7 @@ pub fn fire(case: &CaseNow, step: Step) -> Option<Fired> {
                 Fired {
                     step,
                     tier: to,
-                    event: "escalated",
+                    event: crate::domain::CaseEventKind::Escalated,
                     detail: format!("ladder: tier {} -> {to}", case.tier),
                     notify_tier: Some(to),
                 }
@@ -634,14 +635,14 @@ mod tests {
         let f = fire(&case(t(1), false, "open"), Step::AnswerBreach).unwrap();
         assert_eq!(
             (f.tier, f.event, f.notify_tier),
-            (t(2), "sla_breach", Some(t(2)))
+            (t(2), crate::domain::CaseEventKind::SlaBreach, Some(t(2)))
         );
         let f = fire(&case(t(3), false, "open"), Step::Tier2).unwrap();
         assert_eq!((f.tier, f.notify_tier), (t(3), None));
         let f = fire(&case(t(2), true, "acknowledged"), Step::Tier3).unwrap();
         assert_eq!(
             (f.tier, f.event, f.notify_tier),
-            (t(3), "escalated", Some(t(3)))
+            (t(3), crate::domain::CaseEventKind::Escalated, Some(t(3)))
         );
         let f = fire(&case(t(4), false, "open"), Step::AnswerBreach).unwrap();
         assert_eq!(f.tier, t(4));

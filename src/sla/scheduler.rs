@@ -10,7 +10,7 @@
 use super::{CaseNow, SlaSettings, Step};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::{CaseId, Category, Channel, Lang};
+use crate::domain::{CaseEventKind, CaseId, Category, Channel, Lang};
 use crate::outbound::segment::{fit, segment};
 use crate::store::{DueClock, DueVisit, OutboundDraft, SlaApply, Store, StoreResult, VisitApply};
 use crate::templates::Templates;
@@ -330,7 +330,7 @@ impl Scheduler {
                             a.due_at = Some(answer_until);
                             a.sent = true;
                             a.event = Some((
-                                "return_visit".into(),
+                                CaseEventKind::ReturnVisit,
                                 format!("survey sent on {}", v.channel),
                             ));
                             a.survey = Some((d, answer_until));
@@ -340,7 +340,7 @@ impl Scheduler {
                             a.state = "skipped".into();
                             a.close_case = true;
                             a.event = Some((
-                                "closed".into(),
+                                CaseEventKind::Closed,
                                 format!("return visit: {} does not send; closed", v.channel),
                             ));
                         }
@@ -353,7 +353,7 @@ impl Scheduler {
                         a.state = "skipped".into();
                         a.close_case = true;
                         a.event = Some((
-                            "closed".into(),
+                            CaseEventKind::Closed,
                             format!(
                                 "return visit skipped: the customer was asked {} days ago; closed",
                                 (now - last) / 86_400_000
@@ -368,7 +368,7 @@ impl Scheduler {
                         a.state = "expired".into();
                         a.close_case = true;
                         a.event = Some((
-                            "closed".into(),
+                            CaseEventKind::Closed,
                             "no answer to the return visit; closed".into(),
                         ));
                     }
@@ -473,7 +473,7 @@ impl Scheduler {
                 .notices
                 .render(&self.sla, c, category, Some(step), tier, now);
         }
-        apply.event = Some((f.event.to_string(), f.detail));
+        apply.event = Some((f.event, f.detail));
         apply
     }
 

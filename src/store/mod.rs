@@ -186,7 +186,7 @@ pub struct AckContext {
     /// What this message did to its case beyond joining it: `reopened` (a dissatisfied
     /// return visit, a message on a resolved case), `closed` (a satisfied return visit),
     /// `linked` (a new case for a message about a closed one).
-    pub case_change: Option<&'static str>,
+    pub case_change: Option<crate::domain::CaseEventKind>,
 }
 
 /// What a customer may learn about their own case by self-service.
@@ -554,7 +554,7 @@ pub struct CaseFilter {
 pub struct CaseEvent {
     pub id: i64,
     pub at: i64,
-    pub kind: String,
+    pub kind: crate::domain::CaseEventKind,
     pub detail: Option<String>,
 }
 
@@ -612,7 +612,7 @@ pub struct SlaApply {
     pub tier_before: crate::domain::Tier,
     pub tier_after: crate::domain::Tier,
     /// A case event (kind, detail).
-    pub event: Option<(String, String)>,
+    pub event: Option<(crate::domain::CaseEventKind, String)>,
     pub notices: Vec<OutboundDraft>,
     pub now_ms: i64,
 }
@@ -691,8 +691,8 @@ impl CaseRecord {
 #[derive(Debug, Clone)]
 pub struct NewCampaign {
     pub name: String,
-    pub kind: String,
-    pub channel: String,
+    pub kind: crate::campaigns::Kind,
+    pub channel: crate::campaigns::import::Target,
     pub template: String,
     pub subject: Option<String>,
     pub start_at: i64,
@@ -708,8 +708,8 @@ pub struct NewCampaign {
 pub struct CampaignRecord {
     pub id: CampaignId,
     pub name: String,
-    pub kind: String,
-    pub channel: String,
+    pub kind: crate::campaigns::Kind,
+    pub channel: crate::campaigns::import::Target,
     pub template: String,
     pub subject: Option<String>,
     pub status: crate::domain::CampaignStatus,
@@ -730,7 +730,7 @@ pub struct CampaignRecord {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RecipientRow {
     pub seq: i64,
-    pub channel: String,
+    pub channel: crate::domain::Channel,
     pub address: String,
     pub vars: String,
     pub consent: Option<String>,
@@ -740,8 +740,8 @@ pub struct RecipientRow {
 #[derive(Debug, Clone)]
 pub struct Recategorize {
     pub case_id: CaseId,
-    pub from: String,
-    pub to: String,
+    pub from: crate::domain::Category,
+    pub to: crate::domain::Category,
     pub answer_due: i64,
     pub resolve_due: i64,
     pub clock: ClockChange,
@@ -796,7 +796,7 @@ pub struct VisitApply {
     pub need_resolved: bool,
     /// Sending: applied only if no other visit went to this customer since then.
     pub not_sent_since: Option<i64>,
-    pub event: Option<(String, String)>,
+    pub event: Option<(crate::domain::CaseEventKind, String)>,
     /// The survey message, and until when its answer is waited for.
     pub survey: Option<(OutboundDraft, i64)>,
     pub now_ms: i64,
@@ -848,7 +848,7 @@ pub struct Transition {
     pub resolved_at: Option<Option<i64>>,
     /// Set the assignee (None: keep).
     pub assignee: Option<String>,
-    pub event: String,
+    pub event: crate::domain::CaseEventKind,
     pub detail: String,
     pub clock: ClockChange,
     pub now_ms: i64,

@@ -82,7 +82,7 @@ async fn kinds(app: &common::TestApp, case_id: CaseId) -> Vec<String> {
         .await
         .unwrap()
         .into_iter()
-        .map(|e| e.kind)
+        .map(|e| e.kind.as_str().to_string())
         .filter(|k| k.starts_with("sla") || k == "escalated")
         .collect()
 }
@@ -628,7 +628,10 @@ async fn a_step_decided_before_a_re_plan_is_refused_and_decided_again() {
         remove: false,
         tier_before: c.tier,
         tier_after: c.tier,
-        event: Some(("sla_warning".into(), "stale".into())),
+        event: Some((
+            switchboard::domain::CaseEventKind::SlaWarning,
+            "stale".into(),
+        )),
         notices: Vec::new(),
         now_ms: clock.now_ms(),
     };
@@ -742,7 +745,7 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
         to: switchboard::domain::CaseStatus::Closed,
         resolved_at: None,
         assignee: None,
-        event: "closed".into(),
+        event: switchboard::domain::CaseEventKind::Closed,
         detail: "late".into(),
         clock: switchboard::store::ClockChange::Keep,
         now_ms: clock.now_ms(),
@@ -774,7 +777,7 @@ async fn lifecycle_with_notes_assign_close_reopen(url: Option<String>) {
         .await
         .unwrap()
         .into_iter()
-        .map(|e| e.kind)
+        .map(|e| e.kind.as_str().to_string())
         .collect();
     for k in [
         "note",
@@ -889,7 +892,7 @@ async fn all_kinds(app: &common::TestApp, case_id: CaseId) -> Vec<String> {
         .await
         .unwrap()
         .into_iter()
-        .map(|e| e.kind)
+        .map(|e| e.kind.as_str().to_string())
         .collect()
 }
 

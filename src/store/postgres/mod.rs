@@ -406,7 +406,7 @@ impl IntakeTx for PgIntake<'_> {
         &mut self,
         case_id: CaseId,
         now_ms: i64,
-        kind: &str,
+        kind: crate::domain::CaseEventKind,
         detail: &str,
     ) -> StoreResult<()> {
         sqlx::query(sql::INSERT_CASE_EVENT)

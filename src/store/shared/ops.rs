@@ -362,8 +362,8 @@ pub async fn create_campaign(pool: &Pool<DB>, c: &crate::store::NewCampaign) -> 
          VALUES ($1, $2, $3, $4, $5, 'draft', $6, $7, $8, $9, $10, $11, $11, $12) RETURNING id",
     )
     .bind(&c.name)
-    .bind(&c.kind)
-    .bind(&c.channel)
+    .bind(c.kind)
+    .bind(c.channel)
     .bind(&c.template)
     .bind(&c.subject)
     .bind(c.start_at)
@@ -616,8 +616,8 @@ pub async fn spawn_run(
          VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9, $10, $11, $11, $12) RETURNING id",
     )
     .bind(&p.name)
-    .bind(&p.kind)
-    .bind(&p.channel)
+    .bind(p.kind)
+    .bind(p.channel)
     .bind(&p.template)
     .bind(&p.subject)
     .bind(occurrence)
@@ -850,7 +850,7 @@ pub async fn resolve_case(
         sqlx::query(sql::INSERT_CASE_EVENT)
             .bind(case_id)
             .bind(r.now_ms)
-            .bind("resolved")
+            .bind(crate::domain::CaseEventKind::Resolved)
             .bind(&r.detail)
             .execute(&mut *tx)
             .await?;
@@ -920,7 +920,7 @@ pub async fn open_linked_case(
         sqlx::query(sql::INSERT_CASE_EVENT)
             .bind(case)
             .bind(now_ms)
-            .bind("linked")
+            .bind(crate::domain::CaseEventKind::Linked)
             .bind(detail)
             .execute(&mut *tx)
             .await?;
@@ -999,11 +999,11 @@ pub async fn recategorize(
     let moved = sqlx::query(
         "UPDATE cases SET category = $1, ack_due_at = $2, resolve_due_at = $3 WHERE id = $4 AND category = $5",
     )
-    .bind(&c.to)
+    .bind(c.to)
     .bind(c.answer_due)
     .bind(c.resolve_due)
     .bind(c.case_id)
-    .bind(&c.from)
+    .bind(c.from)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -1023,8 +1023,8 @@ pub async fn recategorize(
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(c.case_id)
-    .bind(&c.from)
-    .bind(&c.to)
+    .bind(c.from)
+    .bind(c.to)
     .bind(text.unwrap_or_default())
     .bind(&c.by)
     .bind(&c.reason)
@@ -1032,7 +1032,14 @@ pub async fn recategorize(
     .execute(&mut *tx)
     .await?;
     let detail = format!("{} -> {} by {}: {}", c.from, c.to, c.by, c.reason);
-    let case = event_and_case(&mut tx, c.case_id, c.now_ms, "recategorized", &detail).await?;
+    let case = event_and_case(
+        &mut tx,
+        c.case_id,
+        c.now_ms,
+        crate::domain::CaseEventKind::Recategorized,
+        &detail,
+    )
+    .await?;
     tx.commit().await?;
     Ok(case)
 }
@@ -1255,9 +1262,10 @@ pub async fn queue_reply(
         return Ok(None);
     }
     let id = queue_outbound(&mut tx, d, Some(case_id), now_ms).await?;
-    sqlx::query("INSERT INTO case_events (case_id, at, kind, detail) VALUES ($1, $2, 'reply', $3)")
+    sqlx::query(sql::INSERT_CASE_EVENT)
         .bind(case_id)
         .bind(now_ms)
+        .bind(crate::domain::CaseEventKind::Reply)
         .bind(format!("message {id} by {by}"))
         .execute(&mut *tx)
         .await?;
@@ -1293,7 +1301,14 @@ pub async fn log_contact(
         return Ok(None);
     }
     let detail = format!("{channel} by {by}: {note}");
-    let case = event_and_case(&mut tx, case_id, now_ms, "contact", &detail).await?;
+    let case = event_and_case(
+        &mut tx,
+        case_id,
+        now_ms,
+        crate::domain::CaseEventKind::Contact,
+        &detail,
+    )
+    .await?;
     tx.commit().await?;
     Ok(case)
 }
@@ -1342,7 +1357,7 @@ async fn event_and_case(
     conn: &mut Conn,
     case_id: CaseId,
     now_ms: i64,
-    kind: &str,
+    kind: crate::domain::CaseEventKind,
     detail: &str,
 ) -> StoreResult<Option<CaseRecord>> {
     sqlx::query(sql::INSERT_CASE_EVENT)
@@ -1383,7 +1398,7 @@ pub async fn transition(
         return Ok(None);
     }
     change_clock(&mut tx, t.case_id, &t.clock).await?;
-    let case = event_and_case(&mut tx, t.case_id, t.now_ms, &t.event, &t.detail).await?;
+    let case = event_and_case(&mut tx, t.case_id, t.now_ms, t.event, &t.detail).await?;
     tx.commit().await?;
     Ok(case)
 }
@@ -1412,7 +1427,14 @@ pub async fn escalate_case(
     for d in e.notices {
         queue_outbound(&mut tx, d, Some(e.case_id), e.now_ms).await?;
     }
-    let case = event_and_case(&mut tx, e.case_id, e.now_ms, "escalated", &e.detail).await?;
+    let case = event_and_case(
+        &mut tx,
+        e.case_id,
+        e.now_ms,
+        crate::domain::CaseEventKind::Escalated,
+        &e.detail,
+    )
+    .await?;
     tx.commit().await?;
     Ok(case)
 }

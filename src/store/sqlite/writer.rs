@@ -604,7 +604,7 @@ impl IntakeTx for SqliteIntake<'_> {
         &mut self,
         case_id: CaseId,
         now_ms: i64,
-        kind: &str,
+        kind: crate::domain::CaseEventKind,
         detail: &str,
     ) -> StoreResult<()> {
         self.0
