@@ -33,6 +33,8 @@ pub enum Target {
 }
 
 impl Target {
+    pub const ALL: [Target; 3] = [Target::Sms, Target::Email, Target::Own];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Target::Sms => "sms",

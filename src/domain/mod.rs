@@ -650,7 +650,7 @@ mod tests {
                 (k, k.as_str().into())
             );
         }
-        for t in [Target::Sms, Target::Email, Target::Own] {
+        for t in Target::ALL {
             let back: Target = c.query_row("SELECT ?1", [t], |r| r.get(0)).unwrap();
             assert_eq!(
                 (back, serde_json::to_value(t).unwrap()),

@@ -763,6 +763,82 @@ async fn a_monthly_reminder_runs_once_per_occurrence() {
     app.shutdown().await;
 }
 
+/// A campaign whose stored kind or channel this version does not know (a newer version wrote
+/// it, or a hand) is left alone, running or recurring: read as its fallback it would go out
+/// under rules nobody chose for it, and its recipients could be suppressed for good. Its
+/// recipients stay pending; the others go.
+#[tokio::test]
+async fn a_campaign_of_an_unknown_kind_or_channel_is_left_alone() {
+    let clock = Arc::new(ManualClock::new(T0 - 8 * HOUR));
+    let (app, _) = spawn_app_with_clock(clock.clone(), |s, _| {
+        s.sms.outbound.paused = true;
+    })
+    .await;
+    let token = app.token("marketing").await;
+    let mut ids = Vec::new();
+    for (i, cron) in [None, None, Some("0 9 1 * *"), None]
+        .into_iter()
+        .enumerate()
+    {
+        let mut body = serde_json::json!({
+            "name": format!("notice {i}"), "kind": "notice", "channel": "sms",
+            "rate_per_sec": 100.0, "template": "{{ name }}您好，明晚22点至24点网络维护。",
+        });
+        if let Some(c) = cron {
+            body["cron"] = c.into();
+        }
+        let id = create(&app, &token, body).await;
+        load_and_start(
+            &app,
+            &token,
+            id,
+            format!("phone,name\n1380000{i}301,甲\n1380000{i}302,乙\n"),
+        )
+        .await;
+        ids.push(id);
+    }
+    app.exec(&format!(
+        "UPDATE campaigns SET kind = 'sweepstakes' WHERE id = {}",
+        ids[0]
+    ))
+    .await;
+    app.exec(&format!(
+        "UPDATE campaigns SET channel = 'fax' WHERE id = {}",
+        ids[1]
+    ))
+    .await;
+    app.exec(&format!(
+        "UPDATE campaigns SET kind = 'sweepstakes' WHERE id = {}",
+        ids[2]
+    ))
+    .await;
+    // The recurring one is due too: its first occurrence comes, and no run is spawned.
+    let (_, v) = app
+        .api(
+            "GET",
+            &format!("/api/v1/campaigns/{}", ids[2]),
+            &token,
+            None,
+        )
+        .await;
+    clock.set_ms(v["campaign"]["next_run_at"].as_i64().unwrap());
+    assert_eq!(
+        app.state.campaigns.run_once().await.unwrap(),
+        2,
+        "only the known campaign's two recipients are dispatched"
+    );
+    for id in &ids[..3] {
+        let v = progress(&app, &token, *id).await;
+        assert_eq!(v["pending"], 2, "campaign {id}: {v}");
+        assert_eq!(v["suppressed"], serde_json::json!({}), "campaign {id}: {v}");
+    }
+    let v = progress(&app, &token, ids[3]).await;
+    assert_eq!((&v["pending"], &v["queued"]), (&0.into(), &2.into()), "{v}");
+    let runs = app.store().campaigns(20).await.unwrap();
+    assert!(runs.iter().all(|c| c.parent_id.is_none()), "no run spawned");
+    app.shutdown().await;
+}
+
 /// The same marketing text reaches a recipient at most once within `repeat_after`, even from
 /// another campaign on another day; a different text the next day goes.
 #[tokio::test]

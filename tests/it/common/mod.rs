@@ -213,6 +213,21 @@ impl TestApp {
         self.dir
     }
 
+    /// Runs one SQL statement on the app's own database, either engine (for a row no API
+    /// writes: a newer version's, a hand-edited one).
+    pub async fn exec(&self, sql: &str) {
+        let url = self.state.settings.database.url.expose().to_string();
+        if url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            sqlx::query(sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            sqlx::query(sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+
     pub fn store(&self) -> Arc<dyn switchboard::store::Store> {
         self.state.intake.store.clone()
     }
