@@ -44,12 +44,7 @@ impl Target {
     }
 
     pub fn parse(s: &str) -> Option<Target> {
-        match s {
-            "sms" => Some(Target::Sms),
-            "email" => Some(Target::Email),
-            "own" => Some(Target::Own),
-            _ => None,
-        }
+        Target::ALL.into_iter().find(|t| t.as_str() == s)
     }
 }
 

@@ -186,11 +186,13 @@ text_column!(
 text_column!(Channel, "channel", |s| s.parse().ok(), Channel::Sms);
 text_column!(Direction, "direction", Direction::parse, Direction::In);
 text_column!(Category, "category", |s| s.parse().ok(), Category::Inquiry);
+// An unknown outbound kind (a newer version queued it) goes out under the strictest rules: the
+// bulk lane's quiet hours, and withdrawn at its claim if the customer opted out.
 text_column!(
     MessageKind,
     "message kind",
     MessageKind::parse,
-    MessageKind::Reply
+    MessageKind::Marketing
 );
 
 /// What an outbound message is (`messages.kind`). It decides the message's outbox lane, its
@@ -712,7 +714,7 @@ mod tests {
             assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
         }
         assert_eq!(MessageKind::parse("bulk"), None);
-        assert_eq!(MessageKind::from_column("bulk"), MessageKind::Reply);
+        assert_eq!(MessageKind::from_column("bulk"), MessageKind::Marketing);
         assert_eq!(MessageKind::Ack.lane(), Lane::Urgent);
         assert_eq!(MessageKind::SlaNotice.lane(), Lane::Urgent);
         assert_eq!(MessageKind::UrgentNotice.lane(), Lane::Urgent);
