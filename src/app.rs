@@ -43,6 +43,21 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
+        Self::build_on(settings, clock, None).await
+    }
+
+    /// As [`Application::build_with_clock`], serving on `listener` (bound already, to
+    /// `server.listen`) when given one: a caller that had to tell a peer the port before the
+    /// gateway could start (Kannel's and Jasmin's MO URL in the end-to-end tests) holds it
+    /// from then on, so nothing else can take it meanwhile.
+    ///
+    /// # Errors
+    /// As [`Application::build`].
+    pub async fn build_on(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        listener: Option<std::net::TcpListener>,
+    ) -> anyhow::Result<Application> {
         let listen = settings.server.listen;
         let unsecured = settings.unsecured_webhooks();
         if !listen.ip().is_loopback() && !unsecured.is_empty() {
@@ -107,9 +122,15 @@ impl Application {
             notify.clone(),
             intake.email_notify.clone(),
         ));
-        let listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding server.listen {listen}"))?;
+        let listener = match listener {
+            Some(l) => {
+                l.set_nonblocking(true)?;
+                TcpListener::from_std(l)?
+            }
+            None => TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding server.listen {listen}"))?,
+        };
         let port = listener.local_addr()?.port();
         let grace = Duration::from_secs(settings.server.shutdown_grace_secs);
         let state = AppState {

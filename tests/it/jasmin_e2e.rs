@@ -6,7 +6,7 @@
 //! thrower posts it to our /dlr/jasmin. Needs `bash tests/jasmin/setup.sh` (run by
 //! tests/run.sh); fails loudly without it.
 
-use crate::common::{TestApp, eventually, free_port, spawn_app};
+use crate::common::{HeldPort, TestApp, eventually, free_port, spawn_app_held};
 use crate::support::jasmin;
 use jasmin::{Concat, Jasmin, Submit};
 use std::sync::{Arc, Mutex};
@@ -32,16 +32,15 @@ async fn start_jasmin(url: String) -> Arc<Jasmin> {
     Arc::new(j)
 }
 
-/// The gateway on `port`, sending through this Jasmin's /send with DLRs requested.
-async fn start_gateway(j: &Jasmin, port: u16) -> TestApp {
+/// The gateway on the port `held` has held since Jasmin was told it, sending through this
+/// Jasmin's /send with DLRs requested.
+async fn start_gateway(j: &Jasmin, held: HeldPort) -> TestApp {
     let (user, pass, url) = (
         j.username().to_string(),
         j.password().to_string(),
         j.send_url(),
     );
-    spawn_app(move |s, _| {
-        s.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
-        s.server.public_url = format!("http://127.0.0.1:{port}");
+    spawn_app_held(held, move |s, _| {
         s.inbound.jasmin_token = Some(Secret::new(MO_TOKEN.to_string()));
         s.inbound.dlr_token = Some(Secret::new(DLR_TOKEN.to_string()));
         s.sms.outbound.driver = SmsDriver::Jasmin;
@@ -113,9 +112,10 @@ async fn wait_cases(app: &TestApp, n: i64, j: &Jasmin) -> switchboard::store::Co
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jasmin_ucs2_and_gsm7_mos_each_open_a_case_and_their_acks_reach_the_smsc() {
-    let port = free_port();
+    let held = HeldPort::new();
+    let port = held.port;
     let j = start_jasmin(mo_url(port)).await;
-    let app = start_gateway(&j, port).await;
+    let app = start_gateway(&j, held).await;
 
     inject_ucs2(&j, ZH_CUSTOMER, "我要投诉，宽带断网三天了").await;
     inject_gsm7(&j, EN_CUSTOMER, "My phone has no signal since yesterday").await;
@@ -273,14 +273,15 @@ fn form_field(req: &[u8], name: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jasmin_rethrowing_the_same_mo_id_after_a_lost_ack_adds_no_message_case_or_ack() {
-    let port = free_port();
+    let held = HeldPort::new();
+    let port = held.port;
     let proxy = LossyProxy::start(port, 1).await;
     let j = start_jasmin(format!(
         "http://127.0.0.1:{}/inbound/sms/jasmin?token={MO_TOKEN}",
         proxy.port
     ))
     .await;
-    let app = start_gateway(&j, port).await;
+    let app = start_gateway(&j, held).await;
 
     inject_gsm7(&j, EN_CUSTOMER, "My phone has no signal since yesterday").await;
 
@@ -341,7 +342,7 @@ async fn jasmin_mo_thrown_while_switchboard_is_down_arrives_on_a_later_attempt()
     .await;
     assert!(failed.is_some(), "no failed throw logged:\n{}", j.logs());
 
-    let app = start_gateway(&j, port).await;
+    let app = start_gateway(&j, HeldPort::bind(port)).await;
     let c = wait_cases(&app, 1, &j).await;
     assert_eq!((c.cases, c.messages_in), (1, 1));
     let ins = app.store().recent_messages("in", 10).await.unwrap();
@@ -355,9 +356,10 @@ async fn jasmin_mo_thrown_while_switchboard_is_down_arrives_on_a_later_attempt()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jasmin_delivery_receipts_mark_acks_delivered_or_failed() {
-    let port = free_port();
+    let held = HeldPort::new();
+    let port = held.port;
     let j = start_jasmin(mo_url(port)).await;
-    let app = start_gateway(&j, port).await;
+    let app = start_gateway(&j, held).await;
     let store = app.store();
 
     inject_ucs2(&j, ZH_CUSTOMER, "我要投诉，宽带断网三天了").await;
@@ -423,9 +425,10 @@ async fn jasmin_delivery_receipts_mark_acks_delivered_or_failed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jasmin_reassembles_long_mos_with_8bit_udh_or_sar_into_one_message_each() {
-    let port = free_port();
+    let held = HeldPort::new();
+    let port = held.port;
     let j = start_jasmin(mo_url(port)).await;
-    let app = start_gateway(&j, port).await;
+    let app = start_gateway(&j, held).await;
 
     let zh = "我要投诉，宽带断网三天了，客服电话一直打不通，请尽快派人上门维修，谢谢。这是第二次投诉了。";
     let en = "My phone has had no signal since yesterday morning and the shop says it is a network fault, please send someone to check the tower near my house today";
@@ -478,9 +481,10 @@ async fn jasmin_reassembles_long_mos_with_8bit_udh_or_sar_into_one_message_each(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jasmin_passes_16bit_udh_parts_through_and_switchboard_joins_them_out_of_order() {
-    let port = free_port();
+    let held = HeldPort::new();
+    let port = held.port;
     let j = start_jasmin(mo_url(port)).await;
-    let app = start_gateway(&j, port).await;
+    let app = start_gateway(&j, held).await;
 
     // Jasmin 0.11.0 reassembles only 8-bit-reference UDH and SAR; these come one by one,
     // each with its own id and the UDH inside content.

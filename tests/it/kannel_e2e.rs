@@ -3,7 +3,7 @@
 //! sendsms, and fakesmsc receives it; Kannel's delivery reports come back to /dlr/kannel.
 //! Needs Debian `kannel` and `kannel-extras` (installed by .ci/run); fails loudly without them.
 
-use crate::common::{eventually, spawn_app};
+use crate::common::{HeldPort, eventually, spawn_app_held};
 use crate::support::kannel;
 use kannel::Kannel;
 use std::sync::Arc;
@@ -31,17 +31,16 @@ async fn wait_mts(k: &Arc<Kannel>, n: usize) -> Vec<kannel::ReceivedMt> {
 
 async fn run_end_to_end(mo_recode: bool) {
     // Kannel's get-url needs the gateway's port and the gateway's sender needs Kannel's:
-    // reserve a port for the gateway, start Kannel, then bind the gateway to it.
-    let gateway_port = crate::common::free_port();
+    // hold a port for the gateway, start Kannel, then serve the gateway on it.
+    let held = HeldPort::new();
+    let gateway_port = held.port;
     let k = start_kannel(gateway_port, mo_recode).await;
     let (user, pass, url) = (
         k.username().to_string(),
         k.password().to_string(),
         k.sendsms_url(),
     );
-    let app = spawn_app(move |s, _| {
-        s.server.listen = format!("127.0.0.1:{gateway_port}").parse().unwrap();
-        s.server.public_url = format!("http://127.0.0.1:{gateway_port}");
+    let app = spawn_app_held(held, move |s, _| {
         s.sms.outbound.url = url;
         s.sms.outbound.username = user;
         s.sms.outbound.password = switchboard::config::Secret::new(pass);

@@ -161,6 +161,37 @@ pub async fn spawn(
     engine: Engine,
     customize: impl FnOnce(&mut Settings, &std::path::Path),
 ) -> (TestApp, Arc<switchboard::sla::scheduler::Scheduler>) {
+    spawn_on(clock, engine, None, customize).await
+}
+
+/// The app on the port `held` has held since it was picked (a peer was told it first), on the
+/// default engine.
+pub async fn spawn_app_held(
+    held: HeldPort,
+    customize: impl FnOnce(&mut Settings, &std::path::Path),
+) -> TestApp {
+    let port = held.port;
+    spawn_on(
+        Arc::new(switchboard::clock::SystemClock),
+        default_engine(),
+        Some(held.listener),
+        move |s, dir| {
+            s.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+            s.server.public_url = format!("http://127.0.0.1:{port}");
+            customize(s, dir)
+        },
+    )
+    .await
+    .0
+}
+
+/// [`spawn`], serving on `listener` when given one.
+async fn spawn_on(
+    clock: Arc<dyn switchboard::clock::Clock>,
+    engine: Engine,
+    listener: Option<std::net::TcpListener>,
+    customize: impl FnOnce(&mut Settings, &std::path::Path),
+) -> (TestApp, Arc<switchboard::sla::scheduler::Scheduler>) {
     let dir = tempfile::tempdir().unwrap();
     let mut s = base_settings();
     let sqlite = format!("sqlite://{}/sb.db", dir.path().display());
@@ -174,7 +205,7 @@ pub async fn spawn(
         s.database.url = Secret::new(url.clone());
         pg_database = Some(url);
     }
-    let app = Application::build_with_clock(s, clock)
+    let app = Application::build_on(s, clock, listener)
         .await
         .expect("app builds");
     let sla = app.sla();
@@ -423,6 +454,32 @@ pub fn free_port() -> u16 {
     free_ports(1)[0]
 }
 
+/// A gateway port picked as [`free_ports`] picks them and held (bound, listening) until
+/// [`spawn_app_held`] serves it, for a test that must tell a peer the port (Kannel's or
+/// Jasmin's MO URL) before the gateway starts: nothing else can take it meanwhile.
+pub struct HeldPort {
+    pub port: u16,
+    listener: std::net::TcpListener,
+}
+
+impl HeldPort {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> HeldPort {
+        let listener = pick_listeners(1).pop().expect("one");
+        HeldPort {
+            port: listener.local_addr().unwrap().port(),
+            listener,
+        }
+    }
+
+    /// `port` bound now (a test that left it closed on purpose until this moment).
+    pub fn bind(port: u16) -> HeldPort {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("binding 127.0.0.1:{port}: {e}"));
+        HeldPort { port, listener }
+    }
+}
+
 /// `n` distinct ports that were free a moment ago, for servers that bind them themselves (the
 /// real binary, Kannel, Jasmin). They are taken *below* the kernel's ephemeral range: a port
 /// from `bind(0)` lies inside it, so an outgoing connection (Jasmin's to Redis, say) could be
@@ -430,6 +487,14 @@ pub fn free_port() -> u16 {
 /// "Address already in use" that way. Random, so parallel test processes rarely meet; checked
 /// free; never handed out twice by one process.
 pub fn free_ports(n: usize) -> Vec<u16> {
+    pick_listeners(n)
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// Listeners on `n` distinct ports picked as [`free_ports`] describes.
+fn pick_listeners(n: usize) -> Vec<std::net::TcpListener> {
     use rand::Rng;
     use std::collections::BTreeSet;
     use std::sync::Mutex;
@@ -459,9 +524,7 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         }
     }
     assert_eq!(held.len(), n, "found no {n} free ports in {lo}..{low}");
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    held
 }
 
 /// The low end of the kernel's ephemeral port range (Linux's default when it cannot be read).
