@@ -58,7 +58,7 @@ pub trait CampaignTx: IntakeTx {
         now_ms: i64,
         expires_ms: i64,
     ) -> StoreResult<()>;
-    /// Whether a queued message is commercial and its recipient opted out.
+    /// Whether a queued message's recipient opted out (the caller asks only of commercial ones).
     async fn message_opted_out(&mut self, message_id: MessageId) -> StoreResult<bool>;
     /// A queued message withdrawn (suppressed as opted out; its outbox row and recipient too).
     async fn withdraw_message(&mut self, message_id: MessageId, now_ms: i64) -> StoreResult<()>;
@@ -127,8 +127,8 @@ pub async fn dispatch<T: CampaignTx>(tx: &mut T, d: &Dispatch) -> StoreResult<u6
     Ok(queued)
 }
 
-/// Of claimed messages, the commercial ones whose recipient opted out while they waited:
-/// withdrawn, and returned.
+/// Of claimed commercial messages (the caller picks them by `MessageKind::is_commercial`),
+/// those whose recipient opted out while they waited: withdrawn, and returned.
 ///
 /// # Errors
 /// The engine's.

@@ -235,10 +235,12 @@ pub const CAMPAIGN_SURVEY_WAIT: &str = "INSERT INTO survey_waits \
      sent_at = excluded.sent_at, expires_at = excluded.expires_at \
      WHERE survey_waits.survey <> 'return_visit' OR survey_waits.expires_at <= excluded.sent_at";
 
-/// A commercial message whose recipient is opted out now (message id): one row if so.
+/// A message whose recipient is opted out now (message id): one row if so. Which messages an
+/// opt-out holds is the caller's decision (`MessageKind::is_commercial` on the typed kind, so a
+/// kind this version does not know counts as marketing, as it reads).
 pub const MESSAGE_OPTED_OUT: &str = "SELECT m.id FROM messages m JOIN contacts c \
      ON c.channel = m.channel AND c.address = m.to_addr \
-     WHERE m.id = $1 AND m.kind IN ('marketing', 'research') AND c.opted_out_at IS NOT NULL \
+     WHERE m.id = $1 AND c.opted_out_at IS NOT NULL \
      AND (c.opted_in_at IS NULL OR c.opted_in_at < c.opted_out_at)";
 
 /// A queued message withdrawn after an opt-out (now, message id).

@@ -162,6 +162,72 @@ async fn postgres_an_ack_is_rendered_when_sent_and_recorded_with_its_result() {
     common::drop_pg_database(&url).await;
 }
 
+/// A queued message of a kind this version does not know (a newer version queued it) goes out
+/// under the strictest rules, as marketing: to a customer who opted out it is withdrawn at its
+/// claim, never sent. (Read as a reply, as before, it went out in the urgent lane unchecked.)
+async fn an_unknown_message_kind_to_an_opted_out_customer_is_withdrawn(url: Option<String>) {
+    // Noon in Shanghai: outside every quiet hour, so only the opt-out can hold it.
+    let clock = Arc::new(switchboard::clock::ManualClock::new(1_796_356_800_000));
+    let bridge = StubBridge::start(202, "0: Accepted for delivery").await;
+    let burl = format!("{}/cgi-bin/sendsms", bridge.url);
+    let dir = tempfile::tempdir().unwrap();
+    let db = url.unwrap_or_else(|| format!("sqlite://{}/k.db", dir.path().display()));
+    let db1 = db.clone();
+    let (app, _) = common::spawn_app_with_clock(clock.clone(), move |s, _| {
+        s.database.url = switchboard::config::Secret::new(db1);
+        s.sms.outbound.paused = true;
+    })
+    .await;
+    post_mo(&app, "k-1", "13800138000", "宽带坏了三天了，我要投诉").await;
+    app.exec(
+        "UPDATE messages SET kind = 'bulk_v9' WHERE direction = 'out' AND to_addr = '+8613800138000'",
+    )
+    .await;
+    app.exec(
+        "INSERT INTO contacts (channel, address, opted_out_at) VALUES ('sms', '+8613800138000', 1)",
+    )
+    .await;
+    app.shutdown().await;
+
+    let app = common::spawn_app_with_clock(clock, move |s, _| {
+        s.database.url = switchboard::config::Secret::new(db);
+        s.sms.outbound.url = burl;
+    })
+    .await
+    .0;
+    let gone = eventually(Duration::from_secs(10), || async {
+        ack_status(&app, "+8613800138000")
+            .await
+            .filter(|m| m.status == "suppressed")
+    })
+    .await;
+    let Some(gone) = gone else {
+        let out = app.store().recent_messages("out", 10).await.unwrap();
+        panic!(
+            "not withdrawn: {:?}; the bridge got {}",
+            out.iter()
+                .map(|m| (&m.status, m.kind, &m.last_error))
+                .collect::<Vec<_>>(),
+            bridge.requests().len()
+        );
+    };
+    assert_eq!(gone.last_error.as_deref(), Some("opted out"));
+    assert!(bridge.requests().is_empty(), "{:?}", bridge.requests());
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn sqlite_an_unknown_message_kind_to_an_opted_out_customer_is_withdrawn() {
+    an_unknown_message_kind_to_an_opted_out_customer_is_withdrawn(None).await;
+}
+
+#[tokio::test]
+async fn postgres_an_unknown_message_kind_to_an_opted_out_customer_is_withdrawn() {
+    let url = common::fresh_pg_database().await;
+    an_unknown_message_kind_to_an_opted_out_customer_is_withdrawn(Some(url.clone())).await;
+    common::drop_pg_database(&url).await;
+}
+
 #[tokio::test]
 async fn server_errors_are_retried_with_backoff_then_sent_once() {
     let bridge = StubBridge::start(202, "0: Accepted for delivery").await;
