@@ -79,6 +79,19 @@ impl CampaignSettings {
     }
 }
 
+/// The SQL predicate over `campaigns` of what the dispatcher may take up (run or spawn runs
+/// of): a campaign whose kind and channel this version knows. One written by a newer version
+/// (or by hand) is left alone, as it was before these columns were typed: read as its fallback
+/// (`marketing`, `sms`), it would go out under rules its author did not choose, and recipients
+/// suppressed that way stay suppressed.
+pub fn dispatchable_predicate() -> String {
+    format!(
+        "{} AND {}",
+        crate::domain::any_of("kind", Kind::ALL.map(Kind::as_str)),
+        crate::domain::any_of("channel", import::Target::ALL.map(import::Target::as_str))
+    )
+}
+
 /// What a campaign sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -579,19 +579,6 @@ pub async fn set_campaign_status(
     Ok(c)
 }
 
-/// Only a campaign whose kind and channel this version knows is dispatched or spawns a run:
-/// one written by a newer version (or by hand) is left alone, as it was before these columns
-/// were typed. Read as its fallback (`marketing`, `sms`), it would go out under rules its author
-/// did not choose, and recipients suppressed that way stay suppressed.
-fn known_campaigns() -> String {
-    use crate::campaigns::{Kind, import::Target};
-    format!(
-        "{} AND {}",
-        crate::domain::any_of("kind", Kind::ALL.map(Kind::as_str)),
-        crate::domain::any_of("channel", Target::ALL.map(Target::as_str))
-    )
-}
-
 pub async fn due_recurring(
     pool: &Pool<DB>,
     now_ms: i64,
@@ -599,7 +586,7 @@ pub async fn due_recurring(
     let sql = format!(
         "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE status = 'recurring' AND next_run_at <= $1 \
          AND {} ORDER BY id",
-        known_campaigns()
+        crate::campaigns::dispatchable_predicate()
     );
     Ok(sqlx::query_as(&sql).bind(now_ms).fetch_all(pool).await?)
 }
@@ -673,7 +660,7 @@ pub async fn running_campaigns(
     let sql = format!(
         "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE status = 'running' AND start_at <= $1 \
          AND {} ORDER BY id",
-        known_campaigns()
+        crate::campaigns::dispatchable_predicate()
     );
     Ok(sqlx::query_as(&sql).bind(now_ms).fetch_all(pool).await?)
 }
