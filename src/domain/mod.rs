@@ -161,8 +161,8 @@ text_column!(
     CaseEventKind::parse,
     CaseEventKind::Note
 );
-// An unknown campaign kind is sent under the strictest rules: consent, opt-outs, commercial
-// caps, daytime only.
+// A campaign of an unknown kind or channel reads as marketing / SMS, but is never dispatched
+// (`campaigns::dispatchable_predicate`): its recipients wait for the version that wrote it.
 text_column!(
     crate::campaigns::Kind,
     "campaign kind",
