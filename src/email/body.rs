@@ -94,7 +94,8 @@ fn part_text(raw: &[u8], part: &MessagePart<'_>) -> Option<(String, bool)> {
     };
     let text = clean_text(&text);
     Some(if is_html {
-        (html_text(&text), true)
+        // Again after the HTML is read: an entity (`&#0;`) can make a NUL.
+        (clean_text(&html_text(&text)), true)
     } else {
         (text, false)
     })

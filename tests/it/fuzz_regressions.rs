@@ -47,6 +47,7 @@ macro_rules! regressions {
 
 regressions! {
     phone_short_code_2_digits => "phone-short-code-2-digits",
+    email_html_nul_entity => "email-html-nul-entity",
 }
 
 /// The known stack overflow: a `message/rfc822` part nested 50,000 deep (about 1.5 MB, under the
