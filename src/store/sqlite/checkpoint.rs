@@ -37,13 +37,20 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// SQLite's own `wal_autocheckpoint` step (1,000 pages); the log starts over at 16,000
-    /// (64 MB of 4 KB pages). A larger step measured about a tenth more messages per second
-    /// but twice the p99 (each checkpoint's fsync then holds up the writer's), so the step
-    /// stays SQLite's.
+    /// A checkpoint every 2,000 new frames; the log starts over at 128,000 (512 MB of 4 KB
+    /// pages). Measured under `benches/load.sh` (README, Performance, 2026-12-06 session 13):
+    /// - the writer's own checkpoint at `restart` stops the intake for a moment, and was what
+    ///   set the p99: at 16,000 frames (every ~0.25 s under load) p99 26–30 ms, at 64,000
+    ///   14–18 ms, at 128,000 12–13 ms;
+    /// - the disk's write bandwidth (~450 MB/s here) bounds the rate, and a longer step copies
+    ///   a page rewritten within it once: 2,000 frames wrote ~28 KB a message against ~31 KB
+    ///   at 1,000 (+4–6 % messages per second); 4,000 doubled the p99 again (its fsync holds
+    ///   up the log's).
+    ///
+    /// The cost: a log of up to 512 MB on disk, read through once after a crash.
     pub const DEFAULT: Limits = Limits {
-        step: 1000,
-        restart: 16_000,
+        step: 2000,
+        restart: 128_000,
     };
 }
 
