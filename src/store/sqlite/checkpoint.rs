@@ -37,19 +37,20 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// A checkpoint every 2,000 new frames; the log starts over at 128,000 (512 MB of 4 KB
+    /// A checkpoint every 3,000 new frames; the log starts over at 128,000 (512 MB of 4 KB
     /// pages). Measured under `benches/load.sh` (README, Performance, 2026-12-06 session 13):
     /// - the writer's own checkpoint at `restart` stops the intake for a moment, and was what
     ///   set the p99: at 16,000 frames (every ~0.25 s under load) p99 26–30 ms, at 64,000
-    ///   14–18 ms, at 128,000 12–13 ms;
-    /// - the disk's write bandwidth (~450 MB/s here) bounds the rate, and a longer step copies
-    ///   a page rewritten within it once: 2,000 frames wrote ~28 KB a message against ~31 KB
-    ///   at 1,000 (+4–6 % messages per second); 4,000 doubled the p99 again (its fsync holds
-    ///   up the log's).
+    ///   14–18 ms, at 128,000 12–13 ms (with a step of 1,000);
+    /// - a longer step copies a page rewritten within it once, so each message costs fewer
+    ///   bytes written (~31 KB at 1,000 frames, ~28 KB at 2,000, ~25 KB at 4,000) and the
+    ///   rate rises (2,000: +2–6 %; 3,000: +5 % more), but the checkpoint's fsync of the
+    ///   database file then holds up the log's, and the p99 rises (2,000: 14–23 ms; 3,000:
+    ///   25–32 ms, what it was before this session; 4,000: 30–43 ms).
     ///
     /// The cost: a log of up to 512 MB on disk, read through once after a crash.
     pub const DEFAULT: Limits = Limits {
-        step: 2000,
+        step: 3000,
         restart: 128_000,
     };
 }
