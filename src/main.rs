@@ -3,11 +3,6 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc instead of glibc's malloc: under `benches/load.sh`, glibc's malloc and free were
-/// about a fifth of the HTTP workers' CPU samples (`perf record`); see the README's Performance.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     let cli = match switchboard::cli::Cli::try_parse() {
         Ok(cli) => cli,

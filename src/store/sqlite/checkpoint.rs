@@ -46,7 +46,7 @@ impl Limits {
     ///   bytes written (~31 KB at 1,000 frames, ~28 KB at 2,000, ~25 KB at 4,000) and the
     ///   rate rises (2,000: +2–6 %; 3,000: +5 % more), but the checkpoint's fsync of the
     ///   database file then holds up the log's, and the p99 rises (2,000: 14–23 ms; 3,000:
-    ///   25–32 ms, what it was before this session; 4,000: 30–43 ms).
+    ///   25–33 ms, what it was before this session; 4,000: 30–43 ms).
     ///
     /// The cost: a log of up to 512 MB on disk, read through once after a crash.
     pub const DEFAULT: Limits = Limits {
