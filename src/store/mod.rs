@@ -949,16 +949,15 @@ pub mod prelude {
     };
 }
 
-/// Opens the backend named by the URL scheme and migrates it.
-///
-/// # Errors
-/// Unknown scheme, unreachable database, failed migration.
-/// Turns off SQLite's memory statistics before its first use in this process. With them on,
-/// every allocation SQLite makes takes a global mutex (`perf` under load: ~7 % of the samples
-/// in `pthread_mutex_lock`/`unlock`, most on the writer thread); nothing here reads them. It
-/// applies only before SQLite initialises, so it runs once, before the first connection;
-/// later it would be refused (`SQLITE_MISUSE`), which is harmless.
-fn sqlite_without_memstatus() {
+/// Sets SQLite up before its first use in this process (it applies only before SQLite
+/// initialises, so it runs once, before the first connection; later it would be refused
+/// with `SQLITE_MISUSE`, which is harmless):
+/// - memory statistics off. With them on, every allocation SQLite makes takes a global mutex
+///   (`perf` under load: ~7 % of the samples in `pthread_mutex_lock`/`unlock`, most on the
+///   writer thread); nothing here reads them.
+/// - the page cache wrapper of [`sqlite::pcache`], which spares the writer a walk of its
+///   whole page cache at nearly every commit.
+fn configure_sqlite() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // SAFETY: `sqlite3_config` is documented safe to call before `sqlite3_initialize`
@@ -976,16 +975,27 @@ fn sqlite_without_memstatus() {
                 "SQLite was initialised already; memory statistics stay on"
             );
         }
+        let rc = sqlite::pcache::install();
+        if rc != rusqlite::ffi::SQLITE_OK {
+            tracing::debug!(
+                rc,
+                "SQLite was initialised already; its page cache stays unwrapped"
+            );
+        }
     });
 }
 
+/// Opens the backend named by the URL scheme and migrates it.
+///
+/// # Errors
+/// Unknown scheme, unreachable database, failed migration.
 pub async fn open(
     url: &str,
     max_connections: u32,
     group_commit_max: usize,
 ) -> anyhow::Result<Arc<dyn Store>> {
     let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
-        sqlite_without_memstatus();
+        configure_sqlite();
         Arc::new(SqliteStore::open(url, max_connections, group_commit_max).await?)
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Arc::new(PgStore::open(url, max_connections).await?)
@@ -1027,7 +1037,7 @@ mod memstatus_tests {
         if std::env::var("SB_MEMSTATUS_CHILD").is_err() {
             return;
         }
-        super::sqlite_without_memstatus();
+        super::configure_sqlite();
         let c = rusqlite::Connection::open_in_memory().unwrap();
         c.execute_batch("CREATE TABLE t (x TEXT); INSERT INTO t VALUES ('a'), ('b');")
             .unwrap();

@@ -28,6 +28,8 @@ mod store_impl;
 
 mod checkpoint;
 mod durable;
+pub(crate) mod pcache;
+mod walbuf;
 mod writer;
 
 use writer as sqlite_writer;

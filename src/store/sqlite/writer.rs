@@ -318,8 +318,23 @@ fn start_with(
     durable: impl FnOnce(&Connection) -> std::io::Result<super::durable::Durable>,
     on_death: OnDeath,
 ) -> anyhow::Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>)> {
-    let conn = Connection::open(path)
-        .map_err(|e| anyhow::anyhow!("opening SQLite writer connection {}: {e}", path.display()))?;
+    // The log's appends gathered into one write per commit (`walbuf`); SQLite's own VFS if
+    // that could not be registered.
+    let conn = match super::walbuf::register() {
+        Ok(()) => Connection::open_with_flags_and_vfs(
+            path,
+            rusqlite::OpenFlags::default(),
+            super::walbuf::NAME,
+        ),
+        Err(rc) => {
+            tracing::warn!(
+                rc,
+                "the sbwal VFS could not be registered; SQLite's own is used"
+            );
+            Connection::open(path)
+        }
+    }
+    .map_err(|e| anyhow::anyhow!("opening SQLite writer connection {}: {e}", path.display()))?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // COMMIT writes the log without waiting for the disk; `durable` fsyncs it on its own
