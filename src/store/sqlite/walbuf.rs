@@ -13,6 +13,10 @@
 //! - before any other call on the log (read, size, sync, truncate, close, file control, ...),
 //!   and before a write that is not an append (a rewrite of an earlier frame, the header of
 //!   a log that starts over);
+//! - when the connection releases the log's write lock (`xShmLock` on lock 0): what is still
+//!   held then was never committed (frames a rolled-back transaction spilled), and it goes
+//!   out while this connection still owns the log's tail, before another connection can
+//!   append at the same offsets;
 //! - at `xShmBarrier` on the same connection's database file. SQLite calls it while it
 //!   publishes a commit in the shared log index, between the index header's two copies, so
 //!   no reader, in this process or another, can see a frame that is not in the file. The
@@ -23,8 +27,8 @@
 //! commit is visible and before the sync thread's `fdatasync`.
 
 use rusqlite::ffi::{
-    SQLITE_IOERR, SQLITE_OK, SQLITE_OPEN_MAIN_DB, SQLITE_OPEN_WAL, sqlite3_file, sqlite3_int64,
-    sqlite3_io_methods, sqlite3_vfs,
+    SQLITE_IOERR, SQLITE_OK, SQLITE_OPEN_MAIN_DB, SQLITE_OPEN_WAL, SQLITE_SHM_UNLOCK, sqlite3_file,
+    sqlite3_int64, sqlite3_io_methods, sqlite3_vfs,
 };
 use std::collections::HashMap;
 use std::ffi::{CStr, c_char, c_int, c_void};
@@ -172,6 +176,10 @@ impl File {
 
     fn write(&mut self, data: &[u8], at: i64) -> c_int {
         let end = at + data.len() as i64;
+        // This write ends a commit if the frame header before it said so; a frame header
+        // whose "database size after commit" is set announces that its page does.
+        let ends_commit = std::mem::take(&mut self.commit_next);
+        self.commit_next = data.len() == FRAME_HEADER && data[4..8] != [0, 0, 0, 0];
         if at == self.end && at != 0 {
             if self.buf.is_empty() {
                 self.buf_at = at;
@@ -179,32 +187,34 @@ impl File {
             APPENDS.fetch_add(1, Ordering::Relaxed);
             self.buf.extend_from_slice(data);
             self.end = end;
-            let ends_commit = std::mem::take(&mut self.commit_next);
-            if data.len() == FRAME_HEADER {
-                self.commit_next = data[4..8] != [0, 0, 0, 0];
-            }
             if ends_commit || self.buf.len() >= CAP {
-                return self.flush();
+                let rc = self.flush();
+                if rc != SQLITE_OK {
+                    // What the file holds there is unknown: no appends until a write lands.
+                    self.end = -1;
+                }
+                return rc;
             }
             return SQLITE_OK;
         }
         // Not an append: what is held goes first, then this, straight through.
         let rc = self.flush();
         if rc != SQLITE_OK {
+            self.end = -1;
             return rc;
         }
-        self.commit_next = false;
-        self.end = if at == 0 { end } else { self.end.max(end) };
         let write = self.real_methods().xWrite.expect("xWrite");
         // SAFETY: the real file is open; `data` outlives the call.
-        unsafe {
+        let rc = unsafe {
             write(
                 self.real,
                 data.as_ptr() as *const c_void,
                 data.len() as c_int,
                 at,
             )
-        }
+        };
+        self.end = if rc == SQLITE_OK { end } else { -1 };
+        rc
     }
 }
 
@@ -354,7 +364,6 @@ forward!(x_unlock, xUnlock, (level: c_int));
 forward!(x_check_reserved_lock, xCheckReservedLock, (out: *mut c_int));
 forward!(x_file_control, xFileControl, (op: c_int, arg: *mut c_void));
 forward!(x_shm_map, xShmMap, (page: c_int, size: c_int, extend: c_int, out: *mut *mut c_void));
-forward!(x_shm_lock, xShmLock, (offset: c_int, n: c_int, flags: c_int));
 forward!(x_shm_unmap, xShmUnmap, (delete: c_int));
 forward!(x_fetch, xFetch, (at: sqlite3_int64, amt: c_int, out: *mut *mut c_void));
 forward!(x_unfetch, xUnfetch, (at: sqlite3_int64, p: *mut c_void));
@@ -375,6 +384,34 @@ unsafe extern "C" fn x_write(
     // SAFETY: SQLite passes `amt` readable bytes at `data`.
     let data = unsafe { std::slice::from_raw_parts(data as *const u8, amt as usize) };
     f.write(data, at)
+}
+
+unsafe extern "C" fn x_shm_lock(
+    f: *mut sqlite3_file,
+    offset: c_int,
+    n: c_int,
+    flags: c_int,
+) -> c_int {
+    let f = unsafe { file(f) };
+    if f.kind == Kind::Main && flags & SQLITE_SHM_UNLOCK != 0 && offset == 0 && !f.wal.is_null() {
+        // Lock 0 is the log's write lock: this connection's write transaction is over, and
+        // another connection may append to the log next, at the same offsets. Whatever is
+        // still held was never committed (a commit goes out at its commit frame, or at the
+        // barrier that publishes it), e.g. frames a rolled-back transaction spilled; it is
+        // written now, while this connection still owns the log's tail, as SQLite's own VFS
+        // would have done, so it cannot land later on top of another connection's frames. If
+        // that write fails, the bytes are dropped: nobody can read them.
+        // SAFETY: a linked WAL is open (closing it clears the link).
+        let wal = unsafe { &mut *f.wal };
+        if wal.flush() != SQLITE_OK {
+            wal.end = -1;
+        }
+        wal.commit_next = false;
+    }
+    match f.real_methods().xShmLock {
+        Some(m) => unsafe { m(f.real, offset, n, flags) },
+        None => SQLITE_IOERR,
+    }
 }
 
 unsafe extern "C" fn x_sector_size(f: *mut sqlite3_file) -> c_int {
@@ -450,11 +487,15 @@ mod tests {
             .unwrap()
     }
 
-    fn copy_of(dir: &std::path::Path, n: u32) -> Connection {
+    fn copy_of(dir: &std::path::Path, stem: &str, n: u32) -> Connection {
         // What a crash right now would leave: the database and its log as the OS has them.
         let to = dir.join(format!("copy{n}.db"));
-        std::fs::copy(dir.join("w.db"), &to).unwrap();
-        std::fs::copy(dir.join("w.db-wal"), dir.join(format!("copy{n}.db-wal"))).unwrap();
+        std::fs::copy(dir.join(format!("{stem}.db")), &to).unwrap();
+        std::fs::copy(
+            dir.join(format!("{stem}.db-wal")),
+            dir.join(format!("copy{n}.db-wal")),
+        )
+        .unwrap();
         Connection::open(&to).unwrap()
     }
 
@@ -533,7 +574,7 @@ mod tests {
             assert_eq!(count(&r), rows, "a reader sees commit {round}");
             if round % 10 == 3 {
                 assert_eq!(
-                    count(&copy_of(dir.path(), round)),
+                    count(&copy_of(dir.path(), "w", round)),
                     rows,
                     "crash copy {round}"
                 );
@@ -571,7 +612,7 @@ mod tests {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
         assert_eq!(ok, "ok");
-        let copy = copy_of(dir.path(), 999);
+        let copy = copy_of(dir.path(), "w", 999);
         assert_eq!(count(&copy), rows);
         let ok: String = copy
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
@@ -587,5 +628,77 @@ mod tests {
             appends > 4 * flushes,
             "{appends} appends went out in {flushes} writes"
         );
+    }
+
+    /// A transaction on the `sbwal` connection spills pages to the log (a 16-page cache)
+    /// and rolls back; another connection, on SQLite's own VFS, then commits at the same
+    /// offsets of the log. The spilled bytes must not land on top of its frames later: both
+    /// connections, and a fresh one after all are closed (the log read from disk), see
+    /// every committed row, and the file is intact.
+    #[test]
+    fn a_rolled_back_spill_never_lands_on_another_connections_commit() {
+        super::register().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let w =
+            Connection::open_with_flags_and_vfs(&path, OpenFlags::default(), super::NAME).unwrap();
+        let mode: String = w
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        w.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        w.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        w.execute_batch("CREATE TABLE t (k TEXT NOT NULL, v BLOB); CREATE INDEX t_k ON t (k);")
+            .unwrap();
+        w.pragma_update(None, "cache_size", 16).unwrap();
+        let o = Connection::open(&path).unwrap();
+        o.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        let mut rows = 0i64;
+        for round in 0..5 {
+            // An empty log: the rollback then reads page 1 from the database file, not from
+            // the log, so nothing on the log's handle makes the held bytes go out first.
+            let busy: i64 = o
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(busy, 0);
+            let tx = w.unchecked_transaction().unwrap();
+            for i in 0..2000 {
+                tx.execute(
+                    "INSERT INTO t (k, v) VALUES (?1, randomblob(300))",
+                    [format!("spilled-{round}-{i}")],
+                )
+                .unwrap();
+            }
+            tx.rollback().unwrap();
+            let tx = o.unchecked_transaction().unwrap();
+            // More pages than the spill wrote, so its frames cover the spill's offsets.
+            for i in 0..3000 {
+                tx.execute(
+                    "INSERT INTO t (k, v) VALUES (?1, randomblob(300))",
+                    [format!("kept-{round}-{i}")],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+            rows += 3000;
+            assert_eq!(count(&w), rows, "the sbwal connection, round {round}");
+            assert_eq!(count(&o), rows, "the other connection, round {round}");
+        }
+        for c in [&w, &o] {
+            let ok: String = c
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(ok, "ok");
+        }
+        // What a crash now would leave, read by SQLite's own VFS: the log as it is on disk.
+        assert_eq!(count(&copy_of(dir.path(), "s", 0)), rows, "crash copy");
+        drop(w);
+        drop(o);
+        let again = Connection::open(&path).unwrap();
+        assert_eq!(count(&again), rows);
+        let ok: String = again
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok");
     }
 }
