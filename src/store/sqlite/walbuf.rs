@@ -23,12 +23,15 @@
 //!   commit frame has been written by then; if a write failed here the process aborts, as
 //!   it does when the log's fsync fails (`durable.rs`).
 //!
+//! `locking_mode = EXCLUSIVE` must not be set on this connection: SQLite then takes no
+//! shared-memory locks, so the write lock's release would not be seen.
+//!
 //! Nothing changes on disk: the same bytes land at the same offsets, in order, before the
 //! commit is visible and before the sync thread's `fdatasync`.
 
 use rusqlite::ffi::{
-    SQLITE_IOERR, SQLITE_OK, SQLITE_OPEN_MAIN_DB, SQLITE_OPEN_WAL, SQLITE_SHM_UNLOCK, sqlite3_file,
-    sqlite3_int64, sqlite3_io_methods, sqlite3_vfs,
+    SQLITE_IOERR, SQLITE_IOERR_WRITE, SQLITE_OK, SQLITE_OPEN_MAIN_DB, SQLITE_OPEN_WAL,
+    SQLITE_SHM_UNLOCK, sqlite3_file, sqlite3_int64, sqlite3_io_methods, sqlite3_vfs,
 };
 use std::collections::HashMap;
 use std::ffi::{CStr, c_char, c_int, c_void};
@@ -53,7 +56,8 @@ static APPENDS: AtomicU64 = AtomicU64::new(0);
 static FLUSHES: AtomicU64 = AtomicU64::new(0);
 
 struct Vfs {
-    ours: sqlite3_vfs,
+    /// SQLite links registered VFSes through `pNext`, so it writes to this struct.
+    ours: std::cell::UnsafeCell<sqlite3_vfs>,
     real: *mut sqlite3_vfs,
 }
 // SAFETY: both point at VFS structs that live for the whole process and that SQLite shares
@@ -86,9 +90,12 @@ pub(crate) fn register() -> Result<(), c_int> {
         ours.zName = NAME_C.as_ptr();
         ours.pAppData = std::ptr::null_mut();
         ours.xOpen = Some(x_open);
-        let mut vfs = Box::new(Vfs { ours, real });
+        let vfs = Box::new(Vfs {
+            ours: std::cell::UnsafeCell::new(ours),
+            real,
+        });
         // SAFETY: the box is kept in the `OnceLock` for the rest of the process.
-        let rc = unsafe { rusqlite::ffi::sqlite3_vfs_register(&mut vfs.ours, 0) };
+        let rc = unsafe { rusqlite::ffi::sqlite3_vfs_register(vfs.ours.get(), 0) };
         if rc != SQLITE_OK {
             return Err(rc);
         }
@@ -121,12 +128,12 @@ enum Kind {
 }
 
 /// One open file: ours, in the memory SQLite gives `xOpen` (`szOsFile` bytes), wrapping the
-/// real VFS's, which lives in `real_mem`.
+/// real VFS's, which lives in `real_words` 8-byte words of our own (freed on drop).
 #[repr(C)]
 struct File {
     base: sqlite3_file,
     real: *mut sqlite3_file,
-    real_mem: Box<[u64]>,
+    real_words: usize,
     kind: Kind,
     /// Main: the address of its name in `MAIN_FILES`; its WAL, once that is open.
     name_key: usize,
@@ -138,6 +145,28 @@ struct File {
     buf_at: i64,
     end: i64,
     commit_next: bool,
+    /// A write of held bytes failed: until the write lock is released, every call on the
+    /// log fails, so SQLite rolls the whole transaction back instead of carrying on with a
+    /// log that misses frames it believes written.
+    poisoned: bool,
+}
+
+/// The real file's memory, zeroed and 8-aligned.
+fn real_alloc(words: usize) -> *mut sqlite3_file {
+    Box::into_raw(vec![0u64; words].into_boxed_slice()) as *mut u64 as *mut sqlite3_file
+}
+
+/// # Safety
+/// `p` came from [`real_alloc`] with `words`, and is not used afterwards.
+unsafe fn real_free(p: *mut sqlite3_file, words: usize) {
+    drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p as *mut u64, words)) });
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        // SAFETY: `real` came from `real_alloc(real_words)`; the real file is closed.
+        unsafe { real_free(self.real, self.real_words) };
+    }
 }
 
 impl File {
@@ -171,16 +200,27 @@ impl File {
             }
         }
         self.buf.clear();
+        if rc != SQLITE_OK {
+            self.poisoned = true;
+            // Not `SQLITE_FULL`: after that SQLite may roll back only the statement at hand
+            // and keep a transaction whose frames did not all reach the file.
+            return SQLITE_IOERR_WRITE;
+        }
         rc
     }
 
     fn write(&mut self, data: &[u8], at: i64) -> c_int {
+        if self.poisoned {
+            return SQLITE_IOERR_WRITE;
+        }
         let end = at + data.len() as i64;
         // This write ends a commit if the frame header before it said so; a frame header
         // whose "database size after commit" is set announces that its page does.
         let ends_commit = std::mem::take(&mut self.commit_next);
         self.commit_next = data.len() == FRAME_HEADER && data[4..8] != [0, 0, 0, 0];
-        if at == self.end && at != 0 {
+        // Held only while linked to the database file whose lock release and barrier write
+        // it out; a log that could not be linked is written straight through.
+        if at == self.end && at != 0 && !self.main.is_null() {
             if self.buf.is_empty() {
                 self.buf_at = at;
             }
@@ -239,8 +279,7 @@ unsafe extern "C" fn x_open(
     // SAFETY: the VFS is registered only after `real` was found.
     let real = unsafe { &*real_vfs };
     let words = (real.szOsFile as usize).div_ceil(8);
-    let mut real_mem = vec![0u64; words].into_boxed_slice();
-    let real_file = real_mem.as_mut_ptr() as *mut sqlite3_file;
+    let real_file = real_alloc(words);
     // SAFETY: `real_file` has the real VFS's `szOsFile` bytes, zeroed and 8-aligned.
     let rc = unsafe { (real.xOpen.expect("xOpen"))(real_vfs, name, real_file, flags, out_flags) };
     if rc != SQLITE_OK || unsafe { (*real_file).pMethods.is_null() } {
@@ -249,6 +288,8 @@ unsafe extern "C" fn x_open(
         if unsafe { !(*real_file).pMethods.is_null() } {
             unsafe { ((*(*real_file).pMethods).xClose.expect("xClose"))(real_file) };
         }
+        // SAFETY: allocated above, closed, not kept.
+        unsafe { real_free(real_file, words) };
         return if rc == SQLITE_OK { SQLITE_IOERR } else { rc };
     }
     let kind = if flags & SQLITE_OPEN_MAIN_DB != 0 && !name.is_null() {
@@ -261,7 +302,7 @@ unsafe extern "C" fn x_open(
     let mut ours = File {
         base: sqlite3_file { pMethods: &METHODS },
         real: real_file,
-        real_mem,
+        real_words: words,
         kind,
         name_key: name as usize,
         wal: std::ptr::null_mut(),
@@ -270,6 +311,7 @@ unsafe extern "C" fn x_open(
         buf_at: 0,
         end: 0,
         commit_next: false,
+        poisoned: false,
     };
     if ours.kind == Kind::Wal {
         let mut size: sqlite3_int64 = 0;
@@ -332,10 +374,10 @@ static METHODS: sqlite3_io_methods = sqlite3_io_methods {
 /// Flushes a WAL's held bytes; on a database file, nothing.
 unsafe fn flushed<'a>(f: *mut sqlite3_file) -> (&'a mut File, c_int) {
     let f = unsafe { file(f) };
-    let rc = if f.kind == Kind::Wal {
-        f.flush()
-    } else {
-        SQLITE_OK
+    let rc = match f.kind {
+        Kind::Wal if f.poisoned => SQLITE_IOERR_WRITE,
+        Kind::Wal => f.flush(),
+        _ => SQLITE_OK,
     };
     (f, rc)
 }
@@ -403,10 +445,12 @@ unsafe extern "C" fn x_shm_lock(
         // that write fails, the bytes are dropped: nobody can read them.
         // SAFETY: a linked WAL is open (closing it clears the link).
         let wal = unsafe { &mut *f.wal };
-        if wal.flush() != SQLITE_OK {
+        if wal.poisoned || wal.flush() != SQLITE_OK {
             wal.end = -1;
         }
+        wal.buf.clear();
         wal.commit_next = false;
+        wal.poisoned = false;
     }
     match f.real_methods().xShmLock {
         Some(m) => unsafe { m(f.real, offset, n, flags) },
