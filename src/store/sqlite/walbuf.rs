@@ -186,6 +186,11 @@ impl File {
         // length with 0x1ffff, and a length of exactly 128 KB comes out as 0: "disk full").
         for (i, chunk) in self.buf.chunks(CHUNK).enumerate() {
             FLUSHES.fetch_add(1, Ordering::Relaxed);
+            #[cfg(test)]
+            if tests::FAIL_WRITES.with(|f| f.get()) {
+                rc = rusqlite::ffi::SQLITE_FULL;
+                break;
+            }
             // SAFETY: the real file is open; the buffer outlives the call.
             rc = unsafe {
                 write(
@@ -526,6 +531,11 @@ unsafe extern "C" fn x_close(f: *mut sqlite3_file) -> c_int {
 mod tests {
     use rusqlite::{Connection, OpenFlags};
 
+    thread_local! {
+        /// Makes this thread's writes of held bytes fail, as a full disk would.
+        pub(super) static FAIL_WRITES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
     fn count(c: &Connection) -> i64 {
         c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
             .unwrap()
@@ -744,5 +754,78 @@ mod tests {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
         assert_eq!(ok, "ok");
+    }
+
+    /// The disk fails while held bytes go out: the transaction fails as a whole (no
+    /// statement-level rollback that keeps going with a log missing frames), the connection
+    /// works again after it, and every committed row is there, also in a crash copy.
+    #[test]
+    fn a_failed_write_of_held_bytes_fails_the_whole_transaction() {
+        super::register().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.db");
+        let w =
+            Connection::open_with_flags_and_vfs(&path, OpenFlags::default(), super::NAME).unwrap();
+        let mode: String = w
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        w.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        w.execute_batch("CREATE TABLE t (k TEXT NOT NULL, v BLOB); CREATE INDEX t_k ON t (k);")
+            .unwrap();
+        let insert = |c: &Connection, k: String| {
+            c.execute("INSERT INTO t (k, v) VALUES (?1, randomblob(300))", [k])
+        };
+        let tx = w.unchecked_transaction().unwrap();
+        for i in 0..500 {
+            insert(&tx, format!("a-{i}")).unwrap();
+        }
+        tx.commit().unwrap();
+        // A commit whose frames cannot be written.
+        FAIL_WRITES.with(|f| f.set(true));
+        let tx = w.unchecked_transaction().unwrap();
+        for i in 0..500 {
+            insert(&tx, format!("b-{i}")).unwrap();
+        }
+        let err = tx.commit().unwrap_err();
+        FAIL_WRITES.with(|f| f.set(false));
+        assert_eq!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::SystemIoFailure),
+            "{err}"
+        );
+        assert!(w.is_autocommit(), "the failed transaction is over");
+        // A spill that cannot be written, inside a transaction (a 16-page cache).
+        w.pragma_update(None, "cache_size", 16).unwrap();
+        FAIL_WRITES.with(|f| f.set(true));
+        let tx = w.unchecked_transaction().unwrap();
+        let mut failed = false;
+        for i in 0..3000 {
+            if insert(&tx, format!("c-{i}")).is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(
+            failed || tx.commit().is_err(),
+            "a transaction over a failed write must fail"
+        );
+        FAIL_WRITES.with(|f| f.set(false));
+        if !w.is_autocommit() {
+            w.execute_batch("ROLLBACK").unwrap();
+        }
+        w.pragma_update(None, "cache_size", -2000).unwrap();
+        for i in 0..100 {
+            insert(&w, format!("d-{i}")).unwrap();
+        }
+        let o = Connection::open(&path).unwrap();
+        for c in [&w, &o] {
+            assert_eq!(count(c), 600);
+            let ok: String = c
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(ok, "ok");
+        }
+        assert_eq!(count(&copy_of(dir.path(), "f", 0)), 600, "crash copy");
     }
 }
