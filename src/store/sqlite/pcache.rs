@@ -48,8 +48,11 @@ struct Cache {
 
 impl Cache {
     fn saw(&self, key: c_uint) {
-        if key != self.temp {
-            self.max_key.fetch_max(key, Ordering::Relaxed);
+        // A load and a store, not a read-modify-write: SQLite serialises the calls on one
+        // cache (the connection's or the shared cache's mutex), and this runs at every
+        // page fetch.
+        if key != self.temp && key > self.max_key.load(Ordering::Relaxed) {
+            self.max_key.store(key, Ordering::Relaxed);
         }
     }
 }
@@ -245,6 +248,13 @@ mod tests {
         assert!(text.contains("pcache child: ok"), "{text}");
     }
 
+    fn assert_intact(c: &Connection) {
+        let check: String = c
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+    }
+
     fn count(c: &Connection) -> i64 {
         c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
             .unwrap()
@@ -323,18 +333,12 @@ mod tests {
             }
             tx.commit().unwrap();
         }
-        let check: String = c
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok");
+        assert_intact(&c);
         assert_eq!(count(&c), rows);
         drop(c);
         let c = Connection::open(&path).unwrap();
         assert_eq!(count(&c), rows);
-        let check: String = c
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok");
+        assert_intact(&c);
         println!("pcache child: ok");
     }
 }

@@ -536,6 +536,25 @@ mod tests {
         pub(super) static FAIL_WRITES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 
+    /// A connection through `sbwal` as the writer's: the log on, `synchronous = NORMAL`.
+    fn open_sbwal(path: &std::path::Path) -> Connection {
+        let w =
+            Connection::open_with_flags_and_vfs(path, OpenFlags::default(), super::NAME).unwrap();
+        let mode: String = w
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        w.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        w
+    }
+
+    fn assert_intact(c: &Connection) {
+        let ok: String = c
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok");
+    }
+
     fn count(c: &Connection) -> i64 {
         c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
             .unwrap()
@@ -564,13 +583,7 @@ mod tests {
         let (appends0, flushes0) = super::counts();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
-        let w =
-            Connection::open_with_flags_and_vfs(&path, OpenFlags::default(), super::NAME).unwrap();
-        let mode: String = w
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(mode, "wal");
-        w.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        let w = open_sbwal(&path);
         w.pragma_update(None, "cache_size", 200).unwrap();
         w.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
         w.execute_batch(
@@ -662,16 +675,10 @@ mod tests {
             rows += 1;
             assert_eq!(count(&r), rows);
         }
-        let ok: String = r
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(ok, "ok");
+        assert_intact(&r);
         let copy = copy_of(dir.path(), "w", 999);
         assert_eq!(count(&copy), rows);
-        let ok: String = copy
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(ok, "ok");
+        assert_intact(&copy);
         drop(w);
         let again = Connection::open(&path).unwrap();
         assert_eq!(count(&again), rows);
@@ -694,13 +701,7 @@ mod tests {
         super::register().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
-        let w =
-            Connection::open_with_flags_and_vfs(&path, OpenFlags::default(), super::NAME).unwrap();
-        let mode: String = w
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(mode, "wal");
-        w.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        let w = open_sbwal(&path);
         w.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
         w.execute_batch("CREATE TABLE t (k TEXT NOT NULL, v BLOB); CREATE INDEX t_k ON t (k);")
             .unwrap();
@@ -739,10 +740,7 @@ mod tests {
             assert_eq!(count(&o), rows, "the other connection, round {round}");
         }
         for c in [&w, &o] {
-            let ok: String = c
-                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-                .unwrap();
-            assert_eq!(ok, "ok");
+            assert_intact(c);
         }
         // What a crash now would leave, read by SQLite's own VFS: the log as it is on disk.
         assert_eq!(count(&copy_of(dir.path(), "s", 0)), rows, "crash copy");
@@ -750,10 +748,7 @@ mod tests {
         drop(o);
         let again = Connection::open(&path).unwrap();
         assert_eq!(count(&again), rows);
-        let ok: String = again
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(ok, "ok");
+        assert_intact(&again);
     }
 
     /// The disk fails while held bytes go out: the transaction fails as a whole (no
@@ -764,13 +759,7 @@ mod tests {
         super::register().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.db");
-        let w =
-            Connection::open_with_flags_and_vfs(&path, OpenFlags::default(), super::NAME).unwrap();
-        let mode: String = w
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(mode, "wal");
-        w.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        let w = open_sbwal(&path);
         w.execute_batch("CREATE TABLE t (k TEXT NOT NULL, v BLOB); CREATE INDEX t_k ON t (k);")
             .unwrap();
         let insert = |c: &Connection, k: String| {
@@ -821,10 +810,7 @@ mod tests {
         let o = Connection::open(&path).unwrap();
         for c in [&w, &o] {
             assert_eq!(count(c), 600);
-            let ok: String = c
-                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-                .unwrap();
-            assert_eq!(ok, "ok");
+            assert_intact(c);
         }
         assert_eq!(count(&copy_of(dir.path(), "f", 0)), 600, "crash copy");
     }
