@@ -64,12 +64,33 @@ pub fn form_pairs(input: &[u8]) -> Vec<(String, Vec<u8>)> {
 }
 
 /// Percent-decoding with `+` as space (form encoding).
+/// One pass into a buffer of the input's length (the decoded value is never longer); a `%`
+/// not followed by two hex digits stays as it is, as with `percent_encoding`.
 pub fn url_decode(v: &[u8]) -> Vec<u8> {
-    let plus: Vec<u8> = v
-        .iter()
-        .map(|&b| if b == b'+' { b' ' } else { b })
-        .collect();
-    percent_encoding::percent_decode(&plus).collect()
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        let b = v[i];
+        i += 1;
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                v.get(i).copied().and_then(hex),
+                v.get(i + 1).copied().and_then(hex),
+            ) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            _ => out.push(b),
+        }
+    }
+    out
 }
 
 /// Looks up the first value of `name`.
@@ -133,6 +154,39 @@ pub fn check_text(field: &'static str, text: &mut String) -> Result<(), BadInput
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_decode_agrees_with_percent_encoding_with_plus_as_space() {
+        let reference = |v: &[u8]| -> Vec<u8> {
+            let plus: Vec<u8> = v
+                .iter()
+                .map(|&b| if b == b'+' { b' ' } else { b })
+                .collect();
+            percent_encoding::percent_decode(&plus).collect()
+        };
+        // Every string of up to 5 symbols over an alphabet with the interesting bytes.
+        let alphabet = b"%+0aFgz \xff";
+        let mut inputs: Vec<Vec<u8>> = vec![Vec::new()];
+        for _ in 0..5 {
+            let longer: Vec<Vec<u8>> = inputs
+                .iter()
+                .filter(|v| v.len() == inputs.last().map_or(0, |l| l.len()))
+                .flat_map(|v| {
+                    alphabet.iter().map(move |&b| {
+                        let mut w = v.clone();
+                        w.push(b);
+                        w
+                    })
+                })
+                .collect();
+            inputs.extend(longer);
+        }
+        assert!(inputs.len() > 30_000);
+        for v in &inputs {
+            assert_eq!(url_decode(v), reference(v), "{v:?}");
+        }
+        assert_eq!(url_decode(b"%E6%88%91+%2b%2G%"), "我 +%2G%".as_bytes());
+    }
 
     #[test]
     fn form_pairs_keep_non_utf8_bytes() {

@@ -345,7 +345,11 @@ fn status_zh(s: crate::domain::CaseStatus) -> &'static str {
 }
 
 fn fmt_hours(h: f64) -> String {
-    if h.fract() == 0.0 {
+    // Whole hours (3, 72) as an integer: formatting an f64 with a precision takes the slow
+    // exact path (`dragon`), twice an ack, on the writer thread.
+    if h.fract() == 0.0 && h.abs() < 1e15 {
+        (h as i64).to_string()
+    } else if h.fract() == 0.0 {
         format!("{h:.0}")
     } else {
         format!("{h}")
@@ -1125,6 +1129,19 @@ mod tests {
     }
     use crate::domain::{CaseId, Category};
     use crate::store::{AckContext, CaseProgress};
+
+    #[test]
+    fn hours_print_as_the_customer_reads_them() {
+        assert_eq!(fmt_hours(3.0), "3");
+        assert_eq!(fmt_hours(72.0), "72");
+        assert_eq!(fmt_hours(0.0), "0");
+        assert_eq!(fmt_hours(1.5), "1.5");
+        assert_eq!(fmt_hours(0.25), "0.25");
+        assert_eq!(fmt_hours(1e16), "10000000000000000");
+        for h in [1.0, 24.0, 168.0, 8760.0, 1e14] {
+            assert_eq!(fmt_hours(h), format!("{h:.0}"));
+        }
+    }
 
     #[test]
     fn every_acknowledgement_renders_in_both_languages_and_both_channels() {

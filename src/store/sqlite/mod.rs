@@ -29,6 +29,7 @@ mod store_impl;
 mod checkpoint;
 mod durable;
 pub(crate) mod pcache;
+mod stmts;
 mod walbuf;
 mod writer;
 
@@ -148,7 +149,7 @@ impl SqliteStore {
     async fn on_writer<I: Send + 'static, O: Send + 'static>(
         &self,
         input: I,
-        f: fn(&rusqlite::Connection, &I) -> StoreResult<O>,
+        f: fn(&stmts::Db<'_>, &I) -> StoreResult<O>,
     ) -> StoreResult<O> {
         let (job, rx) = sqlite_writer::task(input, f);
         self.send_job(job).await?;

@@ -12,6 +12,7 @@
 //! PostgreSQL runs too. Nothing but SQL runs here: `decide` queues an ack with its template
 //! inputs (`AckBuilder::build`), and the outbound worker renders it when it sends it.
 
+use super::stmts::Db;
 use crate::domain::{CampaignId, CaseId, CaseStatus, Category, Channel, MessageId};
 use crate::intake::decide::{
     CaseLookup, InboundRow, IntakeTx, NewCase, OpenCase, SlaState, SurveyAnswer, decide, run_ready,
@@ -30,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 pub trait Work: Send {
     /// Runs the statements; may run twice (alone, after the group's transaction failed), so
     /// it keeps nothing but its answer.
-    fn run(&mut self, c: &Connection) -> StoreResult<()>;
+    fn run(&mut self, c: &Db<'_>) -> StoreResult<()>;
     /// Answers the caller: the output of `run` if the transaction committed, else the error.
     fn answer(self: Box<Self>, r: StoreResult<()>);
 }
@@ -41,13 +42,13 @@ pub type Job = Box<dyn Work>;
 /// A function over the writer's connection with its input and the caller's answer slot.
 struct Task<I, O> {
     input: I,
-    f: fn(&Connection, &I) -> StoreResult<O>,
+    f: fn(&Db<'_>, &I) -> StoreResult<O>,
     out: Option<O>,
     tx: oneshot::Sender<StoreResult<O>>,
 }
 
 impl<I: Send, O: Send> Work for Task<I, O> {
-    fn run(&mut self, c: &Connection) -> StoreResult<()> {
+    fn run(&mut self, c: &Db<'_>) -> StoreResult<()> {
         self.out = Some((self.f)(c, &self.input)?);
         Ok(())
     }
@@ -63,7 +64,7 @@ impl<I: Send, O: Send> Work for Task<I, O> {
 /// `f(input)` as a job, and the receiver of its answer.
 pub fn task<I: Send + 'static, O: Send + 'static>(
     input: I,
-    f: fn(&Connection, &I) -> StoreResult<O>,
+    f: fn(&Db<'_>, &I) -> StoreResult<O>,
 ) -> (Job, oneshot::Receiver<StoreResult<O>>) {
     let (tx, rx) = oneshot::channel();
     (
@@ -78,28 +79,28 @@ pub fn task<I: Send + 'static, O: Send + 'static>(
 }
 
 /// An intake: `decide` over the writer's connection.
-pub fn intake(c: &Connection, req: &IntakeRequest) -> StoreResult<IntakeOutcome> {
+pub fn intake(c: &Db<'_>, req: &IntakeRequest) -> StoreResult<IntakeOutcome> {
     run_ready(decide(&mut SqliteIntake(c), req))
 }
 
 /// SLA steps.
 #[allow(clippy::ptr_arg)] // a task's input is owned; `f` borrows it
-pub fn sla(c: &Connection, items: &Vec<SlaApply>) -> StoreResult<Vec<bool>> {
+pub fn sla(c: &Db<'_>, items: &Vec<SlaApply>) -> StoreResult<Vec<bool>> {
     run_ready(crate::sla::apply::apply_all(&mut SqliteIntake(c), items))
 }
 
 /// A campaign's decided recipients: queued or suppressed.
-pub fn dispatch(c: &Connection, d: &crate::campaigns::apply::Dispatch) -> StoreResult<u64> {
+pub fn dispatch(c: &Db<'_>, d: &crate::campaigns::apply::Dispatch) -> StoreResult<u64> {
     run_ready(crate::campaigns::apply::dispatch(&mut SqliteIntake(c), d))
 }
 
 /// A delivery report.
-pub fn delivery(c: &Connection, dlr: &crate::store::DlrUpdate) -> StoreResult<Option<MessageId>> {
+pub fn delivery(c: &Db<'_>, dlr: &crate::store::DlrUpdate) -> StoreResult<Option<MessageId>> {
     run_ready(crate::outbound::report::apply(&mut SqliteIntake(c), dlr))
 }
 
 /// Claimed commercial messages whose recipient opted out meanwhile: withdrawn.
-pub fn withdraw(c: &Connection, w: &(Vec<MessageId>, i64)) -> StoreResult<Vec<MessageId>> {
+pub fn withdraw(c: &Db<'_>, w: &(Vec<MessageId>, i64)) -> StoreResult<Vec<MessageId>> {
     run_ready(crate::campaigns::apply::withdraw_opted_out(
         &mut SqliteIntake(c),
         &w.0,
@@ -108,16 +109,16 @@ pub fn withdraw(c: &Connection, w: &(Vec<MessageId>, i64)) -> StoreResult<Vec<Me
 }
 
 /// A campaign's dispatch lease: (campaign id, owner, now, until).
-pub fn lease_campaign(c: &Connection, l: &(i64, String, i64, i64)) -> StoreResult<bool> {
+pub fn lease_campaign(c: &Db<'_>, l: &(i64, String, i64, i64)) -> StoreResult<bool> {
     let n = c
-        .prepare_cached(sql::LEASE_CAMPAIGN)?
+        .st(sql::LEASE_CAMPAIGN)?
         .execute(params![l.1, l.3, l.0, l.2])?;
     Ok(n == 1)
 }
 
 /// Due SLA clocks leased: (lease until, now, limit).
-pub fn claim_sla(c: &Connection, q: &(i64, i64, i64)) -> StoreResult<Vec<i64>> {
-    let mut st = c.prepare_cached(sql::CLAIM_SLA_SQLITE)?;
+pub fn claim_sla(c: &Db<'_>, q: &(i64, i64, i64)) -> StoreResult<Vec<i64>> {
+    let mut st = c.st(sql::CLAIM_SLA_SQLITE)?;
     let ids = st
         .query_map(params![q.0, q.1, q.2], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
@@ -127,14 +128,14 @@ pub fn claim_sla(c: &Connection, q: &(i64, i64, i64)) -> StoreResult<Vec<i64>> {
 /// The outbox claim of one channel (lane by lane, oldest first within a lane), with each
 /// claimed message's content.
 pub fn claim(
-    c: &Connection,
+    c: &Db<'_>,
     q: &crate::store::ClaimQuery,
 ) -> StoreResult<Vec<crate::store::OutboxItem>> {
     let mut limit = q.limit;
     let mut tokens = None;
     if let Some(rate) = q.rate {
         let last = opt(c
-            .prepare_cached(sql::SEND_RATE)?
+            .st(sql::SEND_RATE)?
             .query_row(params![q.channel.as_str()], |r| Ok((r.get(0)?, r.get(1)?))))?;
         let t = rate.available(last, q.now_ms);
         limit = rate.grant(t, limit);
@@ -152,7 +153,7 @@ pub fn claim(
         if quota <= 0 {
             continue;
         }
-        let mut st = c.prepare_cached(sql::CLAIM_OUTBOX_SQLITE)?;
+        let mut st = c.st(sql::CLAIM_OUTBOX_SQLITE)?;
         let mut rows: Vec<(i64, i64, Option<i64>)> = st
             .query_map(
                 params![
@@ -171,7 +172,7 @@ pub fn claim(
     if let Some(t) = tokens {
         // The lower lanes' share may take a claim past the tokens: the bucket goes below
         // zero and the next claims wait for it, so the rate holds on average.
-        c.prepare_cached(sql::SET_SEND_RATE)?.execute(params![
+        c.st(sql::SET_SEND_RATE)?.execute(params![
             q.channel.as_str(),
             t.0 - items.len() as f64,
             t.1
@@ -183,12 +184,12 @@ pub fn claim(
 /// The content of claimed rows `(id, attempts, not_after)`: each row an item for a sender, or,
 /// when its stored recipient no longer parses, failed in the claim's transaction.
 fn claim_content(
-    c: &Connection,
+    c: &Db<'_>,
     q: &crate::store::ClaimQuery,
     rows: Vec<(i64, i64, Option<i64>)>,
     items: &mut Vec<crate::store::OutboxItem>,
 ) -> StoreResult<()> {
-    let mut st = c.prepare_cached(sql::OUTBOX_CONTENT)?;
+    let mut st = c.st(sql::OUTBOX_CONTENT)?;
     for (id, attempts, not_after) in rows {
         let row = st
             .query_row(params![id], |r| {
@@ -363,12 +364,13 @@ fn start_with(
 }
 
 fn run(
-    mut conn: Connection,
+    conn: Connection,
     mut rx: mpsc::Receiver<Job>,
     max: usize,
     wal: super::checkpoint::Wal,
     durable: super::durable::Durable,
 ) -> Ended {
+    let db = Db::new(&conn);
     let mut batch: Vec<Job> = Vec::with_capacity(max);
     let mut ended = Ended::Shutdown;
     while let Some(first) = rx.blocking_recv() {
@@ -390,14 +392,14 @@ fn run(
             ended = Ended::Stopped;
             break;
         }
-        match guarded(&mut conn, &mut batch) {
+        match guarded(&db, &mut batch) {
             // Answered by the sync thread once the log is on disk.
             Ok(()) => durable.answer(std::mem::replace(&mut batch, Vec::with_capacity(max))),
             Err(e) if batch.len() == 1 => batch.pop().expect("one").answer(Err(e)),
             Err(_) => {
                 let mut committed = Vec::with_capacity(batch.len());
                 for mut job in batch.drain(..) {
-                    match guarded(&mut conn, std::slice::from_mut(&mut job)) {
+                    match guarded(&db, std::slice::from_mut(&mut job)) {
                         Ok(()) => committed.push(job),
                         Err(e) => job.answer(Err(e)),
                     }
@@ -409,6 +411,7 @@ fn run(
         // sync thread.
         wal.bound(&conn);
     }
+    drop(db);
     wal.detach(&conn);
     // Dropping `durable` syncs and answers the last batches.
     drop(durable);
@@ -418,7 +421,7 @@ fn run(
 /// Supervision: a panic inside a batch (a bug) rolls the transaction back (the transaction is
 /// dropped while unwinding), is answered as an error (503: the peer retries) and leaves the
 /// writer thread running, so one bad message never stops every intake.
-fn guarded(conn: &mut Connection, jobs: &mut [Job]) -> StoreResult<()> {
+fn guarded(conn: &Db<'_>, jobs: &mut [Job]) -> StoreResult<()> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_batch(conn, jobs))) {
         Ok(r) => r,
         Err(p) => {
@@ -435,10 +438,11 @@ fn guarded(conn: &mut Connection, jobs: &mut [Job]) -> StoreResult<()> {
     }
 }
 
-fn run_batch(conn: &mut Connection, jobs: &mut [Job]) -> StoreResult<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+fn run_batch(conn: &Db<'_>, jobs: &mut [Job]) -> StoreResult<()> {
+    // Rolled back when dropped uncommitted (an error, or a panic unwinding).
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
     for job in jobs.iter_mut() {
-        job.run(&tx)?;
+        job.run(conn)?;
     }
     tx.commit()?;
     Ok(())
@@ -448,16 +452,15 @@ fn run_batch(conn: &mut Connection, jobs: &mut [Job]) -> StoreResult<()> {
 /// row's id from the connection. SQLite carries out RETURNING through a temporary table that
 /// each run of the statement builds and drops (three per message on the intake path); the
 /// last inserted rowid is the same id for nothing.
-fn insert_id(c: &Connection, insert: &'static str, p: impl rusqlite::Params) -> StoreResult<i64> {
-    c.prepare_cached(sql::without_returning_id(insert))?
-        .execute(p)?;
+fn insert_id(c: &Db<'_>, insert: &'static str, p: impl rusqlite::Params) -> StoreResult<i64> {
+    c.st(sql::without_returning_id(insert))?.execute(p)?;
     Ok(c.last_insert_rowid())
 }
 
 /// A send result, with the statements PostgreSQL runs too (`sql::SEND_*`).
-pub fn send_update(c: &Connection, u: &SendUpdate, rendered: Option<&Rendered>) -> StoreResult<()> {
+pub fn send_update(c: &Db<'_>, u: &SendUpdate, rendered: Option<&Rendered>) -> StoreResult<()> {
     if let Some(r) = rendered {
-        c.prepare_cached(sql::SET_RENDERED)?.execute(params![
+        c.st(sql::SET_RENDERED)?.execute(params![
             r.text,
             r.subject,
             r.html,
@@ -472,13 +475,9 @@ pub fn send_update(c: &Connection, u: &SendUpdate, rendered: Option<&Rendered>) 
             provider_id,
             now_ms,
         } => {
-            c.prepare_cached(sql::SEND_COMPLETE)?.execute(params![
-                provider_id,
-                now_ms,
-                message_id
-            ])?;
-            c.prepare_cached(sql::DELETE_OUTBOX)?
-                .execute(params![message_id])?;
+            c.st(sql::SEND_COMPLETE)?
+                .execute(params![provider_id, now_ms, message_id])?;
+            c.st(sql::DELETE_OUTBOX)?.execute(params![message_id])?;
         }
         SendUpdate::Retry {
             message_id,
@@ -486,9 +485,9 @@ pub fn send_update(c: &Connection, u: &SendUpdate, rendered: Option<&Rendered>) 
             error,
             now_ms,
         } => {
-            c.prepare_cached(sql::SEND_RETRY_MESSAGE)?
+            c.st(sql::SEND_RETRY_MESSAGE)?
                 .execute(params![error, now_ms, message_id])?;
-            c.prepare_cached(sql::SEND_RETRY_OUTBOX)?
+            c.st(sql::SEND_RETRY_OUTBOX)?
                 .execute(params![next_at_ms, message_id])?;
         }
         SendUpdate::Fail {
@@ -496,10 +495,9 @@ pub fn send_update(c: &Connection, u: &SendUpdate, rendered: Option<&Rendered>) 
             error,
             now_ms,
         } => {
-            c.prepare_cached(sql::SEND_FAIL)?
+            c.st(sql::SEND_FAIL)?
                 .execute(params![error, now_ms, message_id])?;
-            c.prepare_cached(sql::DELETE_OUTBOX)?
-                .execute(params![message_id])?;
+            c.st(sql::DELETE_OUTBOX)?.execute(params![message_id])?;
         }
     }
     Ok(())
@@ -507,17 +505,17 @@ pub fn send_update(c: &Connection, u: &SendUpdate, rendered: Option<&Rendered>) 
 
 /// [`IntakeTx`] on the writer's connection: each method runs its statement synchronously, so
 /// [`decide`]'s futures are always ready and [`run_ready`] drives them on this thread.
-struct SqliteIntake<'c>(&'c Connection);
+struct SqliteIntake<'a, 'c>(&'a Db<'c>);
 
 fn opt<T>(r: rusqlite::Result<T>) -> StoreResult<Option<T>> {
     Ok(r.optional()?)
 }
 
-impl IntakeTx for SqliteIntake<'_> {
+impl IntakeTx for SqliteIntake<'_, '_> {
     async fn duplicate_by_key(&mut self, key: &str) -> StoreResult<Option<MessageId>> {
         opt(self
             .0
-            .prepare_cached(sql::DUPLICATE_BY_KEY)?
+            .st(sql::DUPLICATE_BY_KEY)?
             .query_row(params![key], |r| r.get(0)))
     }
 
@@ -528,7 +526,7 @@ impl IntakeTx for SqliteIntake<'_> {
     ) -> StoreResult<Option<MessageId>> {
         Ok(self
             .0
-            .prepare_cached(sql::DUPLICATE_BY_HASH)?
+            .st(sql::DUPLICATE_BY_HASH)?
             .query_row(params![hash, since_ms], |r| r.get(0))?)
     }
 
@@ -540,7 +538,7 @@ impl IntakeTx for SqliteIntake<'_> {
     ) -> StoreResult<Option<(String, Option<CaseId>)>> {
         opt(self
             .0
-            .prepare_cached(sql::SURVEY_WAIT)?
+            .st(sql::SURVEY_WAIT)?
             .query_row(params![channel.as_str(), address, now_ms], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             }))
@@ -553,7 +551,7 @@ impl IntakeTx for SqliteIntake<'_> {
     ) -> StoreResult<Option<CaseProgress>> {
         opt(self
             .0
-            .prepare_cached(sql::CASE_PROGRESS)?
+            .st(sql::CASE_PROGRESS)?
             .query_row(params![case_id, customer], |r| {
                 Ok(CaseProgress {
                     id: r.get(0)?,
@@ -577,18 +575,18 @@ impl IntakeTx for SqliteIntake<'_> {
         opt(match lookup {
             CaseLookup::OfOurMessage(id) => self
                 .0
-                .prepare_cached(sql::CASE_OF_OUR_MESSAGE)?
+                .st(sql::CASE_OF_OUR_MESSAGE)?
                 .query_row(params![id], row),
             CaseLookup::Numbered { case_id, customer } => self
                 .0
-                .prepare_cached(sql::CASE_OF_CUSTOMER)?
+                .st(sql::CASE_OF_CUSTOMER)?
                 .query_row(params![case_id, customer], row),
             CaseLookup::Recent {
                 customer,
                 channel,
                 since_ms,
             } => {
-                let mut st = self.0.prepare_cached(sql::RECENT_OPEN_CASES)?;
+                let mut st = self.0.st(sql::RECENT_OPEN_CASES)?;
                 let cases = st
                     .query_map(params![customer, channel.as_str(), since_ms], |r| {
                         Ok((r.get(4)?, row(r)?))
@@ -606,12 +604,9 @@ impl IntakeTx for SqliteIntake<'_> {
         category: Category,
         tier: crate::domain::Tier,
     ) -> StoreResult<()> {
-        self.0.prepare_cached(sql::TOUCH_CASE)?.execute(params![
-            now_ms,
-            category.as_str(),
-            tier,
-            case_id
-        ])?;
+        self.0
+            .st(sql::TOUCH_CASE)?
+            .execute(params![now_ms, category.as_str(), tier, case_id])?;
         Ok(())
     }
 
@@ -623,7 +618,7 @@ impl IntakeTx for SqliteIntake<'_> {
         detail: &str,
     ) -> StoreResult<()> {
         self.0
-            .prepare_cached(sql::INSERT_CASE_EVENT)?
+            .st(sql::INSERT_CASE_EVENT)?
             .execute(params![case_id, now_ms, kind, detail])?;
         Ok(())
     }
@@ -678,19 +673,17 @@ impl IntakeTx for SqliteIntake<'_> {
     }
 
     async fn survey_answer(&mut self, a: &SurveyAnswer<'_>) -> StoreResult<()> {
+        self.0.st(sql::INSERT_SURVEY_ANSWER)?.execute(params![
+            a.survey,
+            a.channel.as_str(),
+            a.address,
+            a.case_id,
+            a.answer,
+            a.message_id,
+            a.now_ms
+        ])?;
         self.0
-            .prepare_cached(sql::INSERT_SURVEY_ANSWER)?
-            .execute(params![
-                a.survey,
-                a.channel.as_str(),
-                a.address,
-                a.case_id,
-                a.answer,
-                a.message_id,
-                a.now_ms
-            ])?;
-        self.0
-            .prepare_cached(sql::DELETE_SURVEY_WAIT)?
+            .st(sql::DELETE_SURVEY_WAIT)?
             .execute(params![a.channel.as_str(), a.address])?;
         Ok(())
     }
@@ -703,40 +696,35 @@ impl IntakeTx for SqliteIntake<'_> {
         now_ms: i64,
         message_id: MessageId,
     ) -> StoreResult<()> {
-        self.0
-            .prepare_cached(sql::UPSERT_CONSENT)?
-            .execute(params![
-                channel.as_str(),
-                address,
-                opted_out.then_some(now_ms),
-                (!opted_out).then_some(now_ms),
-                message_id
-            ])?;
+        self.0.st(sql::UPSERT_CONSENT)?.execute(params![
+            channel.as_str(),
+            address,
+            opted_out.then_some(now_ms),
+            (!opted_out).then_some(now_ms),
+            message_id
+        ])?;
         Ok(())
     }
 
     async fn email_acks_since(&mut self, to: &str, since_ms: i64) -> StoreResult<i64> {
         Ok(self
             .0
-            .prepare_cached(sql::EMAIL_ACKS_SINCE)?
+            .st(sql::EMAIL_ACKS_SINCE)?
             .query_row(params![to, since_ms], |r| r.get(0))?)
     }
 
     async fn sla_state(&mut self, case_id: CaseId) -> StoreResult<Option<SlaState>> {
-        opt(self
-            .0
-            .prepare_cached(sql::SLA_STATE)?
-            .query_row(params![case_id], |r| {
-                Ok(SlaState {
-                    fired: r.get(0)?,
-                    answered: r.get::<_, i64>(1)? != 0,
-                    opened_ms: r.get(2)?,
-                    has_clock: r.get::<_, i64>(3)? != 0,
-                    tier: r.get(4)?,
-                    category: r.get(5)?,
-                    status: r.get(6)?,
-                })
-            }))
+        opt(self.0.st(sql::SLA_STATE)?.query_row(params![case_id], |r| {
+            Ok(SlaState {
+                fired: r.get(0)?,
+                answered: r.get::<_, i64>(1)? != 0,
+                opened_ms: r.get(2)?,
+                has_clock: r.get::<_, i64>(3)? != 0,
+                tier: r.get(4)?,
+                category: r.get(5)?,
+                status: r.get(6)?,
+            })
+        }))
     }
 
     async fn suppress_queued(
@@ -746,13 +734,15 @@ impl IntakeTx for SqliteIntake<'_> {
         now_ms: i64,
     ) -> StoreResult<()> {
         self.0
-            .prepare_cached(sql::SUPPRESS_QUEUED_RECIPIENTS)?
+            .st(sql::SUPPRESS_QUEUED_RECIPIENTS)?
             .execute(params![address, channel.as_str(), now_ms])?;
+        self.0.st(sql::SUPPRESS_QUEUED_MESSAGES)?.execute(params![
+            now_ms,
+            address,
+            channel.as_str()
+        ])?;
         self.0
-            .prepare_cached(sql::SUPPRESS_QUEUED_MESSAGES)?
-            .execute(params![now_ms, address, channel.as_str()])?;
-        self.0
-            .prepare_cached(sql::DELETE_SUPPRESSED_OUTBOX)?
+            .st(sql::DELETE_SUPPRESSED_OUTBOX)?
             .execute(params![address, channel.as_str()])?;
         Ok(())
     }
@@ -765,9 +755,13 @@ impl IntakeTx for SqliteIntake<'_> {
         now_ms: i64,
         forget_resolution: bool,
     ) -> StoreResult<()> {
-        self.0
-            .prepare_cached(sql::SET_CASE_STATUS)?
-            .execute(params![status, tier, now_ms, forget_resolution, case_id])?;
+        self.0.st(sql::SET_CASE_STATUS)?.execute(params![
+            status,
+            tier,
+            now_ms,
+            forget_resolution,
+            case_id
+        ])?;
         Ok(())
     }
 
@@ -779,7 +773,7 @@ impl IntakeTx for SqliteIntake<'_> {
         now_ms: i64,
     ) -> StoreResult<()> {
         self.0
-            .prepare_cached(sql::FINISH_VISIT)?
+            .st(sql::FINISH_VISIT)?
             .execute(params![state, answer, now_ms, case_id])?;
         Ok(())
     }
@@ -790,11 +784,9 @@ impl IntakeTx for SqliteIntake<'_> {
         answer_due_ms: i64,
         resolve_due_ms: i64,
     ) -> StoreResult<()> {
-        self.0.prepare_cached(sql::SET_DEADLINES)?.execute(params![
-            answer_due_ms,
-            resolve_due_ms,
-            case_id
-        ])?;
+        self.0
+            .st(sql::SET_DEADLINES)?
+            .execute(params![answer_due_ms, resolve_due_ms, case_id])?;
         Ok(())
     }
 
@@ -806,7 +798,7 @@ impl IntakeTx for SqliteIntake<'_> {
     ) -> StoreResult<()> {
         let (step, due) = crate::sla::clock_row(next);
         self.0
-            .prepare_cached(sql::SET_CLOCK)?
+            .st(sql::SET_CLOCK)?
             .execute(params![case_id, step, due, fired])?;
         Ok(())
     }
@@ -817,7 +809,7 @@ impl IntakeTx for SqliteIntake<'_> {
         r: &crate::store::Round,
     ) -> StoreResult<()> {
         self.0
-            .prepare_cached(sql::SET_CLOCK_BASE)?
+            .st(sql::SET_CLOCK_BASE)?
             .execute(params![r.base, case_id])?;
         Ok(())
     }
@@ -848,7 +840,7 @@ impl IntakeTx for SqliteIntake<'_> {
                 d.render
             ],
         )?;
-        self.0.prepare_cached(sql::INSERT_OUTBOX)?.execute(params![
+        self.0.st(sql::INSERT_OUTBOX)?.execute(params![
             id,
             d.channel.as_str(),
             d.queue_at(now_ms),
@@ -858,7 +850,7 @@ impl IntakeTx for SqliteIntake<'_> {
     }
 }
 
-impl crate::sla::apply::SlaTx for SqliteIntake<'_> {
+impl crate::sla::apply::SlaTx for SqliteIntake<'_, '_> {
     /// SQLite: the writer's transaction holds the only write lock already.
     async fn lock_case(&mut self, _case_id: CaseId) -> StoreResult<()> {
         Ok(())
@@ -885,48 +877,46 @@ impl crate::sla::apply::SlaTx for SqliteIntake<'_> {
         next_step: &str,
         next_due: Option<i64>,
     ) -> StoreResult<u64> {
-        Ok(self
-            .0
-            .prepare_cached(sql::SLA_MOVE_CLOCK)?
-            .execute(params![
-                next_step,
-                next_due,
-                a.fired_after,
-                a.case_id,
-                a.step,
-                a.fired_before,
-                a.due_before
-            ])? as u64)
+        Ok(self.0.st(sql::SLA_MOVE_CLOCK)?.execute(params![
+            next_step,
+            next_due,
+            a.fired_after,
+            a.case_id,
+            a.step,
+            a.fired_before,
+            a.due_before
+        ])? as u64)
     }
 
     async fn remove_clock(&mut self, a: &SlaApply) -> StoreResult<u64> {
-        Ok(self
-            .0
-            .prepare_cached(sql::SLA_REMOVE_CLOCK)?
-            .execute(params![a.case_id, a.step, a.fired_before, a.due_before])? as u64)
+        Ok(self.0.st(sql::SLA_REMOVE_CLOCK)?.execute(params![
+            a.case_id,
+            a.step,
+            a.fired_before,
+            a.due_before
+        ])? as u64)
     }
 
     async fn set_tier(&mut self, a: &SlaApply) -> StoreResult<u64> {
-        Ok(self.0.prepare_cached(sql::SLA_SET_TIER)?.execute(params![
-            a.tier_after,
-            a.case_id,
-            a.tier_before
-        ])? as u64)
+        Ok(self
+            .0
+            .st(sql::SLA_SET_TIER)?
+            .execute(params![a.tier_after, a.case_id, a.tier_before])? as u64)
     }
 
     async fn release_lease(&mut self, case_id: CaseId) -> StoreResult<()> {
         self.0
-            .prepare_cached(sql::SLA_RELEASE_LEASE)?
+            .st(sql::SLA_RELEASE_LEASE)?
             .execute(params![case_id])?;
         Ok(())
     }
 }
 
-impl crate::campaigns::apply::CampaignTx for SqliteIntake<'_> {
+impl crate::campaigns::apply::CampaignTx for SqliteIntake<'_, '_> {
     async fn campaign_status(&mut self, campaign_id: CampaignId) -> StoreResult<Option<String>> {
         opt(self
             .0
-            .prepare_cached(sql::CAMPAIGN_STATUS)?
+            .st(sql::CAMPAIGN_STATUS)?
             .query_row(params![campaign_id], |r| r.get(0)))
     }
 
@@ -951,13 +941,13 @@ impl crate::campaigns::apply::CampaignTx for SqliteIntake<'_> {
     ) -> StoreResult<u64> {
         Ok(self
             .0
-            .prepare_cached(sql::RECIPIENT_MOVE)?
+            .st(sql::RECIPIENT_MOVE)?
             .execute(params![state, reason, campaign_id, seq])? as u64)
     }
 
     async fn set_not_after(&mut self, message_id: MessageId, not_after: i64) -> StoreResult<()> {
         self.0
-            .prepare_cached(sql::OUTBOX_NOT_AFTER)?
+            .st(sql::OUTBOX_NOT_AFTER)?
             .execute(params![not_after, message_id])?;
         Ok(())
     }
@@ -969,7 +959,7 @@ impl crate::campaigns::apply::CampaignTx for SqliteIntake<'_> {
         message_id: MessageId,
     ) -> StoreResult<()> {
         self.0
-            .prepare_cached(sql::RECIPIENT_LINK)?
+            .st(sql::RECIPIENT_LINK)?
             .execute(params![message_id, campaign_id, seq])?;
         Ok(())
     }
@@ -982,45 +972,43 @@ impl crate::campaigns::apply::CampaignTx for SqliteIntake<'_> {
         now_ms: i64,
         expires_ms: i64,
     ) -> StoreResult<()> {
-        self.0
-            .prepare_cached(sql::CAMPAIGN_SURVEY_WAIT)?
-            .execute(params![
-                channel.as_str(),
-                address,
-                survey,
-                now_ms,
-                expires_ms
-            ])?;
+        self.0.st(sql::CAMPAIGN_SURVEY_WAIT)?.execute(params![
+            channel.as_str(),
+            address,
+            survey,
+            now_ms,
+            expires_ms
+        ])?;
         Ok(())
     }
 
     async fn message_opted_out(&mut self, message_id: MessageId) -> StoreResult<bool> {
         Ok(opt(self
             .0
-            .prepare_cached(sql::MESSAGE_OPTED_OUT)?
+            .st(sql::MESSAGE_OPTED_OUT)?
             .query_row(params![message_id], |r| r.get::<_, i64>(0)))?
         .is_some())
     }
 
     async fn withdraw_message(&mut self, message_id: MessageId, now_ms: i64) -> StoreResult<()> {
         self.0
-            .prepare_cached(sql::WITHDRAW_MESSAGE)?
+            .st(sql::WITHDRAW_MESSAGE)?
             .execute(params![now_ms, message_id])?;
         self.0
-            .prepare_cached(sql::DELETE_OUTBOX)?
+            .st(sql::DELETE_OUTBOX)?
             .execute(params![message_id])?;
         self.0
-            .prepare_cached(sql::WITHDRAW_RECIPIENT)?
+            .st(sql::WITHDRAW_RECIPIENT)?
             .execute(params![message_id])?;
         Ok(())
     }
 }
 
-impl crate::outbound::report::DeliveryTx for SqliteIntake<'_> {
+impl crate::outbound::report::DeliveryTx for SqliteIntake<'_, '_> {
     async fn outbound_by_id(&mut self, id: MessageId) -> StoreResult<Option<(MessageId, String)>> {
         opt(self
             .0
-            .prepare_cached(sql::OUTBOUND_BY_ID)?
+            .st(sql::OUTBOUND_BY_ID)?
             .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?))))
     }
 
@@ -1030,7 +1018,7 @@ impl crate::outbound::report::DeliveryTx for SqliteIntake<'_> {
     ) -> StoreResult<Option<(MessageId, String)>> {
         opt(self
             .0
-            .prepare_cached(sql::OUTBOUND_BY_PROVIDER_ID)?
+            .st(sql::OUTBOUND_BY_PROVIDER_ID)?
             .query_row(params![pid], |r| Ok((r.get(0)?, r.get(1)?))))
     }
 
@@ -1039,14 +1027,12 @@ impl crate::outbound::report::DeliveryTx for SqliteIntake<'_> {
         message_id: Option<MessageId>,
         dlr: &crate::store::DlrUpdate,
     ) -> StoreResult<()> {
-        self.0
-            .prepare_cached(sql::INSERT_DELIVERY_REPORT)?
-            .execute(params![
-                message_id,
-                dlr.now_ms,
-                dlr.status.as_str(),
-                dlr.detail
-            ])?;
+        self.0.st(sql::INSERT_DELIVERY_REPORT)?.execute(params![
+            message_id,
+            dlr.now_ms,
+            dlr.status.as_str(),
+            dlr.detail
+        ])?;
         Ok(())
     }
 
@@ -1060,14 +1046,12 @@ impl crate::outbound::report::DeliveryTx for SqliteIntake<'_> {
     ) -> StoreResult<u64> {
         Ok(self
             .0
-            .prepare_cached(sql::SET_DELIVERY_STATUS)?
+            .st(sql::SET_DELIVERY_STATUS)?
             .execute(params![status, error, now_ms, id, was])? as u64)
     }
 
     async fn drop_from_outbox(&mut self, id: MessageId) -> StoreResult<()> {
-        self.0
-            .prepare_cached(sql::DELETE_OUTBOX)?
-            .execute(params![id])?;
+        self.0.st(sql::DELETE_OUTBOX)?.execute(params![id])?;
         Ok(())
     }
 }
@@ -1079,7 +1063,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
-    fn insert(c: &Connection, x: &i64) -> StoreResult<i64> {
+    fn insert(c: &Db<'_>, x: &i64) -> StoreResult<i64> {
         c.execute("CREATE TABLE IF NOT EXISTS t (x)", [])?;
         c.execute("INSERT INTO t VALUES (?1)", [x])?;
         Ok(c.last_insert_rowid())
