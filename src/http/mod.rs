@@ -164,7 +164,7 @@ pub(crate) fn check_token(
     let from_query = crate::inbound::form_pairs(query)
         .into_iter()
         .find(|(k, _)| k == "token")
-        .map(|(_, v)| v);
+        .map(|(_, v)| v.into_owned());
     let given = from_query.or_else(|| {
         headers
             .get("x-switchboard-token")

@@ -7,6 +7,7 @@
 
 use crate::domain::PhoneNumber;
 pub use crate::store::NewInbound;
+use std::borrow::Cow;
 
 /// Input we refuse with a 4xx; `field` names the parameter, `reason` what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,7 +47,9 @@ pub fn phone(field: &'static str, v: &str, country: &str) -> Result<PhoneNumber,
 
 /// Splits an `application/x-www-form-urlencoded` string into raw byte values. Unlike a
 /// `String` decoder this keeps bytes that are not UTF-8 (Kannel's `%b` with UCS-2 text).
-pub fn form_pairs(input: &[u8]) -> Vec<(String, Vec<u8>)> {
+/// A name and value borrow from the input unless they had to be decoded (`%`, `+`), so a
+/// request of plain parameters costs no allocation but the list.
+pub fn form_pairs(input: &[u8]) -> Vec<Pair<'_>> {
     input
         .split(|&b| b == b'&')
         .filter(|p| !p.is_empty())
@@ -55,12 +58,28 @@ pub fn form_pairs(input: &[u8]) -> Vec<(String, Vec<u8>)> {
                 Some(i) => (&pair[..i], &pair[i + 1..]),
                 None => (pair, &[][..]),
             };
-            (
-                String::from_utf8_lossy(&url_decode(k)).into_owned(),
-                url_decode(v),
-            )
+            let name = match url_decode_cow(k) {
+                Cow::Borrowed(b) => String::from_utf8_lossy(b),
+                Cow::Owned(v) => Cow::Owned(
+                    String::from_utf8(v)
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                ),
+            };
+            (name, url_decode_cow(v))
         })
         .collect()
+}
+
+/// A decoded form parameter: its name (not UTF-8: replaced) and its raw value.
+pub type Pair<'a> = (Cow<'a, str>, Cow<'a, [u8]>);
+
+/// [`url_decode`], borrowing what needs no decoding.
+pub fn url_decode_cow(v: &[u8]) -> Cow<'_, [u8]> {
+    if v.iter().any(|&b| b == b'%' || b == b'+') {
+        Cow::Owned(url_decode(v))
+    } else {
+        Cow::Borrowed(v)
+    }
 }
 
 /// Percent-decoding with `+` as space (form encoding).
@@ -94,18 +113,15 @@ pub fn url_decode(v: &[u8]) -> Vec<u8> {
 }
 
 /// Looks up the first value of `name`.
-pub fn get<'a>(pairs: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+pub fn get<'a>(pairs: &'a [Pair<'_>], name: &str) -> Option<&'a [u8]> {
     pairs
         .iter()
         .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_slice())
+        .map(|(_, v)| v.as_ref())
 }
 
 /// A parameter as UTF-8 text, or an error naming it.
-pub fn text_param(
-    pairs: &[(String, Vec<u8>)],
-    name: &'static str,
-) -> Result<Option<String>, BadInput> {
+pub fn text_param(pairs: &[Pair<'_>], name: &'static str) -> Result<Option<String>, BadInput> {
     match get(pairs, name) {
         None => Ok(None),
         // No database stores a NUL in text (PostgreSQL refuses it): refused here, the same
@@ -122,7 +138,7 @@ pub fn redact_query(q: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(q.len());
     for part in q.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         let key = part.split(|&b| b == b'=').next().unwrap_or_default();
-        if url_decode(key) == b"token" {
+        if *url_decode_cow(key) == *b"token" {
             continue;
         }
         if !out.is_empty() {
@@ -195,6 +211,23 @@ mod tests {
         assert_eq!(get(&p, "from").unwrap(), b"+86138");
         assert_eq!(get(&p, "x").unwrap(), b"");
         assert_eq!(url_decode(b"a+b%20c"), b"a b c");
+    }
+
+    #[test]
+    fn plain_parameters_are_borrowed_and_encoded_ones_decoded() {
+        let p = form_pairs(b"id=w0-1&from=8613800138000&te%78t=a+%E6%88%91&%FF=1&token=s");
+        assert!(matches!(
+            (&p[0].0, &p[0].1),
+            (Cow::Borrowed("id"), Cow::Borrowed(b"w0-1"))
+        ));
+        assert!(matches!(&p[1].1, Cow::Borrowed(_)));
+        assert_eq!(get(&p, "text").unwrap(), "a 我".as_bytes());
+        assert!(matches!(&p[2].1, Cow::Owned(_)));
+        assert_eq!(p[3].0, "\u{FFFD}");
+        assert_eq!(
+            redact_query(b"from=1&tok%65n=s&token=t&text=x"),
+            b"from=1&text=x"
+        );
     }
 
     #[test]

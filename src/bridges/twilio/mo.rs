@@ -35,7 +35,7 @@ pub fn parse(form: &[u8], country: &str) -> Result<NewInbound, BadInput> {
 pub fn signature(auth_token: &str, url: &str, form: &[u8]) -> String {
     let mut pairs: Vec<(String, String)> = form_pairs(form)
         .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .map(|(k, v)| (k.into_owned(), String::from_utf8_lossy(&v).into_owned()))
         .collect();
     pairs.sort();
     let mut data = url.to_string();
