@@ -37,7 +37,7 @@ impl Classifier {
         if self.escalate.iter().any(|p| folded.contains(p.as_str())) {
             return Intent::Escalate;
         }
-        if self.query_folded(folded).is_some() {
+        if self.query_keyed(folded, &key).is_some() {
             return Intent::SelfService;
         }
         Intent::Case
@@ -52,14 +52,19 @@ impl Classifier {
     }
 
     fn query_folded(&self, folded: &str) -> Option<Query> {
-        static CASE_NO: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
-            Regex::new(r"(?-u:\b)sb\s*0*([1-9][0-9]{0,11})(?-u:\b)").expect("valid")
-        });
         let key = if folded.len() <= MAX_WORD_BYTES {
             intent_key(folded)
         } else {
             String::new()
         };
+        self.query_keyed(folded, &key)
+    }
+
+    /// [`Self::query_folded`] with the text's intent key made already.
+    fn query_keyed(&self, folded: &str, key: &str) -> Option<Query> {
+        static CASE_NO: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+            Regex::new(r"(?-u:\b)sb\s*0*([1-9][0-9]{0,11})(?-u:\b)").expect("valid")
+        });
         if let Some(c) = CASE_NO.captures(folded) {
             let n: i64 = c[1].parse().ok()?;
             let bare = key.trim_start_matches("sb").trim_start_matches('0') == &c[1];
@@ -67,10 +72,10 @@ impl Classifier {
                 return Some(Query::CaseProgress(CaseId(n)));
             }
         }
-        if self.fees.contains(&key) {
+        if self.fees.contains(key) {
             return Some(Query::Fees);
         }
-        if self.points.contains(&key) {
+        if self.points.contains(key) {
             return Some(Query::Points);
         }
         None
@@ -86,15 +91,25 @@ pub fn survey_answer(text: &str) -> Option<String> {
     if text.len() > MAX_WORD_BYTES {
         return None;
     }
-    let t: String = text
-        .chars()
-        .map(|c| match c as u32 {
+    // The longest answer below is 16 letters ("verydissatisfied"), and lowercasing never
+    // makes a text shorter: a text with more letters is no answer, found without building it
+    // (most messages are not answers, and every message is asked).
+    let mut t = String::new();
+    let mut letters = 0;
+    for c in text.chars() {
+        let c = match c as u32 {
             0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
             _ => c,
-        })
-        .filter(|c| c.is_alphanumeric())
-        .collect::<String>()
-        .to_lowercase();
+        };
+        if c.is_alphanumeric() {
+            letters += 1;
+            if letters > MAX_ANSWER_LETTERS {
+                return None;
+            }
+            t.push(c);
+        }
+    }
+    let t = t.to_lowercase();
     let v = match t.as_str() {
         "1" | "2" | "3" | "4" | "5" => t.as_str(),
         "非常满意" | "很满意" | "非常滿意" | "verysatisfied" => "very_satisfied",
@@ -110,6 +125,9 @@ pub fn survey_answer(text: &str) -> Option<String> {
     };
     Some(v.to_string())
 }
+
+/// Letters and digits of the longest survey answer [`survey_answer`] knows.
+const MAX_ANSWER_LETTERS: usize = 16;
 
 /// A whole-message intent word with spaces and punctuation removed ("T D!" → "td").
 pub(super) fn intent_key(folded: &str) -> String {
@@ -170,5 +188,14 @@ mod tests {
         assert_eq!(survey_answer("Yes"), Some("yes".into()));
         assert_eq!(survey_answer("6"), None);
         assert_eq!(survey_answer("宽带坏了"), None);
+        assert_eq!(
+            survey_answer("Very dissatisfied!"),
+            Some("very_dissatisfied".into())
+        );
+        assert_eq!(survey_answer("verydissatisfiedx"), None);
+        assert_eq!(
+            survey_answer("非常不滿意"),
+            Some("very_dissatisfied".into())
+        );
     }
 }
