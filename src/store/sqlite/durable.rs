@@ -212,7 +212,7 @@ mod tests {
 
     struct Probe(Option<oneshot::Sender<StoreResult<()>>>);
     impl super::super::writer::Work for Probe {
-        fn run(&mut self, _: &super::super::stmts::Db<'_>) -> StoreResult<()> {
+        fn run(&mut self, _: &super::super::stmts::WriterDb<'_>) -> StoreResult<()> {
             Ok(())
         }
         fn answer(mut self: Box<Self>, r: StoreResult<()>) {

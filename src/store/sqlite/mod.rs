@@ -149,7 +149,7 @@ impl SqliteStore {
     async fn on_writer<I: Send + 'static, O: Send + 'static>(
         &self,
         input: I,
-        f: fn(&stmts::Db<'_>, &I) -> StoreResult<O>,
+        f: fn(&stmts::WriterDb<'_>, &I) -> StoreResult<O>,
     ) -> StoreResult<O> {
         let (job, rx) = sqlite_writer::task(input, f);
         self.send_job(job).await?;

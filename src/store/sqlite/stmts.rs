@@ -8,7 +8,7 @@
 //! length, and a statement goes back as it is: rusqlite resets it after each run, and each
 //! run binds every parameter again (it refuses a run with fewer), so no binding carries
 //! over. Text built at run time (`sql::opted_out_among`) still goes through
-//! `prepare_cached` on the connection ([`Db`] dereferences to it).
+//! `prepare_cached` on the connection ([`WriterDb`] dereferences to it).
 
 use rusqlite::{Connection, Statement};
 use std::cell::RefCell;
@@ -40,14 +40,14 @@ impl Hasher for AddrHasher {
 }
 
 /// The writer's connection with its statements.
-pub struct Db<'c> {
+pub struct WriterDb<'c> {
     conn: &'c Connection,
     cache: RefCell<Kept<'c>>,
 }
 
-impl<'c> Db<'c> {
-    pub fn new(conn: &'c Connection) -> Db<'c> {
-        Db {
+impl<'c> WriterDb<'c> {
+    pub fn new(conn: &'c Connection) -> WriterDb<'c> {
+        WriterDb {
             conn,
             cache: RefCell::new(Kept::default()),
         }
@@ -79,14 +79,14 @@ impl<'c> Db<'c> {
     }
 }
 
-impl Deref for Db<'_> {
+impl Deref for WriterDb<'_> {
     type Target = Connection;
     fn deref(&self) -> &Connection {
         self.conn
     }
 }
 
-/// A statement on loan from [`Db`]; it goes back when dropped.
+/// A statement on loan from [`WriterDb`]; it goes back when dropped.
 pub struct Stmt<'a, 'c> {
     stmt: Option<Statement<'c>>,
     key: Key,
@@ -129,7 +129,7 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (a INTEGER, b TEXT)")
             .unwrap();
-        let db = Db::new(&conn);
+        let db = WriterDb::new(&conn);
         for i in 0..5 {
             db.st(INSERT)
                 .unwrap()
@@ -180,7 +180,7 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (a INTEGER, b TEXT)")
             .unwrap();
-        let db = Db::new(&conn);
+        let db = WriterDb::new(&conn);
         db.st(INSERT).unwrap().execute(params![1, "a"]).unwrap();
         db.execute_batch("ALTER TABLE t ADD COLUMN c TEXT DEFAULT 'z'; CREATE INDEX t_b ON t (b)")
             .unwrap();

@@ -12,7 +12,7 @@
 //! PostgreSQL runs too. Nothing but SQL runs here: `decide` queues an ack with its template
 //! inputs (`AckBuilder::build`), and the outbound worker renders it when it sends it.
 
-use super::stmts::Db;
+use super::stmts::WriterDb;
 use crate::domain::{CampaignId, CaseId, CaseStatus, Category, Channel, MessageId};
 use crate::intake::decide::{
     CaseLookup, InboundRow, IntakeTx, NewCase, OpenCase, SlaState, SurveyAnswer, decide, run_ready,
@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 pub trait Work: Send {
     /// Runs the statements; may run twice (alone, after the group's transaction failed), so
     /// it keeps nothing but its answer.
-    fn run(&mut self, c: &Db<'_>) -> StoreResult<()>;
+    fn run(&mut self, c: &WriterDb<'_>) -> StoreResult<()>;
     /// Answers the caller: the output of `run` if the transaction committed, else the error.
     fn answer(self: Box<Self>, r: StoreResult<()>);
 }
@@ -42,13 +42,13 @@ pub type Job = Box<dyn Work>;
 /// A function over the writer's connection with its input and the caller's answer slot.
 struct Task<I, O> {
     input: I,
-    f: fn(&Db<'_>, &I) -> StoreResult<O>,
+    f: fn(&WriterDb<'_>, &I) -> StoreResult<O>,
     out: Option<O>,
     tx: oneshot::Sender<StoreResult<O>>,
 }
 
 impl<I: Send, O: Send> Work for Task<I, O> {
-    fn run(&mut self, c: &Db<'_>) -> StoreResult<()> {
+    fn run(&mut self, c: &WriterDb<'_>) -> StoreResult<()> {
         self.out = Some((self.f)(c, &self.input)?);
         Ok(())
     }
@@ -64,7 +64,7 @@ impl<I: Send, O: Send> Work for Task<I, O> {
 /// `f(input)` as a job, and the receiver of its answer.
 pub fn task<I: Send + 'static, O: Send + 'static>(
     input: I,
-    f: fn(&Db<'_>, &I) -> StoreResult<O>,
+    f: fn(&WriterDb<'_>, &I) -> StoreResult<O>,
 ) -> (Job, oneshot::Receiver<StoreResult<O>>) {
     let (tx, rx) = oneshot::channel();
     (
@@ -79,28 +79,28 @@ pub fn task<I: Send + 'static, O: Send + 'static>(
 }
 
 /// An intake: `decide` over the writer's connection.
-pub fn intake(c: &Db<'_>, req: &IntakeRequest) -> StoreResult<IntakeOutcome> {
+pub fn intake(c: &WriterDb<'_>, req: &IntakeRequest) -> StoreResult<IntakeOutcome> {
     run_ready(decide(&mut SqliteIntake(c), req))
 }
 
 /// SLA steps.
 #[allow(clippy::ptr_arg)] // a task's input is owned; `f` borrows it
-pub fn sla(c: &Db<'_>, items: &Vec<SlaApply>) -> StoreResult<Vec<bool>> {
+pub fn sla(c: &WriterDb<'_>, items: &Vec<SlaApply>) -> StoreResult<Vec<bool>> {
     run_ready(crate::sla::apply::apply_all(&mut SqliteIntake(c), items))
 }
 
 /// A campaign's decided recipients: queued or suppressed.
-pub fn dispatch(c: &Db<'_>, d: &crate::campaigns::apply::Dispatch) -> StoreResult<u64> {
+pub fn dispatch(c: &WriterDb<'_>, d: &crate::campaigns::apply::Dispatch) -> StoreResult<u64> {
     run_ready(crate::campaigns::apply::dispatch(&mut SqliteIntake(c), d))
 }
 
 /// A delivery report.
-pub fn delivery(c: &Db<'_>, dlr: &crate::store::DlrUpdate) -> StoreResult<Option<MessageId>> {
+pub fn delivery(c: &WriterDb<'_>, dlr: &crate::store::DlrUpdate) -> StoreResult<Option<MessageId>> {
     run_ready(crate::outbound::report::apply(&mut SqliteIntake(c), dlr))
 }
 
 /// Claimed commercial messages whose recipient opted out meanwhile: withdrawn.
-pub fn withdraw(c: &Db<'_>, w: &(Vec<MessageId>, i64)) -> StoreResult<Vec<MessageId>> {
+pub fn withdraw(c: &WriterDb<'_>, w: &(Vec<MessageId>, i64)) -> StoreResult<Vec<MessageId>> {
     run_ready(crate::campaigns::apply::withdraw_opted_out(
         &mut SqliteIntake(c),
         &w.0,
@@ -109,7 +109,7 @@ pub fn withdraw(c: &Db<'_>, w: &(Vec<MessageId>, i64)) -> StoreResult<Vec<Messag
 }
 
 /// A campaign's dispatch lease: (campaign id, owner, now, until).
-pub fn lease_campaign(c: &Db<'_>, l: &(i64, String, i64, i64)) -> StoreResult<bool> {
+pub fn lease_campaign(c: &WriterDb<'_>, l: &(i64, String, i64, i64)) -> StoreResult<bool> {
     let n = c
         .st(sql::LEASE_CAMPAIGN)?
         .execute(params![l.1, l.3, l.0, l.2])?;
@@ -117,7 +117,7 @@ pub fn lease_campaign(c: &Db<'_>, l: &(i64, String, i64, i64)) -> StoreResult<bo
 }
 
 /// Due SLA clocks leased: (lease until, now, limit).
-pub fn claim_sla(c: &Db<'_>, q: &(i64, i64, i64)) -> StoreResult<Vec<i64>> {
+pub fn claim_sla(c: &WriterDb<'_>, q: &(i64, i64, i64)) -> StoreResult<Vec<i64>> {
     let mut st = c.st(sql::CLAIM_SLA_SQLITE)?;
     let ids = st
         .query_map(params![q.0, q.1, q.2], |r| r.get(0))?
@@ -128,7 +128,7 @@ pub fn claim_sla(c: &Db<'_>, q: &(i64, i64, i64)) -> StoreResult<Vec<i64>> {
 /// The outbox claim of one channel (lane by lane, oldest first within a lane), with each
 /// claimed message's content.
 pub fn claim(
-    c: &Db<'_>,
+    c: &WriterDb<'_>,
     q: &crate::store::ClaimQuery,
 ) -> StoreResult<Vec<crate::store::OutboxItem>> {
     let mut limit = q.limit;
@@ -184,7 +184,7 @@ pub fn claim(
 /// The content of claimed rows `(id, attempts, not_after)`: each row an item for a sender, or,
 /// when its stored recipient no longer parses, failed in the claim's transaction.
 fn claim_content(
-    c: &Db<'_>,
+    c: &WriterDb<'_>,
     q: &crate::store::ClaimQuery,
     rows: Vec<(i64, i64, Option<i64>)>,
     items: &mut Vec<crate::store::OutboxItem>,
@@ -401,7 +401,7 @@ fn run(
     wal: super::checkpoint::Wal,
     durable: super::durable::Durable,
 ) -> Ended {
-    let db = Db::new(&conn);
+    let db = WriterDb::new(&conn);
     let mut batch: Vec<Job> = Vec::with_capacity(max);
     let mut ended = Ended::Shutdown;
     while let Some(first) = rx.blocking_recv() {
@@ -452,7 +452,7 @@ fn run(
 /// Supervision: a panic inside a batch (a bug) rolls the transaction back (the transaction is
 /// dropped while unwinding), is answered as an error (503: the peer retries) and leaves the
 /// writer thread running, so one bad message never stops every intake.
-fn guarded(conn: &Db<'_>, jobs: &mut [Job]) -> StoreResult<()> {
+fn guarded(conn: &WriterDb<'_>, jobs: &mut [Job]) -> StoreResult<()> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_batch(conn, jobs))) {
         Ok(r) => r,
         Err(p) => {
@@ -469,7 +469,7 @@ fn guarded(conn: &Db<'_>, jobs: &mut [Job]) -> StoreResult<()> {
     }
 }
 
-fn run_batch(conn: &Db<'_>, jobs: &mut [Job]) -> StoreResult<()> {
+fn run_batch(conn: &WriterDb<'_>, jobs: &mut [Job]) -> StoreResult<()> {
     // Rolled back when dropped uncommitted (an error, or a panic unwinding).
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
     for job in jobs.iter_mut() {
@@ -483,13 +483,17 @@ fn run_batch(conn: &Db<'_>, jobs: &mut [Job]) -> StoreResult<()> {
 /// row's id from the connection. SQLite carries out RETURNING through a temporary table that
 /// each run of the statement builds and drops (three per message on the intake path); the
 /// last inserted rowid is the same id for nothing.
-fn insert_id(c: &Db<'_>, insert: &'static str, p: impl rusqlite::Params) -> StoreResult<i64> {
+fn insert_id(c: &WriterDb<'_>, insert: &'static str, p: impl rusqlite::Params) -> StoreResult<i64> {
     c.st(sql::without_returning_id(insert))?.execute(p)?;
     Ok(c.last_insert_rowid())
 }
 
 /// A send result, with the statements PostgreSQL runs too (`sql::SEND_*`).
-pub fn send_update(c: &Db<'_>, u: &SendUpdate, rendered: Option<&Rendered>) -> StoreResult<()> {
+pub fn send_update(
+    c: &WriterDb<'_>,
+    u: &SendUpdate,
+    rendered: Option<&Rendered>,
+) -> StoreResult<()> {
     if let Some(r) = rendered {
         c.st(sql::SET_RENDERED)?.execute(params![
             r.text,
@@ -536,7 +540,7 @@ pub fn send_update(c: &Db<'_>, u: &SendUpdate, rendered: Option<&Rendered>) -> S
 
 /// [`IntakeTx`] on the writer's connection: each method runs its statement synchronously, so
 /// [`decide`]'s futures are always ready and [`run_ready`] drives them on this thread.
-struct SqliteIntake<'a, 'c>(&'a Db<'c>);
+struct SqliteIntake<'a, 'c>(&'a WriterDb<'c>);
 
 fn opt<T>(r: rusqlite::Result<T>) -> StoreResult<Option<T>> {
     Ok(r.optional()?)
@@ -1094,7 +1098,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
-    fn insert(c: &Db<'_>, x: &i64) -> StoreResult<i64> {
+    fn insert(c: &WriterDb<'_>, x: &i64) -> StoreResult<i64> {
         c.execute("CREATE TABLE IF NOT EXISTS t (x)", [])?;
         c.execute("INSERT INTO t VALUES (?1)", [x])?;
         Ok(c.last_insert_rowid())
