@@ -364,17 +364,20 @@ fn start_with(
     Ok((tx, thread))
 }
 
-/// Slots of SQLite's lookaside memory on the writer's connection (each up to
-/// [`LOOKASIDE_SLOT`] bytes, 1.2 MB in all).
+/// SQLite's lookaside memory on the writer's connection: [`LOOKASIDE_SLOTS`] ×
+/// [`LOOKASIDE_SLOT`] bytes (1.2 MB; SQLite cuts it into about 775 slots of 1,200 bytes and
+/// 2,300 of 128).
 const LOOKASIDE_SLOTS: i32 = 1024;
 const LOOKASIDE_SLOT: i32 = 1200;
 
 /// SQLite serves a connection's small allocations from its lookaside slots before `malloc`.
-/// Its default, 100 slots, is taken for good by the writer's kept statements, so under load
-/// every cursor and record of every statement went to `malloc` (6.4 million misses in 5 s of
-/// `benches/load.sh`'s load, about 80 a message); with 1,024 there were none (419 slots at
-/// most in use) and the writer ran 9 % fewer instructions a message (callgrind). Set before
-/// the connection runs anything: it cannot change while slots are in use.
+/// Its default (1,200 × 40 bytes: about 30 large and 93 small slots) is taken for good by the
+/// writer's kept statements, so under load every cursor and record of every statement went to
+/// `malloc` (6.4 million misses in 5 s of `benches/load.sh`'s load, about 80 a message); with
+/// 1.2 MB there were none (419 slots at most in use) and the writer ran 9 % fewer instructions
+/// a message (callgrind). Set before the connection runs anything: it cannot change while
+/// slots are in use (rusqlite's open runs no statement; SQLite sets up the default lookaside
+/// as the last step of opening).
 fn roomy_lookaside(conn: &Connection) {
     // SAFETY: a live connection's handle; a null buffer makes SQLite allocate the slots.
     let rc = unsafe {
