@@ -361,14 +361,13 @@ fn status_zh(s: crate::domain::CaseStatus) -> &'static str {
 }
 
 fn fmt_hours(h: f64) -> String {
-    // Whole hours (3, 72) as an integer: formatting an f64 with a precision takes the slow
-    // exact path (`dragon`), twice an ack, on the writer thread.
+    // Whole hours (3, 72) as an integer, others as `Display` does ("1.5"; it never writes an
+    // exponent or a trailing ".0"). A precision (`{h:.0}`) took the slow exact path
+    // (`dragon`), twice an ack, on the writer thread.
     if h.fract() == 0.0 && h.abs() < 1e15 {
         (h as i64).to_string()
-    } else if h.fract() == 0.0 {
-        format!("{h:.0}")
     } else {
-        format!("{h}")
+        h.to_string()
     }
 }
 

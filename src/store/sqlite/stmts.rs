@@ -129,13 +129,17 @@ mod tests {
     use rusqlite::params;
 
     const INSERT: &str = "INSERT INTO t (a, b) VALUES (?1, ?2)";
+
+    fn conn_with(schema: &str) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(schema).unwrap();
+        conn
+    }
     const SELECT: &str = "SELECT a, b FROM t WHERE a >= ?1 ORDER BY a";
 
     #[test]
     fn a_kept_statement_runs_again_with_new_parameters_and_nothing_carried_over() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE t (a INTEGER, b TEXT)")
-            .unwrap();
+        let conn = conn_with("CREATE TABLE t (a INTEGER, b TEXT)");
         let db = WriterDb::new(&conn);
         for i in 0..5 {
             db.st(INSERT)
@@ -184,9 +188,7 @@ mod tests {
 
     #[test]
     fn a_shared_text_used_from_several_places_is_one_statement() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE outbox (message_id INTEGER PRIMARY KEY)")
-            .unwrap();
+        let conn = conn_with("CREATE TABLE outbox (message_id INTEGER PRIMARY KEY)");
         let db = WriterDb::new(&conn);
         let here = |db: &WriterDb<'_>| {
             db.st(crate::store::sql::DELETE_OUTBOX)
@@ -211,9 +213,7 @@ mod tests {
 
     #[test]
     fn a_schema_change_after_a_statement_was_kept_is_seen() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE t (a INTEGER, b TEXT)")
-            .unwrap();
+        let conn = conn_with("CREATE TABLE t (a INTEGER, b TEXT)");
         let db = WriterDb::new(&conn);
         db.st(INSERT).unwrap().execute(params![1, "a"]).unwrap();
         db.execute_batch("ALTER TABLE t ADD COLUMN c TEXT DEFAULT 'z'; CREATE INDEX t_b ON t (b)")
